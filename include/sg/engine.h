@@ -1,0 +1,64 @@
+/* The engine: one libuv loop drives every saga as a small state machine
+ * (no thread per saga). HTTP steps run on the shared sg_http_client,
+ * publish steps and compensations go through the outbox to the bus, and
+ * every state change is committed through the store before the next step
+ * starts or an answer leaves. */
+#ifndef SG_ENGINE_H
+#define SG_ENGINE_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "sg/bus.h"
+#include "sg/def.h"
+#include "sg/http_client.h"
+#include "sg/status.h"
+#include "sg/store.h"
+
+typedef struct sg_engine sg_engine;
+
+/* The answer to a start request; body owned by whoever receives it. */
+typedef struct sg_reply {
+    int status;               /* HTTP status */
+    char *body;               /* JSON, malloc'd */
+    size_t body_len;
+    char location[64];        /* "/saga/<id>" for 202, else "" */
+} sg_reply;
+
+/* A POST /saga handed from an API thread to the loop. */
+typedef struct sg_start_req {
+    char *body;               /* raw JSON object, validated by the caller; owned */
+    size_t body_len;
+    char *idem_key;           /* Idempotency-Key or NULL; owned */
+    int async;                /* Prefer: respond-async */
+    /* Runs once on the loop thread; the callee takes reply->body. The
+     * request is freed by the engine after done returns. */
+    void (*done)(void *arg, sg_reply *reply);
+    void *arg;
+    struct sg_start_req *next; /* engine's queue link */
+} sg_start_req;
+
+typedef struct sg_engine_options {
+    long step_timeout_ms;     /* per attempt; default 3000 */
+    long retry_min_ms;        /* compensation redelivery backoff, default 100 */
+    long retry_max_ms;        /* cap, default 30000 */
+} sg_engine_options;
+
+/* All pointers borrowed; they outlive the engine. */
+sg_status sg_engine_create(sg_engine **out, uv_loop_t *loop, const sg_engine_options *opt,
+                           sg_store *store, sg_bus *bus, sg_http_client *http, const sg_def *def);
+/* Loads unfinished sagas and pending events and resumes them (loop thread,
+ * before uv_run). */
+sg_status sg_engine_start(sg_engine *e);
+/* Any thread. Takes req on SG_OK; on failure (SG_ECLOSED) the caller keeps
+ * it and done never runs. */
+sg_status sg_engine_submit(sg_engine *e, sg_start_req *req);
+/* Loop thread: refuse new starts; in-flight sagas keep running. */
+void sg_engine_stop_accepting(sg_engine *e);
+/* Sagas in memory / start requests still waiting for an answer. */
+size_t sg_engine_active(const sg_engine *e);
+size_t sg_engine_waiting(const sg_engine *e);
+/* Loop thread: cancels timers and calls; pending sync answers get 503. */
+void sg_engine_destroy(sg_engine *e);
+
+#endif

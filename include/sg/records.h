@@ -1,0 +1,74 @@
+/* Saga, step and event records: the shared vocabulary of the store, the
+ * engine and the API. Every char * member is owned by the record and freed
+ * by its *_free function; raw JSON members hold the exact bytes received. */
+#ifndef SG_RECORDS_H
+#define SG_RECORDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sg/util.h"
+
+typedef enum { SG_STEP_PENDING, SG_STEP_RUNNING, SG_STEP_COMPLETED, SG_STEP_FAILED } sg_step_status;
+typedef enum { SG_SAGA_IN_PROGRESS, SG_SAGA_COMPLETED, SG_SAGA_FAILED } sg_saga_status;
+typedef enum { SG_COMP_NONE, SG_COMP_PENDING, SG_COMP_COMPLETED } sg_comp_status;
+typedef enum { SG_EVENT_PENDING, SG_EVENT_DELIVERED, SG_EVENT_WITHDRAWN } sg_event_status;
+
+/* Contract spellings ("PENDING", "IN_PROGRESS", ...); static strings. */
+const char *sg_step_status_name(sg_step_status s);
+const char *sg_saga_status_name(sg_saga_status s);
+const char *sg_comp_status_name(sg_comp_status s);
+const char *sg_event_status_name(sg_event_status s);
+/* Parse a contract spelling; -1 if unknown. */
+int sg_saga_status_parse(const char *s);
+
+typedef struct sg_step_rec {
+    char *name;             /* step name from the definition */
+    sg_step_status status;
+    int attempts;
+    int64_t started_us;     /* 0 = not started */
+    int64_t finished_us;    /* 0 = not finished */
+    char *error;            /* NULL = none */
+    char *response;         /* raw JSON of a successful answer, or NULL */
+    size_t response_len;
+} sg_step_rec;
+
+typedef struct sg_saga_rec {
+    char id[SG_ID_LEN + 1];
+    char *def_name;         /* definition that runs it, e.g. "sta" */
+    char *request;          /* raw JSON object as posted */
+    size_t request_len;
+    char *idem_key;         /* Idempotency-Key of the starting POST, or NULL */
+    sg_saga_status status;
+    sg_comp_status comp_status;
+    char *error;            /* "Error en Step N (...): ..." or NULL */
+    int64_t created_us;
+    int64_t updated_us;
+    size_t nsteps;
+    sg_step_rec *steps;     /* owned array of nsteps */
+} sg_saga_rec;
+
+typedef struct sg_event_rec {
+    char id[SG_ID_LEN + 1];
+    char saga_id[SG_ID_LEN + 1];
+    char *topic;            /* e.g. "tokenizer_event" */
+    char *target;           /* NULL = the bus; else an http(s) URL to POST the payload to */
+    char *payload;          /* raw JSON (the saga's request) */
+    size_t payload_len;
+    int64_t created_us;
+    int64_t deadline_us;    /* 0 = retried until delivered; else withdrawn after */
+    int compensation;       /* 1 if it is a compensation of its saga */
+    int step_index;         /* step that published it, -1 for compensations */
+    sg_event_status status;
+    int attempts;
+} sg_event_rec;
+
+void sg_step_rec_free(sg_step_rec *s);   /* frees members, not s */
+void sg_saga_rec_free(sg_saga_rec *r);   /* frees members and steps, not r */
+void sg_event_rec_free(sg_event_rec *e); /* frees members, not e */
+/* Deep copies; dst is overwritten (not freed first). */
+void sg_step_rec_copy(sg_step_rec *dst, const sg_step_rec *src);
+void sg_saga_rec_copy(sg_saga_rec *dst, const sg_saga_rec *src);
+void sg_event_rec_copy(sg_event_rec *dst, const sg_event_rec *src);
+
+#endif

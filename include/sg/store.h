@@ -1,0 +1,114 @@
+/* The store: durable sagas, steps and the event outbox.
+ *
+ * Writes are described as an sg_write (a list of operations that must
+ * commit together) and submitted from the loop thread. One writer thread
+ * commits the writes of many sagas in one transaction (group commit); each
+ * write runs inside its own savepoint, so one failing write does not sink
+ * the others. Completion callbacks run on the loop thread after the
+ * transaction is durable.
+ *
+ * Reads go through an sg_store_reader: one per thread, its own connection,
+ * never waiting for the writer.
+ *
+ * The backend is chosen at run time by URL scheme (sqlite:PATH, or a plain
+ * path; postgres:// comes later); see src/store/store_int.h. */
+#ifndef SG_STORE_H
+#define SG_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "sg/records.h"
+#include "sg/status.h"
+
+typedef struct sg_store sg_store;
+typedef struct sg_store_reader sg_store_reader;
+typedef struct sg_write sg_write;
+
+/* ---- writes ---------------------------------------------------------- */
+
+/* All sg_write_* functions deep-copy their arguments. */
+sg_write *sg_write_create(void);
+void sg_write_destroy(sg_write *w); /* NULL-safe */
+/* Insert a saga row and its nsteps step rows. SG_ECONFLICT at commit if
+ * its idem_key already belongs to another saga. */
+void sg_write_saga_insert(sg_write *w, const sg_saga_rec *r);
+/* Update status, comp_status, error (NULL clears) and updated_us. */
+void sg_write_saga_update(sg_write *w, const char *id, sg_saga_status st, sg_comp_status comp,
+                          const char *error, int64_t updated_us);
+/* Replace step `index` of saga `saga_id` (all fields but name). */
+void sg_write_step_update(sg_write *w, const char *saga_id, size_t index, const sg_step_rec *s);
+void sg_write_event_insert(sg_write *w, const sg_event_rec *e);
+/* Set an event's status and attempts. When a compensation event becomes
+ * DELIVERED and its saga has no other PENDING compensation event left, the
+ * saga's comp_status becomes COMPLETED in the same transaction. */
+void sg_write_event_update(sg_write *w, const char *event_id, sg_event_status st, int attempts);
+size_t sg_write_count(const sg_write *w); /* number of operations */
+
+/* Runs on the loop thread once the write is durable (SG_OK) or failed
+ * (nothing of it was applied). */
+typedef void (*sg_store_done_cb)(void *arg, sg_status st);
+
+/* ---- lifecycle -------------------------------------------------------- */
+
+typedef struct sg_store_options {
+    size_t max_batch;        /* writes per transaction, default 512 */
+    int synchronous_full;    /* 1 (default) = fsync on every commit */
+} sg_store_options;
+
+/* Opens (creating if needed) the store named by url: "sqlite:PATH",
+ * "sqlite://PATH", "file:PATH" or a plain PATH. `loop` is borrowed and
+ * receives completions (it may be NULL for read-only tools and tests that
+ * only use sg_store_commit_sync). On failure *out is NULL and err says why. */
+sg_status sg_store_open(sg_store **out, const char *url, uv_loop_t *loop,
+                        const sg_store_options *opt /* NULL = defaults */, char *err,
+                        size_t errlen);
+/* Commits everything submitted, stops the writer, runs the remaining
+ * callbacks on the calling (loop) thread, closes. NULL-safe. Readers must be
+ * closed first. */
+void sg_store_close(sg_store *s);
+
+/* Queue w (taken, even on failure) for the next group commit; cb runs on
+ * the loop thread. SG_ECLOSED if the store is closing: cb is not called. */
+sg_status sg_store_submit(sg_store *s, sg_write *w, sg_store_done_cb cb, void *arg);
+/* Commit w (taken) now, on the calling thread, waiting for it: for start-up
+ * and tests. */
+sg_status sg_store_commit_sync(sg_store *s, sg_write *w);
+/* 1 if the last transaction committed (or none ran yet); else 0 and `why`. */
+int sg_store_healthy(sg_store *s, char *why, size_t n);
+/* Transactions committed and writes in them, since open (for tests/metrics). */
+void sg_store_stats(sg_store *s, uint64_t *transactions, uint64_t *writes);
+
+/* ---- reads ------------------------------------------------------------ */
+
+sg_status sg_store_reader_open(sg_store *s, sg_store_reader **out);
+void sg_store_reader_close(sg_store_reader *r); /* NULL-safe */
+
+/* *out is filled (caller frees with sg_saga_rec_free); SG_ENOTFOUND if none. */
+sg_status sg_store_get(sg_store_reader *r, const char *id, sg_saga_rec *out);
+sg_status sg_store_get_by_idem(sg_store_reader *r, const char *key, sg_saga_rec *out);
+
+typedef struct sg_list_query {
+    int status;          /* -1 = any, else sg_saga_status */
+    size_t limit;        /* 1..1000 */
+    const char *after;   /* cursor from a previous page, or NULL */
+} sg_list_query;
+#define SG_CURSOR_MAX 64
+/* Newest first. *out is a caller-freed array of *n records (free each with
+ * sg_saga_rec_free, then free(*out)). next gets the cursor for the following
+ * page or "" if this is the last. SG_EINVAL for a malformed cursor. */
+sg_status sg_store_list(sg_store_reader *r, const sg_list_query *q, sg_saga_rec **out,
+                        size_t *n, char next[SG_CURSOR_MAX]);
+
+/* Start-up recovery: every IN_PROGRESS saga, oldest first. The callback
+ * takes ownership of rec (must sg_saga_rec_free it). */
+sg_status sg_store_load_unfinished(sg_store_reader *r,
+                                   void (*cb)(void *arg, sg_saga_rec *rec), void *arg);
+/* Every PENDING event, oldest first; the callback owns ev. */
+sg_status sg_store_load_pending_events(sg_store_reader *r,
+                                       void (*cb)(void *arg, sg_event_rec *ev), void *arg);
+/* Look up one event (tests). */
+sg_status sg_store_get_event(sg_store_reader *r, const char *id, sg_event_rec *out);
+
+#endif

@@ -1,0 +1,26 @@
+/* Small utilities: ids, clocks, timestamps, logging. */
+#ifndef SG_UTIL_H
+#define SG_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SG_ID_LEN 36 /* textual UUID, without the NUL */
+#define SG_TIME_LEN 27 /* "2026-11-28T10:00:00.000000Z" */
+
+/* Random (version 4) UUID into out[SG_ID_LEN + 1]. Thread-safe. */
+void sg_uuid_v4(char out[SG_ID_LEN + 1]);
+/* 1 if s is a syntactically valid textual UUID (any version). */
+int sg_uuid_valid(const char *s, size_t len);
+
+/* Wall clock, microseconds since the Unix epoch. */
+int64_t sg_now_us(void);
+/* UTC ISO 8601 with microseconds and Z, into out[SG_TIME_LEN + 1]. */
+void sg_time_iso(int64_t us, char out[SG_TIME_LEN + 1]);
+
+typedef enum { SG_LOG_DEBUG, SG_LOG_INFO, SG_LOG_WARN, SG_LOG_ERROR } sg_log_level;
+/* One line to stderr with a UTC timestamp. Thread-safe. */
+void sg_log(sg_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sg_log_set_level(sg_log_level lvl);
+
+#endif

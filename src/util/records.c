@@ -1,0 +1,99 @@
+#include "sg/records.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "sg/alloc.h"
+
+const char *sg_step_status_name(sg_step_status s)
+{
+    static const char *n[] = {"PENDING", "RUNNING", "COMPLETED", "FAILED"};
+    return (unsigned)s < 4 ? n[s] : "PENDING";
+}
+
+const char *sg_saga_status_name(sg_saga_status s)
+{
+    static const char *n[] = {"IN_PROGRESS", "COMPLETED", "FAILED"};
+    return (unsigned)s < 3 ? n[s] : "IN_PROGRESS";
+}
+
+const char *sg_comp_status_name(sg_comp_status s)
+{
+    static const char *n[] = {"NONE", "PENDING", "COMPLETED"};
+    return (unsigned)s < 3 ? n[s] : "NONE";
+}
+
+const char *sg_event_status_name(sg_event_status s)
+{
+    static const char *n[] = {"PENDING", "DELIVERED", "WITHDRAWN"};
+    return (unsigned)s < 3 ? n[s] : "PENDING";
+}
+
+int sg_saga_status_parse(const char *s)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, sg_saga_status_name((sg_saga_status)i)) == 0) return i;
+    return -1;
+}
+
+void sg_step_rec_free(sg_step_rec *s)
+{
+    if (!s) return;
+    free(s->name);
+    free(s->error);
+    free(s->response);
+    s->name = s->error = s->response = NULL;
+}
+
+void sg_saga_rec_free(sg_saga_rec *r)
+{
+    if (!r) return;
+    for (size_t i = 0; i < r->nsteps; i++) sg_step_rec_free(&r->steps[i]);
+    free(r->steps);
+    free(r->def_name);
+    free(r->request);
+    free(r->idem_key);
+    free(r->error);
+    memset(r, 0, sizeof *r);
+}
+
+void sg_event_rec_free(sg_event_rec *e)
+{
+    if (!e) return;
+    free(e->topic);
+    free(e->target);
+    free(e->payload);
+    e->topic = e->target = e->payload = NULL;
+}
+
+static char *dup_raw(const char *p, size_t n)
+{
+    return p ? sg_xmemdup(p, n) : NULL;
+}
+
+void sg_step_rec_copy(sg_step_rec *dst, const sg_step_rec *src)
+{
+    *dst = *src;
+    dst->name = sg_xstrdup(src->name);
+    dst->error = sg_xstrdup(src->error);
+    dst->response = dup_raw(src->response, src->response_len);
+}
+
+void sg_saga_rec_copy(sg_saga_rec *dst, const sg_saga_rec *src)
+{
+    *dst = *src;
+    dst->def_name = sg_xstrdup(src->def_name);
+    dst->request = dup_raw(src->request, src->request_len);
+    dst->idem_key = sg_xstrdup(src->idem_key);
+    dst->error = sg_xstrdup(src->error);
+    dst->steps = src->nsteps ? sg_xcalloc(src->nsteps, sizeof *dst->steps) : NULL;
+    for (size_t i = 0; i < src->nsteps; i++) sg_step_rec_copy(&dst->steps[i], &src->steps[i]);
+}
+
+void sg_event_rec_copy(sg_event_rec *dst, const sg_event_rec *src)
+{
+    *dst = *src;
+    dst->topic = sg_xstrdup(src->topic);
+    dst->target = sg_xstrdup(src->target);
+    dst->payload = dup_raw(src->payload, src->payload_len);
+}
