@@ -59,8 +59,11 @@ void sg_time_iso(int64_t us, char out[SG_TIME_LEN + 1])
     }
     struct tm tm;
     gmtime_r(&secs, &tm);
-    snprintf(out, SG_TIME_LEN + 1, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+    char tmp[64]; /* roomy: the compiler cannot prove the fields' widths */
+    snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    memcpy(out, tmp, SG_TIME_LEN);
+    out[SG_TIME_LEN] = '\0';
 }
 
 static atomic_int log_level = SG_LOG_INFO;
