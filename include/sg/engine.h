@@ -58,7 +58,13 @@ void sg_engine_stop_accepting(sg_engine *e);
 /* Sagas in memory / start requests still waiting for an answer. */
 size_t sg_engine_active(const sg_engine *e);
 size_t sg_engine_waiting(const sg_engine *e);
-/* Loop thread: cancels timers and calls; pending sync answers get 503. */
+/* Loop thread, at shutdown: cancels calls, publishes and timers; start
+ * requests still waiting get 503. Store callbacks arriving later are
+ * ignored, so the store can be closed next. Sagas stay durable. */
+void sg_engine_halt(sg_engine *e);
+/* Loop thread, after sg_engine_halt and sg_store_close: frees everything.
+ * Handles are closed; run the loop once more so their close callbacks fire.
+ * NULL-safe. */
 void sg_engine_destroy(sg_engine *e);
 
 #endif

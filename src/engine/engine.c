@@ -1,0 +1,188 @@
+/* Engine lifecycle and intake: API threads queue start requests under a
+ * mutex and wake the loop with uv_async_send; only the loop touches sagas. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_int.h"
+#include "sg/alloc.h"
+#include "sg/util.h"
+
+static void on_intake(uv_async_t *h)
+{
+    sg_engine *e = h->data;
+    pthread_mutex_lock(&e->lock);
+    sg_start_req *req = e->intake_head;
+    e->intake_head = e->intake_tail = NULL;
+    pthread_mutex_unlock(&e->lock);
+    while (req) {
+        sg_start_req *next = req->next;
+        req->next = NULL;
+        e->nwaiting++;
+        if (!e->accepting || e->halted)
+            sg__reply_detail(e, req, 503, "sagad is shutting down");
+        else
+            sg__saga_start(e, req);
+        req = next;
+    }
+}
+
+sg_status sg_engine_create(sg_engine **out, uv_loop_t *loop, const sg_engine_options *opt,
+                           sg_store *store, sg_bus *bus, sg_http_client *http, const sg_def *def)
+{
+    *out = NULL;
+    sg_engine *e = sg_xcalloc(1, sizeof *e);
+    e->loop = loop;
+    e->opt.step_timeout_ms = 3000;
+    e->opt.retry_min_ms = 100;
+    e->opt.retry_max_ms = 30000;
+    if (opt) {
+        if (opt->step_timeout_ms > 0) e->opt.step_timeout_ms = opt->step_timeout_ms;
+        if (opt->retry_min_ms > 0) e->opt.retry_min_ms = opt->retry_min_ms;
+        if (opt->retry_max_ms > 0) e->opt.retry_max_ms = opt->retry_max_ms;
+    }
+    e->store = store;
+    e->bus = bus;
+    e->http = http;
+    e->def = def;
+    e->accepting = 1;
+    sg_status st = sg_store_reader_open(store, &e->reader);
+    if (st != SG_OK) goto fail;
+    pthread_mutex_init(&e->lock, NULL);
+    if (uv_async_init(loop, &e->async, on_intake) != 0) {
+        st = SG_EIO;
+        pthread_mutex_destroy(&e->lock);
+        goto fail;
+    }
+    e->async.data = e;
+    *out = e;
+    return SG_OK;
+fail:
+    sg_store_reader_close(e->reader);
+    free(e);
+    return st;
+}
+
+typedef struct recovery {
+    sg_engine *e;
+    outbox_ev *step_events; /* PENDING events of publish steps, by saga */
+    size_t sagas, comps;
+} recovery;
+
+static void on_pending_event(void *arg, sg_event_rec *rec)
+{
+    recovery *r = arg;
+    outbox_ev *ev = sg__ev_create(r->e, rec);
+    free(rec);
+    if (ev->rec.compensation) {
+        r->comps++;
+        sg__comp_deliver(r->e, ev);
+    } else {
+        DL_APPEND(r->step_events, ev);
+    }
+}
+
+static void on_unfinished(void *arg, sg_saga_rec *rec)
+{
+    recovery *r = arg;
+    outbox_ev *ev, *tmp, *mine = NULL;
+    DL_FOREACH_SAFE(r->step_events, ev, tmp)
+    {
+        if (strcmp(ev->rec.saga_id, rec->id) == 0 && !mine) {
+            DL_DELETE(r->step_events, ev);
+            mine = ev;
+        }
+    }
+    r->sagas++;
+    sg__saga_resume(r->e, rec, mine);
+    free(rec);
+}
+
+sg_status sg_engine_start(sg_engine *e)
+{
+    recovery r = {.e = e};
+    sg_status st = sg_store_load_pending_events(e->reader, on_pending_event, &r);
+    if (st == SG_OK) st = sg_store_load_unfinished(e->reader, on_unfinished, &r);
+    /* A step event whose saga is no longer running was settled together
+     * with its saga; nothing may deliver it now. */
+    outbox_ev *ev, *tmp;
+    DL_FOREACH_SAFE(r.step_events, ev, tmp)
+    {
+        DL_DELETE(r.step_events, ev);
+        sg__ev_free(ev);
+    }
+    if (st == SG_OK && (r.sagas || r.comps))
+        sg_log(SG_LOG_INFO, "recovery: resumed %zu saga(s), %zu compensation event(s) pending",
+               r.sagas, r.comps);
+    return st;
+}
+
+sg_status sg_engine_submit(sg_engine *e, sg_start_req *req)
+{
+    pthread_mutex_lock(&e->lock);
+    if (e->closed) {
+        pthread_mutex_unlock(&e->lock);
+        return SG_ECLOSED;
+    }
+    req->next = NULL;
+    if (e->intake_tail)
+        e->intake_tail->next = req;
+    else
+        e->intake_head = req;
+    e->intake_tail = req;
+    pthread_mutex_unlock(&e->lock);
+    uv_async_send(&e->async);
+    return SG_OK;
+}
+
+void sg_engine_stop_accepting(sg_engine *e)
+{
+    e->accepting = 0;
+}
+
+size_t sg_engine_active(const sg_engine *e)
+{
+    return e->nsagas;
+}
+
+size_t sg_engine_waiting(const sg_engine *e)
+{
+    return e->nwaiting;
+}
+
+void sg_engine_halt(sg_engine *e)
+{
+    if (!e || e->halted) return;
+    pthread_mutex_lock(&e->lock);
+    e->closed = 1;
+    pthread_mutex_unlock(&e->lock);
+    on_intake(&e->async); /* answer whatever is still queued */
+    e->halted = 1;
+    saga *s, *tmp;
+    HASH_ITER(hh, e->sagas, s, tmp) sg__saga_halt(s);
+    sg__comp_halt(e);
+    /* The store closes next and wants its readers gone first. */
+    sg_store_reader_close(e->reader);
+    e->reader = NULL;
+}
+
+static void on_async_closed(uv_handle_t *h)
+{
+    sg_engine *e = h->data;
+    pthread_mutex_destroy(&e->lock);
+    free(e);
+}
+
+void sg_engine_destroy(sg_engine *e)
+{
+    if (!e) return;
+    sg_engine_halt(e);
+    saga *s, *tmp;
+    HASH_ITER(hh, e->sagas, s, tmp) sg__saga_free(s);
+    outbox_ev *ev, *etmp;
+    DL_FOREACH_SAFE(e->comps, ev, etmp)
+    {
+        DL_DELETE(e->comps, ev);
+        sg__ev_free(ev);
+    }
+    uv_close((uv_handle_t *)&e->async, on_async_closed);
+}

@@ -1,0 +1,614 @@
+/* The saga state machine. A saga runs its definition's steps in order; each
+ * transition is one store write, and the next action starts only once that
+ * write is durable, so a crash at any point resumes from committed state.
+ * A saga has at most one write in flight, so one continuation suffices. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_int.h"
+#include "sg/alloc.h"
+#include "sg/json.h"
+#include "sg/render.h"
+#include "sg/util.h"
+
+typedef void (*then_fn)(saga *s, sg_status st);
+
+/* Continuations live beside the saga rather than in it: one in flight. */
+typedef struct pending_write {
+    saga *s;
+    then_fn then;
+    outbox_ev *comps; /* compensations to deliver once committed */
+} pending_write;
+
+static void act(saga *s);
+static void step_failed(saga *s, const char *reason);
+
+/* ---- replies ----------------------------------------------------------- */
+
+void sg__reply(sg_engine *e, sg_start_req *req, int status, char *body, size_t len,
+               const char *saga_id)
+{
+    sg_reply r = {.status = status, .body = body, .body_len = len};
+    if (status == 202 && saga_id) snprintf(r.location, sizeof r.location, "/saga/%s", saga_id);
+    req->done(req->arg, &r);
+    free(r.body); /* NULL if the callee took it */
+    free(req->body);
+    free(req->idem_key);
+    free(req);
+    e->nwaiting--;
+}
+
+void sg__reply_detail(sg_engine *e, sg_start_req *req, int status, const char *msg)
+{
+    sg_buf b;
+    sg_buf_init(&b, (size_t)-1);
+    sg_render_detail(&b, msg);
+    size_t len;
+    char *body = sg_buf_take(&b, &len);
+    sg__reply(e, req, status, body, len, NULL);
+}
+
+static void reply_outcome(sg_engine *e, sg_start_req *req, const sg_saga_rec *rec,
+                          const sg_def *def)
+{
+    sg_buf b;
+    sg_buf_init(&b, (size_t)-1);
+    int status = 500;
+    sg_render_outcome(&b, rec, def, &status);
+    size_t len;
+    char *body = sg_buf_take(&b, &len);
+    sg__reply(e, req, status, body, len, rec->id);
+}
+
+static void reply_accepted(sg_engine *e, sg_start_req *req, const char *id, const char *status)
+{
+    sg_buf b;
+    sg_buf_init(&b, (size_t)-1);
+    sg_buf_adds(&b, "{\"id\": ");
+    sg_json_add_cstr(&b, id);
+    sg_buf_adds(&b, ", \"overall_status\": ");
+    sg_json_add_cstr(&b, status);
+    sg_buf_addc(&b, '}');
+    size_t len;
+    char *body = sg_buf_take(&b, &len);
+    sg__reply(e, req, 202, body, len, id);
+}
+
+/* Answers the waiters that can be answered now: async ones once the saga is
+ * durable, sync ones once its final state is. Both only ever report what
+ * has committed. */
+static void answer_waiters(saga *s)
+{
+    waiter **pp = &s->waiters;
+    while (*pp) {
+        waiter *w = *pp;
+        int ready = w->req->async ? s->durable : s->finished;
+        if (!ready) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        if (w->req->async)
+            reply_accepted(s->eng, w->req, s->rec.id,
+                           sg_saga_status_name(s->finished ? s->rec.status : SG_SAGA_IN_PROGRESS));
+        else
+            reply_outcome(s->eng, w->req, &s->rec, s->def);
+        free(w);
+    }
+}
+
+static void fail_waiters(saga *s, int status, const char *msg)
+{
+    while (s->waiters) {
+        waiter *w = s->waiters;
+        s->waiters = w->next;
+        sg__reply_detail(s->eng, w->req, status, msg);
+        free(w);
+    }
+}
+
+static void add_waiter(saga *s, sg_start_req *req)
+{
+    waiter *w = sg_xcalloc(1, sizeof *w);
+    w->req = req;
+    w->next = s->waiters;
+    s->waiters = w;
+}
+
+/* ---- lifetime ---------------------------------------------------------- */
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static saga *saga_new(sg_engine *e, const sg_def *def)
+{
+    saga *s = sg_xcalloc(1, sizeof *s);
+    s->eng = e;
+    s->def = def;
+    uv_timer_init(e->loop, &s->timer);
+    s->timer.data = s;
+    e->nsagas++;
+    return s;
+}
+
+static void index_saga(saga *s)
+{
+    sg_engine *e = s->eng;
+    HASH_ADD(hh, e->sagas, rec.id, strlen(s->rec.id), s);
+    if (s->rec.idem_key)
+        HASH_ADD_KEYPTR(hh_idem, e->by_idem, s->rec.idem_key, strlen(s->rec.idem_key), s);
+}
+
+void sg__saga_free(saga *s)
+{
+    sg_engine *e = s->eng;
+    saga *found = NULL;
+    HASH_FIND(hh, e->sagas, s->rec.id, strlen(s->rec.id), found);
+    if (found == s) {
+        HASH_DELETE(hh, e->sagas, s);
+        if (s->rec.idem_key) HASH_DELETE(hh_idem, e->by_idem, s);
+    }
+    fail_waiters(s, 503, "sagad is shutting down");
+    if (s->pub) sg__ev_free(s->pub);
+    s->pub = NULL;
+    sg_saga_rec_free(&s->rec);
+    e->nsagas--;
+    uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+}
+
+void sg__saga_halt(saga *s)
+{
+    if (s->call) sg_http_cancel(s->eng->http, s->call);
+    s->call = NULL;
+    if (s->pub && s->pub->pub) sg_bus_cancel(s->eng->bus, s->pub->pub);
+    if (s->pub) s->pub->pub = NULL;
+    uv_timer_stop(&s->timer);
+    fail_waiters(s, 503, "sagad is shutting down; the saga resumes at the next start");
+}
+
+/* ---- store writes ------------------------------------------------------ */
+
+static void on_committed(void *arg, sg_status st)
+{
+    pending_write *pw = arg;
+    saga *s = pw->s;
+    s->writes--;
+    if (s->eng->halted) {
+        /* Not delivered now; still PENDING in the store if committed, so the
+         * next start delivers it. */
+        outbox_ev *ev, *tmp;
+        DL_FOREACH_SAFE(pw->comps, ev, tmp)
+        {
+            DL_DELETE(pw->comps, ev);
+            sg__ev_free(ev);
+        }
+        free(pw);
+        return;
+    }
+    outbox_ev *ev, *tmp;
+    DL_FOREACH_SAFE(pw->comps, ev, tmp)
+    {
+        DL_DELETE(pw->comps, ev);
+        if (st == SG_OK)
+            sg__comp_deliver(s->eng, ev);
+        else
+            sg__ev_free(ev);
+    }
+    then_fn then = pw->then;
+    free(pw);
+    then(s, st);
+}
+
+static void commit(saga *s, sg_write *w, outbox_ev *comps, then_fn then)
+{
+    pending_write *pw = sg_xcalloc(1, sizeof *pw);
+    pw->s = s;
+    pw->then = then;
+    pw->comps = comps;
+    s->writes++;
+    if (sg_store_submit(s->eng->store, w, on_committed, pw) != SG_OK) on_committed(pw, SG_ECLOSED);
+}
+
+/* A write failed: the store keeps the last committed state, from which the
+ * next start resumes this saga; in memory we let it go. */
+static void store_failed(saga *s, sg_status st)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg, "could not store the saga state (%s); it resumes at the next start",
+             sg_status_text(st));
+    sg_log(SG_LOG_ERROR, "saga %s: %s", s->rec.id, msg);
+    fail_waiters(s, 503, msg);
+    sg__saga_free(s);
+}
+
+/* ---- steps ------------------------------------------------------------- */
+
+static void log_step(saga *s, size_t i)
+{
+    const sg_step_rec *st = &s->rec.steps[i];
+    sg_log(SG_LOG_INFO, "saga %s step %zu/%zu %s %s%s%s", s->rec.id, i + 1, s->rec.nsteps, st->name,
+           sg_step_status_name(st->status), st->error ? ": " : "", st->error ? st->error : "");
+}
+
+/* Marks step i RUNNING in memory; a PUBLISH step also gets its outbox event,
+ * inserted by the same write. */
+static void begin_step(saga *s, size_t i, sg_write *w)
+{
+    sg_step_rec *st = &s->rec.steps[i];
+    st->status = SG_STEP_RUNNING;
+    st->attempts++;
+    st->started_us = sg_now_us();
+    st->finished_us = 0;
+    free(st->error);
+    st->error = NULL;
+    const sg_step_def *d = &s->def->steps[i];
+    if (d->action.kind != SG_ACTION_PUBLISH) return;
+    sg_event_rec ev = {0};
+    sg_uuid_v4(ev.id);
+    memcpy(ev.saga_id, s->rec.id, sizeof ev.saga_id);
+    ev.topic = sg_xstrdup(d->action.topic);
+    ev.payload = sg_xmemdup(s->rec.request, s->rec.request_len);
+    ev.payload_len = s->rec.request_len;
+    ev.created_us = st->started_us;
+    ev.deadline_us = st->started_us + s->eng->opt.step_timeout_ms * 1000;
+    ev.step_index = (int)i;
+    if (s->pub) sg__ev_free(s->pub);
+    s->pub = sg__ev_create(s->eng, &ev);
+    s->pub->owner = s;
+    sg_write_event_insert(w, &s->pub->rec);
+}
+
+static void after_final(saga *s, sg_status st)
+{
+    if (st != SG_OK) {
+        store_failed(s, st);
+        return;
+    }
+    s->finished = 1;
+    sg_log(SG_LOG_INFO, "saga %s %s%s", s->rec.id, sg_saga_status_name(s->rec.status),
+           s->rec.comp_status == SG_COMP_PENDING ? " (compensation pending)" : "");
+    answer_waiters(s);
+    sg__saga_free(s);
+}
+
+static void after_advance(saga *s, sg_status st)
+{
+    if (st != SG_OK) {
+        store_failed(s, st);
+        return;
+    }
+    log_step(s, s->cur);
+    act(s);
+}
+
+static void step_done(saga *s, const char *resp, size_t len)
+{
+    sg_step_rec *st = &s->rec.steps[s->cur];
+    st->status = SG_STEP_COMPLETED;
+    st->finished_us = sg_now_us();
+    free(st->response);
+    st->response = resp ? sg_xmemdup(resp, len) : NULL;
+    st->response_len = resp ? len : 0;
+    log_step(s, s->cur);
+
+    sg_write *w = sg_write_create();
+    sg_write_step_update(w, s->rec.id, s->cur, st);
+    if (s->pub) {
+        s->pub->rec.status = SG_EVENT_DELIVERED;
+        sg_write_event_update(w, s->pub->rec.id, SG_EVENT_DELIVERED, s->pub->rec.attempts);
+        sg__ev_free(s->pub);
+        s->pub = NULL;
+    }
+    s->rec.updated_us = st->finished_us;
+    if (s->cur + 1 < s->rec.nsteps) {
+        s->cur++;
+        begin_step(s, s->cur, w);
+        sg_write_step_update(w, s->rec.id, s->cur, &s->rec.steps[s->cur]);
+        sg_write_saga_update(w, s->rec.id, s->rec.status, s->rec.comp_status, NULL,
+                             s->rec.updated_us);
+        commit(s, w, NULL, after_advance);
+        return;
+    }
+    s->rec.status = SG_SAGA_COMPLETED;
+    sg_write_saga_update(w, s->rec.id, s->rec.status, s->rec.comp_status, NULL, s->rec.updated_us);
+    commit(s, w, NULL, after_final);
+}
+
+/* Compensation events for the completed steps before the failed one, latest
+ * first, inserted by w; returned as a list to deliver once committed. */
+static outbox_ev *plan_compensations(saga *s, sg_write *w)
+{
+    outbox_ev *list = NULL;
+    for (size_t j = s->cur; j-- > 0;) {
+        const sg_step_def *d = &s->def->steps[j];
+        if (!d->has_compensation || s->rec.steps[j].status != SG_STEP_COMPLETED) continue;
+        sg_event_rec ev = {0};
+        sg_uuid_v4(ev.id);
+        memcpy(ev.saga_id, s->rec.id, sizeof ev.saga_id);
+        if (d->compensation.kind == SG_ACTION_PUBLISH) {
+            ev.topic = sg_xstrdup(d->compensation.topic);
+        } else {
+            size_t n = strlen(d->name) + sizeof "_compensation";
+            ev.topic = sg_xmalloc(n);
+            snprintf(ev.topic, n, "%s_compensation", d->name);
+            ev.target = sg_xstrdup(d->compensation.url);
+        }
+        ev.payload = sg_xmemdup(s->rec.request, s->rec.request_len);
+        ev.payload_len = s->rec.request_len;
+        ev.created_us = sg_now_us();
+        ev.compensation = 1;
+        ev.step_index = -1;
+        outbox_ev *oe = sg__ev_create(s->eng, &ev);
+        sg_write_event_insert(w, &oe->rec);
+        DL_APPEND(list, oe);
+    }
+    return list;
+}
+
+static void step_failed(saga *s, const char *reason)
+{
+    sg_step_rec *st = &s->rec.steps[s->cur];
+    const sg_step_def *d = &s->def->steps[s->cur];
+    st->status = SG_STEP_FAILED;
+    st->finished_us = sg_now_us();
+    free(st->error);
+    st->error = sg_xstrdup(reason);
+    log_step(s, s->cur);
+
+    size_t n = strlen(reason) + strlen(d->service) + 64;
+    free(s->rec.error);
+    s->rec.error = sg_xmalloc(n);
+    snprintf(s->rec.error, n, "Error en Step %zu (%s): %s", s->cur + 1, d->service, reason);
+
+    sg_write *w = sg_write_create();
+    sg_write_step_update(w, s->rec.id, s->cur, st);
+    if (s->pub) {
+        /* Withdrawn in the same transaction: it can never go out later. */
+        sg_write_event_update(w, s->pub->rec.id, SG_EVENT_WITHDRAWN, s->pub->rec.attempts);
+        sg__ev_free(s->pub);
+        s->pub = NULL;
+    }
+    outbox_ev *comps = plan_compensations(s, w);
+    s->rec.status = SG_SAGA_FAILED;
+    s->rec.comp_status = comps ? SG_COMP_PENDING : SG_COMP_NONE;
+    s->rec.updated_us = st->finished_us;
+    sg_write_saga_update(w, s->rec.id, s->rec.status, s->rec.comp_status, s->rec.error,
+                         s->rec.updated_us);
+    commit(s, w, comps, after_final);
+}
+
+static void on_http_done(void *arg, const sg_http_result *res)
+{
+    saga *s = arg;
+    const char *url = s->def->steps[s->cur].action.url;
+    char reason[512];
+    s->call = NULL;
+    switch (res->outcome) {
+    case SG_HTTP_DONE:
+        if (res->status < 200 || res->status > 299) {
+            snprintf(reason, sizeof reason, "HTTP %ld from %s", res->status, url);
+            break;
+        }
+        char jerr[200];
+        if (sg_json_validate(res->body, res->body_len, SG_JSON_ANY, jerr, sizeof jerr) == SG_OK) {
+            step_done(s, res->body, res->body_len);
+            return;
+        }
+        snprintf(reason, sizeof reason, "answer from %s is not JSON (%s)", url, jerr);
+        break;
+    case SG_HTTP_ERR_TIMEOUT:
+        snprintf(reason, sizeof reason, "no answer from %s within %ld ms", url,
+                 s->eng->opt.step_timeout_ms);
+        break;
+    default:
+        snprintf(reason, sizeof reason, "%s", res->error ? res->error : "request failed");
+        break;
+    }
+    step_failed(s, reason);
+}
+
+static void call_http(saga *s)
+{
+    const sg_step_def *d = &s->def->steps[s->cur];
+    char h_saga[64], h_idem[256];
+    snprintf(h_saga, sizeof h_saga, "X-Saga-Id: %s", s->rec.id);
+    snprintf(h_idem, sizeof h_idem, "Idempotency-Key: %s:%s", s->rec.id, d->name);
+    const char *headers[] = {h_saga, h_idem, NULL};
+    sg_http_request req = {
+        .url = d->action.url,
+        .body = s->rec.request,
+        .body_len = s->rec.request_len,
+        .headers = headers,
+        .timeout_ms = s->eng->opt.step_timeout_ms,
+    };
+    if (sg_http_post(s->eng->http, &req, on_http_done, s, &s->call) != SG_OK) {
+        s->call = NULL;
+        step_failed(s, "could not start the HTTP call");
+    }
+}
+
+static void on_ack(void *arg, sg_status st, const char *why)
+{
+    saga *s = arg;
+    s->pub->pub = NULL;
+    uv_timer_stop(&s->timer);
+    if (st == SG_OK) {
+        step_done(s, NULL, 0);
+        return;
+    }
+    char reason[512];
+    snprintf(reason, sizeof reason, "event not acknowledged: %s", why ? why : sg_status_text(st));
+    step_failed(s, reason);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    saga *s = t->data;
+    if (s->pub->pub) sg_bus_cancel(s->eng->bus, s->pub->pub);
+    s->pub->pub = NULL;
+    char reason[128];
+    snprintf(reason, sizeof reason, "event not acknowledged within %ld ms",
+             s->eng->opt.step_timeout_ms);
+    step_failed(s, reason);
+}
+
+static void publish(saga *s)
+{
+    outbox_ev *ev = s->pub;
+    int64_t left_ms = (ev->rec.deadline_us - sg_now_us()) / 1000;
+    if (left_ms <= 0) {
+        on_deadline(&s->timer);
+        return;
+    }
+    ev->rec.attempts++;
+    if (sg_bus_publish(s->eng->bus, &ev->rec, (long)left_ms, on_ack, s, &ev->pub) != SG_OK) {
+        ev->pub = NULL;
+        step_failed(s, "could not hand the event to the bus");
+        return;
+    }
+    uv_timer_start(&s->timer, on_deadline, (uint64_t)left_ms, 0);
+}
+
+static void act(saga *s)
+{
+    if (s->def->steps[s->cur].action.kind == SG_ACTION_HTTP)
+        call_http(s);
+    else
+        publish(s);
+}
+
+/* ---- start and resume -------------------------------------------------- */
+
+static void after_insert(saga *s, sg_status st)
+{
+    sg_engine *e = s->eng;
+    if (st == SG_ECONFLICT && s->rec.idem_key) {
+        /* Another saga took this key between the API's lookup and ours: it
+         * has finished already (else we would have found it in memory). */
+        sg_saga_rec prior = {0};
+        if (sg_store_get_by_idem(e->reader, s->rec.idem_key, &prior) == SG_OK) {
+            int same = prior.request_len == s->rec.request_len &&
+                       memcmp(prior.request, s->rec.request, prior.request_len) == 0;
+            while (s->waiters) {
+                waiter *w = s->waiters;
+                s->waiters = w->next;
+                if (same)
+                    reply_outcome(e, w->req, &prior, sg_def_find(prior.def_name));
+                else
+                    sg__reply_detail(e, w->req, 422,
+                                     "Idempotency-Key reused with a different request body");
+                free(w);
+            }
+            sg_saga_rec_free(&prior);
+        }
+    }
+    if (st != SG_OK) {
+        fail_waiters(s, 503, "could not store the saga");
+        sg__saga_free(s);
+        return;
+    }
+    s->durable = 1;
+    log_step(s, s->cur);
+    answer_waiters(s);
+    act(s);
+}
+
+void sg__saga_start(sg_engine *e, sg_start_req *req)
+{
+    if (req->idem_key) {
+        saga *prior = NULL;
+        HASH_FIND(hh_idem, e->by_idem, req->idem_key, strlen(req->idem_key), prior);
+        if (prior) {
+            if (prior->rec.request_len != req->body_len ||
+                memcmp(prior->rec.request, req->body, req->body_len) != 0) {
+                sg__reply_detail(e, req, 422,
+                                 "Idempotency-Key reused with a different request body");
+                return;
+            }
+            add_waiter(prior, req);
+            answer_waiters(prior);
+            return;
+        }
+    }
+    saga *s = saga_new(e, e->def);
+    sg_saga_rec *r = &s->rec;
+    sg_uuid_v4(r->id);
+    r->def_name = sg_xstrdup(e->def->name);
+    r->request = req->body; /* taken: the request is done with it */
+    r->request_len = req->body_len;
+    req->body = NULL;
+    r->idem_key = sg_xstrdup(req->idem_key);
+    r->status = SG_SAGA_IN_PROGRESS;
+    r->comp_status = SG_COMP_NONE;
+    r->created_us = r->updated_us = sg_now_us();
+    r->nsteps = e->def->nsteps;
+    r->steps = sg_xcalloc(r->nsteps, sizeof *r->steps);
+    for (size_t i = 0; i < r->nsteps; i++) r->steps[i].name = sg_xstrdup(e->def->steps[i].name);
+    index_saga(s);
+    add_waiter(s, req);
+
+    sg_write *w = sg_write_create();
+    begin_step(s, 0, w);
+    sg_write_saga_insert(w, r); /* with step 0 RUNNING */
+    commit(s, w, NULL, after_insert);
+}
+
+static void after_restart_step(saga *s, sg_status st)
+{
+    if (st != SG_OK) {
+        store_failed(s, st);
+        return;
+    }
+    log_step(s, s->cur);
+    act(s);
+}
+
+void sg__saga_resume(sg_engine *e, sg_saga_rec *rec, outbox_ev *pending)
+{
+    const sg_def *def = sg_def_find(rec->def_name);
+    if (!def || def->nsteps != rec->nsteps) {
+        sg_log(SG_LOG_ERROR, "saga %s: definition '%s' unknown or changed; left as is", rec->id,
+               rec->def_name ? rec->def_name : "?");
+        sg_saga_rec_free(rec);
+        if (pending) sg__ev_free(pending);
+        return;
+    }
+    saga *s = saga_new(e, def);
+    s->rec = *rec; /* takes the members */
+    memset(rec, 0, sizeof *rec);
+    s->durable = 1;
+    index_saga(s);
+    while (s->cur < s->rec.nsteps && s->rec.steps[s->cur].status == SG_STEP_COMPLETED) s->cur++;
+
+    sg_log(SG_LOG_INFO, "saga %s resumed at step %zu/%zu", s->rec.id, s->cur + 1, s->rec.nsteps);
+    if (pending && pending->rec.step_index == (int)s->cur && s->cur < s->rec.nsteps &&
+        s->rec.steps[s->cur].status == SG_STEP_RUNNING) {
+        /* Same event, same id: consumers de-duplicate, and its deadline
+         * still holds across the restart. */
+        s->pub = pending;
+        pending->owner = s;
+        publish(s);
+        return;
+    }
+    if (pending) sg__ev_free(pending);
+    if (s->cur == s->rec.nsteps) {
+        sg_write *w = sg_write_create();
+        s->rec.status = SG_SAGA_COMPLETED;
+        s->rec.updated_us = sg_now_us();
+        sg_write_saga_update(w, s->rec.id, s->rec.status, s->rec.comp_status, NULL,
+                             s->rec.updated_us);
+        commit(s, w, NULL, after_final);
+        return;
+    }
+    if (s->rec.steps[s->cur].status == SG_STEP_FAILED) {
+        step_failed(s, s->rec.steps[s->cur].error ? s->rec.steps[s->cur].error : "failed");
+        return;
+    }
+    sg_write *w = sg_write_create();
+    begin_step(s, s->cur, w);
+    sg_write_step_update(w, s->rec.id, s->cur, &s->rec.steps[s->cur]);
+    commit(s, w, NULL, after_restart_step);
+}
