@@ -1,0 +1,38 @@
+/* Command line and environment (design §3). A flag wins over its SAGAD_*
+ * twin; both are validated before anything starts. */
+#ifndef SG_CONFIG_H
+#define SG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sg/status.h"
+
+typedef struct sg_config {
+    char host[256];
+    uint16_t port;
+    char *db;              /* owned */
+    char *anonymizer_url;  /* owned */
+    char *ai_model_url;    /* owned */
+    char *bus;             /* owned */
+    long step_timeout_ms;
+    size_t max_body;
+    size_t max_response;
+    unsigned threads;
+    long grace_ms;
+    unsigned conn_timeout_s;
+    int log_level;         /* sg_log_level */
+    int help;              /* --help was given */
+} sg_config;
+
+/* Fills c from argv and the environment (envp-style lookup via getenv).
+ * SG_EINVAL with a message in err for a bad flag or value. c must be freed
+ * with sg_config_free either way. */
+sg_status sg_config_parse(sg_config *c, int argc, char **argv, char *err, size_t errlen);
+void sg_config_free(sg_config *c);
+/* The --help text. */
+const char *sg_config_usage(void);
+/* 1 if url is an absolute http(s) URL with a host. */
+int sg_config_http_url_ok(const char *url);
+
+#endif

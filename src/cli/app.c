@@ -1,0 +1,157 @@
+/* Wires the components together, runs the loop, and shuts down in order:
+ * stop accepting, let in-flight requests finish (grace period), halt the
+ * engine, close the API, flush the store, free the rest. */
+#include "cli/app.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <uv.h>
+
+#include "sg/api.h"
+#include "sg/bus.h"
+#include "sg/def.h"
+#include "sg/engine.h"
+#include "sg/http_client.h"
+#include "sg/store.h"
+#include "sg/util.h"
+
+typedef struct app {
+    const sg_config *cfg;
+    uv_loop_t *loop;
+    sg_store *store;
+    sg_http_client *http;
+    sg_bus *bus;
+    sg_engine *engine;
+    sg_api *api;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t drain;
+    uint64_t stop_at;
+    int stopping;
+} app;
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static void finish(app *a)
+{
+    uv_timer_stop(&a->drain);
+    uv_close((uv_handle_t *)&a->drain, NULL);
+    uv_close((uv_handle_t *)&a->sigterm, NULL);
+    uv_close((uv_handle_t *)&a->sigint, NULL);
+    sg_engine_halt(a->engine);
+    sg_api_destroy(a->api);
+    a->api = NULL;
+    uv_stop(a->loop);
+}
+
+static void on_drain(uv_timer_t *t)
+{
+    app *a = t->data;
+    int idle = sg_api_pending(a->api) == 0 && sg_engine_waiting(a->engine) == 0;
+    if (idle || uv_now(a->loop) >= a->stop_at) finish(a);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    app *a = s->data;
+    if (a->stopping) return;
+    a->stopping = 1;
+    sg_log(SG_LOG_INFO, "signal %d: no new requests; finishing in-flight ones for up to %ld ms",
+           signum, a->cfg->grace_ms);
+    sg_api_quiesce(a->api);
+    sg_engine_stop_accepting(a->engine);
+    a->stop_at = uv_now(a->loop) + (uint64_t)a->cfg->grace_ms;
+    uv_timer_start(&a->drain, on_drain, 0, 20);
+}
+
+static int open_parts(app *a, char *err, size_t errlen)
+{
+    const sg_config *c = a->cfg;
+    sg_status st = sg_store_open(&a->store, c->db, a->loop, NULL, err, errlen);
+    if (st != SG_OK) return st == SG_EINVAL ? 2 : 1;
+    sg_http_client_options ho = {.max_response = c->max_response};
+    if (sg_http_client_create(&a->http, a->loop, &ho) != SG_OK) {
+        snprintf(err, errlen, "cannot create the HTTP client");
+        return 1;
+    }
+    sg_bus_env env = {.loop = a->loop, .http = a->http};
+    if (sg_bus_create(&a->bus, c->bus, &env, err, errlen) != SG_OK) return 2;
+    if (sg_bus_is_log(a->bus))
+        sg_log(SG_LOG_WARN, "bus is log: events are printed to stdout and go nowhere else");
+    sg_def *def = NULL;
+    if (sg_def_create_sta(&def, c->anonymizer_url, c->ai_model_url) != SG_OK) {
+        snprintf(err, errlen, "cannot build the saga definition");
+        return 2;
+    }
+    sg_def_register(def);
+    sg_engine_options eo = {.step_timeout_ms = c->step_timeout_ms};
+    if (sg_engine_create(&a->engine, a->loop, &eo, a->store, a->bus, a->http, def) != SG_OK) {
+        snprintf(err, errlen, "cannot create the engine");
+        return 1;
+    }
+    if (sg_engine_start(a->engine) != SG_OK) {
+        snprintf(err, errlen, "cannot load unfinished sagas from the store");
+        return 1;
+    }
+    sg_api_options ao = {.host = c->host,
+                         .port = c->port,
+                         .max_body = c->max_body,
+                         .threads = c->threads,
+                         .conn_timeout_s = c->conn_timeout_s};
+    if (sg_api_create(&a->api, &ao, a->engine, a->store, a->bus, err, errlen) != SG_OK) return 2;
+    return 0;
+}
+
+static void close_parts(app *a)
+{
+    sg_engine_halt(a->engine);
+    sg_api_destroy(a->api);
+    sg_store_close(a->store); /* runs the last completions into the halted engine */
+    sg_engine_destroy(a->engine);
+    sg_bus_destroy(a->bus);
+    sg_http_client_destroy(a->http);
+    uv_run(a->loop, UV_RUN_DEFAULT); /* close callbacks */
+    sg_def_clear();
+}
+
+int sg_app_run(const sg_config *cfg)
+{
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    sg_log_set_level((sg_log_level)cfg->log_level);
+    app a = {.cfg = cfg};
+    a.loop = sg_xloop_new();
+    char err[512] = "";
+    int rc = open_parts(&a, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "sagad: %s\n", err[0] ? err : "start-up failed");
+        close_parts(&a);
+        uv_loop_close(a.loop);
+        free(a.loop);
+        return rc;
+    }
+    uv_signal_init(a.loop, &a.sigterm);
+    uv_signal_init(a.loop, &a.sigint);
+    a.sigterm.data = a.sigint.data = &a;
+    uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&a.sigint, on_signal, SIGINT);
+    uv_timer_init(a.loop, &a.drain);
+    a.drain.data = &a;
+    sg_log(SG_LOG_INFO, "sagad listening on %s:%u (store %s, bus %s, step timeout %ld ms)",
+           cfg->host, (unsigned)sg_api_port(a.api), cfg->db, sg_bus_name(a.bus),
+           cfg->step_timeout_ms);
+    uv_run(a.loop, UV_RUN_DEFAULT);
+    close_parts(&a);
+    if (uv_loop_close(a.loop) != 0) sg_log(SG_LOG_WARN, "loop closed with handles still open");
+    free(a.loop);
+    sg_log(SG_LOG_INFO, "sagad stopped");
+    return 0;
+}

@@ -1,0 +1,268 @@
+#include "sg/config.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sg/alloc.h"
+#include "sg/util.h"
+
+static const char usage[] =
+    "usage: sagad [options]\n"
+    "\n"
+    "Saga orchestrator: runs the STA image saga (anonymizer -> tokenizer event ->\n"
+    "AI model) for every POST /saga, persists each step, compensates on failure.\n"
+    "\n"
+    "  --listen HOST:PORT     address to serve the API on        [SAGAD_LISTEN]\n"
+    "                         default 0.0.0.0:5000 (port 0 = any free port)\n"
+    "  --db URL|PATH          store: PATH or sqlite:PATH          [SAGAD_DB]\n"
+    "                         default ./saga.db\n"
+    "  --anonymizer-url URL   step 1 endpoint                     [SAGAD_ANONYMIZER_URL]\n"
+    "                         default http://anonymizer-service/anonymize\n"
+    "  --ai-model-url URL     step 3 endpoint                     [SAGAD_AI_MODEL_URL]\n"
+    "                         default http://ai-model-service/process\n"
+    "  --bus URL              event transport: log: | http://host:port/path\n"
+    "                         default log: (events go nowhere)   [SAGAD_BUS]\n"
+    "  --step-timeout-ms N    per step attempt, default 3000      [SAGAD_STEP_TIMEOUT_MS]\n"
+    "  --max-body BYTES       POST /saga body cap, default 1048576 [SAGAD_MAX_BODY]\n"
+    "  --max-response BYTES   downstream answer cap, default 1048576\n"
+    "                                                             [SAGAD_MAX_RESPONSE]\n"
+    "  --threads N            API threads, default 2              [SAGAD_THREADS]\n"
+    "  --grace-ms N           shutdown grace period, default 5000 [SAGAD_GRACE_MS]\n"
+    "  --conn-timeout-s N     idle/slow client timeout, default 30 [SAGAD_CONN_TIMEOUT_S]\n"
+    "  --log-level LEVEL      debug|info|warn|error, default info [SAGAD_LOG_LEVEL]\n"
+    "  --help                 this text\n"
+    "\n"
+    "A flag wins over its environment variable. Exit status 2 on a bad flag or value.\n";
+
+const char *sg_config_usage(void)
+{
+    return usage;
+}
+
+int sg_config_http_url_ok(const char *url)
+{
+    int ok = 0;
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL;
+    if (!u) return 0;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) goto done;
+    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) goto done;
+    if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) goto done;
+    ok = (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0) && host[0];
+done:
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return ok;
+}
+
+static int parse_long(const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) return 0;
+    *out = v;
+    return 1;
+}
+
+static int parse_listen(sg_config *c, const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s) return 0;
+    size_t hl = (size_t)(colon - s);
+    /* [::1]:5000 style */
+    const char *h = s;
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl == 0 || hl >= sizeof c->host) return 0;
+    long port;
+    if (!parse_long(colon + 1, 0, 65535, &port)) return 0;
+    memcpy(c->host, h, hl);
+    c->host[hl] = '\0';
+    c->port = (uint16_t)port;
+    return 1;
+}
+
+static int parse_level(const char *s, int *out)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = i;
+            return 1;
+        }
+    return 0;
+}
+
+enum {
+    O_LISTEN = 256, O_DB, O_ANON, O_AI, O_BUS, O_TIMEOUT, O_MAXBODY, O_MAXRESP, O_THREADS,
+    O_GRACE, O_CONNTO, O_LOGLEVEL, O_HELP, O_COUNT
+};
+
+static const struct option longopts[] = {
+    {"listen", required_argument, NULL, O_LISTEN},
+    {"db", required_argument, NULL, O_DB},
+    {"anonymizer-url", required_argument, NULL, O_ANON},
+    {"ai-model-url", required_argument, NULL, O_AI},
+    {"bus", required_argument, NULL, O_BUS},
+    {"step-timeout-ms", required_argument, NULL, O_TIMEOUT},
+    {"max-body", required_argument, NULL, O_MAXBODY},
+    {"max-response", required_argument, NULL, O_MAXRESP},
+    {"threads", required_argument, NULL, O_THREADS},
+    {"grace-ms", required_argument, NULL, O_GRACE},
+    {"conn-timeout-s", required_argument, NULL, O_CONNTO},
+    {"log-level", required_argument, NULL, O_LOGLEVEL},
+    {"help", no_argument, NULL, O_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+/* Environment twins, indexed by option id - O_LISTEN. */
+static const char *env_names[O_COUNT - O_LISTEN] = {
+    "SAGAD_LISTEN", "SAGAD_DB", "SAGAD_ANONYMIZER_URL", "SAGAD_AI_MODEL_URL", "SAGAD_BUS",
+    "SAGAD_STEP_TIMEOUT_MS", "SAGAD_MAX_BODY", "SAGAD_MAX_RESPONSE", "SAGAD_THREADS",
+    "SAGAD_GRACE_MS", "SAGAD_CONN_TIMEOUT_S", "SAGAD_LOG_LEVEL", NULL,
+};
+
+static void set_str(char **dst, const char *v)
+{
+    free(*dst);
+    *dst = sg_xstrdup(v);
+}
+
+/* Applies one option; `from` names its source for the error message. */
+static int apply(sg_config *c, int id, const char *v, const char *from, char *err, size_t errlen)
+{
+    long n;
+    switch (id) {
+    case O_LISTEN:
+        if (parse_listen(c, v)) return 1;
+        snprintf(err, errlen, "%s: expected HOST:PORT with PORT 0-65535, got '%s'", from, v);
+        return 0;
+    case O_DB:
+        if (v[0]) {
+            set_str(&c->db, v);
+            return 1;
+        }
+        snprintf(err, errlen, "%s: empty store path", from);
+        return 0;
+    case O_ANON:
+    case O_AI:
+        if (sg_config_http_url_ok(v)) {
+            set_str(id == O_ANON ? &c->anonymizer_url : &c->ai_model_url, v);
+            return 1;
+        }
+        snprintf(err, errlen, "%s: expected an http:// or https:// URL, got '%s'", from, v);
+        return 0;
+    case O_BUS:
+        if (v[0]) {
+            set_str(&c->bus, v);
+            return 1;
+        }
+        snprintf(err, errlen, "%s: empty bus URL", from);
+        return 0;
+    case O_TIMEOUT:
+        if (parse_long(v, 1, 3600000, &n)) {
+            c->step_timeout_ms = n;
+            return 1;
+        }
+        snprintf(err, errlen, "%s: expected milliseconds 1-3600000, got '%s'", from, v);
+        return 0;
+    case O_MAXBODY:
+    case O_MAXRESP:
+        if (parse_long(v, 1024, 1L << 30, &n)) {
+            *(id == O_MAXBODY ? &c->max_body : &c->max_response) = (size_t)n;
+            return 1;
+        }
+        snprintf(err, errlen, "%s: expected bytes 1024-1073741824, got '%s'", from, v);
+        return 0;
+    case O_THREADS:
+        if (parse_long(v, 1, 64, &n)) {
+            c->threads = (unsigned)n;
+            return 1;
+        }
+        snprintf(err, errlen, "%s: expected 1-64, got '%s'", from, v);
+        return 0;
+    case O_GRACE:
+        if (parse_long(v, 0, 600000, &n)) {
+            c->grace_ms = n;
+            return 1;
+        }
+        snprintf(err, errlen, "%s: expected milliseconds 0-600000, got '%s'", from, v);
+        return 0;
+    case O_CONNTO:
+        if (parse_long(v, 1, 3600, &n)) {
+            c->conn_timeout_s = (unsigned)n;
+            return 1;
+        }
+        snprintf(err, errlen, "%s: expected seconds 1-3600, got '%s'", from, v);
+        return 0;
+    case O_LOGLEVEL:
+        if (parse_level(v, &c->log_level)) return 1;
+        snprintf(err, errlen, "%s: expected debug, info, warn or error, got '%s'", from, v);
+        return 0;
+    }
+    return 0;
+}
+
+sg_status sg_config_parse(sg_config *c, int argc, char **argv, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->host, sizeof c->host, "0.0.0.0");
+    c->port = 5000;
+    c->db = sg_xstrdup("./saga.db");
+    c->anonymizer_url = sg_xstrdup("http://anonymizer-service/anonymize");
+    c->ai_model_url = sg_xstrdup("http://ai-model-service/process");
+    c->bus = sg_xstrdup("log:");
+    c->step_timeout_ms = 3000;
+    c->max_body = 1 << 20;
+    c->max_response = 1 << 20;
+    c->threads = 2;
+    c->grace_ms = 5000;
+    c->conn_timeout_s = 30;
+    c->log_level = SG_LOG_INFO;
+
+    for (int id = O_LISTEN; id < O_HELP; id++) {
+        const char *name = env_names[id - O_LISTEN];
+        const char *v = getenv(name);
+        if (v && !apply(c, id, v, name, err, errlen)) return SG_EINVAL;
+    }
+    opterr = 0;
+    optind = 1;
+    int id;
+    while ((id = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        if (id == O_HELP) {
+            c->help = 1;
+            continue;
+        }
+        if (id == '?' || id == ':') {
+            const char *arg = argv[optind - 1];
+            snprintf(err, errlen, id == ':' ? "option '%s' needs a value" : "unknown option '%s'",
+                     arg);
+            return SG_EINVAL;
+        }
+        char from[64];
+        snprintf(from, sizeof from, "--%s", longopts[id - O_LISTEN].name);
+        if (!apply(c, id, optarg, from, err, errlen)) return SG_EINVAL;
+    }
+    if (optind < argc) {
+        snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
+        return SG_EINVAL;
+    }
+    return SG_OK;
+}
+
+void sg_config_free(sg_config *c)
+{
+    free(c->db);
+    free(c->anonymizer_url);
+    free(c->ai_model_url);
+    free(c->bus);
+    c->db = c->anonymizer_url = c->ai_model_url = c->bus = NULL;
+}
