@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sagad needs to build and test, if missing.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libuv1-dev
+      libsqlite3-dev libjansson-dev libcmocka-dev uthash-dev python3 curl "$@")
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get install -y -q "${missing[@]}" >&2 || {
+  $SUDO apt-get update -q >&2
+  $SUDO apt-get install -y -q "${missing[@]}" >&2
+}
