@@ -1,0 +1,145 @@
+/* Store internals: the backend interface and the sg_write layout.
+ *
+ * A backend is a table of function pointers (like SQLite's sqlite3_vfs or
+ * Redis's ConnectionType) found by URL scheme at run time; store.c holds no
+ * backend specifics. One file per backend: sqlite.c today, postgres.c
+ * later. Methods marked optional may be NULL; the public wrappers then
+ * answer SG_EINVAL.
+ *
+ * Threading contract for backends:
+ * - open() runs on the thread calling sg_store_open; afterwards every
+ *   exec_batch() call runs on the store's writer thread, never two at once,
+ *   so the writer connection needs no locking of its own.
+ * - reader_open() may be called from any thread at any time (also while
+ *   exec_batch runs): it may only read immutable backend state (such as
+ *   the path) and must open its own connection.
+ * - A reader is used by one thread at a time.
+ * - close() runs after the writer thread has been joined and every reader
+ *   has been closed. */
+#ifndef SG_STORE_INT_H
+#define SG_STORE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sg/records.h"
+#include "sg/status.h"
+#include "sg/store.h"
+
+/* ---- sg_write layout --------------------------------------------------- */
+
+typedef enum sg_write_kind {
+    SG_WOP_SAGA_INSERT,
+    SG_WOP_SAGA_UPDATE,
+    SG_WOP_STEP_UPDATE,
+    SG_WOP_EVENT_INSERT,
+    SG_WOP_EVENT_UPDATE,
+} sg_write_kind;
+
+/* One operation; every pointer inside is an owned deep copy, freed by
+ * sg_write_destroy. */
+typedef struct sg_write_op {
+    sg_write_kind kind;
+    union {
+        sg_saga_rec saga_insert; /* with its nsteps steps */
+        struct {
+            char *id;
+            sg_saga_status status;
+            sg_comp_status comp;
+            char *error; /* NULL clears the column */
+            int64_t updated_us;
+        } saga_update;
+        struct {
+            char *saga_id;
+            size_t index;
+            sg_step_rec step; /* step.name is ignored (names never change) */
+        } step_update;
+        sg_event_rec event_insert;
+        struct {
+            char *id;
+            sg_event_status status;
+            int attempts;
+        } event_update;
+    } u;
+} sg_write_op;
+
+struct sg_write {
+    sg_write_op *ops; /* owned array of nops (capacity cap) */
+    size_t nops;
+    size_t cap;
+
+    /* Queue state, owned by store.c; backends ignore it. */
+    struct sg_write *next;
+    sg_store_done_cb cb;
+    void *arg;
+    sg_status result;
+    int sync; /* submitted by sg_store_commit_sync: a thread waits on it */
+    int done; /* sync only: result is final, the waiter may free it */
+};
+
+/* ---- backend interface -------------------------------------------------- */
+
+/* Backend-private state; each backend defines these structs. */
+typedef struct sg_store_backend sg_store_backend;
+typedef struct sg_store_breader sg_store_breader;
+
+#define SG_STORE_OPS_VERSION 1
+
+struct sg_store_ops {
+    int version;                /* SG_STORE_OPS_VERSION */
+    const char *name;           /* "sqlite", for messages */
+    const char *const *schemes; /* NULL-terminated, e.g. {"sqlite", "file", NULL} */
+    int plain_paths;            /* 1: a URL without a scheme is a path for this backend */
+
+    /* url is the whole URL as given (borrowed); target is what follows
+     * "scheme:" and an optional "//" (the whole url for a plain path). On
+     * failure *out is NULL and err holds a sentence. */
+    sg_status (*open)(sg_store_backend **out, const char *url, const char *target,
+                      const sg_store_options *opt, char *err, size_t errlen);
+    void (*close)(sg_store_backend *b); /* NULL-safe */
+
+    /* One transaction over writes[0..n). Each write runs in its own
+     * savepoint: a write that fails by itself (unique constraint →
+     * SG_ECONFLICT, missing row → SG_ENOTFOUND) is rolled back alone and
+     * the others commit. results[i] gets each write's status. Returns SG_OK
+     * if the transaction committed; otherwise nothing was applied, every
+     * results[i] is SG_EIO and err says why. writes are borrowed. */
+    sg_status (*exec_batch)(sg_store_backend *b, sg_write *const *writes, size_t n,
+                            sg_status *results, char *err, size_t errlen);
+
+    sg_status (*reader_open)(sg_store_backend *b, sg_store_breader **out);
+    void (*reader_close)(sg_store_breader *r); /* NULL-safe */
+
+    /* The read methods mirror the public ones in sg/store.h; out-records
+     * arrive zeroed and are left zeroed (or freed) on failure. */
+    sg_status (*get)(sg_store_breader *r, const char *id, sg_saga_rec *out);
+    sg_status (*get_by_idem)(sg_store_breader *r, const char *key, sg_saga_rec *out);
+    /* q is validated (limit 1..1000); the cursor is not parsed yet: the
+     * backend does it with sg_store_cursor_parse. */
+    sg_status (*list)(sg_store_breader *r, const sg_list_query *q, sg_saga_rec **out, size_t *n,
+                      char next[SG_CURSOR_MAX]);
+    sg_status (*load_unfinished)(sg_store_breader *r, void (*cb)(void *arg, sg_saga_rec *rec),
+                                 void *arg);
+    sg_status (*load_pending_events)(sg_store_breader *r,
+                                     void (*cb)(void *arg, sg_event_rec *ev), void *arg);
+    sg_status (*get_event)(sg_store_breader *r, const char *id, sg_event_rec *out); /* optional */
+};
+
+extern const struct sg_store_ops sg_store_sqlite_ops;
+
+/* ---- helpers shared by backends (store.c) ------------------------------ */
+
+/* Strict cursor syntax "<created_us>.<id>": 1-19 decimal digits, '.', a
+ * 36-character UUID, nothing else. SG_EINVAL otherwise. id gets the UUID. */
+sg_status sg_store_cursor_parse(const char *cursor, int64_t *created_us,
+                                char id[SG_ID_LEN + 1]);
+void sg_store_cursor_format(char out[SG_CURSOR_MAX], int64_t created_us, const char *id);
+
+/* Failure injection for tests (SQLite's countdown style): when set to N > 0,
+ * the Nth statement that exec_batch runs from then on (BEGIN, SAVEPOINT,
+ * each write statement, RELEASE, COMMIT...) fails once as an I/O error;
+ * the countdown then stays at 0 (off). Looping N upward reaches every
+ * error path of a batch. */
+extern _Atomic int sg_store_fail_countdown;
+
+#endif

@@ -1,0 +1,101 @@
+/* sg_write: a list of store operations that commit together. Every
+ * argument is deep-copied so the caller may free or reuse its records as
+ * soon as the call returns; the write owns its copies until destroyed. */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sg/alloc.h"
+#include "store/store_int.h"
+
+sg_write *sg_write_create(void)
+{
+    return sg_xcalloc(1, sizeof(sg_write));
+}
+
+static void op_free(sg_write_op *op)
+{
+    switch (op->kind) {
+    case SG_WOP_SAGA_INSERT: sg_saga_rec_free(&op->u.saga_insert); break;
+    case SG_WOP_SAGA_UPDATE:
+        free(op->u.saga_update.id);
+        free(op->u.saga_update.error);
+        break;
+    case SG_WOP_STEP_UPDATE:
+        free(op->u.step_update.saga_id);
+        sg_step_rec_free(&op->u.step_update.step);
+        break;
+    case SG_WOP_EVENT_INSERT: sg_event_rec_free(&op->u.event_insert); break;
+    case SG_WOP_EVENT_UPDATE: free(op->u.event_update.id); break;
+    }
+}
+
+void sg_write_destroy(sg_write *w)
+{
+    if (!w) return;
+    for (size_t i = 0; i < w->nops; i++) op_free(&w->ops[i]);
+    free(w->ops);
+    free(w);
+}
+
+/* Appends a zeroed op of the given kind; the pointer is valid until the
+ * next append. */
+static sg_write_op *push(sg_write *w, sg_write_kind kind)
+{
+    assert(w); /* a NULL write here would silently lose a state change */
+    if (w->nops == w->cap) {
+        w->cap = w->cap ? w->cap * 2 : 4;
+        w->ops = sg_xrealloc(w->ops, w->cap * sizeof *w->ops);
+    }
+    sg_write_op *op = &w->ops[w->nops++];
+    memset(op, 0, sizeof *op);
+    op->kind = kind;
+    return op;
+}
+
+void sg_write_saga_insert(sg_write *w, const sg_saga_rec *r)
+{
+    assert(r);
+    sg_saga_rec_copy(&push(w, SG_WOP_SAGA_INSERT)->u.saga_insert, r);
+}
+
+void sg_write_saga_update(sg_write *w, const char *id, sg_saga_status st, sg_comp_status comp,
+                          const char *error, int64_t updated_us)
+{
+    assert(id);
+    sg_write_op *op = push(w, SG_WOP_SAGA_UPDATE);
+    op->u.saga_update.id = sg_xstrdup(id);
+    op->u.saga_update.status = st;
+    op->u.saga_update.comp = comp;
+    op->u.saga_update.error = sg_xstrdup(error);
+    op->u.saga_update.updated_us = updated_us;
+}
+
+void sg_write_step_update(sg_write *w, const char *saga_id, size_t index, const sg_step_rec *s)
+{
+    assert(saga_id && s);
+    sg_write_op *op = push(w, SG_WOP_STEP_UPDATE);
+    op->u.step_update.saga_id = sg_xstrdup(saga_id);
+    op->u.step_update.index = index;
+    sg_step_rec_copy(&op->u.step_update.step, s);
+}
+
+void sg_write_event_insert(sg_write *w, const sg_event_rec *e)
+{
+    assert(e);
+    sg_event_rec_copy(&push(w, SG_WOP_EVENT_INSERT)->u.event_insert, e);
+}
+
+void sg_write_event_update(sg_write *w, const char *event_id, sg_event_status st, int attempts)
+{
+    assert(event_id);
+    sg_write_op *op = push(w, SG_WOP_EVENT_UPDATE);
+    op->u.event_update.id = sg_xstrdup(event_id);
+    op->u.event_update.status = st;
+    op->u.event_update.attempts = attempts;
+}
+
+size_t sg_write_count(const sg_write *w)
+{
+    return w ? w->nops : 0;
+}
