@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Benchmark: synchronous POST /saga with wrk against sagad and, in the same
+# run on the same stubs and load, the tuned Python peer (shared/reference).
+# Prints requests/s, latency, sagad's peak RSS, and the ratio.
+#
+#   bench/run.sh                 # 64 connections, 10 s each
+#   CONNS=256 DURATION=20 bench/run.sh
+#   PEER=none bench/run.sh       # sagad only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+CONNS=${CONNS:-64}
+DURATION=${DURATION:-10}
+THREADS=${THREADS:-2}
+PEER=${PEER:-tuned}
+REF=${REF:-$(cd .. && pwd)/shared/reference}
+command -v wrk >/dev/null || ./scripts/deps.sh wrk
+
+work=$(mktemp -d /tmp/sagad-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "not up: $1" >&2; return 1; }
+
+sport=$(free_port)
+"$BUILD/sta-stubs" --listen "127.0.0.1:$sport" --quiet >"$work/stubs.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$sport/healthz"
+anon="http://127.0.0.1:$sport/anonymize" ai="http://127.0.0.1:$sport/process" bus="http://127.0.0.1:$sport/events"
+
+run_wrk() { # name url
+  local out
+  wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s -s bench/post_saga.lua "$2/saga" >"$work/$1.wrk" 2>&1 || true
+  out=$(grep RESULT "$work/$1.wrk" || echo "RESULT rps=0")
+  echo "$1 $out"
+}
+
+gport=$(free_port)
+"$BUILD/sagad" --listen "127.0.0.1:$gport" --db "$work/sagad.db" --anonymizer-url "$anon" \
+  --ai-model-url "$ai" --bus "$bus" --log-level warn 2>"$work/sagad.log" &
+gpid=$!
+pids+=($gpid)
+wait_http "http://127.0.0.1:$gport/healthz"
+curl -fsS -o /dev/null -X POST "http://127.0.0.1:$gport/saga" -d '{"warm":1}'
+sag=$(run_wrk sagad "http://127.0.0.1:$gport")
+rss=$(awk '/VmHWM/{print $2}' /proc/$gpid/status)
+cpu=$(awk '{print $14+$15}' /proc/$gpid/stat)
+echo "$sag peak_rss_kb=$rss cpu_ticks=$cpu"
+kill -TERM $gpid; wait $gpid || true
+
+if [ "$PEER" = tuned ] || [ "$PEER" = reference ]; then
+  pport=$(free_port)
+  REF_BASE_DIR="$work/ref" bash "$REF/run-$PEER.sh" "$pport" "$anon" "$ai" "$work/peer.db" "$bus" \
+    >"$work/peer.log" 2>&1 &
+  ppid=$!
+  pids+=($ppid)
+  if wait_http "http://127.0.0.1:$pport/docs"; then
+    peer=$(run_wrk "$PEER" "http://127.0.0.1:$pport")
+    echo "$peer"
+    a=$(sed -n 's/.*rps=\([0-9.]*\).*/\1/p' <<<"$sag")
+    b=$(sed -n 's/.*rps=\([0-9.]*\).*/\1/p' <<<"$peer")
+    python3 -c "a,b=float('$a'),float('$b'); print('ratio sagad/$PEER = %.1fx' % (a/b if b else float('inf')))"
+  else
+    echo "peer $PEER did not start; see $work/peer.log" >&2
+    tail -20 "$work/peer.log" >&2 || true
+  fi
+fi

@@ -1,0 +1,143 @@
+/* Unit tests for the util module: capped buffers, JSON validation and
+ * string escaping, ids and timestamps. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sg/buf.h"
+#include "sg/json.h"
+#include "sg/records.h"
+#include "sg/util.h"
+
+static void buf_caps_growth(void **state)
+{
+    (void)state;
+    sg_buf b;
+    sg_buf_init(&b, 10);
+    assert_int_equal(sg_buf_add(&b, "12345", 5), SG_OK);
+    assert_int_equal(sg_buf_add(&b, "123456", 6), SG_ETOOBIG);
+    assert_int_equal(b.len, 5); /* unchanged by the refused add */
+    assert_int_equal(sg_buf_add(&b, "12345", 5), SG_OK);
+    assert_int_equal(sg_buf_addc(&b, 'x'), SG_ETOOBIG);
+    assert_string_equal(b.ptr, "1234512345");
+    size_t n;
+    char *p = sg_buf_take(&b, &n);
+    assert_int_equal(n, 10);
+    assert_null(b.ptr);
+    free(p);
+    p = sg_buf_take(&b, &n); /* empty buffer still yields a string */
+    assert_string_equal(p, "");
+    free(p);
+}
+
+static void buf_printf_large(void **state)
+{
+    (void)state;
+    sg_buf b;
+    sg_buf_init(&b, 1 << 20);
+    char big[1000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_int_equal(sg_buf_addf(&b, "<%s>%d", big, 42), SG_OK);
+    assert_int_equal(b.len, 999 + 2 + 2);
+    assert_memory_equal(b.ptr + b.len - 3, ">42", 3);
+    sg_buf_free(&b);
+}
+
+static sg_status validate(const char *s, int flags)
+{
+    char err[200];
+    return sg_json_validate(s, strlen(s), flags, err, sizeof err);
+}
+
+static void json_accepts_what_the_contract_needs(void **state)
+{
+    (void)state;
+    assert_int_equal(validate("{\"a\":\"\\u0000\"}", SG_JSON_OBJECT), SG_OK);
+    assert_int_equal(validate("{\"i\":9223372036854775807,\"j\":-9223372036854775808}",
+                              SG_JSON_OBJECT),
+                     SG_OK);
+    assert_int_equal(validate("{\"big\":123456789012345678901234567890}", SG_JSON_OBJECT), SG_OK);
+    assert_int_equal(validate("{\"u\":\"\xc3\xb1\xe2\x82\xac\xf0\x9f\x98\x80\"}", SG_JSON_OBJECT),
+                     SG_OK);
+    assert_int_equal(validate("[1,2]", SG_JSON_ANY), SG_OK);
+    assert_int_equal(validate("\"s\"", SG_JSON_ANY), SG_OK);
+}
+
+static void json_rejects_bad_input(void **state)
+{
+    (void)state;
+    char err[200];
+    assert_int_equal(validate("{", SG_JSON_OBJECT), SG_EINVAL);
+    assert_int_equal(validate("[1,2]", SG_JSON_OBJECT), SG_EINVAL);
+    assert_int_equal(validate("{\"a\":1} x", SG_JSON_OBJECT), SG_EINVAL);
+    assert_int_equal(validate("{\"a\":\"\xff\"}", SG_JSON_OBJECT), SG_EINVAL);
+    assert_int_equal(validate("", SG_JSON_ANY), SG_EINVAL);
+    /* Depth: SG_JSON_MAX_DEPTH is fine, one more is not. */
+    size_t d = SG_JSON_MAX_DEPTH;
+    char *deep = malloc(2 * d + 3);
+    for (size_t i = 0; i < d; i++) deep[i] = '[';
+    for (size_t i = 0; i < d; i++) deep[d + i] = ']';
+    deep[2 * d] = '\0';
+    assert_int_equal(sg_json_validate(deep, 2 * d, SG_JSON_ANY, err, sizeof err), SG_OK);
+    free(deep);
+    size_t huge = 100000;
+    deep = malloc(huge + 1);
+    memset(deep, '[', huge);
+    deep[huge] = '\0';
+    assert_int_equal(sg_json_validate(deep, huge, SG_JSON_ANY, err, sizeof err), SG_EINVAL);
+    assert_non_null(strstr(err, "deeper"));
+    free(deep);
+    /* Brackets inside strings do not count as nesting. */
+    assert_int_equal(validate("{\"s\":\"[[[[[[[[[[[[[[[[\\\"[[[[\"}", SG_JSON_OBJECT), SG_OK);
+}
+
+static void json_escapes_strings(void **state)
+{
+    (void)state;
+    sg_buf b;
+    sg_buf_init(&b, 1000);
+    const char in[] = "a\"b\\c\n\x01\0z";
+    assert_int_equal(sg_json_add_str(&b, in, sizeof in - 1), SG_OK);
+    assert_string_equal(b.ptr, "\"a\\\"b\\\\c\\n\\u0001\\u0000z\"");
+    sg_buf_reset(&b);
+    sg_json_add_cstr(&b, NULL);
+    assert_string_equal(b.ptr, "null");
+    sg_buf_free(&b);
+}
+
+static void ids_and_times(void **state)
+{
+    (void)state;
+    char a[SG_ID_LEN + 1], b[SG_ID_LEN + 1];
+    sg_uuid_v4(a);
+    sg_uuid_v4(b);
+    assert_true(sg_uuid_valid(a, strlen(a)));
+    assert_string_not_equal(a, b);
+    assert_int_equal(a[14], '4');
+    assert_false(sg_uuid_valid("not-a-uuid", 10));
+    assert_false(sg_uuid_valid("0123456789abcdef0123456789abcdef0123", 36));
+    char t[SG_TIME_LEN + 1];
+    sg_time_iso(INT64_C(1795860000123456), t);
+    assert_string_equal(t, "2026-11-28T10:00:00.123456Z");
+    assert_int_equal(sg_saga_status_parse("FAILED"), SG_SAGA_FAILED);
+    assert_int_equal(sg_saga_status_parse("nope"), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(buf_caps_growth),
+        cmocka_unit_test(buf_printf_large),
+        cmocka_unit_test(json_accepts_what_the_contract_needs),
+        cmocka_unit_test(json_rejects_bad_input),
+        cmocka_unit_test(json_escapes_strings),
+        cmocka_unit_test(ids_and_times),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
