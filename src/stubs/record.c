@@ -1,0 +1,192 @@
+/* The recording ring: the last N requests the fake services received, so
+ * tests can check what sagad sent (headers, body bytes) per saga. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sg/alloc.h"
+#include "sg/json.h"
+#include "stubs/stubs.h"
+
+typedef struct rec {
+    size_t size;      /* bytes accounted to the ring for this entry */
+    const char *path; /* into data */
+    const char *saga_id, *idem_key; /* into data, or NULL */
+    const char *body; /* into data */
+    size_t body_len;
+    int truncated;
+    char data[];      /* path, saga id, key and body, each NUL-terminated */
+} rec;
+
+struct stub_ring {
+    pthread_mutex_t lock;
+    rec **slots; /* circular, max_entries long */
+    size_t head; /* index of the oldest */
+    size_t count;
+    size_t bytes;
+    size_t max_entries, max_bytes, max_body;
+};
+
+sg_status stub_ring_create(stub_ring **out, size_t max_entries, size_t max_bytes,
+                           size_t max_body)
+{
+    *out = NULL;
+    if (!max_entries || !max_bytes) return SG_EINVAL;
+    stub_ring *r = sg_xcalloc(1, sizeof *r);
+    pthread_mutex_init(&r->lock, NULL);
+    r->slots = sg_xcalloc(max_entries, sizeof *r->slots);
+    r->max_entries = max_entries;
+    r->max_bytes = max_bytes;
+    r->max_body = max_body;
+    *out = r;
+    return SG_OK;
+}
+
+/* Caller holds the lock. */
+static void drop_oldest(stub_ring *r)
+{
+    rec *e = r->slots[r->head];
+    r->slots[r->head] = NULL;
+    r->head = (r->head + 1) % r->max_entries;
+    r->count--;
+    r->bytes -= e->size;
+    free(e);
+}
+
+static char *put(char **p, const char *s, size_t n)
+{
+    char *start = *p;
+    if (n) memcpy(start, s, n);
+    start[n] = '\0';
+    *p += n + 1;
+    return start;
+}
+
+void stub_ring_add(stub_ring *r, const char *path, const char *saga_id, const char *idem_key,
+                   const char *body, size_t len)
+{
+    int truncated = len > r->max_body;
+    if (truncated) len = r->max_body;
+    size_t lp = strlen(path), ls = saga_id ? strlen(saga_id) : 0;
+    size_t lk = idem_key ? strlen(idem_key) : 0;
+    size_t size = sizeof(rec) + lp + ls + lk + len + 4;
+    /* One allocation per entry, outside the lock: the lock only guards
+     * pointer shuffling, so recording never serialises the servers. */
+    rec *e = sg_xmalloc(size);
+    char *p = e->data;
+    e->size = size;
+    e->path = put(&p, path, lp);
+    e->saga_id = saga_id ? put(&p, saga_id, ls) : NULL;
+    e->idem_key = idem_key ? put(&p, idem_key, lk) : NULL;
+    e->body = put(&p, body, len);
+    e->body_len = len;
+    e->truncated = truncated;
+
+    pthread_mutex_lock(&r->lock);
+    while (r->count && (r->count == r->max_entries || r->bytes + size > r->max_bytes))
+        drop_oldest(r);
+    r->slots[(r->head + r->count) % r->max_entries] = e;
+    r->count++;
+    r->bytes += size;
+    pthread_mutex_unlock(&r->lock);
+}
+
+void stub_ring_clear(stub_ring *r)
+{
+    pthread_mutex_lock(&r->lock);
+    while (r->count) drop_oldest(r);
+    r->head = 0;
+    pthread_mutex_unlock(&r->lock);
+}
+
+void stub_ring_destroy(stub_ring *r)
+{
+    if (!r) return;
+    stub_ring_clear(r);
+    pthread_mutex_destroy(&r->lock);
+    free(r->slots);
+    free(r);
+}
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is not one
+ * (overlong forms, surrogates and code points past U+10FFFF included). */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    unsigned cp;
+    if (c < 0x80) return 1;
+    if (c >= 0xc2 && c <= 0xdf) len = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef) len = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4) len = 4, cp = c & 0x07;
+    else return 0;
+    if (len > n) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+/* A body is whatever a peer sent; the dump must stay valid JSON, so bytes
+ * that are not UTF-8 become U+FFFD (sagad itself only sends valid JSON, so
+ * a test that sees U+FFFD has found a real problem). */
+static sg_status add_body(sg_buf *b, const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, l;
+    while (i < n && (l = utf8_len(u + i, n - i)) != 0) i += l;
+    if (i == n) return sg_json_add_str(b, s, n); /* the common case: all valid */
+
+    sg_buf tmp;
+    sg_buf_init(&tmp, n * 3 + 1);
+    sg_status st = sg_buf_add(&tmp, s, i);
+    while (i < n && st == SG_OK) {
+        l = utf8_len(u + i, n - i);
+        if (l) {
+            st = sg_buf_add(&tmp, s + i, l);
+            i += l;
+        } else {
+            st = sg_buf_add(&tmp, "\xef\xbf\xbd", 3);
+            i++;
+        }
+    }
+    if (st == SG_OK) st = sg_json_add_str(b, tmp.ptr ? tmp.ptr : "", tmp.len);
+    sg_buf_free(&tmp);
+    return st;
+}
+
+/* Header values come from the peer too. */
+static sg_status add_text(sg_buf *b, const char *s)
+{
+    return s ? add_body(b, s, strlen(s)) : sg_buf_adds(b, "null");
+}
+
+sg_status stub_ring_dump(stub_ring *r, const char *saga_id, sg_buf *out)
+{
+    sg_status st = sg_buf_adds(out, "{\"requests\":[");
+    int first = 1;
+    pthread_mutex_lock(&r->lock);
+    for (size_t k = 0; k < r->count && st == SG_OK; k++) {
+        const rec *e = r->slots[(r->head + k) % r->max_entries];
+        if (saga_id && (!e->saga_id || strcmp(e->saga_id, saga_id) != 0)) continue;
+        if (!first) st = sg_buf_addc(out, ',');
+        first = 0;
+        if (st == SG_OK) st = sg_buf_adds(out, "{\"path\":");
+        if (st == SG_OK) st = sg_json_add_cstr(out, e->path);
+        if (st == SG_OK) st = sg_buf_adds(out, ",\"saga_id\":");
+        if (st == SG_OK) st = add_text(out, e->saga_id);
+        if (st == SG_OK) st = sg_buf_adds(out, ",\"idempotency_key\":");
+        if (st == SG_OK) st = add_text(out, e->idem_key);
+        if (st == SG_OK) st = sg_buf_adds(out, ",\"body\":");
+        if (st == SG_OK) st = add_body(out, e->body, e->body_len);
+        if (st == SG_OK) st = sg_buf_adds(out, e->truncated ? ",\"truncated\":true}"
+                                                            : ",\"truncated\":false}");
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (st == SG_OK) st = sg_buf_adds(out, "]}");
+    return st;
+}
