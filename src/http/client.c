@@ -1,0 +1,470 @@
+/* sg_http_client: libcurl's multi interface driven by the libuv loop.
+ *
+ * curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION) and when
+ * to wake it up (CURLMOPT_TIMERFUNCTION); we map that onto one uv_poll_t per
+ * socket and a single uv_timer_t, and hand readiness back through
+ * curl_multi_socket_action. Finished transfers are collected with
+ * curl_multi_info_read and completed on the loop thread.
+ *
+ * Connections live in the multi handle's connection cache, so consecutive
+ * calls to the same host reuse a keep-alive connection. Finished calls go
+ * back to a small free list so that their easy handle (and its buffers) is
+ * reused as well.
+ *
+ * libuv rule: a handle's memory is freed only in its close callback. Poll
+ * contexts and the client itself (which embeds the timer) obey it. */
+#include "sg/http_client.h"
+
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "sg/alloc.h"
+
+#define DEFAULT_MAX_RESPONSE ((size_t)1 << 20)
+#define DEFAULT_MAX_CONNECTIONS 1024L
+#define FREE_LIST_MAX 64
+
+typedef enum { CALL_IDLE, CALL_RUNNING, CALL_DONE } call_state;
+
+struct sg_http_call {
+    sg_http_client *client; /* borrowed back-pointer */
+    CURL *easy;             /* owned; kept across reuse */
+    struct curl_slist *headers; /* owned; rebuilt per call */
+    sg_buf body;            /* owned; the answer, capped at max_response */
+    sg_http_cb cb;
+    void *arg;
+    long timeout_ms;
+    int too_big;            /* the write callback refused data */
+    call_state state;
+    char errbuf[CURL_ERROR_SIZE];
+    sg_http_call *prev, *next; /* in-flight list, or free list (next only) */
+};
+
+/* One per socket curl asks us to watch; freed in its close callback. */
+typedef struct sock_ctx {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    sg_http_client *client;
+    struct sock_ctx *prev, *next; /* client's list of open contexts */
+} sock_ctx;
+
+struct sg_http_client {
+    uv_loop_t *loop;        /* borrowed */
+    CURLM *multi;           /* owned */
+    uv_timer_t timer;       /* curl's single timeout; its close frees the client */
+    sg_http_client_options opt;
+    sg_http_call *inflight; /* doubly linked */
+    size_t ninflight;
+    sg_http_call *free_list; /* idle calls with a reusable easy handle */
+    size_t nfree;
+    sock_ctx *socks;        /* open poll contexts, so destroy can close them */
+    int closing;            /* sg_http_client_destroy ran; no more work */
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc = CURLE_OK;
+
+static void curl_init_once(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* ---------------------------------------------------------------- calls */
+
+static void list_unlink(sg_http_client *c, sg_http_call *call)
+{
+    if (call->prev) call->prev->next = call->next;
+    else c->inflight = call->next;
+    if (call->next) call->next->prev = call->prev;
+    call->prev = call->next = NULL;
+    c->ninflight--;
+}
+
+static void list_push(sg_http_client *c, sg_http_call *call)
+{
+    call->prev = NULL;
+    call->next = c->inflight;
+    if (c->inflight) c->inflight->prev = call;
+    c->inflight = call;
+    c->ninflight++;
+}
+
+static void call_free(sg_http_call *call)
+{
+    if (!call) return;
+    if (call->easy) curl_easy_cleanup(call->easy);
+    curl_slist_free_all(call->headers);
+    sg_buf_free(&call->body);
+    free(call);
+}
+
+/* Returns a finished (already removed from the multi) call to the free list,
+ * or frees it when the list is full or the client is closing. */
+static void call_recycle(sg_http_client *c, sg_http_call *call)
+{
+    curl_slist_free_all(call->headers);
+    call->headers = NULL;
+    call->cb = NULL;
+    call->arg = NULL;
+    call->state = CALL_IDLE;
+    if (c->closing || c->nfree >= FREE_LIST_MAX) {
+        call_free(call);
+        return;
+    }
+    /* Keep small answer buffers for the next call; drop big ones. */
+    if (call->body.cap > 64 * 1024) sg_buf_free(&call->body);
+    else sg_buf_reset(&call->body);
+    call->next = c->free_list;
+    c->free_list = call;
+    c->nfree++;
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
+{
+    sg_http_call *call = userp;
+    size_t n = size * nmemb;
+    if (sg_buf_add(&call->body, data, n) != SG_OK) {
+        /* Returning a short count makes curl abort with CURLE_WRITE_ERROR. */
+        call->too_big = 1;
+        return 0;
+    }
+    return n;
+}
+
+static void complete(sg_http_client *c, sg_http_call *call, CURLcode rc)
+{
+    sg_http_result res = {0};
+    char reason[CURL_ERROR_SIZE + 128];
+    const char *detail = call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc);
+
+    if (rc == CURLE_OK) {
+        res.outcome = SG_HTTP_DONE;
+        curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &res.status);
+        res.body = call->body.ptr ? call->body.ptr : "";
+        res.body_len = call->body.len;
+    } else if (call->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
+        res.outcome = SG_HTTP_ERR_TOO_BIG;
+        snprintf(reason, sizeof reason, "response larger than %zu bytes", c->opt.max_response);
+    } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+        res.outcome = SG_HTTP_ERR_TIMEOUT;
+        snprintf(reason, sizeof reason, "timed out after %ld ms", call->timeout_ms);
+    } else if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+               rc == CURLE_COULDNT_RESOLVE_PROXY) {
+        res.outcome = SG_HTTP_ERR_CONNECT;
+        snprintf(reason, sizeof reason, "%s", detail);
+    } else {
+        res.outcome = SG_HTTP_ERR_TRANSPORT;
+        snprintf(reason, sizeof reason, "%s", detail);
+    }
+    if (res.outcome != SG_HTTP_DONE) res.error = reason;
+
+    /* The call is no longer cancellable; the callback may start new calls
+     * (they never get this struct: it is recycled only after cb returns)
+     * or destroy the client (then recycling frees it). */
+    call->state = CALL_DONE;
+    call->cb(call->arg, &res);
+    call_recycle(c, call);
+}
+
+/* Completes every finished transfer. Callbacks may post, cancel or destroy
+ * the client, so nothing is cached across a callback. */
+static void drain(sg_http_client *c)
+{
+    CURLMsg *msg;
+    int left;
+    while (!c->closing && (msg = curl_multi_info_read(c->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        CURL *easy = msg->easy_handle;
+        CURLcode rc = msg->data.result;
+        char *priv = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+        sg_http_call *call = (sg_http_call *)priv;
+        curl_multi_remove_handle(c->multi, easy);
+        list_unlink(c, call);
+        complete(c, call, rc);
+    }
+}
+
+/* ---------------------------------------------------------- curl <-> uv */
+
+static void on_sock_closed(uv_handle_t *h)
+{
+    free(h->data); /* the sock_ctx that embeds h */
+}
+
+static void sock_close(sg_http_client *c, sock_ctx *s)
+{
+    if (s->prev) s->prev->next = s->next;
+    else c->socks = s->next;
+    if (s->next) s->next->prev = s->prev;
+    uv_poll_stop(&s->poll);
+    uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    sock_ctx *s = h->data;
+    sg_http_client *c = s->client;
+    int flags = 0;
+    if (status < 0) {
+        flags = CURL_CSELECT_ERR;
+    } else {
+        if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+        if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+    }
+    int running;
+    /* s may be closed by the socket callback during this call. */
+    curl_multi_socket_action(c->multi, s->fd, flags, &running);
+    drain(c);
+}
+
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    sg_http_client *c = userp;
+    sock_ctx *s = socketp;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (s) {
+            /* During curl_multi_cleanup the socket hash is being torn down. */
+            if (!c->closing) curl_multi_assign(c->multi, fd, NULL);
+            sock_close(c, s);
+        }
+        return 0;
+    }
+    if (!s) {
+        s = sg_xcalloc(1, sizeof *s);
+        s->fd = fd;
+        s->client = c;
+        if (uv_poll_init_socket(c->loop, &s->poll, fd) != 0) {
+            free(s);
+            return -1; /* curl fails the transfer */
+        }
+        s->poll.data = s;
+        s->next = c->socks;
+        if (c->socks) c->socks->prev = s;
+        c->socks = s;
+        curl_multi_assign(c->multi, fd, s);
+    }
+    int events = 0;
+    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) events |= UV_READABLE;
+    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) events |= UV_WRITABLE;
+    if (uv_poll_start(&s->poll, events, on_poll) != 0) return -1;
+    return 0;
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    sg_http_client *c = t->data;
+    int running;
+    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    drain(c);
+}
+
+static int on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    sg_http_client *c = userp;
+    if (timeout_ms < 0) {
+        uv_timer_stop(&c->timer);
+        return 0;
+    }
+    /* 0 means "as soon as possible": the next loop iteration, never from
+     * inside this callback (curl forbids re-entering socket_action here). */
+    uv_timer_start(&c->timer, on_timeout, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+/* --------------------------------------------------------------- client */
+
+sg_status sg_http_client_create(sg_http_client **out, uv_loop_t *loop,
+                                const sg_http_client_options *opt)
+{
+    sg_http_client *c = NULL;
+    *out = NULL;
+    if (!loop) return SG_EINVAL;
+    pthread_once(&curl_once, curl_init_once);
+    if (curl_init_rc != CURLE_OK) return SG_EIO;
+
+    c = sg_xcalloc(1, sizeof *c);
+    c->loop = loop;
+    if (opt) c->opt = *opt;
+    if (!c->opt.max_response) c->opt.max_response = DEFAULT_MAX_RESPONSE;
+    if (c->opt.max_connections <= 0) c->opt.max_connections = DEFAULT_MAX_CONNECTIONS;
+    if (c->opt.max_host_connections <= 0) c->opt.max_host_connections = c->opt.max_connections;
+
+    c->multi = curl_multi_init();
+    if (!c->multi) goto fail;
+    /* Last fallible step: once the timer is initialised the client may only
+     * be freed from its close callback. */
+    if (uv_timer_init(loop, &c->timer) != 0) goto fail;
+    c->timer.data = c;
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, c->opt.max_connections);
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, c->opt.max_connections);
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, c->opt.max_host_connections);
+    *out = c;
+    return SG_OK;
+
+fail:
+    if (c->multi) curl_multi_cleanup(c->multi);
+    free(c);
+    return SG_ENOMEM;
+}
+
+static void on_client_closed(uv_handle_t *h)
+{
+    free(h->data); /* the client that embeds the timer */
+}
+
+void sg_http_client_destroy(sg_http_client *c)
+{
+    if (!c) return;
+    /* Cancel everything; callbacks do not run. */
+    while (c->inflight) sg_http_cancel(c, c->inflight);
+    c->closing = 1;
+    while (c->free_list) {
+        sg_http_call *call = c->free_list;
+        c->free_list = call->next;
+        call_free(call);
+    }
+    c->nfree = 0;
+    /* curl may report CURL_POLL_REMOVE for cached connections while it
+     * closes them; whatever it does not report we close ourselves. */
+    curl_multi_cleanup(c->multi);
+    c->multi = NULL;
+    while (c->socks) sock_close(c, c->socks);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_client_closed);
+}
+
+/* Case-insensitive "does this header line set Name?". */
+static int header_is(const char *line, const char *name)
+{
+    size_t n = strlen(name);
+    return strncasecmp(line, name, n) == 0 && line[n] == ':';
+}
+
+static sg_http_call *call_get(sg_http_client *c)
+{
+    sg_http_call *call = c->free_list;
+    if (call) {
+        c->free_list = call->next;
+        c->nfree--;
+        call->next = NULL;
+        curl_easy_reset(call->easy);
+        return call;
+    }
+    CURL *easy = curl_easy_init();
+    if (!easy) return NULL;
+    call = sg_xcalloc(1, sizeof *call);
+    call->easy = easy;
+    call->client = c;
+    sg_buf_init(&call->body, c->opt.max_response);
+    return call;
+}
+
+sg_status sg_http_post(sg_http_client *c, const sg_http_request *req, sg_http_cb cb, void *arg,
+                       sg_http_call **out)
+{
+    sg_status st = SG_EINVAL;
+    sg_http_call *call = NULL;
+    if (out) *out = NULL;
+    if (!c || !req || !req->url || !cb) return SG_EINVAL;
+    if (c->closing) return SG_ECLOSED;
+
+    call = call_get(c);
+    if (!call) {
+        st = SG_ENOMEM;
+        goto fail;
+    }
+    call->cb = cb;
+    call->arg = arg;
+    call->timeout_ms = req->timeout_ms;
+    call->too_big = 0;
+    call->errbuf[0] = '\0';
+    sg_buf_reset(&call->body);
+    call->body.max = c->opt.max_response;
+
+    /* Headers: ours first unless the request overrides them; "Expect:" with
+     * no value stops curl from waiting for 100-continue on big bodies. */
+    int has_ct = 0;
+    for (const char *const *h = req->headers; h && *h; h++)
+        if (header_is(*h, "Content-Type")) has_ct = 1;
+    struct curl_slist *hl = NULL, *tmp;
+    const char *defaults[] = {has_ct ? NULL : "Content-Type: application/json", "Expect:"};
+    for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++) {
+        if (!defaults[i]) continue;
+        if (!(tmp = curl_slist_append(hl, defaults[i]))) goto oom;
+        hl = tmp;
+    }
+    for (const char *const *h = req->headers; h && *h; h++) {
+        if (!(tmp = curl_slist_append(hl, *h))) goto oom;
+        hl = tmp;
+    }
+    call->headers = hl;
+
+    CURL *e = call->easy;
+    CURLcode rc = CURLE_OK;
+#define SET(opt, val) \
+    if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val)
+    SET(CURLOPT_URL, req->url);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_POST, 1L);
+    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    SET(CURLOPT_POSTFIELDS, req->body ? req->body : ""); /* borrowed */
+    SET(CURLOPT_HTTPHEADER, call->headers);
+    SET(CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 0L);
+    SET(CURLOPT_FOLLOWLOCATION, 0L);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_TCP_NODELAY, 1L);
+    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->opt.max_response);
+    SET(CURLOPT_WRITEFUNCTION, on_write);
+    SET(CURLOPT_WRITEDATA, call);
+    SET(CURLOPT_ERRORBUFFER, call->errbuf);
+    SET(CURLOPT_PRIVATE, call);
+#undef SET
+    if (rc != CURLE_OK) {
+        st = rc == CURLE_OUT_OF_MEMORY ? SG_ENOMEM : SG_EINVAL;
+        goto fail;
+    }
+    /* Adding only arms curl's timer; no callback can run from here. */
+    if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
+        st = SG_EIO;
+        goto fail;
+    }
+    call->state = CALL_RUNNING;
+    list_push(c, call);
+    if (out) *out = call;
+    return SG_OK;
+
+oom:
+    curl_slist_free_all(hl);
+    st = SG_ENOMEM;
+fail:
+    if (call) call_recycle(c, call);
+    return st;
+}
+
+void sg_http_cancel(sg_http_client *c, sg_http_call *call)
+{
+    /* A call whose callback is running (or ran) is no longer cancellable. */
+    if (!c || !call || call->state != CALL_RUNNING) return;
+    /* Also drops a DONE message still queued for this handle. */
+    curl_multi_remove_handle(c->multi, call->easy);
+    list_unlink(c, call);
+    call_recycle(c, call);
+}
+
+size_t sg_http_inflight(const sg_http_client *c)
+{
+    return c ? c->ninflight : 0;
+}
