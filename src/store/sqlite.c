@@ -185,19 +185,23 @@ static void conn_close(conn *c)
  * not say that the directory is missing, which is the usual cause. */
 static void open_error(const char *path, sqlite3 *db, int rc, char *err, size_t errlen)
 {
-    char *dir = sg_xstrdup(path);
+    char *dir = sg_xstrdup(path); /* owned scratch copy cut at the last '/' */
     char *slash = strrchr(dir, '/');
     struct stat sb;
+    int serr = 0;
     if (slash) {
-        if (slash == dir) slash[1] = '\0';
-        else *slash = '\0';
+        if (slash == dir)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+        serr = stat(dir, &sb) != 0 ? errno : S_ISDIR(sb.st_mode) ? 0 : ENOTDIR;
     }
-    if (slash && stat(dir, &sb) != 0)
+    if (serr == ENOENT)
+        snprintf(err, errlen, "cannot open SQLite database '%s': directory '%s' does not exist",
+                 path, dir);
+    else if (serr)
         snprintf(err, errlen, "cannot open SQLite database '%s': directory '%s': %s", path, dir,
-                 strerror(errno));
-    else if (slash && !S_ISDIR(sb.st_mode))
-        snprintf(err, errlen, "cannot open SQLite database '%s': '%s' is not a directory", path,
-                 dir);
+                 strerror(serr));
     else
         snprintf(err, errlen, "cannot open SQLite database '%s': %s", path,
                  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
@@ -393,9 +397,11 @@ static sg_status sq_open(sg_store_backend **out, const char *url, const char *ta
 {
     sg_store_backend *b = NULL;
     sqlite3_stmt *st = NULL;
+    sg_status res = SG_EIO;
     *out = NULL;
     if (!target[0]) {
         snprintf(err, errlen, "store URL '%s' names no database file", url);
+        res = SG_EINVAL;
         goto fail;
     }
     /* NOMUTEX connections still need a library built thread-safe. */
@@ -438,7 +444,7 @@ fail:
         free(b->path);
         free(b);
     }
-    return SG_EIO;
+    return res;
 }
 
 static void sq_close(sg_store_backend *b)

@@ -1,0 +1,164 @@
+/* Shared helpers for the store unit tests: temporary directories, record
+ * builders and comparisons. Header-only (static functions) so every test
+ * executable stays a single translation unit. Include after cmocka.h. */
+#ifndef SG_TEST_STORE_HELPERS_H
+#define SG_TEST_STORE_HELPERS_H
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sg/alloc.h"
+#include "sg/records.h"
+#include "sg/store.h"
+#include "sg/util.h"
+
+/* ---- temporary directory ------------------------------------------------ */
+
+typedef struct tmpdb {
+    char dir[64];
+    char path[128]; /* dir/saga.db */
+} tmpdb;
+
+static void tmpdb_make(tmpdb *t)
+{
+    snprintf(t->dir, sizeof t->dir, "/tmp/sg-store-test-XXXXXX");
+    assert_non_null(mkdtemp(t->dir));
+    snprintf(t->path, sizeof t->path, "%s/saga.db", t->dir);
+}
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static void tmpdb_remove(tmpdb *t)
+{
+    nftw(t->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- records -------------------------------------------------------------- */
+
+/* Fills r (caller frees with sg_saga_rec_free) with a 3-step saga. */
+static void make_saga(sg_saga_rec *r, const char *request, size_t request_len,
+                      const char *idem_key, int64_t created_us)
+{
+    static const char *names[] = {"anonymizer", "tokenizer", "ai_model"};
+    memset(r, 0, sizeof *r);
+    sg_uuid_v4(r->id);
+    r->def_name = sg_xstrdup("sta");
+    r->request = sg_xmemdup(request, request_len);
+    r->request_len = request_len;
+    r->idem_key = sg_xstrdup(idem_key);
+    r->status = SG_SAGA_IN_PROGRESS;
+    r->comp_status = SG_COMP_NONE;
+    r->created_us = created_us;
+    r->updated_us = created_us;
+    r->nsteps = 3;
+    r->steps = sg_xcalloc(3, sizeof *r->steps);
+    for (int i = 0; i < 3; i++) {
+        r->steps[i].name = sg_xstrdup(names[i]);
+        r->steps[i].status = SG_STEP_PENDING;
+    }
+}
+
+/* Fills e (caller frees with sg_event_rec_free). */
+static void make_event(sg_event_rec *e, const char *saga_id, const char *topic, int compensation,
+                       int64_t created_us)
+{
+    memset(e, 0, sizeof *e);
+    sg_uuid_v4(e->id);
+    snprintf(e->saga_id, sizeof e->saga_id, "%s", saga_id);
+    e->topic = sg_xstrdup(topic);
+    e->payload = sg_xstrdup("{\"image_id\":\"img_123\"}");
+    e->payload_len = strlen(e->payload);
+    e->created_us = created_us;
+    e->compensation = compensation;
+    e->step_index = compensation ? -1 : 1;
+    e->status = SG_EVENT_PENDING;
+}
+
+static void assert_str_eq_or_null(const char *a, const char *b)
+{
+    if (!a || !b)
+        assert_ptr_equal(a, b);
+    else
+        assert_string_equal(a, b);
+}
+
+static void assert_bytes_eq(const char *a, size_t alen, const char *b, size_t blen)
+{
+    assert_int_equal(alen, blen);
+    if (!a || !b)
+        assert_ptr_equal(a, b);
+    else
+        assert_memory_equal(a, b, alen);
+}
+
+static void assert_step_eq(const sg_step_rec *a, const sg_step_rec *b)
+{
+    assert_str_eq_or_null(a->name, b->name);
+    assert_int_equal(a->status, b->status);
+    assert_int_equal(a->attempts, b->attempts);
+    assert_int_equal(a->started_us, b->started_us);
+    assert_int_equal(a->finished_us, b->finished_us);
+    assert_str_eq_or_null(a->error, b->error);
+    assert_bytes_eq(a->response, a->response_len, b->response, b->response_len);
+}
+
+static void assert_saga_eq(const sg_saga_rec *a, const sg_saga_rec *b)
+{
+    assert_string_equal(a->id, b->id);
+    assert_str_eq_or_null(a->def_name, b->def_name);
+    assert_bytes_eq(a->request, a->request_len, b->request, b->request_len);
+    assert_str_eq_or_null(a->idem_key, b->idem_key);
+    assert_int_equal(a->status, b->status);
+    assert_int_equal(a->comp_status, b->comp_status);
+    assert_str_eq_or_null(a->error, b->error);
+    assert_int_equal(a->created_us, b->created_us);
+    assert_int_equal(a->updated_us, b->updated_us);
+    assert_int_equal(a->nsteps, b->nsteps);
+    for (size_t i = 0; i < a->nsteps; i++) assert_step_eq(&a->steps[i], &b->steps[i]);
+}
+
+static void assert_event_eq(const sg_event_rec *a, const sg_event_rec *b)
+{
+    assert_string_equal(a->id, b->id);
+    assert_string_equal(a->saga_id, b->saga_id);
+    assert_str_eq_or_null(a->topic, b->topic);
+    assert_str_eq_or_null(a->target, b->target);
+    assert_bytes_eq(a->payload, a->payload_len, b->payload, b->payload_len);
+    assert_int_equal(a->created_us, b->created_us);
+    assert_int_equal(a->deadline_us, b->deadline_us);
+    assert_int_equal(a->compensation, b->compensation);
+    assert_int_equal(a->step_index, b->step_index);
+    assert_int_equal(a->status, b->status);
+    assert_int_equal(a->attempts, b->attempts);
+}
+
+/* Opens the store at path without a loop; fails the test on error. */
+static sg_store *open_sync(const char *path)
+{
+    sg_store *s = NULL;
+    char err[256] = "";
+    sg_status st = sg_store_open(&s, path, NULL, NULL, err, sizeof err);
+    if (st != SG_OK) fprintf(stderr, "open %s: %s\n", path, err);
+    assert_int_equal(st, SG_OK);
+    assert_non_null(s);
+    return s;
+}
+
+/* Inserts r through commit_sync. */
+static void insert_sync(sg_store *s, const sg_saga_rec *r)
+{
+    sg_write *w = sg_write_create();
+    sg_write_saga_insert(w, r);
+    assert_int_equal(sg_store_commit_sync(s, w), SG_OK);
+}
+
+#endif

@@ -1,0 +1,174 @@
+/* Store round trip: everything written comes back byte for byte. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "store/helpers.h"
+
+/* Insert a 3-step saga, update every step and the saga, read it back and
+ * compare every field, against a record updated the same way in memory. */
+static void roundtrip_with(const char *request, size_t request_len)
+{
+    tmpdb t;
+    tmpdb_make(&t);
+    sg_store *s = open_sync(t.path);
+
+    sg_saga_rec want;
+    make_saga(&want, request, request_len, "key-1", 1700000000000001);
+    insert_sync(s, &want);
+
+    sg_write *w = sg_write_create();
+    for (size_t i = 0; i < 3; i++) {
+        sg_step_rec *st = &want.steps[i];
+        st->status = i == 2 ? SG_STEP_FAILED : SG_STEP_COMPLETED;
+        st->attempts = (int)i + 1;
+        st->started_us = 1700000000000100 + (int64_t)i;
+        st->finished_us = 1700000000000200 + (int64_t)i;
+        if (i == 2) st->error = sg_xstrdup("HTTP 500 from ai-model");
+        if (i == 0) {
+            st->response = sg_xstrdup("{\"anonymized\":true,\"n\":9007199254740993}");
+            st->response_len = strlen(st->response);
+        }
+        sg_write_step_update(w, want.id, i, st);
+    }
+    want.status = SG_SAGA_FAILED;
+    want.comp_status = SG_COMP_PENDING;
+    want.error = sg_xstrdup("Error en Step 3 (AI Model Process): HTTP 500");
+    want.updated_us = 1700000000000300;
+    sg_write_saga_update(w, want.id, want.status, want.comp_status, want.error, want.updated_us);
+    assert_int_equal(sg_write_count(w), 4);
+    assert_int_equal(sg_store_commit_sync(s, w), SG_OK);
+
+    sg_store_reader *r = NULL;
+    assert_int_equal(sg_store_reader_open(s, &r), SG_OK);
+    sg_saga_rec got;
+    assert_int_equal(sg_store_get(r, want.id, &got), SG_OK);
+    assert_saga_eq(&got, &want);
+    sg_saga_rec_free(&got);
+
+    assert_int_equal(sg_store_get_by_idem(r, "key-1", &got), SG_OK);
+    assert_saga_eq(&got, &want);
+    sg_saga_rec_free(&got);
+
+    assert_int_equal(sg_store_get_by_idem(r, "key-2", &got), SG_ENOTFOUND);
+    assert_null(got.request);
+    char other[SG_ID_LEN + 1];
+    sg_uuid_v4(other);
+    assert_int_equal(sg_store_get(r, other, &got), SG_ENOTFOUND);
+
+    sg_store_reader_close(r);
+    sg_store_close(s);
+    sg_saga_rec_free(&want);
+    tmpdb_remove(&t);
+}
+
+static void test_roundtrip_small(void **state)
+{
+    (void)state;
+    /* The JSON escape \u0000 is six ASCII characters and must survive. */
+    const char *req = "{\"image_id\":\"img_123\",\"data\":\"a\\u0000b\",\"big\":9223372036854775807}";
+    roundtrip_with(req, strlen(req));
+}
+
+static void test_roundtrip_raw_nul(void **state)
+{
+    (void)state;
+    /* Not JSON any more, but the store keeps exact bytes with their length. */
+    static const char req[] = "{\"a\":\"x\0y\"}";
+    roundtrip_with(req, sizeof req - 1);
+}
+
+static void test_roundtrip_1mib(void **state)
+{
+    (void)state;
+    size_t n = 1 << 20;
+    char *req = sg_xmalloc(n);
+    memset(req, 'x', n);
+    memcpy(req, "{\"data\":\"", 9);
+    memcpy(req + n - 2, "\"}", 2);
+    roundtrip_with(req, n);
+    free(req);
+}
+
+/* Writes deep-copy: the caller's record may be freed before the commit. */
+static void test_write_deep_copy(void **state)
+{
+    (void)state;
+    tmpdb t;
+    tmpdb_make(&t);
+    sg_store *s = open_sync(t.path);
+    sg_saga_rec rec, keep;
+    make_saga(&rec, "{}", 2, NULL, 5);
+    sg_saga_rec_copy(&keep, &rec);
+    sg_write *w = sg_write_create();
+    sg_write_saga_insert(w, &rec);
+    sg_event_rec ev, ev_keep;
+    make_event(&ev, rec.id, "tokenizer_event", 0, 6);
+    ev.target = sg_xstrdup("http://127.0.0.1:1/hook");
+    ev.deadline_us = 99;
+    ev.attempts = 2;
+    sg_event_rec_copy(&ev_keep, &ev);
+    sg_write_event_insert(w, &ev);
+    sg_saga_rec_free(&rec);
+    sg_event_rec_free(&ev);
+    assert_int_equal(sg_store_commit_sync(s, w), SG_OK);
+
+    sg_store_reader *r = NULL;
+    assert_int_equal(sg_store_reader_open(s, &r), SG_OK);
+    sg_saga_rec got;
+    assert_int_equal(sg_store_get(r, keep.id, &got), SG_OK);
+    assert_saga_eq(&got, &keep);
+    sg_saga_rec_free(&got);
+    sg_event_rec gev;
+    assert_int_equal(sg_store_get_event(r, ev_keep.id, &gev), SG_OK);
+    assert_event_eq(&gev, &ev_keep);
+    sg_event_rec_free(&gev);
+    assert_int_equal(sg_store_get_event(r, keep.id, &gev), SG_ENOTFOUND);
+
+    sg_store_reader_close(r);
+    sg_store_close(s);
+    sg_saga_rec_free(&keep);
+    sg_event_rec_free(&ev_keep);
+    tmpdb_remove(&t);
+}
+
+/* Updates of rows that do not exist fail alone with SG_ENOTFOUND. */
+static void test_update_missing(void **state)
+{
+    (void)state;
+    tmpdb t;
+    tmpdb_make(&t);
+    sg_store *s = open_sync(t.path);
+    char id[SG_ID_LEN + 1];
+    sg_uuid_v4(id);
+    sg_write *w = sg_write_create();
+    sg_write_saga_update(w, id, SG_SAGA_COMPLETED, SG_COMP_NONE, NULL, 1);
+    assert_int_equal(sg_store_commit_sync(s, w), SG_ENOTFOUND);
+    sg_step_rec step = {0};
+    w = sg_write_create();
+    sg_write_step_update(w, id, 0, &step);
+    assert_int_equal(sg_store_commit_sync(s, w), SG_ENOTFOUND);
+    w = sg_write_create();
+    sg_write_event_update(w, id, SG_EVENT_DELIVERED, 1);
+    assert_int_equal(sg_store_commit_sync(s, w), SG_ENOTFOUND);
+    /* An empty write commits trivially. */
+    assert_int_equal(sg_store_commit_sync(s, sg_write_create()), SG_OK);
+    assert_int_equal(sg_store_healthy(s, NULL, 0), 1);
+    sg_store_close(s);
+    tmpdb_remove(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip_small),
+        cmocka_unit_test(test_roundtrip_raw_nul),
+        cmocka_unit_test(test_roundtrip_1mib),
+        cmocka_unit_test(test_write_deep_copy),
+        cmocka_unit_test(test_update_missing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
