@@ -1,0 +1,57 @@
+/* Internals of the HTTP API shared by its files and its unit tests: the
+ * pure request-parsing helpers (no MHD, no store), so they can be tested
+ * without a server. */
+#ifndef SG_API_INT_H
+#define SG_API_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sg/store.h"
+
+#define SG_API_IDEM_KEY_MAX 200
+#define SG_API_LIMIT_DEFAULT 50
+#define SG_API_LIMIT_MAX 1000
+
+typedef enum sg_api_route_kind {
+    SG_ROUTE_NOT_FOUND,  /* unknown path: 404 */
+    SG_ROUTE_BAD_METHOD, /* known path, wrong method: 405, *allow says which */
+    SG_ROUTE_START,      /* POST /saga */
+    SG_ROUTE_GET,        /* GET /saga/{id}; *id points into url */
+    SG_ROUTE_LIST,       /* GET /sagas */
+    SG_ROUTE_HEALTH,     /* GET /healthz */
+    SG_ROUTE_READY,      /* GET /readyz */
+} sg_api_route_kind;
+
+/* Match method and path (without the query string, as MHD hands it). HEAD
+ * is served like GET. *id (the raw tail after "/saga/", borrowed from url)
+ * is set for SG_ROUTE_GET; *allow (a static string) for
+ * SG_ROUTE_BAD_METHOD. Either out-pointer may be NULL. */
+sg_api_route_kind sg_api_route(const char *method, const char *url, const char **id,
+                               const char **allow);
+
+/* 1 if one Prefer header value asks for respond-async (RFC 7240: a
+ * comma-separated list of preferences, each `token [= value] *(; param)`,
+ * tokens case-insensitive). */
+int sg_api_prefer_async(const char *value);
+
+/* 1 if k is a usable Idempotency-Key: 1..SG_API_IDEM_KEY_MAX bytes of
+ * printable ASCII (0x20..0x7e). */
+int sg_api_idem_key_valid(const char *k);
+
+/* Parses a Content-Length value (decimal digits only). 0 and *out on
+ * success, -1 if malformed or over UINT64_MAX. */
+int sg_api_parse_content_length(const char *v, uint64_t *out);
+
+/* Fills q from the GET /sagas query arguments (each NULL or "" when absent:
+ * status any, limit SG_API_LIMIT_DEFAULT, no cursor). q->after borrows
+ * `after`. 0 on success; -1 with a client-facing reason in err. */
+int sg_api_parse_list_query(const char *status, const char *limit, const char *after,
+                            sg_list_query *q, char *err, size_t errlen);
+
+/* Classifies a POST /saga body: 0 if it is a JSON object; 400 for bytes
+ * that are not JSON (malformed, bad UTF-8, too deep); 422 for valid JSON
+ * that is not an object. err gets the reason for the non-zero cases. */
+int sg_api_check_body(const char *body, size_t len, char *err, size_t errlen);
+
+#endif

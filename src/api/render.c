@@ -1,0 +1,190 @@
+/* JSON renderings of saga records (design §2).
+ *
+ * Output is compact JSON (no spaces), as the seed's FastAPI/Starlette
+ * JSONResponse produced it. Raw JSON held by records (the request, step
+ * responses) is spliced byte for byte: it was validated on the way in, and
+ * re-encoding it would lose 64-bit integers, \u0000 and key order. */
+#include "sg/render.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sg/json.h"
+#include "sg/util.h"
+
+/* A sticky-error writer: after the first failure every call is a no-op,
+ * so renderers read as straight-line code and check once at the end. */
+typedef struct emit {
+    sg_buf *b;    /* borrowed */
+    sg_status st;
+} emit;
+
+static void put(emit *e, const char *s)
+{
+    if (e->st == SG_OK) e->st = sg_buf_adds(e->b, s);
+}
+
+/* Raw JSON bytes; NULL or empty (should not happen for stored records)
+ * becomes null so the document stays valid. */
+static void put_raw(emit *e, const char *p, size_t n)
+{
+    if (e->st != SG_OK) return;
+    e->st = (p && n) ? sg_buf_add(e->b, p, n) : sg_buf_adds(e->b, "null");
+}
+
+/* A JSON string literal, or null for NULL. */
+static void put_str(emit *e, const char *s)
+{
+    if (e->st == SG_OK) e->st = sg_json_add_cstr(e->b, s);
+}
+
+static void put_int(emit *e, int64_t v)
+{
+    if (e->st == SG_OK) e->st = sg_buf_addf(e->b, "%" PRId64, v);
+}
+
+/* ISO 8601 timestamp string, or null when the instant is unset (0). */
+static void put_time(emit *e, int64_t us)
+{
+    if (us == 0) {
+        put(e, "null");
+        return;
+    }
+    char ts[SG_TIME_LEN + 1];
+    sg_time_iso(us, ts);
+    put_str(e, ts);
+}
+
+/* On failure, leave the caller's buffer as it was before the call. */
+static sg_status finish(emit *e, size_t start)
+{
+    if (e->st != SG_OK) {
+        e->b->len = start;
+        if (e->b->ptr) e->b->ptr[start] = '\0';
+    }
+    return e->st;
+}
+
+/* The processed_data / data object: one member per COMPLETED step. */
+static void put_results(emit *e, const sg_saga_rec *r, const sg_def *d)
+{
+    int first = 1;
+    put(e, "{");
+    for (size_t i = 0; i < r->nsteps; i++) {
+        const sg_step_rec *s = &r->steps[i];
+        if (s->status != SG_STEP_COMPLETED) continue;
+        /* A definition that does not match the record (changed between
+         * versions) must not make us read past its steps: fall back to
+         * step names and raw responses for the extra ones. */
+        const sg_step_def *sd = (d && i < d->nsteps) ? &d->steps[i] : NULL;
+        const char *key = (sd && sd->result_key) ? sd->result_key : s->name;
+        if (!first) put(e, ",");
+        first = 0;
+        put_str(e, key ? key : "");
+        put(e, ":");
+        if (sd && sd->action.kind == SG_ACTION_PUBLISH)
+            put_str(e, sd->result_text ? sd->result_text : "event_published");
+        else
+            put_raw(e, s->response, s->response_len);
+    }
+    put(e, "}");
+}
+
+sg_status sg_render_saga(sg_buf *out, const sg_saga_rec *r, const sg_def *d)
+{
+    emit e = {out, SG_OK};
+    size_t start = out->len;
+    char key[48]; /* ",\"step<size_t>_status\":" */
+
+    put(&e, "{\"id\":");
+    put_str(&e, r->id);
+    put(&e, ",\"request_data\":");
+    put_raw(&e, r->request, r->request_len);
+    for (size_t i = 0; i < r->nsteps; i++) {
+        snprintf(key, sizeof key, ",\"step%zu_status\":", i + 1);
+        put(&e, key);
+        put_str(&e, sg_step_status_name(r->steps[i].status));
+    }
+    put(&e, ",\"overall_status\":");
+    put_str(&e, sg_saga_status_name(r->status));
+    put(&e, ",\"processed_data\":");
+    put_results(&e, r, d);
+    put(&e, ",\"created_at\":");
+    put_time(&e, r->created_us);
+    put(&e, ",\"updated_at\":");
+    put_time(&e, r->updated_us);
+    put(&e, ",\"error\":");
+    put_str(&e, r->error);
+    put(&e, ",\"compensation_status\":");
+    put_str(&e, sg_comp_status_name(r->comp_status));
+    put(&e, ",\"steps\":[");
+    for (size_t i = 0; i < r->nsteps; i++) {
+        const sg_step_rec *s = &r->steps[i];
+        put(&e, i ? ",{\"name\":" : "{\"name\":");
+        put_str(&e, s->name ? s->name : "");
+        put(&e, ",\"status\":");
+        put_str(&e, sg_step_status_name(s->status));
+        put(&e, ",\"attempts\":");
+        put_int(&e, s->attempts);
+        put(&e, ",\"started_at\":");
+        put_time(&e, s->started_us);
+        put(&e, ",\"finished_at\":");
+        put_time(&e, s->finished_us);
+        put(&e, ",\"error\":");
+        put_str(&e, s->error);
+        put(&e, "}");
+    }
+    put(&e, "]}");
+    return finish(&e, start);
+}
+
+sg_status sg_render_outcome(sg_buf *out, const sg_saga_rec *r, const sg_def *d, int *http_status)
+{
+    emit e = {out, SG_OK};
+    size_t start = out->len;
+    int code;
+
+    switch (r->status) {
+    case SG_SAGA_COMPLETED:
+        code = 200;
+        put(&e, "{\"id\":");
+        put_str(&e, r->id);
+        put(&e, ",\"result\":");
+        put_str(&e, (d && d->success_text) ? d->success_text : "Saga completada exitosamente");
+        put(&e, ",\"data\":");
+        put_results(&e, r, d);
+        put(&e, "}");
+        break;
+    case SG_SAGA_FAILED:
+        code = 400;
+        put(&e, "{\"detail\":{\"id\":");
+        put_str(&e, r->id);
+        put(&e, ",\"error\":");
+        put_str(&e, r->error ? r->error : "Saga failed");
+        put(&e, "}}");
+        break;
+    default:
+        code = 202;
+        put(&e, "{\"id\":");
+        put_str(&e, r->id);
+        put(&e, ",\"overall_status\":");
+        put_str(&e, sg_saga_status_name(r->status));
+        put(&e, "}");
+        break;
+    }
+    sg_status st = finish(&e, start);
+    if (http_status) *http_status = st == SG_OK ? code : 0;
+    return st;
+}
+
+sg_status sg_render_detail(sg_buf *out, const char *msg)
+{
+    emit e = {out, SG_OK};
+    size_t start = out->len;
+
+    put(&e, "{\"detail\":");
+    put_str(&e, msg ? msg : "");
+    put(&e, "}");
+    return finish(&e, start);
+}
