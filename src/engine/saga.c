@@ -65,9 +65,9 @@ static void reply_accepted(sg_engine *e, sg_start_req *req, const char *id, cons
 {
     sg_buf b;
     sg_buf_init(&b, (size_t)-1);
-    sg_buf_adds(&b, "{\"id\": ");
+    sg_buf_adds(&b, "{\"id\":");
     sg_json_add_cstr(&b, id);
-    sg_buf_adds(&b, ", \"overall_status\": ");
+    sg_buf_adds(&b, ",\"overall_status\":");
     sg_json_add_cstr(&b, status);
     sg_buf_addc(&b, '}');
     size_t len;

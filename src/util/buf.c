@@ -1,5 +1,6 @@
 #include "sg/buf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,7 @@ sg_status sg_buf_add(sg_buf *b, const void *p, size_t n)
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
         while (cap < b->len + n + 1) cap *= 2;
-        if (cap > b->max + 1) cap = b->max + 1;
+        if (b->max < SIZE_MAX && cap > b->max + 1) cap = b->max + 1; /* no overshoot */
         b->ptr = sg_xrealloc(b->ptr, cap);
         b->cap = cap;
     }

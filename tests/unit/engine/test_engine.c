@@ -1,0 +1,456 @@
+/* Engine state machine tests: a real SQLite store in a temp dir, the real
+ * HTTP client and webhook bus, and an in-process fake of the user's three
+ * services (libmicrohttpd, thread per connection so it may sleep). */
+#include <microhttpd.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sg/bus.h"
+#include "sg/def.h"
+#include "sg/engine.h"
+#include "sg/http_client.h"
+#include "sg/store.h"
+
+/* ---- fake services ---------------------------------------------------- */
+
+enum { SVC_ANON, SVC_TOKEN, SVC_COMP, SVC_AI, NSVC };
+static atomic_int fake_status[NSVC];
+static atomic_int fake_delay_ms[NSVC];
+static atomic_int fake_fail_left[NSVC]; /* answer 503 this many times first */
+static atomic_int fake_hits[NSVC];
+
+typedef struct body {
+    char buf[1 << 16];
+    size_t len;
+} body;
+
+static enum MHD_Result fake_handler(void *cls, struct MHD_Connection *c, const char *url,
+                                    const char *method, const char *version,
+                                    const char *upload, size_t *upload_size, void **ctx)
+{
+    (void)cls, (void)method, (void)version;
+    body *b = *ctx;
+    if (!b) {
+        *ctx = calloc(1, sizeof *b);
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size < sizeof b->buf - b->len - 1 ? *upload_size : 0;
+        memcpy(b->buf + b->len, upload, n);
+        b->len += n;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    int svc = strcmp(url, "/anonymize") == 0 ? SVC_ANON : strcmp(url, "/process") == 0 ? SVC_AI
+              : strstr(b->buf, "tokenizer_compensation")                    ? SVC_COMP
+                                                                            : SVC_TOKEN;
+    atomic_fetch_add(&fake_hits[svc], 1);
+    int delay = atomic_load(&fake_delay_ms[svc]);
+    if (delay) usleep((useconds_t)delay * 1000);
+    int status = atomic_load(&fake_status[svc]);
+    if (atomic_load(&fake_fail_left[svc]) > 0) {
+        atomic_fetch_sub(&fake_fail_left[svc], 1);
+        status = 503;
+    }
+    const char *txt = svc == SVC_ANON ? "{\"anonymized\":true}" : "{\"result\":\"ok\"}";
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(txt), (void *)txt, MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static void fake_done(void *cls, struct MHD_Connection *c, void **ctx,
+                      enum MHD_RequestTerminationCode toe)
+{
+    (void)cls, (void)c, (void)toe;
+    free(*ctx);
+    *ctx = NULL;
+}
+
+/* ---- fixture ---------------------------------------------------------- */
+
+typedef struct fx {
+    struct MHD_Daemon *fake;
+    char dir[64], db[128], base[64];
+    uv_loop_t loop;
+    sg_store *store;
+    sg_http_client *http;
+    sg_bus *bus;
+    sg_def *def;
+    sg_engine *eng;
+    long timeout_ms;
+} fx;
+
+static void reset_fakes(void)
+{
+    for (int i = 0; i < NSVC; i++) {
+        fake_status[i] = 200;
+        fake_delay_ms[i] = 0;
+        fake_fail_left[i] = 0;
+        fake_hits[i] = 0;
+    }
+}
+
+static void open_engine(fx *f)
+{
+    char err[256], url[128];
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    assert_int_equal(sg_store_open(&f->store, f->db, &f->loop, NULL, err, sizeof err), SG_OK);
+    assert_int_equal(sg_http_client_create(&f->http, &f->loop, NULL), SG_OK);
+    snprintf(url, sizeof url, "%s/events", f->base);
+    sg_bus_env env = {.loop = &f->loop, .http = f->http};
+    assert_int_equal(sg_bus_create(&f->bus, url, &env, err, sizeof err), SG_OK);
+    char anon[128], ai[128];
+    snprintf(anon, sizeof anon, "%s/anonymize", f->base);
+    snprintf(ai, sizeof ai, "%s/process", f->base);
+    assert_int_equal(sg_def_create_sta(&f->def, anon, ai), SG_OK);
+    sg_def_register(f->def);
+    sg_engine_options eo = {.step_timeout_ms = f->timeout_ms, .retry_min_ms = 20,
+                            .retry_max_ms = 100};
+    assert_int_equal(sg_engine_create(&f->eng, &f->loop, &eo, f->store, f->bus, f->http, f->def),
+                     SG_OK);
+    assert_int_equal(sg_engine_start(f->eng), SG_OK);
+}
+
+static void close_engine(fx *f)
+{
+    sg_engine_halt(f->eng);
+    sg_store_close(f->store);
+    sg_engine_destroy(f->eng);
+    sg_bus_destroy(f->bus);
+    sg_http_client_destroy(f->http);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    sg_def_clear();
+}
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    reset_fakes();
+    f->fake = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
+                               0, NULL, NULL, fake_handler, NULL, MHD_OPTION_NOTIFY_COMPLETED,
+                               fake_done, NULL, MHD_OPTION_END);
+    assert_non_null(f->fake);
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(f->fake, MHD_DAEMON_INFO_BIND_PORT);
+    snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u", (unsigned)di->port);
+    snprintf(f->dir, sizeof f->dir, "/tmp/sg-engine-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->db, sizeof f->db, "%s/t.db", f->dir);
+    f->timeout_ms = 500;
+    open_engine(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    close_engine(f);
+    MHD_stop_daemon(f->fake);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    if (system(cmd) != 0) return 1;
+    free(f);
+    return 0;
+}
+
+/* ---- driving a saga ---------------------------------------------------- */
+
+typedef struct answer {
+    int done;
+    sg_reply r;
+} answer;
+
+static void on_done(void *arg, sg_reply *reply)
+{
+    answer *a = arg;
+    a->r = *reply;
+    reply->body = NULL; /* taken */
+    a->done = 1;
+}
+
+static void start(fx *f, const char *json, int async, answer *a)
+{
+    sg_start_req *req = calloc(1, sizeof *req);
+    req->body = strdup(json);
+    req->body_len = strlen(json);
+    req->async = async;
+    req->done = on_done;
+    req->arg = a;
+    assert_int_equal(sg_engine_submit(f->eng, req), SG_OK);
+    while (!a->done) uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+static void get(fx *f, const char *id, sg_saga_rec *out)
+{
+    sg_store_reader *r;
+    assert_int_equal(sg_store_reader_open(f->store, &r), SG_OK);
+    assert_int_equal(sg_store_get(r, id, out), SG_OK);
+    sg_store_reader_close(r);
+}
+
+/* Runs the loop until the saga's compensation is COMPLETED (or 5 s). */
+static sg_comp_status wait_comp(fx *f, const char *id)
+{
+    for (int i = 0; i < 500; i++) {
+        sg_saga_rec rec = {0};
+        get(f, id, &rec);
+        sg_comp_status c = rec.comp_status;
+        sg_saga_rec_free(&rec);
+        if (c != SG_COMP_PENDING) return c;
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(10000);
+    }
+    return SG_COMP_PENDING;
+}
+
+static void id_of(const answer *a, char id[SG_ID_LEN + 1])
+{
+    const char *p = strstr(a->r.body, "\"id\":\"");
+    assert_non_null(p);
+    memcpy(id, p + 6, SG_ID_LEN);
+    id[SG_ID_LEN] = '\0';
+}
+
+static int pending_events(fx *f);
+
+/* ---- tests ------------------------------------------------------------- */
+
+static void all_steps_succeed(void **state)
+{
+    fx *f = *state;
+    answer a = {0};
+    start(f, "{\"image_id\":\"img_123\"}", 0, &a);
+    assert_int_equal(a.r.status, 200);
+    assert_non_null(strstr(a.r.body, "\"result\":\"Saga completada exitosamente\""));
+    assert_non_null(strstr(a.r.body, "\"tokenizer_event\":\"event_published\""));
+    char id[SG_ID_LEN + 1];
+    id_of(&a, id);
+    sg_saga_rec rec = {0};
+    get(f, id, &rec);
+    assert_int_equal(rec.status, SG_SAGA_COMPLETED);
+    assert_int_equal(rec.comp_status, SG_COMP_NONE);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(rec.steps[i].status, SG_STEP_COMPLETED);
+        assert_int_equal(rec.steps[i].attempts, 1);
+        assert_true(rec.steps[i].finished_us >= rec.steps[i].started_us);
+    }
+    assert_memory_equal(rec.steps[0].response, "{\"anonymized\":true}", 19);
+    sg_saga_rec_free(&rec);
+    free(a.r.body);
+}
+
+static void step1_failure_stops_the_saga(void **state)
+{
+    fx *f = *state;
+    fake_status[SVC_ANON] = 500;
+    answer a = {0};
+    start(f, "{\"x\":1}", 0, &a);
+    assert_int_equal(a.r.status, 400);
+    assert_non_null(strstr(a.r.body, "Error en Step 1 (Anonymizer): HTTP 500"));
+    char id[SG_ID_LEN + 1];
+    id_of(&a, id);
+    sg_saga_rec rec = {0};
+    get(f, id, &rec);
+    assert_int_equal(rec.status, SG_SAGA_FAILED);
+    assert_int_equal(rec.steps[0].status, SG_STEP_FAILED);
+    assert_int_equal(rec.steps[1].status, SG_STEP_PENDING);
+    assert_int_equal(rec.steps[2].status, SG_STEP_PENDING);
+    assert_int_equal(rec.comp_status, SG_COMP_NONE);
+    assert_int_equal(fake_hits[SVC_TOKEN] + fake_hits[SVC_AI], 0);
+    sg_saga_rec_free(&rec);
+    free(a.r.body);
+}
+
+static void step2_nack_withdraws_the_event(void **state)
+{
+    fx *f = *state;
+    fake_status[SVC_TOKEN] = 503;
+    answer a = {0};
+    start(f, "{\"x\":2}", 0, &a);
+    assert_int_equal(a.r.status, 400);
+    assert_non_null(strstr(a.r.body, "Error en Step 2 (Tokenizer): "));
+    char id[SG_ID_LEN + 1];
+    id_of(&a, id);
+    sg_saga_rec rec = {0};
+    get(f, id, &rec);
+    assert_int_equal(rec.steps[1].status, SG_STEP_FAILED);
+    assert_int_equal(rec.steps[2].status, SG_STEP_PENDING);
+    assert_int_equal(fake_hits[SVC_AI], 0);
+    sg_saga_rec_free(&rec);
+    assert_int_equal(pending_events(f), 0); /* withdrawn, never delivered later */
+    free(a.r.body);
+}
+
+static void step2_timeout_withdraws_the_event(void **state)
+{
+    fx *f = *state;
+    fake_delay_ms[SVC_TOKEN] = 1500; /* > 500 ms step timeout */
+    answer a = {0};
+    start(f, "{\"x\":3}", 0, &a);
+    assert_int_equal(a.r.status, 400);
+    assert_non_null(strstr(a.r.body, "Error en Step 2 (Tokenizer): event not acknowledged within 500 ms"));
+    assert_int_equal(pending_events(f), 0);
+    assert_int_equal(fake_hits[SVC_AI], 0);
+    free(a.r.body);
+}
+
+static void step3_failure_compensates(void **state)
+{
+    fx *f = *state;
+    fake_status[SVC_AI] = 500;
+    fake_fail_left[SVC_COMP] = 3; /* the transport refuses thrice, then takes it */
+    answer a = {0};
+    start(f, "{\"x\":4}", 0, &a);
+    assert_int_equal(a.r.status, 400);
+    assert_non_null(strstr(a.r.body, "Error en Step 3 (AI Model Process): HTTP 500"));
+    char id[SG_ID_LEN + 1];
+    id_of(&a, id);
+    sg_saga_rec rec = {0};
+    get(f, id, &rec);
+    assert_int_equal(rec.status, SG_SAGA_FAILED);
+    sg_saga_rec_free(&rec);
+    assert_int_equal(wait_comp(f, id), SG_COMP_COMPLETED);
+    assert_int_equal(fake_hits[SVC_COMP], 4);
+    assert_int_equal(pending_events(f), 0);
+    free(a.r.body);
+}
+
+static void step3_timeout_fails(void **state)
+{
+    fx *f = *state;
+    fake_delay_ms[SVC_AI] = 1500;
+    answer a = {0};
+    start(f, "{\"x\":5}", 0, &a);
+    assert_int_equal(a.r.status, 400);
+    assert_non_null(strstr(a.r.body, "Error en Step 3 (AI Model Process): no answer from"));
+    free(a.r.body);
+}
+
+static void async_answers_when_durable(void **state)
+{
+    fx *f = *state;
+    fake_delay_ms[SVC_AI] = 200;
+    answer a = {0};
+    start(f, "{\"x\":6}", 1, &a);
+    assert_int_equal(a.r.status, 202);
+    assert_non_null(strstr(a.r.body, "\"overall_status\":\"IN_PROGRESS\""));
+    char id[SG_ID_LEN + 1];
+    id_of(&a, id);
+    char loc[64];
+    snprintf(loc, sizeof loc, "/saga/%s", id);
+    assert_string_equal(a.r.location, loc);
+    sg_saga_rec rec = {0};
+    get(f, id, &rec); /* durable before the answer */
+    sg_saga_rec_free(&rec);
+    for (int i = 0; i < 300 && sg_engine_active(f->eng); i++) uv_run(&f->loop, UV_RUN_ONCE);
+    get(f, id, &rec);
+    assert_int_equal(rec.status, SG_SAGA_COMPLETED);
+    sg_saga_rec_free(&rec);
+    free(a.r.body);
+}
+
+static void idempotency_key_joins_the_first_saga(void **state)
+{
+    fx *f = *state;
+    fake_delay_ms[SVC_AI] = 100;
+    answer a = {0}, b = {0}, c = {0};
+    sg_start_req *reqs[3];
+    answer *ans[3] = {&a, &b, &c};
+    const char *bodies[3] = {"{\"k\":1}", "{\"k\":1}", "{\"k\":2}"};
+    for (int i = 0; i < 3; i++) {
+        reqs[i] = calloc(1, sizeof *reqs[i]);
+        reqs[i]->body = strdup(bodies[i]);
+        reqs[i]->body_len = strlen(bodies[i]);
+        reqs[i]->idem_key = strdup("key-1");
+        reqs[i]->done = on_done;
+        reqs[i]->arg = ans[i];
+        assert_int_equal(sg_engine_submit(f->eng, reqs[i]), SG_OK);
+    }
+    while (!a.done || !b.done || !c.done) uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(a.r.status, 200);
+    assert_string_equal(a.r.body, b.r.body);
+    assert_int_equal(c.r.status, 422);
+    assert_int_equal(fake_hits[SVC_ANON], 1);
+    free(a.r.body);
+    free(b.r.body);
+    free(c.r.body);
+}
+
+static void restart_resumes_a_running_step(void **state)
+{
+    fx *f = *state;
+    /* A saga that was in step 3 when the process died. */
+    sg_saga_rec rec = {0};
+    strcpy(rec.id, "11111111-2222-4333-8444-555555555555");
+    rec.def_name = "sta";
+    rec.request = "{\"r\":1}";
+    rec.request_len = 7;
+    rec.status = SG_SAGA_IN_PROGRESS;
+    rec.created_us = rec.updated_us = 1;
+    sg_step_rec steps[3] = {{.name = "anonymizer", .status = SG_STEP_COMPLETED, .attempts = 1,
+                             .response = "{}", .response_len = 2},
+                            {.name = "tokenizer", .status = SG_STEP_COMPLETED, .attempts = 1},
+                            {.name = "ai_model", .status = SG_STEP_RUNNING, .attempts = 1}};
+    rec.nsteps = 3;
+    rec.steps = steps;
+    sg_write *w = sg_write_create();
+    sg_write_saga_insert(w, &rec);
+    assert_int_equal(sg_store_commit_sync(f->store, w), SG_OK);
+
+    close_engine(f);
+    open_engine(f);
+    for (int i = 0; i < 300 && sg_engine_active(f->eng); i++) uv_run(&f->loop, UV_RUN_ONCE);
+    sg_saga_rec got = {0};
+    get(f, rec.id, &got);
+    assert_int_equal(got.status, SG_SAGA_COMPLETED);
+    assert_int_equal(got.steps[2].attempts, 2);
+    assert_int_equal(fake_hits[SVC_AI], 1);
+    assert_int_equal(fake_hits[SVC_ANON], 0);
+    sg_saga_rec_free(&got);
+}
+
+static void count_event(void *arg, sg_event_rec *ev)
+{
+    (*(int *)arg)++;
+    sg_event_rec_free(ev);
+    free(ev);
+}
+
+static int pending_events(fx *f)
+{
+    sg_store_reader *r;
+    assert_int_equal(sg_store_reader_open(f->store, &r), SG_OK);
+    int n = 0;
+    assert_int_equal(sg_store_load_pending_events(r, count_event, &n), SG_OK);
+    sg_store_reader_close(r);
+    return n;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(all_steps_succeed, setup, teardown),
+        cmocka_unit_test_setup_teardown(step1_failure_stops_the_saga, setup, teardown),
+        cmocka_unit_test_setup_teardown(step2_nack_withdraws_the_event, setup, teardown),
+        cmocka_unit_test_setup_teardown(step2_timeout_withdraws_the_event, setup, teardown),
+        cmocka_unit_test_setup_teardown(step3_failure_compensates, setup, teardown),
+        cmocka_unit_test_setup_teardown(step3_timeout_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(async_answers_when_durable, setup, teardown),
+        cmocka_unit_test_setup_teardown(idempotency_key_joins_the_first_saga, setup, teardown),
+        cmocka_unit_test_setup_teardown(restart_resumes_a_running_step, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
