@@ -8,6 +8,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -550,6 +551,17 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
+/* MHD reports every MHD_NO from the handler as an internal error, but
+ * drop and hang return it on purpose: keep stderr for real problems. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    if (strncmp(line, "Application reported internal error", 35) == 0) return;
+    fprintf(stderr, "sta-stubs: %s", line);
+}
+
 /* ---- lifecycle ------------------------------------------------------------- */
 
 sg_status stub_server_start(stub_server **out, const stub_server_opts *o, char *err,
@@ -608,8 +620,9 @@ sg_status stub_server_start(stub_server **out, const stub_server_opts *o, char *
         size_t last = sizeof opts / sizeof *opts - 2;
         opts[last] = opts[last + 1];
     }
-    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_ARRAY, opts,
-                            MHD_OPTION_END);
+    /* The logger goes first so that MHD never uses its own. */
+    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+                            mhd_log, NULL, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (!s->d) {
         snprintf(err, errlen, "cannot listen on %s:%s", o->host, o->port);
         goto fail;
