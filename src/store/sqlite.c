@@ -88,12 +88,14 @@ static const struct {
     [Q_EVENT_UPDATE] = {"update event", "UPDATE outbox SET status=?2, attempts=?3 WHERE id=?1"},
     /* The compensation rule of sg_write_event_update: once the delivered
      * event ?1 was a compensation and none of its saga's compensation
-     * events is still PENDING (0), the saga's comp_status is COMPLETED (2). */
+     * events is still PENDING (0), the saga's comp_status is COMPLETED (2).
+     * The unary + keeps the planner on outbox_saga (a saga's few events)
+     * instead of outbox_pending, which grows large while a broker is down. */
     [Q_COMP_DONE] = {"complete compensation",
                      "UPDATE sagas SET comp_status=2, updated_us=max(updated_us, ?2) "
                      "WHERE id=(SELECT saga_id FROM outbox WHERE id=?1 AND compensation=1) "
                      "AND comp_status<>2 AND NOT EXISTS(SELECT 1 FROM outbox o WHERE "
-                     "o.saga_id=sagas.id AND o.compensation=1 AND o.status=0)"},
+                     "o.saga_id=sagas.id AND o.compensation=1 AND +o.status=0)"},
     [Q_GET] = {"get saga", "SELECT " SAGA_COLS " FROM sagas WHERE id=?1"},
     [Q_GET_IDEM] = {"get saga by key", "SELECT " SAGA_COLS " FROM sagas WHERE idem_key=?1"},
     [Q_STEPS] = {"get steps", "SELECT idx, name, status, attempts, started_us, finished_us, "

@@ -22,14 +22,14 @@ typedef struct tmpdb {
     char path[128]; /* dir/saga.db */
 } tmpdb;
 
-static void tmpdb_make(tmpdb *t)
+static inline void tmpdb_make(tmpdb *t)
 {
     snprintf(t->dir, sizeof t->dir, "/tmp/sg-store-test-XXXXXX");
     assert_non_null(mkdtemp(t->dir));
     snprintf(t->path, sizeof t->path, "%s/saga.db", t->dir);
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+static inline int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
     (void)flag;
@@ -37,7 +37,7 @@ static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *
     return remove(p);
 }
 
-static void tmpdb_remove(tmpdb *t)
+static inline void tmpdb_remove(tmpdb *t)
 {
     nftw(t->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
@@ -45,7 +45,7 @@ static void tmpdb_remove(tmpdb *t)
 /* ---- records -------------------------------------------------------------- */
 
 /* Fills r (caller frees with sg_saga_rec_free) with a 3-step saga. */
-static void make_saga(sg_saga_rec *r, const char *request, size_t request_len,
+static inline void make_saga(sg_saga_rec *r, const char *request, size_t request_len,
                       const char *idem_key, int64_t created_us)
 {
     static const char *names[] = {"anonymizer", "tokenizer", "ai_model"};
@@ -68,7 +68,7 @@ static void make_saga(sg_saga_rec *r, const char *request, size_t request_len,
 }
 
 /* Fills e (caller frees with sg_event_rec_free). */
-static void make_event(sg_event_rec *e, const char *saga_id, const char *topic, int compensation,
+static inline void make_event(sg_event_rec *e, const char *saga_id, const char *topic, int compensation,
                        int64_t created_us)
 {
     memset(e, 0, sizeof *e);
@@ -83,7 +83,7 @@ static void make_event(sg_event_rec *e, const char *saga_id, const char *topic, 
     e->status = SG_EVENT_PENDING;
 }
 
-static void assert_str_eq_or_null(const char *a, const char *b)
+static inline void assert_str_eq_or_null(const char *a, const char *b)
 {
     if (!a || !b)
         assert_ptr_equal(a, b);
@@ -91,7 +91,7 @@ static void assert_str_eq_or_null(const char *a, const char *b)
         assert_string_equal(a, b);
 }
 
-static void assert_bytes_eq(const char *a, size_t alen, const char *b, size_t blen)
+static inline void assert_bytes_eq(const char *a, size_t alen, const char *b, size_t blen)
 {
     assert_int_equal(alen, blen);
     if (!a || !b)
@@ -100,7 +100,7 @@ static void assert_bytes_eq(const char *a, size_t alen, const char *b, size_t bl
         assert_memory_equal(a, b, alen);
 }
 
-static void assert_step_eq(const sg_step_rec *a, const sg_step_rec *b)
+static inline void assert_step_eq(const sg_step_rec *a, const sg_step_rec *b)
 {
     assert_str_eq_or_null(a->name, b->name);
     assert_int_equal(a->status, b->status);
@@ -111,7 +111,7 @@ static void assert_step_eq(const sg_step_rec *a, const sg_step_rec *b)
     assert_bytes_eq(a->response, a->response_len, b->response, b->response_len);
 }
 
-static void assert_saga_eq(const sg_saga_rec *a, const sg_saga_rec *b)
+static inline void assert_saga_eq(const sg_saga_rec *a, const sg_saga_rec *b)
 {
     assert_string_equal(a->id, b->id);
     assert_str_eq_or_null(a->def_name, b->def_name);
@@ -126,7 +126,7 @@ static void assert_saga_eq(const sg_saga_rec *a, const sg_saga_rec *b)
     for (size_t i = 0; i < a->nsteps; i++) assert_step_eq(&a->steps[i], &b->steps[i]);
 }
 
-static void assert_event_eq(const sg_event_rec *a, const sg_event_rec *b)
+static inline void assert_event_eq(const sg_event_rec *a, const sg_event_rec *b)
 {
     assert_string_equal(a->id, b->id);
     assert_string_equal(a->saga_id, b->saga_id);
@@ -142,7 +142,7 @@ static void assert_event_eq(const sg_event_rec *a, const sg_event_rec *b)
 }
 
 /* Opens the store at path without a loop; fails the test on error. */
-static sg_store *open_sync(const char *path)
+static inline sg_store *open_sync(const char *path)
 {
     sg_store *s = NULL;
     char err[256] = "";
@@ -154,7 +154,7 @@ static sg_store *open_sync(const char *path)
 }
 
 /* Inserts r through commit_sync. */
-static void insert_sync(sg_store *s, const sg_saga_rec *r)
+static inline void insert_sync(sg_store *s, const sg_saga_rec *r)
 {
     sg_write *w = sg_write_create();
     sg_write_saga_insert(w, r);

@@ -1,0 +1,162 @@
+/* Opening: URL schemes, clear errors for bad URLs and paths, schema. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "store/helpers.h"
+
+static sg_status try_open(const char *url, char *err, size_t errlen)
+{
+    sg_store *s = (sg_store *)&s; /* must be reset to NULL on failure */
+    err[0] = '\0';
+    sg_status st = sg_store_open(&s, url, NULL, NULL, err, errlen);
+    if (st == SG_OK) {
+        assert_non_null(s);
+        sg_store_close(s);
+    } else {
+        assert_null(s);
+        assert_true(err[0] != '\0');
+    }
+    return st;
+}
+
+static void test_unsupported_scheme(void **state)
+{
+    (void)state;
+    char err[256];
+    assert_int_equal(try_open("postgres://user@localhost/sagas", err, sizeof err), SG_EINVAL);
+    assert_non_null(strstr(err, "unsupported store URL scheme"));
+    assert_non_null(strstr(err, "postgres"));
+    assert_int_equal(try_open("mysql:x", err, sizeof err), SG_EINVAL);
+    assert_non_null(strstr(err, "unsupported store URL scheme"));
+    assert_int_equal(try_open("", err, sizeof err), SG_EINVAL);
+    assert_int_equal(try_open("sqlite:", err, sizeof err), SG_EINVAL);
+    assert_int_equal(try_open("sqlite://", err, sizeof err), SG_EINVAL);
+    sg_store *s = NULL;
+    assert_int_equal(sg_store_open(&s, NULL, NULL, NULL, err, sizeof err), SG_EINVAL);
+    /* A NULL err buffer is allowed. */
+    assert_int_equal(sg_store_open(&s, "nope://x", NULL, NULL, NULL, 0), SG_EINVAL);
+    assert_null(s);
+}
+
+static void test_bad_paths(void **state)
+{
+    (void)state;
+    tmpdb t;
+    tmpdb_make(&t);
+    char url[256], err[512];
+
+    snprintf(url, sizeof url, "%s/missing/sub/saga.db", t.dir);
+    assert_int_equal(try_open(url, err, sizeof err), SG_EIO);
+    assert_non_null(strstr(err, "does not exist"));
+    assert_non_null(strstr(err, "missing/sub"));
+
+    /* The parent is a regular file. */
+    char file[128];
+    snprintf(file, sizeof file, "%s/plain", t.dir);
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fputs("this is not a database, but it is long enough to have a header page...........", fp);
+    fclose(fp);
+    snprintf(url, sizeof url, "%s/saga.db", file);
+    assert_int_equal(try_open(url, err, sizeof err), SG_EIO);
+    assert_non_null(strstr(err, "Not a directory"));
+
+    /* The path is a file that is not a database. */
+    assert_int_equal(try_open(file, err, sizeof err), SG_EIO);
+    assert_non_null(strstr(err, "not a database"));
+
+    /* The path is a directory. */
+    assert_int_equal(try_open(t.dir, err, sizeof err), SG_EIO);
+    tmpdb_remove(&t);
+}
+
+/* Every spelling of a SQLite URL reaches the same file. */
+static void test_url_forms(void **state)
+{
+    (void)state;
+    tmpdb t;
+    tmpdb_make(&t);
+    char url[256], err[256];
+    sg_saga_rec r;
+    make_saga(&r, "{}", 2, "k", 1);
+    sg_store *s = open_sync(t.path);
+    insert_sync(s, &r);
+    sg_store_close(s);
+
+    const char *forms[] = {"sqlite:%s", "sqlite://%s", "SQLite:%s", "file:%s", "file://%s", "%s"};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        snprintf(url, sizeof url, forms[i], t.path);
+        s = NULL;
+        assert_int_equal(sg_store_open(&s, url, NULL, NULL, err, sizeof err), SG_OK);
+        sg_store_reader *rd = NULL;
+        assert_int_equal(sg_store_reader_open(s, &rd), SG_OK);
+        sg_saga_rec got;
+        assert_int_equal(sg_store_get(rd, r.id, &got), SG_OK);
+        sg_saga_rec_free(&got);
+        sg_store_reader_close(rd);
+        sg_store_close(s);
+    }
+    sg_saga_rec_free(&r);
+    tmpdb_remove(&t);
+}
+
+static int query_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void test_schema(void **state)
+{
+    (void)state;
+    tmpdb t;
+    tmpdb_make(&t);
+    sg_store_close(open_sync(t.path));
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), 1);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='index' AND "
+                                   "name IN ('sagas_created','sagas_status','outbox_pending',"
+                                   "'outbox_saga')"),
+                     4);
+    /* WAL is a property of the file. */
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+
+    /* A database from a newer sagad is refused, not damaged. */
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    char err[256];
+    assert_int_equal(try_open(t.path, err, sizeof err), SG_EIO);
+    assert_non_null(strstr(err, "newer"));
+
+    /* Reopening an existing current database leaves it alone. */
+    assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=1", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(try_open(t.path, err, sizeof err), SG_OK);
+    tmpdb_remove(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unsupported_scheme),
+        cmocka_unit_test(test_bad_paths),
+        cmocka_unit_test(test_url_forms),
+        cmocka_unit_test(test_schema),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
