@@ -411,6 +411,12 @@ static sg_status sq_open(sg_store_backend **out, const char *url, const char *ta
         snprintf(err, errlen, "the SQLite library was built without thread support");
         goto fail;
     }
+    struct stat sb;
+    if (stat(target, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(err, errlen, "cannot open SQLite database '%s': it is a directory", target);
+        res = SG_EINVAL;
+        goto fail;
+    }
     b = sg_xcalloc(1, sizeof *b);
     b->path = sg_xstrdup(target);
     if (conn_open(&b->w, b->path, 1, err, errlen) != SG_OK) goto fail;

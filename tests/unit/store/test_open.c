@@ -71,7 +71,8 @@ static void test_bad_paths(void **state)
     assert_non_null(strstr(err, "not a database"));
 
     /* The path is a directory. */
-    assert_int_equal(try_open(t.dir, err, sizeof err), SG_EIO);
+    assert_int_equal(try_open(t.dir, err, sizeof err), SG_EINVAL);
+    assert_non_null(strstr(err, "is a directory"));
     tmpdb_remove(&t);
 }
 
