@@ -2,7 +2,8 @@
 # Installs the Debian packages sagad needs to build and test, if missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libuv1-dev
-      libsqlite3-dev libjansson-dev libcmocka-dev uthash-dev python3 curl "$@")
+      libsqlite3-dev libjansson-dev libcmocka-dev uthash-dev python3 curl clang
+      libclang-rt-14-dev "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
