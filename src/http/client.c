@@ -32,14 +32,14 @@
 typedef enum { CALL_IDLE, CALL_RUNNING, CALL_DONE } call_state;
 
 struct sg_http_call {
-    sg_http_client *client; /* borrowed back-pointer */
-    CURL *easy;             /* owned; kept across reuse */
+    sg_http_client *client;     /* borrowed back-pointer */
+    CURL *easy;                 /* owned; kept across reuse */
     struct curl_slist *headers; /* owned; rebuilt per call */
-    sg_buf body;            /* owned; the answer, capped at max_response */
+    sg_buf body;                /* owned; the answer, capped at max_response */
     sg_http_cb cb;
     void *arg;
     long timeout_ms;
-    int too_big;            /* the write callback refused data */
+    int too_big; /* the write callback refused data */
     call_state state;
     char errbuf[CURL_ERROR_SIZE];
     sg_http_call *prev, *next; /* in-flight list, or free list (next only) */
@@ -54,16 +54,16 @@ typedef struct sock_ctx {
 } sock_ctx;
 
 struct sg_http_client {
-    uv_loop_t *loop;        /* borrowed */
-    CURLM *multi;           /* owned */
-    uv_timer_t timer;       /* curl's single timeout; its close frees the client */
+    uv_loop_t *loop;  /* borrowed */
+    CURLM *multi;     /* owned */
+    uv_timer_t timer; /* curl's single timeout; its close frees the client */
     sg_http_client_options opt;
     sg_http_call *inflight; /* doubly linked */
     size_t ninflight;
     sg_http_call *free_list; /* idle calls with a reusable easy handle */
     size_t nfree;
-    sock_ctx *socks;        /* open poll contexts, so destroy can close them */
-    int closing;            /* sg_http_client_destroy ran; no more work */
+    sock_ctx *socks; /* open poll contexts, so destroy can close them */
+    int closing;     /* sg_http_client_destroy ran; no more work */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -78,8 +78,10 @@ static void curl_init_once(void)
 
 static void list_unlink(sg_http_client *c, sg_http_call *call)
 {
-    if (call->prev) call->prev->next = call->next;
-    else c->inflight = call->next;
+    if (call->prev)
+        call->prev->next = call->next;
+    else
+        c->inflight = call->next;
     if (call->next) call->next->prev = call->prev;
     call->prev = call->next = NULL;
     c->ninflight--;
@@ -117,8 +119,10 @@ static void call_recycle(sg_http_client *c, sg_http_call *call)
         return;
     }
     /* Keep small answer buffers for the next call; drop big ones. */
-    if (call->body.cap > 64 * 1024) sg_buf_free(&call->body);
-    else sg_buf_reset(&call->body);
+    if (call->body.cap > 64 * 1024)
+        sg_buf_free(&call->body);
+    else
+        sg_buf_reset(&call->body);
     call->next = c->free_list;
     c->free_list = call;
     c->nfree++;
@@ -199,8 +203,10 @@ static void on_sock_closed(uv_handle_t *h)
 
 static void sock_close(sg_http_client *c, sock_ctx *s)
 {
-    if (s->prev) s->prev->next = s->next;
-    else c->socks = s->next;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        c->socks = s->next;
     if (s->next) s->next->prev = s->prev;
     uv_poll_stop(&s->poll);
     uv_close((uv_handle_t *)&s->poll, on_sock_closed);
@@ -329,7 +335,8 @@ void sg_http_client_destroy(sg_http_client *c)
 {
     if (!c) return;
     /* Cancel everything; callbacks do not run. */
-    while (c->inflight) sg_http_cancel(c, c->inflight);
+    while (c->inflight)
+        sg_http_cancel(c, c->inflight);
     c->closing = 1;
     while (c->free_list) {
         sg_http_call *call = c->free_list;
@@ -341,7 +348,8 @@ void sg_http_client_destroy(sg_http_client *c)
      * closes them; whatever it does not report we close ourselves. */
     curl_multi_cleanup(c->multi);
     c->multi = NULL;
-    while (c->socks) sock_close(c, c->socks);
+    while (c->socks)
+        sock_close(c, c->socks);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_client_closed);
 }
@@ -414,7 +422,7 @@ sg_status sg_http_post(sg_http_client *c, const sg_http_request *req, sg_http_cb
 
     CURL *e = call->easy;
     CURLcode rc = CURLE_OK;
-#define SET(opt, val) \
+#define SET(opt, val)                                                                              \
     if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val)
     SET(CURLOPT_URL, req->url);
     SET(CURLOPT_PROTOCOLS_STR, "http,https");

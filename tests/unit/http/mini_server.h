@@ -34,12 +34,12 @@
 typedef struct mini_server {
     struct MHD_Daemon *d;
     unsigned short port;
-    char base[64];             /* "http://127.0.0.1:<port>" */
-    atomic_int connections;    /* TCP connections accepted */
-    atomic_int requests;       /* requests answered (or dropped) */
+    char base[64];          /* "http://127.0.0.1:<port>" */
+    atomic_int connections; /* TCP connections accepted */
+    atomic_int requests;    /* requests answered (or dropped) */
     atomic_int stopping;
-    pthread_mutex_t mu;        /* guards the last_* fields */
-    char *last_body;           /* malloc'd */
+    pthread_mutex_t mu; /* guards the last_* fields */
+    char *last_body;    /* malloc'd */
     size_t last_body_len;
     char last_saga[128], last_event[128], last_idem[128], last_ctype[128], last_expect[64];
 } mini_server;
@@ -86,8 +86,8 @@ static ssize_t mini_chunk(void *cls, uint64_t pos, char *buf, size_t max)
 }
 
 static enum MHD_Result mini_handler(void *cls, struct MHD_Connection *c, const char *url,
-                                    const char *method, const char *version,
-                                    const char *upload, size_t *upload_size, void **ctx)
+                                    const char *method, const char *version, const char *upload,
+                                    size_t *upload_size, void **ctx)
 {
     (void)method;
     (void)version;
@@ -194,12 +194,12 @@ static int mini_start(mini_server *s)
     sa.sin_family = AF_INET;
     sa.sin_port = 0;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    s->d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-            MHD_USE_ERROR_LOG,
-        0, NULL, NULL, mini_handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_NOTIFY_COMPLETED, mini_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
-        mini_notify, s, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+    s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                                MHD_USE_POLL | MHD_USE_ERROR_LOG,
+                            0, NULL, NULL, mini_handler, s, MHD_OPTION_SOCK_ADDR,
+                            (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, mini_completed, s,
+                            MHD_OPTION_NOTIFY_CONNECTION, mini_notify, s,
+                            MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
     if (!s->d) return -1;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : 0;

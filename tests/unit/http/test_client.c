@@ -79,8 +79,8 @@ static sg_status post(fixture *f, const char *path, const char *body, long timeo
 {
     char url[256];
     snprintf(url, sizeof url, "%s%s", f->srv.base, path);
-    sg_http_request req = {.url = url, .body = body, .body_len = body ? strlen(body) : 0,
-                           .timeout_ms = timeout_ms};
+    sg_http_request req = {
+        .url = url, .body = body, .body_len = body ? strlen(body) : 0, .timeout_ms = timeout_ms};
     return sg_http_post(f->client, &req, on_result, g, call);
 }
 
@@ -142,8 +142,8 @@ static void test_unresolvable(void **state)
 {
     fixture *f = *state;
     got g = {0};
-    sg_http_request req = {.url = "http://no-such-host.invalid/x", .body = "{}", .body_len = 2,
-                           .timeout_ms = 3000};
+    sg_http_request req = {
+        .url = "http://no-such-host.invalid/x", .body = "{}", .body_len = 2, .timeout_ms = 3000};
     assert_int_equal(sg_http_post(f->client, &req, on_result, &g, NULL), SG_OK);
     run_for(f, &g, 10000);
     assert_int_equal(g.calls, 1);
@@ -265,8 +265,8 @@ static void test_headers(void **state)
     const char *headers[] = {"X-Saga-Id: 0b0e6a3c-0000-4000-8000-000000000001",
                              "Idempotency-Key: 0b0e6a3c-0000-4000-8000-000000000001:anonymizer",
                              NULL};
-    sg_http_request req = {.url = url, .body = "{}", .body_len = 2, .headers = headers,
-                           .timeout_ms = 3000};
+    sg_http_request req = {
+        .url = url, .body = "{}", .body_len = 2, .headers = headers, .timeout_ms = 3000};
     assert_int_equal(sg_http_post(f->client, &req, on_result, &g, NULL), SG_OK);
     run_for(f, &g, 5000);
     assert_int_equal(g.outcome, SG_HTTP_DONE);
@@ -282,8 +282,8 @@ static void test_body_with_nul(void **state)
     char url[128];
     snprintf(url, sizeof url, "%s/echo", f->srv.base);
     static const char body[] = "{\"a\":\"x\0y\"}"; /* a raw NUL byte: length, not strlen */
-    sg_http_request req = {.url = url, .body = body, .body_len = sizeof body - 1,
-                           .timeout_ms = 3000};
+    sg_http_request req = {
+        .url = url, .body = body, .body_len = sizeof body - 1, .timeout_ms = 3000};
     assert_int_equal(sg_http_post(f->client, &req, on_result, &g, NULL), SG_OK);
     run_for(f, &g, 5000);
     assert_int_equal(g.outcome, SG_HTTP_DONE);
@@ -343,6 +343,15 @@ typedef struct many {
     got g[200];
 } many;
 
+static int all_called(void *arg)
+{
+    many *m = arg;
+    int n = 0;
+    for (int i = 0; i < 200; i++)
+        n += m->g[i].calls;
+    return n == 200;
+}
+
 static void test_concurrent(void **state)
 {
     fixture *f = *state;
@@ -352,12 +361,7 @@ static void test_concurrent(void **state)
         assert_int_equal(post(f, "/echo", m->bodies[i], 10000, &m->g[i], NULL), SG_OK);
     }
     assert_int_equal(sg_http_inflight(f->client), 200);
-    for (;;) {
-        int n = 0;
-        for (int i = 0; i < 200; i++) n += m->g[i].calls;
-        if (n == 200) break;
-        uv_run(&f->loop, UV_RUN_ONCE);
-    }
+    assert_true(loop_run_until(&f->loop, all_called, m, 20000));
     for (int i = 0; i < 200; i++) {
         assert_int_equal(m->g[i].calls, 1);
         assert_int_equal(m->g[i].outcome, SG_HTTP_DONE);
@@ -380,7 +384,8 @@ static void test_destroy_with_calls_in_flight(void **state)
     sg_http_client_destroy(f->client);
     f->client = NULL;
     assert_int_equal(loop_finish(&f->loop), 0);
-    for (int i = 0; i < 3; i++) assert_int_equal(g[i].calls, 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(g[i].calls, 0);
     assert_int_equal(uv_loop_init(&f->loop), 0); /* for teardown */
 }
 
@@ -436,8 +441,9 @@ static void test_bad_arguments(void **state)
     sg_http_client_destroy(NULL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1) cmocka_set_test_filter(argv[1]); /* e.g. "test_cancel*" */
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_ok_json),

@@ -1,0 +1,182 @@
+/* "log:" bus: prints each envelope as one line on stdout, as the seed's
+ * simulated publish_event did, and acknowledges it at once.
+ *
+ * "At once" still means after sg_bus_publish has returned: publishes wait in
+ * a queue that a uv_idle_t drains on the next loop iteration, where each line
+ * is written and acknowledged. A publish cancelled before then is never
+ * printed. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bus/bus_int.h"
+#include "sg/alloc.h"
+
+typedef struct log_pub {
+    char *line; /* owned: envelope + '\n' */
+    size_t len;
+    sg_bus_done_cb done;
+    void *arg;
+    struct log_pub *prev, *next;
+} log_pub;
+
+typedef struct log_bus {
+    uv_idle_t idle;       /* drains the queue; its close callback frees us */
+    log_pub *head, *tail; /* FIFO of publishes not yet printed */
+    size_t count;         /* length of that queue */
+    int closing;
+} log_bus;
+
+static void queue_unlink(log_bus *lb, log_pub *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        lb->head = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    else
+        lb->tail = p->prev;
+    p->prev = p->next = NULL;
+    lb->count--;
+}
+
+static void pub_free(log_pub *p)
+{
+    free(p->line);
+    free(p);
+}
+
+/* One write(2) per line so that lines from concurrent writers never
+ * interleave; a short write (pipes, signals) continues where it stopped. */
+static int write_line(const char *s, size_t n, char *why, size_t whylen)
+{
+    fflush(stdout); /* anything stdio buffered goes first */
+    while (n > 0) {
+        ssize_t w = write(STDOUT_FILENO, s, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            snprintf(why, whylen, "log bus: writing to stdout failed: %s", strerror(errno));
+            return -1;
+        }
+        s += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    log_bus *lb = h->data;
+    /* Only what is queued now: acks that publish again wait for the next
+     * iteration, so a chain of publishes cannot starve the loop. */
+    size_t budget = lb->count;
+    while (budget-- > 0 && !lb->closing && lb->head) {
+        log_pub *p = lb->head;
+        char why[256];
+        sg_status st = write_line(p->line, p->len, why, sizeof why) == 0 ? SG_OK : SG_EIO;
+        sg_bus_done_cb done = p->done;
+        void *arg = p->arg;
+        queue_unlink(lb, p);
+        pub_free(p);
+        /* May publish, cancel or destroy the bus (then closing is set and
+         * lb stays valid until the idle handle's close callback). */
+        done(arg, st, st == SG_OK ? NULL : why);
+    }
+    if (!lb->closing && !lb->head) uv_idle_stop(&lb->idle);
+}
+
+static sg_status log_create(void **state, const char *url, const sg_bus_env *env, char *err,
+                            size_t errlen)
+{
+    (void)url;
+    log_bus *lb = sg_xcalloc(1, sizeof *lb);
+    *state = NULL;
+    if (uv_idle_init(env->loop, &lb->idle) != 0) {
+        snprintf(err, errlen, "log bus: cannot initialise its loop handle");
+        goto fail;
+    }
+    lb->idle.data = lb;
+    *state = lb;
+    return SG_OK;
+
+fail:
+    free(lb);
+    return SG_EIO;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    free(h->data); /* the log_bus that embeds the idle handle */
+}
+
+static void log_destroy(void *state)
+{
+    log_bus *lb = state;
+    if (!lb) return;
+    lb->closing = 1;
+    while (lb->head) {
+        log_pub *p = lb->head;
+        queue_unlink(lb, p);
+        pub_free(p);
+    }
+    uv_idle_stop(&lb->idle);
+    uv_close((uv_handle_t *)&lb->idle, on_closed);
+}
+
+static sg_status log_publish(void *state, const sg_event_rec *ev, char *envelope, size_t len,
+                             long timeout_ms, sg_bus_done_cb done, void *arg, void **handle)
+{
+    (void)ev;
+    (void)timeout_ms; /* acknowledged on the next iteration, well within any */
+    log_bus *lb = state;
+    log_pub *p = NULL;
+    *handle = NULL;
+    if (lb->closing) goto fail;
+
+    p = sg_xcalloc(1, sizeof *p);
+    p->line = sg_xrealloc(envelope, len + 2); /* taken */
+    envelope = NULL;
+    p->line[len] = '\n';
+    p->line[len + 1] = '\0';
+    p->len = len + 1;
+    p->done = done;
+    p->arg = arg;
+    if (uv_idle_start(&lb->idle, on_idle) != 0) goto fail;
+    p->prev = lb->tail;
+    if (lb->tail)
+        lb->tail->next = p;
+    else
+        lb->head = p;
+    lb->tail = p;
+    lb->count++;
+    *handle = p;
+    return SG_OK;
+
+fail:
+    free(envelope);
+    if (p) pub_free(p);
+    return SG_ECLOSED;
+}
+
+static void log_cancel(void *state, void *handle)
+{
+    log_bus *lb = state;
+    log_pub *p = handle;
+    queue_unlink(lb, p);
+    pub_free(p);
+}
+
+const struct sg_bus_ops sg_bus_log_ops = {
+    .version = SG_BUS_OPS_VERSION,
+    .scheme = "log",
+    .name = "log",
+    .is_broker = 0,
+    .create = log_create,
+    .destroy = log_destroy,
+    .publish = log_publish,
+    .cancel = log_cancel,
+    .ready = NULL,
+};
