@@ -29,7 +29,7 @@
 #define SAGA_COLS                                                                                  \
     "id, def_name, request, idem_key, status, comp_status, error, created_us, updated_us, nsteps"
 #define EVENT_COLS                                                                                 \
-    "id, saga_id, topic, target, payload, created_us, deadline_us, compensation, step_index, "   \
+    "id, saga_id, topic, target, payload, created_us, deadline_us, compensation, step_index, "     \
     "status, attempts"
 
 /* Every statement either connection may run; prepared lazily per
@@ -83,8 +83,8 @@ static const struct {
     [Q_STEP_UPDATE] = {"update step",
                        "UPDATE steps SET status=?3, attempts=?4, started_us=?5, finished_us=?6, "
                        "error=?7, response=?8 WHERE saga_id=?1 AND idx=?2"},
-    [Q_EVENT_INSERT] = {"insert event",
-                        "INSERT INTO outbox(" EVENT_COLS ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"},
+    [Q_EVENT_INSERT] = {"insert event", "INSERT INTO outbox(" EVENT_COLS
+                                        ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"},
     [Q_EVENT_UPDATE] = {"update event", "UPDATE outbox SET status=?2, attempts=?3 WHERE id=?1"},
     /* The compensation rule of sg_write_event_update: once the delivered
      * event ?1 was a compensation and none of its saga's compensation
@@ -123,8 +123,8 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS sagas("
     " id TEXT PRIMARY KEY,"
     " def_name TEXT,"
-    " request BLOB NOT NULL,"  /* exact bytes as posted */
-    " idem_key TEXT UNIQUE,"   /* NULLs are distinct: many sagas without a key */
+    " request BLOB NOT NULL," /* exact bytes as posted */
+    " idem_key TEXT UNIQUE,"  /* NULLs are distinct: many sagas without a key */
     " status INTEGER NOT NULL,"
     " comp_status INTEGER NOT NULL,"
     " error TEXT,"
@@ -160,7 +160,7 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS outbox_saga ON outbox(saga_id);";
 
 typedef struct conn {
-    sqlite3 *db;                /* owned */
+    sqlite3 *db;                 /* owned */
     sqlite3_stmt *stmt[Q_COUNT]; /* owned; NULL until first use */
 } conn;
 
@@ -177,7 +177,8 @@ struct sg_store_breader {
 
 static void conn_close(conn *c)
 {
-    for (int i = 0; i < Q_COUNT; i++) sqlite3_finalize(c->stmt[i]);
+    for (int i = 0; i < Q_COUNT; i++)
+        sqlite3_finalize(c->stmt[i]);
     /* Statements are finalized, so close cannot be refused as busy. */
     if (c->db) sqlite3_close(c->db);
     memset(c, 0, sizeof *c);
@@ -249,8 +250,8 @@ fail:
 static sqlite3_stmt *conn_stmt(conn *c, int q, char *err, size_t errlen)
 {
     if (c->stmt[q]) return c->stmt[q];
-    int rc = sqlite3_prepare_v3(c->db, queries[q].sql, -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[q],
-                                NULL);
+    int rc =
+        sqlite3_prepare_v3(c->db, queries[q].sql, -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[q], NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "SQLite prepare %s: %s", queries[q].name, sqlite3_errmsg(c->db));
         sqlite3_finalize(c->stmt[q]);
@@ -374,17 +375,15 @@ static sg_status create_schema(conn *c, char *err, size_t errlen)
     sqlite3_finalize(st);
     st = NULL;
     if (version > SCHEMA_VERSION) {
-        snprintf(err, errlen,
-                 "database schema version %d is newer than this sagad supports (%d)", version,
-                 SCHEMA_VERSION);
+        snprintf(err, errlen, "database schema version %d is newer than this sagad supports (%d)",
+                 version, SCHEMA_VERSION);
         goto fail;
     }
     if (version < SCHEMA_VERSION) {
         char pragma[64];
         snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d", SCHEMA_VERSION);
         if (exec_sql(c->db, schema_sql, "creating schema", err, errlen) != SQLITE_OK) goto fail;
-        if (exec_sql(c->db, pragma, "setting schema version", err, errlen) != SQLITE_OK)
-            goto fail;
+        if (exec_sql(c->db, pragma, "setting schema version", err, errlen) != SQLITE_OK) goto fail;
     }
     if (exec_sql(c->db, "COMMIT", "commit", err, errlen) != SQLITE_OK) goto fail;
     return SG_OK;
@@ -437,8 +436,8 @@ static sg_status sq_open(sg_store_backend **out, const char *url, const char *ta
                mode ? mode : "?");
     sqlite3_finalize(st);
     st = NULL;
-    const char *sync = !opt || opt->synchronous_full ? "PRAGMA synchronous=FULL"
-                                                      : "PRAGMA synchronous=NORMAL";
+    const char *sync =
+        !opt || opt->synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
     if (exec_sql(b->w.db, sync, "synchronous", err, errlen) != SQLITE_OK) goto fail;
     if (exec_sql(b->w.db, "PRAGMA foreign_keys=OFF", "foreign_keys", err, errlen) != SQLITE_OK)
         goto fail;
@@ -494,10 +493,12 @@ static int tx_run(txn *t, int q, sqlite3_stmt *st, const binder *b)
         rc = SQLITE_IOERR;
         msg = "injected I/O error";
     } else {
-        do rc = sqlite3_step(st);
-        while (rc == SQLITE_ROW); /* a write yields no rows; drain if it does */
-        if (rc == SQLITE_DONE) rc = SQLITE_OK;
-        else msg = sqlite3_errmsg(t->c->db);
+        /* A write yields no rows; drain any a pragma might. */
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) continue;
+        if (rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+        else
+            msg = sqlite3_errmsg(t->c->db);
     }
     /* Read the message before reset may replace it. */
     if (rc != SQLITE_OK) snprintf(t->err, t->errlen, "SQLite %s: %s", queries[q].name, msg);
@@ -520,9 +521,12 @@ static sg_status classify(int rc)
 {
     switch (rc) {
     case SQLITE_CONSTRAINT_UNIQUE:
-    case SQLITE_CONSTRAINT_PRIMARYKEY: return SG_ECONFLICT;
-    case SQLITE_TOOBIG: return SG_ETOOBIG;
-    default: break;
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+        return SG_ECONFLICT;
+    case SQLITE_TOOBIG:
+        return SG_ETOOBIG;
+    default:
+        break;
     }
     if ((rc & 0xff) == SQLITE_CONSTRAINT) return SG_EINVAL; /* e.g. a NULL request */
     return SG_EIO;
@@ -542,7 +546,7 @@ static sg_status classify(int rc)
     do {                                                                                           \
         int rc_ = tx_run(t, q, st, &b);                                                            \
         if (rc_ != SQLITE_OK) return classify(rc_);                                                \
-        if ((must_change) && sqlite3_changes(t->c->db) == 0) return SG_ENOTFOUND;                 \
+        if ((must_change) && sqlite3_changes(t->c->db) == 0) return SG_ENOTFOUND;                  \
     } while (0)
 
 static sg_status apply_saga_insert(txn *t, const sg_saga_rec *r)
@@ -583,7 +587,8 @@ static sg_status apply_op(txn *t, const sg_write_op *op)
     sqlite3_stmt *st;
     binder b;
     switch (op->kind) {
-    case SG_WOP_SAGA_INSERT: return apply_saga_insert(t, &op->u.saga_insert);
+    case SG_WOP_SAGA_INSERT:
+        return apply_saga_insert(t, &op->u.saga_insert);
     case SG_WOP_SAGA_UPDATE:
         PREP(Q_SAGA_UPDATE);
         bind_text(&b, 1, op->u.saga_update.id);
@@ -648,13 +653,15 @@ static sg_status sq_exec_batch(sg_store_backend *be, sg_write *const *writes, si
                                sg_status *results, char *err, size_t errlen)
 {
     txn t = {&be->w, err, errlen};
-    for (size_t i = 0; i < n; i++) results[i] = SG_EIO;
+    for (size_t i = 0; i < n; i++)
+        results[i] = SG_EIO;
     if (tx_simple(&t, Q_BEGIN_W) != SQLITE_OK) goto fail;
     for (size_t i = 0; i < n; i++) {
         const sg_write *w = writes[i];
         sg_status ws = SG_OK;
         if (tx_simple(&t, Q_SAVEPOINT) != SQLITE_OK) goto fail;
-        for (size_t k = 0; k < w->nops && ws == SG_OK; k++) ws = apply_op(&t, &w->ops[k]);
+        for (size_t k = 0; k < w->nops && ws == SG_OK; k++)
+            ws = apply_op(&t, &w->ops[k]);
         if (ws == SG_EIO) goto fail;
         /* A write that failed by itself is undone alone; the savepoint is
          * released either way so the next write starts clean. */
@@ -678,7 +685,8 @@ fail:
         if (rc != SQLITE_DONE)
             sg_log(SG_LOG_ERROR, "store: SQLite rollback failed: %s", sqlite3_errmsg(be->w.db));
     }
-    for (size_t i = 0; i < n; i++) results[i] = SG_EIO;
+    for (size_t i = 0; i < n; i++)
+        results[i] = SG_EIO;
     if (!err[0]) snprintf(err, errlen, "SQLite transaction failed");
     return SG_EIO;
 }
@@ -818,7 +826,8 @@ fail:
 
 static void free_sagas(sg_saga_rec *v, size_t n)
 {
-    for (size_t i = 0; i < n; i++) sg_saga_rec_free(&v[i]);
+    for (size_t i = 0; i < n; i++)
+        sg_saga_rec_free(&v[i]);
     free(v);
 }
 
@@ -868,8 +877,8 @@ static sg_status sq_get_by_idem(sg_store_breader *r, const char *key, sg_saga_re
     return get_one(r, Q_GET_IDEM, key, out);
 }
 
-static sg_status sq_list(sg_store_breader *r, const sg_list_query *q, sg_saga_rec **out,
-                         size_t *n, char next[SG_CURSOR_MAX])
+static sg_status sq_list(sg_store_breader *r, const sg_list_query *q, sg_saga_rec **out, size_t *n,
+                         char next[SG_CURSOR_MAX])
 {
     char err[256];
     char cid[SG_ID_LEN + 1];
@@ -880,8 +889,8 @@ static sg_status sq_list(sg_store_breader *r, const sg_list_query *q, sg_saga_re
     int after = q->after != NULL;
     if (after && sg_store_cursor_parse(q->after, &cus, cid) != SG_OK) goto fail;
 
-    int qi = q->status < 0 ? (after ? Q_LIST_AFTER : Q_LIST)
-                           : (after ? Q_LIST_ST_AFTER : Q_LIST_ST);
+    int qi =
+        q->status < 0 ? (after ? Q_LIST_AFTER : Q_LIST) : (after ? Q_LIST_ST_AFTER : Q_LIST_ST);
     res = SG_EIO;
     sqlite3_stmt *st = conn_stmt(&r->c, qi, err, sizeof err);
     if (!st) {
@@ -981,7 +990,8 @@ static sg_status sq_load_pending_events(sg_store_breader *r,
     free(v);
     return SG_OK;
 fail:
-    for (size_t i = 0; i < n; i++) sg_event_rec_free(&v[i]);
+    for (size_t i = 0; i < n; i++)
+        sg_event_rec_free(&v[i]);
     free(v);
     return res;
 }

@@ -22,6 +22,7 @@
 #include "store/store_int.h"
 
 #define DEFAULT_MAX_BATCH 512
+#define MAX_MAX_BATCH 65536
 
 _Atomic int sg_store_fail_countdown;
 
@@ -40,10 +41,10 @@ struct sg_store {
 
     uv_thread_t writer;
     int writer_started;
-    uv_mutex_t mu;      /* guards everything below */
-    uv_cond_t work_cv;  /* writer waits here for writes or stop */
-    uv_cond_t sync_cv;  /* commit_sync callers wait here for their write */
-    sg_write *q_head;   /* submitted, not yet taken by the writer (owned) */
+    uv_mutex_t mu;     /* guards everything below */
+    uv_cond_t work_cv; /* writer waits here for writes or stop */
+    uv_cond_t sync_cv; /* commit_sync callers wait here for their write */
+    sg_write *q_head;  /* submitted, not yet taken by the writer (owned) */
     sg_write *q_tail;
     sg_write *done_head; /* finished, callback not yet run (owned) */
     sg_write *done_tail;
@@ -68,7 +69,8 @@ static size_t scheme_len(const char *url)
 {
     if (!isalpha((unsigned char)url[0])) return 0;
     size_t i = 1;
-    while (isalnum((unsigned char)url[i]) || url[i] == '+' || url[i] == '-' || url[i] == '.') i++;
+    while (isalnum((unsigned char)url[i]) || url[i] == '+' || url[i] == '-' || url[i] == '.')
+        i++;
     return url[i] == ':' ? i : 0;
 }
 
@@ -142,7 +144,8 @@ static void writer_main(void *arg)
 
     uv_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->q_head && !s->closing) uv_cond_wait(&s->work_cv, &s->mu);
+        while (!s->q_head && !s->closing)
+            uv_cond_wait(&s->work_cv, &s->mu);
         if (!s->q_head) break; /* closing and drained */
 
         size_t n = 0;
@@ -160,7 +163,8 @@ static void writer_main(void *arg)
                    err[0] ? err : sg_status_text(st));
             /* The backend promises this already; be certain no write
              * reports success for a transaction that did not commit. */
-            for (size_t i = 0; i < n; i++) results[i] = SG_EIO;
+            for (size_t i = 0; i < n; i++)
+                results[i] = SG_EIO;
         }
 
         uv_mutex_lock(&s->mu);
@@ -248,10 +252,14 @@ sg_status sg_store_open(sg_store **out, const char *url, uv_loop_t *loop,
     }
     if (opt) o = *opt;
     if (o.max_batch == 0) o.max_batch = DEFAULT_MAX_BATCH;
+    /* The writer allocates max_batch slots up front; past this size a
+     * bigger transaction only delays every callback in it. */
+    if (o.max_batch > MAX_MAX_BATCH) o.max_batch = MAX_MAX_BATCH;
 
     ops = find_backend(url, &target);
     if (!ops) {
-        snprintf(err, errlen, "unsupported store URL scheme '%.*s' in '%s' (use sqlite:PATH or a path)",
+        snprintf(err, errlen,
+                 "unsupported store URL scheme '%.*s' in '%s' (use sqlite:PATH or a path)",
                  (int)scheme_len(url), url, url);
         goto fail;
     }
@@ -377,7 +385,8 @@ sg_status sg_store_commit_sync(sg_store *s, sg_write *w)
         goto fail;
     }
     enqueue_locked(s, w);
-    while (!w->done) uv_cond_wait(&s->sync_cv, &s->mu);
+    while (!w->done)
+        uv_cond_wait(&s->sync_cv, &s->mu);
     st = w->result;
     uv_mutex_unlock(&s->mu);
 fail:
@@ -448,8 +457,8 @@ sg_status sg_store_get_by_idem(sg_store_reader *r, const char *key, sg_saga_rec 
     return r->ops->get_by_idem(r->br, key, out);
 }
 
-sg_status sg_store_list(sg_store_reader *r, const sg_list_query *q, sg_saga_rec **out,
-                        size_t *n, char next[SG_CURSOR_MAX])
+sg_status sg_store_list(sg_store_reader *r, const sg_list_query *q, sg_saga_rec **out, size_t *n,
+                        char next[SG_CURSOR_MAX])
 {
     if (out) *out = NULL;
     if (n) *n = 0;
@@ -467,8 +476,8 @@ sg_status sg_store_load_unfinished(sg_store_reader *r, void (*cb)(void *arg, sg_
     return r->ops->load_unfinished(r->br, cb, arg);
 }
 
-sg_status sg_store_load_pending_events(sg_store_reader *r,
-                                       void (*cb)(void *arg, sg_event_rec *ev), void *arg)
+sg_status sg_store_load_pending_events(sg_store_reader *r, void (*cb)(void *arg, sg_event_rec *ev),
+                                       void *arg)
 {
     if (!r || !cb || !r->ops->load_pending_events) return SG_EINVAL;
     return r->ops->load_pending_events(r->br, cb, arg);

@@ -120,8 +120,8 @@ struct sg_store_ops {
                       char next[SG_CURSOR_MAX]);
     sg_status (*load_unfinished)(sg_store_breader *r, void (*cb)(void *arg, sg_saga_rec *rec),
                                  void *arg);
-    sg_status (*load_pending_events)(sg_store_breader *r,
-                                     void (*cb)(void *arg, sg_event_rec *ev), void *arg);
+    sg_status (*load_pending_events)(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
+                                     void *arg);
     sg_status (*get_event)(sg_store_breader *r, const char *id, sg_event_rec *out); /* optional */
 };
 
@@ -131,8 +131,7 @@ extern const struct sg_store_ops sg_store_sqlite_ops;
 
 /* Strict cursor syntax "<created_us>.<id>": 1-19 decimal digits, '.', a
  * 36-character UUID, nothing else. SG_EINVAL otherwise. id gets the UUID. */
-sg_status sg_store_cursor_parse(const char *cursor, int64_t *created_us,
-                                char id[SG_ID_LEN + 1]);
+sg_status sg_store_cursor_parse(const char *cursor, int64_t *created_us, char id[SG_ID_LEN + 1]);
 void sg_store_cursor_format(char out[SG_CURSOR_MAX], int64_t created_us, const char *id);
 
 /* Failure injection for tests (SQLite's countdown style): when set to N > 0,

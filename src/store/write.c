@@ -16,7 +16,9 @@ sg_write *sg_write_create(void)
 static void op_free(sg_write_op *op)
 {
     switch (op->kind) {
-    case SG_WOP_SAGA_INSERT: sg_saga_rec_free(&op->u.saga_insert); break;
+    case SG_WOP_SAGA_INSERT:
+        sg_saga_rec_free(&op->u.saga_insert);
+        break;
     case SG_WOP_SAGA_UPDATE:
         free(op->u.saga_update.id);
         free(op->u.saga_update.error);
@@ -25,15 +27,20 @@ static void op_free(sg_write_op *op)
         free(op->u.step_update.saga_id);
         sg_step_rec_free(&op->u.step_update.step);
         break;
-    case SG_WOP_EVENT_INSERT: sg_event_rec_free(&op->u.event_insert); break;
-    case SG_WOP_EVENT_UPDATE: free(op->u.event_update.id); break;
+    case SG_WOP_EVENT_INSERT:
+        sg_event_rec_free(&op->u.event_insert);
+        break;
+    case SG_WOP_EVENT_UPDATE:
+        free(op->u.event_update.id);
+        break;
     }
 }
 
 void sg_write_destroy(sg_write *w)
 {
     if (!w) return;
-    for (size_t i = 0; i < w->nops; i++) op_free(&w->ops[i]);
+    for (size_t i = 0; i < w->nops; i++)
+        op_free(&w->ops[i]);
     free(w->ops);
     free(w);
 }

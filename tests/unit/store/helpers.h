@@ -46,7 +46,7 @@ static inline void tmpdb_remove(tmpdb *t)
 
 /* Fills r (caller frees with sg_saga_rec_free) with a 3-step saga. */
 static inline void make_saga(sg_saga_rec *r, const char *request, size_t request_len,
-                      const char *idem_key, int64_t created_us)
+                             const char *idem_key, int64_t created_us)
 {
     static const char *names[] = {"anonymizer", "tokenizer", "ai_model"};
     memset(r, 0, sizeof *r);
@@ -68,8 +68,8 @@ static inline void make_saga(sg_saga_rec *r, const char *request, size_t request
 }
 
 /* Fills e (caller frees with sg_event_rec_free). */
-static inline void make_event(sg_event_rec *e, const char *saga_id, const char *topic, int compensation,
-                       int64_t created_us)
+static inline void make_event(sg_event_rec *e, const char *saga_id, const char *topic,
+                              int compensation, int64_t created_us)
 {
     memset(e, 0, sizeof *e);
     sg_uuid_v4(e->id);
@@ -123,7 +123,8 @@ static inline void assert_saga_eq(const sg_saga_rec *a, const sg_saga_rec *b)
     assert_int_equal(a->created_us, b->created_us);
     assert_int_equal(a->updated_us, b->updated_us);
     assert_int_equal(a->nsteps, b->nsteps);
-    for (size_t i = 0; i < a->nsteps; i++) assert_step_eq(&a->steps[i], &b->steps[i]);
+    for (size_t i = 0; i < a->nsteps; i++)
+        assert_step_eq(&a->steps[i], &b->steps[i]);
 }
 
 static inline void assert_event_eq(const sg_event_rec *a, const sg_event_rec *b)

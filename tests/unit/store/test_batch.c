@@ -33,7 +33,8 @@ static void run_until(uv_loop_t *loop, const int *counter, int want)
 {
     /* The store's async handle keeps the loop alive, so each UV_RUN_ONCE
      * blocks until the writer hands back another batch. */
-    while (*counter < want) uv_run(loop, UV_RUN_ONCE);
+    while (*counter < want)
+        uv_run(loop, UV_RUN_ONCE);
 }
 
 static sg_store *open_loop(const char *path, uv_loop_t *loop)
@@ -170,7 +171,8 @@ static void test_backend_batch_savepoints(void **state)
     assert_int_equal(ops->get_event(r, edup.id, &ev), SG_ENOTFOUND);
     ops->reader_close(r);
 
-    for (int i = 0; i < 3; i++) sg_write_destroy(w[i]);
+    for (int i = 0; i < 3; i++)
+        sg_write_destroy(w[i]);
     sg_saga_rec_free(&a);
     sg_saga_rec_free(&dup);
     sg_saga_rec_free(&c);
@@ -238,14 +240,16 @@ static void test_backend_fault_countdown(void **state)
         } else {
             failures++;
             assert_int_equal(st, SG_EIO);
-            for (int i = 0; i < 3; i++) assert_int_equal(res[i], SG_EIO);
+            for (int i = 0; i < 3; i++)
+                assert_int_equal(res[i], SG_EIO);
             assert_non_null(strstr(err, "injected"));
             assert_int_equal(count_rows(check, "sagas"), 0);
             assert_int_equal(count_rows(check, "outbox"), 0);
             assert_int_equal(count_rows(check, "steps"), 0);
         }
         atomic_store(&sg_store_fail_countdown, 0);
-        for (int i = 0; i < 3; i++) sg_write_destroy(w[i]);
+        for (int i = 0; i < 3; i++)
+            sg_write_destroy(w[i]);
         sg_saga_rec_free(&a);
         sg_saga_rec_free(&dup);
         sg_saga_rec_free(&c);
@@ -373,7 +377,8 @@ static void test_max_batch(void **state)
     int ok = 0;
     for (int i = 0; i < 20; i++)
         assert_int_equal(sg_store_submit(s, sg_write_create(), on_done_count, &ok), SG_OK);
-    while (ok < 20) uv_run(&loop, UV_RUN_ONCE);
+    while (ok < 20)
+        uv_run(&loop, UV_RUN_ONCE);
     uint64_t tx, nw;
     sg_store_stats(s, &tx, &nw);
     assert_int_equal(nw, 20);

@@ -49,7 +49,8 @@ static int teardown(void **state)
     fixture *f = *state;
     sg_store_reader_close(f->rd);
     sg_store_close(f->s);
-    for (int i = 0; i < NS; i++) sg_saga_rec_free(&f->recs[i]);
+    for (int i = 0; i < NS; i++)
+        sg_saga_rec_free(&f->recs[i]);
     tmpdb_remove(&f->t);
     free(f);
     return 0;
@@ -57,7 +58,8 @@ static int teardown(void **state)
 
 static void free_list(sg_saga_rec *v, size_t n)
 {
-    for (size_t i = 0; i < n; i++) sg_saga_rec_free(&v[i]);
+    for (size_t i = 0; i < n; i++)
+        sg_saga_rec_free(&v[i]);
     free(v);
 }
 
@@ -79,7 +81,8 @@ static void page_through(fixture *f, int status, size_t limit)
         assert_true(n <= limit);
         pages++;
         for (size_t i = 0; i < n; i++) {
-            while (status >= 0 && (int)f->recs[expect_idx].status != status) expect_idx++;
+            while (status >= 0 && (int)f->recs[expect_idx].status != status)
+                expect_idx++;
             assert_saga_eq(&v[i], &f->recs[expect_idx]);
             assert_int_equal(v[i].nsteps, 3);
             assert_string_equal(v[i].steps[2].name, "ai_model");

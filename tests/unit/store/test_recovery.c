@@ -113,7 +113,8 @@ static void test_reopen_recovery(void **state)
     collected_free(&c);
     sg_store_reader_close(rd);
     sg_store_close(s);
-    for (int i = 0; i < 4; i++) sg_saga_rec_free(&r[i]);
+    for (int i = 0; i < 4; i++)
+        sg_saga_rec_free(&r[i]);
     sg_event_rec_free(&ev_done);
     sg_event_rec_free(&ev_pending);
     sg_event_rec_free(&ev_withdrawn);

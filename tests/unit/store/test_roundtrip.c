@@ -69,7 +69,8 @@ static void test_roundtrip_small(void **state)
 {
     (void)state;
     /* The JSON escape \u0000 is six ASCII characters and must survive. */
-    const char *req = "{\"image_id\":\"img_123\",\"data\":\"a\\u0000b\",\"big\":9223372036854775807}";
+    const char *req =
+        "{\"image_id\":\"img_123\",\"data\":\"a\\u0000b\",\"big\":9223372036854775807}";
     roundtrip_with(req, strlen(req));
 }
 
@@ -164,10 +165,8 @@ static void test_update_missing(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip_small),
-        cmocka_unit_test(test_roundtrip_raw_nul),
-        cmocka_unit_test(test_roundtrip_1mib),
-        cmocka_unit_test(test_write_deep_copy),
+        cmocka_unit_test(test_roundtrip_small), cmocka_unit_test(test_roundtrip_raw_nul),
+        cmocka_unit_test(test_roundtrip_1mib),  cmocka_unit_test(test_write_deep_copy),
         cmocka_unit_test(test_update_missing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

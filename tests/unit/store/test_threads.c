@@ -86,13 +86,16 @@ static void test_threads(void **state)
     sh->s = open_sync(t.path);
     uv_thread_t wt[NWRITERS], rt[2];
     worker wk[NWRITERS];
-    for (int i = 0; i < 2; i++) assert_int_equal(uv_thread_create(&rt[i], reader_thread, sh), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(uv_thread_create(&rt[i], reader_thread, sh), 0);
     for (int i = 0; i < NWRITERS; i++) {
         wk[i] = (worker){sh, i};
         assert_int_equal(uv_thread_create(&wt[i], writer_thread, &wk[i]), 0);
     }
-    for (int i = 0; i < NWRITERS; i++) uv_thread_join(&wt[i]);
-    for (int i = 0; i < 2; i++) uv_thread_join(&rt[i]);
+    for (int i = 0; i < NWRITERS; i++)
+        uv_thread_join(&wt[i]);
+    for (int i = 0; i < 2; i++)
+        uv_thread_join(&rt[i]);
     assert_int_equal(sh->failures, 0);
 
     uint64_t tx, nw;
