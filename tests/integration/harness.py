@@ -1,0 +1,572 @@
+"""Integration-test harness for sagad and sta-stubs (Python 3 stdlib only).
+
+Each test module does:
+
+    import harness
+    ...
+    if __name__ == "__main__":
+        harness.main()
+
+`harness.main()` strips `--sagad PATH` and `--stubs PATH` from sys.argv
+(defaults: $SAGAD_BIN / $STUBS_BIN, else build-it/ or build/ of the repo)
+and runs unittest. Every child process is killed when the test process
+exits, even on failure or when killed itself (PR_SET_PDEATHSIG).
+"""
+
+import argparse
+import atexit
+import ctypes
+import http.client as httpclient
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+SAGAD = None
+STUBS = None
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# --------------------------------------------------------------- arguments
+
+
+def _default_bin(name, env):
+    if os.environ.get(env):
+        return os.environ[env]
+    for d in ("build-it", "build", "build-asan"):
+        p = os.path.join(REPO, d, name)
+        if os.access(p, os.X_OK):
+            return p
+    return os.path.join(REPO, "build", name)
+
+
+def parse_args():
+    global SAGAD, STUBS
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--sagad")
+    ap.add_argument("--stubs")
+    ns, rest = ap.parse_known_args(sys.argv[1:])
+    SAGAD = os.path.abspath(ns.sagad or _default_bin("sagad", "SAGAD_BIN"))
+    STUBS = os.path.abspath(ns.stubs or _default_bin("sta-stubs", "STUBS_BIN"))
+    sys.argv = [sys.argv[0]] + rest
+
+
+def main():
+    parse_args()
+    unittest.main(verbosity=2)
+
+
+def is_sanitized(path):
+    """True if the binary was built with ASan (much larger RSS, slower)."""
+    try:
+        with open(path, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------- child processes
+
+_children = []
+_children_lock = threading.Lock()
+_tmpdirs = []
+
+
+def _pdeathsig():
+    # Child dies with us even if we are SIGKILLed (e.g. by a ctest timeout).
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def _kill_all():
+    with _children_lock:
+        procs = list(_children)
+    for p in procs:
+        if p.poll() is None:
+            try:
+                p.kill()
+            except OSError:
+                pass
+    for p in procs:
+        try:
+            p.wait(timeout=5)
+        except Exception:
+            pass
+    if not os.environ.get("SAGAD_IT_KEEP"):
+        for d in _tmpdirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(_kill_all)
+
+
+def _on_term(signum, frame):
+    _kill_all()
+    os._exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _on_term)
+
+
+def tmpdir(prefix="sagad-it-"):
+    d = tempfile.mkdtemp(prefix=prefix)
+    _tmpdirs.append(d)
+    return d
+
+
+class Proc:
+    """A child process whose stdout and stderr are drained into memory by
+    threads, so it never blocks on a full pipe."""
+
+    MAX_LINES = 200000
+
+    def __init__(self, argv, env=None, cwd=None, name=None):
+        self.name = name or os.path.basename(argv[0])
+        self.argv = list(argv)
+        self.lines = {"out": [], "err": []}
+        self.cond = threading.Condition()
+        self.p = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            preexec_fn=_pdeathsig,
+        )
+        with _children_lock:
+            _children.append(self.p)
+        self.pid = self.p.pid
+        self._threads = [
+            threading.Thread(target=self._drain, args=(self.p.stdout, "out"), daemon=True),
+            threading.Thread(target=self._drain, args=(self.p.stderr, "err"), daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _drain(self, f, which):
+        buf = self.lines[which]
+        for raw in iter(f.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self.cond:
+                if len(buf) >= self.MAX_LINES:
+                    del buf[: self.MAX_LINES // 2]
+                buf.append(line)
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def output(self, which="err", last=60):
+        with self.cond:
+            return "\n".join(self.lines[which][-last:])
+
+    def wait_line(self, regex, which="err", timeout=15.0, start=0):
+        """First line (index >= start) of the stream matching regex; raises if
+        the process exits or the timeout passes first."""
+        rx = re.compile(regex)
+        deadline = time.monotonic() + timeout
+        i = start
+        with self.cond:
+            while True:
+                buf = self.lines[which]
+                while i < len(buf):
+                    m = rx.search(buf[i])
+                    if m:
+                        return m
+                    i += 1
+                if self.p.poll() is not None and not any(t.is_alive() for t in self._threads):
+                    raise AssertionError(
+                        "%s exited with status %s before printing /%s/; stderr:\n%s\nstdout:\n%s"
+                        % (self.name, self.p.returncode, regex, self.output("err"), self.output("out"))
+                    )
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        "%s did not print /%s/ within %.1fs; stderr:\n%s"
+                        % (self.name, regex, timeout, self.output("err"))
+                    )
+                self.cond.wait(min(left, 0.1))
+
+    def count_lines(self, which="err"):
+        with self.cond:
+            return len(self.lines[which])
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def send_signal(self, sig):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+
+    def wait(self, timeout=None):
+        rc = self.p.wait(timeout=timeout)
+        for t in self._threads:
+            t.join(timeout=5)
+        return rc
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        """Sends sig and waits; returns the exit status. SIGKILLs (and
+        raises) if it does not exit within timeout."""
+        if self.p.poll() is not None:
+            return self.wait()
+        self.p.send_signal(sig)
+        try:
+            return self.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.wait()
+            raise AssertionError("%s did not exit within %.1fs of signal %d; stderr:\n%s"
+                                 % (self.name, timeout, sig, self.output("err")))
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        return self.wait()
+
+
+def run(argv, env=None, timeout=20, cwd=None):
+    """Runs a command to completion: (status, stdout text, stderr text)."""
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env,
+                       timeout=timeout, cwd=cwd, preexec_fn=_pdeathsig)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def clean_env(extra=None):
+    """os.environ without SAGAD_* variables, plus extra."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAD_")}
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=0")
+    if extra:
+        env.update(extra)
+    return env
+
+
+# ------------------------------------------------------------------ HTTP
+
+
+def _encode(body):
+    if body is None:
+        return None
+    if isinstance(body, (bytes, bytearray)):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    return json.dumps(body).encode("utf-8")
+
+
+def _do(conn, method, path, body, headers):
+    h = {}
+    if body is not None:
+        h["Content-Type"] = "application/json"
+    if headers:
+        h.update(headers)
+    conn.request(method, path, body=body, headers=h)
+    r = conn.getresponse()
+    data = r.read()
+    hdrs = {k.lower(): v for k, v in r.getheaders()}
+    return r.status, hdrs, data
+
+
+def http(port, method, path, body=None, headers=None, timeout=30.0, host="127.0.0.1"):
+    """One request on a fresh connection: (status, {lower-case header: value}, body bytes).
+    body: bytes/str sent as is, anything else json.dumps'ed."""
+    conn = httpclient.HTTPConnection(host, port, timeout=timeout)
+    try:
+        return _do(conn, method, path, _encode(body), headers)
+    finally:
+        conn.close()
+
+
+class Client:
+    """A keep-alive HTTP client (one connection, reopened when the server
+    closed it). Not thread-safe: one per thread."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=30.0):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.conn = None
+        self.reconnects = 0
+
+    def request(self, method, path, body=None, headers=None, retry=True):
+        data = _encode(body)
+        for attempt in (0, 1):
+            fresh = self.conn is None
+            if fresh:
+                self.conn = httpclient.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                st, h, b = _do(self.conn, method, path, data, headers)
+                if h.get("connection", "").lower() == "close":
+                    self.close()
+                return st, h, b
+            except (httpclient.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
+                    httpclient.CannotSendRequest, httpclient.BadStatusLine):
+                self.close()
+                # A stale keep-alive connection: retry once on a new one.
+                if fresh or not retry or attempt == 1:
+                    raise
+                self.reconnects += 1
+        raise AssertionError("unreachable")
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def jbody(b):
+    try:
+        return json.loads(b)
+    except ValueError:
+        raise AssertionError("not JSON: %r" % (b[:300],))
+
+
+def wait_until(fn, timeout=10.0, interval=0.05, msg="condition"):
+    """Polls fn() until it returns a truthy value, which it returns."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = fn()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError("%s not reached within %.1fs (last: %r)" % (msg, timeout, last))
+        time.sleep(interval)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ----------------------------------------------------------------- stubs
+
+
+class Stubs:
+    """A running sta-stubs on a free port."""
+
+    def __init__(self, *args, env=None):
+        self.args = list(args)
+        self.proc = Proc([STUBS, "--listen", "127.0.0.1:0"] + self.args, env=clean_env(env),
+                         name="sta-stubs")
+        m = self.proc.wait_line(r"sta-stubs listening on ([0-9.]+):(\d+)", which="out", timeout=15)
+        self.port = int(m.group(2))
+        wait_until(self._healthy, 10, msg="sta-stubs /healthz")
+
+    def _healthy(self):
+        try:
+            return http(self.port, "GET", "/healthz", timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    @property
+    def anonymizer_url(self):
+        return self.url("/anonymize")
+
+    @property
+    def ai_model_url(self):
+        return self.url("/process")
+
+    @property
+    def events_url(self):
+        return self.url("/events")
+
+    def requests(self, saga_id=None, path=None):
+        q = "/_requests" + ("?saga_id=%s" % saga_id if saga_id else "")
+        st, _, b = http(self.port, "GET", q)
+        assert st == 200, "GET /_requests -> %d %r" % (st, b[:200])
+        reqs = jbody(b)["requests"]
+        if path:
+            reqs = [r for r in reqs if r["path"] == path]
+        return reqs
+
+    def clear(self):
+        st, _, b = http(self.port, "DELETE", "/_requests")
+        assert st in (200, 204), "DELETE /_requests -> %d %r" % (st, b[:200])
+
+    def stats(self):
+        st, _, b = http(self.port, "GET", "/_stats")
+        assert st == 200, "GET /_stats -> %d %r" % (st, b[:200])
+        return jbody(b)
+
+    def config(self, obj):
+        st, _, b = http(self.port, "POST", "/_config", body=json.dumps(obj))
+        assert st in (200, 204), "POST /_config %r -> %d %r" % (obj, st, b[:200])
+
+    def stop(self):
+        return self.proc.stop()
+
+
+# ----------------------------------------------------------------- sagad
+
+
+class Sagad:
+    """A running sagad on a free port with its own SQLite file."""
+
+    LISTEN_RX = r"sagad listening on (\S+):(\d+)"
+
+    def __init__(self, stubs=None, db=None, step_timeout_ms=3000, args=(), env=None,
+                 bus=None, start=True, workdir=None):
+        self.workdir = workdir or tmpdir()
+        self.db = db or os.path.join(self.workdir, "saga.db")
+        self.stubs = stubs
+        argv = [SAGAD, "--listen", "127.0.0.1:0", "--db", self.db,
+                "--step-timeout-ms", str(step_timeout_ms)]
+        if stubs is not None:
+            argv += ["--anonymizer-url", stubs.anonymizer_url, "--ai-model-url", stubs.ai_model_url,
+                     "--bus", bus or stubs.events_url]
+        elif bus:
+            argv += ["--bus", bus]
+        self.argv = argv + list(args)
+        self.env = clean_env(env)
+        self.step_timeout_ms = step_timeout_ms
+        self.proc = None
+        self.port = None
+        self.generations = []
+        if start:
+            self.start()
+
+    def start(self, timeout=20):
+        self.proc = Proc(self.argv, env=self.env, cwd=self.workdir, name="sagad")
+        self.generations.append(self.proc)
+        m = self.proc.wait_line(self.LISTEN_RX, which="err", timeout=timeout)
+        self.port = int(m.group(2))
+        wait_until(self._healthy, 10, msg="sagad /healthz")
+        return self
+
+    def _healthy(self):
+        try:
+            return http(self.port, "GET", "/healthz", timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        return self.proc.stop(sig, timeout)
+
+    def kill9(self):
+        return self.proc.kill()
+
+    def restart(self):
+        if self.proc and self.proc.alive():
+            self.stop()
+        return self.start()
+
+    def log(self, last=80):
+        return "\n".join("--- generation %d ---\n%s" % (i, p.output("err", last))
+                         for i, p in enumerate(self.generations))
+
+    # HTTP
+    def http(self, method, path, body=None, headers=None, timeout=60.0):
+        return http(self.port, method, path, body, headers, timeout)
+
+    def post_saga(self, body, headers=None, timeout=60.0):
+        """(status, headers, parsed JSON body)."""
+        st, h, b = self.http("POST", "/saga", body, headers, timeout)
+        return st, h, jbody(b)
+
+    def get_saga(self, sid):
+        st, _, b = self.http("GET", "/saga/" + sid)
+        assert st == 200, "GET /saga/%s -> %d %r" % (sid, st, b[:300])
+        return jbody(b)
+
+    def wait_saga(self, sid, pred, timeout=20.0, msg=None):
+        box = {}
+
+        def check():
+            rec = self.get_saga(sid)
+            box["last"] = rec
+            return rec if pred(rec) else None
+
+        try:
+            return wait_until(check, timeout, 0.05, msg or "saga %s condition" % sid)
+        except AssertionError as e:
+            raise AssertionError("%s; last record: %s" % (e, json.dumps(box.get("last"))[:2000]))
+
+    def wait_status(self, sid, status, timeout=20.0):
+        return self.wait_saga(sid, lambda r: r["overall_status"] == status, timeout,
+                              "saga %s overall_status == %s" % (sid, status))
+
+    # store
+    def db_query(self, sql, args=()):
+        con = sqlite3.connect("file:%s?mode=ro" % self.db, uri=True, timeout=10)
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+
+    def outbox(self, saga_id):
+        rows = self.db_query(
+            "SELECT id, topic, payload, compensation, step_index, status, attempts, target "
+            "FROM outbox WHERE saga_id = ? ORDER BY created_us", (saga_id,))
+        keys = ("id", "topic", "payload", "compensation", "step_index", "status", "attempts", "target")
+        return [dict(zip(keys, r)) for r in rows]
+
+    def rss_kb(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+
+# ------------------------------------------------------------ test bases
+
+
+OK_RESULT = "Saga completada exitosamente"
+ISO_RX = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
+UUID_RX = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+EVENT_PENDING, EVENT_DELIVERED, EVENT_WITHDRAWN = 0, 1, 2
+
+
+class SagadCase(unittest.TestCase):
+    """Base: one sta-stubs and one sagad shared by the tests of a class.
+    Subclasses may override STUB_ARGS / SAGAD_ARGS / STEP_TIMEOUT_MS."""
+
+    STUB_ARGS = ()
+    SAGAD_ARGS = ()
+    STEP_TIMEOUT_MS = 3000
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stubs = Stubs(*cls.STUB_ARGS)
+        cls.addClassCleanup(cls.stubs.proc.kill)
+        cls.sagad = Sagad(cls.stubs, step_timeout_ms=cls.STEP_TIMEOUT_MS, args=cls.SAGAD_ARGS)
+        cls.addClassCleanup(lambda: cls.sagad.proc.kill())
+
+    def run(self, result=None):
+        # Print sagad's last log lines next to a failure.
+        n_before = len(result.failures) + len(result.errors) if result is not None else 0
+        out = super().run(result)
+        r = result if result is not None else out
+        if r is not None and len(r.failures) + len(r.errors) > n_before:
+            sg = getattr(type(self), "sagad", None)
+            if sg is not None and sg.proc is not None:
+                sys.stderr.write("\n----- sagad stderr (last lines) -----\n%s\n" % sg.log(40))
+        return out
+
+    def assertIso(self, v, what="timestamp"):
+        self.assertIsInstance(v, str, what)
+        self.assertRegex(v, ISO_RX, what)
+
+    def assertUuid(self, v, what="id"):
+        self.assertIsInstance(v, str, what)
+        self.assertRegex(v, UUID_RX, what)

@@ -1,0 +1,279 @@
+"""HTTP API contract (design §2): POST /saga sync and async, GET /saga/{id},
+GET /sagas pagination and filters, health, 404/405."""
+
+import json
+import sys
+import os
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import OK_RESULT, SagadCase, jbody  # noqa: E402
+
+SEED_BODY = {"image_id": "img_123", "data": "datos de prueba"}
+RECORD_KEYS = {"id", "request_data", "step1_status", "step2_status", "step3_status",
+               "overall_status", "processed_data", "created_at", "updated_at", "error",
+               "compensation_status", "steps"}
+STEP_KEYS = {"name", "status", "attempts", "started_at", "finished_at", "error"}
+STEP_NAMES = ["anonymizer", "tokenizer", "ai_model"]
+
+
+class ApiTest(SagadCase):
+
+    def stub_answer(self, path, body):
+        """What the stub service answers for this body when called directly."""
+        st, _, b = harness.http(self.stubs.port, "POST", path, body,
+                                headers={"X-Saga-Id": "direct-" + uuid.uuid4().hex})
+        self.assertEqual(st, 200, b[:200])
+        return jbody(b)
+
+    def test_sync_success_body(self):
+        st, h, body = self.sagad.post_saga(SEED_BODY)
+        self.assertEqual(st, 200, body)
+        self.assertTrue(h.get("content-type", "").startswith("application/json"), h)
+        self.assertEqual(set(body), {"id", "result", "data"}, body)
+        self.assertUuid(body["id"])
+        self.assertEqual(body["result"], OK_RESULT)
+        self.assertEqual(set(body["data"]), {"anonymized", "tokenizer_event", "ai_result"}, body)
+        self.assertEqual(body["data"]["tokenizer_event"], "event_published")
+        self.assertEqual(body["data"]["anonymized"], self.stub_answer("/anonymize", SEED_BODY))
+        self.assertEqual(body["data"]["ai_result"], self.stub_answer("/process", SEED_BODY))
+        # Exactly one call to each downstream service for this saga.
+        paths = sorted(r["path"] for r in self.stubs.requests(body["id"]))
+        self.assertEqual(paths, ["/anonymize", "/events", "/process"])
+
+    def test_get_record_has_every_field(self):
+        st, _, post = self.sagad.post_saga(SEED_BODY)
+        self.assertEqual(st, 200, post)
+        sid = post["id"]
+        st, h, b = self.sagad.http("GET", "/saga/" + sid)
+        self.assertEqual(st, 200, b)
+        self.assertTrue(h.get("content-type", "").startswith("application/json"), h)
+        rec = jbody(b)
+        self.assertEqual(set(rec), RECORD_KEYS, rec)
+        self.assertEqual(rec["id"], sid)
+        self.assertEqual(rec["request_data"], SEED_BODY)
+        for k in ("step1_status", "step2_status", "step3_status", "overall_status"):
+            self.assertEqual(rec[k], "COMPLETED", k)
+        self.assertEqual(rec["processed_data"], post["data"])
+        self.assertIsNone(rec["error"])
+        self.assertEqual(rec["compensation_status"], "NONE")
+        self.assertIso(rec["created_at"], "created_at")
+        self.assertIso(rec["updated_at"], "updated_at")
+        self.assertLessEqual(rec["created_at"], rec["updated_at"])
+        self.assertEqual([s["name"] for s in rec["steps"]], STEP_NAMES)
+        prev_end = rec["created_at"]
+        for s in rec["steps"]:
+            self.assertEqual(set(s), STEP_KEYS, s)
+            self.assertEqual(s["status"], "COMPLETED", s)
+            self.assertEqual(s["attempts"], 1, s)
+            self.assertIsNone(s["error"], s)
+            self.assertIso(s["started_at"], "started_at")
+            self.assertIso(s["finished_at"], "finished_at")
+            self.assertLessEqual(s["started_at"], s["finished_at"], s)
+            self.assertLessEqual(prev_end, s["started_at"], rec["steps"])
+            prev_end = s["finished_at"]
+        self.assertLessEqual(prev_end, rec["updated_at"])
+
+    def test_get_failed_record(self):
+        body = {"image_id": "fail3", "_stub": {"ai_model": {"status": 500}}}
+        st, _, post = self.sagad.post_saga(body)
+        self.assertEqual(st, 400, post)
+        sid = post["detail"]["id"]
+        rec = self.sagad.get_saga(sid)
+        self.assertEqual(rec["overall_status"], "FAILED")
+        self.assertEqual([rec["step1_status"], rec["step2_status"], rec["step3_status"]],
+                         ["COMPLETED", "COMPLETED", "FAILED"])
+        self.assertEqual(rec["error"], post["detail"]["error"])
+        self.assertTrue(rec["error"].startswith("Error en Step 3 (AI Model Process): "), rec)
+        self.assertEqual(set(rec["processed_data"]), {"anonymized", "tokenizer_event"})
+        self.assertEqual(rec["processed_data"]["tokenizer_event"], "event_published")
+        self.assertIn(rec["compensation_status"], ("PENDING", "COMPLETED"))
+        s3 = rec["steps"][2]
+        self.assertEqual(s3["status"], "FAILED")
+        self.assertIsInstance(s3["error"], str)
+        self.assertTrue(s3["error"])
+        self.sagad.wait_saga(sid, lambda r: r["compensation_status"] == "COMPLETED", 15)
+
+    def test_get_unknown(self):
+        for sid in (str(uuid.uuid4()), "nope", "x" * 300, "%00", "..%2F..%2Fetc"):
+            st, h, b = self.sagad.http("GET", "/saga/" + sid)
+            self.assertEqual(st, 404, (sid, b))
+            self.assertEqual(jbody(b), {"detail": "Saga no encontrada"}, sid)
+            self.assertTrue(h.get("content-type", "").startswith("application/json"), h)
+
+    def test_health(self):
+        st, h, b = self.sagad.http("GET", "/healthz")
+        self.assertEqual(st, 200)
+        self.assertEqual(jbody(b), {"status": "ok"})
+        self.assertTrue(h.get("content-type", "").startswith("application/json"), h)
+        st, h, b = self.sagad.http("GET", "/readyz")
+        self.assertEqual(st, 200, b)
+        jbody(b)
+
+    def test_unknown_path_404(self):
+        for method, path in (("GET", "/"), ("GET", "/nope"), ("POST", "/sagaX"),
+                             ("GET", "/saga"), ("GET", "/sagas/x/y"), ("POST", "/saga/abc/def")):
+            st, h, b = self.sagad.http(method, path)
+            if (method, path) == ("GET", "/saga"):
+                # A known path (POST /saga): 405 is the right answer.
+                self.assertEqual(st, 405, (method, path, b))
+            else:
+                self.assertIn(st, (404, 405) if path == "/saga/abc/def" else (404,), (method, path, b))
+            d = jbody(b)
+            self.assertEqual(set(d), {"detail"}, (method, path, d))
+            self.assertTrue(h.get("content-type", "").startswith("application/json"), h)
+
+    def test_wrong_method_405(self):
+        for method, path in (("GET", "/saga"), ("PUT", "/saga"), ("DELETE", "/saga"),
+                             ("POST", "/saga/" + str(uuid.uuid4())), ("DELETE", "/saga/x"),
+                             ("POST", "/sagas"), ("POST", "/healthz"), ("PUT", "/readyz"),
+                             ("PATCH", "/sagas")):
+            st, h, b = self.sagad.http(method, path, body=b"{}" if method != "GET" else None)
+            self.assertEqual(st, 405, (method, path, b))
+            d = jbody(b)
+            self.assertEqual(set(d), {"detail"}, d)
+            self.assertIn("allow", h, (method, path, h))
+
+    def test_async_202(self):
+        body = {"image_id": "async-1", "_stub": {"ai_model": {"delay_ms": 800}}}
+        t0 = time.monotonic()
+        st, h, b = self.sagad.http("POST", "/saga", body, {"Prefer": "respond-async"})
+        elapsed = time.monotonic() - t0
+        self.assertEqual(st, 202, b)
+        self.assertLess(elapsed, 0.7, "202 should not wait for the saga")
+        d = jbody(b)
+        self.assertEqual(set(d), {"id", "overall_status"}, d)
+        self.assertEqual(d["overall_status"], "IN_PROGRESS")
+        self.assertUuid(d["id"])
+        self.assertEqual(h.get("location"), "/saga/" + d["id"])
+        # Durable before the 202 was sent.
+        rows = self.sagad.db_query("SELECT id FROM sagas WHERE id = ?", (d["id"],))
+        self.assertEqual(len(rows), 1)
+        rec = self.sagad.get_saga(d["id"])
+        self.assertEqual(rec["overall_status"], "IN_PROGRESS")
+        self.assertEqual(rec["step3_status"] in ("PENDING", "RUNNING"), True, rec)
+        rec = self.sagad.wait_status(d["id"], "COMPLETED", 15)
+        self.assertEqual(rec["request_data"], body)
+        self.assertEqual(rec["processed_data"]["tokenizer_event"], "event_published")
+        self.assertEqual(set(rec["processed_data"]), {"anonymized", "tokenizer_event", "ai_result"})
+
+    def test_async_prefer_variants(self):
+        for prefer in ("respond-async, wait=10", "RESPOND-ASYNC", "handling=lenient; x=1, respond-async"):
+            st, h, b = self.sagad.http("POST", "/saga", {"p": prefer}, {"Prefer": prefer})
+            self.assertEqual(st, 202, (prefer, b))
+            sid = jbody(b)["id"]
+            self.sagad.wait_status(sid, "COMPLETED", 15)
+        # Not respond-async: synchronous.
+        st, h, b = self.sagad.http("POST", "/saga", {"p": 1}, {"Prefer": "return=minimal"})
+        self.assertEqual(st, 200, b)
+
+    def test_keep_alive(self):
+        c = harness.Client(self.sagad.port)
+        try:
+            ids = []
+            for i in range(20):
+                st, _, b = c.request("POST", "/saga", {"i": i}, retry=False)
+                self.assertEqual(st, 200, b)
+                ids.append(jbody(b)["id"])
+                st, _, b = c.request("GET", "/saga/" + ids[-1], retry=False)
+                self.assertEqual(st, 200)
+            self.assertEqual(len(set(ids)), 20)
+            self.assertEqual(c.reconnects, 0)
+        finally:
+            c.close()
+
+
+class ListTest(SagadCase):
+    """GET /sagas on a sagad of its own, so the set of sagas is known."""
+
+    N_OK = 57
+    N_FAIL = 4
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.created = []  # (id, status) in creation order
+        fail_at = {5, 20, 33, 50}
+        for i in range(cls.N_OK + cls.N_FAIL):
+            body = {"n": i}
+            if i in fail_at:
+                body["_stub"] = {"ai_model": {"status": 500}}
+            st, _, b = cls.sagad.http("POST", "/saga", body)
+            assert st in (200, 400), b
+            d = jbody(b)
+            sid = d["id"] if st == 200 else d["detail"]["id"]
+            cls.created.append((sid, "COMPLETED" if st == 200 else "FAILED"))
+            time.sleep(0.002)  # distinct created_at timestamps
+        assert len(fail_at) == cls.N_FAIL
+
+    def list(self, query):
+        st, _, b = self.sagad.http("GET", "/sagas" + query)
+        self.assertEqual(st, 200, (query, b))
+        d = jbody(b)
+        self.assertEqual(set(d), {"sagas", "next"}, d.keys())
+        return d
+
+    def walk(self, query_base, limit):
+        seen, after, pages = [], None, 0
+        while True:
+            q = "?limit=%d%s%s" % (limit, query_base, "&after=" + after if after else "")
+            d = self.list(q)
+            self.assertLessEqual(len(d["sagas"]), limit)
+            seen += d["sagas"]
+            pages += 1
+            self.assertLess(pages, 200, "pagination does not end")
+            if d["next"] is None:
+                break
+            self.assertIsInstance(d["next"], str)
+            after = d["next"]
+        return seen
+
+    def test_default_limit_and_order(self):
+        d = self.list("")
+        self.assertEqual(len(d["sagas"]), 50)
+        self.assertIsNotNone(d["next"])
+        newest_first = [sid for sid, _ in reversed(self.created)]
+        self.assertEqual([r["id"] for r in d["sagas"]], newest_first[:50])
+        for r in d["sagas"]:
+            self.assertEqual(set(r), RECORD_KEYS, r)
+        created = [r["created_at"] for r in d["sagas"]]
+        self.assertEqual(created, sorted(created, reverse=True))
+
+    def test_pagination_covers_all(self):
+        expected = [sid for sid, _ in reversed(self.created)]
+        for limit in (1, 7, 50, 61, 1000):
+            got = [r["id"] for r in self.walk("", limit)]
+            self.assertEqual(got, expected, "limit=%d" % limit)
+
+    def test_status_filter(self):
+        for status in ("COMPLETED", "FAILED"):
+            expected = [sid for sid, s in reversed(self.created) if s == status]
+            got = self.walk("&status=" + status, 10)
+            self.assertEqual([r["id"] for r in got], expected, status)
+            for r in got:
+                self.assertEqual(r["overall_status"], status)
+        d = self.list("?status=IN_PROGRESS")
+        self.assertEqual(d, {"sagas": [], "next": None})
+
+    def test_bad_queries_400(self):
+        for q in ("?limit=0", "?limit=-1", "?limit=1001", "?limit=abc", "?limit=10x", "?limit=",
+                  "?status=BOGUS", "?after=not-a-cursor",
+                  "?after=%00%01", "?limit=99999999999999999999"):
+            st, _, b = self.sagad.http("GET", "/sagas" + q)
+            if q == "?limit=":
+                # empty = absent is acceptable
+                self.assertIn(st, (200, 400), (q, b))
+                continue
+            self.assertEqual(st, 400, (q, b))
+            self.assertIn("detail", jbody(b), q)
+
+    def test_limit_max(self):
+        d = self.list("?limit=1000")
+        self.assertEqual(len(d["sagas"]), self.N_OK + self.N_FAIL)
+        self.assertIsNone(d["next"])
+
+
+if __name__ == "__main__":
+    harness.main()
