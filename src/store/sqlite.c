@@ -494,7 +494,8 @@ static int tx_run(txn *t, int q, sqlite3_stmt *st, const binder *b)
         msg = "injected I/O error";
     } else {
         /* A write yields no rows; drain any a pragma might. */
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) continue;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            continue;
         if (rc == SQLITE_DONE)
             rc = SQLITE_OK;
         else
