@@ -156,8 +156,12 @@ class BadInputTest(SagadCase):
     def test_body_over_limit_413(self):
         n = self.saga_count()
         big = b'{"a":"' + b"x" * (1 << 20) + b'"}'
-        st, h, b = self.sagad.http("POST", "/saga", big)
+        # Raw socket: the server may answer 413 and close before the body
+        # is all sent; the answer must still reach the client.
+        st, h, b = raw_request(self.sagad.port, post_head(len(big)) + big, 10)
         self.assert_detail(st, h, b, (413,), "1 MiB + 8")
+        # Without Content-Length (chunked) the limit holds as well: see
+        # test_chunked_body.
         # Exactly at the limit is accepted.
         exact = b'{"a":"' + b"y" * ((1 << 20) - 8) + b'"}'
         self.assertEqual(len(exact), 1 << 20)
