@@ -518,18 +518,32 @@ static enum MHD_Result continue_start(sg_api *a, struct MHD_Connection *c, start
 
 /* ---- MHD callbacks ------------------------------------------------------ */
 
+/* Marks a read request between MHD's first call (headers) and the call
+ * that ends its body: answering on the first call would make MHD close
+ * the connection ("early response"), losing keep-alive. */
+static int read_marker;
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **req_cls)
 {
     sg_api *a = cls;
     (void)version;
-    if (*req_cls) return continue_start(a, c, *req_cls, upload, upload_size);
-
     const char *id = NULL, *allow = NULL;
-    switch (sg_api_route(method, url, &id, &allow)) {
-    case SG_ROUTE_START:
-        return begin_start(a, c, req_cls);
+    sg_api_route_kind route = sg_api_route(method, url, &id, &allow);
+
+    if (!*req_cls) {
+        if (route == SG_ROUTE_START) return begin_start(a, c, req_cls);
+        *req_cls = &read_marker;
+        return MHD_YES;
+    }
+    if (*req_cls != &read_marker) return continue_start(a, c, *req_cls, upload, upload_size);
+    if (*upload_size) {
+        *upload_size = 0; /* a body on a read request: ignored */
+        return MHD_YES;
+    }
+
+    switch (route) {
     case SG_ROUTE_GET:
         return serve_get(a, c, id);
     case SG_ROUTE_LIST:
@@ -540,6 +554,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return serve_ready(a, c);
     case SG_ROUTE_BAD_METHOD:
         return send_detail(c, MHD_HTTP_METHOD_NOT_ALLOWED, "Method Not Allowed", allow);
+    case SG_ROUTE_START: /* not reached: has a start_ctx */
     case SG_ROUTE_NOT_FOUND:
     default:
         return send_detail(c, MHD_HTTP_NOT_FOUND, "Not Found", NULL);
@@ -554,7 +569,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     start_ctx *x = *req_cls;
     (void)c;
     (void)toe;
-    if (!x) return;
+    if (!x || *req_cls == (void *)&read_marker) return;
     *req_cls = NULL;
     /* pending covers a handed-off request until its answer has been
      * written, so a graceful shutdown does not cut it off mid-send. */
@@ -684,13 +699,13 @@ sg_status sg_api_create(sg_api **out, const sg_api_options *opt, sg_engine *engi
         {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)maxconn, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)CONN_MEMORY_LIMIT, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, a},
-        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, NULL},
         /* Last so that a single-thread daemon can end the list here. */
         {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
-    a->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a, MHD_OPTION_ARRAY, ops,
-                              MHD_OPTION_END);
+    /* The logger goes first so that MHD uses it for every later message. */
+    a->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER,
+                              on_mhd_log, NULL, MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
     if (!a->mhd) {
         /* MHD closes the listen socket on some failure paths and not on
          * others; closing it again could hit another thread's descriptor,
@@ -722,6 +737,10 @@ void sg_api_quiesce(sg_api *a)
     /* MHD hands the listen socket back; with internal threads it must stay
      * open until MHD_stop_daemon has returned (destroy closes it). */
     a->quiesced_fd = MHD_quiesce_daemon(a->mhd);
+    /* Connections would still queue in the kernel's backlog of the open
+     * socket and wait there unanswered; shutting it down (the descriptor
+     * stays valid) makes new clients get a refusal at once instead. */
+    if (a->quiesced_fd != MHD_INVALID_SOCKET) shutdown(a->quiesced_fd, SHUT_RDWR);
 }
 
 size_t sg_api_pending(const sg_api *a)

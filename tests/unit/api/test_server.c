@@ -1,0 +1,762 @@
+/* The HTTP server in process, driven by libcurl, against fakes of the
+ * engine, the store and the bus defined below (the linker takes these
+ * instead of the real ones from sgcore, so the API is tested alone).
+ *
+ * The fake engine answers on its own thread, like the real loop thread,
+ * so every POST goes through suspend and resume. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include "sg/alloc.h"
+#include "sg/api.h"
+#include "sg/buf.h"
+#include "sg/def.h"
+#include "sg/render.h"
+
+#define KNOWN_ID "0f8fad5b-d9cb-469f-a165-70867728950e"
+#define RUNNING_ID "1f8fad5b-d9cb-469f-a165-70867728950e"
+
+/* ---- fake engine ------------------------------------------------------- */
+
+struct sg_engine {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    sg_start_req *head, *tail; /* queue for the worker */
+    sg_start_req *parked;      /* "hold" requests, answered by engine_flush */
+    int closed;                /* submit refuses */
+    int stop;
+    int submits;
+    char last_key[256];
+    int last_async;
+    char last_body[256];
+    pthread_t thread;
+};
+
+static struct sg_engine eng;
+
+sg_status sg_engine_submit(sg_engine *e, sg_start_req *req)
+{
+    pthread_mutex_lock(&e->mu);
+    if (e->closed) {
+        pthread_mutex_unlock(&e->mu);
+        return SG_ECLOSED;
+    }
+    e->submits++;
+    snprintf(e->last_key, sizeof e->last_key, "%s", req->idem_key ? req->idem_key : "");
+    snprintf(e->last_body, sizeof e->last_body, "%.*s", (int)req->body_len, req->body);
+    e->last_async = req->async;
+    req->next = NULL;
+    if (strstr(req->body, "\"hold\"")) {
+        req->next = e->parked;
+        e->parked = req;
+    } else {
+        if (e->tail) e->tail->next = req;
+        else e->head = req;
+        e->tail = req;
+        pthread_cond_signal(&e->cv);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return SG_OK;
+}
+
+static void engine_answer(sg_start_req *req)
+{
+    sg_reply rep;
+    memset(&rep, 0, sizeof rep);
+    const char *id = KNOWN_ID;
+    char body[256];
+    if (req->async) {
+        rep.status = 202;
+        snprintf(body, sizeof body, "{\"id\":\"%s\",\"overall_status\":\"IN_PROGRESS\"}", id);
+        snprintf(rep.location, sizeof rep.location, "/saga/%s", id);
+    } else if (strstr(req->body, "\"fail\"")) {
+        rep.status = 400;
+        snprintf(body, sizeof body, "{\"detail\":{\"id\":\"%s\",\"error\":\"boom\"}}", id);
+    } else {
+        rep.status = 200;
+        snprintf(body, sizeof body, "{\"id\":\"%s\",\"echo\":%.*s}", id, (int)req->body_len,
+                 req->body);
+    }
+    rep.body = sg_xstrdup(body);
+    rep.body_len = strlen(body);
+    req->done(req->arg, &rep);
+    free(rep.body); /* NULL if the callee took it, as it must */
+    free(req->body);
+    free(req->idem_key);
+    free(req);
+}
+
+static void *engine_main(void *arg)
+{
+    struct sg_engine *e = arg;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        while (!e->head && !e->stop) pthread_cond_wait(&e->cv, &e->mu);
+        if (!e->head) break;
+        sg_start_req *req = e->head;
+        e->head = req->next;
+        if (!e->head) e->tail = NULL;
+        pthread_mutex_unlock(&e->mu);
+        usleep(2000); /* the answer comes later than the suspend */
+        engine_answer(req);
+        pthread_mutex_lock(&e->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+/* Answers every held request (on the calling thread). */
+static void engine_flush(void)
+{
+    pthread_mutex_lock(&eng.mu);
+    sg_start_req *req = eng.parked;
+    eng.parked = NULL;
+    pthread_mutex_unlock(&eng.mu);
+    while (req) {
+        sg_start_req *next = req->next;
+        engine_answer(req);
+        req = next;
+    }
+}
+
+/* ---- fake store and bus --------------------------------------------------- */
+
+struct sg_store {
+    int healthy;
+};
+struct sg_store_reader {
+    int magic;
+};
+static struct sg_store store = {1};
+static atomic_int readers_open;
+
+sg_status sg_store_reader_open(sg_store *s, sg_store_reader **out)
+{
+    (void)s;
+    *out = sg_xcalloc(1, sizeof **out);
+    (*out)->magic = 42;
+    atomic_fetch_add(&readers_open, 1);
+    return SG_OK;
+}
+
+void sg_store_reader_close(sg_store_reader *r)
+{
+    if (!r) return;
+    assert_int_equal(r->magic, 42);
+    atomic_fetch_sub(&readers_open, 1);
+    free(r);
+}
+
+/* KNOWN_ID: COMPLETED, idem key "k1", request {"a":1}.
+ * RUNNING_ID: IN_PROGRESS, idem key "k2", request {"b":2}. */
+static void fill(sg_saga_rec *r, int running)
+{
+    static const char *names[] = {"anonymizer", "tokenizer", "ai_model"};
+    memset(r, 0, sizeof *r);
+    strcpy(r->id, running ? RUNNING_ID : KNOWN_ID);
+    r->def_name = sg_xstrdup("sta");
+    r->request = sg_xstrdup(running ? "{\"b\":2}" : "{\"a\":1}");
+    r->request_len = strlen(r->request);
+    r->idem_key = sg_xstrdup(running ? "k2" : "k1");
+    r->status = running ? SG_SAGA_IN_PROGRESS : SG_SAGA_COMPLETED;
+    r->created_us = r->updated_us = INT64_C(1795860000000000);
+    r->nsteps = 3;
+    r->steps = sg_xcalloc(3, sizeof *r->steps);
+    for (int i = 0; i < 3; i++) {
+        r->steps[i].name = sg_xstrdup(names[i]);
+        r->steps[i].status = running ? SG_STEP_PENDING : SG_STEP_COMPLETED;
+    }
+    if (!running) {
+        r->steps[0].response = sg_xstrdup("{\"x\":1}");
+        r->steps[0].response_len = 7;
+        r->steps[2].response = sg_xstrdup("true");
+        r->steps[2].response_len = 4;
+    }
+}
+
+sg_status sg_store_get(sg_store_reader *r, const char *id, sg_saga_rec *out)
+{
+    assert_int_equal(r->magic, 42);
+    memset(out, 0, sizeof *out);
+    if (strcmp(id, KNOWN_ID) == 0) fill(out, 0);
+    else if (strcmp(id, RUNNING_ID) == 0) fill(out, 1);
+    else return SG_ENOTFOUND;
+    return SG_OK;
+}
+
+sg_status sg_store_get_by_idem(sg_store_reader *r, const char *key, sg_saga_rec *out)
+{
+    assert_int_equal(r->magic, 42);
+    memset(out, 0, sizeof *out);
+    if (strcmp(key, "k1") == 0) fill(out, 0);
+    else if (strcmp(key, "k2") == 0) fill(out, 1);
+    else return SG_ENOTFOUND;
+    return SG_OK;
+}
+
+sg_status sg_store_list(sg_store_reader *r, const sg_list_query *q, sg_saga_rec **out, size_t *n,
+                        char next[SG_CURSOR_MAX])
+{
+    assert_int_equal(r->magic, 42);
+    *out = NULL;
+    *n = 0;
+    next[0] = '\0';
+    if (q->after && strcmp(q->after, "bad") == 0) return SG_EINVAL;
+    *out = sg_xcalloc(2, sizeof **out);
+    if (q->status != SG_SAGA_COMPLETED) fill(&(*out)[(*n)++], 1);
+    if (q->status != SG_SAGA_IN_PROGRESS) fill(&(*out)[(*n)++], 0);
+    if (q->limit == 1 && *n == 2) {
+        sg_saga_rec_free(&(*out)[1]);
+        *n = 1;
+        strcpy(next, "c1");
+    }
+    return SG_OK;
+}
+
+int sg_store_healthy(sg_store *s, char *why, size_t n)
+{
+    if (!s->healthy) snprintf(why, n, "disk full");
+    return s->healthy;
+}
+
+struct sg_bus {
+    int broker, ready;
+};
+static struct sg_bus bus = {0, 1};
+
+int sg_bus_is_broker(const sg_bus *b)
+{
+    return b->broker;
+}
+int sg_bus_ready(sg_bus *b, char *why, size_t n)
+{
+    if (!b->ready) snprintf(why, n, "not connected");
+    return b->ready;
+}
+const char *sg_bus_name(const sg_bus *b)
+{
+    (void)b;
+    return "nats";
+}
+
+/* ---- HTTP client ---------------------------------------------------------- */
+
+typedef struct resp {
+    long status;
+    sg_buf body;
+    char ctype[128];
+    char location[128];
+    char allow[128];
+} resp;
+
+static size_t on_body(char *p, size_t sz, size_t n, void *arg)
+{
+    resp *r = arg;
+    return sg_buf_add(&r->body, p, sz * n) == SG_OK ? sz * n : 0;
+}
+
+static void grab(const char *line, size_t len, const char *name, char *dst, size_t dstlen)
+{
+    size_t nl = strlen(name);
+    if (len <= nl || strncasecmp(line, name, nl) != 0) return;
+    const char *v = line + nl;
+    size_t vl = len - nl;
+    while (vl && (*v == ' ')) v++, vl--;
+    while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n')) vl--;
+    snprintf(dst, dstlen, "%.*s", (int)vl, v);
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *arg)
+{
+    resp *r = arg;
+    grab(p, sz * n, "Content-Type:", r->ctype, sizeof r->ctype);
+    grab(p, sz * n, "Location:", r->location, sizeof r->location);
+    grab(p, sz * n, "Allow:", r->allow, sizeof r->allow);
+    return sz * n;
+}
+
+static uint16_t port;
+
+/* One request; extra headers NULL-terminated. Returns the curl code. */
+static CURLcode request_on(CURL *c, resp *r, const char *method, const char *path,
+                           const char *body, long body_len, const char *const *headers)
+{
+    char url[256];
+    struct curl_slist *hl = NULL;
+    memset(r, 0, sizeof *r);
+    sg_buf_init(&r->body, 1 << 20);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", (unsigned)port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_NOBODY, strcmp(method, "HEAD") == 0 ? 1L : 0L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, body_len >= 0 ? body_len : (long)strlen(body));
+    } else if (strcmp(method, "HEAD") != 0) {
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    }
+    hl = curl_slist_append(hl, "Expect:");
+    for (size_t i = 0; headers && headers[i]; i++) hl = curl_slist_append(hl, headers[i]);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(hl);
+    if (!r->body.ptr) sg_buf_add(&r->body, "", 0);
+    return rc;
+}
+
+static long request(resp *r, const char *method, const char *path, const char *body,
+                    const char *const *headers)
+{
+    CURL *c = curl_easy_init();
+    CURLcode rc = request_on(c, r, method, path, body, -1, headers);
+    curl_easy_cleanup(c);
+    assert_int_equal(rc, CURLE_OK);
+    assert_string_equal(r->ctype, "application/json");
+    return r->status;
+}
+
+static void resp_free(resp *r)
+{
+    sg_buf_free(&r->body);
+}
+
+/* ---- fixture -------------------------------------------------------------- */
+
+static sg_api *api;
+
+/* pending drops when MHD has finished sending, a moment after the client
+ * has read the answer: poll for it. */
+static size_t pending_settled(void)
+{
+    for (int i = 0; i < 2000 && sg_api_pending(api) != 0; i++) usleep(1000);
+    return sg_api_pending(api);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    memset(&eng, 0, sizeof eng);
+    pthread_mutex_init(&eng.mu, NULL);
+    pthread_cond_init(&eng.cv, NULL);
+    pthread_create(&eng.thread, NULL, engine_main, &eng);
+    store.healthy = 1;
+    bus.broker = 0;
+    bus.ready = 1;
+    sg_api_options opt = {"127.0.0.1", 0, 1024, 4, 5, 1000};
+    char err[256];
+    assert_int_equal(sg_api_create(&api, &opt, &eng, &store, &bus, err, sizeof err), SG_OK);
+    port = sg_api_port(api);
+    assert_true(port != 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    sg_api_destroy(api);
+    api = NULL;
+    assert_int_equal(atomic_load(&readers_open), 0);
+    engine_flush();
+    pthread_mutex_lock(&eng.mu);
+    eng.stop = 1;
+    pthread_cond_signal(&eng.cv);
+    pthread_mutex_unlock(&eng.mu);
+    pthread_join(eng.thread, NULL);
+    pthread_mutex_destroy(&eng.mu);
+    pthread_cond_destroy(&eng.cv);
+    return 0;
+}
+
+/* ---- tests ------------------------------------------------------------------ */
+
+static void test_health_and_routing(void **state)
+{
+    (void)state;
+    resp r;
+    assert_int_equal(request(&r, "GET", "/healthz", NULL, NULL), 200);
+    assert_string_equal(r.body.ptr, "{\"status\":\"ok\"}");
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/readyz", NULL, NULL), 200);
+    assert_string_equal(r.body.ptr, "{\"status\":\"ready\"}");
+    resp_free(&r);
+    bus.broker = 1;
+    bus.ready = 0;
+    assert_int_equal(request(&r, "GET", "/readyz", NULL, NULL), 503);
+    assert_string_equal(r.body.ptr, "{\"detail\":\"bus nats: not connected\"}");
+    resp_free(&r);
+    bus.ready = 1;
+    store.healthy = 0;
+    assert_int_equal(request(&r, "GET", "/readyz", NULL, NULL), 503);
+    assert_string_equal(r.body.ptr, "{\"detail\":\"store: disk full\"}");
+    resp_free(&r);
+    store.healthy = 1;
+
+    assert_int_equal(request(&r, "GET", "/nope", NULL, NULL), 404);
+    assert_string_equal(r.body.ptr, "{\"detail\":\"Not Found\"}");
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/saga", NULL, NULL), 405);
+    assert_string_equal(r.body.ptr, "{\"detail\":\"Method Not Allowed\"}");
+    assert_string_equal(r.allow, "POST");
+    resp_free(&r);
+    assert_int_equal(request(&r, "DELETE", "/saga/" KNOWN_ID, NULL, NULL), 405);
+    assert_string_equal(r.allow, "GET, HEAD");
+    resp_free(&r);
+    assert_int_equal(request(&r, "PUT", "/healthz", "{}", NULL), 405);
+    resp_free(&r);
+}
+
+static void test_get_saga(void **state)
+{
+    (void)state;
+    resp r;
+    assert_int_equal(request(&r, "GET", "/saga/" KNOWN_ID, NULL, NULL), 200);
+    assert_memory_equal(r.body.ptr, "{\"id\":\"" KNOWN_ID "\",\"request_data\":{\"a\":1},", 56);
+    assert_non_null(strstr(r.body.ptr, "\"processed_data\":{\"anonymized\":{\"x\":1},"
+                                       "\"tokenizer_event\":\"event_published\",\"ai_result\":true}"));
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/saga/3f8fad5b-d9cb-469f-a165-70867728950e", NULL, NULL),
+                     404);
+    assert_string_equal(r.body.ptr, "{\"detail\":\"Saga no encontrada\"}");
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/saga/not-a-uuid", NULL, NULL), 404);
+    assert_string_equal(r.body.ptr, "{\"detail\":\"Saga no encontrada\"}");
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/saga/%00", NULL, NULL), 404);
+    resp_free(&r);
+    assert_int_equal(request(&r, "HEAD", "/saga/" KNOWN_ID, NULL, NULL), 200);
+    assert_int_equal(r.body.len, 0);
+    resp_free(&r);
+}
+
+static void test_list(void **state)
+{
+    (void)state;
+    resp r;
+    assert_int_equal(request(&r, "GET", "/sagas", NULL, NULL), 200);
+    assert_memory_equal(r.body.ptr, "{\"sagas\":[{\"id\":\"" RUNNING_ID "\"", 17 + 36);
+    assert_non_null(strstr(r.body.ptr, "},{\"id\":\"" KNOWN_ID "\""));
+    assert_non_null(strstr(r.body.ptr, "]}],\"next\":null}"));
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/sagas?status=COMPLETED&limit=1", NULL, NULL), 200);
+    assert_null(strstr(r.body.ptr, RUNNING_ID));
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/sagas?limit=1", NULL, NULL), 200);
+    assert_non_null(strstr(r.body.ptr, "],\"next\":\"c1\"}"));
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/sagas?limit=0", NULL, NULL), 400);
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/sagas?limit=1001", NULL, NULL), 400);
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/sagas?status=DONE", NULL, NULL), 400);
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/sagas?after=bad", NULL, NULL), 400);
+    assert_string_equal(r.body.ptr, "{\"detail\":\"malformed cursor in after\"}");
+    resp_free(&r);
+}
+
+static void test_post(void **state)
+{
+    (void)state;
+    resp r;
+    assert_int_equal(request(&r, "POST", "/saga", "{\"image_id\":\"img_123\"}", NULL), 200);
+    assert_string_equal(r.body.ptr, "{\"id\":\"" KNOWN_ID "\",\"echo\":{\"image_id\":\"img_123\"}}");
+    assert_string_equal(eng.last_body, "{\"image_id\":\"img_123\"}");
+    assert_int_equal(eng.last_async, 0);
+    assert_string_equal(eng.last_key, "");
+    resp_free(&r);
+
+    assert_int_equal(request(&r, "POST", "/saga", "{\"mode\":\"fail\"}", NULL), 400);
+    assert_string_equal(r.body.ptr, "{\"detail\":{\"id\":\"" KNOWN_ID "\",\"error\":\"boom\"}}");
+    resp_free(&r);
+
+    const char *async[] = {"Prefer: wait=5, respond-async", NULL};
+    assert_int_equal(request(&r, "POST", "/saga", "{}", async), 202);
+    assert_string_equal(r.location, "/saga/" KNOWN_ID);
+    assert_int_equal(eng.last_async, 1);
+    resp_free(&r);
+
+    /* No Content-Type needed; any text type is fine too. */
+    const char *text[] = {"Content-Type: text/plain", NULL};
+    assert_int_equal(request(&r, "POST", "/saga", "{}", text), 200);
+    resp_free(&r);
+    assert_int_equal(pending_settled(), 0);
+}
+
+static void test_post_bad_input(void **state)
+{
+    (void)state;
+    resp r;
+    int before = eng.submits;
+    assert_int_equal(request(&r, "POST", "/saga", "{\"a\":", NULL), 400);
+    assert_non_null(strstr(r.body.ptr, "{\"detail\":\"invalid JSON"));
+    resp_free(&r);
+    assert_int_equal(request(&r, "POST", "/saga", "", NULL), 400);
+    resp_free(&r);
+    assert_int_equal(request(&r, "POST", "/saga", "[1]", NULL), 422);
+    assert_string_equal(r.body.ptr, "{\"detail\":\"the body must be a JSON object\"}");
+    resp_free(&r);
+    assert_int_equal(request(&r, "POST", "/saga", "{\"a\":\"\xff\"}", NULL), 400);
+    resp_free(&r);
+
+    /* Over the 1024-byte cap: announced, and chunked (no length). */
+    char big[2000];
+    memset(big, ' ', sizeof big - 1);
+    big[0] = '{';
+    big[sizeof big - 2] = '}';
+    big[sizeof big - 1] = '\0';
+    assert_int_equal(request(&r, "POST", "/saga", big, NULL), 413);
+    assert_string_equal(r.body.ptr, "{\"detail\":\"request body larger than 1024 bytes\"}");
+    resp_free(&r);
+    const char *chunked[] = {"Transfer-Encoding: chunked", NULL};
+    assert_int_equal(request(&r, "POST", "/saga", big, chunked), 413);
+    resp_free(&r);
+    /* Exactly at the cap is fine. */
+    big[1023] = '}';
+    big[1024] = '\0';
+    assert_int_equal(request(&r, "POST", "/saga", big, NULL), 200);
+    resp_free(&r);
+    before++;
+
+    char longkey[300] = "Idempotency-Key: ";
+    memset(longkey + strlen(longkey), 'k', 201);
+    const char *badkey[] = {longkey, NULL};
+    assert_int_equal(request(&r, "POST", "/saga", "{}", badkey), 400);
+    assert_non_null(strstr(r.body.ptr, "Idempotency-Key"));
+    resp_free(&r);
+    const char *twokeys[] = {"Idempotency-Key: a", "Idempotency-Key: b", NULL};
+    assert_int_equal(request(&r, "POST", "/saga", "{}", twokeys), 400);
+    resp_free(&r);
+    assert_int_equal(eng.submits, before);
+}
+
+static void test_idempotency(void **state)
+{
+    (void)state;
+    resp r;
+    int before = eng.submits;
+    const char *k1[] = {"Idempotency-Key: k1", NULL};
+    assert_int_equal(request(&r, "POST", "/saga", "{\"a\":1}", k1), 200);
+    assert_string_equal(r.body.ptr, "{\"id\":\"" KNOWN_ID "\",\"result\":\"Saga completada exitosamente\","
+                                    "\"data\":{\"anonymized\":{\"x\":1},\"tokenizer_event\":"
+                                    "\"event_published\",\"ai_result\":true}}");
+    resp_free(&r);
+    assert_int_equal(request(&r, "POST", "/saga", "{\"a\": 1}", k1), 422);
+    assert_string_equal(r.body.ptr,
+                        "{\"detail\":\"Idempotency-Key reused with a different request body\"}");
+    resp_free(&r);
+    const char *k1async[] = {"Idempotency-Key: k1", "Prefer: respond-async", NULL};
+    assert_int_equal(request(&r, "POST", "/saga", "{\"a\":1}", k1async), 202);
+    assert_string_equal(r.location, "/saga/" KNOWN_ID);
+    assert_string_equal(r.body.ptr, "{\"id\":\"" KNOWN_ID "\",\"overall_status\":\"COMPLETED\"}");
+    resp_free(&r);
+    assert_int_equal(eng.submits, before); /* all answered from the store */
+
+    /* In progress: the engine gets it, with the key. */
+    const char *k2[] = {"Idempotency-Key: k2", NULL};
+    assert_int_equal(request(&r, "POST", "/saga", "{\"b\":2}", k2), 200);
+    assert_int_equal(eng.submits, before + 1);
+    assert_string_equal(eng.last_key, "k2");
+    resp_free(&r);
+    /* Unknown key: the engine gets it too. */
+    const char *k3[] = {"Idempotency-Key: new key 3", NULL};
+    assert_int_equal(request(&r, "POST", "/saga", "{\"c\":3}", k3), 200);
+    assert_string_equal(eng.last_key, "new key 3");
+    resp_free(&r);
+}
+
+static void test_keepalive(void **state)
+{
+    (void)state;
+    CURL *c = curl_easy_init();
+    resp r;
+    assert_int_equal(request_on(c, &r, "POST", "/saga", "{}", -1, NULL), CURLE_OK);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(request_on(c, &r, "GET", "/saga/" KNOWN_ID, NULL, -1, NULL), CURLE_OK);
+        assert_int_equal(r.status, 200);
+        resp_free(&r);
+        assert_int_equal(request_on(c, &r, "POST", "/saga", "{\"i\":1}", -1, NULL), CURLE_OK);
+        assert_int_equal(r.status, 200);
+        resp_free(&r);
+        long connects = -1;
+        curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &connects);
+        assert_int_equal(connects, 0); /* reused */
+    }
+    curl_easy_cleanup(c);
+}
+
+static void test_concurrent(void **state)
+{
+    (void)state;
+    enum { N = 64 };
+    CURLM *m = curl_multi_init();
+    CURL *h[N];
+    resp rs[N];
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/saga", (unsigned)port);
+    for (int i = 0; i < N; i++) {
+        memset(&rs[i], 0, sizeof rs[i]);
+        sg_buf_init(&rs[i].body, 4096);
+        h[i] = curl_easy_init();
+        curl_easy_setopt(h[i], CURLOPT_URL, url);
+        curl_easy_setopt(h[i], CURLOPT_POSTFIELDS, "{\"n\":1}");
+        curl_easy_setopt(h[i], CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(h[i], CURLOPT_WRITEDATA, &rs[i]);
+        curl_multi_add_handle(m, h[i]);
+    }
+    int running = 1;
+    while (running) {
+        curl_multi_perform(m, &running);
+        if (running) curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    for (int i = 0; i < N; i++) {
+        long st = 0;
+        curl_easy_getinfo(h[i], CURLINFO_RESPONSE_CODE, &st);
+        assert_int_equal(st, 200);
+        curl_multi_remove_handle(m, h[i]);
+        curl_easy_cleanup(h[i]);
+        sg_buf_free(&rs[i].body);
+    }
+    curl_multi_cleanup(m);
+    assert_int_equal(pending_settled(), 0);
+}
+
+static void test_engine_closed(void **state)
+{
+    (void)state;
+    resp r;
+    pthread_mutex_lock(&eng.mu);
+    eng.closed = 1;
+    pthread_mutex_unlock(&eng.mu);
+    assert_int_equal(request(&r, "POST", "/saga", "{}", NULL), 503);
+    assert_string_equal(r.body.ptr, "{\"detail\":\"shutting down\"}");
+    resp_free(&r);
+    pthread_mutex_lock(&eng.mu);
+    eng.closed = 0;
+    pthread_mutex_unlock(&eng.mu);
+    assert_int_equal(pending_settled(), 0);
+}
+
+/* A request the engine is still holding when the API goes away: destroy
+ * must not hang or crash, and the engine's late answer must be harmless. */
+typedef struct held_client {
+    CURLcode rc;
+    long status;
+} held_client;
+
+static void *held_main(void *arg)
+{
+    held_client *hc = arg;
+    CURL *c = curl_easy_init();
+    resp r;
+    hc->rc = request_on(c, &r, "POST", "/saga", "{\"mode\":\"hold\"}", -1, NULL);
+    hc->status = r.status;
+    resp_free(&r);
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+static void test_destroy_while_held(void **state)
+{
+    (void)state;
+    held_client hc = {CURLE_OK, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, held_main, &hc);
+    for (int i = 0; i < 2000 && sg_api_pending(api) == 0; i++) usleep(1000);
+    assert_int_equal(sg_api_pending(api), 1);
+    sg_api_quiesce(api);
+    sg_api_destroy(api);
+    api = NULL;
+    pthread_join(t, NULL);
+    /* Either the 503 got out or the connection was closed under it. */
+    assert_true(hc.rc != CURLE_OK || hc.status == 503);
+    engine_flush(); /* the late answer: on_done after destroy */
+}
+
+static void test_quiesce(void **state)
+{
+    (void)state;
+    resp r;
+    /* An open keep-alive connection is still served after quiesce. */
+    CURL *c = curl_easy_init();
+    assert_int_equal(request_on(c, &r, "GET", "/healthz", NULL, -1, NULL), CURLE_OK);
+    resp_free(&r);
+    sg_api_quiesce(api);
+    sg_api_quiesce(api); /* idempotent */
+    assert_int_equal(request_on(c, &r, "GET", "/readyz", NULL, -1, NULL), CURLE_OK);
+    assert_int_equal(r.status, 503);
+    resp_free(&r);
+    curl_easy_cleanup(c);
+    /* A new connection is refused. */
+    c = curl_easy_init();
+    assert_int_not_equal(request_on(c, &r, "GET", "/healthz", NULL, -1, NULL), CURLE_OK);
+    resp_free(&r);
+    curl_easy_cleanup(c);
+}
+
+static void test_bind_errors(void **state)
+{
+    (void)state;
+    sg_api *b = NULL;
+    char err[256];
+    sg_api_options opt = {"127.0.0.1", port, 1024, 1, 5, 100};
+    assert_int_not_equal(sg_api_create(&b, &opt, &eng, &store, &bus, err, sizeof err), SG_OK);
+    assert_null(b);
+    assert_non_null(strstr(err, "in use"));
+    opt.host = "no-such-host.invalid";
+    opt.port = 0;
+    assert_int_not_equal(sg_api_create(&b, &opt, &eng, &store, &bus, err, sizeof err), SG_OK);
+    assert_non_null(strstr(err, "no-such-host.invalid"));
+    /* One thread, IPv6 loopback if the host has it. */
+    opt.host = "[::1]";
+    if (sg_api_create(&b, &opt, &eng, &store, &bus, err, sizeof err) == SG_OK) {
+        assert_true(sg_api_port(b) != 0);
+        sg_api_destroy(b);
+    }
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    sg_def *d = NULL;
+    sg_def_create_sta(&d, "http://a/anonymize", "http://m/process");
+    sg_def_register(d);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_health_and_routing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_saga, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_post, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_post_bad_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_engine_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_destroy_while_held, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quiesce, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bind_errors, setup, teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    sg_def_clear();
+    curl_global_cleanup();
+    return rc;
+}
