@@ -115,6 +115,12 @@ fail:
     return ret;
 }
 
+/* Queue a fixed body (a string literal). */
+static enum MHD_Result send_literal(struct MHD_Connection *c, unsigned status, const char *json)
+{
+    return send_json(c, status, sg_xstrdup(json), strlen(json), NULL, NULL);
+}
+
 /* Queue the rendered buffer b (emptied) as the answer. */
 static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned status, sg_buf *b,
                                 const char *allow, const char *location)
@@ -128,7 +134,7 @@ static enum MHD_Result send_detail(struct MHD_Connection *c, unsigned status, co
                                    const char *allow)
 {
     sg_buf b;
-    sg_buf_init(&b, DETAIL_MAX + 4 * strlen(msg)); /* escapes grow at most ~6x, rare */
+    sg_buf_init(&b, DETAIL_MAX + 6 * strlen(msg)); /* an escape is at most 6 bytes */
     if (sg_render_detail(&b, msg) != SG_OK) {
         sg_buf_reset(&b);
         sg_render_detail(&b, "error");
@@ -260,7 +266,7 @@ static enum MHD_Result serve_ready(sg_api *a, struct MHD_Connection *c)
     if (a->bus && sg_bus_is_broker(a->bus) && !sg_bus_ready(a->bus, why, sizeof why))
         return send_detailf(c, MHD_HTTP_SERVICE_UNAVAILABLE, "bus %s: %s", sg_bus_name(a->bus),
                             why[0] ? why : "not connected");
-    return send_json(c, MHD_HTTP_OK, sg_xstrdup("{\"status\":\"ready\"}"), 18, NULL, NULL);
+    return send_literal(c, MHD_HTTP_OK, "{\"status\":\"ready\"}");
 }
 
 /* ---- POST /saga ---------------------------------------------------------- */
@@ -549,7 +555,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     case SG_ROUTE_LIST:
         return serve_list(a, c);
     case SG_ROUTE_HEALTH:
-        return send_json(c, MHD_HTTP_OK, sg_xstrdup("{\"status\":\"ok\"}"), 15, NULL, NULL);
+        return send_literal(c, MHD_HTTP_OK, "{\"status\":\"ok\"}");
     case SG_ROUTE_READY:
         return serve_ready(a, c);
     case SG_ROUTE_BAD_METHOD:
@@ -656,6 +662,7 @@ sg_status sg_api_create(sg_api **out, const sg_api_options *opt, sg_engine *engi
                         sg_store *store, sg_bus *bus, char *err, size_t errlen)
 {
     sg_api *a = NULL;
+    sg_status st = SG_EINVAL;
     char localerr[256];
     if (!err || !errlen) {
         err = localerr;
@@ -683,6 +690,7 @@ sg_status sg_api_create(sg_api **out, const sg_api_options *opt, sg_engine *engi
     }
     a->have_key = 1;
 
+    st = SG_EIO;
     int fd = open_listener(opt->host, opt->port, err, errlen);
     if (fd < 0) goto fail;
 
@@ -721,7 +729,7 @@ sg_status sg_api_create(sg_api **out, const sg_api_options *opt, sg_engine *engi
 
 fail:
     sg_api_destroy(a);
-    return SG_EINVAL;
+    return st;
 }
 
 uint16_t sg_api_port(const sg_api *a)
