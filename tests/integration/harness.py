@@ -421,11 +421,14 @@ class Sagad:
     LISTEN_RX = r"sagad listening on (\S+):(\d+)"
 
     def __init__(self, stubs=None, db=None, step_timeout_ms=3000, args=(), env=None,
-                 bus=None, start=True, workdir=None):
+                 bus=None, start=True, workdir=None, port=None):
+        """port: listen on this fixed port and poll /healthz instead of
+        reading the port from the log (for --log-level warn|error)."""
         self.workdir = workdir or tmpdir()
         self.db = db or os.path.join(self.workdir, "saga.db")
         self.stubs = stubs
-        argv = [SAGAD, "--listen", "127.0.0.1:0", "--db", self.db,
+        self.fixed_port = port
+        argv = [SAGAD, "--listen", "127.0.0.1:%d" % (port or 0), "--db", self.db,
                 "--step-timeout-ms", str(step_timeout_ms)]
         if stubs is not None:
             argv += ["--anonymizer-url", stubs.anonymizer_url, "--ai-model-url", stubs.ai_model_url,
@@ -444,6 +447,14 @@ class Sagad:
     def start(self, timeout=20):
         self.proc = Proc(self.argv, env=self.env, cwd=self.workdir, name="sagad")
         self.generations.append(self.proc)
+        if self.fixed_port:
+            self.port = self.fixed_port
+            wait_until(lambda: self._healthy() or not self.proc.alive(), timeout, msg="sagad /healthz")
+            if not self.proc.alive():
+                self.proc.wait()
+                raise AssertionError("sagad exited with %s; stderr:\n%s"
+                                     % (self.proc.p.returncode, self.proc.output()))
+            return self
         m = self.proc.wait_line(self.LISTEN_RX, which="err", timeout=timeout)
         self.port = int(m.group(2))
         wait_until(self._healthy, 10, msg="sagad /healthz")

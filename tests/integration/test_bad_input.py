@@ -334,6 +334,29 @@ class BadInputTest(SagadCase):
             self.assertIn(st, (400, 422, 431), (k[:20], b))
         self.no_new_sagas(n)
 
+    def test_client_gone_mid_saga(self):
+        # Sync clients that hang up while their saga runs: the sagas still
+        # finish, and sagad is fine.
+        marker = "gone-%d" % os.getpid()
+        body = json.dumps({"m": marker, "_stub": {"ai_model": {"delay_ms": 700}}}).encode()
+        socks = []
+        for i in range(20):
+            s = connect(self.sagad.port)
+            send_all(s, post_head(len(body)) + body)
+            socks.append(s)
+        time.sleep(0.3)
+        for s in socks:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()  # RST
+
+        def done():
+            st, _, b = self.sagad.http("GET", "/sagas?limit=1000")
+            mine = [r for r in jbody(b)["sagas"] if r["request_data"].get("m") == marker]
+            return len(mine) == 20 and all(r["overall_status"] == "COMPLETED" for r in mine) and mine
+        harness.wait_until(done, 15, 0.2, "20 abandoned sagas completed")
+        st, _, b = self.sagad.http("POST", "/saga", {"after_gone": True})
+        self.assertEqual(st, 200, b)
+
     def test_zz_still_healthy(self):
         st, h, b = self.sagad.http("GET", "/healthz")
         self.assertEqual((st, jbody(b)), (200, {"status": "ok"}))

@@ -166,6 +166,32 @@ class RestartTest(harness.SagadCase):
         self.assertEqual(ob[0]["status"], EVENT_DELIVERED)
         self.assertEqual(len(evs), 2)
 
+    def test_kill9_in_step2_restart_after_deadline_withdraws(self):
+        # Down past the step timeout: the pending event is withdrawn at the
+        # next start and never delivered; the saga fails at step 2.
+        self.sagad.kill9()
+        self.sagad = Sagad(self.stubs, step_timeout_ms=1500)
+        type(self).sagad = self.sagad
+        self.stubs.config({"tokenizer": {"delay_ms": 1200}})
+        st, h, b = self.sagad.http("POST", "/saga", {"r": "late-restart"}, {"Prefer": "respond-async"})
+        self.assertEqual(st, 202, b)
+        sid = jbody(b)["id"]
+        self.wait_step_running(sid, 1, "/events")
+        self.sagad.kill9()
+        self.stubs.config({"tokenizer": None})
+        time.sleep(2.0)  # past the event's deadline
+        self.sagad.start()
+        rec = self.sagad.wait_status(sid, "FAILED", 10)
+        self.assertTrue(rec["error"].startswith("Error en Step 2 (Tokenizer): "), rec["error"])
+        self.assertEqual(rec["step3_status"], "PENDING")
+        time.sleep(1.0)
+        evs = self.stubs.requests(sid, path="/events")
+        self.assertEqual(len(evs), 1, "withdrawn event delivered after restart")
+        ob = self.sagad.outbox(sid)
+        self.assertEqual([(o["topic"], o["status"]) for o in ob],
+                         [("tokenizer_event", harness.EVENT_WITHDRAWN)])
+        self.assertEqual(self.stubs.requests(sid, path="/process"), [])
+
     def _comp_pending_saga(self):
         """A saga whose step 3 failed while the tokenizer is down: its
         compensation stays PENDING."""
