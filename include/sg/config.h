@@ -18,6 +18,7 @@ typedef struct sg_config {
     long step_timeout_ms;
     size_t max_body;
     size_t max_response;
+    long max_connections;  /* outgoing connections at once */
     unsigned threads;
     long grace_ms;
     unsigned conn_timeout_s;

@@ -77,7 +77,8 @@ static int open_parts(app *a, char *err, size_t errlen)
     const sg_config *c = a->cfg;
     sg_status st = sg_store_open(&a->store, c->db, a->loop, NULL, err, errlen);
     if (st != SG_OK) return st == SG_EINVAL ? 2 : 1;
-    sg_http_client_options ho = {.max_response = c->max_response};
+    sg_http_client_options ho = {.max_response = c->max_response,
+                                 .max_connections = c->max_connections};
     if (sg_http_client_create(&a->http, a->loop, &ho) != SG_OK) {
         snprintf(err, errlen, "cannot create the HTTP client");
         return 1;

@@ -30,6 +30,9 @@ static const char usage[] =
     "  --max-body BYTES       POST /saga body cap, default 1048576 [SAGAD_MAX_BODY]\n"
     "  --max-response BYTES   downstream answer cap, default 1048576\n"
     "                                                             [SAGAD_MAX_RESPONSE]\n"
+    "  --max-connections N    outgoing connections at once, default 4096;\n"
+    "                         more calls wait for a slot (their timeout has\n"
+    "                         not started)                        [SAGAD_MAX_CONNECTIONS]\n"
     "  --threads N            API threads, default 2              [SAGAD_THREADS]\n"
     "  --grace-ms N           shutdown grace period, default 5000 [SAGAD_GRACE_MS]\n"
     "  --conn-timeout-s N     idle/slow client timeout, default 30 [SAGAD_CONN_TIMEOUT_S]\n"
@@ -102,7 +105,7 @@ static int parse_level(const char *s, int *out)
 }
 
 enum {
-    O_LISTEN = 256, O_DB, O_ANON, O_AI, O_BUS, O_TIMEOUT, O_MAXBODY, O_MAXRESP, O_THREADS,
+    O_LISTEN = 256, O_DB, O_ANON, O_AI, O_BUS, O_TIMEOUT, O_MAXBODY, O_MAXRESP, O_MAXCONN, O_THREADS,
     O_GRACE, O_CONNTO, O_LOGLEVEL, O_HELP, O_COUNT
 };
 
@@ -115,6 +118,7 @@ static const struct option longopts[] = {
     {"step-timeout-ms", required_argument, NULL, O_TIMEOUT},
     {"max-body", required_argument, NULL, O_MAXBODY},
     {"max-response", required_argument, NULL, O_MAXRESP},
+    {"max-connections", required_argument, NULL, O_MAXCONN},
     {"threads", required_argument, NULL, O_THREADS},
     {"grace-ms", required_argument, NULL, O_GRACE},
     {"conn-timeout-s", required_argument, NULL, O_CONNTO},
@@ -126,7 +130,7 @@ static const struct option longopts[] = {
 /* Environment twins, indexed by option id - O_LISTEN. */
 static const char *env_names[O_COUNT - O_LISTEN] = {
     "SAGAD_LISTEN", "SAGAD_DB", "SAGAD_ANONYMIZER_URL", "SAGAD_AI_MODEL_URL", "SAGAD_BUS",
-    "SAGAD_STEP_TIMEOUT_MS", "SAGAD_MAX_BODY", "SAGAD_MAX_RESPONSE", "SAGAD_THREADS",
+    "SAGAD_STEP_TIMEOUT_MS", "SAGAD_MAX_BODY", "SAGAD_MAX_RESPONSE", "SAGAD_MAX_CONNECTIONS", "SAGAD_THREADS",
     "SAGAD_GRACE_MS", "SAGAD_CONN_TIMEOUT_S", "SAGAD_LOG_LEVEL", NULL,
 };
 
@@ -182,6 +186,13 @@ static int apply(sg_config *c, int id, const char *v, const char *from, char *er
         }
         snprintf(err, errlen, "%s: expected bytes 1024-1073741824, got '%s'", from, v);
         return 0;
+    case O_MAXCONN:
+        if (parse_long(v, 1, 1000000, &n)) {
+            c->max_connections = n;
+            return 1;
+        }
+        snprintf(err, errlen, "%s: expected 1-1000000, got '%s'", from, v);
+        return 0;
     case O_THREADS:
         if (parse_long(v, 1, 64, &n)) {
             c->threads = (unsigned)n;
@@ -223,6 +234,7 @@ sg_status sg_config_parse(sg_config *c, int argc, char **argv, char *err, size_t
     c->step_timeout_ms = 3000;
     c->max_body = 1 << 20;
     c->max_response = 1 << 20;
+    c->max_connections = 4096;
     c->threads = 2;
     c->grace_ms = 5000;
     c->conn_timeout_s = 30;

@@ -29,7 +29,9 @@
 #define DEFAULT_MAX_CONNECTIONS 1024L
 #define FREE_LIST_MAX 64
 
-typedef enum { CALL_IDLE, CALL_RUNNING, CALL_DONE } call_state;
+/* QUEUED: waiting for a connection slot; its timeout has not started, so
+ * a burst of calls behind a slow service does not burn their attempts. */
+typedef enum { CALL_IDLE, CALL_QUEUED, CALL_RUNNING, CALL_DONE } call_state;
 
 struct sg_http_call {
     sg_http_client *client;     /* borrowed back-pointer */
@@ -43,6 +45,7 @@ struct sg_http_call {
     call_state state;
     char errbuf[CURL_ERROR_SIZE];
     sg_http_call *prev, *next; /* in-flight list, or free list (next only) */
+    sg_http_call *qnext;       /* waiting queue */
 };
 
 /* One per socket curl asks us to watch; freed in its close callback. */
@@ -58,8 +61,10 @@ struct sg_http_client {
     CURLM *multi;     /* owned */
     uv_timer_t timer; /* curl's single timeout; its close frees the client */
     sg_http_client_options opt;
-    sg_http_call *inflight; /* doubly linked */
+    sg_http_call *inflight; /* doubly linked: queued and running calls */
     size_t ninflight;
+    size_t nrunning;        /* added to the multi handle: at most max_connections */
+    sg_http_call *qhead, *qtail; /* QUEUED calls, FIFO */
     sg_http_call *free_list; /* idle calls with a reusable easy handle */
     size_t nfree;
     sock_ctx *socks; /* open poll contexts, so destroy can close them */
@@ -175,6 +180,40 @@ static void complete(sg_http_client *c, sg_http_call *call, CURLcode rc)
     call_recycle(c, call);
 }
 
+/* Removes a QUEUED call from the waiting queue. */
+static void queue_unlink(sg_http_client *c, sg_http_call *call)
+{
+    sg_http_call **pp = &c->qhead, *prev = NULL;
+    while (*pp && *pp != call) {
+        prev = *pp;
+        pp = &(*pp)->qnext;
+    }
+    if (!*pp) return;
+    *pp = call->qnext;
+    if (c->qtail == call) c->qtail = prev;
+    call->qnext = NULL;
+}
+
+static void complete(sg_http_client *c, sg_http_call *call, CURLcode rc);
+
+/* Starts queued calls while connection slots are free. */
+static void promote(sg_http_client *c)
+{
+    while (!c->closing && c->qhead && c->nrunning < (size_t)c->opt.max_connections) {
+        sg_http_call *call = c->qhead;
+        c->qhead = call->qnext;
+        if (!c->qhead) c->qtail = NULL;
+        call->qnext = NULL;
+        if (curl_multi_add_handle(c->multi, call->easy) != CURLM_OK) {
+            list_unlink(c, call);
+            complete(c, call, CURLE_FAILED_INIT);
+            continue;
+        }
+        call->state = CALL_RUNNING;
+        c->nrunning++;
+    }
+}
+
 /* Completes every finished transfer. Callbacks may post, cancel or destroy
  * the client, so nothing is cached across a callback. */
 static void drain(sg_http_client *c)
@@ -190,8 +229,10 @@ static void drain(sg_http_client *c)
         sg_http_call *call = (sg_http_call *)priv;
         curl_multi_remove_handle(c->multi, easy);
         list_unlink(c, call);
+        c->nrunning--;
         complete(c, call, rc);
     }
+    promote(c);
 }
 
 /* ---------------------------------------------------------- curl <-> uv */
@@ -444,12 +485,24 @@ sg_status sg_http_post(sg_http_client *c, const sg_http_request *req, sg_http_cb
         st = rc == CURLE_OUT_OF_MEMORY ? SG_ENOMEM : SG_EINVAL;
         goto fail;
     }
+    if (c->nrunning >= (size_t)c->opt.max_connections) {
+        call->state = CALL_QUEUED;
+        if (c->qtail)
+            c->qtail->qnext = call;
+        else
+            c->qhead = call;
+        c->qtail = call;
+        list_push(c, call);
+        if (out) *out = call;
+        return SG_OK;
+    }
     /* Adding only arms curl's timer; no callback can run from here. */
     if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
         st = SG_EIO;
         goto fail;
     }
     call->state = CALL_RUNNING;
+    c->nrunning++;
     list_push(c, call);
     if (out) *out = call;
     return SG_OK;
@@ -465,11 +518,20 @@ fail:
 void sg_http_cancel(sg_http_client *c, sg_http_call *call)
 {
     /* A call whose callback is running (or ran) is no longer cancellable. */
-    if (!c || !call || call->state != CALL_RUNNING) return;
+    if (!c || !call) return;
+    if (call->state == CALL_QUEUED) {
+        queue_unlink(c, call);
+        list_unlink(c, call);
+        call_recycle(c, call);
+        return;
+    }
+    if (call->state != CALL_RUNNING) return;
     /* Also drops a DONE message still queued for this handle. */
     curl_multi_remove_handle(c->multi, call->easy);
     list_unlink(c, call);
+    c->nrunning--;
     call_recycle(c, call);
+    promote(c); /* a slot is free */
 }
 
 size_t sg_http_inflight(const sg_http_client *c)

@@ -372,6 +372,32 @@ static void test_concurrent(void **state)
     free(m);
 }
 
+/* With 2 connection slots, 8 calls of 300 ms each take ~1.2 s in all, yet
+ * none times out at 700 ms: a call's timeout starts when it gets a slot.
+ * A queued call can be cancelled and never runs. */
+static void test_slots_queue_without_burning_timeouts(void **state)
+{
+    fixture *f = *state;
+    sg_http_client_destroy(f->client);
+    sg_http_client_options o = {.max_connections = 2};
+    assert_int_equal(sg_http_client_create(&f->client, &f->loop, &o), SG_OK);
+    many *m = calloc(1, sizeof *m);
+    sg_http_call *calls[9];
+    for (int i = 0; i < 9; i++)
+        assert_int_equal(post(f, "/delay/300", "{}", 700, &m->g[i], &calls[i]), SG_OK);
+    sg_http_cancel(f->client, calls[8]); /* still queued */
+    assert_int_equal(sg_http_inflight(f->client), 8);
+    for (int i = 8; i < 200; i++) m->g[i].calls = 1; /* only the first 8 to wait for */
+    assert_true(loop_run_until(&f->loop, all_called, m, 10000));
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(m->g[i].outcome, SG_HTTP_DONE);
+        assert_int_equal(m->g[i].status, 200);
+    }
+    assert_true(f->srv.connections <= 2);
+    assert_int_equal(f->srv.requests, 8);
+    free(m);
+}
+
 static void test_destroy_with_calls_in_flight(void **state)
 {
     fixture *f = *state;
@@ -460,6 +486,7 @@ int main(int argc, char **argv)
         T(test_cancel),
         T(test_cancel_from_callback),
         T(test_concurrent),
+        T(test_slots_queue_without_burning_timeouts),
         T(test_destroy_with_calls_in_flight),
         T(test_destroy_from_callback),
         T(test_bad_arguments),
