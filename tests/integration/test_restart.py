@@ -192,6 +192,58 @@ class RestartTest(harness.SagadCase):
                          [("tokenizer_event", harness.EVENT_WITHDRAWN)])
         self.assertEqual(self.stubs.requests(sid, path="/process"), [])
 
+    def submit_many(self, n, tag):
+        c = harness.Client(self.sagad.port)
+        ids = []
+        try:
+            for i in range(n):
+                st, h, b = c.request("POST", "/saga", {"tag": tag, "i": i},
+                                     {"Prefer": "respond-async"}, retry=False)
+                self.assertEqual(st, 202, b)
+                ids.append(jbody(b)["id"])
+        finally:
+            c.close()
+        return ids
+
+    def check_all_completed_once(self, ids):
+        def finished():
+            rows = self.sagad.db_query("SELECT status, count(*) FROM sagas GROUP BY 1")
+            return dict(rows).get(0, 0) == 0 and rows
+        wait_until(finished, 60, 0.2, "no saga left IN_PROGRESS")
+        for sid in ids:
+            rec = self.sagad.get_saga(sid)
+            self.assertEqual(rec["overall_status"], "COMPLETED", rec)
+            ob = self.sagad.outbox(sid)
+            self.assertEqual([(o["topic"], o["status"]) for o in ob],
+                             [("tokenizer_event", EVENT_DELIVERED)], sid)
+            evs = [json.loads(r["body"]) for r in self.stubs.requests(sid, path="/events")]
+            self.assertGreaterEqual(len(evs), 1)
+            self.assertEqual({e["id"] for e in evs}, {ob[0]["id"]}, "event id changed")
+            self.assertEqual([s["attempts"] >= 1 for s in rec["steps"]], [True] * 3)
+
+    def test_sigterm_under_load_then_resume(self):
+        self.sagad.argv += ["--grace-ms", "300"]
+        self.sagad.restart()
+        self.stubs.clear()
+        self.stubs.config({"ai_model": {"delay_ms": 1500}})
+        ids = self.submit_many(200, "term")
+        rc = self.sagad.stop(signal.SIGTERM, timeout=10)
+        self.assertEqual(rc, 0, self.sagad.log())
+        self.stubs.config({"ai_model": None})
+        self.sagad.start()
+        self.check_all_completed_once(ids)
+
+    def test_kill9_under_load_then_resume(self):
+        self.stubs.clear()
+        self.stubs.config({"anonymizer": {"delay_ms": 200}, "tokenizer": {"delay_ms": 200},
+                           "ai_model": {"delay_ms": 400}})
+        ids = self.submit_many(300, "kill")
+        time.sleep(0.3)
+        self.sagad.kill9()
+        self.stubs.config({"anonymizer": None, "tokenizer": None, "ai_model": None})
+        self.sagad.start()
+        self.check_all_completed_once(ids)
+
     def _comp_pending_saga(self):
         """A saga whose step 3 failed while the tokenizer is down: its
         compensation stays PENDING."""
