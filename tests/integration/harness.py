@@ -62,7 +62,31 @@ def parse_args():
 
 def main():
     parse_args()
-    unittest.main(verbosity=2)
+    prog = unittest.main(verbosity=2, exit=False)
+    ok = prog.result.wasSuccessful()
+    reports = sanitizer_reports()
+    if reports:
+        sys.stderr.write("\nSANITIZER REPORTS in child processes:\n%s\n" % "\n".join(reports[:80]))
+        ok = False
+    _kill_all()
+    sys.exit(0 if ok else 1)
+
+
+SANITIZER_RX = re.compile(r"(ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|"
+                          r"WARNING: ThreadSanitizer|AddressSanitizer:DEADLYSIGNAL)")
+_all_procs = []
+
+
+def sanitizer_reports(procs=None):
+    """Sanitizer report lines (with some context) printed by child processes."""
+    out = []
+    for p in (procs if procs is not None else list(_all_procs)):
+        with p.cond:
+            lines = list(p.lines["err"]) + list(p.lines["out"])
+        for i, l in enumerate(lines):
+            if SANITIZER_RX.search(l):
+                out.append("[%s pid %d] %s" % (p.name, p.pid, "\n    ".join(lines[i:i + 12])))
+    return out
 
 
 def is_sanitized(path):
@@ -148,6 +172,7 @@ class Proc:
         )
         with _children_lock:
             _children.append(self.p)
+            _all_procs.append(self)
         self.pid = self.p.pid
         self._threads = [
             threading.Thread(target=self._drain, args=(self.p.stdout, "out"), daemon=True),
@@ -573,6 +598,12 @@ class SagadCase(unittest.TestCase):
             if sg is not None and sg.proc is not None:
                 sys.stderr.write("\n----- sagad stderr (last lines) -----\n%s\n" % sg.log(40))
         return out
+
+    def tearDown(self):
+        sg = getattr(self, "sagad", None)
+        if sg is not None and getattr(sg, "generations", None):
+            reports = sanitizer_reports(sg.generations)
+            self.assertEqual(reports, [], "sanitizer reports from sagad")
 
     def assertIso(self, v, what="timestamp"):
         self.assertIsInstance(v, str, what)

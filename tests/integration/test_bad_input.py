@@ -106,6 +106,7 @@ class BadInputTest(SagadCase):
 
     def tearDown(self):
         self.assertTrue(self.sagad.proc.alive(), "sagad died:\n" + self.sagad.log())
+        super().tearDown()
 
     def assert_detail(self, st, h, b, statuses, what):
         self.assertIn(st, statuses, (what, b[:300]))
