@@ -611,7 +611,6 @@ sg_status stub_server_start(stub_server **out, const stub_server_opts *o, char *
         {MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, CONN_TIMEOUT_S, NULL},
         {MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096, NULL},
-        {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
         /* Must stay last: dropped for a single thread, where MHD wants no pool. */
         {MHD_OPTION_THREAD_POOL_SIZE, o->threads, NULL},
         {MHD_OPTION_END, 0, NULL},
