@@ -123,7 +123,7 @@ static void test_non_2xx(void **state)
 static void test_refused(void **state)
 {
     fixture *f = *state;
-    unsigned short port;
+    unsigned short port = 0;
     int fd = mini_refusing_port(&port);
     assert_true(fd >= 0);
     char url[64];

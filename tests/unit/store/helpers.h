@@ -73,7 +73,7 @@ static inline void make_event(sg_event_rec *e, const char *saga_id, const char *
 {
     memset(e, 0, sizeof *e);
     sg_uuid_v4(e->id);
-    snprintf(e->saga_id, sizeof e->saga_id, "%s", saga_id);
+    snprintf(e->saga_id, sizeof e->saga_id, "%.36s", saga_id);
     e->topic = sg_xstrdup(topic);
     e->payload = sg_xstrdup("{\"image_id\":\"img_123\"}");
     e->payload_len = strlen(e->payload);
