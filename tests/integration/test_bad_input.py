@@ -254,11 +254,12 @@ class BadInputTest(SagadCase):
                 t0 = time.monotonic()
                 st, _, b = self.sagad.http("GET", "/healthz", timeout=5)
                 self.assertEqual(st, 200)
-                self.assertLess(time.monotonic() - t0, 0.5)
+                # Blocked would mean waiting for the connection timeout.
+                self.assertLess(time.monotonic() - t0, 1.5)
                 t0 = time.monotonic()
                 st, _, b = self.sagad.http("POST", "/saga", {"while_slow": i}, timeout=10)
                 self.assertEqual(st, 200, b)
-                self.assertLess(time.monotonic() - t0, 3.0)
+                self.assertLess(time.monotonic() - t0, 4.0)
                 time.sleep(0.2)
             # The stalled ones are dropped after the connection timeout.
             t0 = time.monotonic()
