@@ -84,7 +84,11 @@ static int open_parts(app *a, char *err, size_t errlen)
         return 1;
     }
     sg_bus_env env = {.loop = a->loop, .http = a->http};
-    if (sg_bus_create(&a->bus, c->bus, &env, err, errlen) != SG_OK) return 2;
+    char why[400] = "";
+    if (sg_bus_create(&a->bus, c->bus, &env, why, sizeof why) != SG_OK) {
+        snprintf(err, errlen, "--bus / SAGAD_BUS: %s", why);
+        return 2;
+    }
     if (sg_bus_is_log(a->bus))
         sg_log(SG_LOG_WARN, "bus is log: events are printed to stdout and go nowhere else");
     sg_def *def = NULL;
