@@ -22,7 +22,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "not up: $1" >&2; return 1; }
+wait_http() { for _ in $(seq ${2:-200}); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "not up: $1" >&2; return 1; }
 
 sport=$(free_port)
 "$BUILD/sta-stubs" --listen "127.0.0.1:$sport" --quiet >"$work/stubs.log" 2>&1 &
@@ -44,10 +44,17 @@ gpid=$!
 pids+=($gpid)
 wait_http "http://127.0.0.1:$gport/healthz"
 curl -fsS -o /dev/null -X POST "http://127.0.0.1:$gport/saga" -d '{"warm":1}'
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# CPU milliseconds per saga of the server process during the wrk run.
+cpu_per_saga() { # before after result-line
+  local n; n=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$3")
+  python3 -c "t=($2-$1)*1000/$(getconf CLK_TCK); print('cpu_ms_per_saga=%.3f' % (t/max($n,1)))"
+}
+t0=$(ticks $gpid)
 sag=$(run_wrk sagad "http://127.0.0.1:$gport")
+t1=$(ticks $gpid)
 rss=$(awk '/VmHWM/{print $2}' /proc/$gpid/status)
-cpu=$(awk '{print $14+$15}' /proc/$gpid/stat)
-echo "$sag peak_rss_kb=$rss cpu_ticks=$cpu"
+echo "$sag peak_rss_kb=$rss $(cpu_per_saga "$t0" "$t1" "$sag")"
 kill -TERM $gpid; wait $gpid || true
 
 if [ "$PEER" = tuned ] || [ "$PEER" = reference ]; then
@@ -56,9 +63,11 @@ if [ "$PEER" = tuned ] || [ "$PEER" = reference ]; then
     >"$work/peer.log" 2>&1 &
   ppid=$!
   pids+=($ppid)
-  if wait_http "http://127.0.0.1:$pport/docs"; then
+  if wait_http "http://127.0.0.1:$pport/docs" 3000; then
+    t0=$(ticks $ppid)
     peer=$(run_wrk "$PEER" "http://127.0.0.1:$pport")
-    echo "$peer"
+    t1=$(ticks $ppid)
+    echo "$peer $(cpu_per_saga "$t0" "$t1" "$peer")"
     a=$(sed -n 's/.*rps=\([0-9.]*\).*/\1/p' <<<"$sag")
     b=$(sed -n 's/.*rps=\([0-9.]*\).*/\1/p' <<<"$peer")
     python3 -c "a,b=float('$a'),float('$b'); print('ratio sagad/$PEER = %.1fx' % (a/b if b else float('inf')))"
