@@ -15,8 +15,10 @@ typedef struct sg_http_call sg_http_call;
 
 typedef struct sg_http_client_options {
     size_t max_response;     /* cap on an answer body; default 1 MiB */
-    long max_connections;    /* total open connections; default 1024 */
-    long max_host_connections; /* per host; default 0 = max_connections */
+    /* Calls running at once per downstream host (scheme://host:port);
+     * default 4096. Further calls to that host wait for a slot before their
+     * timeout starts, and never hold up calls to other hosts. */
+    long max_connections;
 } sg_http_client_options;
 
 typedef enum {

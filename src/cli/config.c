@@ -30,7 +30,7 @@ static const char usage[] =
     "  --max-body BYTES       POST /saga body cap, default 1048576 [SAGAD_MAX_BODY]\n"
     "  --max-response BYTES   downstream answer cap, default 1048576\n"
     "                                                             [SAGAD_MAX_RESPONSE]\n"
-    "  --max-connections N    outgoing connections at once, default 4096;\n"
+    "  --max-connections N    calls at once per downstream host, default 4096;\n"
     "                         more calls wait for a slot (their timeout has\n"
     "                         not started)                        [SAGAD_MAX_CONNECTIONS]\n"
     "  --threads N            API threads, default 2              [SAGAD_THREADS]\n"

@@ -23,10 +23,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include <uthash.h>
+
 #include "sg/alloc.h"
 
 #define DEFAULT_MAX_RESPONSE ((size_t)1 << 20)
-#define DEFAULT_MAX_CONNECTIONS 1024L
+#define DEFAULT_MAX_CONNECTIONS 4096L
 #define FREE_LIST_MAX 64
 
 /* QUEUED: waiting for a connection slot; its timeout has not started, so
@@ -45,8 +47,18 @@ struct sg_http_call {
     call_state state;
     char errbuf[CURL_ERROR_SIZE];
     sg_http_call *prev, *next; /* in-flight list, or free list (next only) */
-    sg_http_call *qnext;       /* waiting queue */
+    sg_http_call *qnext;       /* its host's waiting queue */
+    struct host_slots *host;   /* borrowed from the client's table */
 };
+
+/* Per downstream host: the calls running and the FIFO of those waiting, so
+ * a slow service fills only its own slots. Freed with the client. */
+typedef struct host_slots {
+    char *key; /* "scheme://authority", owned */
+    size_t nrunning;
+    sg_http_call *qhead, *qtail;
+    UT_hash_handle hh;
+} host_slots;
 
 /* One per socket curl asks us to watch; freed in its close callback. */
 typedef struct sock_ctx {
@@ -63,12 +75,12 @@ struct sg_http_client {
     sg_http_client_options opt;
     sg_http_call *inflight; /* doubly linked: queued and running calls */
     size_t ninflight;
-    size_t nrunning;        /* added to the multi handle: at most max_connections */
-    sg_http_call *qhead, *qtail; /* QUEUED calls, FIFO */
+    host_slots *hosts;      /* by key */
     sg_http_call *free_list; /* idle calls with a reusable easy handle */
     size_t nfree;
     sock_ctx *socks; /* open poll contexts, so destroy can close them */
     int closing;     /* sg_http_client_destroy ran; no more work */
+    int in_cleanup;  /* inside curl_multi_cleanup: its socket hash is going */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -180,29 +192,45 @@ static void complete(sg_http_client *c, sg_http_call *call, CURLcode rc)
     call_recycle(c, call);
 }
 
-/* Removes a QUEUED call from the waiting queue. */
-static void queue_unlink(sg_http_client *c, sg_http_call *call)
+/* The slots of the host a URL names ("scheme://authority"), created on
+ * first use. Definitions name few hosts, so the table stays small. */
+static host_slots *host_of(sg_http_client *c, const char *url)
 {
-    sg_http_call **pp = &c->qhead, *prev = NULL;
+    const char *p = strstr(url, "://");
+    size_t n = p ? (size_t)(p - url) + 3 : 0;
+    n += strcspn(url + n, "/?#");
+    host_slots *h = NULL;
+    HASH_FIND(hh, c->hosts, url, n, h);
+    if (h) return h;
+    h = sg_xcalloc(1, sizeof *h);
+    h->key = sg_xmemdup(url, n);
+    HASH_ADD_KEYPTR(hh, c->hosts, h->key, n, h);
+    return h;
+}
+
+/* Removes a QUEUED call from its host's waiting queue. */
+static void queue_unlink(host_slots *h, sg_http_call *call)
+{
+    sg_http_call **pp = &h->qhead, *prev = NULL;
     while (*pp && *pp != call) {
         prev = *pp;
         pp = &(*pp)->qnext;
     }
     if (!*pp) return;
     *pp = call->qnext;
-    if (c->qtail == call) c->qtail = prev;
+    if (h->qtail == call) h->qtail = prev;
     call->qnext = NULL;
 }
 
 static void complete(sg_http_client *c, sg_http_call *call, CURLcode rc);
 
-/* Starts queued calls while connection slots are free. */
-static void promote(sg_http_client *c)
+/* Starts h's queued calls while it has free slots. */
+static void promote(sg_http_client *c, host_slots *h)
 {
-    while (!c->closing && c->qhead && c->nrunning < (size_t)c->opt.max_connections) {
-        sg_http_call *call = c->qhead;
-        c->qhead = call->qnext;
-        if (!c->qhead) c->qtail = NULL;
+    while (!c->closing && h->qhead && h->nrunning < (size_t)c->opt.max_connections) {
+        sg_http_call *call = h->qhead;
+        h->qhead = call->qnext;
+        if (!h->qhead) h->qtail = NULL;
         call->qnext = NULL;
         if (curl_multi_add_handle(c->multi, call->easy) != CURLM_OK) {
             list_unlink(c, call);
@@ -210,7 +238,7 @@ static void promote(sg_http_client *c)
             continue;
         }
         call->state = CALL_RUNNING;
-        c->nrunning++;
+        h->nrunning++;
     }
 }
 
@@ -229,10 +257,11 @@ static void drain(sg_http_client *c)
         sg_http_call *call = (sg_http_call *)priv;
         curl_multi_remove_handle(c->multi, easy);
         list_unlink(c, call);
-        c->nrunning--;
+        host_slots *h = call->host;
+        h->nrunning--;
         complete(c, call, rc);
+        promote(c, h);
     }
-    promote(c);
 }
 
 /* ---------------------------------------------------------- curl <-> uv */
@@ -279,7 +308,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     if (what == CURL_POLL_REMOVE) {
         if (s) {
             /* During curl_multi_cleanup the socket hash is being torn down. */
-            if (!c->closing) curl_multi_assign(c->multi, fd, NULL);
+            if (!c->in_cleanup) curl_multi_assign(c->multi, fd, NULL);
             sock_close(c, s);
         }
         return 0;
@@ -343,7 +372,6 @@ sg_status sg_http_client_create(sg_http_client **out, uv_loop_t *loop,
     if (opt) c->opt = *opt;
     if (!c->opt.max_response) c->opt.max_response = DEFAULT_MAX_RESPONSE;
     if (c->opt.max_connections <= 0) c->opt.max_connections = DEFAULT_MAX_CONNECTIONS;
-    if (c->opt.max_host_connections <= 0) c->opt.max_host_connections = c->opt.max_connections;
 
     c->multi = curl_multi_init();
     if (!c->multi) goto fail;
@@ -355,9 +383,10 @@ sg_status sg_http_client_create(sg_http_client **out, uv_loop_t *loop,
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    /* We never run more than max_connections calls per host, so curl's own
+     * per-host cap is only a backstop and never queues behind our back. */
     curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, c->opt.max_connections);
-    curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, c->opt.max_connections);
-    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, c->opt.max_host_connections);
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, c->opt.max_connections);
     *out = c;
     return SG_OK;
 
@@ -375,18 +404,26 @@ static void on_client_closed(uv_handle_t *h)
 void sg_http_client_destroy(sg_http_client *c)
 {
     if (!c) return;
-    /* Cancel everything; callbacks do not run. */
+    /* Cancel everything; callbacks do not run, queued calls never start. */
+    c->closing = 1;
     while (c->inflight)
         sg_http_cancel(c, c->inflight);
-    c->closing = 1;
     while (c->free_list) {
         sg_http_call *call = c->free_list;
         c->free_list = call->next;
         call_free(call);
     }
     c->nfree = 0;
+    host_slots *h, *htmp;
+    HASH_ITER(hh, c->hosts, h, htmp)
+    {
+        HASH_DEL(c->hosts, h);
+        free(h->key);
+        free(h);
+    }
     /* curl may report CURL_POLL_REMOVE for cached connections while it
      * closes them; whatever it does not report we close ourselves. */
+    c->in_cleanup = 1;
     curl_multi_cleanup(c->multi);
     c->multi = NULL;
     while (c->socks)
@@ -485,13 +522,14 @@ sg_status sg_http_post(sg_http_client *c, const sg_http_request *req, sg_http_cb
         st = rc == CURLE_OUT_OF_MEMORY ? SG_ENOMEM : SG_EINVAL;
         goto fail;
     }
-    if (c->nrunning >= (size_t)c->opt.max_connections) {
+    host_slots *h = call->host = host_of(c, req->url);
+    if (h->nrunning >= (size_t)c->opt.max_connections) {
         call->state = CALL_QUEUED;
-        if (c->qtail)
-            c->qtail->qnext = call;
+        if (h->qtail)
+            h->qtail->qnext = call;
         else
-            c->qhead = call;
-        c->qtail = call;
+            h->qhead = call;
+        h->qtail = call;
         list_push(c, call);
         if (out) *out = call;
         return SG_OK;
@@ -502,7 +540,7 @@ sg_status sg_http_post(sg_http_client *c, const sg_http_request *req, sg_http_cb
         goto fail;
     }
     call->state = CALL_RUNNING;
-    c->nrunning++;
+    h->nrunning++;
     list_push(c, call);
     if (out) *out = call;
     return SG_OK;
@@ -519,8 +557,9 @@ void sg_http_cancel(sg_http_client *c, sg_http_call *call)
 {
     /* A call whose callback is running (or ran) is no longer cancellable. */
     if (!c || !call) return;
+    host_slots *h = call->host;
     if (call->state == CALL_QUEUED) {
-        queue_unlink(c, call);
+        queue_unlink(h, call);
         list_unlink(c, call);
         call_recycle(c, call);
         return;
@@ -529,9 +568,9 @@ void sg_http_cancel(sg_http_client *c, sg_http_call *call)
     /* Also drops a DONE message still queued for this handle. */
     curl_multi_remove_handle(c->multi, call->easy);
     list_unlink(c, call);
-    c->nrunning--;
+    h->nrunning--;
     call_recycle(c, call);
-    promote(c); /* a slot is free */
+    promote(c, h); /* a slot is free */
 }
 
 size_t sg_http_inflight(const sg_http_client *c)

@@ -398,6 +398,32 @@ static void test_slots_queue_without_burning_timeouts(void **state)
     free(m);
 }
 
+/* Slots are per host: a slow host that fills its slots does not hold up a
+ * call to another host ("localhost" and "127.0.0.1" are two hosts to us). */
+static void test_slow_host_does_not_block_others(void **state)
+{
+    fixture *f = *state;
+    sg_http_client_destroy(f->client);
+    sg_http_client_options o = {.max_connections = 1};
+    assert_int_equal(sg_http_client_create(&f->client, &f->loop, &o), SG_OK);
+    got slow1 = {0}, slow2 = {0}, fast = {0};
+    assert_int_equal(post(f, "/delay/1500", "{}", 5000, &slow1, NULL), SG_OK);
+    assert_int_equal(post(f, "/delay/1500", "{}", 5000, &slow2, NULL), SG_OK); /* queued */
+    char url[128];
+    snprintf(url, sizeof url, "http://localhost:%u/echo", (unsigned)f->srv.port);
+    sg_http_request req = {.url = url, .body = "{}", .body_len = 2, .timeout_ms = 5000};
+    uint64_t t0 = loop_ms();
+    assert_int_equal(sg_http_post(f->client, &req, on_result, &fast, NULL), SG_OK);
+    run_for(f, &fast, 5000);
+    assert_int_equal(fast.outcome, SG_HTTP_DONE);
+    assert_true(fast.at_ms - t0 < 1000); /* did not wait for the slow host */
+    assert_int_equal(slow1.calls + slow2.calls, 0);
+    run_for(f, &slow2, 10000);
+    assert_int_equal(slow1.outcome, SG_HTTP_DONE);
+    assert_int_equal(slow2.outcome, SG_HTTP_DONE);
+    assert_true(slow2.at_ms - slow1.at_ms >= 1000); /* one after the other */
+}
+
 static void test_destroy_with_calls_in_flight(void **state)
 {
     fixture *f = *state;
@@ -487,6 +513,7 @@ int main(int argc, char **argv)
         T(test_cancel_from_callback),
         T(test_concurrent),
         T(test_slots_queue_without_burning_timeouts),
+        T(test_slow_host_does_not_block_others),
         T(test_destroy_with_calls_in_flight),
         T(test_destroy_from_callback),
         T(test_bad_arguments),
