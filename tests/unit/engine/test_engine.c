@@ -20,6 +20,7 @@
 #include "sg/engine.h"
 #include "sg/http_client.h"
 #include "sg/store.h"
+#include "store/store_int.h" /* sg_store_fail_countdown */
 
 /* ---- fake services ---------------------------------------------------- */
 
@@ -439,6 +440,43 @@ static int pending_events(fx *f)
     return n;
 }
 
+/* Failure injection: the Nth store statement fails, for N = 1, 2, ... until
+ * a saga runs without reaching it. Each time the client gets an answer
+ * (200, 400 or 503), nothing crashes or leaks, and after a restart the
+ * saga (if its creation committed) ends COMPLETED or FAILED with no event
+ * left to deliver. */
+static void store_failure_at_every_statement(void **state)
+{
+    fx *f = *state;
+    for (int n = 1; n < 200; n++) {
+        atomic_store(&sg_store_fail_countdown, n);
+        answer a = {0};
+        start(f, "{\"inject\":1}", 0, &a);
+        int reached = atomic_load(&sg_store_fail_countdown) == 0;
+        atomic_store(&sg_store_fail_countdown, 0);
+        assert_true(a.r.status == 200 || a.r.status == 400 || a.r.status == 503);
+        for (int i = 0; i < 300 && sg_engine_active(f->eng); i++) uv_run(&f->loop, UV_RUN_ONCE);
+        free(a.r.body);
+        close_engine(f);
+        open_engine(f); /* recovery */
+        for (int i = 0; i < 500 && sg_engine_active(f->eng); i++) uv_run(&f->loop, UV_RUN_ONCE);
+        assert_int_equal(sg_engine_active(f->eng), 0);
+        sg_store_reader *r;
+        assert_int_equal(sg_store_reader_open(f->store, &r), SG_OK);
+        sg_list_query q = {.status = SG_SAGA_IN_PROGRESS, .limit = 10};
+        sg_saga_rec *recs = NULL;
+        size_t nrec = 0;
+        char next[SG_CURSOR_MAX];
+        assert_int_equal(sg_store_list(r, &q, &recs, &nrec, next), SG_OK);
+        assert_int_equal(nrec, 0);
+        free(recs);
+        sg_store_reader_close(r);
+        assert_int_equal(pending_events(f), 0);
+        if (!reached) return; /* the saga ran past every statement */
+    }
+    fail_msg("the injected failure was still reached after 200 statements");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -451,6 +489,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(async_answers_when_durable, setup, teardown),
         cmocka_unit_test_setup_teardown(idempotency_key_joins_the_first_saga, setup, teardown),
         cmocka_unit_test_setup_teardown(restart_resumes_a_running_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(store_failure_at_every_statement, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
