@@ -210,13 +210,28 @@ done:
     return ret;
 }
 
+/* A query argument; *bad is set when it hides a NUL (%00), which a C
+ * string would silently cut short. */
+static const char *query_arg(struct MHD_Connection *c, const char *key, int *bad)
+{
+    const char *v = NULL;
+    size_t n = 0;
+    if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, key, strlen(key), &v, &n) !=
+        MHD_YES)
+        return NULL;
+    if (v && strlen(v) != n) *bad = 1;
+    return v;
+}
+
 static enum MHD_Result serve_list(sg_api *a, struct MHD_Connection *c)
 {
-    const char *status = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "status");
-    const char *limit = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
-    const char *after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
+    int bad = 0;
+    const char *status = query_arg(c, "status", &bad);
+    const char *limit = query_arg(c, "limit", &bad);
+    const char *after = query_arg(c, "after", &bad);
     sg_list_query q;
     char err[128];
+    if (bad) return send_detail(c, MHD_HTTP_BAD_REQUEST, "NUL byte in a query argument", NULL);
     if (sg_api_parse_list_query(status, limit, after, &q, err, sizeof err) != 0)
         return send_detail(c, MHD_HTTP_BAD_REQUEST, err, NULL);
     sg_store_reader *r = thread_reader(a);

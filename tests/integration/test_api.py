@@ -260,7 +260,7 @@ class ListTest(SagadCase):
     def test_bad_queries_400(self):
         for q in ("?limit=0", "?limit=-1", "?limit=1001", "?limit=abc", "?limit=10x", "?limit=",
                   "?status=BOGUS", "?after=not-a-cursor",
-                  "?after=%01%02", "?after=abc.def", "?after=12345", "?limit=99999999999999999999"):
+                  "?after=%01%02", "?after=%00%01", "?status=%00", "?after=abc.def", "?after=12345", "?limit=99999999999999999999"):
             st, _, b = self.sagad.http("GET", "/sagas" + q)
             if q == "?limit=":
                 # empty = absent is acceptable
