@@ -72,11 +72,12 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_start(&a->drain, on_drain, 0, 20);
 }
 
+/* Everything that can be refused for a bad value (bus URL, definition,
+ * listen address) is checked before the store is touched, and the API is
+ * bound before recovery: a start that fails changes nothing on disk. */
 static int open_parts(app *a, char *err, size_t errlen)
 {
     const sg_config *c = a->cfg;
-    sg_status st = sg_store_open(&a->store, c->db, a->loop, NULL, err, errlen);
-    if (st != SG_OK) return st == SG_EINVAL ? 2 : 1;
     sg_http_client_options ho = {.max_response = c->max_response,
                                  .max_connections = c->max_connections};
     if (sg_http_client_create(&a->http, a->loop, &ho) != SG_OK) {
@@ -89,21 +90,17 @@ static int open_parts(app *a, char *err, size_t errlen)
         snprintf(err, errlen, "--bus / SAGAD_BUS: %s", why);
         return 2;
     }
-    if (sg_bus_is_log(a->bus))
-        sg_log(SG_LOG_WARN, "bus is log: events are printed to stdout and go nowhere else");
     sg_def *def = NULL;
     if (sg_def_create_sta(&def, c->anonymizer_url, c->ai_model_url) != SG_OK) {
         snprintf(err, errlen, "cannot build the saga definition");
         return 2;
     }
     sg_def_register(def);
+    sg_status st = sg_store_open(&a->store, c->db, a->loop, NULL, err, errlen);
+    if (st != SG_OK) return st == SG_EINVAL ? 2 : 1;
     sg_engine_options eo = {.step_timeout_ms = c->step_timeout_ms};
     if (sg_engine_create(&a->engine, a->loop, &eo, a->store, a->bus, a->http, def) != SG_OK) {
         snprintf(err, errlen, "cannot create the engine");
-        return 1;
-    }
-    if (sg_engine_start(a->engine) != SG_OK) {
-        snprintf(err, errlen, "cannot load unfinished sagas from the store");
         return 1;
     }
     sg_api_options ao = {.host = c->host,
@@ -112,6 +109,14 @@ static int open_parts(app *a, char *err, size_t errlen)
                          .threads = c->threads,
                          .conn_timeout_s = c->conn_timeout_s};
     if (sg_api_create(&a->api, &ao, a->engine, a->store, a->bus, err, errlen) != SG_OK) return 2;
+    /* Requests that arrive now wait in the engine's intake until the loop
+     * runs, i.e. until recovery is done. */
+    if (sg_engine_start(a->engine) != SG_OK) {
+        snprintf(err, errlen, "cannot load unfinished sagas from the store");
+        return 1;
+    }
+    if (sg_bus_is_log(a->bus))
+        sg_log(SG_LOG_WARN, "bus is log: events are printed to stdout and go nowhere else");
     return 0;
 }
 
@@ -134,15 +139,8 @@ int sg_app_run(const sg_config *cfg)
     sg_log_set_level((sg_log_level)cfg->log_level);
     app a = {.cfg = cfg};
     a.loop = sg_xloop_new();
-    char err[512] = "";
-    int rc = open_parts(&a, err, sizeof err);
-    if (rc != 0) {
-        fprintf(stderr, "sagad: %s\n", err[0] ? err : "start-up failed");
-        close_parts(&a);
-        uv_loop_close(a.loop);
-        free(a.loop);
-        return rc;
-    }
+    /* Caught from the start: a signal during recovery still ends in an
+     * orderly shutdown once the loop runs. */
     uv_signal_init(a.loop, &a.sigterm);
     uv_signal_init(a.loop, &a.sigint);
     a.sigterm.data = a.sigint.data = &a;
@@ -150,6 +148,18 @@ int sg_app_run(const sg_config *cfg)
     uv_signal_start(&a.sigint, on_signal, SIGINT);
     uv_timer_init(a.loop, &a.drain);
     a.drain.data = &a;
+    char err[512] = "";
+    int rc = open_parts(&a, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "sagad: %s\n", err[0] ? err : "start-up failed");
+        uv_close((uv_handle_t *)&a.sigterm, NULL);
+        uv_close((uv_handle_t *)&a.sigint, NULL);
+        uv_close((uv_handle_t *)&a.drain, NULL);
+        close_parts(&a);
+        uv_loop_close(a.loop);
+        free(a.loop);
+        return rc;
+    }
     sg_log(SG_LOG_INFO, "sagad listening on %s:%u (store %s, bus %s, step timeout %ld ms)",
            cfg->host, (unsigned)sg_api_port(a.api), cfg->db, sg_bus_name(a.bus),
            cfg->step_timeout_ms);

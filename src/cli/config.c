@@ -240,11 +240,9 @@ sg_status sg_config_parse(sg_config *c, int argc, char **argv, char *err, size_t
     c->conn_timeout_s = 30;
     c->log_level = SG_LOG_INFO;
 
-    for (int id = O_LISTEN; id < O_HELP; id++) {
-        const char *name = env_names[id - O_LISTEN];
-        const char *v = getenv(name);
-        if (v && !apply(c, id, v, name, err, errlen)) return SG_EINVAL;
-    }
+    /* Flags first, so that a variable whose flag is given is never even
+     * looked at: the flag wins, and a bad variable it overrides is moot. */
+    int given[O_COUNT - O_LISTEN] = {0};
     opterr = 0;
     optind = 1;
     int id;
@@ -262,10 +260,17 @@ sg_status sg_config_parse(sg_config *c, int argc, char **argv, char *err, size_t
         char from[64];
         snprintf(from, sizeof from, "--%s", longopts[id - O_LISTEN].name);
         if (!apply(c, id, optarg, from, err, errlen)) return SG_EINVAL;
+        given[id - O_LISTEN] = 1;
     }
     if (optind < argc) {
         snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
         return SG_EINVAL;
+    }
+    if (c->help) return SG_OK;
+    for (id = O_LISTEN; id < O_HELP; id++) {
+        const char *name = env_names[id - O_LISTEN];
+        const char *v = getenv(name);
+        if (v && !given[id - O_LISTEN] && !apply(c, id, v, name, err, errlen)) return SG_EINVAL;
     }
     return SG_OK;
 }
