@@ -18,7 +18,9 @@ typedef struct sg_config {
     long step_timeout_ms;
     size_t max_body;
     size_t max_response;
-    long max_connections;  /* outgoing connections at once */
+    long max_connections;  /* calls at once per downstream host */
+    size_t max_inflight;   /* sagas in memory */
+    size_t max_inflight_bytes;
     unsigned threads;
     long grace_ms;
     unsigned conn_timeout_s;

@@ -42,6 +42,8 @@ typedef struct sg_engine_options {
     long step_timeout_ms;     /* per attempt; default 3000 */
     long retry_min_ms;        /* compensation redelivery backoff, default 100 */
     long retry_max_ms;        /* cap, default 30000 */
+    size_t max_inflight;      /* sagas in memory before new starts get 503; default 100000 */
+    size_t max_inflight_bytes; /* request and compensation bytes held, default 1 GiB */
 } sg_engine_options;
 
 /* All pointers borrowed; they outlive the engine. */

@@ -98,7 +98,9 @@ static int open_parts(app *a, char *err, size_t errlen)
     sg_def_register(def);
     sg_status st = sg_store_open(&a->store, c->db, a->loop, NULL, err, errlen);
     if (st != SG_OK) return st == SG_EINVAL ? 2 : 1;
-    sg_engine_options eo = {.step_timeout_ms = c->step_timeout_ms};
+    sg_engine_options eo = {.step_timeout_ms = c->step_timeout_ms,
+                            .max_inflight = c->max_inflight,
+                            .max_inflight_bytes = c->max_inflight_bytes};
     if (sg_engine_create(&a->engine, a->loop, &eo, a->store, a->bus, a->http, def) != SG_OK) {
         snprintf(err, errlen, "cannot create the engine");
         return 1;

@@ -33,6 +33,10 @@ static const char usage[] =
     "  --max-connections N    calls at once per downstream host, default 4096;\n"
     "                         more calls wait for a slot (their timeout has\n"
     "                         not started)                        [SAGAD_MAX_CONNECTIONS]\n"
+    "  --max-inflight N       sagas running at once; beyond it POST /saga\n"
+    "                         answers 503, default 100000          [SAGAD_MAX_INFLIGHT]\n"
+    "  --max-inflight-bytes B request bytes those sagas may hold,\n"
+    "                         default 1073741824            [SAGAD_MAX_INFLIGHT_BYTES]\n"
     "  --threads N            API threads, default 2              [SAGAD_THREADS]\n"
     "  --grace-ms N           shutdown grace period, default 5000 [SAGAD_GRACE_MS]\n"
     "  --conn-timeout-s N     idle/slow client timeout, default 30 [SAGAD_CONN_TIMEOUT_S]\n"
@@ -105,7 +109,7 @@ static int parse_level(const char *s, int *out)
 }
 
 enum {
-    O_LISTEN = 256, O_DB, O_ANON, O_AI, O_BUS, O_TIMEOUT, O_MAXBODY, O_MAXRESP, O_MAXCONN, O_THREADS,
+    O_LISTEN = 256, O_DB, O_ANON, O_AI, O_BUS, O_TIMEOUT, O_MAXBODY, O_MAXRESP, O_MAXCONN, O_MAXINFL, O_MAXINFLB, O_THREADS,
     O_GRACE, O_CONNTO, O_LOGLEVEL, O_HELP, O_COUNT
 };
 
@@ -119,6 +123,8 @@ static const struct option longopts[] = {
     {"max-body", required_argument, NULL, O_MAXBODY},
     {"max-response", required_argument, NULL, O_MAXRESP},
     {"max-connections", required_argument, NULL, O_MAXCONN},
+    {"max-inflight", required_argument, NULL, O_MAXINFL},
+    {"max-inflight-bytes", required_argument, NULL, O_MAXINFLB},
     {"threads", required_argument, NULL, O_THREADS},
     {"grace-ms", required_argument, NULL, O_GRACE},
     {"conn-timeout-s", required_argument, NULL, O_CONNTO},
@@ -130,7 +136,8 @@ static const struct option longopts[] = {
 /* Environment twins, indexed by option id - O_LISTEN. */
 static const char *env_names[O_COUNT - O_LISTEN] = {
     "SAGAD_LISTEN", "SAGAD_DB", "SAGAD_ANONYMIZER_URL", "SAGAD_AI_MODEL_URL", "SAGAD_BUS",
-    "SAGAD_STEP_TIMEOUT_MS", "SAGAD_MAX_BODY", "SAGAD_MAX_RESPONSE", "SAGAD_MAX_CONNECTIONS", "SAGAD_THREADS",
+    "SAGAD_STEP_TIMEOUT_MS", "SAGAD_MAX_BODY", "SAGAD_MAX_RESPONSE", "SAGAD_MAX_CONNECTIONS", "SAGAD_MAX_INFLIGHT",
+    "SAGAD_MAX_INFLIGHT_BYTES", "SAGAD_THREADS",
     "SAGAD_GRACE_MS", "SAGAD_CONN_TIMEOUT_S", "SAGAD_LOG_LEVEL", NULL,
 };
 
@@ -180,11 +187,12 @@ static int apply(sg_config *c, int id, const char *v, const char *from, char *er
         return 0;
     case O_MAXBODY:
     case O_MAXRESP:
-        if (parse_long(v, 1024, 1L << 30, &n)) {
+        /* 16 MiB at most: a record (request + answers) must stay renderable. */
+        if (parse_long(v, 1024, 16L << 20, &n)) {
             *(id == O_MAXBODY ? &c->max_body : &c->max_response) = (size_t)n;
             return 1;
         }
-        snprintf(err, errlen, "%s: expected bytes 1024-1073741824, got '%s'", from, v);
+        snprintf(err, errlen, "%s: expected bytes 1024-16777216, got '%s'", from, v);
         return 0;
     case O_MAXCONN:
         if (parse_long(v, 1, 1000000, &n)) {
@@ -192,6 +200,20 @@ static int apply(sg_config *c, int id, const char *v, const char *from, char *er
             return 1;
         }
         snprintf(err, errlen, "%s: expected 1-1000000, got '%s'", from, v);
+        return 0;
+    case O_MAXINFL:
+        if (parse_long(v, 1, 10000000, &n)) {
+            c->max_inflight = (size_t)n;
+            return 1;
+        }
+        snprintf(err, errlen, "%s: expected 1-10000000, got '%s'", from, v);
+        return 0;
+    case O_MAXINFLB:
+        if (parse_long(v, 1 << 20, 1L << 40, &n)) {
+            c->max_inflight_bytes = (size_t)n;
+            return 1;
+        }
+        snprintf(err, errlen, "%s: expected bytes 1048576-1099511627776, got '%s'", from, v);
         return 0;
     case O_THREADS:
         if (parse_long(v, 1, 64, &n)) {
@@ -235,6 +257,8 @@ sg_status sg_config_parse(sg_config *c, int argc, char **argv, char *err, size_t
     c->max_body = 1 << 20;
     c->max_response = 1 << 20;
     c->max_connections = 4096;
+    c->max_inflight = 100000;
+    c->max_inflight_bytes = (size_t)1 << 30;
     c->threads = 2;
     c->grace_ms = 5000;
     c->conn_timeout_s = 30;

@@ -35,10 +35,14 @@ sg_status sg_engine_create(sg_engine **out, uv_loop_t *loop, const sg_engine_opt
     e->opt.step_timeout_ms = 3000;
     e->opt.retry_min_ms = 100;
     e->opt.retry_max_ms = 30000;
+    e->opt.max_inflight = 100000;
+    e->opt.max_inflight_bytes = (size_t)1 << 30;
     if (opt) {
         if (opt->step_timeout_ms > 0) e->opt.step_timeout_ms = opt->step_timeout_ms;
         if (opt->retry_min_ms > 0) e->opt.retry_min_ms = opt->retry_min_ms;
         if (opt->retry_max_ms > 0) e->opt.retry_max_ms = opt->retry_max_ms;
+        if (opt->max_inflight > 0) e->opt.max_inflight = opt->max_inflight;
+        if (opt->max_inflight_bytes > 0) e->opt.max_inflight_bytes = opt->max_inflight_bytes;
     }
     e->store = store;
     e->bus = bus;
@@ -64,8 +68,9 @@ fail:
 
 typedef struct recovery {
     sg_engine *e;
-    outbox_ev *step_events; /* PENDING events of publish steps, by saga */
-    size_t sagas, comps;
+    outbox_ev *step_events; /* PENDING events of publish steps, by saga id */
+    outbox_ev *stale;       /* older step events of the same saga */
+    size_t sagas, comps, orphans;
 } recovery;
 
 static void on_pending_event(void *arg, sg_event_rec *rec)
@@ -76,25 +81,49 @@ static void on_pending_event(void *arg, sg_event_rec *rec)
     if (ev->rec.compensation) {
         r->comps++;
         sg__comp_deliver(r->e, ev);
-    } else {
-        DL_APPEND(r->step_events, ev);
+        return;
     }
+    outbox_ev *dup = NULL;
+    HASH_FIND_STR(r->step_events, ev->rec.saga_id, dup);
+    if (dup) { /* one publish step runs at a time; an older one is stale */
+        HASH_DEL(r->step_events, dup);
+        DL_APPEND(r->stale, dup);
+    }
+    HASH_ADD_STR(r->step_events, rec.saga_id, ev);
 }
 
 static void on_unfinished(void *arg, sg_saga_rec *rec)
 {
     recovery *r = arg;
-    outbox_ev *ev, *tmp, *mine = NULL;
-    DL_FOREACH_SAFE(r->step_events, ev, tmp)
-    {
-        if (strcmp(ev->rec.saga_id, rec->id) == 0 && !mine) {
-            DL_DELETE(r->step_events, ev);
-            mine = ev;
-        }
-    }
+    outbox_ev *mine = NULL;
+    HASH_FIND_STR(r->step_events, rec->id, mine);
+    if (mine) HASH_DEL(r->step_events, mine);
     r->sagas++;
     sg__saga_resume(r->e, rec, mine);
     free(rec);
+}
+
+/* A step event whose saga is no longer running was settled with it (or is
+ * stale): nothing may deliver it now, so it is withdrawn for good. */
+static void withdraw_orphans(recovery *r)
+{
+    outbox_ev *ev, *tmp;
+    sg_write *w = NULL;
+    HASH_ITER(hh, r->step_events, ev, tmp)
+    {
+        HASH_DEL(r->step_events, ev);
+        DL_APPEND(r->stale, ev);
+    }
+    DL_FOREACH_SAFE(r->stale, ev, tmp)
+    {
+        DL_DELETE(r->stale, ev);
+        if (!w) w = sg_write_create();
+        sg_write_event_update(w, ev->rec.id, SG_EVENT_WITHDRAWN, ev->rec.attempts);
+        r->orphans++;
+        sg__ev_free(ev);
+    }
+    if (w && sg_store_commit_sync(r->e->store, w) != SG_OK)
+        sg_log(SG_LOG_WARN, "recovery: could not withdraw %zu stale event(s)", r->orphans);
 }
 
 sg_status sg_engine_start(sg_engine *e)
@@ -102,17 +131,12 @@ sg_status sg_engine_start(sg_engine *e)
     recovery r = {.e = e};
     sg_status st = sg_store_load_pending_events(e->reader, on_pending_event, &r);
     if (st == SG_OK) st = sg_store_load_unfinished(e->reader, on_unfinished, &r);
-    /* A step event whose saga is no longer running was settled together
-     * with its saga; nothing may deliver it now. */
-    outbox_ev *ev, *tmp;
-    DL_FOREACH_SAFE(r.step_events, ev, tmp)
-    {
-        DL_DELETE(r.step_events, ev);
-        sg__ev_free(ev);
-    }
-    if (st == SG_OK && (r.sagas || r.comps))
-        sg_log(SG_LOG_INFO, "recovery: resumed %zu saga(s), %zu compensation event(s) pending",
-               r.sagas, r.comps);
+    withdraw_orphans(&r);
+    if (st == SG_OK && (r.sagas || r.comps || r.orphans))
+        sg_log(SG_LOG_INFO,
+               "recovery: resumed %zu saga(s), %zu compensation event(s) pending, %zu stale "
+               "event(s) withdrawn",
+               r.sagas, r.comps, r.orphans);
     return st;
 }
 

@@ -46,6 +46,7 @@ struct outbox_ev {
     uv_timer_t timer;      /* redelivery backoff */
     int timer_on;
     outbox_ev *prev, *next; /* eng->comps */
+    UT_hash_handle hh;      /* recovery's step events by saga id */
 };
 
 struct sg_engine {
@@ -69,6 +70,7 @@ struct sg_engine {
     outbox_ev *comps;      /* compensations not yet delivered */
     size_t nsagas;
     size_t nwaiting;
+    size_t held_bytes;     /* requests of sagas in memory + compensation payloads */
 };
 
 /* saga.c */

@@ -64,6 +64,7 @@ static void on_delivered_committed(void *arg, sg_status st)
     sg_log(SG_LOG_INFO, "saga %s compensation %s delivered (event %s)", ev->rec.saga_id,
            ev->rec.topic, ev->rec.id);
     DL_DELETE(e->comps, ev);
+    e->held_bytes -= ev->rec.payload_len;
     sg__ev_free(ev);
 }
 
@@ -128,6 +129,7 @@ static void attempt(outbox_ev *ev)
 void sg__comp_deliver(sg_engine *e, outbox_ev *ev)
 {
     DL_APPEND(e->comps, ev);
+    e->held_bytes += ev->rec.payload_len;
     attempt(ev);
 }
 

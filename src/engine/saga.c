@@ -137,6 +137,7 @@ static saga *saga_new(sg_engine *e, const sg_def *def)
 static void index_saga(saga *s)
 {
     sg_engine *e = s->eng;
+    e->held_bytes += s->rec.request_len;
     HASH_ADD(hh, e->sagas, rec.id, strlen(s->rec.id), s);
     if (s->rec.idem_key)
         HASH_ADD_KEYPTR(hh_idem, e->by_idem, s->rec.idem_key, strlen(s->rec.idem_key), s);
@@ -150,6 +151,7 @@ void sg__saga_free(saga *s)
     if (found == s) {
         HASH_DELETE(hh, e->sagas, s);
         if (s->rec.idem_key) HASH_DELETE(hh_idem, e->by_idem, s);
+        e->held_bytes -= s->rec.request_len;
     }
     fail_waiters(s, 503, "sagad is shutting down");
     if (s->pub) sg__ev_free(s->pub);
@@ -495,7 +497,9 @@ static void after_insert(saga *s, sg_status st)
             while (s->waiters) {
                 waiter *w = s->waiters;
                 s->waiters = w->next;
-                if (same)
+                if (same && w->req->async)
+                    reply_accepted(e, w->req, prior.id, sg_saga_status_name(prior.status));
+                else if (same)
                     reply_outcome(e, w->req, &prior, sg_def_find(prior.def_name));
                 else
                     sg__reply_detail(e, w->req, 422,
@@ -532,6 +536,12 @@ void sg__saga_start(sg_engine *e, sg_start_req *req)
             answer_waiters(prior);
             return;
         }
+    }
+    if (e->nsagas >= e->opt.max_inflight ||
+        e->held_bytes + req->body_len > e->opt.max_inflight_bytes) {
+        /* Backpressure: memory stays bounded whatever clients send. */
+        sg__reply_detail(e, req, 503, "too many sagas in flight; retry later");
+        return;
     }
     saga *s = saga_new(e, e->def);
     sg_saga_rec *r = &s->rec;

@@ -91,6 +91,7 @@ typedef struct fx {
     sg_def *def;
     sg_engine *eng;
     long timeout_ms;
+    size_t max_inflight; /* 0 = engine default */
 } fx;
 
 static void reset_fakes(void)
@@ -118,7 +119,7 @@ static void open_engine(fx *f)
     assert_int_equal(sg_def_create_sta(&f->def, anon, ai), SG_OK);
     sg_def_register(f->def);
     sg_engine_options eo = {.step_timeout_ms = f->timeout_ms, .retry_min_ms = 20,
-                            .retry_max_ms = 100};
+                            .retry_max_ms = 100, .max_inflight = f->max_inflight};
     assert_int_equal(sg_engine_create(&f->eng, &f->loop, &eo, f->store, f->bus, f->http, f->def),
                      SG_OK);
     assert_int_equal(sg_engine_start(f->eng), SG_OK);
@@ -440,6 +441,73 @@ static int pending_events(fx *f)
     return n;
 }
 
+/* A PENDING step event whose saga has ended is withdrawn at start-up,
+ * never delivered. */
+static void recovery_withdraws_orphan_step_events(void **state)
+{
+    fx *f = *state;
+    sg_saga_rec rec = {0};
+    strcpy(rec.id, "21111111-2222-4333-8444-555555555555");
+    rec.def_name = "sta";
+    rec.request = "{}";
+    rec.request_len = 2;
+    rec.status = SG_SAGA_FAILED;
+    rec.created_us = rec.updated_us = 1;
+    sg_step_rec steps[3] = {{.name = "anonymizer", .status = SG_STEP_COMPLETED},
+                            {.name = "tokenizer", .status = SG_STEP_FAILED},
+                            {.name = "ai_model"}};
+    rec.nsteps = 3;
+    rec.steps = steps;
+    sg_event_rec ev = {.id = "31111111-2222-4333-8444-555555555555", .topic = "tokenizer_event",
+                       .payload = "{}", .payload_len = 2, .created_us = 1,
+                       .deadline_us = INT64_MAX, .step_index = 1};
+    strcpy(ev.saga_id, rec.id);
+    sg_write *w = sg_write_create();
+    sg_write_saga_insert(w, &rec);
+    sg_write_event_insert(w, &ev);
+    assert_int_equal(sg_store_commit_sync(f->store, w), SG_OK);
+    assert_int_equal(pending_events(f), 1);
+    close_engine(f);
+    open_engine(f);
+    for (int i = 0; i < 100; i++) uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(pending_events(f), 0);
+    assert_int_equal(fake_hits[SVC_TOKEN], 0);
+}
+
+/* Beyond max_inflight sagas in memory a new start is refused with 503;
+ * joining an existing saga by Idempotency-Key is still fine. */
+static void admission_is_bounded(void **state)
+{
+    fx *f = *state;
+    close_engine(f);
+    f->max_inflight = 2;
+    open_engine(f);
+    fake_delay_ms[SVC_AI] = 300;
+    answer a[3] = {{0}};
+    sg_start_req *reqs[3];
+    for (int i = 0; i < 3; i++) {
+        reqs[i] = calloc(1, sizeof *reqs[i]);
+        reqs[i]->body = strdup("{\"n\":1}");
+        reqs[i]->body_len = 7;
+        reqs[i]->async = 1;
+        reqs[i]->done = on_done;
+        reqs[i]->arg = &a[i];
+        assert_int_equal(sg_engine_submit(f->eng, reqs[i]), SG_OK);
+    }
+    while (!a[0].done || !a[1].done || !a[2].done) uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(a[0].r.status, 202);
+    assert_int_equal(a[1].r.status, 202);
+    assert_int_equal(a[2].r.status, 503);
+    assert_non_null(strstr(a[2].r.body, "too many sagas in flight"));
+    for (int i = 0; i < 300 && sg_engine_active(f->eng); i++) uv_run(&f->loop, UV_RUN_ONCE);
+    answer b = {0};
+    start(f, "{\"n\":2}", 0, &b); /* room again */
+    assert_int_equal(b.r.status, 200);
+    for (int i = 0; i < 3; i++) free(a[i].r.body);
+    free(b.r.body);
+    f->max_inflight = 0;
+}
+
 /* Failure injection: the Nth store statement fails, for N = 1, 2, ... until
  * a saga runs without reaching it. Each time the client gets an answer
  * (200, 400 or 503), nothing crashes or leaks, and after a restart the
@@ -490,6 +558,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(idempotency_key_joins_the_first_saga, setup, teardown),
         cmocka_unit_test_setup_teardown(restart_resumes_a_running_step, setup, teardown),
         cmocka_unit_test_setup_teardown(store_failure_at_every_statement, setup, teardown),
+        cmocka_unit_test_setup_teardown(admission_is_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(recovery_withdraws_orphan_step_events, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
