@@ -100,6 +100,10 @@ typedef struct sg_list_query {
  * page or "" if this is the last. SG_EINVAL for a malformed cursor. */
 sg_status sg_store_list(sg_store_reader *r, const sg_list_query *q, sg_saga_rec **out,
                         size_t *n, char next[SG_CURSOR_MAX]);
+/* The cursor that continues a listing right after r (the one sg_store_list
+ * would give as next had its page ended at r), for callers that cut a page
+ * shorter than they asked for. */
+void sg_store_cursor(const sg_saga_rec *r, char out[SG_CURSOR_MAX]);
 
 /* Start-up recovery: every IN_PROGRESS saga, oldest first. The callback
  * takes ownership of rec (must sg_saga_rec_free it). */

@@ -123,6 +123,11 @@ void sg_store_cursor_format(char out[SG_CURSOR_MAX], int64_t created_us, const c
     snprintf(out, SG_CURSOR_MAX, "%lld.%s", (long long)created_us, id);
 }
 
+void sg_store_cursor(const sg_saga_rec *r, char out[SG_CURSOR_MAX])
+{
+    sg_store_cursor_format(out, r->created_us, r->id);
+}
+
 /* ---- writer thread -------------------------------------------------------- */
 
 static void set_health(sg_store *s, sg_status st, const char *err)
