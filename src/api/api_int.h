@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sg/buf.h"
 #include "sg/store.h"
 
 #define SG_API_IDEM_KEY_MAX 200
@@ -53,5 +54,35 @@ int sg_api_parse_list_query(const char *status, const char *limit, const char *a
  * that are not JSON (malformed, bad UTF-8, too deep); 422 for valid JSON
  * that is not an object. err gets the reason for the non-zero cases. */
 int sg_api_check_body(const char *body, size_t len, char *err, size_t errlen);
+
+/* ---- GET /sagas pages (page.c) ------------------------------------------ */
+
+/* A page is {"sagas":[<record>,...],"next":<cursor>|null}. Records are
+ * added while the page stays within a byte budget; the first record that
+ * would take it past the budget is left out, and the page's next cursor
+ * then continues right at that record (sg_store_cursor of the last one
+ * in). A page always takes its first record if that one alone is at most
+ * one_max bytes, so a listing always moves forward. */
+typedef struct sg_api_page {
+    sg_buf out;               /* the document so far; owned */
+    size_t budget;            /* bytes a page of two or more records stays within */
+    size_t one_max;           /* bytes one rendered record may take */
+    size_t count;             /* records in the page */
+    size_t biggest;           /* bytes of the largest record rendered */
+    int full;                 /* a record was left out: the page ends here */
+    char last[SG_CURSOR_MAX]; /* cursor after the last record in */
+} sg_api_page;
+
+void sg_api_page_init(sg_api_page *p, size_t budget, size_t one_max);
+/* Appends r (rendered with its definition, if registered). 1 if added; 0
+ * if it did not fit and the page is now full (r is not in it, nor is any
+ * later record); -1 if r is the page's first record and alone takes more
+ * than one_max bytes (nothing to send: the caller answers an error). */
+int sg_api_page_add(sg_api_page *p, const sg_saga_rec *r);
+/* Closes the document. next is the store's cursor for the records that
+ * follow the last one added ("" or NULL: none); a full page uses its own
+ * instead. */
+sg_status sg_api_page_finish(sg_api_page *p, const char *next);
+void sg_api_page_free(sg_api_page *p);
 
 #endif

@@ -43,10 +43,17 @@
 #include "sg/util.h"
 
 /* Caps on what we render: one record holds a request (<= max_body) and
- * step responses (capped by the HTTP client); a page holds up to 1000. */
+ * step responses (capped by the HTTP client). A GET /sagas page ends early
+ * rather than grow past PAGE_BUDGET (its next cursor picks up from there),
+ * and its records are fetched from the store a few at a time: the first
+ * FIRST_CHUNK, then as many as the largest record so far says fit in
+ * CHUNK_BYTES, so memory stays bounded however large records are. */
 #define OUT_MAX_ONE ((size_t)64 << 20)
-#define OUT_MAX_PAGE ((size_t)512 << 20)
+#define PAGE_BUDGET ((size_t)32 << 20)
+#define FIRST_CHUNK ((size_t)16)
+#define CHUNK_BYTES ((size_t)16 << 20)
 #define DETAIL_MAX ((size_t)4096)
+#define DESTROY_FLUSH_MS 200 /* sg_api_destroy waits this long at most for answers to go out */
 #define CONN_MEMORY_LIMIT ((size_t)64 << 10)
 
 typedef enum { CTX_READING, CTX_WAITING, CTX_ANSWERED } ctx_state;
@@ -108,6 +115,11 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, char
     if (allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow) != MHD_YES)
         goto fail;
     if (location && MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location) != MHD_YES)
+        goto fail;
+    /* Every 503 (shutting down, overloaded, store trouble, not ready) is
+     * temporary: tell clients when to come back. */
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE &&
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1") != MHD_YES)
         goto fail;
     ret = MHD_queue_response(c, status, resp);
 fail:
@@ -237,37 +249,45 @@ static enum MHD_Result serve_list(sg_api *a, struct MHD_Connection *c)
     sg_store_reader *r = thread_reader(a);
     if (!r) return send_detail(c, MHD_HTTP_SERVICE_UNAVAILABLE, "store unavailable", NULL);
 
-    sg_saga_rec *recs = NULL; /* owned: freed below with each record */
-    size_t n = 0;
+    sg_api_page page;
+    sg_api_page_init(&page, PAGE_BUDGET, OUT_MAX_ONE);
+    char cursor[SG_CURSOR_MAX]; /* where the next chunk starts */
     char next[SG_CURSOR_MAX] = "";
-    sg_status st = sg_store_list(r, &q, &recs, &n, next);
-    if (st == SG_EINVAL) return send_detail(c, MHD_HTTP_BAD_REQUEST, "malformed cursor in after", NULL);
-    if (st != SG_OK)
-        return send_detailf(c, MHD_HTTP_SERVICE_UNAVAILABLE, "store error: %s", sg_status_text(st));
-
-    enum MHD_Result ret;
-    sg_buf b;
-    sg_buf_init(&b, OUT_MAX_PAGE);
-    st = sg_buf_adds(&b, "{\"sagas\":[");
-    for (size_t i = 0; i < n && st == SG_OK; i++) {
-        if (i) st = sg_buf_addc(&b, ',');
-        if (st == SG_OK)
-            st = sg_render_saga(&b, &recs[i], recs[i].def_name ? sg_def_find(recs[i].def_name) : NULL);
+    size_t want = q.limit, chunk = FIRST_CHUNK;
+    int added = 1;
+    for (;;) {
+        sg_list_query cq = q;
+        cq.limit = want < chunk ? want : chunk;
+        sg_saga_rec *recs = NULL; /* owned: freed below with each record */
+        size_t n = 0;
+        next[0] = '\0';
+        sg_status st = sg_store_list(r, &cq, &recs, &n, next);
+        if (st != SG_OK) {
+            sg_api_page_free(&page);
+            if (st == SG_EINVAL) /* only the client's cursor can be malformed */
+                return send_detail(c, MHD_HTTP_BAD_REQUEST, "malformed cursor in after", NULL);
+            return send_detailf(c, MHD_HTTP_SERVICE_UNAVAILABLE, "store error: %s",
+                                sg_status_text(st));
+        }
+        for (size_t i = 0; i < n && added == 1; i++) added = sg_api_page_add(&page, &recs[i]);
+        for (size_t i = 0; i < n; i++) sg_saga_rec_free(&recs[i]);
+        free(recs);
+        if (added != 1 || n == 0 || !next[0] || n >= want) break;
+        want -= n;
+        memcpy(cursor, next, sizeof cursor);
+        q.after = cursor;
+        size_t fit = CHUNK_BYTES / (page.biggest ? page.biggest : 1);
+        chunk = fit < 1 ? 1 : fit > SG_API_LIMIT_MAX ? SG_API_LIMIT_MAX : fit;
     }
-    if (st == SG_OK) st = sg_buf_adds(&b, "],\"next\":");
-    if (st == SG_OK) st = sg_json_add_cstr(&b, next[0] ? next : NULL);
-    if (st == SG_OK) st = sg_buf_addc(&b, '}');
-    if (st != SG_OK) {
-        sg_buf_free(&b);
-        ret = send_detail(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
-                          "page too large to render; use a smaller limit", NULL);
-        goto done;
+    if (added < 0) {
+        sg_api_page_free(&page);
+        return send_detail(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "record too large to render", NULL);
     }
-    ret = send_buf(c, MHD_HTTP_OK, &b, NULL, NULL);
-done:
-    for (size_t i = 0; i < n; i++) sg_saga_rec_free(&recs[i]);
-    free(recs);
-    return ret;
+    if (sg_api_page_finish(&page, next) != SG_OK) {
+        sg_api_page_free(&page);
+        return send_detail(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "page too large to render", NULL);
+    }
+    return send_buf(c, MHD_HTTP_OK, &page.out, NULL, NULL);
 }
 
 static enum MHD_Result serve_ready(sg_api *a, struct MHD_Connection *c)
@@ -544,6 +564,32 @@ static enum MHD_Result continue_start(sg_api *a, struct MHD_Connection *c, start
  * the connection ("early response"), losing keep-alive. */
 static int read_marker;
 
+/* A request whose path hides a NUL (%00). MHD decodes the path in place
+ * and hands it over as a C string, so "/saga/<id>%00junk" would read as
+ * "/saga/<id>" and serve that saga; MHD 0.9.75 does not say how long the
+ * decoded path really is. The URI log callback sees the request target
+ * before decoding and marks such requests (nul_marker, the first *req_cls;
+ * nul_read_marker from the first call on); they are answered 404. */
+static int nul_marker, nul_read_marker;
+
+static int is_marker(const void *p)
+{
+    return p == &read_marker || p == &nul_marker || p == &nul_read_marker;
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)cls;
+    (void)c;
+    if (!uri) return NULL;
+    /* A '%' is either the start of a valid escape (two hex digits follow)
+     * or literal, never inside another escape, so "%00" in the raw path is
+     * exactly a NUL in the decoded one. The query is MHD's business: its
+     * arguments come with their decoded lengths (query_arg). */
+    size_t path_len = strcspn(uri, "?");
+    return memmem(uri, path_len, "%00", 3) ? &nul_marker : NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **req_cls)
@@ -553,16 +599,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     const char *id = NULL, *allow = NULL;
     sg_api_route_kind route = sg_api_route(method, url, &id, &allow);
 
+    if (*req_cls == &nul_marker) {
+        *req_cls = &nul_read_marker;
+        return MHD_YES;
+    }
     if (!*req_cls) {
         if (route == SG_ROUTE_START) return begin_start(a, c, req_cls);
         *req_cls = &read_marker;
         return MHD_YES;
     }
-    if (*req_cls != &read_marker) return continue_start(a, c, *req_cls, upload, upload_size);
+    if (!is_marker(*req_cls)) return continue_start(a, c, *req_cls, upload, upload_size);
     if (*upload_size) {
         *upload_size = 0; /* a body on a read request: ignored */
         return MHD_YES;
     }
+    if (*req_cls == &nul_read_marker)
+        return send_detail(c, MHD_HTTP_NOT_FOUND,
+                           route == SG_ROUTE_GET ? "Saga no encontrada" : "Not Found", NULL);
 
     switch (route) {
     case SG_ROUTE_GET:
@@ -590,7 +643,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     start_ctx *x = *req_cls;
     (void)c;
     (void)toe;
-    if (!x || *req_cls == (void *)&read_marker) return;
+    if (!x || is_marker(x)) return;
     *req_cls = NULL;
     /* pending covers a handed-off request until its answer has been
      * written, so a graceful shutdown does not cut it off mid-send. */
@@ -722,6 +775,7 @@ sg_status sg_api_create(sg_api **out, const sg_api_options *opt, sg_engine *engi
         {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)maxconn, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)CONN_MEMORY_LIMIT, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, a},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, NULL},
         /* Last so that a single-thread daemon can end the list here. */
         {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)threads, NULL},
         {MHD_OPTION_END, 0, NULL},
@@ -786,6 +840,12 @@ void sg_api_destroy(sg_api *a)
         free(rep.body);
     }
     pthread_mutex_unlock(&wait_mu);
+
+    /* MHD_stop_daemon closes connections at once, answers still unsent:
+     * give the ones just queued (and any other answer on its way out) a
+     * short, bounded while to leave. pending drops as each is sent. */
+    for (int ms = 0; a->mhd && ms < DESTROY_FLUSH_MS && atomic_load(&a->pending) > 0; ms++)
+        usleep(1000);
 
     if (a->mhd) MHD_stop_daemon(a->mhd);
     if (a->quiesced_fd != MHD_INVALID_SOCKET) close(a->quiesced_fd);

@@ -2,8 +2,10 @@
 GET /sagas pagination and filters, health, 404/405."""
 
 import json
+import signal
 import sys
 import os
+import threading
 import time
 import uuid
 
@@ -102,6 +104,25 @@ class ApiTest(SagadCase):
             self.assertEqual(st, 404, (sid, b))
             self.assertEqual(jbody(b), {"detail": "Saga no encontrada"}, sid)
             self.assertTrue(h.get("content-type", "").startswith("application/json"), h)
+
+    def test_nul_in_path_404(self):
+        # MHD decodes %00 in the path to a NUL: "/saga/<id>%00junk" must not
+        # read as "/saga/<id>".
+        st, _, post = self.sagad.post_saga(SEED_BODY)
+        self.assertEqual(st, 200, post)
+        sid = post["id"]
+        for path in ("/saga/%s%%00" % sid, "/saga/%s%%00junk" % sid, "/saga/%s%%00?a=1" % sid):
+            st, h, b = self.sagad.http("GET", path)
+            self.assertEqual(st, 404, (path, b[:200]))
+            self.assertEqual(jbody(b), {"detail": "Saga no encontrada"}, path)
+            self.assertTrue(h.get("content-type", "").startswith("application/json"), h)
+        for method, path in (("GET", "/healthz%00"), ("GET", "/sagas%00"), ("POST", "/saga%00")):
+            st, _, b = self.sagad.http(method, path, b"{}" if method == "POST" else None)
+            self.assertEqual(st, 404, (method, path, b[:200]))
+            self.assertEqual(set(jbody(b)), {"detail"})
+        # The saga itself is still there, and %2500 is no NUL.
+        self.assertEqual(self.sagad.http("GET", "/saga/" + sid)[0], 200)
+        self.assertEqual(self.sagad.http("GET", "/saga/%s%%2500" % sid)[0], 404)
 
     def test_health(self):
         st, h, b = self.sagad.http("GET", "/healthz")
@@ -273,6 +294,89 @@ class ListTest(SagadCase):
         d = self.list("?limit=1000")
         self.assertEqual(len(d["sagas"]), self.N_OK + self.N_FAIL)
         self.assertIsNone(d["next"])
+
+
+class BigListTest(SagadCase):
+    """GET /sagas with records too big for one page: a page stops at its
+    byte budget (32 MiB) and its next cursor continues right after its last
+    record; nothing is lost, repeated or answered 500."""
+
+    SAGAD_ARGS = ("--max-body", str(2 << 20))
+    N = 20
+    PAGE_BUDGET = 32 << 20
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.created = []
+        for i in range(cls.N):
+            # Just under 2 MiB (what the stubs take): about 16 make a page.
+            empty = len(json.dumps({"n": i, "pad": ""}))
+            body = json.dumps({"n": i, "pad": "x" * ((2 << 20) - 8192 - empty)}).encode()
+            st, _, b = cls.sagad.http("POST", "/saga", body)
+            assert st == 200, b[:300]
+            cls.created.append(jbody(b)["id"])
+            time.sleep(0.002)
+        cls.newest_first = list(reversed(cls.created))
+
+    def walk(self, limit):
+        seen, after, sizes = [], None, []
+        while True:
+            q = "/sagas?limit=%d%s" % (limit, "&after=" + after if after else "")
+            st, _, b = self.sagad.http("GET", q)
+            self.assertEqual(st, 200, (q, b[:300]))
+            self.assertLessEqual(len(b), self.PAGE_BUDGET, q)
+            d = jbody(b)
+            self.assertGreaterEqual(len(d["sagas"]), 1, q)
+            seen += [r["id"] for r in d["sagas"]]
+            sizes.append(len(d["sagas"]))
+            self.assertLess(len(sizes), 50, "pagination does not end")
+            if d["next"] is None:
+                return seen, sizes
+            after = d["next"]
+
+    def test_pages_stop_at_budget(self):
+        seen, sizes = self.walk(1000)
+        self.assertEqual(seen, self.newest_first)
+        self.assertGreater(len(sizes), 1, sizes)
+        self.assertLess(sizes[0], self.N, sizes)
+        # Pages smaller than the budget are as before.
+        seen, sizes = self.walk(3)
+        self.assertEqual(seen, self.newest_first)
+        self.assertEqual(sizes, [3] * 6 + [2])
+
+
+class ShutdownTest(SagadCase):
+    """A synchronous POST still running when the grace period ends gets its
+    503 (with Retry-After) before sagad exits."""
+
+    SAGAD_ARGS = ("--grace-ms", "300")
+
+    def test_held_request_gets_503(self):
+        body = {"image_id": "held", "_stub": {"ai_model": {"delay_ms": 10000}}}
+        res = {}
+
+        def post():
+            try:
+                res["r"] = self.sagad.http("POST", "/saga", body, timeout=30)
+            except Exception as e:  # noqa: BLE001
+                res["e"] = e
+        t = threading.Thread(target=post)
+        t.start()
+
+        def running():
+            st, _, b = self.sagad.http("GET", "/sagas?status=IN_PROGRESS")
+            sagas = jbody(b)["sagas"]
+            return sagas and sagas[0]["step3_status"] == "RUNNING"
+        harness.wait_until(running, 10, msg="saga in step 3")
+        rc = self.sagad.stop(signal.SIGTERM, timeout=10)
+        self.assertEqual(rc, 0, self.sagad.log())
+        t.join(15)
+        self.assertNotIn("e", res, res.get("e"))
+        st, h, b = res["r"]
+        self.assertEqual(st, 503, b)
+        self.assertEqual(h.get("retry-after"), "1", h)
+        self.assertIn("detail", jbody(b))
 
 
 if __name__ == "__main__":

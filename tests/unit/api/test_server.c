@@ -81,6 +81,10 @@ static void engine_answer(sg_start_req *req)
         rep.status = 202;
         snprintf(body, sizeof body, "{\"id\":\"%s\",\"overall_status\":\"IN_PROGRESS\"}", id);
         snprintf(rep.location, sizeof rep.location, "/saga/%s", id);
+    } else if (strstr(req->body, "\"busy\"")) {
+        /* The engine's own 503, as when too many sagas are in flight. */
+        rep.status = 503;
+        snprintf(body, sizeof body, "{\"detail\":\"too many sagas in flight; retry later\"}");
     } else if (strstr(req->body, "\"fail\"")) {
         rep.status = 400;
         snprintf(body, sizeof body, "{\"detail\":{\"id\":\"%s\",\"error\":\"boom\"}}", id);
@@ -206,6 +210,45 @@ sg_status sg_store_get_by_idem(sg_store_reader *r, const char *key, sg_saga_rec 
     return SG_OK;
 }
 
+/* A listing of big_n records of about big_size bytes each, when big_n is
+ * set: record i (newest first) has id "<i as %08x>-d9cb-...". */
+static int big_n;
+static size_t big_size;
+static atomic_int list_calls;
+static atomic_size_t list_max_limit;
+
+static void fill_big(sg_saga_rec *r, int i)
+{
+    fill(r, 0);
+    snprintf(r->id, sizeof r->id, "%08x-d9cb-469f-a165-70867728950e", (unsigned)i);
+    free(r->request);
+    char *req = sg_xmalloc(big_size + 16);
+    int n = snprintf(req, big_size + 16, "{\"p\":\"");
+    memset(req + n, 'x', big_size);
+    strcpy(req + n + big_size, "\"}");
+    r->request = req;
+    r->request_len = strlen(req);
+}
+
+static sg_status list_big(const sg_list_query *q, sg_saga_rec **out, size_t *n,
+                          char next[SG_CURSOR_MAX])
+{
+    int start = 0;
+    if (q->after) {
+        unsigned idx;
+        if (sscanf(q->after, "after-%8x", &idx) != 1) return SG_EINVAL;
+        start = (int)idx + 1;
+    }
+    size_t got = 0;
+    *out = sg_xcalloc(q->limit, sizeof **out);
+    for (int i = start; i < big_n && got < q->limit; i++) fill_big(&(*out)[got++], i);
+    *n = got;
+    if (start + (int)got < big_n) sg_store_cursor(&(*out)[got - 1], next);
+    atomic_fetch_add(&list_calls, 1);
+    if (q->limit > atomic_load(&list_max_limit)) atomic_store(&list_max_limit, q->limit);
+    return SG_OK;
+}
+
 sg_status sg_store_list(sg_store_reader *r, const sg_list_query *q, sg_saga_rec **out, size_t *n,
                         char next[SG_CURSOR_MAX])
 {
@@ -213,6 +256,7 @@ sg_status sg_store_list(sg_store_reader *r, const sg_list_query *q, sg_saga_rec 
     *out = NULL;
     *n = 0;
     next[0] = '\0';
+    if (big_n) return list_big(q, out, n, next);
     if (q->after && strcmp(q->after, "bad") == 0) return SG_EINVAL;
     *out = sg_xcalloc(2, sizeof **out);
     if (q->status != SG_SAGA_COMPLETED) fill(&(*out)[(*n)++], 1);
@@ -223,6 +267,12 @@ sg_status sg_store_list(sg_store_reader *r, const sg_list_query *q, sg_saga_rec 
         strcpy(next, "c1");
     }
     return SG_OK;
+}
+
+/* The real one lives with the store; the fake list's cursors are its own. */
+void sg_store_cursor(const sg_saga_rec *r, char out[SG_CURSOR_MAX])
+{
+    snprintf(out, SG_CURSOR_MAX, "after-%.8s", r->id);
 }
 
 int sg_store_healthy(sg_store *s, char *why, size_t n)
@@ -259,6 +309,7 @@ typedef struct resp {
     char ctype[128];
     char location[128];
     char allow[128];
+    char retry_after[32];
 } resp;
 
 static size_t on_body(char *p, size_t sz, size_t n, void *arg)
@@ -284,6 +335,7 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
     grab(p, sz * n, "Content-Type:", r->ctype, sizeof r->ctype);
     grab(p, sz * n, "Location:", r->location, sizeof r->location);
     grab(p, sz * n, "Allow:", r->allow, sizeof r->allow);
+    grab(p, sz * n, "Retry-After:", r->retry_after, sizeof r->retry_after);
     return sz * n;
 }
 
@@ -296,7 +348,7 @@ static CURLcode request_on(CURL *c, resp *r, const char *method, const char *pat
     char url[256];
     struct curl_slist *hl = NULL;
     memset(r, 0, sizeof *r);
-    sg_buf_init(&r->body, 1 << 20);
+    sg_buf_init(&r->body, (size_t)64 << 20);
     snprintf(url, sizeof url, "http://127.0.0.1:%u%s", (unsigned)port, path);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -397,16 +449,19 @@ static void test_health_and_routing(void **state)
     resp_free(&r);
     assert_int_equal(request(&r, "GET", "/readyz", NULL, NULL), 200);
     assert_string_equal(r.body.ptr, "{\"status\":\"ready\"}");
+    assert_string_equal(r.retry_after, ""); /* only on 503s */
     resp_free(&r);
     bus.broker = 1;
     bus.ready = 0;
     assert_int_equal(request(&r, "GET", "/readyz", NULL, NULL), 503);
     assert_string_equal(r.body.ptr, "{\"detail\":\"bus nats: not connected\"}");
+    assert_string_equal(r.retry_after, "1");
     resp_free(&r);
     bus.ready = 1;
     store.healthy = 0;
     assert_int_equal(request(&r, "GET", "/readyz", NULL, NULL), 503);
     assert_string_equal(r.body.ptr, "{\"detail\":\"store: disk full\"}");
+    assert_string_equal(r.retry_after, "1");
     resp_free(&r);
     store.healthy = 1;
 
@@ -442,6 +497,43 @@ static void test_get_saga(void **state)
     resp_free(&r);
     assert_int_equal(request(&r, "GET", "/saga/%00", NULL, NULL), 404);
     resp_free(&r);
+    /* A NUL hidden in the path must not cut it down to a known id. */
+    const char *nul_paths[] = {"/saga/" KNOWN_ID "%00", "/saga/" KNOWN_ID "%00junk",
+                               "/saga/" KNOWN_ID "%00?x=1", "/saga/" KNOWN_ID "%00%00"};
+    for (size_t i = 0; i < sizeof nul_paths / sizeof nul_paths[0]; i++) {
+        assert_int_equal(request(&r, "GET", nul_paths[i], NULL, NULL), 404);
+        assert_string_equal(r.body.ptr, "{\"detail\":\"Saga no encontrada\"}");
+        resp_free(&r);
+    }
+    assert_int_equal(request(&r, "HEAD", "/saga/" KNOWN_ID "%00junk", NULL, NULL), 404);
+    resp_free(&r);
+    const char *nul_other[] = {"/healthz%00", "/sagas%00?limit=1", "/saga%00"};
+    for (size_t i = 0; i < sizeof nul_other / sizeof nul_other[0]; i++) {
+        assert_int_equal(request(&r, "GET", nul_other[i], NULL, NULL), 404);
+        assert_string_equal(r.body.ptr, "{\"detail\":\"Not Found\"}");
+        resp_free(&r);
+    }
+    int before = eng.submits;
+    assert_int_equal(request(&r, "POST", "/saga%00", "{}", NULL), 404);
+    resp_free(&r);
+    assert_int_equal(eng.submits, before);
+    /* An escaped '%' followed by "00" is no NUL, just not an id; and
+     * "%000" is a NUL then '0'. A NUL in the query is the query's 400. */
+    assert_int_equal(request(&r, "GET", "/saga/" KNOWN_ID "%2500", NULL, NULL), 404);
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/saga/" KNOWN_ID "%000", NULL, NULL), 404);
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/sagas?after=%00", NULL, NULL), 400);
+    resp_free(&r);
+    /* Still served right on a connection that saw such a request. */
+    CURL *c = curl_easy_init();
+    assert_int_equal(request_on(c, &r, "GET", "/saga/" KNOWN_ID "%00x", NULL, -1, NULL), CURLE_OK);
+    assert_int_equal(r.status, 404);
+    resp_free(&r);
+    assert_int_equal(request_on(c, &r, "GET", "/saga/" KNOWN_ID, NULL, -1, NULL), CURLE_OK);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    curl_easy_cleanup(c);
     assert_int_equal(request(&r, "HEAD", "/saga/" KNOWN_ID, NULL, NULL), 200);
     assert_int_equal(r.body.len, 0);
     resp_free(&r);
@@ -471,6 +563,63 @@ static void test_list(void **state)
     assert_int_equal(request(&r, "GET", "/sagas?after=bad", NULL, NULL), 400);
     assert_string_equal(r.body.ptr, "{\"detail\":\"malformed cursor in after\"}");
     resp_free(&r);
+}
+
+/* Records too big for one page: the page ends within the budget, its next
+ * cursor continues right after its last record, and the store is asked
+ * for a few records at a time. */
+static void test_list_big_records(void **state)
+{
+    (void)state;
+    resp r;
+    big_n = 40;
+    big_size = (size_t)1 << 20;
+    atomic_store(&list_calls, 0);
+    atomic_store(&list_max_limit, 0);
+    char seen[40] = {0};
+    int total = 0, pages = 0;
+    char path[128] = "/sagas?limit=1000";
+    for (;;) {
+        assert_int_equal(request(&r, "GET", path, NULL, NULL), 200);
+        assert_true(r.body.len <= ((size_t)32 << 20));
+        int count = 0, last = -1;
+        for (const char *p = r.body.ptr; (p = strstr(p, "{\"id\":\"")); p++) {
+            unsigned idx;
+            assert_int_equal(sscanf(p + 7, "%8x", &idx), 1);
+            assert_int_equal((int)idx, total + count); /* in order, no gap */
+            assert_false(seen[idx]);
+            seen[idx] = 1;
+            last = (int)idx;
+            count++;
+        }
+        assert_true(count >= 1);
+        total += count;
+        pages++;
+        const char *next = strstr(r.body.ptr, "],\"next\":");
+        assert_non_null(next);
+        next += 9;
+        if (strcmp(next, "null}") == 0) {
+            resp_free(&r);
+            break;
+        }
+        char want[64];
+        snprintf(want, sizeof want, "\"after-%08x\"}", (unsigned)last);
+        assert_string_equal(next, want);
+        assert_true(count < 40);
+        snprintf(path, sizeof path, "/sagas?limit=1000&after=after-%08x", (unsigned)last);
+        resp_free(&r);
+        assert_true(pages < 10);
+    }
+    assert_int_equal(total, 40);
+    assert_int_equal(pages, 2);
+    assert_true(atomic_load(&list_max_limit) <= 16);
+    assert_true(atomic_load(&list_calls) >= 3);
+
+    /* Small pages are untouched: the store's own cursor. */
+    assert_int_equal(request(&r, "GET", "/sagas?limit=3", NULL, NULL), 200);
+    assert_non_null(strstr(r.body.ptr, "],\"next\":\"after-00000002\"}"));
+    resp_free(&r);
+    big_n = 0;
 }
 
 static void test_post(void **state)
@@ -650,10 +799,26 @@ static void test_engine_closed(void **state)
     pthread_mutex_unlock(&eng.mu);
     assert_int_equal(request(&r, "POST", "/saga", "{}", NULL), 503);
     assert_string_equal(r.body.ptr, "{\"detail\":\"shutting down\"}");
+    assert_string_equal(r.retry_after, "1");
     resp_free(&r);
     pthread_mutex_lock(&eng.mu);
     eng.closed = 0;
     pthread_mutex_unlock(&eng.mu);
+    assert_int_equal(pending_settled(), 0);
+}
+
+/* The engine's own 503 (overloaded) goes out with Retry-After too. */
+static void test_engine_busy(void **state)
+{
+    (void)state;
+    resp r;
+    assert_int_equal(request(&r, "POST", "/saga", "{\"mode\":\"busy\"}", NULL), 503);
+    assert_string_equal(r.body.ptr, "{\"detail\":\"too many sagas in flight; retry later\"}");
+    assert_string_equal(r.retry_after, "1");
+    resp_free(&r);
+    assert_int_equal(request(&r, "POST", "/saga", "{}", NULL), 200);
+    assert_string_equal(r.retry_after, "");
+    resp_free(&r);
     assert_int_equal(pending_settled(), 0);
 }
 
@@ -662,6 +827,8 @@ static void test_engine_closed(void **state)
 typedef struct held_client {
     CURLcode rc;
     long status;
+    char body[128];
+    char retry_after[32];
 } held_client;
 
 static void *held_main(void *arg)
@@ -671,6 +838,8 @@ static void *held_main(void *arg)
     resp r;
     hc->rc = request_on(c, &r, "POST", "/saga", "{\"mode\":\"hold\"}", -1, NULL);
     hc->status = r.status;
+    snprintf(hc->body, sizeof hc->body, "%s", r.body.ptr ? r.body.ptr : "");
+    snprintf(hc->retry_after, sizeof hc->retry_after, "%s", r.retry_after);
     resp_free(&r);
     curl_easy_cleanup(c);
     return NULL;
@@ -679,7 +848,8 @@ static void *held_main(void *arg)
 static void test_destroy_while_held(void **state)
 {
     (void)state;
-    held_client hc = {CURLE_OK, 0};
+    held_client hc;
+    memset(&hc, 0, sizeof hc);
     pthread_t t;
     pthread_create(&t, NULL, held_main, &hc);
     for (int i = 0; i < 2000 && sg_api_pending(api) == 0; i++) usleep(1000);
@@ -688,8 +858,11 @@ static void test_destroy_while_held(void **state)
     sg_api_destroy(api);
     api = NULL;
     pthread_join(t, NULL);
-    /* Either the 503 got out or the connection was closed under it. */
-    assert_true(hc.rc != CURLE_OK || hc.status == 503);
+    /* destroy gives the 503 time to get out before it stops MHD. */
+    assert_int_equal(hc.rc, CURLE_OK);
+    assert_int_equal(hc.status, 503);
+    assert_string_equal(hc.body, "{\"detail\":\"shutting down\"}");
+    assert_string_equal(hc.retry_after, "1");
     engine_flush(); /* the late answer: on_done after destroy */
 }
 
@@ -745,12 +918,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_health_and_routing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_saga, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_big_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_engine_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_engine_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_while_held, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiesce, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_errors, setup, teardown),
