@@ -55,18 +55,46 @@ typedef void (*sg_store_done_cb)(void *arg, sg_status st);
 typedef struct sg_store_options {
     size_t max_batch;        /* writes per transaction, default 512 */
     int synchronous_full;    /* 1 (default) = fsync on every commit */
+    /* What a failed transaction (every write SG_EIO: I/O error, full disk,
+     * "database is locked" past the busy timeout) does to its writes:
+     * 0 (default) = they complete with SG_EIO;
+     * 1 = the writer keeps them and retries the same batch after a capped
+     *     exponential backoff (10 ms doubling to 1 s) until it commits;
+     *     writes submitted meanwhile join it (up to max_batch) or queue
+     *     behind it, sg_store_healthy reports 0 with the error until a
+     *     transaction commits again, and sg_store_close gives up after a
+     *     few more attempts (SG_STORE_CLOSE_RETRIES, or about
+     *     SG_STORE_CLOSE_RETRY_MS) and completes the rest with SG_EIO.
+     * Per-write failures (SG_ECONFLICT, SG_ENOTFOUND, SG_ETOOBIG,
+     * SG_EINVAL) are never retried. */
+    int retry_failed;
+    /* How long a connection waits for a lock held by another connection
+     * before the statement fails as busy; 0 = default, 5000 ms. */
+    int busy_timeout_ms;
 } sg_store_options;
+
+#define SG_STORE_BUSY_TIMEOUT_MS 5000 /* busy_timeout_ms default */
+#define SG_STORE_RETRY_MIN_MS 10      /* first backoff of retry_failed */
+#define SG_STORE_RETRY_MAX_MS 1000    /* backoff cap */
+#define SG_STORE_CLOSE_RETRIES 3      /* attempts after sg_store_close ... */
+#define SG_STORE_CLOSE_RETRY_MS 2000  /* ... or this long, whichever first */
 
 /* Opens (creating if needed) the store named by url: "sqlite:PATH",
  * "sqlite://PATH", "file:PATH" or a plain PATH. `loop` is borrowed and
  * receives completions (it may be NULL for read-only tools and tests that
- * only use sg_store_commit_sync). On failure *out is NULL and err says why. */
+ * only use sg_store_commit_sync). On failure *out is NULL and err says why.
+ * A store has one owner: while it is open, opening the same database again
+ * (from this or another process) fails with SG_EUNAVAIL, "store PATH is in
+ * use by another sagad (lock file PATH.lock)". */
 sg_status sg_store_open(sg_store **out, const char *url, uv_loop_t *loop,
                         const sg_store_options *opt /* NULL = defaults */, char *err,
                         size_t errlen);
 /* Commits everything submitted, stops the writer, runs the remaining
  * callbacks on the calling (loop) thread, closes. NULL-safe. Readers must be
- * closed first. */
+ * closed first. With retry_failed, a batch that still fails is retried at
+ * most SG_STORE_CLOSE_RETRIES more times within about
+ * SG_STORE_CLOSE_RETRY_MS (an attempt may add one busy timeout), then it
+ * and everything still queued complete with SG_EIO. */
 void sg_store_close(sg_store *s);
 
 /* Queue w (taken, even on failure) for the next group commit; cb runs on

@@ -8,22 +8,30 @@
  *
  * Durability: synchronous=FULL (the default) fsyncs the WAL on every
  * commit, so a completion callback means the write survives power loss;
- * with synchronous_full = 0 (NORMAL) it survives a process crash only. */
+ * with synchronous_full = 0 (NORMAL) it survives a process crash only.
+ *
+ * Ownership: the writer side holds an exclusive flock() on "<path>.lock"
+ * for the store's lifetime, so a second sagad on the same database fails
+ * at open instead of resuming the same sagas. The lock lives on a sidecar
+ * file, never on the database: closing any descriptor of the database
+ * file would drop SQLite's own POSIX locks. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "sg/alloc.h"
 #include "sg/util.h"
 #include "store/store_int.h"
 
 #define SCHEMA_VERSION 1
-#define BUSY_TIMEOUT_MS 5000
 
 /* Columns of a saga row, in the order row_to_saga reads them. */
 #define SAGA_COLS                                                                                  \
@@ -165,8 +173,10 @@ typedef struct conn {
 } conn;
 
 struct sg_store_backend {
-    char *path; /* owned; immutable after open, so readers may read it */
-    conn w;     /* the writer connection */
+    char *path;  /* owned; immutable after open, so readers may read it */
+    int busy_ms; /* busy timeout of every connection; immutable too */
+    int lock_fd; /* owned; flock'd "<path>.lock", -1 if none */
+    conn w;      /* the writer connection */
 };
 
 struct sg_store_breader {
@@ -222,7 +232,8 @@ static int exec_sql(sqlite3 *db, const char *sql, const char *what, char *err, s
     return rc;
 }
 
-static sg_status conn_open(conn *c, const char *path, int create, char *err, size_t errlen)
+static sg_status conn_open(conn *c, const char *path, int create, int busy_ms, char *err,
+                           size_t errlen)
 {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
     memset(c, 0, sizeof *c);
@@ -234,7 +245,7 @@ static sg_status conn_open(conn *c, const char *path, int create, char *err, siz
     sqlite3_extended_result_codes(c->db, 1);
     /* Another process (a backup, the sqlite3 shell) may hold a lock
      * briefly; wait rather than fail. */
-    rc = sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+    rc = sqlite3_busy_timeout(c->db, busy_ms);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "SQLite busy_timeout: %s", sqlite3_errmsg(c->db));
         goto fail;
@@ -393,6 +404,52 @@ fail:
     return SG_EIO;
 }
 
+/* Takes the store's ownership lock: an exclusive, non-blocking flock() on
+ * "<path>.lock" (created 0644 if missing; left in place on close, since
+ * unlinking a lock file races with the next owner opening it). flock
+ * locks belong to the open file description, so a second open in this
+ * same process conflicts too. Returns the descriptor, or -1 with err set
+ * and *res the status to return. */
+static int take_lock(const char *path, char *err, size_t errlen, sg_status *res)
+{
+    size_t n = strlen(path) + sizeof ".lock";
+    char *lp = sg_xmalloc(n); /* owned scratch */
+    snprintf(lp, n, "%s.lock", path);
+    int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+    /* An existing lock file we may not write (another user created it)
+     * still takes a lock when opened for reading. */
+    if (fd < 0 && (errno == EACCES || errno == EROFS))
+        fd = open(lp, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT || e == ENOTDIR)
+            open_error(path, NULL, SQLITE_CANTOPEN, err, errlen); /* names the directory */
+        else
+            snprintf(err, errlen, "cannot open lock file '%s': %s", lp, strerror(e));
+        *res = SG_EIO;
+        goto out;
+    }
+    int rc;
+    do
+        rc = flock(fd, LOCK_EX | LOCK_NB);
+    while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+        int e = errno;
+        if (e == EWOULDBLOCK) {
+            snprintf(err, errlen, "store %s is in use by another sagad (lock file %s)", path, lp);
+            *res = SG_EUNAVAIL;
+        } else {
+            snprintf(err, errlen, "cannot lock '%s': %s", lp, strerror(e));
+            *res = SG_EIO;
+        }
+        close(fd);
+        fd = -1;
+    }
+out:
+    free(lp);
+    return fd;
+}
+
 static sg_status sq_open(sg_store_backend **out, const char *url, const char *target,
                          const sg_store_options *opt, char *err, size_t errlen)
 {
@@ -418,7 +475,14 @@ static sg_status sq_open(sg_store_backend **out, const char *url, const char *ta
     }
     b = sg_xcalloc(1, sizeof *b);
     b->path = sg_xstrdup(target);
-    if (conn_open(&b->w, b->path, 1, err, errlen) != SG_OK) goto fail;
+    b->lock_fd = -1;
+    b->busy_ms = opt && opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : SG_STORE_BUSY_TIMEOUT_MS;
+    /* Ownership first: a second sagad must not touch the database at all
+     * (not even set its journal mode) before it is refused. */
+    b->lock_fd = take_lock(b->path, err, errlen, &res);
+    if (b->lock_fd < 0) goto fail;
+    res = SG_EIO;
+    if (conn_open(&b->w, b->path, 1, b->busy_ms, err, errlen) != SG_OK) goto fail;
 
     /* journal_mode answers the mode it got: a file system without shared
      * memory keeps "delete", which still works, only with less
@@ -448,6 +512,7 @@ fail:
     sqlite3_finalize(st);
     if (b) {
         conn_close(&b->w);
+        if (b->lock_fd >= 0) close(b->lock_fd);
         free(b->path);
         free(b);
     }
@@ -458,6 +523,9 @@ static void sq_close(sg_store_backend *b)
 {
     if (!b) return;
     conn_close(&b->w);
+    /* Released only after the connection is closed (and its WAL
+     * checkpointed), so the next owner finds the database at rest. */
+    if (b->lock_fd >= 0) close(b->lock_fd);
     free(b->path);
     free(b);
 }
@@ -656,6 +724,9 @@ static sg_status sq_exec_batch(sg_store_backend *be, sg_write *const *writes, si
     txn t = {&be->w, err, errlen};
     for (size_t i = 0; i < n; i++)
         results[i] = SG_EIO;
+    /* A transaction a failed batch could not roll back would make every
+     * later BEGIN fail (and a retried batch fail forever): end it first. */
+    if (!sqlite3_get_autocommit(be->w.db)) sqlite3_exec(be->w.db, "ROLLBACK", NULL, NULL, NULL);
     if (tx_simple(&t, Q_BEGIN_W) != SQLITE_OK) goto fail;
     for (size_t i = 0; i < n; i++) {
         const sg_write *w = writes[i];
@@ -699,7 +770,7 @@ static sg_status sq_reader_open(sg_store_backend *be, sg_store_breader **out)
     char err[256];
     sg_store_breader *r = sg_xcalloc(1, sizeof *r);
     *out = NULL;
-    if (conn_open(&r->c, be->path, 0, err, sizeof err) != SG_OK) goto fail;
+    if (conn_open(&r->c, be->path, 0, be->busy_ms, err, sizeof err) != SG_OK) goto fail;
     /* A reader must never write, whatever bug calls it. */
     if (exec_sql(r->c.db, "PRAGMA query_only=1", "query_only", err, sizeof err) != SQLITE_OK)
         goto fail;

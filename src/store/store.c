@@ -8,6 +8,11 @@
  * Only the loop thread touches the async handle's state; the writer only
  * calls uv_async_send, which libuv allows from any thread.
  *
+ * Retry (retry_failed): when a whole transaction fails, the writer keeps
+ * the batch, waits a capped exponential backoff on work_cv (so close
+ * interrupts the wait), tops the batch up from the queue and runs it
+ * again, until it commits or close has spent its retry budget.
+ *
  * Nothing here knows about SQLite: backends live behind struct sg_store_ops
  * (store_int.h). */
 #include <ctype.h>
@@ -36,6 +41,7 @@ struct sg_store {
     const struct sg_store_ops *ops; /* static, borrowed */
     sg_store_backend *be;           /* owned; the writer thread's after open */
     size_t max_batch;
+    int retry_failed;  /* sg_store_options.retry_failed */
     uv_loop_t *loop;   /* borrowed; NULL = no asynchronous submissions */
     uv_async_t *async; /* owned; freed in its close callback, not here */
 
@@ -48,7 +54,8 @@ struct sg_store {
     sg_write *q_tail;
     sg_write *done_head; /* finished, callback not yet run (owned) */
     sg_write *done_tail;
-    int closing; /* no new submissions; the writer drains the queue and exits */
+    int closing;       /* no new submissions; the writer drains the queue and exits */
+    uint64_t close_ns; /* uv_hrtime() when closing was set */
 
     int healthy;
     char why[256];
@@ -139,37 +146,150 @@ static void set_health(sg_store *s, sg_status st, const char *err)
         snprintf(s->why, sizeof s->why, "%s", err[0] ? err : sg_status_text(st));
 }
 
+/* Hands writes[0..n) over with their results: sync waiters are woken,
+ * asynchronous ones go to the done-queue for the loop. Caller holds s->mu. */
+static void complete_locked(sg_store *s, sg_write **writes, const sg_status *results, size_t n)
+{
+    int any_async = 0, any_sync = 0;
+    for (size_t i = 0; i < n; i++) {
+        sg_write *w = writes[i];
+        w->result = results[i];
+        w->next = NULL;
+        if (w->sync) {
+            /* The waiting thread owns w again once done is set. */
+            w->done = 1;
+            any_sync = 1;
+            continue;
+        }
+        if (s->done_tail)
+            s->done_tail->next = w;
+        else
+            s->done_head = w;
+        s->done_tail = w;
+        any_async = 1;
+    }
+    if (any_sync) uv_cond_broadcast(&s->sync_cv);
+    /* The handle outlives the writer: sg_store_close joins us before
+     * closing it. */
+    if (any_async && s->async) uv_async_send(s->async);
+}
+
+/* The writer's bookkeeping of a run of failed transactions (retry mode). */
+typedef struct retry_state {
+    unsigned failures;    /* consecutive failed transactions */
+    uint64_t first_ns;    /* when the first of them failed */
+    uint64_t backoff_ms;  /* next wait */
+    uint64_t last_log_ns; /* rate limit: one line per second */
+    unsigned unlogged;    /* failures since that line */
+    unsigned close_tries; /* attempts started after close began */
+    int give_up;          /* close budget spent: fail the rest */
+} retry_state;
+
+#define NS_PER_MS 1000000ull
+#define LOG_INTERVAL_NS 1000000000ull
+
+/* Decides what to do with a failed batch in retry mode and, if it is to be
+ * retried, waits the backoff. Returns 1 to retry, 0 to complete the batch
+ * with SG_EIO. Caller holds s->mu (released while waiting). */
+static int retry_wait_locked(sg_store *s, retry_state *rs, size_t n, const char *why)
+{
+    uint64_t now = uv_hrtime();
+    if (rs->failures++ == 0) {
+        rs->first_ns = now;
+        rs->backoff_ms = SG_STORE_RETRY_MIN_MS;
+        rs->last_log_ns = 0;
+        rs->unlogged = 0;
+    }
+    uint64_t close_end = s->close_ns + (uint64_t)SG_STORE_CLOSE_RETRY_MS * NS_PER_MS;
+    if (s->closing && (rs->close_tries >= SG_STORE_CLOSE_RETRIES || now >= close_end)) {
+        rs->give_up = 1;
+        sg_log(SG_LOG_ERROR,
+               "store: closing: giving up after %u failed attempts over %.1f s; %zu writes "
+               "and everything still queued fail: %s",
+               rs->failures, (double)(now - rs->first_ns) / 1e9, n, why);
+        return 0;
+    }
+    uint64_t wait_ms = rs->backoff_ms;
+    if (s->closing) {
+        uint64_t left_ms = (close_end - now) / NS_PER_MS;
+        if (wait_ms > left_ms) wait_ms = left_ms;
+    }
+    rs->unlogged++;
+    if (rs->last_log_ns == 0 || now - rs->last_log_ns >= LOG_INTERVAL_NS) {
+        if (rs->failures == 1)
+            sg_log(SG_LOG_ERROR, "store: transaction of %zu writes failed: %s; retrying", n, why);
+        else
+            sg_log(SG_LOG_ERROR,
+                   "store: transaction of %zu writes still failing (%u attempts, %u since the "
+                   "last report, %.1f s): %s; retrying in %llu ms",
+                   n, rs->failures, rs->unlogged, (double)(now - rs->first_ns) / 1e9, why,
+                   (unsigned long long)wait_ms);
+        rs->last_log_ns = now;
+        rs->unlogged = 0;
+    }
+    /* Submissions signal work_cv too: keep waiting through them, but not
+     * through the start of close, which shortens the budget. */
+    int was_closing = s->closing;
+    uint64_t until = now + wait_ms * NS_PER_MS;
+    while (s->closing == was_closing) {
+        now = uv_hrtime();
+        if (now >= until) break;
+        uv_cond_timedwait(&s->work_cv, &s->mu, until - now);
+    }
+    if (rs->backoff_ms < SG_STORE_RETRY_MAX_MS) {
+        rs->backoff_ms *= 2;
+        if (rs->backoff_ms > SG_STORE_RETRY_MAX_MS) rs->backoff_ms = SG_STORE_RETRY_MAX_MS;
+    }
+    return 1;
+}
+
 static void writer_main(void *arg)
 {
     sg_store *s = arg;
-    /* Owned scratch arrays sized once: a batch never exceeds max_batch. */
+    /* Owned scratch arrays sized once: a batch never exceeds max_batch.
+     * batch[0..n) are the writes taken from the queue and not completed
+     * yet; in retry mode they survive a failed transaction. */
     sg_write **batch = sg_xcalloc(s->max_batch, sizeof *batch);
     sg_status *results = sg_xcalloc(s->max_batch, sizeof *results);
     char err[256];
+    size_t n = 0;
+    retry_state rs = {0};
 
     uv_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->q_head && !s->closing)
+        while (n == 0 && !s->q_head && !s->closing)
             uv_cond_wait(&s->work_cv, &s->mu);
-        if (!s->q_head) break; /* closing and drained */
+        if (n == 0 && !s->q_head) break; /* closing and drained */
 
-        size_t n = 0;
+        /* Top up: writes submitted while a batch was being retried join it. */
         while (s->q_head && n < s->max_batch) {
             batch[n++] = s->q_head;
             s->q_head = s->q_head->next;
         }
         if (!s->q_head) s->q_tail = NULL;
+
+        if (rs.give_up) {
+            /* Close spent its retry budget on a failing store: everything
+             * still queued fails without another attempt. */
+            for (size_t i = 0; i < n; i++)
+                results[i] = SG_EIO;
+            complete_locked(s, batch, results, n);
+            n = 0;
+            continue;
+        }
+        if (s->closing) rs.close_tries++;
         uv_mutex_unlock(&s->mu);
 
         err[0] = '\0';
         sg_status st = s->ops->exec_batch(s->be, batch, n, results, err, sizeof err);
         if (st != SG_OK) {
-            sg_log(SG_LOG_ERROR, "store: transaction of %zu writes failed: %s", n,
-                   err[0] ? err : sg_status_text(st));
             /* The backend promises this already; be certain no write
              * reports success for a transaction that did not commit. */
             for (size_t i = 0; i < n; i++)
                 results[i] = SG_EIO;
+            if (!s->retry_failed)
+                sg_log(SG_LOG_ERROR, "store: transaction of %zu writes failed: %s", n,
+                       err[0] ? err : sg_status_text(st));
         }
 
         uv_mutex_lock(&s->mu);
@@ -177,29 +297,17 @@ static void writer_main(void *arg)
         if (st == SG_OK) {
             s->transactions++;
             s->writes += n;
+            if (rs.failures)
+                sg_log(SG_LOG_INFO,
+                       "store: transaction committed again after %u failed attempts (%.1f s)",
+                       rs.failures, (double)(uv_hrtime() - rs.first_ns) / 1e9);
+            rs.failures = 0;
+        } else if (s->retry_failed &&
+                   retry_wait_locked(s, &rs, n, err[0] ? err : sg_status_text(st))) {
+            continue; /* keep batch[0..n) and run it again */
         }
-        int any_async = 0, any_sync = 0;
-        for (size_t i = 0; i < n; i++) {
-            sg_write *w = batch[i];
-            w->result = results[i];
-            w->next = NULL;
-            if (w->sync) {
-                /* The waiting thread owns w again once done is set. */
-                w->done = 1;
-                any_sync = 1;
-                continue;
-            }
-            if (s->done_tail)
-                s->done_tail->next = w;
-            else
-                s->done_head = w;
-            s->done_tail = w;
-            any_async = 1;
-        }
-        if (any_sync) uv_cond_broadcast(&s->sync_cv);
-        /* The handle outlives the writer: sg_store_close joins us before
-         * closing it. */
-        if (any_async && s->async) uv_async_send(s->async);
+        complete_locked(s, batch, results, n);
+        n = 0;
     }
     uv_mutex_unlock(&s->mu);
     free(batch);
@@ -237,7 +345,7 @@ static void on_async_closed(uv_handle_t *h)
 sg_status sg_store_open(sg_store **out, const char *url, uv_loop_t *loop,
                         const sg_store_options *opt, char *err, size_t errlen)
 {
-    sg_store_options o = {DEFAULT_MAX_BATCH, 1};
+    sg_store_options o = {.max_batch = DEFAULT_MAX_BATCH, .synchronous_full = 1};
     const struct sg_store_ops *ops = NULL;
     const char *target = NULL;
     sg_store *s = NULL;
@@ -260,6 +368,8 @@ sg_status sg_store_open(sg_store **out, const char *url, uv_loop_t *loop,
     /* The writer allocates max_batch slots up front; past this size a
      * bigger transaction only delays every callback in it. */
     if (o.max_batch > MAX_MAX_BATCH) o.max_batch = MAX_MAX_BATCH;
+    if (o.busy_timeout_ms <= 0) o.busy_timeout_ms = SG_STORE_BUSY_TIMEOUT_MS;
+    o.retry_failed = o.retry_failed != 0;
 
     ops = find_backend(url, &target);
     if (!ops) {
@@ -272,6 +382,7 @@ sg_status sg_store_open(sg_store **out, const char *url, uv_loop_t *loop,
     s = sg_xcalloc(1, sizeof *s);
     s->ops = ops;
     s->max_batch = o.max_batch;
+    s->retry_failed = o.retry_failed;
     s->loop = loop;
     s->healthy = 1;
     if (uv_mutex_init(&s->mu) != 0) goto fail_sys;
@@ -321,9 +432,12 @@ void sg_store_close(sg_store *s)
     if (!s) return;
     uv_mutex_lock(&s->mu);
     s->closing = 1;
+    s->close_ns = uv_hrtime();
     uv_cond_signal(&s->work_cv);
     uv_mutex_unlock(&s->mu);
-    /* The writer commits everything still queued before it exits. */
+    /* The writer commits everything still queued before it exits (in
+     * retry mode it gives up on a failing store after a bounded number of
+     * attempts). */
     if (s->writer_started) uv_thread_join(&s->writer);
     run_done(s);
     if (s->async) {

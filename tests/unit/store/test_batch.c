@@ -133,7 +133,7 @@ static void test_backend_batch_savepoints(void **state)
     const struct sg_store_ops *ops = &sg_store_sqlite_ops;
     sg_store_backend *b = NULL;
     char err[256] = "";
-    sg_store_options opt = {512, 1};
+    sg_store_options opt = {.max_batch = 512, .synchronous_full = 1};
     assert_int_equal(ops->open(&b, t.path, t.path, &opt, err, sizeof err), SG_OK);
 
     sg_saga_rec a, dup, c;
@@ -372,7 +372,7 @@ static void test_max_batch(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     sg_store *s = NULL;
     char err[256];
-    sg_store_options opt = {3, 0};
+    sg_store_options opt = {.max_batch = 3, .synchronous_full = 0};
     assert_int_equal(sg_store_open(&s, t.path, &loop, &opt, err, sizeof err), SG_OK);
     int ok = 0;
     for (int i = 0; i < 20; i++)

@@ -6,8 +6,31 @@
 
 #include <cmocka.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "store/helpers.h"
+
+static mode_t current_umask(void)
+{
+    mode_t m = umask(0);
+    umask(m);
+    return m;
+}
+
+/* Whether another process finds "<path>.lock" locked: 1 yes, 0 no, -1 if
+ * util-linux flock(1) is not installed (the check is then skipped). */
+static int locked_elsewhere(const char *path)
+{
+    if (access("/usr/bin/flock", X_OK) != 0) return -1;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "/usr/bin/flock -n -E 42 '%s.lock' true", path);
+    int rc = system(cmd);
+    assert_true(rc != -1 && WIFEXITED(rc));
+    assert_true(WEXITSTATUS(rc) == 0 || WEXITSTATUS(rc) == 42);
+    return WEXITSTATUS(rc) == 42;
+}
 
 static sg_status try_open(const char *url, char *err, size_t errlen)
 {
@@ -151,6 +174,78 @@ static void test_schema(void **state)
     tmpdb_remove(&t);
 }
 
+/* One owner per database: a second open of the same path (here, in the
+ * same process: flock locks belong to the open file description, so it
+ * conflicts too) is refused with SG_EUNAVAIL and a clear message, without
+ * disturbing the first store; once the first closes, the path opens. */
+static void test_exclusive_owner(void **state)
+{
+    (void)state;
+    tmpdb t;
+    tmpdb_make(&t);
+    sg_store *first = open_sync(t.path);
+    sg_saga_rec a, b;
+    make_saga(&a, "{}", 2, "a", 1);
+    make_saga(&b, "{}", 2, "b", 2);
+    insert_sync(first, &a);
+
+    char err[512], want[512], url[256];
+    snprintf(want, sizeof want, "store %s is in use by another sagad (lock file %s.lock)", t.path,
+             t.path);
+    assert_int_equal(try_open(t.path, err, sizeof err), SG_EUNAVAIL);
+    assert_string_equal(err, want);
+    /* Every spelling of the URL names the same file, so the same lock. */
+    snprintf(url, sizeof url, "sqlite://%s", t.path);
+    assert_int_equal(try_open(url, err, sizeof err), SG_EUNAVAIL);
+    assert_string_equal(err, want);
+
+    /* Another process is refused as well. */
+    assert_int_not_equal(locked_elsewhere(t.path), 0);
+
+    /* The refused opens touched no descriptor of the database: the first
+     * store still writes (its SQLite locks are intact) and reads. */
+    insert_sync(first, &b);
+    sg_store_reader *rd = NULL;
+    assert_int_equal(sg_store_reader_open(first, &rd), SG_OK);
+    sg_saga_rec got;
+    assert_int_equal(sg_store_get(rd, b.id, &got), SG_OK);
+    sg_saga_rec_free(&got);
+    sg_store_reader_close(rd);
+    sg_store_close(first);
+
+    /* Released on close: the next owner opens and sees both sagas. */
+    sg_store *second = open_sync(t.path);
+    assert_int_equal(sg_store_reader_open(second, &rd), SG_OK);
+    assert_int_equal(sg_store_get(rd, a.id, &got), SG_OK);
+    sg_saga_rec_free(&got);
+    assert_int_equal(sg_store_get(rd, b.id, &got), SG_OK);
+    sg_saga_rec_free(&got);
+    sg_store_reader_close(rd);
+    assert_int_not_equal(locked_elsewhere(t.path), 0);
+    sg_store_close(second);
+    assert_int_not_equal(locked_elsewhere(t.path), 1);
+    /* The lock file stays (0644); it is never unlinked. */
+    struct stat sb;
+    char lp[256];
+    snprintf(lp, sizeof lp, "%s.lock", t.path);
+    assert_int_equal(stat(lp, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0644 & ~current_umask());
+
+    /* A failed open (bad schema version) releases the lock again. */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=99", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(try_open(t.path, err, sizeof err), SG_EIO);
+    assert_non_null(strstr(err, "newer"));
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=1", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(try_open(t.path, err, sizeof err), SG_OK);
+
+    sg_saga_rec_free(&a);
+    sg_saga_rec_free(&b);
+    tmpdb_remove(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -158,6 +253,7 @@ int main(void)
         cmocka_unit_test(test_bad_paths),
         cmocka_unit_test(test_url_forms),
         cmocka_unit_test(test_schema),
+        cmocka_unit_test(test_exclusive_owner),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
