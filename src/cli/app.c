@@ -96,7 +96,10 @@ static int open_parts(app *a, char *err, size_t errlen)
         return 2;
     }
     sg_def_register(def);
-    sg_status st = sg_store_open(&a->store, c->db, a->loop, NULL, err, errlen);
+    /* A transient store failure (a lock held too long, an I/O hiccup) makes
+     * the writer retry, never the engine drop a saga. */
+    sg_store_options so = {.synchronous_full = 1, .retry_failed = 1};
+    sg_status st = sg_store_open(&a->store, c->db, a->loop, &so, err, errlen);
     if (st != SG_OK) return st == SG_EINVAL ? 2 : 1;
     sg_engine_options eo = {.step_timeout_ms = c->step_timeout_ms,
                             .max_inflight = c->max_inflight,
