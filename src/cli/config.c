@@ -147,10 +147,50 @@ static void set_str(char **dst, const char *v)
     *dst = sg_xstrdup(v);
 }
 
+/* Numeric options: range and unit for the message. The 16 MiB cap on
+ * bodies and answers keeps every record (request + answers) renderable. */
+static const struct numopt {
+    int id;
+    long min, max;
+    const char *unit;
+} numopts[] = {
+    {O_TIMEOUT, 1, 3600000, "milliseconds "},  {O_MAXBODY, 1024, 16L << 20, "bytes "},
+    {O_MAXRESP, 1024, 16L << 20, "bytes "},     {O_MAXCONN, 1, 1000000, ""},
+    {O_MAXINFL, 1, 10000000, ""},              {O_MAXINFLB, 1L << 20, 1L << 40, "bytes "},
+    {O_THREADS, 1, 64, ""},                    {O_GRACE, 0, 600000, "milliseconds "},
+    {O_CONNTO, 1, 3600, "seconds "},
+};
+
+static void set_num(sg_config *c, int id, long n)
+{
+    switch (id) {
+    case O_TIMEOUT: c->step_timeout_ms = n; break;
+    case O_MAXBODY: c->max_body = (size_t)n; break;
+    case O_MAXRESP: c->max_response = (size_t)n; break;
+    case O_MAXCONN: c->max_connections = n; break;
+    case O_MAXINFL: c->max_inflight = (size_t)n; break;
+    case O_MAXINFLB: c->max_inflight_bytes = (size_t)n; break;
+    case O_THREADS: c->threads = (unsigned)n; break;
+    case O_GRACE: c->grace_ms = n; break;
+    case O_CONNTO: c->conn_timeout_s = (unsigned)n; break;
+    }
+}
+
 /* Applies one option; `from` names its source for the error message. */
 static int apply(sg_config *c, int id, const char *v, const char *from, char *err, size_t errlen)
 {
-    long n;
+    for (size_t i = 0; i < sizeof numopts / sizeof *numopts; i++) {
+        const struct numopt *o = &numopts[i];
+        if (o->id != id) continue;
+        long n;
+        if (parse_long(v, o->min, o->max, &n)) {
+            set_num(c, id, n);
+            return 1;
+        }
+        snprintf(err, errlen, "%s: expected %s%ld-%ld, got '%s'", from, o->unit, o->min, o->max,
+                 v);
+        return 0;
+    }
     switch (id) {
     case O_LISTEN:
         if (parse_listen(c, v)) return 1;
@@ -177,64 +217,6 @@ static int apply(sg_config *c, int id, const char *v, const char *from, char *er
             return 1;
         }
         snprintf(err, errlen, "%s: empty bus URL", from);
-        return 0;
-    case O_TIMEOUT:
-        if (parse_long(v, 1, 3600000, &n)) {
-            c->step_timeout_ms = n;
-            return 1;
-        }
-        snprintf(err, errlen, "%s: expected milliseconds 1-3600000, got '%s'", from, v);
-        return 0;
-    case O_MAXBODY:
-    case O_MAXRESP:
-        /* 16 MiB at most: a record (request + answers) must stay renderable. */
-        if (parse_long(v, 1024, 16L << 20, &n)) {
-            *(id == O_MAXBODY ? &c->max_body : &c->max_response) = (size_t)n;
-            return 1;
-        }
-        snprintf(err, errlen, "%s: expected bytes 1024-16777216, got '%s'", from, v);
-        return 0;
-    case O_MAXCONN:
-        if (parse_long(v, 1, 1000000, &n)) {
-            c->max_connections = n;
-            return 1;
-        }
-        snprintf(err, errlen, "%s: expected 1-1000000, got '%s'", from, v);
-        return 0;
-    case O_MAXINFL:
-        if (parse_long(v, 1, 10000000, &n)) {
-            c->max_inflight = (size_t)n;
-            return 1;
-        }
-        snprintf(err, errlen, "%s: expected 1-10000000, got '%s'", from, v);
-        return 0;
-    case O_MAXINFLB:
-        if (parse_long(v, 1 << 20, 1L << 40, &n)) {
-            c->max_inflight_bytes = (size_t)n;
-            return 1;
-        }
-        snprintf(err, errlen, "%s: expected bytes 1048576-1099511627776, got '%s'", from, v);
-        return 0;
-    case O_THREADS:
-        if (parse_long(v, 1, 64, &n)) {
-            c->threads = (unsigned)n;
-            return 1;
-        }
-        snprintf(err, errlen, "%s: expected 1-64, got '%s'", from, v);
-        return 0;
-    case O_GRACE:
-        if (parse_long(v, 0, 600000, &n)) {
-            c->grace_ms = n;
-            return 1;
-        }
-        snprintf(err, errlen, "%s: expected milliseconds 0-600000, got '%s'", from, v);
-        return 0;
-    case O_CONNTO:
-        if (parse_long(v, 1, 3600, &n)) {
-            c->conn_timeout_s = (unsigned)n;
-            return 1;
-        }
-        snprintf(err, errlen, "%s: expected seconds 1-3600, got '%s'", from, v);
         return 0;
     case O_LOGLEVEL:
         if (parse_level(v, &c->log_level)) return 1;
