@@ -566,16 +566,6 @@ void sg__saga_start(sg_engine *e, sg_start_req *req)
     commit(s, w, NULL, after_insert);
 }
 
-static void after_restart_step(saga *s, sg_status st)
-{
-    if (st != SG_OK) {
-        store_failed(s, st);
-        return;
-    }
-    log_step(s, s->cur);
-    act(s);
-}
-
 void sg__saga_resume(sg_engine *e, sg_saga_rec *rec, outbox_ev *pending)
 {
     const sg_def *def = sg_def_find(rec->def_name);
@@ -620,5 +610,5 @@ void sg__saga_resume(sg_engine *e, sg_saga_rec *rec, outbox_ev *pending)
     sg_write *w = sg_write_create();
     begin_step(s, s->cur, w);
     sg_write_step_update(w, s->rec.id, s->cur, &s->rec.steps[s->cur]);
-    commit(s, w, NULL, after_restart_step);
+    commit(s, w, NULL, after_advance); /* same as moving on to it */
 }
