@@ -39,7 +39,7 @@ run_wrk() { # name url
 
 gport=$(free_port)
 "$BUILD/sagad" --listen "127.0.0.1:$gport" --db "$work/sagad.db" --anonymizer-url "$anon" \
-  --ai-model-url "$ai" --bus "$bus" --log-level warn 2>"$work/sagad.log" &
+  --ai-model-url "$ai" --bus "$bus" --log-level "${LOG_LEVEL:-info}" 2>"$work/sagad.log" &
 gpid=$!
 pids+=($gpid)
 wait_http "http://127.0.0.1:$gport/healthz"
