@@ -512,6 +512,9 @@ sg_status sg_http_post(sg_http_client *c, const sg_http_request *req, sg_http_cb
     SET(CURLOPT_FOLLOWLOCATION, 0L);
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_TCP_NODELAY, 1L);
+    /* Answers are small JSON; a small receive buffer keeps thousands of
+     * calls in flight cheap (curl allocates one per running transfer). */
+    SET(CURLOPT_BUFFERSIZE, 4096L);
     SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->opt.max_response);
     SET(CURLOPT_WRITEFUNCTION, on_write);
     SET(CURLOPT_WRITEDATA, call);
