@@ -25,8 +25,8 @@ typedef struct sg_api_options {
 } sg_api_options;
 
 /* Borrowed: engine, store, bus outlive the API. On failure err says why. */
-sg_status sg_api_create(sg_api **out, const sg_api_options *opt, sg_engine *engine,
-                        sg_store *store, sg_bus *bus, char *err, size_t errlen);
+sg_status sg_api_create(sg_api **out, const sg_api_options *opt, sg_engine *engine, sg_store *store,
+                        sg_bus *bus, char *err, size_t errlen);
 uint16_t sg_api_port(const sg_api *a);
 /* Stop accepting new connections; open ones are served. */
 void sg_api_quiesce(sg_api *a);

@@ -10,7 +10,7 @@
 #include "sg/status.h"
 
 typedef struct sg_buf {
-    char *ptr;  /* owned; NULL until the first add */
+    char *ptr; /* owned; NULL until the first add */
     size_t len;
     size_t cap;
     size_t max; /* hard cap on len */

@@ -11,21 +11,21 @@
 typedef struct sg_config {
     char host[256];
     uint16_t port;
-    char *db;              /* owned */
-    char *anonymizer_url;  /* owned */
-    char *ai_model_url;    /* owned */
-    char *bus;             /* owned */
+    char *db;             /* owned */
+    char *anonymizer_url; /* owned */
+    char *ai_model_url;   /* owned */
+    char *bus;            /* owned */
     long step_timeout_ms;
     size_t max_body;
     size_t max_response;
-    long max_connections;  /* calls at once per downstream host */
-    size_t max_inflight;   /* sagas in memory */
+    long max_connections; /* calls at once per downstream host */
+    size_t max_inflight;  /* sagas in memory */
     size_t max_inflight_bytes;
     unsigned threads;
     long grace_ms;
     unsigned conn_timeout_s;
-    int log_level;         /* sg_log_level */
-    int help;              /* --help was given */
+    int log_level; /* sg_log_level */
+    int help;      /* --help was given */
 } sg_config;
 
 /* Fills c from argv and the environment (envp-style lookup via getenv).

@@ -17,20 +17,20 @@ typedef struct sg_action {
 } sg_action;
 
 typedef struct sg_step_def {
-    char *name;         /* "anonymizer": step name in records and Idempotency-Key */
-    char *service;      /* "Anonymizer": label in error messages */
-    char *result_key;   /* key in processed_data / data, e.g. "anonymized" */
-    char *result_text;  /* PUBLISH: string stored as its result ("event_published") */
+    char *name;        /* "anonymizer": step name in records and Idempotency-Key */
+    char *service;     /* "Anonymizer": label in error messages */
+    char *result_key;  /* key in processed_data / data, e.g. "anonymized" */
+    char *result_text; /* PUBLISH: string stored as its result ("event_published") */
     sg_action action;
     int has_compensation;
     sg_action compensation; /* run (through the outbox) if a later step fails */
 } sg_step_def;
 
 typedef struct sg_def {
-    char *name;          /* stored with each saga */
-    char *success_text;  /* "Saga completada exitosamente" */
+    char *name;         /* stored with each saga */
+    char *success_text; /* "Saga completada exitosamente" */
     size_t nsteps;
-    sg_step_def *steps;  /* owned */
+    sg_step_def *steps; /* owned */
 } sg_def;
 
 /* The STA image saga of design §1 (anonymizer, tokenizer, ai_model). */
@@ -41,6 +41,6 @@ void sg_def_destroy(sg_def *d); /* NULL-safe */
  * any thread may look up. The registry takes d. */
 void sg_def_register(sg_def *d);
 const sg_def *sg_def_find(const char *name); /* NULL if unknown */
-void sg_def_clear(void);                      /* destroys all registered */
+void sg_def_clear(void);                     /* destroys all registered */
 
 #endif

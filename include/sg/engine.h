@@ -19,18 +19,18 @@ typedef struct sg_engine sg_engine;
 
 /* The answer to a start request; body owned by whoever receives it. */
 typedef struct sg_reply {
-    int status;               /* HTTP status */
-    char *body;               /* JSON, malloc'd */
+    int status; /* HTTP status */
+    char *body; /* JSON, malloc'd */
     size_t body_len;
-    char location[64];        /* "/saga/<id>" for 202, else "" */
+    char location[64]; /* "/saga/<id>" for 202, else "" */
 } sg_reply;
 
 /* A POST /saga handed from an API thread to the loop. */
 typedef struct sg_start_req {
-    char *body;               /* raw JSON object, validated by the caller; owned */
+    char *body; /* raw JSON object, validated by the caller; owned */
     size_t body_len;
-    char *idem_key;           /* Idempotency-Key or NULL; owned */
-    int async;                /* Prefer: respond-async */
+    char *idem_key; /* Idempotency-Key or NULL; owned */
+    int async;      /* Prefer: respond-async */
     /* Runs once on the loop thread; the callee takes reply->body. The
      * request is freed by the engine after done returns. */
     void (*done)(void *arg, sg_reply *reply);
@@ -39,10 +39,10 @@ typedef struct sg_start_req {
 } sg_start_req;
 
 typedef struct sg_engine_options {
-    long step_timeout_ms;     /* per attempt; default 3000 */
-    long retry_min_ms;        /* compensation redelivery backoff, default 100 */
-    long retry_max_ms;        /* cap, default 30000 */
-    size_t max_inflight;      /* sagas in memory before new starts get 503; default 100000 */
+    long step_timeout_ms;      /* per attempt; default 3000 */
+    long retry_min_ms;         /* compensation redelivery backoff, default 100 */
+    long retry_max_ms;         /* cap, default 30000 */
+    size_t max_inflight;       /* sagas in memory before new starts get 503; default 100000 */
     size_t max_inflight_bytes; /* request and compensation bytes held, default 1 GiB */
 } sg_engine_options;
 

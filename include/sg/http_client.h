@@ -14,7 +14,7 @@ typedef struct sg_http_client sg_http_client;
 typedef struct sg_http_call sg_http_call;
 
 typedef struct sg_http_client_options {
-    size_t max_response;     /* cap on an answer body; default 1 MiB */
+    size_t max_response; /* cap on an answer body; default 1 MiB */
     /* Calls running at once per downstream host (scheme://host:port);
      * default 4096. Further calls to that host wait for a slot before their
      * timeout starts, and never hold up calls to other hosts. */
@@ -22,19 +22,19 @@ typedef struct sg_http_client_options {
 } sg_http_client_options;
 
 typedef enum {
-    SG_HTTP_DONE = 0,        /* got a complete answer (any status) */
-    SG_HTTP_ERR_CONNECT,     /* could not connect / resolve */
-    SG_HTTP_ERR_TIMEOUT,     /* the attempt's timeout passed */
-    SG_HTTP_ERR_TOO_BIG,     /* body over max_response; transfer aborted */
-    SG_HTTP_ERR_TRANSPORT,   /* connection dropped, bad HTTP, ... */
+    SG_HTTP_DONE = 0,      /* got a complete answer (any status) */
+    SG_HTTP_ERR_CONNECT,   /* could not connect / resolve */
+    SG_HTTP_ERR_TIMEOUT,   /* the attempt's timeout passed */
+    SG_HTTP_ERR_TOO_BIG,   /* body over max_response; transfer aborted */
+    SG_HTTP_ERR_TRANSPORT, /* connection dropped, bad HTTP, ... */
 } sg_http_outcome;
 
 typedef struct sg_http_result {
     sg_http_outcome outcome;
-    long status;             /* HTTP status when outcome == SG_HTTP_DONE */
-    const char *body;        /* borrowed for the callback's duration; NUL-terminated */
+    long status;      /* HTTP status when outcome == SG_HTTP_DONE */
+    const char *body; /* borrowed for the callback's duration; NUL-terminated */
     size_t body_len;
-    const char *error;       /* human-readable reason when outcome != DONE */
+    const char *error; /* human-readable reason when outcome != DONE */
 } sg_http_result;
 
 /* Runs exactly once per successful sg_http_post, on the loop thread, unless
@@ -43,10 +43,10 @@ typedef void (*sg_http_cb)(void *arg, const sg_http_result *res);
 
 typedef struct sg_http_request {
     const char *url;
-    const char *body;        /* borrowed: must stay valid until cb or cancel */
+    const char *body; /* borrowed: must stay valid until cb or cancel */
     size_t body_len;
     const char *const *headers; /* NULL-terminated "Name: value" list, copied */
-    long timeout_ms;         /* whole attempt; connect included */
+    long timeout_ms;            /* whole attempt; connect included */
 } sg_http_request;
 
 /* `loop` borrowed; must outlive the client. */

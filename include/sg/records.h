@@ -23,42 +23,42 @@ const char *sg_event_status_name(sg_event_status s);
 int sg_saga_status_parse(const char *s);
 
 typedef struct sg_step_rec {
-    char *name;             /* step name from the definition */
+    char *name; /* step name from the definition */
     sg_step_status status;
     int attempts;
-    int64_t started_us;     /* 0 = not started */
-    int64_t finished_us;    /* 0 = not finished */
-    char *error;            /* NULL = none */
-    char *response;         /* raw JSON of a successful answer, or NULL */
+    int64_t started_us;  /* 0 = not started */
+    int64_t finished_us; /* 0 = not finished */
+    char *error;         /* NULL = none */
+    char *response;      /* raw JSON of a successful answer, or NULL */
     size_t response_len;
 } sg_step_rec;
 
 typedef struct sg_saga_rec {
     char id[SG_ID_LEN + 1];
-    char *def_name;         /* definition that runs it, e.g. "sta" */
-    char *request;          /* raw JSON object as posted */
+    char *def_name; /* definition that runs it, e.g. "sta" */
+    char *request;  /* raw JSON object as posted */
     size_t request_len;
-    char *idem_key;         /* Idempotency-Key of the starting POST, or NULL */
+    char *idem_key; /* Idempotency-Key of the starting POST, or NULL */
     sg_saga_status status;
     sg_comp_status comp_status;
-    char *error;            /* "Error en Step N (...): ..." or NULL */
+    char *error; /* "Error en Step N (...): ..." or NULL */
     int64_t created_us;
     int64_t updated_us;
     size_t nsteps;
-    sg_step_rec *steps;     /* owned array of nsteps */
+    sg_step_rec *steps; /* owned array of nsteps */
 } sg_saga_rec;
 
 typedef struct sg_event_rec {
     char id[SG_ID_LEN + 1];
     char saga_id[SG_ID_LEN + 1];
-    char *topic;            /* e.g. "tokenizer_event" */
-    char *target;           /* NULL = the bus; else an http(s) URL to POST the payload to */
-    char *payload;          /* raw JSON (the saga's request) */
+    char *topic;   /* e.g. "tokenizer_event" */
+    char *target;  /* NULL = the bus; else an http(s) URL to POST the payload to */
+    char *payload; /* raw JSON (the saga's request) */
     size_t payload_len;
     int64_t created_us;
-    int64_t deadline_us;    /* 0 = retried until delivered; else withdrawn after */
-    int compensation;       /* 1 if it is a compensation of its saga */
-    int step_index;         /* step that published it, -1 for compensations */
+    int64_t deadline_us; /* 0 = retried until delivered; else withdrawn after */
+    int compensation;    /* 1 if it is a compensation of its saga */
+    int step_index;      /* step that published it, -1 for compensations */
     sg_event_status status;
     int attempts;
 } sg_event_rec;

@@ -53,8 +53,8 @@ typedef void (*sg_store_done_cb)(void *arg, sg_status st);
 /* ---- lifecycle -------------------------------------------------------- */
 
 typedef struct sg_store_options {
-    size_t max_batch;        /* writes per transaction, default 512 */
-    int synchronous_full;    /* 1 (default) = fsync on every commit */
+    size_t max_batch;     /* writes per transaction, default 512 */
+    int synchronous_full; /* 1 (default) = fsync on every commit */
     /* What a failed transaction (every write SG_EIO: I/O error, full disk,
      * "database is locked" past the busy timeout) does to its writes:
      * 0 (default) = they complete with SG_EIO;
@@ -118,16 +118,16 @@ sg_status sg_store_get(sg_store_reader *r, const char *id, sg_saga_rec *out);
 sg_status sg_store_get_by_idem(sg_store_reader *r, const char *key, sg_saga_rec *out);
 
 typedef struct sg_list_query {
-    int status;          /* -1 = any, else sg_saga_status */
-    size_t limit;        /* 1..1000 */
-    const char *after;   /* cursor from a previous page, or NULL */
+    int status;        /* -1 = any, else sg_saga_status */
+    size_t limit;      /* 1..1000 */
+    const char *after; /* cursor from a previous page, or NULL */
 } sg_list_query;
 #define SG_CURSOR_MAX 64
 /* Newest first. *out is a caller-freed array of *n records (free each with
  * sg_saga_rec_free, then free(*out)). next gets the cursor for the following
  * page or "" if this is the last. SG_EINVAL for a malformed cursor. */
-sg_status sg_store_list(sg_store_reader *r, const sg_list_query *q, sg_saga_rec **out,
-                        size_t *n, char next[SG_CURSOR_MAX]);
+sg_status sg_store_list(sg_store_reader *r, const sg_list_query *q, sg_saga_rec **out, size_t *n,
+                        char next[SG_CURSOR_MAX]);
 /* The cursor that continues a listing right after r (the one sg_store_list
  * would give as next had its page ended at r), for callers that cut a page
  * shorter than they asked for. */
@@ -135,11 +135,11 @@ void sg_store_cursor(const sg_saga_rec *r, char out[SG_CURSOR_MAX]);
 
 /* Start-up recovery: every IN_PROGRESS saga, oldest first. The callback
  * takes ownership of rec (must sg_saga_rec_free it). */
-sg_status sg_store_load_unfinished(sg_store_reader *r,
-                                   void (*cb)(void *arg, sg_saga_rec *rec), void *arg);
+sg_status sg_store_load_unfinished(sg_store_reader *r, void (*cb)(void *arg, sg_saga_rec *rec),
+                                   void *arg);
 /* Every PENDING event, oldest first; the callback owns ev. */
-sg_status sg_store_load_pending_events(sg_store_reader *r,
-                                       void (*cb)(void *arg, sg_event_rec *ev), void *arg);
+sg_status sg_store_load_pending_events(sg_store_reader *r, void (*cb)(void *arg, sg_event_rec *ev),
+                                       void *arg);
 /* Look up one event (tests). */
 sg_status sg_store_get_event(sg_store_reader *r, const char *id, sg_event_rec *out);
 

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SG_ID_LEN 36 /* textual UUID, without the NUL */
+#define SG_ID_LEN 36   /* textual UUID, without the NUL */
 #define SG_TIME_LEN 27 /* "2026-11-28T10:00:00.000000Z" */
 
 /* Random (version 4) UUID into out[SG_ID_LEN + 1]. Thread-safe. */

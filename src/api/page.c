@@ -68,8 +68,10 @@ int sg_api_page_add(sg_api_page *p, const sg_saga_rec *r)
 sg_status sg_api_page_finish(sg_api_page *p, const char *next)
 {
     sg_buf *b = &p->out;
-    if (p->full) next = p->last;
-    else if (next && !next[0]) next = NULL;
+    if (p->full)
+        next = p->last;
+    else if (next && !next[0])
+        next = NULL;
     sg_status st = sg_buf_adds(b, "],\"next\":");
     if (st == SG_OK) st = sg_json_add_cstr(b, next);
     if (st == SG_OK) st = sg_buf_addc(b, '}');

@@ -16,7 +16,7 @@
 /* A sticky-error writer: after the first failure every call is a no-op,
  * so renderers read as straight-line code and check once at the end. */
 typedef struct emit {
-    sg_buf *b;    /* borrowed */
+    sg_buf *b; /* borrowed */
     sg_status st;
 } emit;
 

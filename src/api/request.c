@@ -71,15 +71,19 @@ int sg_api_prefer_async(const char *value)
         /* One preference: skip leading space, take the token up to '=',
          * ';', ',' or space, then skip to the next top-level comma.
          * Quoted values may hold commas; honour quotes when skipping. */
-        while (is_ows(*p) || *p == ',') p++;
+        while (is_ows(*p) || *p == ',')
+            p++;
         const char *tok = p;
-        while (*p && *p != '=' && *p != ';' && *p != ',' && !is_ows(*p)) p++;
+        while (*p && *p != '=' && *p != ';' && *p != ',' && !is_ows(*p))
+            p++;
         size_t n = (size_t)(p - tok);
         if (n == want_len && strncasecmp(tok, want, want_len) == 0) return 1;
         int quoted = 0;
         while (*p && (quoted || *p != ',')) {
-            if (*p == '"') quoted = !quoted;
-            else if (*p == '\\' && quoted && p[1]) p++;
+            if (*p == '"')
+                quoted = !quoted;
+            else if (*p == '\\' && quoted && p[1])
+                p++;
             p++;
         }
     }
@@ -131,11 +135,13 @@ int sg_api_parse_list_query(const char *status, const char *limit, const char *a
         /* Digits only and at most 4 of them (after leading zeros) keeps
          * the arithmetic trivially in range. */
         const char *p = limit;
-        while (*p == '0') p++;
+        while (*p == '0')
+            p++;
         size_t nd = strspn(p, "0123456789");
         int ok = p[nd] == '\0' && nd <= 4;
         unsigned long v = 0;
-        for (size_t i = 0; ok && i < nd; i++) v = v * 10 + (unsigned long)(p[i] - '0');
+        for (size_t i = 0; ok && i < nd; i++)
+            v = v * 10 + (unsigned long)(p[i] - '0');
         if (!ok || v < 1 || v > SG_API_LIMIT_MAX) {
             snprintf(err, errlen, "limit must be an integer from 1 to %d", SG_API_LIMIT_MAX);
             goto fail;

@@ -91,8 +91,8 @@ struct sg_api {
     reader_slot *readers; /* every reader opened, closed in destroy */
 
     atomic_size_t pending;
-    int closing;         /* under wait_mu: refuse new submits */
-    start_ctx *waiting;  /* under wait_mu */
+    int closing;        /* under wait_mu: refuse new submits */
+    start_ctx *waiting; /* under wait_mu */
 };
 
 static pthread_mutex_t wait_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -100,11 +100,10 @@ static pthread_mutex_t wait_mu = PTHREAD_MUTEX_INITIALIZER;
 /* ---- responses -------------------------------------------------------- */
 
 /* Queue body (taken, malloc'd) as a JSON answer. */
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, char *body,
-                                 size_t len, const char *allow, const char *location)
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, char *body, size_t len,
+                                 const char *allow, const char *location)
 {
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer_with_free_callback(len, body, free);
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(len, body, free);
     if (!resp) {
         free(body);
         return MHD_NO;
@@ -112,8 +111,7 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, char
     enum MHD_Result ret = MHD_NO;
     if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") != MHD_YES)
         goto fail;
-    if (allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow) != MHD_YES)
-        goto fail;
+    if (allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow) != MHD_YES) goto fail;
     if (location && MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location) != MHD_YES)
         goto fail;
     /* Every 503 (shutting down, overloaded, store trouble, not ready) is
@@ -154,10 +152,9 @@ static enum MHD_Result send_detail(struct MHD_Connection *c, unsigned status, co
     return send_buf(c, status, &b, allow, NULL);
 }
 
-static enum MHD_Result send_detailf(struct MHD_Connection *c, unsigned status, const char *fmt,
-                                    ...) __attribute__((format(printf, 3, 4)));
-static enum MHD_Result send_detailf(struct MHD_Connection *c, unsigned status, const char *fmt,
-                                    ...)
+static enum MHD_Result send_detailf(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static enum MHD_Result send_detailf(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -269,8 +266,10 @@ static enum MHD_Result serve_list(sg_api *a, struct MHD_Connection *c)
             return send_detailf(c, MHD_HTTP_SERVICE_UNAVAILABLE, "store error: %s",
                                 sg_status_text(st));
         }
-        for (size_t i = 0; i < n && added == 1; i++) added = sg_api_page_add(&page, &recs[i]);
-        for (size_t i = 0; i < n; i++) sg_saga_rec_free(&recs[i]);
+        for (size_t i = 0; i < n && added == 1; i++)
+            added = sg_api_page_add(&page, &recs[i]);
+        for (size_t i = 0; i < n; i++)
+            sg_saga_rec_free(&recs[i]);
         free(recs);
         if (added != 1 || n == 0 || !next[0] || n >= want) break;
         want -= n;
@@ -296,7 +295,8 @@ static enum MHD_Result serve_ready(sg_api *a, struct MHD_Connection *c)
     if (atomic_load(&a->quiesced))
         return send_detail(c, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down", NULL);
     if (a->store && !sg_store_healthy(a->store, why, sizeof why))
-        return send_detailf(c, MHD_HTTP_SERVICE_UNAVAILABLE, "store: %s", why[0] ? why : "not healthy");
+        return send_detailf(c, MHD_HTTP_SERVICE_UNAVAILABLE, "store: %s",
+                            why[0] ? why : "not healthy");
     why[0] = '\0';
     if (a->bus && sg_bus_is_broker(a->bus) && !sg_bus_ready(a->bus, why, sizeof why))
         return send_detailf(c, MHD_HTTP_SERVICE_UNAVAILABLE, "bus %s: %s", sg_bus_name(a->bus),
@@ -323,8 +323,10 @@ static void answer_locked(start_ctx *x, sg_reply *reply)
     x->reply = *reply;
     reply->body = NULL;
     x->state = CTX_ANSWERED;
-    if (x->prev) x->prev->next = x->next;
-    else a->waiting = x->next;
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        a->waiting = x->next;
     if (x->next) x->next->prev = x->prev;
     x->prev = x->next = NULL;
     MHD_resume_connection(x->conn);
@@ -398,7 +400,8 @@ static enum MHD_Result begin_start(sg_api *a, struct MHD_Connection *c, void **r
     unsigned code = check_headers(c, &h, err, sizeof err);
     if (code) return send_detail(c, code, err, NULL);
 
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     uint64_t n;
     if (cl && sg_api_parse_content_length(cl, &n) == 0 && n > a->max_body)
         return send_detailf(c, 413 /* Content Too Large */, "request body larger than %zu bytes",
@@ -657,7 +660,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     (void)cls;
     vsnprintf(line, sizeof line, fmt, ap);
     size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
     sg_log(SG_LOG_WARN, "http: %s", line);
 }
 
@@ -701,8 +705,7 @@ static int open_listener(const char *host, uint16_t port, char *err, size_t errl
         goto fail;
     }
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                    ai->ai_protocol);
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
         if (fd < 0) {
             saved = errno;
             continue;
@@ -726,8 +729,8 @@ fail:
     return -1;
 }
 
-sg_status sg_api_create(sg_api **out, const sg_api_options *opt, sg_engine *engine,
-                        sg_store *store, sg_bus *bus, char *err, size_t errlen)
+sg_status sg_api_create(sg_api **out, const sg_api_options *opt, sg_engine *engine, sg_store *store,
+                        sg_bus *bus, char *err, size_t errlen)
 {
     sg_api *a = NULL;
     sg_status st = SG_EINVAL;
@@ -787,8 +790,8 @@ sg_status sg_api_create(sg_api **out, const sg_api_options *opt, sg_engine *engi
         /* MHD closes the listen socket on some failure paths and not on
          * others; closing it again could hit another thread's descriptor,
          * so at worst one descriptor leaks on a failed start. */
-        snprintf(err, errlen, "cannot start the HTTP server on %s:%u",
-                 opt->host ? opt->host : "*", (unsigned)opt->port);
+        snprintf(err, errlen, "cannot start the HTTP server on %s:%u", opt->host ? opt->host : "*",
+                 (unsigned)opt->port);
         goto fail;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_BIND_PORT);

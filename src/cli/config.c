@@ -109,8 +109,23 @@ static int parse_level(const char *s, int *out)
 }
 
 enum {
-    O_LISTEN = 256, O_DB, O_ANON, O_AI, O_BUS, O_TIMEOUT, O_MAXBODY, O_MAXRESP, O_MAXCONN, O_MAXINFL, O_MAXINFLB, O_THREADS,
-    O_GRACE, O_CONNTO, O_LOGLEVEL, O_HELP, O_COUNT
+    O_LISTEN = 256,
+    O_DB,
+    O_ANON,
+    O_AI,
+    O_BUS,
+    O_TIMEOUT,
+    O_MAXBODY,
+    O_MAXRESP,
+    O_MAXCONN,
+    O_MAXINFL,
+    O_MAXINFLB,
+    O_THREADS,
+    O_GRACE,
+    O_CONNTO,
+    O_LOGLEVEL,
+    O_HELP,
+    O_COUNT
 };
 
 static const struct option longopts[] = {
@@ -135,10 +150,22 @@ static const struct option longopts[] = {
 
 /* Environment twins, indexed by option id - O_LISTEN. */
 static const char *env_names[O_COUNT - O_LISTEN] = {
-    "SAGAD_LISTEN", "SAGAD_DB", "SAGAD_ANONYMIZER_URL", "SAGAD_AI_MODEL_URL", "SAGAD_BUS",
-    "SAGAD_STEP_TIMEOUT_MS", "SAGAD_MAX_BODY", "SAGAD_MAX_RESPONSE", "SAGAD_MAX_CONNECTIONS", "SAGAD_MAX_INFLIGHT",
-    "SAGAD_MAX_INFLIGHT_BYTES", "SAGAD_THREADS",
-    "SAGAD_GRACE_MS", "SAGAD_CONN_TIMEOUT_S", "SAGAD_LOG_LEVEL", NULL,
+    "SAGAD_LISTEN",
+    "SAGAD_DB",
+    "SAGAD_ANONYMIZER_URL",
+    "SAGAD_AI_MODEL_URL",
+    "SAGAD_BUS",
+    "SAGAD_STEP_TIMEOUT_MS",
+    "SAGAD_MAX_BODY",
+    "SAGAD_MAX_RESPONSE",
+    "SAGAD_MAX_CONNECTIONS",
+    "SAGAD_MAX_INFLIGHT",
+    "SAGAD_MAX_INFLIGHT_BYTES",
+    "SAGAD_THREADS",
+    "SAGAD_GRACE_MS",
+    "SAGAD_CONN_TIMEOUT_S",
+    "SAGAD_LOG_LEVEL",
+    NULL,
 };
 
 static void set_str(char **dst, const char *v)
@@ -154,25 +181,47 @@ static const struct numopt {
     long min, max;
     const char *unit;
 } numopts[] = {
-    {O_TIMEOUT, 1, 3600000, "milliseconds "},  {O_MAXBODY, 1024, 16L << 20, "bytes "},
-    {O_MAXRESP, 1024, 16L << 20, "bytes "},     {O_MAXCONN, 1, 1000000, ""},
-    {O_MAXINFL, 1, 10000000, ""},              {O_MAXINFLB, 1L << 20, 1L << 40, "bytes "},
-    {O_THREADS, 1, 64, ""},                    {O_GRACE, 0, 600000, "milliseconds "},
+    {O_TIMEOUT, 1, 3600000, "milliseconds "},
+    {O_MAXBODY, 1024, 16L << 20, "bytes "},
+    {O_MAXRESP, 1024, 16L << 20, "bytes "},
+    {O_MAXCONN, 1, 1000000, ""},
+    {O_MAXINFL, 1, 10000000, ""},
+    {O_MAXINFLB, 1L << 20, 1L << 40, "bytes "},
+    {O_THREADS, 1, 64, ""},
+    {O_GRACE, 0, 600000, "milliseconds "},
     {O_CONNTO, 1, 3600, "seconds "},
 };
 
 static void set_num(sg_config *c, int id, long n)
 {
     switch (id) {
-    case O_TIMEOUT: c->step_timeout_ms = n; break;
-    case O_MAXBODY: c->max_body = (size_t)n; break;
-    case O_MAXRESP: c->max_response = (size_t)n; break;
-    case O_MAXCONN: c->max_connections = n; break;
-    case O_MAXINFL: c->max_inflight = (size_t)n; break;
-    case O_MAXINFLB: c->max_inflight_bytes = (size_t)n; break;
-    case O_THREADS: c->threads = (unsigned)n; break;
-    case O_GRACE: c->grace_ms = n; break;
-    case O_CONNTO: c->conn_timeout_s = (unsigned)n; break;
+    case O_TIMEOUT:
+        c->step_timeout_ms = n;
+        break;
+    case O_MAXBODY:
+        c->max_body = (size_t)n;
+        break;
+    case O_MAXRESP:
+        c->max_response = (size_t)n;
+        break;
+    case O_MAXCONN:
+        c->max_connections = n;
+        break;
+    case O_MAXINFL:
+        c->max_inflight = (size_t)n;
+        break;
+    case O_MAXINFLB:
+        c->max_inflight_bytes = (size_t)n;
+        break;
+    case O_THREADS:
+        c->threads = (unsigned)n;
+        break;
+    case O_GRACE:
+        c->grace_ms = n;
+        break;
+    case O_CONNTO:
+        c->conn_timeout_s = (unsigned)n;
+        break;
     }
 }
 
@@ -187,8 +236,7 @@ static int apply(sg_config *c, int id, const char *v, const char *from, char *er
             set_num(c, id, n);
             return 1;
         }
-        snprintf(err, errlen, "%s: expected %s%ld-%ld, got '%s'", from, o->unit, o->min, o->max,
-                 v);
+        snprintf(err, errlen, "%s: expected %s%ld-%ld, got '%s'", from, o->unit, o->min, o->max, v);
         return 0;
     }
     switch (id) {

@@ -91,6 +91,7 @@ const sg_def *sg_def_find(const char *name)
 
 void sg_def_clear(void)
 {
-    for (size_t i = 0; i < registry_len; i++) sg_def_destroy(registry[i]);
+    for (size_t i = 0; i < registry_len; i++)
+        sg_def_destroy(registry[i]);
     registry_len = 0;
 }

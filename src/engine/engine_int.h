@@ -23,27 +23,27 @@ typedef struct waiter {
 
 struct saga {
     sg_engine *eng;
-    sg_saga_rec rec;       /* mirror of the committed state (plus what is committing) */
+    sg_saga_rec rec; /* mirror of the committed state (plus what is committing) */
     const sg_def *def;
-    size_t cur;            /* step being run */
-    int durable;           /* its insert has committed */
-    int writes;            /* store writes in flight */
-    int finished;          /* final state committed */
-    sg_http_call *call;    /* HTTP step in flight */
-    outbox_ev *pub;        /* PUBLISH step's event */
+    size_t cur;         /* step being run */
+    int durable;        /* its insert has committed */
+    int writes;         /* store writes in flight */
+    int finished;       /* final state committed */
+    sg_http_call *call; /* HTTP step in flight */
+    outbox_ev *pub;     /* PUBLISH step's event */
     waiter *waiters;
-    uv_timer_t timer;      /* publish deadline; closed before free */
-    UT_hash_handle hh;     /* eng->sagas by rec.id */
+    uv_timer_t timer;       /* publish deadline; closed before free */
+    UT_hash_handle hh;      /* eng->sagas by rec.id */
     UT_hash_handle hh_idem; /* eng->by_idem by rec.idem_key */
 };
 
 struct outbox_ev {
     sg_engine *eng;
     sg_event_rec rec;
-    saga *owner;           /* PUBLISH step waiting for it; NULL for compensations */
-    sg_bus_pub *pub;       /* bus publish in flight */
-    sg_http_call *call;    /* HTTP compensation in flight */
-    uv_timer_t timer;      /* redelivery backoff */
+    saga *owner;        /* PUBLISH step waiting for it; NULL for compensations */
+    sg_bus_pub *pub;    /* bus publish in flight */
+    sg_http_call *call; /* HTTP compensation in flight */
+    uv_timer_t timer;   /* redelivery backoff */
     int timer_on;
     outbox_ev *prev, *next; /* eng->comps */
     UT_hash_handle hh;      /* recovery's step events by saga id */
@@ -58,19 +58,19 @@ struct sg_engine {
     sg_http_client *http;
     const sg_def *def;
 
-    pthread_mutex_t lock;  /* guards intake and closed */
+    pthread_mutex_t lock; /* guards intake and closed */
     sg_start_req *intake_head, *intake_tail;
     int closed;
     uv_async_t async;
 
     int accepting;
     int halted;
-    saga *sagas;           /* by id */
-    saga *by_idem;         /* by Idempotency-Key, sagas in memory only */
-    outbox_ev *comps;      /* compensations not yet delivered */
+    saga *sagas;      /* by id */
+    saga *by_idem;    /* by Idempotency-Key, sagas in memory only */
+    outbox_ev *comps; /* compensations not yet delivered */
     size_t nsagas;
     size_t nwaiting;
-    size_t held_bytes;     /* requests of sagas in memory + compensation payloads */
+    size_t held_bytes; /* requests of sagas in memory + compensation payloads */
 };
 
 /* saga.c */

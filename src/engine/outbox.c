@@ -43,9 +43,11 @@ static void retry_later(outbox_ev *ev, const char *why)
 {
     sg_engine *e = ev->eng;
     uint64_t delay = (uint64_t)e->opt.retry_min_ms;
-    for (int i = 1; i < ev->rec.attempts && delay < (uint64_t)e->opt.retry_max_ms; i++) delay *= 2;
+    for (int i = 1; i < ev->rec.attempts && delay < (uint64_t)e->opt.retry_max_ms; i++)
+        delay *= 2;
     if (delay > (uint64_t)e->opt.retry_max_ms) delay = (uint64_t)e->opt.retry_max_ms;
-    sg_log(SG_LOG_WARN, "saga %s: compensation %s (event %s) attempt %d failed: %s; retry in %llu ms",
+    sg_log(SG_LOG_WARN,
+           "saga %s: compensation %s (event %s) attempt %d failed: %s; retry in %llu ms",
            ev->rec.saga_id, ev->rec.topic, ev->rec.id, ev->rec.attempts, why,
            (unsigned long long)delay);
     uv_timer_start(&ev->timer, on_retry, delay, 0);

@@ -556,7 +556,8 @@ void sg__saga_start(sg_engine *e, sg_start_req *req)
     r->created_us = r->updated_us = sg_now_us();
     r->nsteps = e->def->nsteps;
     r->steps = sg_xcalloc(r->nsteps, sizeof *r->steps);
-    for (size_t i = 0; i < r->nsteps; i++) r->steps[i].name = sg_xstrdup(e->def->steps[i].name);
+    for (size_t i = 0; i < r->nsteps; i++)
+        r->steps[i].name = sg_xstrdup(e->def->steps[i].name);
     index_saga(s);
     add_waiter(s, req);
 
@@ -581,7 +582,8 @@ void sg__saga_resume(sg_engine *e, sg_saga_rec *rec, outbox_ev *pending)
     memset(rec, 0, sizeof *rec);
     s->durable = 1;
     index_saga(s);
-    while (s->cur < s->rec.nsteps && s->rec.steps[s->cur].status == SG_STEP_COMPLETED) s->cur++;
+    while (s->cur < s->rec.nsteps && s->rec.steps[s->cur].status == SG_STEP_COMPLETED)
+        s->cur++;
 
     sg_log(SG_LOG_INFO, "saga %s resumed at step %zu/%zu", s->rec.id, s->cur + 1, s->rec.nsteps);
     if (pending && pending->rec.step_index == (int)s->cur && s->cur < s->rec.nsteps &&

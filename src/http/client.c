@@ -75,7 +75,7 @@ struct sg_http_client {
     sg_http_client_options opt;
     sg_http_call *inflight; /* doubly linked: queued and running calls */
     size_t ninflight;
-    host_slots *hosts;      /* by key */
+    host_slots *hosts;       /* by key */
     sg_http_call *free_list; /* idle calls with a reusable easy handle */
     size_t nfree;
     sock_ctx *socks; /* open poll contexts, so destroy can close them */

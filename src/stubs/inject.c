@@ -53,16 +53,21 @@ static int check_field(const char *field, long long v, char *err, size_t errlen)
 
 static void set_int(stub_spec *s, const char *field, int v)
 {
-    if (strcmp(field, "status") == 0) s->status = v;
-    else if (strcmp(field, "delay_ms") == 0) s->delay_ms = v;
-    else s->fail_every = v;
+    if (strcmp(field, "status") == 0)
+        s->status = v;
+    else if (strcmp(field, "delay_ms") == 0)
+        s->delay_ms = v;
+    else
+        s->fail_every = v;
 }
 
 /* Maps the accepted spellings to the canonical field name. */
 static const char *canon_field(const char *k, size_t n)
 {
-    static const struct { const char *alias, *field; } map[] = {
-        {"status", "status"}, {"delay_ms", "delay_ms"}, {"delay", "delay_ms"},
+    static const struct {
+        const char *alias, *field;
+    } map[] = {
+        {"status", "status"}, {"delay_ms", "delay_ms"},     {"delay", "delay_ms"},
         {"mode", "mode"},     {"fail_every", "fail_every"},
     };
     for (size_t i = 0; i < sizeof map / sizeof *map; i++)
@@ -129,7 +134,8 @@ sg_status stub_spec_apply_json(stub_spec *io, const json_t *obj, char *err, size
     const char *key;
     json_t *v;
     /* json_object_foreach wants a non-const object; it only reads. */
-    json_object_foreach((json_t *)obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v)
+    {
         const char *field = canon_field(key, strlen(key));
         if (!field) {
             snprintf(err, errlen, "unknown stub field '%s'", key);

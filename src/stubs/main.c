@@ -108,7 +108,7 @@ int main(int argc, char **argv)
         case 'A':
         case 'T':
         case 'M': {
-            stub_svc svc = opt == 'A' ? STUB_SVC_ANONYMIZER
+            stub_svc svc = opt == 'A'   ? STUB_SVC_ANONYMIZER
                            : opt == 'T' ? STUB_SVC_TOKENIZER
                                         : STUB_SVC_AI_MODEL;
             if (stub_spec_parse_flag(optarg, &o.defaults[svc], err, sizeof err) != SG_OK) {
@@ -122,8 +122,10 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         default:
-            if (optopt) fprintf(stderr, "sta-stubs: bad or incomplete option '-%c'\n", optopt);
-            else fprintf(stderr, "sta-stubs: bad option '%s'\n", argv[optind - 1]);
+            if (optopt)
+                fprintf(stderr, "sta-stubs: bad or incomplete option '-%c'\n", optopt);
+            else
+                fprintf(stderr, "sta-stubs: bad option '%s'\n", argv[optind - 1]);
             usage(stderr);
             return 2;
         }

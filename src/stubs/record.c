@@ -9,13 +9,13 @@
 #include "stubs/stubs.h"
 
 typedef struct rec {
-    size_t size;      /* bytes accounted to the ring for this entry */
-    const char *path; /* into data */
+    size_t size;                    /* bytes accounted to the ring for this entry */
+    const char *path;               /* into data */
     const char *saga_id, *idem_key; /* into data, or NULL */
-    const char *body; /* into data */
+    const char *body;               /* into data */
     size_t body_len;
     int truncated;
-    char data[];      /* path, saga id, key and body, each NUL-terminated */
+    char data[]; /* path, saga id, key and body, each NUL-terminated */
 } rec;
 
 struct stub_ring {
@@ -27,8 +27,7 @@ struct stub_ring {
     size_t max_entries, max_bytes, max_body;
 };
 
-sg_status stub_ring_create(stub_ring **out, size_t max_entries, size_t max_bytes,
-                           size_t max_body)
+sg_status stub_ring_create(stub_ring **out, size_t max_entries, size_t max_bytes, size_t max_body)
 {
     *out = NULL;
     if (!max_entries || !max_bytes) return SG_EINVAL;
@@ -94,7 +93,8 @@ void stub_ring_add(stub_ring *r, const char *path, const char *saga_id, const ch
 void stub_ring_clear(stub_ring *r)
 {
     pthread_mutex_lock(&r->lock);
-    while (r->count) drop_oldest(r);
+    while (r->count)
+        drop_oldest(r);
     r->head = 0;
     pthread_mutex_unlock(&r->lock);
 }
@@ -116,10 +116,14 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     size_t len;
     unsigned cp;
     if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) len = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef) len = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4) len = 4, cp = c & 0x07;
-    else return 0;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
     if (len > n) return 0;
     for (size_t i = 1; i < len; i++) {
         if ((s[i] & 0xc0) != 0x80) return 0;
@@ -138,7 +142,8 @@ static sg_status add_body(sg_buf *b, const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, l;
-    while (i < n && (l = utf8_len(u + i, n - i)) != 0) i += l;
+    while (i < n && (l = utf8_len(u + i, n - i)) != 0)
+        i += l;
     if (i == n) return sg_json_add_str(b, s, n); /* the common case: all valid */
 
     sg_buf tmp;
@@ -183,8 +188,8 @@ sg_status stub_ring_dump(stub_ring *r, const char *saga_id, sg_buf *out)
         if (st == SG_OK) st = add_text(out, e->idem_key);
         if (st == SG_OK) st = sg_buf_adds(out, ",\"body\":");
         if (st == SG_OK) st = add_body(out, e->body, e->body_len);
-        if (st == SG_OK) st = sg_buf_adds(out, e->truncated ? ",\"truncated\":true}"
-                                                            : ",\"truncated\":false}");
+        if (st == SG_OK)
+            st = sg_buf_adds(out, e->truncated ? ",\"truncated\":true}" : ",\"truncated\":false}");
     }
     pthread_mutex_unlock(&r->lock);
     if (st == SG_OK) st = sg_buf_adds(out, "]}");

@@ -19,10 +19,10 @@
 #include "sg/json.h"
 #include "stubs/stubs.h"
 
-#define MAX_BODY ((size_t)2 << 20)      /* bigger request bodies get 413 */
-#define MAX_OUT ((size_t)16 << 20)      /* one answer we build (image_id copy) */
-#define MAX_DUMP ((size_t)1 << 30)      /* GET /_requests answer */
-#define POOL_MAX 4096                   /* idle request structs kept */
+#define MAX_BODY ((size_t)2 << 20)        /* bigger request bodies get 413 */
+#define MAX_OUT ((size_t)16 << 20)        /* one answer we build (image_id copy) */
+#define MAX_DUMP ((size_t)1 << 30)        /* GET /_requests answer */
+#define POOL_MAX 4096                     /* idle request structs kept */
 #define POOL_KEEP_BUF ((size_t)256 << 10) /* bigger buffers are not kept idle */
 #define RING_ENTRIES 10000
 #define RING_BYTES ((size_t)64 << 20)
@@ -45,9 +45,9 @@ typedef struct stub_req {
     struct stub_req *next; /* in the idle pool */
     struct MHD_Connection *conn;
     route rt;
-    int received;  /* the whole body is in; later calls only answer */
+    int received; /* the whole body is in; later calls only answer */
     int too_big;
-    int fail;      /* fail_every picked this one */
+    int fail;       /* fail_every picked this one */
     int out_status; /* nonzero: answer out with it, whatever the spec says */
     stub_spec spec;
     sg_buf body;
@@ -72,7 +72,8 @@ struct stub_server {
     struct MHD_Response *r_404, *r_405, *r_413;
 };
 
-static const char BODY_PROCESS[] = "{\"result\": \"processed\", \"label\": \"cat\", \"score\": 0.97}";
+static const char BODY_PROCESS[] =
+    "{\"result\": \"processed\", \"label\": \"cat\", \"score\": 0.97}";
 static const char BODY_ACK[] = "{\"ack\": true}";
 static const char BODY_NONJSON[] = "not json";
 static const char BODY_FAIL[] = "{\"detail\": \"injected failure\"}";
@@ -86,7 +87,10 @@ static const char JSON_CT[] = "application/json";
 
 static route route_of(const char *url)
 {
-    static const struct { const char *path; route rt; } map[] = {
+    static const struct {
+        const char *path;
+        route rt;
+    } map[] = {
         {"/anonymize", R_ANONYMIZE}, {"/process", R_PROCESS}, {"/events", R_EVENTS},
         {"/_requests", R_REQUESTS},  {"/_stats", R_STATS},    {"/_config", R_CONFIG},
         {"/healthz", R_HEALTHZ},
@@ -124,8 +128,7 @@ static enum MHD_Result queue(struct MHD_Connection *c, int status, struct MHD_Re
 /* Answers with a copy of b (a JSON text). */
 static enum MHD_Result queue_copy(struct MHD_Connection *c, int status, const char *b, size_t n)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(n, (void *)b, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r = MHD_create_response_from_buffer(n, (void *)b, MHD_RESPMEM_MUST_COPY);
     if (!r) return MHD_NO;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, JSON_CT);
     enum MHD_Result ret = queue(c, status, r);
@@ -176,7 +179,8 @@ static const char *printable(const char *s, char *tmp, size_t cap)
 {
     if (!s) return "-";
     size_t i = 0;
-    for (; s[i] && i + 1 < cap; i++) tmp[i] = ((unsigned char)s[i] < 0x20) ? '?' : s[i];
+    for (; s[i] && i + 1 < cap; i++)
+        tmp[i] = ((unsigned char)s[i] < 0x20) ? '?' : s[i];
     tmp[i] = '\0';
     return tmp;
 }
@@ -222,10 +226,14 @@ static void req_put(stub_server *s, stub_req *r)
 {
     /* Keep small buffers for the next request on the pool; a one-off big
      * body should not pin megabytes per idle struct. */
-    if (r->body.cap > POOL_KEEP_BUF) sg_buf_free(&r->body);
-    else sg_buf_reset(&r->body);
-    if (r->out.cap > POOL_KEEP_BUF) sg_buf_free(&r->out);
-    else sg_buf_reset(&r->out);
+    if (r->body.cap > POOL_KEEP_BUF)
+        sg_buf_free(&r->body);
+    else
+        sg_buf_reset(&r->body);
+    if (r->out.cap > POOL_KEEP_BUF)
+        sg_buf_free(&r->out);
+    else
+        sg_buf_reset(&r->out);
     pthread_mutex_lock(&s->pool_lock);
     if (s->pool_n < POOL_MAX) {
         r->next = s->pool;
@@ -252,7 +260,8 @@ static ssize_t big_reader(void *cls, uint64_t pos, char *buf, size_t max)
     if (pos >= total) return MHD_CONTENT_READER_END_OF_STREAM;
     size_t n = (size_t)(total - pos < max ? total - pos : max);
     memset(buf, 'x', n);
-    for (uint64_t p = pos; p < hl && p < pos + n; p++) buf[p - pos] = head[p];
+    for (uint64_t p = pos; p < hl && p < pos + n; p++)
+        buf[p - pos] = head[p];
     for (uint64_t p = pos > total - 2 ? pos : total - 2; p < pos + n; p++)
         buf[p - pos] = p == total - 2 ? '"' : '}';
     return (ssize_t)n;
@@ -306,7 +315,9 @@ static enum MHD_Result answer_service(stub_server *s, stub_req *r)
 /* Overrides from the X-Stub-* headers; 0 with err set on a bad value. */
 static int apply_headers(stub_req *r, stub_spec *sp, char *err, size_t errlen)
 {
-    static const struct { const char *header, *field; } map[] = {
+    static const struct {
+        const char *header, *field;
+    } map[] = {
         {"X-Stub-Status", "status"}, {"X-Stub-Delay-Ms", "delay_ms"}, {"X-Stub-Mode", "mode"}};
     for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
         const char *v = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, map[i].header);
@@ -354,16 +365,19 @@ static enum MHD_Result start_service(stub_server *s, stub_req *r)
         if (!s->quiet) print_event(root);
         if (!saga_id) saga_id = json_string_value(json_object_get(root, "saga_id"));
     }
-    stub_ring_add(s->ring, r->rt == R_ANONYMIZE ? "/anonymize" : r->rt == R_EVENTS ? "/events"
-                                                                                   : "/process",
+    stub_ring_add(s->ring,
+                  r->rt == R_ANONYMIZE ? "/anonymize"
+                  : r->rt == R_EVENTS  ? "/events"
+                                       : "/process",
                   saga_id, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key"),
                   body, n);
 
     /* Per-request overrides: the body's _stub first, headers last. */
-    const json_t *stub = has_stub && json_is_object(payload) ? json_object_get(payload, "_stub")
-                                                             : NULL;
+    const json_t *stub =
+        has_stub && json_is_object(payload) ? json_object_get(payload, "_stub") : NULL;
     const json_t *o = json_is_object(stub) ? json_object_get(stub, stub_svc_name(svc)) : NULL;
-    if (!o && svc == STUB_SVC_AI_MODEL && json_is_object(stub)) o = json_object_get(stub, "ai-model");
+    if (!o && svc == STUB_SVC_AI_MODEL && json_is_object(stub))
+        o = json_object_get(stub, "ai-model");
     if (o && !json_is_null(o) && stub_spec_apply_json(&sp, o, err, sizeof err) != SG_OK) goto bad;
     if (!apply_headers(r, &sp, err, sizeof err)) goto bad;
 
@@ -421,7 +435,8 @@ static enum MHD_Result post_config(stub_server *s, stub_req *r)
     }
     const char *key;
     json_t *v;
-    json_object_foreach(root, key, v) {
+    json_object_foreach(root, key, v)
+    {
         int i = 0;
         for (; i < STUB_SVC_COUNT; i++)
             if (strcmp(key, stub_svc_name((stub_svc)i)) == 0) break;
@@ -564,8 +579,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- lifecycle ------------------------------------------------------------- */
 
-sg_status stub_server_start(stub_server **out, const stub_server_opts *o, char *err,
-                            size_t errlen)
+sg_status stub_server_start(stub_server **out, const stub_server_opts *o, char *err, size_t errlen)
 {
     *out = NULL;
     struct addrinfo *ai = NULL;
@@ -594,7 +608,8 @@ sg_status stub_server_start(stub_server **out, const stub_server_opts *o, char *
         goto fail;
     }
 
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     int gai = getaddrinfo(o->host, o->port, &hints, &ai);
     if (gai != 0) {

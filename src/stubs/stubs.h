@@ -34,8 +34,8 @@ typedef enum {
 #define STUB_BIG_BYTES ((uint64_t)8 << 20)
 
 typedef struct stub_spec {
-    int status;     /* answer status; 0 = the normal 200 */
-    int delay_ms;   /* wait before answering (or dropping) */
+    int status;   /* answer status; 0 = the normal 200 */
+    int delay_ms; /* wait before answering (or dropping) */
     stub_mode mode;
     int fail_every; /* every K-th request answers 500; 0 = never */
 } stub_spec;
@@ -65,8 +65,7 @@ typedef struct stub_ring stub_ring;
 
 /* A bounded ring of received requests: at most max_entries, at most
  * max_bytes in all, each body cut at max_body. The oldest go first. */
-sg_status stub_ring_create(stub_ring **out, size_t max_entries, size_t max_bytes,
-                           size_t max_body);
+sg_status stub_ring_create(stub_ring **out, size_t max_entries, size_t max_bytes, size_t max_body);
 void stub_ring_destroy(stub_ring *r); /* NULL-safe */
 /* Copies everything it keeps; saga_id and idem_key may be NULL. Thread-safe. */
 void stub_ring_add(stub_ring *r, const char *path, const char *saga_id, const char *idem_key,
@@ -108,8 +107,7 @@ typedef struct stub_server_opts {
 } stub_server_opts;
 
 /* Binds and starts serving. On failure err says why. */
-sg_status stub_server_start(stub_server **out, const stub_server_opts *o, char *err,
-                            size_t errlen);
+sg_status stub_server_start(stub_server **out, const stub_server_opts *o, char *err, size_t errlen);
 int stub_server_port(const stub_server *s); /* the bound port */
 /* Answers or closes everything in flight, stops and frees. NULL-safe. */
 void stub_server_stop(stub_server *s);

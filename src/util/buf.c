@@ -19,7 +19,8 @@ sg_status sg_buf_add(sg_buf *b, const void *p, size_t n)
     if (n > b->max - b->len) return SG_ETOOBIG;
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1) cap *= 2;
+        while (cap < b->len + n + 1)
+            cap *= 2;
         if (b->max < SIZE_MAX && cap > b->max + 1) cap = b->max + 1; /* no overshoot */
         b->ptr = sg_xrealloc(b->ptr, cap);
         b->cap = cap;

@@ -13,8 +13,10 @@ static int depth_ok(const char *t, size_t n)
     for (size_t i = 0; i < n; i++) {
         char c = t[i];
         if (in_str) {
-            if (c == '\\') i++;
-            else if (c == '"') in_str = 0;
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = 0;
         } else if (c == '"') {
             in_str = 1;
         } else if (c == '[' || c == '{') {
@@ -34,8 +36,8 @@ sg_status sg_json_validate(const char *text, size_t len, int flags, char *err, s
         return SG_EINVAL;
     }
     json_error_t je;
-    json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL,
-                           &je);
+    json_t *v =
+        json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &je);
     if (!v) {
         /* JSON_DECODE_INT_AS_REAL still rejects integers beyond double range;
          * retry without it only to report a clearer reason is not worth it. */
@@ -63,11 +65,21 @@ sg_status sg_json_add_str(sg_buf *b, const char *s, size_t n)
         run = i + 1;
         if (st != SG_OK) break;
         switch (c) {
-        case '"': st = sg_buf_add(b, "\\\"", 2); break;
-        case '\\': st = sg_buf_add(b, "\\\\", 2); break;
-        case '\n': st = sg_buf_add(b, "\\n", 2); break;
-        case '\r': st = sg_buf_add(b, "\\r", 2); break;
-        case '\t': st = sg_buf_add(b, "\\t", 2); break;
+        case '"':
+            st = sg_buf_add(b, "\\\"", 2);
+            break;
+        case '\\':
+            st = sg_buf_add(b, "\\\\", 2);
+            break;
+        case '\n':
+            st = sg_buf_add(b, "\\n", 2);
+            break;
+        case '\r':
+            st = sg_buf_add(b, "\\r", 2);
+            break;
+        case '\t':
+            st = sg_buf_add(b, "\\t", 2);
+            break;
         default: {
             char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
             st = sg_buf_add(b, u, 6);

@@ -48,7 +48,8 @@ void sg_step_rec_free(sg_step_rec *s)
 void sg_saga_rec_free(sg_saga_rec *r)
 {
     if (!r) return;
-    for (size_t i = 0; i < r->nsteps; i++) sg_step_rec_free(&r->steps[i]);
+    for (size_t i = 0; i < r->nsteps; i++)
+        sg_step_rec_free(&r->steps[i]);
     free(r->steps);
     free(r->def_name);
     free(r->request);
@@ -87,7 +88,8 @@ void sg_saga_rec_copy(sg_saga_rec *dst, const sg_saga_rec *src)
     dst->idem_key = sg_xstrdup(src->idem_key);
     dst->error = sg_xstrdup(src->error);
     dst->steps = src->nsteps ? sg_xcalloc(src->nsteps, sizeof *dst->steps) : NULL;
-    for (size_t i = 0; i < src->nsteps; i++) sg_step_rec_copy(&dst->steps[i], &src->steps[i]);
+    for (size_t i = 0; i < src->nsteps; i++)
+        sg_step_rec_copy(&dst->steps[i], &src->steps[i]);
 }
 
 void sg_event_rec_copy(sg_event_rec *dst, const sg_event_rec *src)

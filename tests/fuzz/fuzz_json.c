@@ -28,14 +28,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     sg_step_rec steps[2] = {
-        {.name = "a", .status = SG_STEP_COMPLETED, .attempts = 1, .started_us = 1,
-         .finished_us = 2, .response = (char *)text, .response_len = size},
+        {.name = "a",
+         .status = SG_STEP_COMPLETED,
+         .attempts = 1,
+         .started_us = 1,
+         .finished_us = 2,
+         .response = (char *)text,
+         .response_len = size},
         {.name = "b", .status = SG_STEP_FAILED, .attempts = 1},
     };
-    sg_saga_rec rec = {.id = "00000000-0000-4000-8000-000000000000", .def_name = "x",
-                       .request = (char *)text, .request_len = size, .status = SG_SAGA_FAILED,
-                       .error = "Error en Step 2 (B): x", .created_us = 1, .updated_us = 2,
-                       .nsteps = 2, .steps = steps};
+    sg_saga_rec rec = {.id = "00000000-0000-4000-8000-000000000000",
+                       .def_name = "x",
+                       .request = (char *)text,
+                       .request_len = size,
+                       .status = SG_SAGA_FAILED,
+                       .error = "Error en Step 2 (B): x",
+                       .created_us = 1,
+                       .updated_us = 2,
+                       .nsteps = 2,
+                       .steps = steps};
     /* error strings are C strings: a NUL-terminated copy of the input */
     char *cstr = malloc(size + 1);
     memcpy(cstr, text, size);
@@ -51,8 +62,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     must_be_json(&b);
     sg_buf_reset(&b);
     sg_event_rec ev = {.id = "00000000-0000-4000-8000-000000000001",
-                       .saga_id = "00000000-0000-4000-8000-000000000000", .topic = "t",
-                       .payload = (char *)text, .payload_len = size, .created_us = 1};
+                       .saga_id = "00000000-0000-4000-8000-000000000000",
+                       .topic = "t",
+                       .payload = (char *)text,
+                       .payload_len = size,
+                       .created_us = 1};
     if (sg_event_envelope(&b, &ev) != SG_OK) abort();
     must_be_json(&b);
     if (!memmem(b.ptr, b.len, text, size)) abort(); /* payload spliced verbatim */

@@ -25,7 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const uint8_t *p = data, *end = data + size;
     char *f[8];
-    for (int i = 0; i < 8; i++) f[i] = field(&p, end);
+    for (int i = 0; i < 8; i++)
+        f[i] = field(&p, end);
 
     const char *id = NULL, *allow = NULL;
     sg_api_route_kind k = sg_api_route(f[0], f[1], &id, &allow);
@@ -50,6 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (!err[0]) {
         abort(); /* a refusal always says why */
     }
-    for (int i = 0; i < 8; i++) free(f[i]);
+    for (int i = 0; i < 8; i++)
+        free(f[i]);
     return 0;
 }

@@ -57,7 +57,8 @@ static void check_doc(sg_api_page *p, size_t count)
     assert_int_equal(sg_json_validate(p->out.ptr, p->out.len, SG_JSON_ANY, err, sizeof err), SG_OK);
     assert_int_equal(p->count, count);
     size_t ids = 0;
-    for (const char *s = p->out.ptr; (s = strstr(s, "{\"id\":")); s++) ids++;
+    for (const char *s = p->out.ptr; (s = strstr(s, "{\"id\":")); s++)
+        ids++;
     assert_int_equal(ids, count);
 }
 
@@ -84,7 +85,8 @@ static void test_stops_at_budget(void **state)
     (void)state;
     enum { N = 10 };
     sg_saga_rec recs[N];
-    for (int i = 0; i < N; i++) make_rec(&recs[i], i, 1000);
+    for (int i = 0; i < N; i++)
+        make_rec(&recs[i], i, 1000);
     size_t one = rendered_size(&recs[0]);
     /* Room for the head, three records, two commas and the longest tail
      * (],"next":"<cursor>"}), and half a record more: not for four. */
@@ -109,7 +111,8 @@ static void test_stops_at_budget(void **state)
     assert_non_null(strstr(p.out.ptr, recs[2].id));
     assert_null(strstr(p.out.ptr, recs[3].id));
     sg_api_page_free(&p);
-    for (int i = 0; i < N; i++) sg_saga_rec_free(&recs[i]);
+    for (int i = 0; i < N; i++)
+        sg_saga_rec_free(&recs[i]);
 }
 
 static void test_within_budget_uses_store_next(void **state)
@@ -195,7 +198,8 @@ static void test_tiny_budget(void **state)
 {
     (void)state;
     sg_saga_rec recs[3];
-    for (int i = 0; i < 3; i++) make_rec(&recs[i], i, 1);
+    for (int i = 0; i < 3; i++)
+        make_rec(&recs[i], i, 1);
     for (int start = 0; start < 3; start++) {
         sg_api_page p;
         sg_api_page_init(&p, 1, 1 << 20);
@@ -203,11 +207,14 @@ static void test_tiny_budget(void **state)
         if (start + 1 < 3) assert_int_equal(sg_api_page_add(&p, &recs[start + 1]), 0);
         assert_int_equal(sg_api_page_finish(&p, ""), SG_OK);
         check_doc(&p, 1);
-        if (start + 1 < 3) check_next_is(&p, &recs[start]);
-        else assert_non_null(strstr(p.out.ptr, "\"next\":null}"));
+        if (start + 1 < 3)
+            check_next_is(&p, &recs[start]);
+        else
+            assert_non_null(strstr(p.out.ptr, "\"next\":null}"));
         sg_api_page_free(&p);
     }
-    for (int i = 0; i < 3; i++) sg_saga_rec_free(&recs[i]);
+    for (int i = 0; i < 3; i++)
+        sg_saga_rec_free(&recs[i]);
 }
 
 int main(void)

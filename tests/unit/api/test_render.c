@@ -17,13 +17,27 @@
 /* The STA definition of design §1, built here so the test does not depend
  * on the engine's sg_def_create_sta. Static strings: never freed. */
 static sg_step_def sta_steps[] = {
-    {"anonymizer", "Anonymizer", "anonymized", NULL, {SG_ACTION_HTTP, "http://a/anonymize", NULL},
-     0, {0}},
-    {"tokenizer", "Tokenizer", "tokenizer_event", "event_published",
-     {SG_ACTION_PUBLISH, NULL, "tokenizer_event"}, 1,
+    {"anonymizer",
+     "Anonymizer",
+     "anonymized",
+     NULL,
+     {SG_ACTION_HTTP, "http://a/anonymize", NULL},
+     0,
+     {0}},
+    {"tokenizer",
+     "Tokenizer",
+     "tokenizer_event",
+     "event_published",
+     {SG_ACTION_PUBLISH, NULL, "tokenizer_event"},
+     1,
      {SG_ACTION_PUBLISH, NULL, "tokenizer_compensation"}},
-    {"ai_model", "AI Model Process", "ai_result", NULL, {SG_ACTION_HTTP, "http://m/process", NULL},
-     0, {0}},
+    {"ai_model",
+     "AI Model Process",
+     "ai_result",
+     NULL,
+     {SG_ACTION_HTTP, "http://m/process", NULL},
+     0,
+     {0}},
 };
 static sg_def sta = {"sta", "Saga completada exitosamente", 3, sta_steps};
 
@@ -92,32 +106,37 @@ static void test_completed_sta(void **state)
 
     char *got = render_saga(&r, &sta);
     assert_string_equal(
-        got,
-        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\","
-        "\"request_data\":{\"image_id\":\"img_123\",\"data\":\"datos de prueba\"},"
-        "\"step1_status\":\"COMPLETED\",\"step2_status\":\"COMPLETED\",\"step3_status\":\"COMPLETED\","
-        "\"overall_status\":\"COMPLETED\","
-        "\"processed_data\":{\"anonymized\":{\"image_id\": \"img_123\", \"anon\": true},"
-        "\"tokenizer_event\":\"event_published\",\"ai_result\":[1, 2.5, \"x\"]},"
-        "\"created_at\":\"2026-11-28T10:00:00.000000Z\",\"updated_at\":\"2026-11-28T10:00:01.500000Z\","
-        "\"error\":null,\"compensation_status\":\"NONE\","
-        "\"steps\":["
-        "{\"name\":\"anonymizer\",\"status\":\"COMPLETED\",\"attempts\":1,"
-        "\"started_at\":\"2026-11-28T10:00:00.000000Z\",\"finished_at\":\"2026-11-28T10:00:00.050000Z\",\"error\":null},"
-        "{\"name\":\"tokenizer\",\"status\":\"COMPLETED\",\"attempts\":1,"
-        "\"started_at\":\"2026-11-28T10:00:00.100000Z\",\"finished_at\":\"2026-11-28T10:00:00.150000Z\",\"error\":null},"
-        "{\"name\":\"ai_model\",\"status\":\"COMPLETED\",\"attempts\":1,"
-        "\"started_at\":\"2026-11-28T10:00:00.200000Z\",\"finished_at\":\"2026-11-28T10:00:00.250000Z\",\"error\":null}"
-        "]}");
+        got, "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\","
+             "\"request_data\":{\"image_id\":\"img_123\",\"data\":\"datos de prueba\"},"
+             "\"step1_status\":\"COMPLETED\",\"step2_status\":\"COMPLETED\",\"step3_status\":"
+             "\"COMPLETED\","
+             "\"overall_status\":\"COMPLETED\","
+             "\"processed_data\":{\"anonymized\":{\"image_id\": \"img_123\", \"anon\": true},"
+             "\"tokenizer_event\":\"event_published\",\"ai_result\":[1, 2.5, \"x\"]},"
+             "\"created_at\":\"2026-11-28T10:00:00.000000Z\",\"updated_at\":\"2026-11-28T10:00:01."
+             "500000Z\","
+             "\"error\":null,\"compensation_status\":\"NONE\","
+             "\"steps\":["
+             "{\"name\":\"anonymizer\",\"status\":\"COMPLETED\",\"attempts\":1,"
+             "\"started_at\":\"2026-11-28T10:00:00.000000Z\",\"finished_at\":\"2026-11-28T10:00:00."
+             "050000Z\",\"error\":null},"
+             "{\"name\":\"tokenizer\",\"status\":\"COMPLETED\",\"attempts\":1,"
+             "\"started_at\":\"2026-11-28T10:00:00.100000Z\",\"finished_at\":\"2026-11-28T10:00:00."
+             "150000Z\",\"error\":null},"
+             "{\"name\":\"ai_model\",\"status\":\"COMPLETED\",\"attempts\":1,"
+             "\"started_at\":\"2026-11-28T10:00:00.200000Z\",\"finished_at\":\"2026-11-28T10:00:00."
+             "250000Z\",\"error\":null}"
+             "]}");
     free(got);
 
     int code = 0;
     got = render_outcome(&r, &sta, &code);
     assert_int_equal(code, 200);
-    assert_string_equal(got, "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\","
-                             "\"result\":\"Saga completada exitosamente\","
-                             "\"data\":{\"anonymized\":{\"image_id\": \"img_123\", \"anon\": true},"
-                             "\"tokenizer_event\":\"event_published\",\"ai_result\":[1, 2.5, \"x\"]}}");
+    assert_string_equal(got,
+                        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\","
+                        "\"result\":\"Saga completada exitosamente\","
+                        "\"data\":{\"anonymized\":{\"image_id\": \"img_123\", \"anon\": true},"
+                        "\"tokenizer_event\":\"event_published\",\"ai_result\":[1, 2.5, \"x\"]}}");
     free(got);
     sg_saga_rec_free(&r);
 }
@@ -142,16 +161,20 @@ static void test_failed_sta(void **state)
         "\"step1_status\":\"COMPLETED\",\"step2_status\":\"COMPLETED\",\"step3_status\":\"FAILED\","
         "\"overall_status\":\"FAILED\","
         "\"processed_data\":{\"anonymized\":{},\"tokenizer_event\":\"event_published\"},"
-        "\"created_at\":\"2026-11-28T10:00:00.000000Z\",\"updated_at\":\"2026-11-28T10:00:01.500000Z\","
+        "\"created_at\":\"2026-11-28T10:00:00.000000Z\",\"updated_at\":\"2026-11-28T10:00:01."
+        "500000Z\","
         "\"error\":\"Error en Step 3 (AI Model Process): HTTP 500 \\\"boom\\\"\\n\","
         "\"compensation_status\":\"PENDING\","
         "\"steps\":["
         "{\"name\":\"anonymizer\",\"status\":\"COMPLETED\",\"attempts\":1,"
-        "\"started_at\":\"2026-11-28T10:00:00.000000Z\",\"finished_at\":\"2026-11-28T10:00:00.050000Z\",\"error\":null},"
+        "\"started_at\":\"2026-11-28T10:00:00.000000Z\",\"finished_at\":\"2026-11-28T10:00:00."
+        "050000Z\",\"error\":null},"
         "{\"name\":\"tokenizer\",\"status\":\"COMPLETED\",\"attempts\":1,"
-        "\"started_at\":\"2026-11-28T10:00:00.100000Z\",\"finished_at\":\"2026-11-28T10:00:00.150000Z\",\"error\":null},"
+        "\"started_at\":\"2026-11-28T10:00:00.100000Z\",\"finished_at\":\"2026-11-28T10:00:00."
+        "150000Z\",\"error\":null},"
         "{\"name\":\"ai_model\",\"status\":\"FAILED\",\"attempts\":2,"
-        "\"started_at\":\"2026-11-28T10:00:00.200000Z\",\"finished_at\":\"2026-11-28T10:00:00.250000Z\","
+        "\"started_at\":\"2026-11-28T10:00:00.200000Z\",\"finished_at\":\"2026-11-28T10:00:00."
+        "250000Z\","
         "\"error\":\"HTTP 500 \\\"boom\\\"\\n\"}"
         "]}");
     free(got);
@@ -159,8 +182,9 @@ static void test_failed_sta(void **state)
     int code = 0;
     got = render_outcome(&r, &sta, &code);
     assert_int_equal(code, 400);
-    assert_string_equal(got, "{\"detail\":{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\","
-                             "\"error\":\"Error en Step 3 (AI Model Process): HTTP 500 \\\"boom\\\"\\n\"}}");
+    assert_string_equal(
+        got, "{\"detail\":{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\","
+             "\"error\":\"Error en Step 3 (AI Model Process): HTTP 500 \\\"boom\\\"\\n\"}}");
     free(got);
     sg_saga_rec_free(&r);
 }
@@ -179,11 +203,13 @@ static void test_in_progress(void **state)
         "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"request_data\":{},"
         "\"step1_status\":\"COMPLETED\",\"step2_status\":\"RUNNING\",\"step3_status\":\"PENDING\","
         "\"overall_status\":\"IN_PROGRESS\",\"processed_data\":{\"anonymized\":\"anon\"},"
-        "\"created_at\":\"2026-11-28T10:00:00.000000Z\",\"updated_at\":\"2026-11-28T10:00:01.500000Z\","
+        "\"created_at\":\"2026-11-28T10:00:00.000000Z\",\"updated_at\":\"2026-11-28T10:00:01."
+        "500000Z\","
         "\"error\":null,\"compensation_status\":\"NONE\","
         "\"steps\":["
         "{\"name\":\"anonymizer\",\"status\":\"COMPLETED\",\"attempts\":1,"
-        "\"started_at\":\"2026-11-28T10:00:00.000000Z\",\"finished_at\":\"2026-11-28T10:00:00.050000Z\",\"error\":null},"
+        "\"started_at\":\"2026-11-28T10:00:00.000000Z\",\"finished_at\":\"2026-11-28T10:00:00."
+        "050000Z\",\"error\":null},"
         "{\"name\":\"tokenizer\",\"status\":\"RUNNING\",\"attempts\":1,"
         "\"started_at\":\"2026-11-28T10:00:00.100000Z\",\"finished_at\":null,\"error\":null},"
         "{\"name\":\"ai_model\",\"status\":\"PENDING\",\"attempts\":0,"
@@ -304,9 +330,9 @@ static void test_detail_and_cap(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_completed_sta),   cmocka_unit_test(test_failed_sta),
-        cmocka_unit_test(test_in_progress),     cmocka_unit_test(test_request_verbatim),
-        cmocka_unit_test(test_step_count),      cmocka_unit_test(test_def_mismatch),
+        cmocka_unit_test(test_completed_sta),  cmocka_unit_test(test_failed_sta),
+        cmocka_unit_test(test_in_progress),    cmocka_unit_test(test_request_verbatim),
+        cmocka_unit_test(test_step_count),     cmocka_unit_test(test_def_mismatch),
         cmocka_unit_test(test_detail_and_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -130,17 +130,19 @@ static void test_list_query(void **state)
     assert_int_equal(q.status, SG_SAGA_COMPLETED);
     assert_int_equal(q.limit, 7);
 
-    static const char *bad_limits[] = {"0", "1001", "-1", "+5", " 5", "5 ", "1e2", "abc",
-                                       "99999999999999999999", "000"};
+    static const char *bad_limits[] = {
+        "0", "1001", "-1", "+5", " 5", "5 ", "1e2", "abc", "99999999999999999999", "000"};
     for (size_t i = 0; i < sizeof bad_limits / sizeof bad_limits[0]; i++) {
         err[0] = '\0';
-        assert_int_equal(sg_api_parse_list_query(NULL, bad_limits[i], NULL, &q, err, sizeof err), -1);
+        assert_int_equal(sg_api_parse_list_query(NULL, bad_limits[i], NULL, &q, err, sizeof err),
+                         -1);
         assert_non_null(strstr(err, "limit"));
     }
     static const char *bad_status[] = {"completed", "PENDING", "DONE", "COMPLETED "};
     for (size_t i = 0; i < sizeof bad_status / sizeof bad_status[0]; i++) {
         err[0] = '\0';
-        assert_int_equal(sg_api_parse_list_query(bad_status[i], NULL, NULL, &q, err, sizeof err), -1);
+        assert_int_equal(sg_api_parse_list_query(bad_status[i], NULL, NULL, &q, err, sizeof err),
+                         -1);
         assert_non_null(strstr(err, "status"));
     }
     char longcur[SG_CURSOR_MAX + 8];
@@ -182,9 +184,9 @@ static void test_check_body(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_route),          cmocka_unit_test(test_prefer),
-        cmocka_unit_test(test_idem_key),       cmocka_unit_test(test_content_length),
-        cmocka_unit_test(test_list_query),     cmocka_unit_test(test_check_body),
+        cmocka_unit_test(test_route),      cmocka_unit_test(test_prefer),
+        cmocka_unit_test(test_idem_key),   cmocka_unit_test(test_content_length),
+        cmocka_unit_test(test_list_query), cmocka_unit_test(test_check_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,8 +62,10 @@ sg_status sg_engine_submit(sg_engine *e, sg_start_req *req)
         req->next = e->parked;
         e->parked = req;
     } else {
-        if (e->tail) e->tail->next = req;
-        else e->head = req;
+        if (e->tail)
+            e->tail->next = req;
+        else
+            e->head = req;
         e->tail = req;
         pthread_cond_signal(&e->cv);
     }
@@ -107,7 +109,8 @@ static void *engine_main(void *arg)
     struct sg_engine *e = arg;
     pthread_mutex_lock(&e->mu);
     for (;;) {
-        while (!e->head && !e->stop) pthread_cond_wait(&e->cv, &e->mu);
+        while (!e->head && !e->stop)
+            pthread_cond_wait(&e->cv, &e->mu);
         if (!e->head) break;
         sg_start_req *req = e->head;
         e->head = req->next;
@@ -194,9 +197,12 @@ sg_status sg_store_get(sg_store_reader *r, const char *id, sg_saga_rec *out)
 {
     assert_int_equal(r->magic, 42);
     memset(out, 0, sizeof *out);
-    if (strcmp(id, KNOWN_ID) == 0) fill(out, 0);
-    else if (strcmp(id, RUNNING_ID) == 0) fill(out, 1);
-    else return SG_ENOTFOUND;
+    if (strcmp(id, KNOWN_ID) == 0)
+        fill(out, 0);
+    else if (strcmp(id, RUNNING_ID) == 0)
+        fill(out, 1);
+    else
+        return SG_ENOTFOUND;
     return SG_OK;
 }
 
@@ -204,9 +210,12 @@ sg_status sg_store_get_by_idem(sg_store_reader *r, const char *key, sg_saga_rec 
 {
     assert_int_equal(r->magic, 42);
     memset(out, 0, sizeof *out);
-    if (strcmp(key, "k1") == 0) fill(out, 0);
-    else if (strcmp(key, "k2") == 0) fill(out, 1);
-    else return SG_ENOTFOUND;
+    if (strcmp(key, "k1") == 0)
+        fill(out, 0);
+    else if (strcmp(key, "k2") == 0)
+        fill(out, 1);
+    else
+        return SG_ENOTFOUND;
     return SG_OK;
 }
 
@@ -241,7 +250,8 @@ static sg_status list_big(const sg_list_query *q, sg_saga_rec **out, size_t *n,
     }
     size_t got = 0;
     *out = sg_xcalloc(q->limit, sizeof **out);
-    for (int i = start; i < big_n && got < q->limit; i++) fill_big(&(*out)[got++], i);
+    for (int i = start; i < big_n && got < q->limit; i++)
+        fill_big(&(*out)[got++], i);
     *n = got;
     if (start + (int)got < big_n) sg_store_cursor(&(*out)[got - 1], next);
     atomic_fetch_add(&list_calls, 1);
@@ -324,8 +334,10 @@ static void grab(const char *line, size_t len, const char *name, char *dst, size
     if (len <= nl || strncasecmp(line, name, nl) != 0) return;
     const char *v = line + nl;
     size_t vl = len - nl;
-    while (vl && (*v == ' ')) v++, vl--;
-    while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n')) vl--;
+    while (vl && (*v == ' '))
+        v++, vl--;
+    while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n'))
+        vl--;
     snprintf(dst, dstlen, "%.*s", (int)vl, v);
 }
 
@@ -342,8 +354,8 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
 static uint16_t port;
 
 /* One request; extra headers NULL-terminated. Returns the curl code. */
-static CURLcode request_on(CURL *c, resp *r, const char *method, const char *path,
-                           const char *body, long body_len, const char *const *headers)
+static CURLcode request_on(CURL *c, resp *r, const char *method, const char *path, const char *body,
+                           long body_len, const char *const *headers)
 {
     char url[256];
     struct curl_slist *hl = NULL;
@@ -361,7 +373,8 @@ static CURLcode request_on(CURL *c, resp *r, const char *method, const char *pat
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     }
     hl = curl_slist_append(hl, "Expect:");
-    for (size_t i = 0; headers && headers[i]; i++) hl = curl_slist_append(hl, headers[i]);
+    for (size_t i = 0; headers && headers[i]; i++)
+        hl = curl_slist_append(hl, headers[i]);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
@@ -399,7 +412,8 @@ static sg_api *api;
  * has read the answer: poll for it. */
 static size_t pending_settled(void)
 {
-    for (int i = 0; i < 2000 && sg_api_pending(api) != 0; i++) usleep(1000);
+    for (int i = 0; i < 2000 && sg_api_pending(api) != 0; i++)
+        usleep(1000);
     return sg_api_pending(api);
 }
 
@@ -485,8 +499,9 @@ static void test_get_saga(void **state)
     resp r;
     assert_int_equal(request(&r, "GET", "/saga/" KNOWN_ID, NULL, NULL), 200);
     assert_memory_equal(r.body.ptr, "{\"id\":\"" KNOWN_ID "\",\"request_data\":{\"a\":1},", 56);
-    assert_non_null(strstr(r.body.ptr, "\"processed_data\":{\"anonymized\":{\"x\":1},"
-                                       "\"tokenizer_event\":\"event_published\",\"ai_result\":true}"));
+    assert_non_null(strstr(r.body.ptr,
+                           "\"processed_data\":{\"anonymized\":{\"x\":1},"
+                           "\"tokenizer_event\":\"event_published\",\"ai_result\":true}"));
     resp_free(&r);
     assert_int_equal(request(&r, "GET", "/saga/3f8fad5b-d9cb-469f-a165-70867728950e", NULL, NULL),
                      404);
@@ -627,7 +642,8 @@ static void test_post(void **state)
     (void)state;
     resp r;
     assert_int_equal(request(&r, "POST", "/saga", "{\"image_id\":\"img_123\"}", NULL), 200);
-    assert_string_equal(r.body.ptr, "{\"id\":\"" KNOWN_ID "\",\"echo\":{\"image_id\":\"img_123\"}}");
+    assert_string_equal(r.body.ptr,
+                        "{\"id\":\"" KNOWN_ID "\",\"echo\":{\"image_id\":\"img_123\"}}");
     assert_string_equal(eng.last_body, "{\"image_id\":\"img_123\"}");
     assert_int_equal(eng.last_async, 0);
     assert_string_equal(eng.last_key, "");
@@ -704,9 +720,10 @@ static void test_idempotency(void **state)
     int before = eng.submits;
     const char *k1[] = {"Idempotency-Key: k1", NULL};
     assert_int_equal(request(&r, "POST", "/saga", "{\"a\":1}", k1), 200);
-    assert_string_equal(r.body.ptr, "{\"id\":\"" KNOWN_ID "\",\"result\":\"Saga completada exitosamente\","
-                                    "\"data\":{\"anonymized\":{\"x\":1},\"tokenizer_event\":"
-                                    "\"event_published\",\"ai_result\":true}}");
+    assert_string_equal(r.body.ptr,
+                        "{\"id\":\"" KNOWN_ID "\",\"result\":\"Saga completada exitosamente\","
+                        "\"data\":{\"anonymized\":{\"x\":1},\"tokenizer_event\":"
+                        "\"event_published\",\"ai_result\":true}}");
     resp_free(&r);
     assert_int_equal(request(&r, "POST", "/saga", "{\"a\": 1}", k1), 422);
     assert_string_equal(r.body.ptr,
@@ -852,7 +869,8 @@ static void test_destroy_while_held(void **state)
     memset(&hc, 0, sizeof hc);
     pthread_t t;
     pthread_create(&t, NULL, held_main, &hc);
-    for (int i = 0; i < 2000 && sg_api_pending(api) == 0; i++) usleep(1000);
+    for (int i = 0; i < 2000 && sg_api_pending(api) == 0; i++)
+        usleep(1000);
     assert_int_equal(sg_api_pending(api), 1);
     sg_api_quiesce(api);
     sg_api_destroy(api);

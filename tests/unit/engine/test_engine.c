@@ -36,8 +36,8 @@ typedef struct body {
 } body;
 
 static enum MHD_Result fake_handler(void *cls, struct MHD_Connection *c, const char *url,
-                                    const char *method, const char *version,
-                                    const char *upload, size_t *upload_size, void **ctx)
+                                    const char *method, const char *version, const char *upload,
+                                    size_t *upload_size, void **ctx)
 {
     (void)cls, (void)method, (void)version;
     body *b = *ctx;
@@ -52,9 +52,10 @@ static enum MHD_Result fake_handler(void *cls, struct MHD_Connection *c, const c
         *upload_size = 0;
         return MHD_YES;
     }
-    int svc = strcmp(url, "/anonymize") == 0 ? SVC_ANON : strcmp(url, "/process") == 0 ? SVC_AI
-              : strstr(b->buf, "tokenizer_compensation")                    ? SVC_COMP
-                                                                            : SVC_TOKEN;
+    int svc = strcmp(url, "/anonymize") == 0             ? SVC_ANON
+              : strcmp(url, "/process") == 0             ? SVC_AI
+              : strstr(b->buf, "tokenizer_compensation") ? SVC_COMP
+                                                         : SVC_TOKEN;
     atomic_fetch_add(&fake_hits[svc], 1);
     int delay = atomic_load(&fake_delay_ms[svc]);
     if (delay) usleep((useconds_t)delay * 1000);
@@ -118,8 +119,10 @@ static void open_engine(fx *f)
     snprintf(ai, sizeof ai, "%s/process", f->base);
     assert_int_equal(sg_def_create_sta(&f->def, anon, ai), SG_OK);
     sg_def_register(f->def);
-    sg_engine_options eo = {.step_timeout_ms = f->timeout_ms, .retry_min_ms = 20,
-                            .retry_max_ms = 100, .max_inflight = f->max_inflight};
+    sg_engine_options eo = {.step_timeout_ms = f->timeout_ms,
+                            .retry_min_ms = 20,
+                            .retry_max_ms = 100,
+                            .max_inflight = f->max_inflight};
     assert_int_equal(sg_engine_create(&f->eng, &f->loop, &eo, f->store, f->bus, f->http, f->def),
                      SG_OK);
     assert_int_equal(sg_engine_start(f->eng), SG_OK);
@@ -141,8 +144,8 @@ static int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
     reset_fakes();
-    f->fake = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
-                               0, NULL, NULL, fake_handler, NULL, MHD_OPTION_NOTIFY_COMPLETED,
+    f->fake = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0,
+                               NULL, NULL, fake_handler, NULL, MHD_OPTION_NOTIFY_COMPLETED,
                                fake_done, NULL, MHD_OPTION_END);
     assert_non_null(f->fake);
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(f->fake, MHD_DAEMON_INFO_BIND_PORT);
@@ -192,7 +195,8 @@ static void start(fx *f, const char *json, int async, answer *a)
     req->done = on_done;
     req->arg = a;
     assert_int_equal(sg_engine_submit(f->eng, req), SG_OK);
-    while (!a->done) uv_run(&f->loop, UV_RUN_ONCE);
+    while (!a->done)
+        uv_run(&f->loop, UV_RUN_ONCE);
 }
 
 static void get(fx *f, const char *id, sg_saga_rec *out)
@@ -303,7 +307,8 @@ static void step2_timeout_withdraws_the_event(void **state)
     answer a = {0};
     start(f, "{\"x\":3}", 0, &a);
     assert_int_equal(a.r.status, 400);
-    assert_non_null(strstr(a.r.body, "Error en Step 2 (Tokenizer): event not acknowledged within 500 ms"));
+    assert_non_null(
+        strstr(a.r.body, "Error en Step 2 (Tokenizer): event not acknowledged within 500 ms"));
     assert_int_equal(pending_events(f), 0);
     assert_int_equal(fake_hits[SVC_AI], 0);
     free(a.r.body);
@@ -357,7 +362,8 @@ static void async_answers_when_durable(void **state)
     sg_saga_rec rec = {0};
     get(f, id, &rec); /* durable before the answer */
     sg_saga_rec_free(&rec);
-    for (int i = 0; i < 300 && sg_engine_active(f->eng); i++) uv_run(&f->loop, UV_RUN_ONCE);
+    for (int i = 0; i < 300 && sg_engine_active(f->eng); i++)
+        uv_run(&f->loop, UV_RUN_ONCE);
     get(f, id, &rec);
     assert_int_equal(rec.status, SG_SAGA_COMPLETED);
     sg_saga_rec_free(&rec);
@@ -381,7 +387,8 @@ static void idempotency_key_joins_the_first_saga(void **state)
         reqs[i]->arg = ans[i];
         assert_int_equal(sg_engine_submit(f->eng, reqs[i]), SG_OK);
     }
-    while (!a.done || !b.done || !c.done) uv_run(&f->loop, UV_RUN_ONCE);
+    while (!a.done || !b.done || !c.done)
+        uv_run(&f->loop, UV_RUN_ONCE);
     assert_int_equal(a.r.status, 200);
     assert_string_equal(a.r.body, b.r.body);
     assert_int_equal(c.r.status, 422);
@@ -402,8 +409,11 @@ static void restart_resumes_a_running_step(void **state)
     rec.request_len = 7;
     rec.status = SG_SAGA_IN_PROGRESS;
     rec.created_us = rec.updated_us = 1;
-    sg_step_rec steps[3] = {{.name = "anonymizer", .status = SG_STEP_COMPLETED, .attempts = 1,
-                             .response = "{}", .response_len = 2},
+    sg_step_rec steps[3] = {{.name = "anonymizer",
+                             .status = SG_STEP_COMPLETED,
+                             .attempts = 1,
+                             .response = "{}",
+                             .response_len = 2},
                             {.name = "tokenizer", .status = SG_STEP_COMPLETED, .attempts = 1},
                             {.name = "ai_model", .status = SG_STEP_RUNNING, .attempts = 1}};
     rec.nsteps = 3;
@@ -414,7 +424,8 @@ static void restart_resumes_a_running_step(void **state)
 
     close_engine(f);
     open_engine(f);
-    for (int i = 0; i < 300 && sg_engine_active(f->eng); i++) uv_run(&f->loop, UV_RUN_ONCE);
+    for (int i = 0; i < 300 && sg_engine_active(f->eng); i++)
+        uv_run(&f->loop, UV_RUN_ONCE);
     sg_saga_rec got = {0};
     get(f, rec.id, &got);
     assert_int_equal(got.status, SG_SAGA_COMPLETED);
@@ -458,9 +469,13 @@ static void recovery_withdraws_orphan_step_events(void **state)
                             {.name = "ai_model"}};
     rec.nsteps = 3;
     rec.steps = steps;
-    sg_event_rec ev = {.id = "31111111-2222-4333-8444-555555555555", .topic = "tokenizer_event",
-                       .payload = "{}", .payload_len = 2, .created_us = 1,
-                       .deadline_us = INT64_MAX, .step_index = 1};
+    sg_event_rec ev = {.id = "31111111-2222-4333-8444-555555555555",
+                       .topic = "tokenizer_event",
+                       .payload = "{}",
+                       .payload_len = 2,
+                       .created_us = 1,
+                       .deadline_us = INT64_MAX,
+                       .step_index = 1};
     strcpy(ev.saga_id, rec.id);
     sg_write *w = sg_write_create();
     sg_write_saga_insert(w, &rec);
@@ -469,7 +484,8 @@ static void recovery_withdraws_orphan_step_events(void **state)
     assert_int_equal(pending_events(f), 1);
     close_engine(f);
     open_engine(f);
-    for (int i = 0; i < 100; i++) uv_run(&f->loop, UV_RUN_NOWAIT);
+    for (int i = 0; i < 100; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
     assert_int_equal(pending_events(f), 0);
     assert_int_equal(fake_hits[SVC_TOKEN], 0);
 }
@@ -494,16 +510,19 @@ static void admission_is_bounded(void **state)
         reqs[i]->arg = &a[i];
         assert_int_equal(sg_engine_submit(f->eng, reqs[i]), SG_OK);
     }
-    while (!a[0].done || !a[1].done || !a[2].done) uv_run(&f->loop, UV_RUN_ONCE);
+    while (!a[0].done || !a[1].done || !a[2].done)
+        uv_run(&f->loop, UV_RUN_ONCE);
     assert_int_equal(a[0].r.status, 202);
     assert_int_equal(a[1].r.status, 202);
     assert_int_equal(a[2].r.status, 503);
     assert_non_null(strstr(a[2].r.body, "too many sagas in flight"));
-    for (int i = 0; i < 300 && sg_engine_active(f->eng); i++) uv_run(&f->loop, UV_RUN_ONCE);
+    for (int i = 0; i < 300 && sg_engine_active(f->eng); i++)
+        uv_run(&f->loop, UV_RUN_ONCE);
     answer b = {0};
     start(f, "{\"n\":2}", 0, &b); /* room again */
     assert_int_equal(b.r.status, 200);
-    for (int i = 0; i < 3; i++) free(a[i].r.body);
+    for (int i = 0; i < 3; i++)
+        free(a[i].r.body);
     free(b.r.body);
     f->max_inflight = 0;
 }
@@ -523,11 +542,13 @@ static void store_failure_at_every_statement(void **state)
         int reached = atomic_load(&sg_store_fail_countdown) == 0;
         atomic_store(&sg_store_fail_countdown, 0);
         assert_true(a.r.status == 200 || a.r.status == 400 || a.r.status == 503);
-        for (int i = 0; i < 300 && sg_engine_active(f->eng); i++) uv_run(&f->loop, UV_RUN_ONCE);
+        for (int i = 0; i < 300 && sg_engine_active(f->eng); i++)
+            uv_run(&f->loop, UV_RUN_ONCE);
         free(a.r.body);
         close_engine(f);
         open_engine(f); /* recovery */
-        for (int i = 0; i < 500 && sg_engine_active(f->eng); i++) uv_run(&f->loop, UV_RUN_ONCE);
+        for (int i = 0; i < 500 && sg_engine_active(f->eng); i++)
+            uv_run(&f->loop, UV_RUN_ONCE);
         assert_int_equal(sg_engine_active(f->eng), 0);
         sg_store_reader *r;
         assert_int_equal(sg_store_reader_open(f->store, &r), SG_OK);

@@ -387,7 +387,8 @@ static void test_slots_queue_without_burning_timeouts(void **state)
         assert_int_equal(post(f, "/delay/300", "{}", 700, &m->g[i], &calls[i]), SG_OK);
     sg_http_cancel(f->client, calls[8]); /* still queued */
     assert_int_equal(sg_http_inflight(f->client), 8);
-    for (int i = 8; i < 200; i++) m->g[i].calls = 1; /* only the first 8 to wait for */
+    for (int i = 8; i < 200; i++)
+        m->g[i].calls = 1; /* only the first 8 to wait for */
     assert_true(loop_run_until(&f->loop, all_called, m, 10000));
     for (int i = 0; i < 8; i++) {
         assert_int_equal(m->g[i].outcome, SG_HTTP_DONE);

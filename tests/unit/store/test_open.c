@@ -249,10 +249,8 @@ static void test_exclusive_owner(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unsupported_scheme),
-        cmocka_unit_test(test_bad_paths),
-        cmocka_unit_test(test_url_forms),
-        cmocka_unit_test(test_schema),
+        cmocka_unit_test(test_unsupported_scheme), cmocka_unit_test(test_bad_paths),
+        cmocka_unit_test(test_url_forms),          cmocka_unit_test(test_schema),
         cmocka_unit_test(test_exclusive_owner),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -59,9 +59,8 @@ static void json_accepts_what_the_contract_needs(void **state)
 {
     (void)state;
     assert_int_equal(validate("{\"a\":\"\\u0000\"}", SG_JSON_OBJECT), SG_OK);
-    assert_int_equal(validate("{\"i\":9223372036854775807,\"j\":-9223372036854775808}",
-                              SG_JSON_OBJECT),
-                     SG_OK);
+    assert_int_equal(
+        validate("{\"i\":9223372036854775807,\"j\":-9223372036854775808}", SG_JSON_OBJECT), SG_OK);
     assert_int_equal(validate("{\"big\":123456789012345678901234567890}", SG_JSON_OBJECT), SG_OK);
     assert_int_equal(validate("{\"u\":\"\xc3\xb1\xe2\x82\xac\xf0\x9f\x98\x80\"}", SG_JSON_OBJECT),
                      SG_OK);
@@ -81,8 +80,10 @@ static void json_rejects_bad_input(void **state)
     /* Depth: SG_JSON_MAX_DEPTH is fine, one more is not. */
     size_t d = SG_JSON_MAX_DEPTH;
     char *deep = malloc(2 * d + 3);
-    for (size_t i = 0; i < d; i++) deep[i] = '[';
-    for (size_t i = 0; i < d; i++) deep[d + i] = ']';
+    for (size_t i = 0; i < d; i++)
+        deep[i] = '[';
+    for (size_t i = 0; i < d; i++)
+        deep[d + i] = ']';
     deep[2 * d] = '\0';
     assert_int_equal(sg_json_validate(deep, 2 * d, SG_JSON_ANY, err, sizeof err), SG_OK);
     free(deep);
