@@ -2,7 +2,7 @@
 # Installs the Debian packages sagad needs to build and test, if missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libuv1-dev
-      libsqlite3-dev libjansson-dev libcmocka-dev uthash-dev python3 curl clang
+      libsqlite3-dev libjansson-dev libcmocka-dev uthash-dev python3 curl clang clang-format
       libclang-rt-14-dev "$@")
 missing=()
 for p in "${pkgs[@]}"; do
