@@ -162,4 +162,20 @@ static inline void insert_sync(sg_store *s, const sg_saga_rec *r)
     assert_int_equal(sg_store_commit_sync(s, w), SG_OK);
 }
 
+/* Rows in table, through a raw connection (tests that look under the
+ * store). Needs <cmocka.h> and <sqlite3.h> included before this header. */
+#ifdef SQLITE_OK
+static inline int count_rows(sqlite3 *db, const char *table)
+{
+    char sql[64];
+    sqlite3_stmt *st = NULL;
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+#endif
+
 #endif

@@ -182,18 +182,6 @@ static void test_backend_batch_savepoints(void **state)
     tmpdb_remove(&t);
 }
 
-static int count_rows(sqlite3 *db, const char *table)
-{
-    char sql[64];
-    sqlite3_stmt *st = NULL;
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return n;
-}
-
 /* Failure injection by countdown: fail the Nth statement of a batch, for
  * N = 1, 2, ... until the batch runs out of statements. Each failure must
  * leave nothing applied, report SG_EIO for every write, and leave the

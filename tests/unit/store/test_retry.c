@@ -88,13 +88,8 @@ static sg_write *saga_write(sg_saga_rec *r, const char *key, int64_t created)
 static int count_sagas(const char *path)
 {
     sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM sagas", -1, &st, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
+    int n = count_rows(db, "sagas");
     sqlite3_close(db);
     return n;
 }
