@@ -178,4 +178,20 @@ static inline int count_rows(sqlite3 *db, const char *table)
 }
 #endif
 
+/* A write's completion, for tests that submit on a loop: counts into
+ * *counter and remembers the status. */
+typedef struct done_rec {
+    int ran;
+    sg_status st;
+    int *counter;
+} done_rec;
+
+static inline void on_done(void *arg, sg_status st)
+{
+    done_rec *d = arg;
+    d->ran++;
+    d->st = st;
+    (*d->counter)++;
+}
+
 #endif

@@ -15,20 +15,6 @@
 
 #define NW 40
 
-typedef struct done_rec {
-    int ran;
-    sg_status st;
-    int *counter;
-} done_rec;
-
-static void on_done(void *arg, sg_status st)
-{
-    done_rec *d = arg;
-    d->ran++;
-    d->st = st;
-    (*d->counter)++;
-}
-
 static void run_until(uv_loop_t *loop, const int *counter, int want)
 {
     /* The store's async handle keeps the loop alive, so each UV_RUN_ONCE

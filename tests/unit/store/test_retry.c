@@ -17,20 +17,6 @@
 
 #define BUSY_MS 20 /* busy timeout of the stores under test */
 
-typedef struct done_rec {
-    int ran;
-    sg_status st;
-    int *counter;
-} done_rec;
-
-static void on_done(void *arg, sg_status st)
-{
-    done_rec *d = arg;
-    d->ran++;
-    d->st = st;
-    (*d->counter)++;
-}
-
 static sg_store *open_retry(const char *path, uv_loop_t *loop, size_t max_batch)
 {
     sg_store *s = NULL;
