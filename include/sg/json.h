@@ -10,15 +10,10 @@
 
 #define SG_JSON_MAX_DEPTH 512
 
-enum {
-    SG_JSON_ANY = 0,    /* any JSON value */
-    SG_JSON_OBJECT = 1, /* top level must be an object */
-};
-
 /* Validates text[0..len) as one JSON value: strict UTF-8, \u0000 allowed,
  * integers of any size, nesting at most SG_JSON_MAX_DEPTH. On failure
  * returns SG_EINVAL and writes a human-readable reason into err. */
-sg_status sg_json_validate(const char *text, size_t len, int flags, char *err, size_t errlen);
+sg_status sg_json_validate(const char *text, size_t len, char *err, size_t errlen);
 
 /* Appends s[0..n) as a JSON string literal (quotes included). Bytes are
  * copied as UTF-8; control characters are escaped. */

@@ -18,7 +18,6 @@ typedef enum { SG_EVENT_PENDING, SG_EVENT_DELIVERED, SG_EVENT_WITHDRAWN } sg_eve
 const char *sg_step_status_name(sg_step_status s);
 const char *sg_saga_status_name(sg_saga_status s);
 const char *sg_comp_status_name(sg_comp_status s);
-const char *sg_event_status_name(sg_event_status s);
 /* Parse a contract spelling; -1 if unknown. */
 int sg_saga_status_parse(const char *s);
 

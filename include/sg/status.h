@@ -1,4 +1,12 @@
-/* sagad status codes: every fallible sg_ function returns one of these. */
+/* sagad status codes: every fallible sg_ function returns one of these.
+ *
+ * One error convention everywhere: a function that can fail returns an
+ * sg_status, and where a person needs the reason it is a sentence kept
+ * beside the code: constructors and parsers write it into the caller's
+ * `err` buffer; objects that are called many times keep the text of their
+ * last failure (sg_store_reader_error), as sqlite3_errmsg does. On failure
+ * out-parameters are zeroed and callbacks are never called. Predicates
+ * (sg_x_is_y) return 0 or 1 and cannot fail. */
 #ifndef SG_STATUS_H
 #define SG_STATUS_H
 
@@ -14,6 +22,9 @@ typedef enum sg_status {
     SG_ECLOSED,   /* object is shutting down; nothing new is accepted */
     SG_EPROTO,    /* peer answered something we cannot use */
     SG_EUNAVAIL,  /* dependency (broker, store) not reachable */
+    SG_EBUSY,     /* too much in flight: retry later (backpressure) */
+    SG_ETYPE,     /* well-formed input of the wrong kind (JSON that is not an object) */
+    SG_EEXIST,    /* the key is taken by a stored record: look that one up */
 } sg_status;
 
 /* Static string, never NULL. */

@@ -168,7 +168,7 @@ fail:
 
 int sg_api_check_body(const char *body, size_t len, char *err, size_t errlen)
 {
-    if (sg_json_validate(body, len, SG_JSON_ANY, err, errlen) != SG_OK) return 400;
+    if (sg_json_validate(body, len, err, errlen) != SG_OK) return 400;
     /* Valid JSON is an object exactly when its first non-blank byte is
      * '{', which spares a second parse. */
     size_t i = 0;

@@ -395,7 +395,7 @@ static void on_http_done(void *arg, const sg_http_result *res)
             break;
         }
         char jerr[200];
-        if (sg_json_validate(res->body, res->body_len, SG_JSON_ANY, jerr, sizeof jerr) == SG_OK) {
+        if (sg_json_validate(res->body, res->body_len, jerr, sizeof jerr) == SG_OK) {
             step_done(s, res->body, res->body_len);
             return;
         }

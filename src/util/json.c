@@ -28,7 +28,7 @@ static int depth_ok(const char *t, size_t n)
     return 1;
 }
 
-sg_status sg_json_validate(const char *text, size_t len, int flags, char *err, size_t errlen)
+sg_status sg_json_validate(const char *text, size_t len, char *err, size_t errlen)
 {
     if (err && errlen) err[0] = '\0';
     if (!depth_ok(text, len)) {
@@ -44,12 +44,7 @@ sg_status sg_json_validate(const char *text, size_t len, int flags, char *err, s
         if (err) snprintf(err, errlen, "invalid JSON: %s (position %d)", je.text, je.position);
         return SG_EINVAL;
     }
-    int is_obj = json_is_object(v);
     json_decref(v);
-    if ((flags & SG_JSON_OBJECT) && !is_obj) {
-        if (err) snprintf(err, errlen, "the body must be a JSON object");
-        return SG_EINVAL;
-    }
     return SG_OK;
 }
 

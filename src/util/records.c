@@ -23,12 +23,6 @@ const char *sg_comp_status_name(sg_comp_status s)
     return (unsigned)s < 3 ? n[s] : "NONE";
 }
 
-const char *sg_event_status_name(sg_event_status s)
-{
-    static const char *n[] = {"PENDING", "DELIVERED", "WITHDRAWN"};
-    return (unsigned)s < 3 ? n[s] : "PENDING";
-}
-
 int sg_saga_status_parse(const char *s)
 {
     for (int i = 0; i < 3; i++)

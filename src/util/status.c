@@ -25,6 +25,12 @@ const char *sg_status_text(sg_status s)
         return "protocol error";
     case SG_EUNAVAIL:
         return "unavailable";
+    case SG_EBUSY:
+        return "busy";
+    case SG_ETYPE:
+        return "wrong type";
+    case SG_EEXIST:
+        return "already exists";
     }
     return "unknown status";
 }

@@ -1,9 +1,10 @@
 #include "sg/util.h"
 
-#include <pthread.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -15,7 +16,14 @@ void sg_uuid_v4(char out[SG_ID_LEN + 1])
     size_t got = 0;
     while (got < sizeof r) {
         ssize_t n = getrandom(r + got, sizeof r - got, 0);
-        if (n > 0) got += (size_t)n;
+        if (n > 0) {
+            got += (size_t)n;
+        } else if (n < 0 && errno != EINTR) {
+            /* No entropy source (ENOSYS in an old sandbox): ids that could
+             * repeat would merge sagas, so stop rather than go on. */
+            fprintf(stderr, "sagad: getrandom failed: %s\n", strerror(errno));
+            abort();
+        }
     }
     r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);
     r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);

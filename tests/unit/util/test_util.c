@@ -49,34 +49,31 @@ static void buf_printf_large(void **state)
     sg_buf_free(&b);
 }
 
-static sg_status validate(const char *s, int flags)
+static sg_status validate(const char *s)
 {
     char err[200];
-    return sg_json_validate(s, strlen(s), flags, err, sizeof err);
+    return sg_json_validate(s, strlen(s), err, sizeof err);
 }
 
 static void json_accepts_what_the_contract_needs(void **state)
 {
     (void)state;
-    assert_int_equal(validate("{\"a\":\"\\u0000\"}", SG_JSON_OBJECT), SG_OK);
-    assert_int_equal(
-        validate("{\"i\":9223372036854775807,\"j\":-9223372036854775808}", SG_JSON_OBJECT), SG_OK);
-    assert_int_equal(validate("{\"big\":123456789012345678901234567890}", SG_JSON_OBJECT), SG_OK);
-    assert_int_equal(validate("{\"u\":\"\xc3\xb1\xe2\x82\xac\xf0\x9f\x98\x80\"}", SG_JSON_OBJECT),
-                     SG_OK);
-    assert_int_equal(validate("[1,2]", SG_JSON_ANY), SG_OK);
-    assert_int_equal(validate("\"s\"", SG_JSON_ANY), SG_OK);
+    assert_int_equal(validate("{\"a\":\"\\u0000\"}"), SG_OK);
+    assert_int_equal(validate("{\"i\":9223372036854775807,\"j\":-9223372036854775808}"), SG_OK);
+    assert_int_equal(validate("{\"big\":123456789012345678901234567890}"), SG_OK);
+    assert_int_equal(validate("{\"u\":\"\xc3\xb1\xe2\x82\xac\xf0\x9f\x98\x80\"}"), SG_OK);
+    assert_int_equal(validate("[1,2]"), SG_OK);
+    assert_int_equal(validate("\"s\""), SG_OK);
 }
 
 static void json_rejects_bad_input(void **state)
 {
     (void)state;
     char err[200];
-    assert_int_equal(validate("{", SG_JSON_OBJECT), SG_EINVAL);
-    assert_int_equal(validate("[1,2]", SG_JSON_OBJECT), SG_EINVAL);
-    assert_int_equal(validate("{\"a\":1} x", SG_JSON_OBJECT), SG_EINVAL);
-    assert_int_equal(validate("{\"a\":\"\xff\"}", SG_JSON_OBJECT), SG_EINVAL);
-    assert_int_equal(validate("", SG_JSON_ANY), SG_EINVAL);
+    assert_int_equal(validate("{"), SG_EINVAL);
+    assert_int_equal(validate("{\"a\":1} x"), SG_EINVAL);
+    assert_int_equal(validate("{\"a\":\"\xff\"}"), SG_EINVAL);
+    assert_int_equal(validate(""), SG_EINVAL);
     /* Depth: SG_JSON_MAX_DEPTH is fine, one more is not. */
     size_t d = SG_JSON_MAX_DEPTH;
     char *deep = malloc(2 * d + 3);
@@ -85,17 +82,17 @@ static void json_rejects_bad_input(void **state)
     for (size_t i = 0; i < d; i++)
         deep[d + i] = ']';
     deep[2 * d] = '\0';
-    assert_int_equal(sg_json_validate(deep, 2 * d, SG_JSON_ANY, err, sizeof err), SG_OK);
+    assert_int_equal(sg_json_validate(deep, 2 * d, err, sizeof err), SG_OK);
     free(deep);
     size_t huge = 100000;
     deep = malloc(huge + 1);
     memset(deep, '[', huge);
     deep[huge] = '\0';
-    assert_int_equal(sg_json_validate(deep, huge, SG_JSON_ANY, err, sizeof err), SG_EINVAL);
+    assert_int_equal(sg_json_validate(deep, huge, err, sizeof err), SG_EINVAL);
     assert_non_null(strstr(err, "deeper"));
     free(deep);
     /* Brackets inside strings do not count as nesting. */
-    assert_int_equal(validate("{\"s\":\"[[[[[[[[[[[[[[[[\\\"[[[[\"}", SG_JSON_OBJECT), SG_OK);
+    assert_int_equal(validate("{\"s\":\"[[[[[[[[[[[[[[[[\\\"[[[[\"}"), SG_OK);
 }
 
 static void json_escapes_strings(void **state)
