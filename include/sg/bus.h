@@ -42,7 +42,7 @@ sg_status sg_bus_publish(sg_bus *b, const sg_event_rec *ev, long timeout_ms, sg_
 void sg_bus_cancel(sg_bus *b, sg_bus_pub *pub);
 
 /* 1 if the transport can deliver now (brokers: connected). Any thread. */
-int sg_bus_ready(sg_bus *b, char *why, size_t n);
+sg_status sg_bus_health(sg_bus *b, char *why, size_t n);
 /* 1 for real brokers (NATS, Pulsar): /readyz requires them connected. */
 int sg_bus_is_broker(const sg_bus *b);
 /* 1 for log: (events go nowhere; sagad warns at start). */

@@ -12,31 +12,25 @@
 #include "sg/bus.h"
 #include "sg/def.h"
 #include "sg/http_client.h"
+#include "sg/outcome.h"
 #include "sg/status.h"
 #include "sg/store.h"
 
 typedef struct sg_engine sg_engine;
 
-/* The answer to a start request; body owned by whoever receives it. */
-typedef struct sg_reply {
-    int status; /* HTTP status */
-    char *body; /* JSON, malloc'd */
+/* A POST /saga as the API hands it over. On a successful sg_engine_submit
+ * the engine takes body and idem_key (and sets them to NULL here). */
+typedef struct sg_start {
+    char *body; /* raw JSON object, validated by the caller; malloc'd */
     size_t body_len;
-    char location[64]; /* "/saga/<id>" for 202, else "" */
-} sg_reply;
+    char *idem_key; /* Idempotency-Key or NULL; malloc'd */
+    int async;      /* Prefer: respond-async: answer once durable */
+} sg_start;
 
-/* A POST /saga handed from an API thread to the loop. */
-typedef struct sg_start_req {
-    char *body; /* raw JSON object, validated by the caller; owned */
-    size_t body_len;
-    char *idem_key; /* Idempotency-Key or NULL; owned */
-    int async;      /* Prefer: respond-async */
-    /* Runs once on the loop thread; the callee takes reply->body. The
-     * request is freed by the engine after done returns. */
-    void (*done)(void *arg, sg_reply *reply);
-    void *arg;
-    struct sg_start_req *next; /* engine's queue link */
-} sg_start_req;
+/* Runs once per accepted start, on the loop thread: a synchronous start
+ * once its saga's final state has committed, an asynchronous one once its
+ * insert has. o is borrowed for the call. */
+typedef void (*sg_start_cb)(void *arg, const sg_outcome *o);
 
 typedef struct sg_engine_options {
     long step_timeout_ms;      /* per attempt; default 3000 */
@@ -50,18 +44,19 @@ typedef struct sg_engine_options {
 sg_status sg_engine_create(sg_engine **out, uv_loop_t *loop, const sg_engine_options *opt,
                            sg_store *store, sg_bus *bus, sg_http_client *http, const sg_def *def);
 /* Loads unfinished sagas and pending events and resumes them (loop thread,
- * before uv_run). */
-sg_status sg_engine_start(sg_engine *e);
-/* Any thread. Takes req on SG_OK; on failure (SG_ECLOSED) the caller keeps
- * it and done never runs. */
-sg_status sg_engine_submit(sg_engine *e, sg_start_req *req);
+ * before uv_run). On failure err says why. */
+sg_status sg_engine_start(sg_engine *e, char *err, size_t errlen);
+/* Any thread. On SG_OK the engine takes start's body and key and will run
+ * cb exactly once; on failure (SG_ECLOSED) the caller keeps them and cb
+ * never runs. */
+sg_status sg_engine_submit(sg_engine *e, sg_start *start, sg_start_cb cb, void *arg);
 /* Loop thread: refuse new starts; in-flight sagas keep running. */
 void sg_engine_stop_accepting(sg_engine *e);
 /* Sagas in memory / start requests still waiting for an answer. */
 size_t sg_engine_active(const sg_engine *e);
 size_t sg_engine_waiting(const sg_engine *e);
 /* Loop thread, at shutdown: cancels calls, publishes and timers; start
- * requests still waiting get 503. Store callbacks arriving later are
+ * requests still waiting get SG_ECLOSED outcomes. Store callbacks arriving later are
  * ignored, so the store can be closed next. Sagas stay durable. */
 void sg_engine_halt(sg_engine *e);
 /* Loop thread, after sg_engine_halt and sg_store_close: frees everything.

@@ -104,13 +104,14 @@ sg_status sg_store_submit(sg_store *s, sg_write *w, sg_store_done_cb cb, void *a
  * and tests. */
 sg_status sg_store_commit_sync(sg_store *s, sg_write *w);
 /* 1 if the last transaction committed (or none ran yet); else 0 and `why`. */
-int sg_store_healthy(sg_store *s, char *why, size_t n);
+sg_status sg_store_health(sg_store *s, char *why, size_t n);
 /* Transactions committed and writes in them, since open (for tests/metrics). */
 void sg_store_stats(sg_store *s, uint64_t *transactions, uint64_t *writes);
 
 /* ---- reads ------------------------------------------------------------ */
 
-sg_status sg_store_reader_open(sg_store *s, sg_store_reader **out);
+sg_status sg_store_reader_open(sg_store *s, sg_store_reader **out, char *err, size_t errlen);
+const char *sg_store_reader_error(const sg_store_reader *r);
 void sg_store_reader_close(sg_store_reader *r); /* NULL-safe */
 
 /* *out is filled (caller frees with sg_saga_rec_free); SG_ENOTFOUND if none. */

@@ -1,6 +1,6 @@
-/* Internals of the HTTP API shared by its files and its unit tests: the
- * pure request-parsing helpers (no MHD, no store), so they can be tested
- * without a server. */
+/* The API's pure helpers, shared by its files and its unit tests: request
+ * parsing and GET /sagas pages (no MHD, no store), testable without a
+ * server. */
 #ifndef SG_API_INT_H
 #define SG_API_INT_H
 
@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "sg/buf.h"
+#include "sg/status.h"
 #include "sg/store.h"
 
 #define SG_API_IDEM_KEY_MAX 200
@@ -40,20 +41,20 @@ int sg_api_prefer_async(const char *value);
  * printable ASCII (0x20..0x7e). */
 int sg_api_idem_key_valid(const char *k);
 
-/* Parses a Content-Length value (decimal digits only). 0 and *out on
- * success, -1 if malformed or over UINT64_MAX. */
-int sg_api_parse_content_length(const char *v, uint64_t *out);
+/* Parses a Content-Length value (decimal digits only) into *out; SG_EINVAL
+ * if malformed or over UINT64_MAX. */
+sg_status sg_api_parse_content_length(const char *v, uint64_t *out);
 
 /* Fills q from the GET /sagas query arguments (each NULL or "" when absent:
  * status any, limit SG_API_LIMIT_DEFAULT, no cursor). q->after borrows
- * `after`. 0 on success; -1 with a client-facing reason in err. */
-int sg_api_parse_list_query(const char *status, const char *limit, const char *after,
-                            sg_list_query *q, char *err, size_t errlen);
+ * `after`. SG_EINVAL with a client-facing reason in err. */
+sg_status sg_api_parse_list_query(const char *status, const char *limit, const char *after,
+                                  sg_list_query *q, char *err, size_t errlen);
 
-/* Classifies a POST /saga body: 0 if it is a JSON object; 400 for bytes
- * that are not JSON (malformed, bad UTF-8, too deep); 422 for valid JSON
- * that is not an object. err gets the reason for the non-zero cases. */
-int sg_api_check_body(const char *body, size_t len, char *err, size_t errlen);
+/* Classifies a POST /saga body: SG_OK for a JSON object; SG_EINVAL for
+ * bytes that are not JSON (malformed, bad UTF-8, too deep: 400); SG_ETYPE
+ * for valid JSON that is not an object (422). err gets the reason. */
+sg_status sg_api_check_body(const char *body, size_t len, char *err, size_t errlen);
 
 /* ---- GET /sagas pages (page.c) ------------------------------------------ */
 
@@ -74,11 +75,12 @@ typedef struct sg_api_page {
 } sg_api_page;
 
 void sg_api_page_init(sg_api_page *p, size_t budget, size_t one_max);
-/* Appends r (rendered with its definition, if registered). 1 if added; 0
- * if it did not fit and the page is now full (r is not in it, nor is any
- * later record); -1 if r is the page's first record and alone takes more
- * than one_max bytes (nothing to send: the caller answers an error). */
-int sg_api_page_add(sg_api_page *p, const sg_saga_rec *r);
+/* Appends r (rendered with its definition, if registered). SG_OK if it
+ * was added or did not fit (then p->full is set: r is not in the page, nor
+ * is any later record); SG_ETOOBIG if r is the page's first record and
+ * alone takes more than one_max bytes (nothing to send: the caller answers
+ * an error). */
+sg_status sg_api_page_add(sg_api_page *p, const sg_saga_rec *r);
 /* Closes the document. next is the store's cursor for the records that
  * follow the last one added ("" or NULL: none); a full page uses its own
  * instead. */

@@ -10,7 +10,7 @@
 
 #include "sg/def.h"
 #include "sg/json.h"
-#include "sg/render.h"
+#include "api/render.h"
 
 /* The most the closing part can take: ],"next":"<cursor>"} */
 #define PAGE_TAIL_MAX (sizeof "],\"next\":\"\"}" + SG_CURSOR_MAX)
@@ -35,9 +35,9 @@ static size_t min_size(size_t a, size_t b)
     return a < b ? a : b;
 }
 
-int sg_api_page_add(sg_api_page *p, const sg_saga_rec *r)
+sg_status sg_api_page_add(sg_api_page *p, const sg_saga_rec *r)
 {
-    if (p->full) return 0;
+    if (p->full) return SG_OK;
     sg_buf *b = &p->out;
     size_t mark = b->len;
     sg_status st = p->count ? sg_buf_addc(b, ',') : SG_OK;
@@ -55,14 +55,14 @@ int sg_api_page_add(sg_api_page *p, const sg_saga_rec *r)
     }
     if (st != SG_OK) {
         truncate_to(b, mark);
-        if (!p->count) return -1;
+        if (!p->count) return SG_ETOOBIG;
         p->full = 1;
-        return 0;
+        return SG_OK;
     }
     p->count++;
     p->biggest = b->len - start > p->biggest ? b->len - start : p->biggest;
     sg_store_cursor(r, p->last);
-    return 1;
+    return SG_OK;
 }
 
 sg_status sg_api_page_finish(sg_api_page *p, const char *next)

@@ -4,7 +4,7 @@
  * JSONResponse produced it. Raw JSON held by records (the request, step
  * responses) is spliced byte for byte: it was validated on the way in, and
  * re-encoding it would lose 64-bit integers, \u0000 and key order. */
-#include "sg/render.h"
+#include "api/render.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -66,27 +66,19 @@ static sg_status finish(emit *e, size_t start)
     return e->st;
 }
 
-/* The processed_data / data object: one member per COMPLETED step. */
-static void put_results(emit *e, const sg_saga_rec *r, const sg_def *d)
+/* The processed_data / data object: one member per completed step. */
+static void put_results(emit *e, const sg_outcome *o)
 {
-    int first = 1;
     put(e, "{");
-    for (size_t i = 0; i < r->nsteps; i++) {
-        const sg_step_rec *s = &r->steps[i];
-        if (s->status != SG_STEP_COMPLETED) continue;
-        /* A definition that does not match the record (changed between
-         * versions) must not make us read past its steps: fall back to
-         * step names and raw responses for the extra ones. */
-        const sg_step_def *sd = (d && i < d->nsteps) ? &d->steps[i] : NULL;
-        const char *key = (sd && sd->result_key) ? sd->result_key : s->name;
-        if (!first) put(e, ",");
-        first = 0;
-        put_str(e, key ? key : "");
+    for (size_t i = 0; i < o->noutputs; i++) {
+        const sg_step_output *out = &o->outputs[i];
+        if (i) put(e, ",");
+        put_str(e, out->key);
         put(e, ":");
-        if (sd && sd->action.kind == SG_ACTION_PUBLISH)
-            put_str(e, sd->result_text ? sd->result_text : "event_published");
+        if (out->text)
+            put_str(e, out->text);
         else
-            put_raw(e, s->response, s->response_len);
+            put_raw(e, out->json, out->json_len);
     }
     put(e, "}");
 }
@@ -109,7 +101,10 @@ sg_status sg_render_saga(sg_buf *out, const sg_saga_rec *r, const sg_def *d)
     put(&e, ",\"overall_status\":");
     put_str(&e, sg_saga_status_name(r->status));
     put(&e, ",\"processed_data\":");
-    put_results(&e, r, d);
+    sg_outcome o;
+    sg_outcome_of(&o, r, d);
+    put_results(&e, &o);
+    sg_outcome_clear(&o);
     put(&e, ",\"created_at\":");
     put_time(&e, r->created_us);
     put(&e, ",\"updated_at\":");
@@ -139,39 +134,45 @@ sg_status sg_render_saga(sg_buf *out, const sg_saga_rec *r, const sg_def *d)
     return finish(&e, start);
 }
 
-sg_status sg_render_outcome(sg_buf *out, const sg_saga_rec *r, const sg_def *d, int *http_status)
+sg_status sg_render_outcome(sg_buf *out, const sg_outcome *o, int async, int *http_status)
 {
     emit e = {out, SG_OK};
     size_t start = out->len;
     int code;
 
-    switch (r->status) {
-    case SG_SAGA_COMPLETED:
-        code = 200;
-        put(&e, "{\"id\":");
-        put_str(&e, r->id);
-        put(&e, ",\"result\":");
-        put_str(&e, (d && d->success_text) ? d->success_text : "Saga completada exitosamente");
-        put(&e, ",\"data\":");
-        put_results(&e, r, d);
+    if (o->status == SG_ECONFLICT) {
+        code = 422;
+        put(&e, "{\"detail\":");
+        put_str(&e, SG_RENDER_IDEM_CONFLICT);
         put(&e, "}");
-        break;
-    case SG_SAGA_FAILED:
-        code = 400;
-        put(&e, "{\"detail\":{\"id\":");
-        put_str(&e, r->id);
-        put(&e, ",\"error\":");
-        put_str(&e, r->error ? r->error : "Saga failed");
-        put(&e, "}}");
-        break;
-    default:
+    } else if (o->status != SG_OK) {
+        code = 503;
+        put(&e, "{\"detail\":");
+        put_str(&e, o->detail ? o->detail : sg_status_text(o->status));
+        put(&e, "}");
+    } else if (async || o->saga_status == SG_SAGA_IN_PROGRESS) {
         code = 202;
         put(&e, "{\"id\":");
-        put_str(&e, r->id);
+        put_str(&e, o->saga_id);
         put(&e, ",\"overall_status\":");
-        put_str(&e, sg_saga_status_name(r->status));
+        put_str(&e, sg_saga_status_name(o->saga_status));
         put(&e, "}");
-        break;
+    } else if (o->saga_status == SG_SAGA_COMPLETED) {
+        code = 200;
+        put(&e, "{\"id\":");
+        put_str(&e, o->saga_id);
+        put(&e, ",\"result\":");
+        put_str(&e, o->result ? o->result : "Saga completada exitosamente");
+        put(&e, ",\"data\":");
+        put_results(&e, o);
+        put(&e, "}");
+    } else {
+        code = 400;
+        put(&e, "{\"detail\":{\"id\":");
+        put_str(&e, o->saga_id);
+        put(&e, ",\"error\":");
+        put_str(&e, o->error ? o->error : "Saga failed");
+        put(&e, "}}");
     }
     sg_status st = finish(&e, start);
     if (http_status) *http_status = st == SG_OK ? code : 0;

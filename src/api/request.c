@@ -102,22 +102,22 @@ int sg_api_idem_key_valid(const char *k)
     return n > 0;
 }
 
-int sg_api_parse_content_length(const char *v, uint64_t *out)
+sg_status sg_api_parse_content_length(const char *v, uint64_t *out)
 {
     uint64_t n = 0;
-    if (!v || !*v) return -1;
+    if (!v || !*v) return SG_EINVAL;
     for (const char *p = v; *p; p++) {
-        if (*p < '0' || *p > '9') return -1;
+        if (*p < '0' || *p > '9') return SG_EINVAL;
         unsigned d = (unsigned)(*p - '0');
-        if (n > (UINT64_MAX - d) / 10) return -1;
+        if (n > (UINT64_MAX - d) / 10) return SG_EINVAL;
         n = n * 10 + d;
     }
     *out = n;
-    return 0;
+    return SG_OK;
 }
 
-int sg_api_parse_list_query(const char *status, const char *limit, const char *after,
-                            sg_list_query *q, char *err, size_t errlen)
+sg_status sg_api_parse_list_query(const char *status, const char *limit, const char *after,
+                                  sg_list_query *q, char *err, size_t errlen)
 {
     q->status = -1;
     q->limit = SG_API_LIMIT_DEFAULT;
@@ -157,24 +157,24 @@ int sg_api_parse_list_query(const char *status, const char *limit, const char *a
         }
         q->after = after;
     }
-    return 0;
+    return SG_OK;
 
 fail:
     q->status = -1;
     q->limit = SG_API_LIMIT_DEFAULT;
     q->after = NULL;
-    return -1;
+    return SG_EINVAL;
 }
 
-int sg_api_check_body(const char *body, size_t len, char *err, size_t errlen)
+sg_status sg_api_check_body(const char *body, size_t len, char *err, size_t errlen)
 {
-    if (sg_json_validate(body, len, err, errlen) != SG_OK) return 400;
+    if (sg_json_validate(body, len, err, errlen) != SG_OK) return SG_EINVAL;
     /* Valid JSON is an object exactly when its first non-blank byte is
      * '{', which spares a second parse. */
     size_t i = 0;
     while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r'))
         i++;
-    if (i < len && body[i] == '{') return 0;
+    if (i < len && body[i] == '{') return SG_OK;
     snprintf(err, errlen, "the body must be a JSON object");
-    return 422;
+    return SG_ETYPE;
 }

@@ -269,11 +269,11 @@ void sg_bus_cancel(sg_bus *b, sg_bus_pub *p)
     }
 }
 
-int sg_bus_ready(sg_bus *b, char *why, size_t n)
+sg_status sg_bus_health(sg_bus *b, char *why, size_t n)
 {
     if (why && n) why[0] = '\0';
-    if (!b) return 0;
-    return b->ops->ready ? b->ops->ready(b->state, why, n) : 1;
+    if (!b) return SG_EINVAL;
+    return !b->ops->ready || b->ops->ready(b->state, why, n) ? SG_OK : SG_EUNAVAIL;
 }
 
 int sg_bus_is_broker(const sg_bus *b)

@@ -116,8 +116,9 @@ static int open_parts(app *a, char *err, size_t errlen)
     if (sg_api_create(&a->api, &ao, a->engine, a->store, a->bus, err, errlen) != SG_OK) return 2;
     /* Requests that arrive now wait in the engine's intake until the loop
      * runs, i.e. until recovery is done. */
-    if (sg_engine_start(a->engine) != SG_OK) {
-        snprintf(err, errlen, "cannot load unfinished sagas from the store");
+    why[0] = '\0';
+    if (sg_engine_start(a->engine, why, sizeof why) != SG_OK) {
+        snprintf(err, errlen, "cannot load unfinished sagas from the store: %s", why);
         return 1;
     }
     if (sg_bus_is_log(a->bus))

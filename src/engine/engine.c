@@ -1,5 +1,7 @@
-/* Engine lifecycle and intake: API threads queue start requests under a
- * mutex and wake the loop with uv_async_send; only the loop touches sagas. */
+/* Engine lifecycle, intake and recovery: API threads queue start requests
+ * under a mutex and wake the loop with uv_async_send; only the loop touches
+ * sagas. At start, unfinished sagas and pending events are resumed. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,22 +9,27 @@
 #include "sg/alloc.h"
 #include "sg/util.h"
 
+uint64_t sg__mono_ms(void)
+{
+    return uv_hrtime() / 1000000;
+}
+
 static void on_intake(uv_async_t *h)
 {
     sg_engine *e = h->data;
     pthread_mutex_lock(&e->lock);
-    sg_start_req *req = e->intake_head;
-    e->intake_head = e->intake_tail = NULL;
+    start_req *queue = e->intake;
+    e->intake = NULL;
     pthread_mutex_unlock(&e->lock);
-    while (req) {
-        sg_start_req *next = req->next;
-        req->next = NULL;
+    start_req *req, *tmp;
+    DL_FOREACH_SAFE(queue, req, tmp)
+    {
+        DL_DELETE(queue, req);
         e->nwaiting++;
         if (!e->accepting || e->halted)
-            sg__reply_detail(e, req, 503, "sagad is shutting down");
+            sg__answer_fail(e, req, SG_ECLOSED, "sagad is shutting down");
         else
-            sg__saga_start(e, req);
-        req = next;
+            sg__start(e, req);
     }
 }
 
@@ -49,11 +56,8 @@ sg_status sg_engine_create(sg_engine **out, uv_loop_t *loop, const sg_engine_opt
     e->http = http;
     e->def = def;
     e->accepting = 1;
-    sg_status st = sg_store_reader_open(store, &e->reader);
-    if (st != SG_OK) goto fail;
-    pthread_mutex_init(&e->lock, NULL);
+    if (pthread_mutex_init(&e->lock, NULL) != 0) goto fail;
     if (uv_async_init(loop, &e->async, on_intake) != 0) {
-        st = SG_EIO;
         pthread_mutex_destroy(&e->lock);
         goto fail;
     }
@@ -61,9 +65,8 @@ sg_status sg_engine_create(sg_engine **out, uv_loop_t *loop, const sg_engine_opt
     *out = e;
     return SG_OK;
 fail:
-    sg_store_reader_close(e->reader);
     free(e);
-    return st;
+    return SG_EIO;
 }
 
 typedef struct recovery {
@@ -126,11 +129,16 @@ static void withdraw_orphans(recovery *r)
         sg_log(SG_LOG_WARN, "recovery: could not withdraw %zu stale event(s)", r->orphans);
 }
 
-sg_status sg_engine_start(sg_engine *e)
+sg_status sg_engine_start(sg_engine *e, char *err, size_t errlen)
 {
     recovery r = {.e = e};
-    sg_status st = sg_store_load_pending_events(e->reader, on_pending_event, &r);
-    if (st == SG_OK) st = sg_store_load_unfinished(e->reader, on_unfinished, &r);
+    sg_store_reader *reader = NULL; /* recovery's own, closed before the loop runs */
+    sg_status st = sg_store_reader_open(e->store, &reader, err, errlen);
+    if (st != SG_OK) return st;
+    st = sg_store_load_pending_events(reader, on_pending_event, &r);
+    if (st == SG_OK) st = sg_store_load_unfinished(reader, on_unfinished, &r);
+    if (st != SG_OK) snprintf(err, errlen, "%s", sg_store_reader_error(reader));
+    sg_store_reader_close(reader);
     withdraw_orphans(&r);
     if (st == SG_OK && (r.sagas || r.comps || r.orphans))
         sg_log(SG_LOG_INFO,
@@ -140,21 +148,23 @@ sg_status sg_engine_start(sg_engine *e)
     return st;
 }
 
-sg_status sg_engine_submit(sg_engine *e, sg_start_req *req)
+sg_status sg_engine_submit(sg_engine *e, sg_start *start, sg_start_cb cb, void *arg)
 {
+    start_req *req = sg_xcalloc(1, sizeof *req);
+    req->in = *start;
+    req->cb = cb;
+    req->arg = arg;
     pthread_mutex_lock(&e->lock);
-    if (e->closed) {
+    /* Sent under the lock: halt sets closed under it before it closes the
+     * handle, so the handle is alive here. */
+    if (e->closed || uv_async_send(&e->async) != 0) {
         pthread_mutex_unlock(&e->lock);
+        free(req);
         return SG_ECLOSED;
     }
-    req->next = NULL;
-    if (e->intake_tail)
-        e->intake_tail->next = req;
-    else
-        e->intake_head = req;
-    e->intake_tail = req;
+    DL_APPEND(e->intake, req);
     pthread_mutex_unlock(&e->lock);
-    uv_async_send(&e->async);
+    start->body = start->idem_key = NULL; /* taken */
     return SG_OK;
 }
 
@@ -176,17 +186,16 @@ size_t sg_engine_waiting(const sg_engine *e)
 void sg_engine_halt(sg_engine *e)
 {
     if (!e || e->halted) return;
+    /* Halted first: what is still queued is refused, never started, so a
+     * start-up that fails after the API opened commits nothing. */
+    e->halted = 1;
     pthread_mutex_lock(&e->lock);
     e->closed = 1;
     pthread_mutex_unlock(&e->lock);
-    on_intake(&e->async); /* answer whatever is still queued */
-    e->halted = 1;
+    on_intake(&e->async);
     saga *s, *tmp;
     HASH_ITER(hh, e->sagas, s, tmp) sg__saga_halt(s);
     sg__comp_halt(e);
-    /* The store closes next and wants its readers gone first. */
-    sg_store_reader_close(e->reader);
-    e->reader = NULL;
 }
 
 static void on_async_closed(uv_handle_t *h)

@@ -1,6 +1,7 @@
-/* Engine internals shared by engine.c (lifecycle, intake), saga.c (the
- * per-saga state machine) and outbox.c (compensation delivery). Everything
- * here lives on the loop thread except the intake queue. */
+/* Engine internals shared by engine.c (lifecycle, intake, recovery),
+ * saga.c (the step state machine), answer.c (starting sagas and answering
+ * their requests) and outbox.c (compensation delivery). Everything here
+ * belongs to the loop thread except the intake queue (under lock). */
 #ifndef SG_ENGINE_INT_H
 #define SG_ENGINE_INT_H
 
@@ -14,24 +15,25 @@
 typedef struct saga saga;
 typedef struct outbox_ev outbox_ev;
 
-/* A start request waiting for its saga: sync ones until it ends, async
- * ones until it is durable. */
-typedef struct waiter {
-    sg_start_req *req;
-    struct waiter *next;
-} waiter;
+/* A start request from submit until it is answered; engine-owned. */
+typedef struct start_req {
+    sg_start in; /* body and idem_key owned */
+    sg_start_cb cb;
+    void *arg;
+    struct start_req *prev, *next; /* the intake queue, then its saga's waiters */
+} start_req;
 
 struct saga {
     sg_engine *eng;
     sg_saga_rec rec; /* mirror of the committed state (plus what is committing) */
     const sg_def *def;
-    size_t cur;         /* step being run */
-    int durable;        /* its insert has committed */
-    int writes;         /* store writes in flight */
-    int finished;       /* final state committed */
-    sg_http_call *call; /* HTTP step in flight */
-    outbox_ev *pub;     /* PUBLISH step's event */
-    waiter *waiters;
+    size_t cur;             /* step being run */
+    int durable;            /* its insert has committed */
+    int writing;            /* a store write is in flight: at most one at a time */
+    int finished;           /* final state committed */
+    sg_http_call *call;     /* HTTP step in flight */
+    outbox_ev *pub;         /* PUBLISH step's event */
+    start_req *waiters;     /* answered by sg__saga_answer */
     uv_timer_t timer;       /* publish deadline; closed before free */
     UT_hash_handle hh;      /* eng->sagas by rec.id */
     UT_hash_handle hh_idem; /* eng->by_idem by rec.idem_key */
@@ -40,12 +42,11 @@ struct saga {
 struct outbox_ev {
     sg_engine *eng;
     sg_event_rec rec;
-    saga *owner;        /* PUBLISH step waiting for it; NULL for compensations */
-    sg_bus_pub *pub;    /* bus publish in flight */
-    sg_http_call *call; /* HTTP compensation in flight */
-    uv_timer_t timer;   /* redelivery backoff */
-    int timer_on;
-    outbox_ev *prev, *next; /* eng->comps */
+    uint64_t due_ms;        /* PUBLISH step: monotonic ms (uv_hrtime) its ack is due */
+    sg_bus_pub *pub;        /* bus publish in flight */
+    sg_http_call *call;     /* HTTP compensation in flight */
+    uv_timer_t timer;       /* redelivery backoff */
+    outbox_ev *prev, *next; /* eng->comps, or a list being built */
     UT_hash_handle hh;      /* recovery's step events by saga id */
 };
 
@@ -53,13 +54,12 @@ struct sg_engine {
     uv_loop_t *loop;
     sg_engine_options opt;
     sg_store *store;
-    sg_store_reader *reader; /* loop thread's: recovery and idempotency races */
     sg_bus *bus;
     sg_http_client *http;
     const sg_def *def;
 
     pthread_mutex_t lock; /* guards intake and closed */
-    sg_start_req *intake_head, *intake_tail;
+    start_req *intake;
     int closed;
     uv_async_t async;
 
@@ -73,14 +73,33 @@ struct sg_engine {
     size_t held_bytes; /* requests of sagas in memory + compensation payloads */
 };
 
-/* saga.c */
-void sg__saga_start(sg_engine *e, sg_start_req *req);
+/* Monotonic milliseconds, for deadlines kept in memory. */
+uint64_t sg__mono_ms(void);
+
+/* answer.c: turning start requests into sagas and outcomes. */
+void sg__start(sg_engine *e, start_req *req);
+void sg__answer(sg_engine *e, start_req *req, const sg_outcome *o);
+void sg__answer_fail(sg_engine *e, start_req *req, sg_status st, const char *detail);
+/* Answers the waiters that can be answered now: async ones once the saga
+ * is durable, sync ones once its final state is. */
+void sg__saga_answer(saga *s);
+void sg__saga_fail_waiters(saga *s, sg_status st, const char *detail);
+
+/* saga.c: the state machine. */
+saga *sg__saga_new(sg_engine *e, const sg_def *def);
+void sg__saga_index(saga *s);
 void sg__saga_resume(sg_engine *e, sg_saga_rec *rec, outbox_ev *pending);
 void sg__saga_halt(saga *s);
 void sg__saga_free(saga *s);
-void sg__reply(sg_engine *e, sg_start_req *req, int status, char *body, size_t len,
-               const char *saga_id);
-void sg__reply_detail(sg_engine *e, sg_start_req *req, int status, const char *msg);
+/* Marks step i RUNNING in memory; a PUBLISH step also gets its outbox event,
+ * inserted by w. */
+void sg__saga_begin_step(saga *s, size_t i, sg_write *w);
+typedef void (*sg__then_fn)(saga *s, sg_status st);
+/* Submits w for s; then(s, status) runs once it is durable or failed. */
+void sg__saga_commit(saga *s, sg_write *w, outbox_ev *comps, sg__then_fn then);
+/* Runs the current step (its RUNNING state is committed). */
+void sg__saga_act(saga *s);
+void sg__saga_log_step(saga *s, size_t i);
 
 /* outbox.c */
 outbox_ev *sg__ev_create(sg_engine *e, const sg_event_rec *rec);

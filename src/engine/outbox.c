@@ -22,7 +22,8 @@ outbox_ev *sg__ev_create(sg_engine *e, const sg_event_rec *rec)
     outbox_ev *ev = sg_xcalloc(1, sizeof *ev);
     ev->eng = e;
     ev->rec = *rec; /* takes the members */
-    uv_timer_init(e->loop, &ev->timer);
+    /* Only fails for a bad loop: a programming error, not a condition. */
+    if (uv_timer_init(e->loop, &ev->timer) != 0) abort();
     ev->timer.data = ev;
     return ev;
 }
@@ -50,7 +51,7 @@ static void retry_later(outbox_ev *ev, const char *why)
            "saga %s: compensation %s (event %s) attempt %d failed: %s; retry in %llu ms",
            ev->rec.saga_id, ev->rec.topic, ev->rec.id, ev->rec.attempts, why,
            (unsigned long long)delay);
-    uv_timer_start(&ev->timer, on_retry, delay, 0);
+    if (uv_timer_start(&ev->timer, on_retry, delay, 0) != 0) abort(); /* a live handle */
 }
 
 static void on_delivered_committed(void *arg, sg_status st)

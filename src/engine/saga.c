@@ -2,6 +2,7 @@
  * transition is one store write, and the next action starts only once that
  * write is durable, so a crash at any point resumes from committed state.
  * A saga has at most one write in flight, so one continuation suffices. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,112 +10,16 @@
 #include "engine/engine_int.h"
 #include "sg/alloc.h"
 #include "sg/json.h"
-#include "sg/render.h"
 #include "sg/util.h"
 
-typedef void (*then_fn)(saga *s, sg_status st);
-
-/* Continuations live beside the saga rather than in it: one in flight. */
+/* The continuation of a saga's one write in flight. */
 typedef struct pending_write {
     saga *s;
-    then_fn then;
+    sg__then_fn then;
     outbox_ev *comps; /* compensations to deliver once committed */
 } pending_write;
 
-static void act(saga *s);
 static void step_failed(saga *s, const char *reason);
-
-/* ---- replies ----------------------------------------------------------- */
-
-void sg__reply(sg_engine *e, sg_start_req *req, int status, char *body, size_t len,
-               const char *saga_id)
-{
-    sg_reply r = {.status = status, .body = body, .body_len = len};
-    if (status == 202 && saga_id) snprintf(r.location, sizeof r.location, "/saga/%s", saga_id);
-    req->done(req->arg, &r);
-    free(r.body); /* NULL if the callee took it */
-    free(req->body);
-    free(req->idem_key);
-    free(req);
-    e->nwaiting--;
-}
-
-void sg__reply_detail(sg_engine *e, sg_start_req *req, int status, const char *msg)
-{
-    sg_buf b;
-    sg_buf_init(&b, (size_t)-1);
-    sg_render_detail(&b, msg);
-    size_t len;
-    char *body = sg_buf_take(&b, &len);
-    sg__reply(e, req, status, body, len, NULL);
-}
-
-static void reply_outcome(sg_engine *e, sg_start_req *req, const sg_saga_rec *rec,
-                          const sg_def *def)
-{
-    sg_buf b;
-    sg_buf_init(&b, (size_t)-1);
-    int status = 500;
-    sg_render_outcome(&b, rec, def, &status);
-    size_t len;
-    char *body = sg_buf_take(&b, &len);
-    sg__reply(e, req, status, body, len, rec->id);
-}
-
-static void reply_accepted(sg_engine *e, sg_start_req *req, const char *id, const char *status)
-{
-    sg_buf b;
-    sg_buf_init(&b, (size_t)-1);
-    sg_buf_adds(&b, "{\"id\":");
-    sg_json_add_cstr(&b, id);
-    sg_buf_adds(&b, ",\"overall_status\":");
-    sg_json_add_cstr(&b, status);
-    sg_buf_addc(&b, '}');
-    size_t len;
-    char *body = sg_buf_take(&b, &len);
-    sg__reply(e, req, 202, body, len, id);
-}
-
-/* Answers the waiters that can be answered now: async ones once the saga is
- * durable, sync ones once its final state is. Both only ever report what
- * has committed. */
-static void answer_waiters(saga *s)
-{
-    waiter **pp = &s->waiters;
-    while (*pp) {
-        waiter *w = *pp;
-        int ready = w->req->async ? s->durable : s->finished;
-        if (!ready) {
-            pp = &w->next;
-            continue;
-        }
-        *pp = w->next;
-        if (w->req->async)
-            reply_accepted(s->eng, w->req, s->rec.id,
-                           sg_saga_status_name(s->finished ? s->rec.status : SG_SAGA_IN_PROGRESS));
-        else
-            reply_outcome(s->eng, w->req, &s->rec, s->def);
-        free(w);
-    }
-}
-
-static void fail_waiters(saga *s, int status, const char *msg)
-{
-    while (s->waiters) {
-        waiter *w = s->waiters;
-        s->waiters = w->next;
-        sg__reply_detail(s->eng, w->req, status, msg);
-        free(w);
-    }
-}
-
-static void add_waiter(saga *s, sg_start_req *req)
-{
-    waiter *w = sg_xcalloc(1, sizeof *w);
-    w->req = req;
-    w->next = s->waiters;
-    s->waiters = w;
-}
 
 /* ---- lifetime ---------------------------------------------------------- */
 
@@ -123,18 +28,19 @@ static void on_timer_closed(uv_handle_t *h)
     free(h->data);
 }
 
-static saga *saga_new(sg_engine *e, const sg_def *def)
+saga *sg__saga_new(sg_engine *e, const sg_def *def)
 {
     saga *s = sg_xcalloc(1, sizeof *s);
     s->eng = e;
     s->def = def;
-    uv_timer_init(e->loop, &s->timer);
+    /* Only fails for a bad loop or handle: a programming error. */
+    if (uv_timer_init(e->loop, &s->timer) != 0) abort();
     s->timer.data = s;
     e->nsagas++;
     return s;
 }
 
-static void index_saga(saga *s)
+void sg__saga_index(saga *s)
 {
     sg_engine *e = s->eng;
     e->held_bytes += s->rec.request_len;
@@ -153,7 +59,7 @@ void sg__saga_free(saga *s)
         if (s->rec.idem_key) HASH_DELETE(hh_idem, e->by_idem, s);
         e->held_bytes -= s->rec.request_len;
     }
-    fail_waiters(s, 503, "sagad is shutting down");
+    sg__saga_fail_waiters(s, SG_ECLOSED, "sagad is shutting down");
     if (s->pub) sg__ev_free(s->pub);
     s->pub = NULL;
     sg_saga_rec_free(&s->rec);
@@ -168,7 +74,8 @@ void sg__saga_halt(saga *s)
     if (s->pub && s->pub->pub) sg_bus_cancel(s->eng->bus, s->pub->pub);
     if (s->pub) s->pub->pub = NULL;
     uv_timer_stop(&s->timer);
-    fail_waiters(s, 503, "sagad is shutting down; the saga resumes at the next start");
+    sg__saga_fail_waiters(s, SG_ECLOSED,
+                          "sagad is shutting down; the saga resumes at the next start");
 }
 
 /* ---- store writes ------------------------------------------------------ */
@@ -177,7 +84,8 @@ static void on_committed(void *arg, sg_status st)
 {
     pending_write *pw = arg;
     saga *s = pw->s;
-    s->writes--;
+    assert(s->writing);
+    s->writing = 0;
     if (s->eng->halted) {
         /* Not delivered now; still PENDING in the store if committed, so the
          * next start delivers it. */
@@ -199,18 +107,19 @@ static void on_committed(void *arg, sg_status st)
         else
             sg__ev_free(ev);
     }
-    then_fn then = pw->then;
+    sg__then_fn then = pw->then;
     free(pw);
     then(s, st);
 }
 
-static void commit(saga *s, sg_write *w, outbox_ev *comps, then_fn then)
+void sg__saga_commit(saga *s, sg_write *w, outbox_ev *comps, sg__then_fn then)
 {
     pending_write *pw = sg_xcalloc(1, sizeof *pw);
     pw->s = s;
     pw->then = then;
     pw->comps = comps;
-    s->writes++;
+    assert(!s->writing); /* one write in flight per saga: one continuation */
+    s->writing = 1;
     if (sg_store_submit(s->eng->store, w, on_committed, pw) != SG_OK) on_committed(pw, SG_ECLOSED);
 }
 
@@ -222,13 +131,13 @@ static void store_failed(saga *s, sg_status st)
     snprintf(msg, sizeof msg, "could not store the saga state (%s); it resumes at the next start",
              sg_status_text(st));
     sg_log(SG_LOG_ERROR, "saga %s: %s", s->rec.id, msg);
-    fail_waiters(s, 503, msg);
+    sg__saga_fail_waiters(s, SG_EIO, msg);
     sg__saga_free(s);
 }
 
 /* ---- steps ------------------------------------------------------------- */
 
-static void log_step(saga *s, size_t i)
+void sg__saga_log_step(saga *s, size_t i)
 {
     const sg_step_rec *st = &s->rec.steps[i];
     sg_log(SG_LOG_INFO, "saga %s step %zu/%zu %s %s%s%s", s->rec.id, i + 1, s->rec.nsteps, st->name,
@@ -237,7 +146,7 @@ static void log_step(saga *s, size_t i)
 
 /* Marks step i RUNNING in memory; a PUBLISH step also gets its outbox event,
  * inserted by the same write. */
-static void begin_step(saga *s, size_t i, sg_write *w)
+void sg__saga_begin_step(saga *s, size_t i, sg_write *w)
 {
     sg_step_rec *st = &s->rec.steps[i];
     st->status = SG_STEP_RUNNING;
@@ -259,7 +168,9 @@ static void begin_step(saga *s, size_t i, sg_write *w)
     ev.step_index = (int)i;
     if (s->pub) sg__ev_free(s->pub);
     s->pub = sg__ev_create(s->eng, &ev);
-    s->pub->owner = s;
+    /* The wall-clock deadline is for the record (and a restart); the timer
+     * runs on the monotonic clock, which no clock step moves. */
+    s->pub->due_ms = sg__mono_ms() + (uint64_t)s->eng->opt.step_timeout_ms;
     sg_write_event_insert(w, &s->pub->rec);
 }
 
@@ -272,7 +183,7 @@ static void after_final(saga *s, sg_status st)
     s->finished = 1;
     sg_log(SG_LOG_INFO, "saga %s %s%s", s->rec.id, sg_saga_status_name(s->rec.status),
            s->rec.comp_status == SG_COMP_PENDING ? " (compensation pending)" : "");
-    answer_waiters(s);
+    sg__saga_answer(s);
     sg__saga_free(s);
 }
 
@@ -282,8 +193,8 @@ static void after_advance(saga *s, sg_status st)
         store_failed(s, st);
         return;
     }
-    log_step(s, s->cur);
-    act(s);
+    sg__saga_log_step(s, s->cur);
+    sg__saga_act(s);
 }
 
 static void step_done(saga *s, const char *resp, size_t len)
@@ -294,7 +205,7 @@ static void step_done(saga *s, const char *resp, size_t len)
     free(st->response);
     st->response = resp ? sg_xmemdup(resp, len) : NULL;
     st->response_len = resp ? len : 0;
-    log_step(s, s->cur);
+    sg__saga_log_step(s, s->cur);
 
     sg_write *w = sg_write_create();
     sg_write_step_update(w, s->rec.id, s->cur, st);
@@ -307,16 +218,16 @@ static void step_done(saga *s, const char *resp, size_t len)
     s->rec.updated_us = st->finished_us;
     if (s->cur + 1 < s->rec.nsteps) {
         s->cur++;
-        begin_step(s, s->cur, w);
+        sg__saga_begin_step(s, s->cur, w);
         sg_write_step_update(w, s->rec.id, s->cur, &s->rec.steps[s->cur]);
         sg_write_saga_update(w, s->rec.id, s->rec.status, s->rec.comp_status, NULL,
                              s->rec.updated_us);
-        commit(s, w, NULL, after_advance);
+        sg__saga_commit(s, w, NULL, after_advance);
         return;
     }
     s->rec.status = SG_SAGA_COMPLETED;
     sg_write_saga_update(w, s->rec.id, s->rec.status, s->rec.comp_status, NULL, s->rec.updated_us);
-    commit(s, w, NULL, after_final);
+    sg__saga_commit(s, w, NULL, after_final);
 }
 
 /* Compensation events for the completed steps before the failed one, latest
@@ -358,7 +269,7 @@ static void step_failed(saga *s, const char *reason)
     st->finished_us = sg_now_us();
     free(st->error);
     st->error = sg_xstrdup(reason);
-    log_step(s, s->cur);
+    sg__saga_log_step(s, s->cur);
 
     size_t n = strlen(reason) + strlen(d->service) + 64;
     free(s->rec.error);
@@ -379,7 +290,7 @@ static void step_failed(saga *s, const char *reason)
     s->rec.updated_us = st->finished_us;
     sg_write_saga_update(w, s->rec.id, s->rec.status, s->rec.comp_status, s->rec.error,
                          s->rec.updated_us);
-    commit(s, w, comps, after_final);
+    sg__saga_commit(s, w, comps, after_final);
 }
 
 static void on_http_done(void *arg, const sg_http_result *res)
@@ -460,21 +371,22 @@ static void on_deadline(uv_timer_t *t)
 static void publish(saga *s)
 {
     outbox_ev *ev = s->pub;
-    int64_t left_ms = (ev->rec.deadline_us - sg_now_us()) / 1000;
-    if (left_ms <= 0) {
+    uint64_t now = sg__mono_ms();
+    if (ev->due_ms <= now) {
         on_deadline(&s->timer);
         return;
     }
+    uint64_t left_ms = ev->due_ms - now;
     ev->rec.attempts++;
     if (sg_bus_publish(s->eng->bus, &ev->rec, (long)left_ms, on_ack, s, &ev->pub) != SG_OK) {
         ev->pub = NULL;
         step_failed(s, "could not hand the event to the bus");
         return;
     }
-    uv_timer_start(&s->timer, on_deadline, (uint64_t)left_ms, 0);
+    if (uv_timer_start(&s->timer, on_deadline, left_ms, 0) != 0) abort(); /* a live handle */
 }
 
-static void act(saga *s)
+void sg__saga_act(saga *s)
 {
     if (s->def->steps[s->cur].action.kind == SG_ACTION_HTTP)
         call_http(s);
@@ -482,90 +394,7 @@ static void act(saga *s)
         publish(s);
 }
 
-/* ---- start and resume -------------------------------------------------- */
-
-static void after_insert(saga *s, sg_status st)
-{
-    sg_engine *e = s->eng;
-    if (st == SG_ECONFLICT && s->rec.idem_key) {
-        /* Another saga took this key between the API's lookup and ours: it
-         * has finished already (else we would have found it in memory). */
-        sg_saga_rec prior = {0};
-        if (sg_store_get_by_idem(e->reader, s->rec.idem_key, &prior) == SG_OK) {
-            int same = prior.request_len == s->rec.request_len &&
-                       memcmp(prior.request, s->rec.request, prior.request_len) == 0;
-            while (s->waiters) {
-                waiter *w = s->waiters;
-                s->waiters = w->next;
-                if (same && w->req->async)
-                    reply_accepted(e, w->req, prior.id, sg_saga_status_name(prior.status));
-                else if (same)
-                    reply_outcome(e, w->req, &prior, sg_def_find(prior.def_name));
-                else
-                    sg__reply_detail(e, w->req, 422,
-                                     "Idempotency-Key reused with a different request body");
-                free(w);
-            }
-            sg_saga_rec_free(&prior);
-        }
-    }
-    if (st != SG_OK) {
-        fail_waiters(s, 503, "could not store the saga");
-        sg__saga_free(s);
-        return;
-    }
-    s->durable = 1;
-    log_step(s, s->cur);
-    answer_waiters(s);
-    act(s);
-}
-
-void sg__saga_start(sg_engine *e, sg_start_req *req)
-{
-    if (req->idem_key) {
-        saga *prior = NULL;
-        HASH_FIND(hh_idem, e->by_idem, req->idem_key, strlen(req->idem_key), prior);
-        if (prior) {
-            if (prior->rec.request_len != req->body_len ||
-                memcmp(prior->rec.request, req->body, req->body_len) != 0) {
-                sg__reply_detail(e, req, 422,
-                                 "Idempotency-Key reused with a different request body");
-                return;
-            }
-            add_waiter(prior, req);
-            answer_waiters(prior);
-            return;
-        }
-    }
-    if (e->nsagas >= e->opt.max_inflight ||
-        e->held_bytes + req->body_len > e->opt.max_inflight_bytes) {
-        /* Backpressure: memory stays bounded whatever clients send. */
-        sg__reply_detail(e, req, 503, "too many sagas in flight; retry later");
-        return;
-    }
-    saga *s = saga_new(e, e->def);
-    sg_saga_rec *r = &s->rec;
-    sg_uuid_v4(r->id);
-    r->def_name = sg_xstrdup(e->def->name);
-    r->request = req->body; /* taken: the request is done with it */
-    r->request_len = req->body_len;
-    req->body = NULL;
-    r->idem_key = sg_xstrdup(req->idem_key);
-    r->status = SG_SAGA_IN_PROGRESS;
-    r->comp_status = SG_COMP_NONE;
-    r->created_us = r->updated_us = sg_now_us();
-    r->nsteps = e->def->nsteps;
-    r->steps = sg_xcalloc(r->nsteps, sizeof *r->steps);
-    for (size_t i = 0; i < r->nsteps; i++)
-        r->steps[i].name = sg_xstrdup(e->def->steps[i].name);
-    index_saga(s);
-    add_waiter(s, req);
-
-    sg_write *w = sg_write_create();
-    begin_step(s, 0, w);
-    sg_write_saga_insert(w, r); /* with step 0 RUNNING */
-    commit(s, w, NULL, after_insert);
-}
+/* ---- resume ------------------------------------------------------------ */
 
 void sg__saga_resume(sg_engine *e, sg_saga_rec *rec, outbox_ev *pending)
 {
@@ -577,11 +406,11 @@ void sg__saga_resume(sg_engine *e, sg_saga_rec *rec, outbox_ev *pending)
         if (pending) sg__ev_free(pending);
         return;
     }
-    saga *s = saga_new(e, def);
+    saga *s = sg__saga_new(e, def);
     s->rec = *rec; /* takes the members */
     memset(rec, 0, sizeof *rec);
     s->durable = 1;
-    index_saga(s);
+    sg__saga_index(s);
     while (s->cur < s->rec.nsteps && s->rec.steps[s->cur].status == SG_STEP_COMPLETED)
         s->cur++;
 
@@ -590,8 +419,9 @@ void sg__saga_resume(sg_engine *e, sg_saga_rec *rec, outbox_ev *pending)
         s->rec.steps[s->cur].status == SG_STEP_RUNNING) {
         /* Same event, same id: consumers de-duplicate, and its deadline
          * still holds across the restart. */
+        int64_t left_us = pending->rec.deadline_us - sg_now_us();
+        pending->due_ms = sg__mono_ms() + (left_us > 0 ? (uint64_t)left_us / 1000 : 0);
         s->pub = pending;
-        pending->owner = s;
         publish(s);
         return;
     }
@@ -602,7 +432,7 @@ void sg__saga_resume(sg_engine *e, sg_saga_rec *rec, outbox_ev *pending)
         s->rec.updated_us = sg_now_us();
         sg_write_saga_update(w, s->rec.id, s->rec.status, s->rec.comp_status, NULL,
                              s->rec.updated_us);
-        commit(s, w, NULL, after_final);
+        sg__saga_commit(s, w, NULL, after_final);
         return;
     }
     if (s->rec.steps[s->cur].status == SG_STEP_FAILED) {
@@ -610,7 +440,7 @@ void sg__saga_resume(sg_engine *e, sg_saga_rec *rec, outbox_ev *pending)
         return;
     }
     sg_write *w = sg_write_create();
-    begin_step(s, s->cur, w);
+    sg__saga_begin_step(s, s->cur, w);
     sg_write_step_update(w, s->rec.id, s->cur, &s->rec.steps[s->cur]);
-    commit(s, w, NULL, after_advance); /* same as moving on to it */
+    sg__saga_commit(s, w, NULL, after_advance); /* same as moving on to it */
 }

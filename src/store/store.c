@@ -513,14 +513,14 @@ fail:
     return st;
 }
 
-int sg_store_healthy(sg_store *s, char *why, size_t n)
+sg_status sg_store_health(sg_store *s, char *why, size_t n)
 {
-    if (!s) return 0;
+    if (!s) return SG_EINVAL;
     uv_mutex_lock(&s->mu);
     int ok = s->healthy;
     if (why && n) snprintf(why, n, "%s", ok ? "" : s->why);
     uv_mutex_unlock(&s->mu);
-    return ok;
+    return ok ? SG_OK : SG_EIO;
 }
 
 void sg_store_stats(sg_store *s, uint64_t *transactions, uint64_t *writes)
@@ -538,8 +538,15 @@ void sg_store_stats(sg_store *s, uint64_t *transactions, uint64_t *writes)
 
 /* ---- reads ------------------------------------------------------------------ */
 
-sg_status sg_store_reader_open(sg_store *s, sg_store_reader **out)
+const char *sg_store_reader_error(const sg_store_reader *r)
 {
+    (void)r;
+    return "SHIM";
+}
+
+sg_status sg_store_reader_open(sg_store *s, sg_store_reader **out, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "SHIM");
     sg_store_breader *br = NULL;
     if (!out) return SG_EINVAL;
     *out = NULL;

@@ -9,7 +9,7 @@
 
 #include "sg/bus.h"
 #include "sg/json.h"
-#include "sg/render.h"
+#include "api/render.h"
 
 static void must_be_json(const sg_buf *b)
 {
@@ -58,7 +58,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     must_be_json(&b);
     sg_buf_reset(&b);
     int status = 0;
-    if (sg_render_outcome(&b, &rec, NULL, &status) != SG_OK || status != 400) abort();
+    sg_outcome o;
+    sg_outcome_of(&o, &rec, NULL);
+    if (sg_render_outcome(&b, &o, 0, &status) != SG_OK || status != 400) abort();
+    sg_outcome_clear(&o);
     must_be_json(&b);
     sg_buf_reset(&b);
     sg_event_rec ev = {.id = "00000000-0000-4000-8000-000000000001",

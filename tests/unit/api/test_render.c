@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "sg/alloc.h"
-#include "sg/render.h"
+#include "api/render.h"
 
 #define T0 INT64_C(1795860000000000) /* 2026-11-28T10:00:00.000000Z */
 
@@ -90,7 +90,10 @@ static char *render_outcome(const sg_saga_rec *r, const sg_def *d, int *code)
 {
     sg_buf b;
     sg_buf_init(&b, 1 << 20);
-    assert_int_equal(sg_render_outcome(&b, r, d, code), SG_OK);
+    sg_outcome o;
+    sg_outcome_of(&o, r, d);
+    assert_int_equal(sg_render_outcome(&b, &o, 0, code), SG_OK);
+    sg_outcome_clear(&o);
     return sg_buf_take(&b, NULL);
 }
 
@@ -320,7 +323,10 @@ static void test_detail_and_cap(void **state)
     r.status = SG_SAGA_COMPLETED;
     sg_buf_reset(&b);
     b.max = 10;
-    assert_int_equal(sg_render_outcome(&b, &r, NULL, &code), SG_ETOOBIG);
+    sg_outcome o;
+    sg_outcome_of(&o, &r, NULL);
+    assert_int_equal(sg_render_outcome(&b, &o, 0, &code), SG_ETOOBIG);
+    sg_outcome_clear(&o);
     assert_int_equal(code, 0);
     assert_int_equal(b.len, 0);
     sg_buf_free(&b);

@@ -91,17 +91,17 @@ static void test_content_length(void **state)
 {
     (void)state;
     uint64_t n = 7;
-    assert_int_equal(sg_api_parse_content_length("0", &n), 0);
+    assert_int_equal(sg_api_parse_content_length("0", &n), SG_OK);
     assert_int_equal(n, 0);
-    assert_int_equal(sg_api_parse_content_length("1048577", &n), 0);
+    assert_int_equal(sg_api_parse_content_length("1048577", &n), SG_OK);
     assert_int_equal(n, 1048577);
-    assert_int_equal(sg_api_parse_content_length("18446744073709551615", &n), 0);
+    assert_int_equal(sg_api_parse_content_length("18446744073709551615", &n), SG_OK);
     assert_true(n == UINT64_MAX);
-    assert_int_equal(sg_api_parse_content_length("18446744073709551616", &n), -1);
-    assert_int_equal(sg_api_parse_content_length("", &n), -1);
-    assert_int_equal(sg_api_parse_content_length("-1", &n), -1);
-    assert_int_equal(sg_api_parse_content_length("12a", &n), -1);
-    assert_int_equal(sg_api_parse_content_length(NULL, &n), -1);
+    assert_int_equal(sg_api_parse_content_length("18446744073709551616", &n), SG_EINVAL);
+    assert_int_equal(sg_api_parse_content_length("", &n), SG_EINVAL);
+    assert_int_equal(sg_api_parse_content_length("-1", &n), SG_EINVAL);
+    assert_int_equal(sg_api_parse_content_length("12a", &n), SG_EINVAL);
+    assert_int_equal(sg_api_parse_content_length(NULL, &n), SG_EINVAL);
 }
 
 static void test_list_query(void **state)
@@ -110,23 +110,24 @@ static void test_list_query(void **state)
     sg_list_query q;
     char err[128];
 
-    assert_int_equal(sg_api_parse_list_query(NULL, NULL, NULL, &q, err, sizeof err), 0);
+    assert_int_equal(sg_api_parse_list_query(NULL, NULL, NULL, &q, err, sizeof err), SG_OK);
     assert_int_equal(q.status, -1);
     assert_int_equal(q.limit, 50);
     assert_null(q.after);
-    assert_int_equal(sg_api_parse_list_query("", "", "", &q, err, sizeof err), 0);
+    assert_int_equal(sg_api_parse_list_query("", "", "", &q, err, sizeof err), SG_OK);
     assert_int_equal(q.status, -1);
     assert_int_equal(q.limit, 50);
     assert_null(q.after);
 
-    assert_int_equal(sg_api_parse_list_query("FAILED", "1000", "abc", &q, err, sizeof err), 0);
+    assert_int_equal(sg_api_parse_list_query("FAILED", "1000", "abc", &q, err, sizeof err), SG_OK);
     assert_int_equal(q.status, SG_SAGA_FAILED);
     assert_int_equal(q.limit, 1000);
     assert_string_equal(q.after, "abc");
-    assert_int_equal(sg_api_parse_list_query("IN_PROGRESS", "1", NULL, &q, err, sizeof err), 0);
+    assert_int_equal(sg_api_parse_list_query("IN_PROGRESS", "1", NULL, &q, err, sizeof err), SG_OK);
     assert_int_equal(q.status, SG_SAGA_IN_PROGRESS);
     assert_int_equal(q.limit, 1);
-    assert_int_equal(sg_api_parse_list_query("COMPLETED", "0007", NULL, &q, err, sizeof err), 0);
+    assert_int_equal(sg_api_parse_list_query("COMPLETED", "0007", NULL, &q, err, sizeof err),
+                     SG_OK);
     assert_int_equal(q.status, SG_SAGA_COMPLETED);
     assert_int_equal(q.limit, 7);
 
@@ -135,20 +136,20 @@ static void test_list_query(void **state)
     for (size_t i = 0; i < sizeof bad_limits / sizeof bad_limits[0]; i++) {
         err[0] = '\0';
         assert_int_equal(sg_api_parse_list_query(NULL, bad_limits[i], NULL, &q, err, sizeof err),
-                         -1);
+                         SG_EINVAL);
         assert_non_null(strstr(err, "limit"));
     }
     static const char *bad_status[] = {"completed", "PENDING", "DONE", "COMPLETED "};
     for (size_t i = 0; i < sizeof bad_status / sizeof bad_status[0]; i++) {
         err[0] = '\0';
         assert_int_equal(sg_api_parse_list_query(bad_status[i], NULL, NULL, &q, err, sizeof err),
-                         -1);
+                         SG_EINVAL);
         assert_non_null(strstr(err, "status"));
     }
     char longcur[SG_CURSOR_MAX + 8];
     memset(longcur, 'c', sizeof longcur - 1);
     longcur[sizeof longcur - 1] = '\0';
-    assert_int_equal(sg_api_parse_list_query(NULL, NULL, longcur, &q, err, sizeof err), -1);
+    assert_int_equal(sg_api_parse_list_query(NULL, NULL, longcur, &q, err, sizeof err), SG_EINVAL);
     assert_non_null(strstr(err, "cursor"));
     assert_null(q.after);
 }
@@ -158,18 +159,18 @@ static void test_check_body(void **state)
     (void)state;
     char err[256];
 #define CHECK(lit) sg_api_check_body(lit, sizeof(lit) - 1, err, sizeof err)
-    assert_int_equal(CHECK("{}"), 0);
-    assert_int_equal(CHECK(" \n{\"a\":[1,{\"b\":null}]}\t"), 0);
-    assert_int_equal(CHECK("{\"z\":\"\\u0000\",\"n\":9223372036854775807}"), 0);
-    assert_int_equal(CHECK(""), 400);
-    assert_int_equal(CHECK("{"), 400);
-    assert_int_equal(CHECK("{\"a\":1} x"), 400);
-    assert_int_equal(CHECK("{\"a\":\"\xff\"}"), 400);
-    assert_int_equal(CHECK("[1,2]"), 422);
+    assert_int_equal(CHECK("{}"), SG_OK);
+    assert_int_equal(CHECK(" \n{\"a\":[1,{\"b\":null}]}\t"), SG_OK);
+    assert_int_equal(CHECK("{\"z\":\"\\u0000\",\"n\":9223372036854775807}"), SG_OK);
+    assert_int_equal(CHECK(""), SG_EINVAL);
+    assert_int_equal(CHECK("{"), SG_EINVAL);
+    assert_int_equal(CHECK("{\"a\":1} x"), SG_EINVAL);
+    assert_int_equal(CHECK("{\"a\":\"\xff\"}"), SG_EINVAL);
+    assert_int_equal(CHECK("[1,2]"), SG_ETYPE);
     assert_non_null(strstr(err, "object"));
-    assert_int_equal(CHECK("\"str\""), 422);
-    assert_int_equal(CHECK("42"), 422);
-    assert_int_equal(CHECK("null"), 422);
+    assert_int_equal(CHECK("\"str\""), SG_ETYPE);
+    assert_int_equal(CHECK("42"), SG_ETYPE);
+    assert_int_equal(CHECK("null"), SG_ETYPE);
 #undef CHECK
     /* Deeper than SG_JSON_MAX_DEPTH: 400, not a crash. */
     static char deep[2 * 600 + 1];
@@ -178,7 +179,7 @@ static void test_check_body(void **state)
         deep[600 + i] = ']';
     }
     deep[0] = '{';
-    assert_int_equal(sg_api_check_body(deep, 1200, err, sizeof err), 400);
+    assert_int_equal(sg_api_check_body(deep, 1200, err, sizeof err), SG_EINVAL);
 }
 
 int main(void)

@@ -23,19 +23,28 @@
 #include "sg/api.h"
 #include "sg/buf.h"
 #include "sg/def.h"
-#include "sg/render.h"
+#include "api/render.h"
 
 #define KNOWN_ID "0f8fad5b-d9cb-469f-a165-70867728950e"
 #define RUNNING_ID "1f8fad5b-d9cb-469f-a165-70867728950e"
 
 /* ---- fake engine ------------------------------------------------------- */
 
+/* A start the fake engine holds, answered from its worker thread (or by
+ * engine_flush for "hold" bodies). */
+typedef struct held {
+    sg_start in; /* owned */
+    sg_start_cb cb;
+    void *arg;
+    struct held *next;
+} held;
+
 struct sg_engine {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    sg_start_req *head, *tail; /* queue for the worker */
-    sg_start_req *parked;      /* "hold" requests, answered by engine_flush */
-    int closed;                /* submit refuses */
+    held *head, *tail; /* queue for the worker */
+    held *parked;      /* "hold" requests, answered by engine_flush */
+    int closed;        /* submit refuses */
     int stop;
     int submits;
     char last_key[256];
@@ -45,20 +54,25 @@ struct sg_engine {
 };
 
 static struct sg_engine eng;
+static atomic_int late_stored; /* see sg_store_get_by_idem */
 
-sg_status sg_engine_submit(sg_engine *e, sg_start_req *req)
+sg_status sg_engine_submit(sg_engine *e, sg_start *start, sg_start_cb cb, void *arg)
 {
     pthread_mutex_lock(&e->mu);
     if (e->closed) {
         pthread_mutex_unlock(&e->mu);
         return SG_ECLOSED;
     }
+    held *req = sg_xcalloc(1, sizeof *req);
+    req->in = *start;
+    req->cb = cb;
+    req->arg = arg;
+    start->body = start->idem_key = NULL; /* taken */
     e->submits++;
-    snprintf(e->last_key, sizeof e->last_key, "%s", req->idem_key ? req->idem_key : "");
-    snprintf(e->last_body, sizeof e->last_body, "%.*s", (int)req->body_len, req->body);
-    e->last_async = req->async;
-    req->next = NULL;
-    if (strstr(req->body, "\"hold\"")) {
+    snprintf(e->last_key, sizeof e->last_key, "%s", req->in.idem_key ? req->in.idem_key : "");
+    snprintf(e->last_body, sizeof e->last_body, "%.*s", (int)req->in.body_len, req->in.body);
+    e->last_async = req->in.async;
+    if (strstr(req->in.body, "\"hold\"")) {
         req->next = e->parked;
         e->parked = req;
     } else {
@@ -73,34 +87,36 @@ sg_status sg_engine_submit(sg_engine *e, sg_start_req *req)
     return SG_OK;
 }
 
-static void engine_answer(sg_start_req *req)
+/* The outcome a real engine would give, by marker in the body. */
+static void engine_answer(held *req)
 {
-    sg_reply rep;
-    memset(&rep, 0, sizeof rep);
-    const char *id = KNOWN_ID;
-    char body[256];
-    if (req->async) {
-        rep.status = 202;
-        snprintf(body, sizeof body, "{\"id\":\"%s\",\"overall_status\":\"IN_PROGRESS\"}", id);
-        snprintf(rep.location, sizeof rep.location, "/saga/%s", id);
-    } else if (strstr(req->body, "\"busy\"")) {
-        /* The engine's own 503, as when too many sagas are in flight. */
-        rep.status = 503;
-        snprintf(body, sizeof body, "{\"detail\":\"too many sagas in flight; retry later\"}");
-    } else if (strstr(req->body, "\"fail\"")) {
-        rep.status = 400;
-        snprintf(body, sizeof body, "{\"detail\":{\"id\":\"%s\",\"error\":\"boom\"}}", id);
+    sg_outcome o;
+    sg_step_output echo = {.key = "echo", .json = req->in.body, .json_len = req->in.body_len};
+    sg_outcome_running(&o, KNOWN_ID);
+    if (strstr(req->in.body, "\"exists\"")) {
+        /* A stored saga took the key meanwhile: the API looks it up. */
+        sg_outcome_fail(&o, SG_EEXIST, "the Idempotency-Key belongs to a stored saga");
+        atomic_store(&late_stored, 1);
+        o.request = req->in.body;
+        o.request_len = req->in.body_len;
+    } else if (req->in.async) {
+        /* accepted: 202 IN_PROGRESS */
+    } else if (strstr(req->in.body, "\"busy\"")) {
+        /* The engine's own refusal, as when too many sagas are in flight. */
+        sg_outcome_fail(&o, SG_EBUSY, "too many sagas in flight; retry later");
+    } else if (strstr(req->in.body, "\"fail\"")) {
+        o.saga_status = SG_SAGA_FAILED;
+        o.error = "boom";
+        o.failed_step = 1;
     } else {
-        rep.status = 200;
-        snprintf(body, sizeof body, "{\"id\":\"%s\",\"echo\":%.*s}", id, (int)req->body_len,
-                 req->body);
+        o.saga_status = SG_SAGA_COMPLETED;
+        o.result = "ok";
+        o.outputs = &echo;
+        o.noutputs = 1;
     }
-    rep.body = sg_xstrdup(body);
-    rep.body_len = strlen(body);
-    req->done(req->arg, &rep);
-    free(rep.body); /* NULL if the callee took it, as it must */
-    free(req->body);
-    free(req->idem_key);
+    req->cb(req->arg, &o);
+    free(req->in.body);
+    free(req->in.idem_key);
     free(req);
 }
 
@@ -112,7 +128,7 @@ static void *engine_main(void *arg)
         while (!e->head && !e->stop)
             pthread_cond_wait(&e->cv, &e->mu);
         if (!e->head) break;
-        sg_start_req *req = e->head;
+        held *req = e->head;
         e->head = req->next;
         if (!e->head) e->tail = NULL;
         pthread_mutex_unlock(&e->mu);
@@ -128,11 +144,11 @@ static void *engine_main(void *arg)
 static void engine_flush(void)
 {
     pthread_mutex_lock(&eng.mu);
-    sg_start_req *req = eng.parked;
+    held *req = eng.parked;
     eng.parked = NULL;
     pthread_mutex_unlock(&eng.mu);
     while (req) {
-        sg_start_req *next = req->next;
+        held *next = req->next;
         engine_answer(req);
         req = next;
     }
@@ -149,9 +165,9 @@ struct sg_store_reader {
 static struct sg_store store = {1};
 static atomic_int readers_open;
 
-sg_status sg_store_reader_open(sg_store *s, sg_store_reader **out)
+sg_status sg_store_reader_open(sg_store *s, sg_store_reader **out, char *err, size_t errlen)
 {
-    (void)s;
+    (void)s, (void)err, (void)errlen;
     *out = sg_xcalloc(1, sizeof **out);
     (*out)->magic = 42;
     atomic_fetch_add(&readers_open, 1);
@@ -206,10 +222,21 @@ sg_status sg_store_get(sg_store_reader *r, const char *id, sg_saga_rec *out)
     return SG_OK;
 }
 
+/* Key "late" belongs to a finished saga with request {"exists":1} that
+ * appears in the store only once the fake engine has answered SG_EEXIST. */
+
 sg_status sg_store_get_by_idem(sg_store_reader *r, const char *key, sg_saga_rec *out)
 {
     assert_int_equal(r->magic, 42);
     memset(out, 0, sizeof *out);
+    if (strcmp(key, "late") == 0) {
+        if (!atomic_load(&late_stored)) return SG_ENOTFOUND;
+        fill(out, 0);
+        free(out->request);
+        out->request = sg_xstrdup("{\"exists\":1}");
+        out->request_len = strlen(out->request);
+        return SG_OK;
+    }
     if (strcmp(key, "k1") == 0)
         fill(out, 0);
     else if (strcmp(key, "k2") == 0)
@@ -285,10 +312,16 @@ void sg_store_cursor(const sg_saga_rec *r, char out[SG_CURSOR_MAX])
     snprintf(out, SG_CURSOR_MAX, "after-%.8s", r->id);
 }
 
-int sg_store_healthy(sg_store *s, char *why, size_t n)
+const char *sg_store_reader_error(const sg_store_reader *r)
+{
+    (void)r;
+    return "";
+}
+
+sg_status sg_store_health(sg_store *s, char *why, size_t n)
 {
     if (!s->healthy) snprintf(why, n, "disk full");
-    return s->healthy;
+    return s->healthy ? SG_OK : SG_EIO;
 }
 
 struct sg_bus {
@@ -300,10 +333,10 @@ int sg_bus_is_broker(const sg_bus *b)
 {
     return b->broker;
 }
-int sg_bus_ready(sg_bus *b, char *why, size_t n)
+sg_status sg_bus_health(sg_bus *b, char *why, size_t n)
 {
     if (!b->ready) snprintf(why, n, "not connected");
-    return b->ready;
+    return b->ready ? SG_OK : SG_EUNAVAIL;
 }
 const char *sg_bus_name(const sg_bus *b)
 {
@@ -643,7 +676,8 @@ static void test_post(void **state)
     resp r;
     assert_int_equal(request(&r, "POST", "/saga", "{\"image_id\":\"img_123\"}", NULL), 200);
     assert_string_equal(r.body.ptr,
-                        "{\"id\":\"" KNOWN_ID "\",\"echo\":{\"image_id\":\"img_123\"}}");
+                        "{\"id\":\"" KNOWN_ID
+                        "\",\"result\":\"ok\",\"data\":{\"echo\":{\"image_id\":\"img_123\"}}}");
     assert_string_equal(eng.last_body, "{\"image_id\":\"img_123\"}");
     assert_int_equal(eng.last_async, 0);
     assert_string_equal(eng.last_key, "");
@@ -747,6 +781,43 @@ static void test_idempotency(void **state)
     assert_int_equal(request(&r, "POST", "/saga", "{\"c\":3}", k3), 200);
     assert_string_equal(eng.last_key, "new key 3");
     resp_free(&r);
+}
+
+/* The engine found the key taken by a stored saga (it committed between
+ * our lookup and the engine's insert): the API reads that saga itself and
+ * answers for it, or 422 for another body. */
+static void test_key_taken_meanwhile(void **state)
+{
+    (void)state;
+    resp r;
+    const char *late[] = {"Idempotency-Key: late", NULL};
+    atomic_store(&late_stored, 0);
+    int before = eng.submits;
+    assert_int_equal(request(&r, "POST", "/saga", "{\"exists\":1}", late), 200);
+    assert_int_equal(eng.submits, before + 1);
+    assert_string_equal(r.body.ptr,
+                        "{\"id\":\"" KNOWN_ID "\",\"result\":\"Saga completada exitosamente\","
+                        "\"data\":{\"anonymized\":{\"x\":1},\"tokenizer_event\":"
+                        "\"event_published\",\"ai_result\":true}}");
+    resp_free(&r);
+
+    atomic_store(&late_stored, 0);
+    const char *late_async[] = {"Idempotency-Key: late", "Prefer: respond-async", NULL};
+    before = eng.submits;
+    assert_int_equal(request(&r, "POST", "/saga", "{\"exists\":1}", late_async), 202);
+    assert_int_equal(eng.submits, before + 1);
+    assert_string_equal(r.body.ptr, "{\"id\":\"" KNOWN_ID "\",\"overall_status\":\"COMPLETED\"}");
+    assert_string_equal(r.location, "/saga/" KNOWN_ID);
+    resp_free(&r);
+
+    atomic_store(&late_stored, 0);
+    before = eng.submits;
+    assert_int_equal(request(&r, "POST", "/saga", "{\"exists\":2}", late), 422);
+    assert_int_equal(eng.submits, before + 1);
+    assert_string_equal(r.body.ptr,
+                        "{\"detail\":\"Idempotency-Key reused with a different request body\"}");
+    resp_free(&r);
+    assert_int_equal(pending_settled(), 0);
 }
 
 static void test_keepalive(void **state)
@@ -940,6 +1011,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_post, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_taken_meanwhile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_engine_closed, setup, teardown),

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "api/render.h" /* the engine's outcomes as the API answers them */
 #include "sg/bus.h"
 #include "sg/def.h"
 #include "sg/engine.h"
@@ -125,7 +126,7 @@ static void open_engine(fx *f)
                             .max_inflight = f->max_inflight};
     assert_int_equal(sg_engine_create(&f->eng, &f->loop, &eo, f->store, f->bus, f->http, f->def),
                      SG_OK);
-    assert_int_equal(sg_engine_start(f->eng), SG_OK);
+    assert_int_equal(sg_engine_start(f->eng, err, sizeof err), SG_OK);
 }
 
 static void close_engine(fx *f)
@@ -173,28 +174,44 @@ static int teardown(void **state)
 
 /* ---- driving a saga ---------------------------------------------------- */
 
+/* The engine's outcome, rendered as the API would answer it. */
 typedef struct answer {
     int done;
-    sg_reply r;
+    int async;
+    sg_status st; /* the outcome's status */
+    char req[64]; /* SG_EEXIST: the body handed back */
+    struct {
+        int status;
+        char *body;
+        char location[64];
+    } r;
 } answer;
 
-static void on_done(void *arg, sg_reply *reply)
+static void on_done(void *arg, const sg_outcome *o)
 {
     answer *a = arg;
-    a->r = *reply;
-    reply->body = NULL; /* taken */
+    sg_buf b;
+    sg_buf_init(&b, (size_t)1 << 30);
+    assert_int_equal(sg_render_outcome(&b, o, a->async, &a->r.status), SG_OK);
+    a->r.body = sg_buf_take(&b, NULL);
+    a->st = o->status;
+    if (o->request) snprintf(a->req, sizeof a->req, "%.*s", (int)o->request_len, o->request);
+    if (a->r.status == 202) snprintf(a->r.location, sizeof a->r.location, "/saga/%s", o->saga_id);
     a->done = 1;
+}
+
+static void submit(fx *f, const char *json, const char *key, int async, answer *a)
+{
+    sg_start st = {.body = strdup(json), .body_len = strlen(json), .async = async};
+    st.idem_key = key ? strdup(key) : NULL;
+    a->async = async;
+    assert_int_equal(sg_engine_submit(f->eng, &st, on_done, a), SG_OK);
+    assert_null(st.body); /* taken */
 }
 
 static void start(fx *f, const char *json, int async, answer *a)
 {
-    sg_start_req *req = calloc(1, sizeof *req);
-    req->body = strdup(json);
-    req->body_len = strlen(json);
-    req->async = async;
-    req->done = on_done;
-    req->arg = a;
-    assert_int_equal(sg_engine_submit(f->eng, req), SG_OK);
+    submit(f, json, NULL, async, a);
     while (!a->done)
         uv_run(&f->loop, UV_RUN_ONCE);
 }
@@ -202,7 +219,7 @@ static void start(fx *f, const char *json, int async, answer *a)
 static void get(fx *f, const char *id, sg_saga_rec *out)
 {
     sg_store_reader *r;
-    assert_int_equal(sg_store_reader_open(f->store, &r), SG_OK);
+    assert_int_equal(sg_store_reader_open(f->store, &r, NULL, 0), SG_OK);
     assert_int_equal(sg_store_get(r, id, out), SG_OK);
     sg_store_reader_close(r);
 }
@@ -375,18 +392,10 @@ static void idempotency_key_joins_the_first_saga(void **state)
     fx *f = *state;
     fake_delay_ms[SVC_AI] = 100;
     answer a = {0}, b = {0}, c = {0};
-    sg_start_req *reqs[3];
     answer *ans[3] = {&a, &b, &c};
     const char *bodies[3] = {"{\"k\":1}", "{\"k\":1}", "{\"k\":2}"};
-    for (int i = 0; i < 3; i++) {
-        reqs[i] = calloc(1, sizeof *reqs[i]);
-        reqs[i]->body = strdup(bodies[i]);
-        reqs[i]->body_len = strlen(bodies[i]);
-        reqs[i]->idem_key = strdup("key-1");
-        reqs[i]->done = on_done;
-        reqs[i]->arg = ans[i];
-        assert_int_equal(sg_engine_submit(f->eng, reqs[i]), SG_OK);
-    }
+    for (int i = 0; i < 3; i++)
+        submit(f, bodies[i], "key-1", 0, ans[i]);
     while (!a.done || !b.done || !c.done)
         uv_run(&f->loop, UV_RUN_ONCE);
     assert_int_equal(a.r.status, 200);
@@ -445,7 +454,7 @@ static void count_event(void *arg, sg_event_rec *ev)
 static int pending_events(fx *f)
 {
     sg_store_reader *r;
-    assert_int_equal(sg_store_reader_open(f->store, &r), SG_OK);
+    assert_int_equal(sg_store_reader_open(f->store, &r, NULL, 0), SG_OK);
     int n = 0;
     assert_int_equal(sg_store_load_pending_events(r, count_event, &n), SG_OK);
     sg_store_reader_close(r);
@@ -500,16 +509,8 @@ static void admission_is_bounded(void **state)
     open_engine(f);
     fake_delay_ms[SVC_AI] = 300;
     answer a[3] = {{0}};
-    sg_start_req *reqs[3];
-    for (int i = 0; i < 3; i++) {
-        reqs[i] = calloc(1, sizeof *reqs[i]);
-        reqs[i]->body = strdup("{\"n\":1}");
-        reqs[i]->body_len = 7;
-        reqs[i]->async = 1;
-        reqs[i]->done = on_done;
-        reqs[i]->arg = &a[i];
-        assert_int_equal(sg_engine_submit(f->eng, reqs[i]), SG_OK);
-    }
+    for (int i = 0; i < 3; i++)
+        submit(f, "{\"n\":1}", NULL, 1, &a[i]);
     while (!a[0].done || !a[1].done || !a[2].done)
         uv_run(&f->loop, UV_RUN_ONCE);
     assert_int_equal(a[0].r.status, 202);
@@ -551,7 +552,7 @@ static void store_failure_at_every_statement(void **state)
             uv_run(&f->loop, UV_RUN_ONCE);
         assert_int_equal(sg_engine_active(f->eng), 0);
         sg_store_reader *r;
-        assert_int_equal(sg_store_reader_open(f->store, &r), SG_OK);
+        assert_int_equal(sg_store_reader_open(f->store, &r, NULL, 0), SG_OK);
         sg_list_query q = {.status = SG_SAGA_IN_PROGRESS, .limit = 10};
         sg_saga_rec *recs = NULL;
         size_t nrec = 0;
@@ -564,6 +565,60 @@ static void store_failure_at_every_statement(void **state)
         if (!reached) return; /* the saga ran past every statement */
     }
     fail_msg("the injected failure was still reached after 200 statements");
+}
+
+/* A start still queued when the engine halts (a start-up that fails after
+ * the API opened) is refused and never stored. */
+static void halt_refuses_queued_starts(void **state)
+{
+    fx *f = *state;
+    answer a = {0};
+    submit(f, "{\"q\":1}", NULL, 0, &a);
+    sg_engine_halt(f->eng); /* before the loop ever ran the intake */
+    assert_true(a.done);
+    assert_int_equal(a.st, SG_ECLOSED);
+    assert_int_equal(a.r.status, 503);
+    assert_string_equal(a.r.body, "{\"detail\":\"sagad is shutting down\"}");
+    free(a.r.body);
+    sg_store_reader *r;
+    sg_list_query q = {.status = -1, .limit = 10};
+    sg_saga_rec *recs = NULL;
+    size_t n = 99;
+    char next[SG_CURSOR_MAX];
+    assert_int_equal(sg_store_reader_open(f->store, &r, NULL, 0), SG_OK);
+    assert_int_equal(sg_store_list(r, &q, &recs, &n, next), SG_OK);
+    assert_int_equal(n, 0);
+    free(recs);
+    sg_store_reader_close(r);
+    answer b = {0};
+    sg_start st = {.body = strdup("{}"), .body_len = 2};
+    assert_int_equal(sg_engine_submit(f->eng, &st, on_done, &b), SG_ECLOSED);
+    assert_non_null(st.body); /* refused: still the caller's */
+    free(st.body);
+}
+
+/* A key whose saga has left memory is taken in the store: the engine does
+ * not read the store on the loop, it hands the start back (SG_EEXIST) with
+ * its body so the API can compare. */
+static void stored_key_is_left_to_the_caller(void **state)
+{
+    fx *f = *state;
+    answer a = {0}, b = {0};
+    submit(f, "{\"s\":1}", "stored-key", 0, &a);
+    while (!a.done)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(a.r.status, 200);
+    for (int i = 0; i < 100 && sg_engine_active(f->eng); i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(sg_engine_active(f->eng), 0);
+    submit(f, "{\"s\":1}", "stored-key", 0, &b);
+    while (!b.done)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(b.st, SG_EEXIST);
+    assert_string_equal(b.req, "{\"s\":1}");
+    assert_int_equal(fake_hits[SVC_ANON], 1);
+    free(a.r.body);
+    free(b.r.body);
 }
 
 int main(void)
@@ -581,6 +636,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(store_failure_at_every_statement, setup, teardown),
         cmocka_unit_test_setup_teardown(admission_is_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(recovery_withdraws_orphan_step_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(halt_refuses_queued_starts, setup, teardown),
+        cmocka_unit_test_setup_teardown(stored_key_is_left_to_the_caller, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

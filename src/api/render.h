@@ -1,0 +1,31 @@
+/* The API's JSON bodies (design §2): saga records, start outcomes and
+ * {"detail": ...} errors. Only the API renders HTTP answers. */
+#ifndef SG_API_RENDER_H
+#define SG_API_RENDER_H
+
+#include "sg/buf.h"
+#include "sg/def.h"
+#include "sg/outcome.h"
+#include "sg/records.h"
+
+/* The GET /saga/{id} record (design §2): seed fields (stepN_status derived
+ * from steps, processed_data from completed steps' results), plus
+ * updated_at, error, compensation_status, steps[]. d may be NULL (unknown
+ * definition): processed_data is then built with step names as keys. */
+sg_status sg_render_saga(sg_buf *out, const sg_saga_rec *r, const sg_def *d);
+
+/* The answer to a POST /saga, from its outcome:
+ *  - a saga, asked asynchronously or still IN_PROGRESS: 202
+ *    {"id","overall_status"} (the caller adds Location: /saga/<id>);
+ *  - COMPLETED: 200 {"id","result","data"};
+ *  - FAILED: 400 {"detail":{"id","error"}};
+ *  - SG_ECONFLICT: 422, the Idempotency-Key text below;
+ *  - any other failure: 503 {"detail": o->detail}.
+ * *http_status gets the status (0 if rendering failed: out unchanged). */
+#define SG_RENDER_IDEM_CONFLICT "Idempotency-Key reused with a different request body"
+sg_status sg_render_outcome(sg_buf *out, const sg_outcome *o, int async, int *http_status);
+
+/* {"detail": "<msg>"} */
+sg_status sg_render_detail(sg_buf *out, const char *msg);
+
+#endif

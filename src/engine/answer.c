@@ -1,0 +1,139 @@
+/* From start request to saga and back: a new start becomes a saga (or joins
+ * the one its Idempotency-Key names), and every request waiting on a saga is
+ * answered with a typed sg_outcome once what it reports has committed. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_int.h"
+#include "sg/alloc.h"
+#include "sg/util.h"
+
+void sg__answer(sg_engine *e, start_req *req, const sg_outcome *o)
+{
+    req->cb(req->arg, o);
+    free(req->in.body);
+    free(req->in.idem_key);
+    free(req);
+    e->nwaiting--;
+}
+
+void sg__answer_fail(sg_engine *e, start_req *req, sg_status st, const char *detail)
+{
+    sg_outcome o;
+    sg_outcome_fail(&o, st, detail);
+    sg__answer(e, req, &o);
+}
+
+void sg__saga_answer(saga *s)
+{
+    sg_outcome done, running;
+    int have_done = 0;
+    sg_outcome_running(&running, s->rec.id);
+    start_req *w, *tmp;
+    DL_FOREACH_SAFE(s->waiters, w, tmp)
+    {
+        if (!(w->in.async ? s->durable : s->finished)) continue;
+        DL_DELETE(s->waiters, w);
+        if (!s->finished) {
+            sg__answer(s->eng, w, &running);
+            continue;
+        }
+        /* Final: the record in memory is exactly what committed. */
+        if (!have_done) sg_outcome_of(&done, &s->rec, s->def);
+        have_done = 1;
+        sg__answer(s->eng, w, &done);
+    }
+    if (have_done) sg_outcome_clear(&done);
+}
+
+void sg__saga_fail_waiters(saga *s, sg_status st, const char *detail)
+{
+    start_req *w, *tmp;
+    DL_FOREACH_SAFE(s->waiters, w, tmp)
+    {
+        DL_DELETE(s->waiters, w);
+        sg__answer_fail(s->eng, w, st, detail);
+    }
+}
+
+static void after_insert(saga *s, sg_status st)
+{
+    if (st == SG_ECONFLICT && s->rec.idem_key) {
+        /* Another saga took this key between the API's lookup and ours and
+         * has already left memory (else the lookup below would have found
+         * it): the API reads it from the store, off the loop thread. */
+        sg_outcome o;
+        sg_outcome_fail(&o, SG_EEXIST, "the Idempotency-Key belongs to a stored saga");
+        o.request = s->rec.request; /* every waiter's body: they joined by it */
+        o.request_len = s->rec.request_len;
+        start_req *w, *tmp;
+        DL_FOREACH_SAFE(s->waiters, w, tmp)
+        {
+            DL_DELETE(s->waiters, w);
+            sg__answer(s->eng, w, &o);
+        }
+        sg__saga_free(s);
+        return;
+    }
+    if (st != SG_OK) {
+        sg__saga_fail_waiters(s, SG_EIO, "could not store the saga");
+        sg__saga_free(s);
+        return;
+    }
+    s->durable = 1;
+    sg__saga_log_step(s, s->cur);
+    sg__saga_answer(s);
+    sg__saga_act(s);
+}
+
+/* A start whose key a saga in memory holds: the same start joins it,
+ * another body is refused. */
+static void join(saga *holder, start_req *req)
+{
+    if (sg_idem_check(&holder->rec, req->in.body, req->in.body_len) != SG_OK) {
+        sg__answer_fail(holder->eng, req, SG_ECONFLICT, NULL);
+        return;
+    }
+    DL_APPEND(holder->waiters, req);
+    sg__saga_answer(holder);
+}
+
+void sg__start(sg_engine *e, start_req *req)
+{
+    if (req->in.idem_key) {
+        saga *holder = NULL;
+        HASH_FIND(hh_idem, e->by_idem, req->in.idem_key, strlen(req->in.idem_key), holder);
+        if (holder) {
+            join(holder, req);
+            return;
+        }
+    }
+    if (e->nsagas >= e->opt.max_inflight ||
+        e->held_bytes + req->in.body_len > e->opt.max_inflight_bytes) {
+        /* Backpressure: memory stays bounded whatever clients send. */
+        sg__answer_fail(e, req, SG_EBUSY, "too many sagas in flight; retry later");
+        return;
+    }
+    saga *s = sg__saga_new(e, e->def);
+    sg_saga_rec *r = &s->rec;
+    sg_uuid_v4(r->id);
+    r->def_name = sg_xstrdup(e->def->name);
+    r->request = req->in.body; /* taken: the request is done with it */
+    r->request_len = req->in.body_len;
+    req->in.body = NULL;
+    r->idem_key = sg_xstrdup(req->in.idem_key);
+    r->status = SG_SAGA_IN_PROGRESS;
+    r->comp_status = SG_COMP_NONE;
+    r->created_us = r->updated_us = sg_now_us();
+    r->nsteps = e->def->nsteps;
+    r->steps = sg_xcalloc(r->nsteps, sizeof *r->steps);
+    for (size_t i = 0; i < r->nsteps; i++)
+        r->steps[i].name = sg_xstrdup(e->def->steps[i].name);
+    sg__saga_index(s);
+    DL_APPEND(s->waiters, req);
+
+    sg_write *w = sg_write_create();
+    sg__saga_begin_step(s, 0, w);
+    sg_write_saga_insert(w, r); /* with step 0 RUNNING */
+    sg__saga_commit(s, w, NULL, after_insert);
+}
