@@ -298,7 +298,7 @@ static enum MHD_Result serve_ready(sg_api *a, struct MHD_Connection *c)
         return send_detailf(c, MHD_HTTP_SERVICE_UNAVAILABLE, "store: %s",
                             why[0] ? why : "not healthy");
     why[0] = '\0';
-    if (a->bus && sg_bus_is_broker(a->bus) && !sg_bus_ready(a->bus, why, sizeof why))
+    if (a->bus && sg_bus_is_broker(a->bus) && sg_bus_health(a->bus, why, sizeof why) != SG_OK)
         return send_detailf(c, MHD_HTTP_SERVICE_UNAVAILABLE, "bus %s: %s", sg_bus_name(a->bus),
                             why[0] ? why : "not connected");
     return send_literal(c, MHD_HTTP_OK, "{\"status\":\"ready\"}");

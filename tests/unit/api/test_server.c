@@ -300,10 +300,10 @@ int sg_bus_is_broker(const sg_bus *b)
 {
     return b->broker;
 }
-int sg_bus_ready(sg_bus *b, char *why, size_t n)
+sg_status sg_bus_health(sg_bus *b, char *why, size_t n)
 {
     if (!b->ready) snprintf(why, n, "not connected");
-    return b->ready;
+    return b->ready ? SG_OK : SG_EUNAVAIL;
 }
 const char *sg_bus_name(const sg_bus *b)
 {

@@ -161,7 +161,7 @@ static void test_urls(void **state)
         assert_int_equal(sg_bus_is_log(b), strcmp(good[i].name, "log") == 0);
         assert_int_equal(sg_bus_is_broker(b), 0);
         char why[64] = "x";
-        assert_int_equal(sg_bus_ready(b, why, sizeof why), 1);
+        assert_int_equal(sg_bus_health(b, why, sizeof why), SG_OK);
         sg_bus_destroy(b);
     }
     sg_bus_destroy(NULL);
