@@ -7,7 +7,6 @@
 #include <stddef.h>
 #include <uv.h>
 
-#include "sg/buf.h"
 #include "sg/status.h"
 
 typedef struct sg_http_client sg_http_client;
@@ -63,7 +62,7 @@ sg_status sg_http_post(sg_http_client *c, const sg_http_request *req, sg_http_cb
                        sg_http_call **call);
 /* Aborts the call; its callback will not run. */
 void sg_http_cancel(sg_http_client *c, sg_http_call *call);
-/* Calls in flight. */
+/* Calls in flight: queued for a slot or running. */
 size_t sg_http_inflight(const sg_http_client *c);
 
 #endif

@@ -11,40 +11,32 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <utlist.h>
+
 #include "bus/bus_int.h"
 #include "sg/alloc.h"
 
+/* One publish not yet printed; the handle sg_bus_publish hands out. */
 typedef struct log_pub {
     char *line; /* owned: envelope + '\n' */
     size_t len;
-    sg_bus_done_cb done;
+    sg_bus_ack_cb done;
     void *arg;
-    struct log_pub *prev, *next;
+    struct log_pub *prev, *next; /* lb->queue */
 } log_pub;
 
 typedef struct log_bus {
-    uv_idle_t idle;       /* drains the queue; its close callback frees us */
-    log_pub *head, *tail; /* FIFO of publishes not yet printed */
-    size_t count;         /* length of that queue */
+    uv_idle_t idle; /* drains the queue; its close callback frees us */
+    log_pub *queue; /* FIFO of publishes not yet printed */
+    size_t count;   /* length of that queue */
     int closing;
 } log_bus;
 
-static void queue_unlink(log_bus *lb, log_pub *p)
+/* Unlinks and frees p. */
+static void pub_drop(log_bus *lb, log_pub *p)
 {
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        lb->head = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    else
-        lb->tail = p->prev;
-    p->prev = p->next = NULL;
+    DL_DELETE(lb->queue, p);
     lb->count--;
-}
-
-static void pub_free(log_pub *p)
-{
     free(p->line);
     free(p);
 }
@@ -73,38 +65,40 @@ static void on_idle(uv_idle_t *h)
     /* Only what is queued now: acks that publish again wait for the next
      * iteration, so a chain of publishes cannot starve the loop. */
     size_t budget = lb->count;
-    while (budget-- > 0 && !lb->closing && lb->head) {
-        log_pub *p = lb->head;
+    while (budget-- > 0 && !lb->closing && lb->queue) {
+        log_pub *p = lb->queue;
         char why[256];
         sg_status st = write_line(p->line, p->len, why, sizeof why) == 0 ? SG_OK : SG_EIO;
-        sg_bus_done_cb done = p->done;
+        sg_bus_ack_cb done = p->done;
         void *arg = p->arg;
-        queue_unlink(lb, p);
-        pub_free(p);
+        pub_drop(lb, p);
         /* May publish, cancel or destroy the bus (then closing is set and
          * lb stays valid until the idle handle's close callback). */
-        done(arg, st, st == SG_OK ? NULL : why);
+        done(arg, st, st == SG_OK ? sg_status_text(st) : why);
     }
-    if (!lb->closing && !lb->head) uv_idle_stop(&lb->idle);
+    if (!lb->closing && !lb->queue) uv_idle_stop(&lb->idle);
 }
 
-static sg_status log_create(void **state, const char *url, const sg_bus_env *env, char *err,
-                            size_t errlen)
+static sg_status log_create(void **state, const char *scheme, const char *url,
+                            const sg_bus_env *env, char *err, size_t errlen)
 {
-    (void)url;
-    log_bus *lb = sg_xcalloc(1, sizeof *lb);
     *state = NULL;
+    /* "log", "log:" or "log://": nothing may follow. */
+    const char *rest = url + strlen(scheme);
+    if (*rest == ':') rest++;
+    if (strncmp(rest, "//", 2) == 0) rest += 2;
+    if (*rest)
+        return sg__bus_einval(err, errlen,
+                              "bad bus URL '%s': the log bus takes no address (use 'log:')", url);
+    log_bus *lb = sg_xcalloc(1, sizeof *lb);
     if (uv_idle_init(env->loop, &lb->idle) != 0) {
-        snprintf(err, errlen, "log bus: cannot initialise its loop handle");
-        goto fail;
+        if (err && errlen) snprintf(err, errlen, "log bus: cannot initialise its loop handle");
+        free(lb);
+        return SG_EIO;
     }
     lb->idle.data = lb;
     *state = lb;
     return SG_OK;
-
-fail:
-    free(lb);
-    return SG_EIO;
 }
 
 static void on_closed(uv_handle_t *h)
@@ -117,66 +111,48 @@ static void log_destroy(void *state)
     log_bus *lb = state;
     if (!lb) return;
     lb->closing = 1;
-    while (lb->head) {
-        log_pub *p = lb->head;
-        queue_unlink(lb, p);
-        pub_free(p);
-    }
+    while (lb->queue)
+        pub_drop(lb, lb->queue);
     uv_idle_stop(&lb->idle);
     uv_close((uv_handle_t *)&lb->idle, on_closed);
 }
 
 static sg_status log_publish(void *state, const sg_event_rec *ev, char *envelope, size_t len,
-                             long timeout_ms, sg_bus_done_cb done, void *arg, void **handle)
+                             long timeout_ms, sg_bus_ack_cb done, void *arg, void **pub)
 {
     (void)ev;
     (void)timeout_ms; /* acknowledged on the next iteration, well within any */
     log_bus *lb = state;
-    log_pub *p = NULL;
-    *handle = NULL;
-    if (lb->closing) goto fail;
-
-    p = sg_xcalloc(1, sizeof *p);
+    *pub = NULL;
+    if (lb->closing || uv_idle_start(&lb->idle, on_idle) != 0) {
+        free(envelope);
+        return SG_ECLOSED;
+    }
+    log_pub *p = sg_xcalloc(1, sizeof *p);
     p->line = sg_xrealloc(envelope, len + 2); /* taken */
-    envelope = NULL;
     p->line[len] = '\n';
     p->line[len + 1] = '\0';
     p->len = len + 1;
     p->done = done;
     p->arg = arg;
-    if (uv_idle_start(&lb->idle, on_idle) != 0) goto fail;
-    p->prev = lb->tail;
-    if (lb->tail)
-        lb->tail->next = p;
-    else
-        lb->head = p;
-    lb->tail = p;
+    DL_APPEND(lb->queue, p);
     lb->count++;
-    *handle = p;
+    *pub = p;
     return SG_OK;
-
-fail:
-    free(envelope);
-    if (p) pub_free(p);
-    return SG_ECLOSED;
 }
 
-static void log_cancel(void *state, void *handle)
+static void log_cancel(void *state, void *pub)
 {
-    log_bus *lb = state;
-    log_pub *p = handle;
-    queue_unlink(lb, p);
-    pub_free(p);
+    pub_drop(state, pub);
 }
+
+static const char *const schemes[] = {"log", NULL};
 
 const struct sg_bus_ops sg_bus_log_ops = {
-    .version = SG_BUS_OPS_VERSION,
-    .scheme = "log",
+    .schemes = schemes,
     .name = "log",
-    .is_broker = 0,
     .create = log_create,
     .destroy = log_destroy,
     .publish = log_publish,
     .cancel = log_cancel,
-    .ready = NULL,
 };

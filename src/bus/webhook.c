@@ -2,25 +2,27 @@
  * shared sg_http_client; a 2xx answer acknowledges it. The event id goes in
  * X-Event-Id and Idempotency-Key so that the receiver can drop the
  * duplicates that retries produce. */
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <utlist.h>
 
 #include "bus/bus_int.h"
 #include "sg/alloc.h"
 
 typedef struct webhook_bus webhook_bus;
 
+/* One publish in flight; the handle sg_bus_publish hands out. */
 typedef struct webhook_pub {
-    webhook_bus *wb; /* borrowed back-pointer */
-    char *envelope;  /* owned; the request body, alive until done or cancel */
-    size_t len;
+    webhook_bus *wb;    /* borrowed back-pointer */
+    char *envelope;     /* owned; the request body, alive until done or cancel */
     char hdr[4][128];   /* header lines; sg_http_post copies them anyway */
     sg_http_call *call; /* the client's; valid until on_answer runs */
-    long timeout_ms;
-    sg_bus_done_cb done;
+    sg_bus_ack_cb done;
     void *arg;
-    struct webhook_pub *prev, *next;
+    struct webhook_pub *prev, *next; /* wb->pubs */
 } webhook_pub;
 
 struct webhook_bus {
@@ -29,69 +31,85 @@ struct webhook_bus {
     webhook_pub *pubs;    /* in flight */
 };
 
-static void pub_unlink(webhook_bus *wb, webhook_pub *p)
+/* Unlinks and frees p. */
+static void pub_drop(webhook_bus *wb, webhook_pub *p)
 {
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        wb->pubs = p->next;
-    if (p->next) p->next->prev = p->prev;
-    p->prev = p->next = NULL;
-}
-
-static void pub_free(webhook_pub *p)
-{
+    DL_DELETE(wb->pubs, p);
     free(p->envelope);
     free(p);
+}
+
+/* What a failed call means for the bus, by outcome; anything not listed
+ * counts as a transport error. */
+static const struct {
+    sg_status st;
+    const char *prefix; /* of the reason, before the client's text */
+} failures[] = {
+    [SG_HTTP_ERR_CONNECT] = {SG_EUNAVAIL, "webhook unreachable: "},
+    [SG_HTTP_ERR_TIMEOUT] = {SG_ETIMEOUT, "webhook "},
+    [SG_HTTP_ERR_TOO_BIG] = {SG_EPROTO, "webhook answer too big: "},
+    [SG_HTTP_ERR_TRANSPORT] = {SG_EIO, "webhook transport error: "},
+};
+
+/* SG_OK for a 2xx answer; otherwise the status, with the reason in why. */
+static sg_status judge(const sg_http_result *res, char *why, size_t n)
+{
+    if (res->outcome == SG_HTTP_DONE) {
+        if (res->status >= 200 && res->status < 300) {
+            snprintf(why, n, "%s", sg_status_text(SG_OK));
+            return SG_OK;
+        }
+        snprintf(why, n, "webhook answered HTTP %ld", res->status);
+        return SG_EPROTO;
+    }
+    size_t i = (size_t)res->outcome;
+    if (i >= sizeof failures / sizeof *failures || !failures[i].prefix) i = SG_HTTP_ERR_TRANSPORT;
+    snprintf(why, n, "%s%s", failures[i].prefix, res->error);
+    return failures[i].st;
 }
 
 static void on_answer(void *arg, const sg_http_result *res)
 {
     webhook_pub *p = arg;
-    char why[512] = "";
-    sg_status st;
-    switch (res->outcome) {
-    case SG_HTTP_DONE:
-        if (res->status >= 200 && res->status < 300) {
-            st = SG_OK;
-        } else {
-            st = SG_EPROTO;
-            snprintf(why, sizeof why, "webhook answered HTTP %ld", res->status);
-        }
-        break;
-    case SG_HTTP_ERR_CONNECT:
-        st = SG_EUNAVAIL;
-        snprintf(why, sizeof why, "webhook unreachable: %s", res->error);
-        break;
-    case SG_HTTP_ERR_TIMEOUT:
-        st = SG_ETIMEOUT;
-        snprintf(why, sizeof why, "webhook %s", res->error);
-        break;
-    case SG_HTTP_ERR_TOO_BIG:
-        st = SG_EPROTO;
-        snprintf(why, sizeof why, "webhook answer too big: %s", res->error);
-        break;
-    default:
-        st = SG_EIO;
-        snprintf(why, sizeof why, "webhook transport error: %s", res->error);
-        break;
-    }
-    sg_bus_done_cb done = p->done;
+    char why[512];
+    sg_status st = judge(res, why, sizeof why);
+    sg_bus_ack_cb done = p->done;
     void *done_arg = p->arg;
-    pub_unlink(p->wb, p);
-    pub_free(p);
+    pub_drop(p->wb, p);
     /* Last: the callback may publish again or destroy the bus. */
-    done(done_arg, st, st == SG_OK ? NULL : why);
+    done(done_arg, st, why);
 }
 
-static sg_status webhook_create(void **state, const char *url, const sg_bus_env *env, char *err,
-                                size_t errlen)
+/* "//" and a host must follow the scheme (curl's parser alone would read
+ * "http:///path" as host "path"); then curl judges the rest. */
+static sg_status check_url(const char *scheme, const char *url, char *err, size_t errlen)
 {
+    const char *auth = url + strlen(scheme);
+    if (strncmp(auth, "://", 3) != 0 || auth[3] == '\0' || strchr("/?#", auth[3]))
+        return sg__bus_einval(err, errlen, "bad bus URL '%s': expected %s://host[:port]/path", url,
+                              scheme);
+    sg_status st = SG_OK;
+    char *host = NULL;
+    CURLU *u = curl_url();
+    if (!u) return SG_ENOMEM;
+    CURLUcode rc = curl_url_set(u, CURLUPART_URL, url, 0);
+    if (rc != CURLUE_OK)
+        st = sg__bus_einval(err, errlen, "bad bus URL '%s': %s", url, curl_url_strerror(rc));
+    else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host)
+        st = sg__bus_einval(err, errlen, "bad bus URL '%s': no host", url);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return st;
+}
+
+static sg_status webhook_create(void **state, const char *scheme, const char *url,
+                                const sg_bus_env *env, char *err, size_t errlen)
+{
+    sg_status st;
     *state = NULL;
-    if (!env->http) {
-        snprintf(err, errlen, "webhook bus '%s' needs an HTTP client", url);
-        return SG_EINVAL;
-    }
+    if ((st = check_url(scheme, url, err, errlen)) != SG_OK) return st;
+    if (!env->http)
+        return sg__bus_einval(err, errlen, "webhook bus '%s' needs an HTTP client", url);
     webhook_bus *wb = sg_xcalloc(1, sizeof *wb);
     wb->http = env->http;
     wb->url = sg_xstrdup(url);
@@ -99,31 +117,32 @@ static sg_status webhook_create(void **state, const char *url, const sg_bus_env 
     return SG_OK;
 }
 
+static void webhook_cancel(void *state, void *pub)
+{
+    webhook_bus *wb = state;
+    webhook_pub *p = pub;
+    sg_http_cancel(wb->http, p->call); /* on_answer will not run */
+    pub_drop(wb, p);
+}
+
 static void webhook_destroy(void *state)
 {
     webhook_bus *wb = state;
     if (!wb) return;
-    while (wb->pubs) {
-        webhook_pub *p = wb->pubs;
-        sg_http_cancel(wb->http, p->call);
-        pub_unlink(wb, p);
-        pub_free(p);
-    }
+    while (wb->pubs)
+        webhook_cancel(wb, wb->pubs);
     free(wb->url);
     free(wb);
 }
 
 static sg_status webhook_publish(void *state, const sg_event_rec *ev, char *envelope, size_t len,
-                                 long timeout_ms, sg_bus_done_cb done, void *arg, void **handle)
+                                 long timeout_ms, sg_bus_ack_cb done, void *arg, void **pub)
 {
     webhook_bus *wb = state;
-    sg_status st;
-    *handle = NULL;
+    *pub = NULL;
     webhook_pub *p = sg_xcalloc(1, sizeof *p);
     p->wb = wb;
     p->envelope = envelope; /* taken */
-    p->len = len;
-    p->timeout_ms = timeout_ms;
     p->done = done;
     p->arg = arg;
     snprintf(p->hdr[0], sizeof p->hdr[0], "X-Event-Id: %s", ev->id);
@@ -134,39 +153,28 @@ static sg_status webhook_publish(void *state, const sg_event_rec *ev, char *enve
     sg_http_request req = {
         .url = wb->url,
         .body = p->envelope,
-        .body_len = p->len,
+        .body_len = len,
         .headers = headers,
         .timeout_ms = timeout_ms,
     };
-    if ((st = sg_http_post(wb->http, &req, on_answer, p, &p->call)) != SG_OK) goto fail;
-    p->next = wb->pubs;
-    if (wb->pubs) wb->pubs->prev = p;
-    wb->pubs = p;
-    *handle = p;
+    sg_status st = sg_http_post(wb->http, &req, on_answer, p, &p->call);
+    if (st != SG_OK) {
+        free(p->envelope);
+        free(p);
+        return st;
+    }
+    DL_APPEND(wb->pubs, p);
+    *pub = p;
     return SG_OK;
-
-fail:
-    pub_free(p);
-    return st;
 }
 
-static void webhook_cancel(void *state, void *handle)
-{
-    webhook_bus *wb = state;
-    webhook_pub *p = handle;
-    sg_http_cancel(wb->http, p->call); /* on_answer will not run */
-    pub_unlink(wb, p);
-    pub_free(p);
-}
+static const char *const schemes[] = {"http", "https", NULL};
 
 const struct sg_bus_ops sg_bus_webhook_ops = {
-    .version = SG_BUS_OPS_VERSION,
-    .scheme = "http",
+    .schemes = schemes,
     .name = "webhook",
-    .is_broker = 0,
     .create = webhook_create,
     .destroy = webhook_destroy,
     .publish = webhook_publish,
     .cancel = webhook_cancel,
-    .ready = NULL,
 };

@@ -1,87 +1,25 @@
-/* sg_http_client: libcurl's multi interface driven by the libuv loop.
- *
- * curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION) and when
- * to wake it up (CURLMOPT_TIMERFUNCTION); we map that onto one uv_poll_t per
- * socket and a single uv_timer_t, and hand readiness back through
- * curl_multi_socket_action. Finished transfers are collected with
- * curl_multi_info_read and completed on the loop thread.
+/* sg_http_client's calls: post and cancel, the per-host connection slots and
+ * their waiting queues, and completion. The libcurl multi <-> libuv glue
+ * (sockets, timer) is curl_uv.c's.
  *
  * Connections live in the multi handle's connection cache, so consecutive
  * calls to the same host reuse a keep-alive connection. Finished calls go
  * back to a small free list so that their easy handle (and its buffers) is
- * reused as well.
- *
- * libuv rule: a handle's memory is freed only in its close callback. Poll
- * contexts and the client itself (which embeds the timer) obey it. */
-#include "sg/http_client.h"
-
-#include <curl/curl.h>
-#include <inttypes.h>
+ * reused as well. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <uthash.h>
+#include <utlist.h>
 
+#include "http/http_int.h"
 #include "sg/alloc.h"
 
 #define DEFAULT_MAX_RESPONSE ((size_t)1 << 20)
 #define DEFAULT_MAX_CONNECTIONS 4096L
 #define FREE_LIST_MAX 64
-
-/* QUEUED: waiting for a connection slot; its timeout has not started, so
- * a burst of calls behind a slow service does not burn their attempts. */
-typedef enum { CALL_IDLE, CALL_QUEUED, CALL_RUNNING, CALL_DONE } call_state;
-
-struct sg_http_call {
-    sg_http_client *client;     /* borrowed back-pointer */
-    CURL *easy;                 /* owned; kept across reuse */
-    struct curl_slist *headers; /* owned; rebuilt per call */
-    sg_buf body;                /* owned; the answer, capped at max_response */
-    sg_http_cb cb;
-    void *arg;
-    long timeout_ms;
-    int too_big; /* the write callback refused data */
-    call_state state;
-    char errbuf[CURL_ERROR_SIZE];
-    sg_http_call *prev, *next; /* in-flight list, or free list (next only) */
-    sg_http_call *qnext;       /* its host's waiting queue */
-    struct host_slots *host;   /* borrowed from the client's table */
-};
-
-/* Per downstream host: the calls running and the FIFO of those waiting, so
- * a slow service fills only its own slots. Freed with the client. */
-typedef struct host_slots {
-    char *key; /* "scheme://authority", owned */
-    size_t nrunning;
-    sg_http_call *qhead, *qtail;
-    UT_hash_handle hh;
-} host_slots;
-
-/* One per socket curl asks us to watch; freed in its close callback. */
-typedef struct sock_ctx {
-    uv_poll_t poll;
-    curl_socket_t fd;
-    sg_http_client *client;
-    struct sock_ctx *prev, *next; /* client's list of open contexts */
-} sock_ctx;
-
-struct sg_http_client {
-    uv_loop_t *loop;  /* borrowed */
-    CURLM *multi;     /* owned */
-    uv_timer_t timer; /* curl's single timeout; its close frees the client */
-    sg_http_client_options opt;
-    sg_http_call *inflight; /* doubly linked: queued and running calls */
-    size_t ninflight;
-    host_slots *hosts;       /* by key */
-    sg_http_call *free_list; /* idle calls with a reusable easy handle */
-    size_t nfree;
-    sock_ctx *socks; /* open poll contexts, so destroy can close them */
-    int closing;     /* sg_http_client_destroy ran; no more work */
-    int in_cleanup;  /* inside curl_multi_cleanup: its socket hash is going */
-};
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc = CURLE_OK;
@@ -93,24 +31,17 @@ static void curl_init_once(void)
 
 /* ---------------------------------------------------------------- calls */
 
-static void list_unlink(sg_http_client *c, sg_http_call *call)
+static void inflight_add(sg_http_client *c, sg_http_call *call)
 {
-    if (call->prev)
-        call->prev->next = call->next;
-    else
-        c->inflight = call->next;
-    if (call->next) call->next->prev = call->prev;
-    call->prev = call->next = NULL;
-    c->ninflight--;
+    DL_PREPEND(c->inflight, call);
+    c->ninflight++;
 }
 
-static void list_push(sg_http_client *c, sg_http_call *call)
+static void inflight_remove(sg_http_client *c, sg_http_call *call)
 {
-    call->prev = NULL;
-    call->next = c->inflight;
-    if (c->inflight) c->inflight->prev = call;
-    c->inflight = call;
-    c->ninflight++;
+    DL_DELETE(c->inflight, call);
+    call->prev = call->next = NULL;
+    c->ninflight--;
 }
 
 static void call_free(sg_http_call *call)
@@ -140,8 +71,7 @@ static void call_recycle(sg_http_client *c, sg_http_call *call)
         sg_buf_free(&call->body);
     else
         sg_buf_reset(&call->body);
-    call->next = c->free_list;
-    c->free_list = call;
+    LL_PREPEND(c->free_list, call);
     c->nfree++;
 }
 
@@ -208,32 +138,15 @@ static host_slots *host_of(sg_http_client *c, const char *url)
     return h;
 }
 
-/* Removes a QUEUED call from its host's waiting queue. */
-static void queue_unlink(host_slots *h, sg_http_call *call)
-{
-    sg_http_call **pp = &h->qhead, *prev = NULL;
-    while (*pp && *pp != call) {
-        prev = *pp;
-        pp = &(*pp)->qnext;
-    }
-    if (!*pp) return;
-    *pp = call->qnext;
-    if (h->qtail == call) h->qtail = prev;
-    call->qnext = NULL;
-}
-
-static void complete(sg_http_client *c, sg_http_call *call, CURLcode rc);
-
 /* Starts h's queued calls while it has free slots. */
 static void promote(sg_http_client *c, host_slots *h)
 {
-    while (!c->closing && h->qhead && h->nrunning < (size_t)c->opt.max_connections) {
-        sg_http_call *call = h->qhead;
-        h->qhead = call->qnext;
-        if (!h->qhead) h->qtail = NULL;
-        call->qnext = NULL;
+    while (!c->closing && h->queue && h->nrunning < (size_t)c->opt.max_connections) {
+        sg_http_call *call = h->queue;
+        DL_DELETE2(h->queue, call, qprev, qnext);
+        call->qprev = call->qnext = NULL;
         if (curl_multi_add_handle(c->multi, call->easy) != CURLM_OK) {
-            list_unlink(c, call);
+            inflight_remove(c, call);
             complete(c, call, CURLE_FAILED_INIT);
             continue;
         }
@@ -242,12 +155,11 @@ static void promote(sg_http_client *c, host_slots *h)
     }
 }
 
-/* Completes every finished transfer. Callbacks may post, cancel or destroy
- * the client, so nothing is cached across a callback. */
-static void drain(sg_http_client *c)
+void sg__http_drain(sg_http_client *c)
 {
     CURLMsg *msg;
     int left;
+    /* Nothing is cached across a callback: it may post, cancel or destroy. */
     while (!c->closing && (msg = curl_multi_info_read(c->multi, &left))) {
         if (msg->msg != CURLMSG_DONE) continue;
         CURL *easy = msg->easy_handle;
@@ -256,104 +168,12 @@ static void drain(sg_http_client *c)
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
         sg_http_call *call = (sg_http_call *)priv;
         curl_multi_remove_handle(c->multi, easy);
-        list_unlink(c, call);
+        inflight_remove(c, call);
         host_slots *h = call->host;
         h->nrunning--;
         complete(c, call, rc);
         promote(c, h);
     }
-}
-
-/* ---------------------------------------------------------- curl <-> uv */
-
-static void on_sock_closed(uv_handle_t *h)
-{
-    free(h->data); /* the sock_ctx that embeds h */
-}
-
-static void sock_close(sg_http_client *c, sock_ctx *s)
-{
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        c->socks = s->next;
-    if (s->next) s->next->prev = s->prev;
-    uv_poll_stop(&s->poll);
-    uv_close((uv_handle_t *)&s->poll, on_sock_closed);
-}
-
-static void on_poll(uv_poll_t *h, int status, int events)
-{
-    sock_ctx *s = h->data;
-    sg_http_client *c = s->client;
-    int flags = 0;
-    if (status < 0) {
-        flags = CURL_CSELECT_ERR;
-    } else {
-        if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
-        if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
-    }
-    int running;
-    /* s may be closed by the socket callback during this call. */
-    curl_multi_socket_action(c->multi, s->fd, flags, &running);
-    drain(c);
-}
-
-static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    (void)easy;
-    sg_http_client *c = userp;
-    sock_ctx *s = socketp;
-
-    if (what == CURL_POLL_REMOVE) {
-        if (s) {
-            /* During curl_multi_cleanup the socket hash is being torn down. */
-            if (!c->in_cleanup) curl_multi_assign(c->multi, fd, NULL);
-            sock_close(c, s);
-        }
-        return 0;
-    }
-    if (!s) {
-        s = sg_xcalloc(1, sizeof *s);
-        s->fd = fd;
-        s->client = c;
-        if (uv_poll_init_socket(c->loop, &s->poll, fd) != 0) {
-            free(s);
-            return -1; /* curl fails the transfer */
-        }
-        s->poll.data = s;
-        s->next = c->socks;
-        if (c->socks) c->socks->prev = s;
-        c->socks = s;
-        curl_multi_assign(c->multi, fd, s);
-    }
-    int events = 0;
-    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) events |= UV_READABLE;
-    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) events |= UV_WRITABLE;
-    if (uv_poll_start(&s->poll, events, on_poll) != 0) return -1;
-    return 0;
-}
-
-static void on_timeout(uv_timer_t *t)
-{
-    sg_http_client *c = t->data;
-    int running;
-    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    drain(c);
-}
-
-static int on_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-    (void)multi;
-    sg_http_client *c = userp;
-    if (timeout_ms < 0) {
-        uv_timer_stop(&c->timer);
-        return 0;
-    }
-    /* 0 means "as soon as possible": the next loop iteration, never from
-     * inside this callback (curl forbids re-entering socket_action here). */
-    uv_timer_start(&c->timer, on_timeout, (uint64_t)timeout_ms, 0);
-    return 0;
 }
 
 /* --------------------------------------------------------------- client */
@@ -372,33 +192,16 @@ sg_status sg_http_client_create(sg_http_client **out, uv_loop_t *loop,
     if (opt) c->opt = *opt;
     if (!c->opt.max_response) c->opt.max_response = DEFAULT_MAX_RESPONSE;
     if (c->opt.max_connections <= 0) c->opt.max_connections = DEFAULT_MAX_CONNECTIONS;
-
-    c->multi = curl_multi_init();
-    if (!c->multi) goto fail;
-    /* Last fallible step: once the timer is initialised the client may only
-     * be freed from its close callback. */
-    if (uv_timer_init(loop, &c->timer) != 0) goto fail;
-    c->timer.data = c;
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    if (sg__http_multi_open(c) != SG_OK) {
+        free(c);
+        return SG_ENOMEM;
+    }
     /* We never run more than max_connections calls per host, so curl's own
      * per-host cap is only a backstop and never queues behind our back. */
     curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, c->opt.max_connections);
     curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, c->opt.max_connections);
     *out = c;
     return SG_OK;
-
-fail:
-    if (c->multi) curl_multi_cleanup(c->multi);
-    free(c);
-    return SG_ENOMEM;
-}
-
-static void on_client_closed(uv_handle_t *h)
-{
-    free(h->data); /* the client that embeds the timer */
 }
 
 void sg_http_client_destroy(sg_http_client *c)
@@ -408,11 +211,12 @@ void sg_http_client_destroy(sg_http_client *c)
     c->closing = 1;
     while (c->inflight)
         sg_http_cancel(c, c->inflight);
-    while (c->free_list) {
-        sg_http_call *call = c->free_list;
-        c->free_list = call->next;
+    sg_http_call *call, *ctmp;
+    LL_FOREACH_SAFE(c->free_list, call, ctmp)
+    {
         call_free(call);
     }
+    c->free_list = NULL;
     c->nfree = 0;
     host_slots *h, *htmp;
     HASH_ITER(hh, c->hosts, h, htmp)
@@ -421,15 +225,7 @@ void sg_http_client_destroy(sg_http_client *c)
         free(h->key);
         free(h);
     }
-    /* curl may report CURL_POLL_REMOVE for cached connections while it
-     * closes them; whatever it does not report we close ourselves. */
-    c->in_cleanup = 1;
-    curl_multi_cleanup(c->multi);
-    c->multi = NULL;
-    while (c->socks)
-        sock_close(c, c->socks);
-    uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->timer, on_client_closed);
+    sg__http_multi_close(c); /* frees c from the timer's close callback */
 }
 
 /* Case-insensitive "does this header line set Name?". */
@@ -443,7 +239,7 @@ static sg_http_call *call_get(sg_http_client *c)
 {
     sg_http_call *call = c->free_list;
     if (call) {
-        c->free_list = call->next;
+        LL_DELETE(c->free_list, call); /* the head: O(1) */
         c->nfree--;
         call->next = NULL;
         curl_easy_reset(call->easy);
@@ -453,7 +249,6 @@ static sg_http_call *call_get(sg_http_client *c)
     if (!easy) return NULL;
     call = sg_xcalloc(1, sizeof *call);
     call->easy = easy;
-    call->client = c;
     sg_buf_init(&call->body, c->opt.max_response);
     return call;
 }
@@ -528,23 +323,17 @@ sg_status sg_http_post(sg_http_client *c, const sg_http_request *req, sg_http_cb
     host_slots *h = call->host = host_of(c, req->url);
     if (h->nrunning >= (size_t)c->opt.max_connections) {
         call->state = CALL_QUEUED;
-        if (h->qtail)
-            h->qtail->qnext = call;
-        else
-            h->qhead = call;
-        h->qtail = call;
-        list_push(c, call);
-        if (out) *out = call;
-        return SG_OK;
+        DL_APPEND2(h->queue, call, qprev, qnext);
+    } else {
+        /* Adding only arms curl's timer; no callback can run from here. */
+        if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
+            st = SG_EIO;
+            goto fail;
+        }
+        call->state = CALL_RUNNING;
+        h->nrunning++;
     }
-    /* Adding only arms curl's timer; no callback can run from here. */
-    if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
-        st = SG_EIO;
-        goto fail;
-    }
-    call->state = CALL_RUNNING;
-    h->nrunning++;
-    list_push(c, call);
+    inflight_add(c, call);
     if (out) *out = call;
     return SG_OK;
 
@@ -562,15 +351,16 @@ void sg_http_cancel(sg_http_client *c, sg_http_call *call)
     if (!c || !call) return;
     host_slots *h = call->host;
     if (call->state == CALL_QUEUED) {
-        queue_unlink(h, call);
-        list_unlink(c, call);
+        DL_DELETE2(h->queue, call, qprev, qnext); /* O(1): no walk */
+        call->qprev = call->qnext = NULL;
+        inflight_remove(c, call);
         call_recycle(c, call);
         return;
     }
     if (call->state != CALL_RUNNING) return;
     /* Also drops a DONE message still queued for this handle. */
     curl_multi_remove_handle(c->multi, call->easy);
-    list_unlink(c, call);
+    inflight_remove(c, call);
     h->nrunning--;
     call_recycle(c, call);
     promote(c, h); /* a slot is free */

@@ -425,6 +425,61 @@ static void test_slow_host_does_not_block_others(void **state)
     assert_true(slow2.at_ms - slow1.at_ms >= 1000); /* one after the other */
 }
 
+/* Thousands of calls queued behind one slot, all cancelled: none calls
+ * back, the count returns to 0 and the host's slot still works. Cancelling
+ * from the queue's tail (reverse order) or anywhere in it (random order)
+ * costs O(1) per call, so this stays linear. */
+#define NQUEUED 5000
+
+static void cancel_queued(fixture *f, int shuffle)
+{
+    sg_http_client_destroy(f->client);
+    sg_http_client_options o = {.max_connections = 1};
+    assert_int_equal(sg_http_client_create(&f->client, &f->loop, &o), SG_OK);
+    got *g = calloc(NQUEUED, sizeof *g);
+    sg_http_call **calls = calloc(NQUEUED, sizeof *calls);
+    size_t *order = calloc(NQUEUED, sizeof *order);
+    for (size_t i = 0; i < NQUEUED; i++) {
+        assert_int_equal(post(f, "/echo", "{}", 3000, &g[i], &calls[i]), SG_OK);
+        order[i] = NQUEUED - 1 - i; /* reverse: the queue's tail first */
+    }
+    assert_int_equal(sg_http_inflight(f->client), NQUEUED);
+    unsigned seed = 12345; /* fixed: the same shuffle every run */
+    for (size_t i = NQUEUED - 1; shuffle && i > 0; i--) {
+        seed = seed * 1103515245u + 12345u;
+        size_t j = (seed >> 8) % (i + 1), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (size_t i = 0; i < NQUEUED; i++) {
+        sg_http_cancel(f->client, calls[order[i]]);
+        assert_int_equal(sg_http_inflight(f->client), NQUEUED - 1 - i);
+    }
+    loop_run_until(&f->loop, NULL, NULL, 200);
+    for (size_t i = 0; i < NQUEUED; i++)
+        assert_int_equal(g[i].calls, 0);
+    /* The slot was given back: a new call runs at once. */
+    got last = {0};
+    assert_int_equal(post(f, "/echo", "{}", 3000, &last, NULL), SG_OK);
+    run_for(f, &last, 5000);
+    assert_int_equal(last.outcome, SG_HTTP_DONE);
+    assert_int_equal(last.status, 200);
+    assert_int_equal(sg_http_inflight(f->client), 0);
+    free(order);
+    free(calls);
+    free(g);
+}
+
+static void test_cancel_many_queued_reverse(void **state)
+{
+    cancel_queued(*state, 0);
+}
+
+static void test_cancel_many_queued_random(void **state)
+{
+    cancel_queued(*state, 1);
+}
+
 static void test_destroy_with_calls_in_flight(void **state)
 {
     fixture *f = *state;
@@ -515,6 +570,8 @@ int main(int argc, char **argv)
         T(test_concurrent),
         T(test_slots_queue_without_burning_timeouts),
         T(test_slow_host_does_not_block_others),
+        T(test_cancel_many_queued_reverse),
+        T(test_cancel_many_queued_random),
         T(test_destroy_with_calls_in_flight),
         T(test_destroy_from_callback),
         T(test_bad_arguments),
