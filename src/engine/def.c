@@ -1,3 +1,5 @@
+/* Saga definitions: the STA image saga built from the flags, and the
+ * read-only registry that finds a definition by the name a saga stores. */
 #include "sg/def.h"
 
 #include <pthread.h>
