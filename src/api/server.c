@@ -174,7 +174,7 @@ static sg_store_reader *thread_reader(sg_api *a)
     if (!a->have_key || !a->store) return NULL;
     sg_store_reader *r = pthread_getspecific(a->reader_key);
     if (r) return r;
-    if (sg_store_reader_open(a->store, &r) != SG_OK || !r) return NULL;
+    if (sg_store_reader_open(a->store, &r, NULL, 0) != SG_OK || !r) return NULL;
     reader_slot *slot = sg_xmalloc(sizeof *slot);
     slot->reader = r;
     pthread_mutex_lock(&a->readers_mu);
@@ -294,7 +294,7 @@ static enum MHD_Result serve_ready(sg_api *a, struct MHD_Connection *c)
     char why[256] = "";
     if (atomic_load(&a->quiesced))
         return send_detail(c, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down", NULL);
-    if (a->store && !sg_store_healthy(a->store, why, sizeof why))
+    if (a->store && sg_store_health(a->store, why, sizeof why) != SG_OK)
         return send_detailf(c, MHD_HTTP_SERVICE_UNAVAILABLE, "store: %s",
                             why[0] ? why : "not healthy");
     why[0] = '\0';

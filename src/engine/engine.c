@@ -49,7 +49,7 @@ sg_status sg_engine_create(sg_engine **out, uv_loop_t *loop, const sg_engine_opt
     e->http = http;
     e->def = def;
     e->accepting = 1;
-    sg_status st = sg_store_reader_open(store, &e->reader);
+    sg_status st = sg_store_reader_open(store, &e->reader, NULL, 0);
     if (st != SG_OK) goto fail;
     pthread_mutex_init(&e->lock, NULL);
     if (uv_async_init(loop, &e->async, on_intake) != 0) {

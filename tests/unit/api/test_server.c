@@ -149,9 +149,11 @@ struct sg_store_reader {
 static struct sg_store store = {1};
 static atomic_int readers_open;
 
-sg_status sg_store_reader_open(sg_store *s, sg_store_reader **out)
+sg_status sg_store_reader_open(sg_store *s, sg_store_reader **out, char *err, size_t errlen)
 {
     (void)s;
+    (void)err;
+    (void)errlen;
     *out = sg_xcalloc(1, sizeof **out);
     (*out)->magic = 42;
     atomic_fetch_add(&readers_open, 1);
@@ -285,10 +287,10 @@ void sg_store_cursor(const sg_saga_rec *r, char out[SG_CURSOR_MAX])
     snprintf(out, SG_CURSOR_MAX, "after-%.8s", r->id);
 }
 
-int sg_store_healthy(sg_store *s, char *why, size_t n)
+sg_status sg_store_health(sg_store *s, char *why, size_t n)
 {
     if (!s->healthy) snprintf(why, n, "disk full");
-    return s->healthy;
+    return s->healthy ? SG_OK : SG_EIO;
 }
 
 struct sg_bus {

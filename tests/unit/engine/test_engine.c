@@ -202,7 +202,7 @@ static void start(fx *f, const char *json, int async, answer *a)
 static void get(fx *f, const char *id, sg_saga_rec *out)
 {
     sg_store_reader *r;
-    assert_int_equal(sg_store_reader_open(f->store, &r), SG_OK);
+    assert_int_equal(sg_store_reader_open(f->store, &r, NULL, 0), SG_OK);
     assert_int_equal(sg_store_get(r, id, out), SG_OK);
     sg_store_reader_close(r);
 }
@@ -445,7 +445,7 @@ static void count_event(void *arg, sg_event_rec *ev)
 static int pending_events(fx *f)
 {
     sg_store_reader *r;
-    assert_int_equal(sg_store_reader_open(f->store, &r), SG_OK);
+    assert_int_equal(sg_store_reader_open(f->store, &r, NULL, 0), SG_OK);
     int n = 0;
     assert_int_equal(sg_store_load_pending_events(r, count_event, &n), SG_OK);
     sg_store_reader_close(r);
@@ -551,7 +551,7 @@ static void store_failure_at_every_statement(void **state)
             uv_run(&f->loop, UV_RUN_ONCE);
         assert_int_equal(sg_engine_active(f->eng), 0);
         sg_store_reader *r;
-        assert_int_equal(sg_store_reader_open(f->store, &r), SG_OK);
+        assert_int_equal(sg_store_reader_open(f->store, &r, NULL, 0), SG_OK);
         sg_list_query q = {.status = SG_SAGA_IN_PROGRESS, .limit = 10};
         sg_saga_rec *recs = NULL;
         size_t nrec = 0;
