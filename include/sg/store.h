@@ -8,7 +8,9 @@
  * transaction is durable.
  *
  * Reads go through an sg_store_reader: one per thread, its own connection,
- * never waiting for the writer.
+ * never waiting for the writer. Nothing here logs a failure it returns:
+ * every failing call returns an sg_status and a text the caller can show
+ * (err buffers, the store's health reason, sg_store_reader_error).
  *
  * The backend is chosen at run time by URL scheme (sqlite:PATH, or a plain
  * path; postgres:// comes later); see src/store/store_int.h. */
@@ -61,7 +63,7 @@ typedef struct sg_store_options {
      * 1 = the writer keeps them and retries the same batch after a capped
      *     exponential backoff (10 ms doubling to 1 s) until it commits;
      *     writes submitted meanwhile join it (up to max_batch) or queue
-     *     behind it, sg_store_healthy reports 0 with the error until a
+     *     behind it, sg_store_health reports SG_EIO with the error until a
      *     transaction commits again, and sg_store_close gives up after a
      *     few more attempts (SG_STORE_CLOSE_RETRIES, or about
      *     SG_STORE_CLOSE_RETRY_MS) and completes the rest with SG_EIO.
@@ -103,16 +105,29 @@ sg_status sg_store_submit(sg_store *s, sg_write *w, sg_store_done_cb cb, void *a
 /* Commit w (taken) now, on the calling thread, waiting for it: for start-up
  * and tests. */
 sg_status sg_store_commit_sync(sg_store *s, sg_write *w);
-/* 1 if the last transaction committed (or none ran yet); else 0 and `why`. */
+/* SG_OK if the last transaction committed (or none ran yet); else SG_EIO,
+ * and `why` gets the reason (the backend's message for the failed
+ * transaction). why is the caller's buffer of n bytes, may be NULL, and is
+ * "" on SG_OK. SG_EINVAL for a NULL store. Any thread. */
 sg_status sg_store_health(sg_store *s, char *why, size_t n);
 /* Transactions committed and writes in them, since open (for tests/metrics). */
 void sg_store_stats(sg_store *s, uint64_t *transactions, uint64_t *writes);
 
 /* ---- reads ------------------------------------------------------------ */
 
+/* Opens a reader with its own connection, for one thread at a time; any
+ * thread may open one. On success *out is the caller's: close it with
+ * sg_store_reader_close before sg_store_close. On failure *out is NULL and
+ * err (the caller's buffer of errlen bytes; may be NULL) says why. */
 sg_status sg_store_reader_open(sg_store *s, sg_store_reader **out, char *err, size_t errlen);
-const char *sg_store_reader_error(const sg_store_reader *r);
 void sg_store_reader_close(sg_store_reader *r); /* NULL-safe */
+
+/* Why the last call on r failed, as sqlite3_errmsg does: a sentence after
+ * any status but SG_OK (the backend's message where it has one, such as
+ * "SQLite get steps: no such table: steps", else sg_status_text), "" after
+ * SG_OK. Owned by r, never NULL, valid until the next call on r or its
+ * close; "" for a NULL r. The sg_store_* read calls below set it. */
+const char *sg_store_reader_error(const sg_store_reader *r);
 
 /* *out is filled (caller frees with sg_saga_rec_free); SG_ENOTFOUND if none. */
 sg_status sg_store_get(sg_store_reader *r, const char *id, sg_saga_rec *out);

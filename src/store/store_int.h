@@ -2,9 +2,13 @@
  *
  * A backend is a table of function pointers (like SQLite's sqlite3_vfs or
  * Redis's ConnectionType) found by URL scheme at run time; store.c holds no
- * backend specifics. One file per backend: sqlite.c today, postgres.c
- * later. Methods marked optional may be NULL; the public wrappers then
- * answer SG_EINVAL.
+ * backend specifics. One backend per prefix of files: sqlite*.c today,
+ * postgres*.c later. Methods marked optional may be NULL; the public
+ * wrappers then answer SG_EINVAL.
+ *
+ * Errors: a method that can fail returns an sg_status and writes a
+ * sentence into the caller's err buffer (errlen bytes, never NULL); the
+ * backend never logs a failure it returns.
  *
  * Threading contract for backends:
  * - open() runs on the thread calling sg_store_open; afterwards every
@@ -68,8 +72,10 @@ struct sg_write {
     size_t nops;
     size_t cap;
 
-    /* Queue state, owned by store.c; backends ignore it. */
-    struct sg_write *next;
+    /* Queue state, owned by store.c and writer.c; backends ignore it. A
+     * write is in at most one utlist DL list at a time (the submit queue
+     * or the done queue); prev and next are NULL while it is in none. */
+    struct sg_write *prev, *next;
     sg_store_done_cb cb;
     void *arg;
     sg_status result;
@@ -83,11 +89,7 @@ struct sg_write {
 typedef struct sg_store_backend sg_store_backend;
 typedef struct sg_store_breader sg_store_breader;
 
-#define SG_STORE_OPS_VERSION 1
-
 struct sg_store_ops {
-    int version;                /* SG_STORE_OPS_VERSION */
-    const char *name;           /* "sqlite", for messages */
     const char *const *schemes; /* NULL-terminated, e.g. {"sqlite", "file", NULL} */
     int plain_paths;            /* 1: a URL without a scheme is a path for this backend */
 
@@ -107,22 +109,28 @@ struct sg_store_ops {
     sg_status (*exec_batch)(sg_store_backend *b, sg_write *const *writes, size_t n,
                             sg_status *results, char *err, size_t errlen);
 
-    sg_status (*reader_open)(sg_store_backend *b, sg_store_breader **out);
+    /* On failure *out is NULL and err says why. */
+    sg_status (*reader_open)(sg_store_backend *b, sg_store_breader **out, char *err, size_t errlen);
     void (*reader_close)(sg_store_breader *r); /* NULL-safe */
 
     /* The read methods mirror the public ones in sg/store.h; out-records
-     * arrive zeroed and are left zeroed (or freed) on failure. */
-    sg_status (*get)(sg_store_breader *r, const char *id, sg_saga_rec *out);
-    sg_status (*get_by_idem)(sg_store_breader *r, const char *key, sg_saga_rec *out);
+     * arrive zeroed and are left zeroed (or freed) on failure. err arrives
+     * as "" and is left alone on success; on failure it may get a sentence
+     * (the public wrapper puts the status text there if it stays ""). */
+    sg_status (*get)(sg_store_breader *r, const char *id, sg_saga_rec *out, char *err,
+                     size_t errlen);
+    sg_status (*get_by_idem)(sg_store_breader *r, const char *key, sg_saga_rec *out, char *err,
+                             size_t errlen);
     /* q is validated (limit 1..1000); the cursor is not parsed yet: the
      * backend does it with sg_store_cursor_parse. */
     sg_status (*list)(sg_store_breader *r, const sg_list_query *q, sg_saga_rec **out, size_t *n,
-                      char next[SG_CURSOR_MAX]);
+                      char next[SG_CURSOR_MAX], char *err, size_t errlen);
     sg_status (*load_unfinished)(sg_store_breader *r, void (*cb)(void *arg, sg_saga_rec *rec),
-                                 void *arg);
+                                 void *arg, char *err, size_t errlen);
     sg_status (*load_pending_events)(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
-                                     void *arg);
-    sg_status (*get_event)(sg_store_breader *r, const char *id, sg_event_rec *out); /* optional */
+                                     void *arg, char *err, size_t errlen);
+    sg_status (*get_event)(sg_store_breader *r, const char *id, sg_event_rec *out, char *err,
+                           size_t errlen); /* optional */
 };
 
 extern const struct sg_store_ops sg_store_sqlite_ops;

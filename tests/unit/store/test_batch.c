@@ -78,10 +78,10 @@ static void test_submit_conflict(void **state)
     sg_store_stats(s, &tx, &nw);
     assert_int_equal(nw, NW);
     assert_true(tx >= 1 && tx < NW); /* group commit: fewer transactions than writes */
-    assert_int_equal(sg_store_healthy(s, NULL, 0), 1);
+    assert_int_equal(sg_store_health(s, NULL, 0), SG_OK);
 
     sg_store_reader *r = NULL;
-    assert_int_equal(sg_store_reader_open(s, &r), SG_OK);
+    assert_int_equal(sg_store_reader_open(s, &r, NULL, 0), SG_OK);
     for (int i = 0; i < NW; i++) {
         sg_saga_rec got;
         sg_event_rec ev;
@@ -143,18 +143,18 @@ static void test_backend_batch_savepoints(void **state)
     assert_int_equal(res[2], SG_OK);
 
     sg_store_breader *r = NULL;
-    assert_int_equal(ops->reader_open(b, &r), SG_OK);
+    assert_int_equal(ops->reader_open(b, &r, err, sizeof err), SG_OK);
     sg_saga_rec got;
     sg_event_rec ev;
     memset(&got, 0, sizeof got);
-    assert_int_equal(ops->get(r, a.id, &got), SG_OK);
+    assert_int_equal(ops->get(r, a.id, &got, err, sizeof err), SG_OK);
     sg_saga_rec_free(&got);
-    assert_int_equal(ops->get(r, c.id, &got), SG_OK);
+    assert_int_equal(ops->get(r, c.id, &got, err, sizeof err), SG_OK);
     sg_saga_rec_free(&got);
-    assert_int_equal(ops->get(r, dup.id, &got), SG_ENOTFOUND);
-    assert_int_equal(ops->get_event(r, ea.id, &ev), SG_OK);
+    assert_int_equal(ops->get(r, dup.id, &got, err, sizeof err), SG_ENOTFOUND);
+    assert_int_equal(ops->get_event(r, ea.id, &ev, err, sizeof err), SG_OK);
     sg_event_rec_free(&ev);
-    assert_int_equal(ops->get_event(r, edup.id, &ev), SG_ENOTFOUND);
+    assert_int_equal(ops->get_event(r, edup.id, &ev, err, sizeof err), SG_ENOTFOUND);
     ops->reader_close(r);
 
     for (int i = 0; i < 3; i++)
@@ -246,7 +246,7 @@ static void test_health(void **state)
     tmpdb_make(&t);
     sg_store *s = open_sync(t.path);
     char why[256];
-    assert_int_equal(sg_store_healthy(s, why, sizeof why), 1);
+    assert_int_equal(sg_store_health(s, why, sizeof why), SG_OK);
     assert_string_equal(why, "");
 
     sg_saga_rec a;
@@ -255,7 +255,7 @@ static void test_health(void **state)
     sg_write_saga_insert(w, &a);
     atomic_store(&sg_store_fail_countdown, 2); /* the SAVEPOINT after BEGIN */
     assert_int_equal(sg_store_commit_sync(s, w), SG_EIO);
-    assert_int_equal(sg_store_healthy(s, why, sizeof why), 0);
+    assert_int_equal(sg_store_health(s, why, sizeof why), SG_EIO);
     assert_non_null(strstr(why, "injected I/O error"));
     uint64_t tx, nw;
     sg_store_stats(s, &tx, &nw);
@@ -263,7 +263,7 @@ static void test_health(void **state)
     assert_int_equal(nw, 0);
 
     insert_sync(s, &a);
-    assert_int_equal(sg_store_healthy(s, why, sizeof why), 1);
+    assert_int_equal(sg_store_health(s, why, sizeof why), SG_OK);
     sg_store_stats(s, &tx, &nw);
     assert_int_equal(tx, 1);
     assert_int_equal(nw, 1);
@@ -322,7 +322,7 @@ static void test_close_drains(void **state)
 
     s = open_sync(t.path);
     sg_store_reader *r = NULL;
-    assert_int_equal(sg_store_reader_open(s, &r), SG_OK);
+    assert_int_equal(sg_store_reader_open(s, &r, NULL, 0), SG_OK);
     for (int i = 0; i < NW; i++) {
         sg_saga_rec got;
         assert_int_equal(sg_store_get(r, recs[i].id, &got), SG_OK);

@@ -39,7 +39,7 @@ static int setup(void **state)
     }
     assert_int_equal(sg_store_commit_sync(f->s, w), SG_OK);
     qsort(f->recs, NS, sizeof f->recs[0], newest_first);
-    assert_int_equal(sg_store_reader_open(f->s, &f->rd), SG_OK);
+    assert_int_equal(sg_store_reader_open(f->s, &f->rd, NULL, 0), SG_OK);
     *state = f;
     return 0;
 }

@@ -118,7 +118,7 @@ static void test_url_forms(void **state)
         s = NULL;
         assert_int_equal(sg_store_open(&s, url, NULL, NULL, err, sizeof err), SG_OK);
         sg_store_reader *rd = NULL;
-        assert_int_equal(sg_store_reader_open(s, &rd), SG_OK);
+        assert_int_equal(sg_store_reader_open(s, &rd, NULL, 0), SG_OK);
         sg_saga_rec got;
         assert_int_equal(sg_store_get(rd, r.id, &got), SG_OK);
         sg_saga_rec_free(&got);
@@ -206,7 +206,7 @@ static void test_exclusive_owner(void **state)
      * store still writes (its SQLite locks are intact) and reads. */
     insert_sync(first, &b);
     sg_store_reader *rd = NULL;
-    assert_int_equal(sg_store_reader_open(first, &rd), SG_OK);
+    assert_int_equal(sg_store_reader_open(first, &rd, NULL, 0), SG_OK);
     sg_saga_rec got;
     assert_int_equal(sg_store_get(rd, b.id, &got), SG_OK);
     sg_saga_rec_free(&got);
@@ -215,7 +215,7 @@ static void test_exclusive_owner(void **state)
 
     /* Released on close: the next owner opens and sees both sagas. */
     sg_store *second = open_sync(t.path);
-    assert_int_equal(sg_store_reader_open(second, &rd), SG_OK);
+    assert_int_equal(sg_store_reader_open(second, &rd, NULL, 0), SG_OK);
     assert_int_equal(sg_store_get(rd, a.id, &got), SG_OK);
     sg_saga_rec_free(&got);
     assert_int_equal(sg_store_get(rd, b.id, &got), SG_OK);

@@ -85,7 +85,7 @@ static void test_reopen_recovery(void **state)
     /* A new process. */
     s = open_sync(t.path);
     sg_store_reader *rd = NULL;
-    assert_int_equal(sg_store_reader_open(s, &rd), SG_OK);
+    assert_int_equal(sg_store_reader_open(s, &rd, NULL, 0), SG_OK);
     collected c = {0};
     assert_int_equal(sg_store_load_unfinished(rd, take_saga, &c), SG_OK);
     assert_int_equal(c.nsagas, 2);
@@ -168,7 +168,7 @@ static void test_comp_completion(void **state)
     assert_int_equal(sg_store_commit_sync(s, w), SG_OK);
 
     sg_store_reader *rd = NULL;
-    assert_int_equal(sg_store_reader_open(s, &rd), SG_OK);
+    assert_int_equal(sg_store_reader_open(s, &rd, NULL, 0), SG_OK);
     int64_t upd = 0;
     deliver(s, plain.id, SG_EVENT_DELIVERED);
     assert_int_equal(comp_of(rd, a.id, &upd), SG_COMP_PENDING);

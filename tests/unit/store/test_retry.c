@@ -117,7 +117,7 @@ static void test_retry_countdown(void **state)
             sg_saga_rec_free(&r[i]);
         }
         total += 2;
-        assert_int_equal(sg_store_healthy(s, NULL, 0), 1);
+        assert_int_equal(sg_store_health(s, NULL, 0), SG_OK);
         assert_int_equal(count_sagas(t.path), total);
     }
     assert_true(fired_past_end);
@@ -159,7 +159,7 @@ static void test_retry_real_lock(void **state)
     run_for(&loop, 300); /* about ten busy timeouts and backoffs */
     assert_int_equal(counter, 0);
     char why[256];
-    assert_int_equal(sg_store_healthy(s, why, sizeof why), 0);
+    assert_int_equal(sg_store_health(s, why, sizeof why), SG_EIO);
     assert_non_null(strstr(why, "locked"));
 
     /* They join the retried batch or queue behind it. */
@@ -169,12 +169,12 @@ static void test_retry_real_lock(void **state)
     assert_int_equal(sg_store_submit(s, saga_write(&r[2], NULL, 3), on_done, &d[2]), SG_OK);
     run_for(&loop, 200);
     assert_int_equal(counter, 0);
-    assert_int_equal(sg_store_healthy(s, NULL, 0), 0);
+    assert_int_equal(sg_store_health(s, NULL, 0), SG_EIO);
 
     /* Readers are not blocked by the held write lock. */
     sg_store_reader *rd = NULL;
     sg_saga_rec got;
-    assert_int_equal(sg_store_reader_open(s, &rd), SG_OK);
+    assert_int_equal(sg_store_reader_open(s, &rd, NULL, 0), SG_OK);
     assert_int_equal(sg_store_get(rd, r[0].id, &got), SG_ENOTFOUND);
 
     assert_int_equal(sqlite3_exec(holder, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
@@ -182,7 +182,7 @@ static void test_retry_real_lock(void **state)
     assert_int_equal(d[0].st, SG_OK);
     assert_int_equal(d[1].st, SG_ECONFLICT);
     assert_int_equal(d[2].st, SG_OK);
-    assert_int_equal(sg_store_healthy(s, why, sizeof why), 1);
+    assert_int_equal(sg_store_health(s, why, sizeof why), SG_OK);
     assert_string_equal(why, "");
     uint64_t tx, nw;
     sg_store_stats(s, &tx, &nw);
@@ -230,7 +230,7 @@ static void test_retry_close_gives_up(void **state)
     }
     run_for(&loop, 1800); /* the backoff reaches its cap */
     assert_int_equal(counter, 0);
-    assert_int_equal(sg_store_healthy(s, NULL, 0), 0);
+    assert_int_equal(sg_store_health(s, NULL, 0), SG_EIO);
 
     uint64_t t0 = uv_hrtime();
     sg_store_close(s); /* runs the callbacks itself */

@@ -53,7 +53,7 @@ static void reader_thread(void *arg)
 {
     shared *sh = arg;
     sg_store_reader *rd = NULL;
-    if (sg_store_reader_open(sh->s, &rd) != SG_OK) {
+    if (sg_store_reader_open(sh->s, &rd, NULL, 0) != SG_OK) {
         fail_once(sh);
         return;
     }
@@ -103,7 +103,7 @@ static void test_threads(void **state)
     assert_int_equal(nw, NWRITERS * PER_WRITER);
     assert_true(tx <= nw);
     sg_store_reader *rd = NULL;
-    assert_int_equal(sg_store_reader_open(sh->s, &rd), SG_OK);
+    assert_int_equal(sg_store_reader_open(sh->s, &rd, NULL, 0), SG_OK);
     for (int i = 0; i < NWRITERS; i++)
         for (int k = 0; k < PER_WRITER; k++) {
             sg_saga_rec got;

@@ -1,0 +1,96 @@
+/* SQLite backend internals shared by sqlite.c (connections, schema, open),
+ * sqlite_write.c (the write transaction) and sqlite_read.c (readers). */
+#ifndef SG_STORE_SQLITE_INT_H
+#define SG_STORE_SQLITE_INT_H
+
+#include <sqlite3.h>
+#include <stdatomic.h>
+
+#include "store/store_int.h"
+
+/* Every statement either connection may run (SQL in sqlite.c); prepared
+ * lazily per connection, so a reader never prepares the write statements. */
+enum {
+    Q_BEGIN_W,
+    Q_BEGIN_R,
+    Q_COMMIT,
+    Q_ROLLBACK,
+    Q_SAVEPOINT,
+    Q_RELEASE,
+    Q_ROLLBACK_TO,
+    Q_SAGA_INSERT,
+    Q_STEP_INSERT,
+    Q_SAGA_UPDATE,
+    Q_STEP_UPDATE,
+    Q_EVENT_INSERT,
+    Q_EVENT_UPDATE,
+    Q_COMP_DONE,
+    Q_GET,
+    Q_GET_IDEM,
+    Q_STEPS,
+    Q_LIST,
+    Q_LIST_AFTER,
+    Q_LIST_ST,
+    Q_LIST_ST_AFTER,
+    Q_UNFINISHED,
+    Q_PENDING_EVENTS,
+    Q_GET_EVENT,
+    Q_COUNT
+};
+
+/* One connection, used by one thread at a time. */
+typedef struct conn {
+    sqlite3 *db;                 /* owned */
+    sqlite3_stmt *stmt[Q_COUNT]; /* owned; NULL until first use */
+} conn;
+
+struct sg_store_backend {
+    char *path;          /* owned; immutable after open, so readers may read it */
+    int busy_ms;         /* busy timeout of every connection; immutable too */
+    int lock_fd;         /* owned; flock'd "<path>.lock", -1 if none */
+    conn w;              /* the writer connection */
+    atomic_int in_batch; /* 1 while exec_batch runs: calls never overlap */
+};
+
+/* ---- sqlite.c: connections ------------------------------------------------ */
+
+/* Opens c on be's database: the writer connection (reader = 0) creates
+ * the file if needed; a reader's (reader = 1) never writes. On failure c
+ * is zeroed and err says why. */
+sg_status sg__sq_conn_open(conn *c, const sg_store_backend *be, int reader, char *err,
+                           size_t errlen);
+void sg__sq_conn_close(conn *c); /* leaves c zeroed */
+
+/* The statement for q on c, prepared on first use and owned by c; NULL on
+ * failure, with "SQLite prepare <name>: <why>" in err (err may be NULL). */
+sqlite3_stmt *sg__sq_stmt(conn *c, int q, char *err, size_t errlen);
+/* Runs the parameterless statement q once and resets it. Returns SQLite's
+ * code (SQLITE_DONE on success); the message is sqlite3_errmsg(c->db). */
+int sg__sq_run_simple(conn *c, int q);
+/* What statement q does, for messages ("insert saga"). */
+const char *sg__sq_name(int q);
+
+/* ---- sqlite_write.c ------------------------------------------------------------ */
+
+sg_status sg__sq_exec_batch(sg_store_backend *be, sg_write *const *writes, size_t n,
+                            sg_status *results, char *err, size_t errlen);
+
+/* ---- sqlite_read.c -------------------------------------------------------------- */
+
+sg_status sg__sq_reader_open(sg_store_backend *be, sg_store_breader **out, char *err,
+                             size_t errlen);
+void sg__sq_reader_close(sg_store_breader *r);
+sg_status sg__sq_get(sg_store_breader *r, const char *id, sg_saga_rec *out, char *err,
+                     size_t errlen);
+sg_status sg__sq_get_by_idem(sg_store_breader *r, const char *key, sg_saga_rec *out, char *err,
+                             size_t errlen);
+sg_status sg__sq_list(sg_store_breader *r, const sg_list_query *q, sg_saga_rec **out, size_t *n,
+                      char next[SG_CURSOR_MAX], char *err, size_t errlen);
+sg_status sg__sq_load_unfinished(sg_store_breader *r, void (*cb)(void *arg, sg_saga_rec *rec),
+                                 void *arg, char *err, size_t errlen);
+sg_status sg__sq_load_pending_events(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
+                                     void *arg, char *err, size_t errlen);
+sg_status sg__sq_get_event(sg_store_breader *r, const char *id, sg_event_rec *out, char *err,
+                           size_t errlen);
+
+#endif

@@ -1,0 +1,379 @@
+/* The SQLite backend's readers: their connections and every read method
+ * (a saga with its steps, lists by keyset cursor, recovery loads). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sg/alloc.h"
+#include "store/sqlite_int.h"
+
+struct sg_store_breader {
+    conn c;
+};
+
+/* One read call: the reader's connection and the caller's buffer for the
+ * text of its failure (left alone on success). */
+typedef struct rd {
+    conn *c;
+    char *err;
+    size_t errlen;
+} rd;
+
+/* ---- reading columns -------------------------------------------------------- */
+
+static void oom_abort(void)
+{
+    fprintf(stderr, "sagad: out of memory in SQLite\n");
+    abort();
+}
+
+/* Owned copy of a text or blob column, or NULL for SQL NULL. */
+static char *col_bytes(sqlite3_stmt *st, int i, size_t *len)
+{
+    size_t n = 0;
+    char *out = NULL;
+    int type = sqlite3_column_type(st, i);
+    if (type != SQLITE_NULL) {
+        /* Fetch the pointer first, then the size (SQLite's documented
+         * order), as text and blob as the column was stored. */
+        const void *p = type == SQLITE_BLOB ? sqlite3_column_blob(st, i)
+                                            : (const void *)sqlite3_column_text(st, i);
+        n = (size_t)sqlite3_column_bytes(st, i);
+        if (!p && n) oom_abort();
+        if (!p && sqlite3_errcode(sqlite3_db_handle(st)) == SQLITE_NOMEM) oom_abort();
+        out = sg_xmemdup(p, n);
+    }
+    if (len) *len = n;
+    return out;
+}
+
+static void col_id(sqlite3_stmt *st, int i, char out[SG_ID_LEN + 1])
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    size_t n = t ? (size_t)sqlite3_column_bytes(st, i) : 0;
+    if (n > SG_ID_LEN) n = SG_ID_LEN;
+    if (n) memcpy(out, t, n);
+    out[n] = '\0';
+}
+
+static void row_to_saga(sqlite3_stmt *st, sg_saga_rec *r)
+{
+    memset(r, 0, sizeof *r);
+    col_id(st, 0, r->id);
+    r->def_name = col_bytes(st, 1, NULL);
+    r->request = col_bytes(st, 2, &r->request_len);
+    r->idem_key = col_bytes(st, 3, NULL);
+    r->status = (sg_saga_status)sqlite3_column_int(st, 4);
+    r->comp_status = (sg_comp_status)sqlite3_column_int(st, 5);
+    r->error = col_bytes(st, 6, NULL);
+    r->created_us = sqlite3_column_int64(st, 7);
+    r->updated_us = sqlite3_column_int64(st, 8);
+    int64_t n = sqlite3_column_int64(st, 9);
+    r->nsteps = n > 0 && n < 100000 ? (size_t)n : 0; /* a sane bound on a corrupt row */
+}
+
+static void row_to_event(sqlite3_stmt *st, sg_event_rec *e)
+{
+    memset(e, 0, sizeof *e);
+    col_id(st, 0, e->id);
+    col_id(st, 1, e->saga_id);
+    e->topic = col_bytes(st, 2, NULL);
+    e->target = col_bytes(st, 3, NULL);
+    e->payload = col_bytes(st, 4, &e->payload_len);
+    e->created_us = sqlite3_column_int64(st, 5);
+    e->deadline_us = sqlite3_column_int64(st, 6);
+    e->compensation = sqlite3_column_int(st, 7);
+    e->step_index = sqlite3_column_int(st, 8);
+    e->status = (sg_event_status)sqlite3_column_int(st, 9);
+    e->attempts = sqlite3_column_int(st, 10);
+}
+
+/* ---- statements and read transactions ---------------------------------------- */
+
+/* Records why statement q failed ("SQLite get steps: no such table:
+ * steps"); read it before the statement is reset. Returns SG_EIO. */
+static sg_status fail(rd *k, int q)
+{
+    snprintf(k->err, k->errlen, "SQLite %s: %s", sg__sq_name(q), sqlite3_errmsg(k->c->db));
+    return SG_EIO;
+}
+
+static sqlite3_stmt *stmt(rd *k, int q)
+{
+    return sg__sq_stmt(k->c, q, k->err, k->errlen);
+}
+
+/* Read transactions give the saga row and its steps one snapshot. */
+static sg_status rd_begin(rd *k)
+{
+    if (sg__sq_run_simple(k->c, Q_BEGIN_R) == SQLITE_DONE) return SG_OK;
+    return fail(k, Q_BEGIN_R);
+}
+
+/* Ends the read transaction. Nothing was written and the rows are read,
+ * so a failed COMMIT does not fail the call; but whatever happened, no
+ * snapshot stays open: it would pin the WAL and stop checkpoints. */
+static void rd_end(conn *c)
+{
+    if (sqlite3_get_autocommit(c->db)) return;
+    (void)sg__sq_run_simple(c, Q_COMMIT);
+    if (!sqlite3_get_autocommit(c->db)) sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Fills r->steps from the steps table (r->nsteps already set). */
+static sg_status load_steps(rd *k, sg_saga_rec *r)
+{
+    sqlite3_stmt *st = stmt(k, Q_STEPS);
+    sg_status res = SG_EIO;
+    int rc;
+    if (!st) return SG_EIO;
+    r->steps = r->nsteps ? sg_xcalloc(r->nsteps, sizeof *r->steps) : NULL;
+    rc = sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
+    if (rc != SQLITE_OK) goto out;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t idx = sqlite3_column_int64(st, 0);
+        if (idx < 0 || (uint64_t)idx >= r->nsteps) continue; /* not part of this saga's shape */
+        sg_step_rec *s = &r->steps[idx];
+        sg_step_rec_free(s); /* (saga_id, idx) is unique, but be safe */
+        s->name = col_bytes(st, 1, NULL);
+        s->status = (sg_step_status)sqlite3_column_int(st, 2);
+        s->attempts = sqlite3_column_int(st, 3);
+        s->started_us = sqlite3_column_int64(st, 4);
+        s->finished_us = sqlite3_column_int64(st, 5);
+        s->error = col_bytes(st, 6, NULL);
+        s->response = col_bytes(st, 7, &s->response_len);
+    }
+    if (rc == SQLITE_DONE) res = SG_OK;
+out:
+    if (res != SG_OK) fail(k, Q_STEPS);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return res;
+}
+
+/* Steps through saga query q and appends every row with its steps to *v
+ * (an owned, growing array of *n). At most max rows; max 0 = all. */
+static sg_status collect_sagas(rd *k, int q, sqlite3_stmt *st, sg_saga_rec **v, size_t *n,
+                               size_t max)
+{
+    size_t cap = 0;
+    sg_status res = SG_EIO;
+    int rc = SQLITE_DONE;
+    while ((max == 0 || *n < max) && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *v = sg_xrealloc(*v, cap * sizeof **v);
+        }
+        row_to_saga(st, &(*v)[(*n)++]);
+    }
+    if (max != 0 && *n == max) rc = SQLITE_DONE;
+    if (rc != SQLITE_DONE) {
+        fail(k, q);
+        goto out;
+    }
+    /* Steps in a second pass: the saga statement is done by then. */
+    sqlite3_reset(st);
+    for (size_t i = 0; i < *n; i++)
+        if (load_steps(k, &(*v)[i]) != SG_OK) goto out;
+    res = SG_OK;
+out:
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return res;
+}
+
+/* Runs saga query q (st, its parameters bound by the caller; bind_rc is
+ * the first bind failure) in one read transaction and collects up to max
+ * rows (0 = all) into *v and *n, which the caller frees even on failure.
+ * The bindings are cleared either way. */
+static sg_status read_sagas(rd *k, int q, sqlite3_stmt *st, int bind_rc, sg_saga_rec **v, size_t *n,
+                            size_t max)
+{
+    sg_status res = SG_EIO;
+    if (bind_rc != SQLITE_OK) {
+        fail(k, q);
+    } else if (rd_begin(k) == SG_OK) {
+        res = collect_sagas(k, q, st, v, n, max);
+        rd_end(k->c);
+    }
+    sqlite3_clear_bindings(st);
+    return res;
+}
+
+static void free_sagas(sg_saga_rec *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sg_saga_rec_free(&v[i]);
+    free(v);
+}
+
+/* ---- the backend's read methods ------------------------------------------------ */
+
+sg_status sg__sq_reader_open(sg_store_backend *be, sg_store_breader **out, char *err, size_t errlen)
+{
+    sg_store_breader *r = sg_xcalloc(1, sizeof *r);
+    *out = NULL;
+    if (sg__sq_conn_open(&r->c, be, 1, err, errlen) != SG_OK) {
+        free(r);
+        return SG_EIO;
+    }
+    *out = r;
+    return SG_OK;
+}
+
+void sg__sq_reader_close(sg_store_breader *r)
+{
+    if (!r) return;
+    sg__sq_conn_close(&r->c);
+    free(r);
+}
+
+/* One saga by a text key (id or idem_key). */
+static sg_status get_one(sg_store_breader *r, int q, const char *key, sg_saga_rec *out, char *err,
+                         size_t errlen)
+{
+    rd k = {&r->c, err, errlen};
+    sg_saga_rec *v = NULL;
+    size_t n = 0;
+    sqlite3_stmt *st = stmt(&k, q);
+    if (!st) return SG_EIO;
+    int rc = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sg_status res = read_sagas(&k, q, st, rc, &v, &n, 1);
+    if (res != SG_OK || n == 0) {
+        free_sagas(v, n);
+        return res != SG_OK ? res : SG_ENOTFOUND;
+    }
+    *out = v[0]; /* the record's members move to the caller */
+    free(v);
+    return SG_OK;
+}
+
+sg_status sg__sq_get(sg_store_breader *r, const char *id, sg_saga_rec *out, char *err,
+                     size_t errlen)
+{
+    return get_one(r, Q_GET, id, out, err, errlen);
+}
+
+sg_status sg__sq_get_by_idem(sg_store_breader *r, const char *key, sg_saga_rec *out, char *err,
+                             size_t errlen)
+{
+    return get_one(r, Q_GET_IDEM, key, out, err, errlen);
+}
+
+sg_status sg__sq_list(sg_store_breader *r, const sg_list_query *q, sg_saga_rec **out, size_t *n,
+                      char next[SG_CURSOR_MAX], char *err, size_t errlen)
+{
+    rd k = {&r->c, err, errlen};
+    char cid[SG_ID_LEN + 1];
+    int64_t cus = 0;
+    sg_saga_rec *v = NULL;
+    size_t got = 0;
+    int after = q->after != NULL;
+    if (after && sg_store_cursor_parse(q->after, &cus, cid) != SG_OK) {
+        snprintf(err, errlen, "malformed list cursor");
+        return SG_EINVAL;
+    }
+    int qi =
+        q->status < 0 ? (after ? Q_LIST_AFTER : Q_LIST) : (after ? Q_LIST_ST_AFTER : Q_LIST_ST);
+    sqlite3_stmt *st = stmt(&k, qi);
+    if (!st) return SG_EIO;
+    /* One row more than asked tells whether a next page exists. */
+    int rc = sqlite3_bind_int64(st, 1, (int64_t)q->limit + 1);
+    if (rc == SQLITE_OK && after) rc = sqlite3_bind_int64(st, 2, cus);
+    if (rc == SQLITE_OK && after) rc = sqlite3_bind_text(st, 3, cid, -1, SQLITE_TRANSIENT);
+    if (rc == SQLITE_OK && q->status >= 0) rc = sqlite3_bind_int(st, 4, q->status);
+    sg_status res = read_sagas(&k, qi, st, rc, &v, &got, q->limit + 1);
+    if (res != SG_OK) {
+        free_sagas(v, got);
+        return res;
+    }
+    if (got > q->limit) {
+        sg_saga_rec_free(&v[q->limit]);
+        got = q->limit;
+        sg_store_cursor_format(next, v[got - 1].created_us, v[got - 1].id);
+    }
+    *out = v;
+    *n = got;
+    return SG_OK;
+}
+
+sg_status sg__sq_load_unfinished(sg_store_breader *r, void (*cb)(void *arg, sg_saga_rec *rec),
+                                 void *arg, char *err, size_t errlen)
+{
+    rd k = {&r->c, err, errlen};
+    sg_saga_rec *v = NULL;
+    size_t n = 0;
+    sqlite3_stmt *st = stmt(&k, Q_UNFINISHED);
+    if (!st) return SG_EIO;
+    sg_status res = read_sagas(&k, Q_UNFINISHED, st, SQLITE_OK, &v, &n, 0);
+    if (res != SG_OK) {
+        free_sagas(v, n);
+        return res;
+    }
+    /* Callbacks run outside the read transaction, so they may use the
+     * reader themselves. Each takes a heap record it must free. */
+    for (size_t i = 0; i < n; i++) {
+        sg_saga_rec *rec = sg_xmalloc(sizeof *rec);
+        *rec = v[i];
+        cb(arg, rec);
+    }
+    free(v);
+    return SG_OK;
+}
+
+/* One statement, so one snapshot without a read transaction. */
+sg_status sg__sq_load_pending_events(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
+                                     void *arg, char *err, size_t errlen)
+{
+    rd k = {&r->c, err, errlen};
+    sg_event_rec *v = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    sqlite3_stmt *st = stmt(&k, Q_PENDING_EVENTS);
+    if (!st) return SG_EIO;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            v = sg_xrealloc(v, cap * sizeof *v);
+        }
+        row_to_event(st, &v[n++]);
+    }
+    if (rc != SQLITE_DONE) {
+        fail(&k, Q_PENDING_EVENTS);
+        sqlite3_reset(st);
+        for (size_t i = 0; i < n; i++)
+            sg_event_rec_free(&v[i]);
+        free(v);
+        return SG_EIO;
+    }
+    sqlite3_reset(st);
+    for (size_t i = 0; i < n; i++) {
+        sg_event_rec *ev = sg_xmalloc(sizeof *ev);
+        *ev = v[i];
+        cb(arg, ev);
+    }
+    free(v);
+    return SG_OK;
+}
+
+sg_status sg__sq_get_event(sg_store_breader *r, const char *id, sg_event_rec *out, char *err,
+                           size_t errlen)
+{
+    rd k = {&r->c, err, errlen};
+    sg_status res = SG_EIO;
+    sqlite3_stmt *st = stmt(&k, Q_GET_EVENT);
+    if (!st) return SG_EIO;
+    int rc = sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        row_to_event(st, out);
+        res = SG_OK;
+    } else if (rc == SQLITE_DONE) {
+        res = SG_ENOTFOUND;
+    } else {
+        fail(&k, Q_GET_EVENT);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return res;
+}

@@ -1,0 +1,300 @@
+/* The SQLite backend's write transaction: exec_batch (one transaction, a
+ * savepoint per write), the statements of each write operation, and the
+ * failure injection countdown that reaches every error path of a batch. */
+#include <assert.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "sg/util.h"
+#include "store/sqlite_int.h"
+
+/* State of one exec_batch call. */
+typedef struct txn {
+    conn *c;
+    char *err; /* the caller's; holds the first failure */
+    size_t errlen;
+} txn;
+
+/* One statement being bound. It collects the first bind error so call
+ * sites can bind a whole row and check once. Pointers bound are borrowed
+ * (SQLITE_STATIC): they belong to the sg_write, which outlives the
+ * statement's execution. */
+typedef struct binder {
+    int q;
+    sqlite3_stmt *st;
+    int rc;
+} binder;
+
+static void bind_text(binder *b, int i, const char *s)
+{
+    if (b->rc != SQLITE_OK) return;
+    b->rc = s ? sqlite3_bind_text(b->st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(b->st, i);
+}
+
+static void bind_blob(binder *b, int i, const void *p, size_t n)
+{
+    if (b->rc != SQLITE_OK) return;
+    /* A non-NULL empty value must stay an empty blob, not NULL. */
+    b->rc = p ? sqlite3_bind_blob64(b->st, i, n ? p : "", n, SQLITE_STATIC)
+              : sqlite3_bind_null(b->st, i);
+}
+
+static void bind_int(binder *b, int i, int64_t v)
+{
+    if (b->rc != SQLITE_OK) return;
+    b->rc = sqlite3_bind_int64(b->st, i, v);
+}
+
+/* Failure injection: 1 if the statement about to run must fail. */
+static int injected_fault(void)
+{
+    int v = atomic_load(&sg_store_fail_countdown);
+    while (v > 0) {
+        if (atomic_compare_exchange_weak(&sg_store_fail_countdown, &v, v - 1)) return v == 1;
+    }
+    return 0;
+}
+
+/* Runs statement q (st, bound by the caller; bind_rc is the first bind
+ * failure) to completion and resets it. Returns the SQLite code
+ * (SQLITE_OK on success); on failure err says which statement. */
+static int tx_run(txn *t, int q, sqlite3_stmt *st, int bind_rc)
+{
+    int rc = bind_rc;
+    const char *msg = NULL;
+    if (rc != SQLITE_OK) {
+        msg = sqlite3_errstr(rc);
+    } else if (injected_fault()) {
+        rc = SQLITE_IOERR;
+        msg = "injected I/O error";
+    } else {
+        /* A write yields no rows; drain any a pragma might. */
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            continue;
+        if (rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+        else
+            msg = sqlite3_errmsg(t->c->db);
+    }
+    /* Read the message before reset may replace it. */
+    if (rc != SQLITE_OK) snprintf(t->err, t->errlen, "SQLite %s: %s", sg__sq_name(q), msg);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* Runs a statement without parameters (BEGIN, SAVEPOINT, ...). */
+static int tx_simple(txn *t, int q)
+{
+    sqlite3_stmt *st = sg__sq_stmt(t->c, q, t->err, t->errlen);
+    return st ? tx_run(t, q, st, SQLITE_OK) : SQLITE_ERROR;
+}
+
+/* What a failed statement means for its write: a constraint or size
+ * problem belongs to that write alone; anything else (I/O, full disk,
+ * corruption, a lost lock) sinks the transaction and maps to SG_EIO. */
+static sg_status classify(int rc)
+{
+    switch (rc) {
+    case SQLITE_CONSTRAINT_UNIQUE:
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+        return SG_ECONFLICT;
+    case SQLITE_TOOBIG:
+        return SG_ETOOBIG;
+    default:
+        break;
+    }
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) return SG_EINVAL; /* e.g. a NULL request */
+    return SG_EIO;
+}
+
+/* Sets b up to bind statement q. Returns the statement, or NULL if it
+ * cannot be prepared (err says why; the write then fails with SG_EIO). */
+static sqlite3_stmt *prep(txn *t, int q, binder *b)
+{
+    b->q = q;
+    b->rc = SQLITE_OK;
+    b->st = sg__sq_stmt(t->c, q, t->err, t->errlen);
+    return b->st;
+}
+
+/* Runs b's statement. SG_OK, or the write's failure: classify's status,
+ * or SG_ENOTFOUND when it must change a row (an UPDATE) and matched none. */
+static sg_status run(txn *t, binder *b, int must_change)
+{
+    int rc = tx_run(t, b->q, b->st, b->rc);
+    if (rc != SQLITE_OK) return classify(rc);
+    if (must_change && sqlite3_changes(t->c->db) == 0) return SG_ENOTFOUND;
+    return SG_OK;
+}
+
+/* Binds a step's mutable state (status, attempts, started_us,
+ * finished_us, error, response) to parameters first..first+5. */
+static void bind_step_state(binder *b, int first, const sg_step_rec *s)
+{
+    bind_int(b, first, s->status);
+    bind_int(b, first + 1, s->attempts);
+    bind_int(b, first + 2, s->started_us);
+    bind_int(b, first + 3, s->finished_us);
+    bind_text(b, first + 4, s->error);
+    bind_blob(b, first + 5, s->response, s->response_len);
+}
+
+static sg_status insert_step(txn *t, const char *saga_id, size_t index, const sg_step_rec *s)
+{
+    binder b;
+    if (!prep(t, Q_STEP_INSERT, &b)) return SG_EIO;
+    bind_text(&b, 1, saga_id);
+    bind_int(&b, 2, (int64_t)index);
+    bind_text(&b, 3, s->name);
+    bind_step_state(&b, 4, s);
+    return run(t, &b, 0);
+}
+
+static sg_status apply_saga_insert(txn *t, const sg_saga_rec *r)
+{
+    binder b;
+    if (!prep(t, Q_SAGA_INSERT, &b)) return SG_EIO;
+    bind_text(&b, 1, r->id);
+    bind_text(&b, 2, r->def_name);
+    bind_blob(&b, 3, r->request, r->request_len);
+    bind_text(&b, 4, r->idem_key);
+    bind_int(&b, 5, r->status);
+    bind_int(&b, 6, r->comp_status);
+    bind_text(&b, 7, r->error);
+    bind_int(&b, 8, r->created_us);
+    bind_int(&b, 9, r->updated_us);
+    bind_int(&b, 10, (int64_t)r->nsteps);
+    sg_status st = run(t, &b, 0);
+    for (size_t i = 0; i < r->nsteps && st == SG_OK; i++)
+        st = insert_step(t, r->id, i, &r->steps[i]);
+    return st;
+}
+
+static sg_status apply_saga_update(txn *t, const sg_write_op *op)
+{
+    binder b;
+    if (!prep(t, Q_SAGA_UPDATE, &b)) return SG_EIO;
+    bind_text(&b, 1, op->u.saga_update.id);
+    bind_int(&b, 2, op->u.saga_update.status);
+    bind_int(&b, 3, op->u.saga_update.comp);
+    bind_text(&b, 4, op->u.saga_update.error);
+    bind_int(&b, 5, op->u.saga_update.updated_us);
+    return run(t, &b, 1);
+}
+
+static sg_status apply_step_update(txn *t, const sg_write_op *op)
+{
+    binder b;
+    if (op->u.step_update.index > INT64_MAX) return SG_ENOTFOUND;
+    if (!prep(t, Q_STEP_UPDATE, &b)) return SG_EIO;
+    bind_text(&b, 1, op->u.step_update.saga_id);
+    bind_int(&b, 2, (int64_t)op->u.step_update.index);
+    bind_step_state(&b, 3, &op->u.step_update.step);
+    return run(t, &b, 1);
+}
+
+static sg_status apply_event_insert(txn *t, const sg_event_rec *e)
+{
+    binder b;
+    if (!prep(t, Q_EVENT_INSERT, &b)) return SG_EIO;
+    bind_text(&b, 1, e->id);
+    bind_text(&b, 2, e->saga_id);
+    bind_text(&b, 3, e->topic);
+    bind_text(&b, 4, e->target);
+    bind_blob(&b, 5, e->payload, e->payload_len);
+    bind_int(&b, 6, e->created_us);
+    bind_int(&b, 7, e->deadline_us);
+    bind_int(&b, 8, e->compensation);
+    bind_int(&b, 9, e->step_index);
+    bind_int(&b, 10, e->status);
+    bind_int(&b, 11, e->attempts);
+    return run(t, &b, 0);
+}
+
+/* Also applies the compensation rule (Q_COMP_DONE) once an event is
+ * delivered. */
+static sg_status apply_event_update(txn *t, const sg_write_op *op)
+{
+    binder b;
+    if (!prep(t, Q_EVENT_UPDATE, &b)) return SG_EIO;
+    bind_text(&b, 1, op->u.event_update.id);
+    bind_int(&b, 2, op->u.event_update.status);
+    bind_int(&b, 3, op->u.event_update.attempts);
+    sg_status st = run(t, &b, 1);
+    if (st != SG_OK || op->u.event_update.status != SG_EVENT_DELIVERED) return st;
+    if (!prep(t, Q_COMP_DONE, &b)) return SG_EIO;
+    bind_text(&b, 1, op->u.event_update.id);
+    bind_int(&b, 2, sg_now_us());
+    return run(t, &b, 0);
+}
+
+static sg_status apply_op(txn *t, const sg_write_op *op)
+{
+    switch (op->kind) {
+    case SG_WOP_SAGA_INSERT:
+        return apply_saga_insert(t, &op->u.saga_insert);
+    case SG_WOP_SAGA_UPDATE:
+        return apply_saga_update(t, op);
+    case SG_WOP_STEP_UPDATE:
+        return apply_step_update(t, op);
+    case SG_WOP_EVENT_INSERT:
+        return apply_event_insert(t, &op->u.event_insert);
+    case SG_WOP_EVENT_UPDATE:
+        return apply_event_update(t, op);
+    }
+    return SG_EINVAL;
+}
+
+/* exec_batch's transaction; see sg_store_ops.exec_batch. */
+static sg_status run_batch(sg_store_backend *be, sg_write *const *writes, size_t n,
+                           sg_status *results, char *err, size_t errlen)
+{
+    txn t = {&be->w, err, errlen};
+    for (size_t i = 0; i < n; i++)
+        results[i] = SG_EIO;
+    /* A transaction a failed batch could not roll back would make every
+     * later BEGIN fail (and a retried batch fail forever): end it first. */
+    if (!sqlite3_get_autocommit(be->w.db)) sqlite3_exec(be->w.db, "ROLLBACK", NULL, NULL, NULL);
+    if (tx_simple(&t, Q_BEGIN_W) != SQLITE_OK) goto fail;
+    for (size_t i = 0; i < n; i++) {
+        const sg_write *w = writes[i];
+        sg_status ws = SG_OK;
+        if (tx_simple(&t, Q_SAVEPOINT) != SQLITE_OK) goto fail;
+        for (size_t k = 0; k < w->nops && ws == SG_OK; k++)
+            ws = apply_op(&t, &w->ops[k]);
+        if (ws == SG_EIO) goto fail;
+        /* A write that failed by itself is undone alone; the savepoint is
+         * released either way so the next write starts clean. */
+        if (ws != SG_OK && tx_simple(&t, Q_ROLLBACK_TO) != SQLITE_OK) goto fail;
+        if (tx_simple(&t, Q_RELEASE) != SQLITE_OK) goto fail;
+        results[i] = ws;
+    }
+    if (tx_simple(&t, Q_COMMIT) != SQLITE_OK) goto fail;
+    return SG_OK;
+
+fail:
+    /* SQLite may already have rolled back by itself (after an I/O error or
+     * a full disk); only roll back what is still open. The error message
+     * in err stays that of the first failure. A transaction left open
+     * would block every later batch: say so. */
+    if (!sqlite3_get_autocommit(be->w.db) && sg__sq_run_simple(&be->w, Q_ROLLBACK) != SQLITE_DONE)
+        sg_log(SG_LOG_ERROR, "store: SQLite rollback failed: %s", sqlite3_errmsg(be->w.db));
+    for (size_t i = 0; i < n; i++)
+        results[i] = SG_EIO;
+    if (!err[0]) snprintf(err, errlen, "SQLite transaction failed");
+    return SG_EIO;
+}
+
+sg_status sg__sq_exec_batch(sg_store_backend *be, sg_write *const *writes, size_t n,
+                            sg_status *results, char *err, size_t errlen)
+{
+    /* The writer connection has no lock of its own: it relies on calls
+     * never overlapping (the store's writer thread is the only caller). */
+    int overlapping = atomic_exchange(&be->in_batch, 1);
+    assert(!overlapping);
+    (void)overlapping;
+    sg_status st = run_batch(be, writes, n, results, err, errlen);
+    atomic_store(&be->in_batch, 0);
+    return st;
+}
