@@ -2,6 +2,7 @@
  * the MHD thread from its own store reader, never waiting for the writer. */
 #include <stdlib.h>
 #include <string.h>
+#include <utlist.h>
 
 #include "api/api_int.h"
 #include "api/render.h"

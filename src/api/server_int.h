@@ -9,7 +9,6 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <utlist.h>
 
 #include "sg/api.h"
 #include "sg/buf.h"

@@ -3,6 +3,7 @@
  * answered with a typed sg_outcome once what it reports has committed. */
 #include <stdlib.h>
 #include <string.h>
+#include <utlist.h>
 
 #include "engine/engine_int.h"
 #include "sg/alloc.h"

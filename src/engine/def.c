@@ -2,7 +2,6 @@
  * read-only registry that finds a definition by the name a saga stores. */
 #include "sg/def.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -3,7 +3,7 @@
  * sagas. At start, unfinished sagas and pending events are resumed. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
+#include <utlist.h>
 
 #include "engine/engine_int.h"
 #include "sg/alloc.h"

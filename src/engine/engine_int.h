@@ -7,7 +7,6 @@
 
 #include <pthread.h>
 #include <uthash.h>
-#include <utlist.h>
 #include <uv.h>
 
 #include "sg/engine.h"

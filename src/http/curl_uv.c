@@ -102,8 +102,7 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
     }
     /* 0 means "as soon as possible": the next loop iteration, never from
      * inside this callback (curl forbids re-entering socket_action here). */
-    uv_timer_start(&c->timer, on_timeout, (uint64_t)timeout_ms, 0);
-    return 0;
+    return uv_timer_start(&c->timer, on_timeout, (uint64_t)timeout_ms, 0) == 0 ? 0 : -1;
 }
 
 sg_status sg__http_multi_open(sg_http_client *c)

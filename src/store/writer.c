@@ -53,8 +53,12 @@ static void complete_locked(sg_store *s, sg_write **writes, const sg_status *res
     }
     if (any_sync) uv_cond_broadcast(&s->sync_cv);
     /* The handle outlives the writer: sg__store_writer_stop joins us
-     * before closing it. */
-    if (any_async) uv_async_send(s->async);
+     * before closing it, so a failed send is a broken invariant, and
+     * carrying on would strand every saga waiting for a completion. */
+    if (any_async && uv_async_send(s->async) != 0) {
+        fprintf(stderr, "sagad: store: cannot wake the loop for completed writes\n");
+        abort();
+    }
 }
 
 /* The writer's bookkeeping of a run of failed transactions (retry mode). */
