@@ -4,6 +4,10 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
+# -Werror is for developers and CI: on for the test targets and the builds
+# they depend on, off for `make run` and `make build` (as for a packager).
+SG_WERROR  ?= OFF
+test test-fast: SG_WERROR = ON
 
 .PHONY: all deps build build-asan run test test-fast bench format format-check clean
 
@@ -13,11 +17,12 @@ deps:
 	./scripts/deps.sh
 
 build: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSG_WERROR=$(SG_WERROR) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
 build-asan: deps
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSG_SANITIZE=ON >/dev/null
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSG_SANITIZE=ON \
+	  -DSG_WERROR=$(SG_WERROR) >/dev/null
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 run: build

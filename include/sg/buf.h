@@ -4,7 +4,6 @@
 #ifndef SG_BUF_H
 #define SG_BUF_H
 
-#include <stdarg.h>
 #include <stddef.h>
 
 #include "sg/status.h"

@@ -13,8 +13,12 @@ void sg_uuid_v4(char out[SG_ID_LEN + 1]);
 /* 1 if s is a syntactically valid textual UUID (any version). */
 int sg_uuid_valid(const char *s, size_t len);
 
-/* Wall clock, microseconds since the Unix epoch. */
+/* Wall clock, microseconds since the Unix epoch: for the times records
+ * hold (they outlive the process); timers use sg_mono_us. */
 int64_t sg_now_us(void);
+/* Monotonic clock (CLOCK_MONOTONIC), microseconds from an arbitrary start:
+ * for timers and deadlines held in memory. Never goes back. */
+int64_t sg_mono_us(void);
 /* UTC ISO 8601 with microseconds and Z, into out[SG_TIME_LEN + 1]. */
 void sg_time_iso(int64_t us, char out[SG_TIME_LEN + 1]);
 

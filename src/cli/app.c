@@ -1,6 +1,5 @@
-/* Wires the components together, runs the loop, and shuts down in order:
- * stop accepting, let in-flight requests finish (grace period), halt the
- * engine, close the API, flush the store, free the rest. */
+/* The sagad process: wires the components to one loop and runs it; shuts down
+ * in order (stop accepting, drain, halt the engine, close the API, flush the store). */
 #include "cli/app.h"
 
 #include <signal.h>
@@ -9,6 +8,7 @@
 #include <sys/resource.h>
 #include <uv.h>
 
+#include "sg/alloc.h"
 #include "sg/api.h"
 #include "sg/bus.h"
 #include "sg/def.h"
@@ -27,6 +27,7 @@ typedef struct app {
     sg_api *api;
     uv_signal_t sigterm, sigint;
     uv_timer_t drain;
+    int nhandles; /* how many of sigterm, sigint, drain (in that order) are open */
     uint64_t stop_at;
     int stopping;
 } app;
@@ -40,12 +41,20 @@ static void raise_fd_limit(void)
     }
 }
 
+/* Closes the app's own handles (closing the drain timer stops it); the
+ * next uv_run runs their close callbacks. */
+static void close_handles(app *a)
+{
+    uv_handle_t *h[] = {(uv_handle_t *)&a->sigterm, (uv_handle_t *)&a->sigint,
+                        (uv_handle_t *)&a->drain};
+    for (int i = 0; i < a->nhandles; i++)
+        uv_close(h[i], NULL);
+    a->nhandles = 0;
+}
+
 static void finish(app *a)
 {
-    uv_timer_stop(&a->drain);
-    uv_close((uv_handle_t *)&a->drain, NULL);
-    uv_close((uv_handle_t *)&a->sigterm, NULL);
-    uv_close((uv_handle_t *)&a->sigint, NULL);
+    close_handles(a);
     sg_engine_halt(a->engine);
     sg_api_destroy(a->api);
     a->api = NULL;
@@ -70,6 +79,48 @@ static void on_signal(uv_signal_t *s, int signum)
     sg_engine_stop_accepting(a->engine);
     a->stop_at = uv_now(a->loop) + (uint64_t)a->cfg->grace_ms;
     uv_timer_start(&a->drain, on_drain, 0, 20);
+}
+
+/* Counts s in nhandles as soon as it is initialised, started or not. */
+static int catch_signal(app *a, uv_signal_t *s, int signum)
+{
+    int rc = uv_signal_init(a->loop, s);
+    if (rc != 0) return rc;
+    a->nhandles++;
+    s->data = a;
+    return uv_signal_start(s, on_signal, signum);
+}
+
+/* The loop and the handles the app owns. Signals are caught from the
+ * start: one during recovery still ends in an orderly shutdown once the
+ * loop runs. On failure nothing of them is left and err says why. */
+static int open_loop(app *a, char *err, size_t errlen)
+{
+    a->loop = sg_xmalloc(sizeof *a->loop);
+    int rc = uv_loop_init(a->loop);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot create the event loop: %s", uv_strerror(rc));
+        free(a->loop);
+        a->loop = NULL;
+        return 1;
+    }
+    const char *what = "catch SIGTERM";
+    if ((rc = catch_signal(a, &a->sigterm, SIGTERM)) != 0) goto fail;
+    what = "catch SIGINT";
+    if ((rc = catch_signal(a, &a->sigint, SIGINT)) != 0) goto fail;
+    what = "create the shutdown timer";
+    if ((rc = uv_timer_init(a->loop, &a->drain)) != 0) goto fail;
+    a->nhandles++;
+    a->drain.data = a;
+    return 0;
+fail:
+    snprintf(err, errlen, "cannot %s: %s", what, uv_strerror(rc));
+    close_handles(a);
+    uv_run(a->loop, UV_RUN_DEFAULT); /* close callbacks */
+    uv_loop_close(a->loop);
+    free(a->loop);
+    a->loop = NULL;
+    return 1;
 }
 
 /* Everything that can be refused for a bad value (bus URL, definition,
@@ -144,23 +195,15 @@ int sg_app_run(const sg_config *cfg)
     raise_fd_limit();
     sg_log_set_level((sg_log_level)cfg->log_level);
     app a = {.cfg = cfg};
-    a.loop = sg_xloop_new();
-    /* Caught from the start: a signal during recovery still ends in an
-     * orderly shutdown once the loop runs. */
-    uv_signal_init(a.loop, &a.sigterm);
-    uv_signal_init(a.loop, &a.sigint);
-    a.sigterm.data = a.sigint.data = &a;
-    uv_signal_start(&a.sigterm, on_signal, SIGTERM);
-    uv_signal_start(&a.sigint, on_signal, SIGINT);
-    uv_timer_init(a.loop, &a.drain);
-    a.drain.data = &a;
     char err[512] = "";
+    if (open_loop(&a, err, sizeof err) != 0) {
+        fprintf(stderr, "sagad: %s\n", err);
+        return 1;
+    }
     int rc = open_parts(&a, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "sagad: %s\n", err[0] ? err : "start-up failed");
-        uv_close((uv_handle_t *)&a.sigterm, NULL);
-        uv_close((uv_handle_t *)&a.sigint, NULL);
-        uv_close((uv_handle_t *)&a.drain, NULL);
+        close_handles(&a);
         close_parts(&a);
         uv_loop_close(a.loop);
         free(a.loop);

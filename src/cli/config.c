@@ -1,8 +1,11 @@
+/* sagad's settings: flags and their SAGAD_* twins, validated into an
+ * sg_config before anything starts, and the --help text. */
 #include "sg/config.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,53 +177,45 @@ static void set_str(char **dst, const char *v)
     *dst = sg_xstrdup(v);
 }
 
-/* Numeric options: range and unit for the message. The 16 MiB cap on
- * bodies and answers keeps every record (request + answers) renderable. */
+/* Numeric options: range, unit for the message, and the field they set.
+ * The 16 MiB cap on bodies and answers keeps every record (request +
+ * answers) renderable. */
+typedef enum { AS_LONG, AS_SIZE, AS_UINT } numtype;
+/* A field's offset and type, the type told by the compiler: a field of
+ * any other type does not compile. */
+#define NUMTYPE(x) _Generic((x), long : AS_LONG, size_t : AS_SIZE, unsigned : AS_UINT)
+#define FIELD(f) offsetof(sg_config, f), NUMTYPE(((sg_config *)NULL)->f)
+
 static const struct numopt {
     int id;
     long min, max;
     const char *unit;
+    size_t offset;
+    numtype type;
 } numopts[] = {
-    {O_TIMEOUT, 1, 3600000, "milliseconds "},
-    {O_MAXBODY, 1024, 16L << 20, "bytes "},
-    {O_MAXRESP, 1024, 16L << 20, "bytes "},
-    {O_MAXCONN, 1, 1000000, ""},
-    {O_MAXINFL, 1, 10000000, ""},
-    {O_MAXINFLB, 1L << 20, 1L << 40, "bytes "},
-    {O_THREADS, 1, 64, ""},
-    {O_GRACE, 0, 600000, "milliseconds "},
-    {O_CONNTO, 1, 3600, "seconds "},
+    {O_TIMEOUT, 1, 3600000, "milliseconds ", FIELD(step_timeout_ms)},
+    {O_MAXBODY, 1024, 16L << 20, "bytes ", FIELD(max_body)},
+    {O_MAXRESP, 1024, 16L << 20, "bytes ", FIELD(max_response)},
+    {O_MAXCONN, 1, 1000000, "", FIELD(max_connections)},
+    {O_MAXINFL, 1, 10000000, "", FIELD(max_inflight)},
+    {O_MAXINFLB, 1L << 20, 1L << 40, "bytes ", FIELD(max_inflight_bytes)},
+    {O_THREADS, 1, 64, "", FIELD(threads)},
+    {O_GRACE, 0, 600000, "milliseconds ", FIELD(grace_ms)},
+    {O_CONNTO, 1, 3600, "seconds ", FIELD(conn_timeout_s)},
 };
 
-static void set_num(sg_config *c, int id, long n)
+static void set_num(sg_config *c, const struct numopt *o, long n)
 {
-    switch (id) {
-    case O_TIMEOUT:
-        c->step_timeout_ms = n;
+    void *field = (char *)c + o->offset;
+    switch (o->type) {
+    case AS_LONG:
+        *(long *)field = n;
         break;
-    case O_MAXBODY:
-        c->max_body = (size_t)n;
+    case AS_SIZE:
+        *(size_t *)field = (size_t)n;
         break;
-    case O_MAXRESP:
-        c->max_response = (size_t)n;
-        break;
-    case O_MAXCONN:
-        c->max_connections = n;
-        break;
-    case O_MAXINFL:
-        c->max_inflight = (size_t)n;
-        break;
-    case O_MAXINFLB:
-        c->max_inflight_bytes = (size_t)n;
-        break;
-    case O_THREADS:
-        c->threads = (unsigned)n;
-        break;
-    case O_GRACE:
-        c->grace_ms = n;
-        break;
-    case O_CONNTO:
-        c->conn_timeout_s = (unsigned)n;
+    case AS_UINT:
+        *(unsigned *)field = (unsigned)n;
         break;
     }
 }
@@ -233,7 +228,7 @@ static int apply(sg_config *c, int id, const char *v, const char *from, char *er
         if (o->id != id) continue;
         long n;
         if (parse_long(v, o->min, o->max, &n)) {
-            set_num(c, id, n);
+            set_num(c, o, n);
             return 1;
         }
         snprintf(err, errlen, "%s: expected %s%ld-%ld, got '%s'", from, o->unit, o->min, o->max, v);
@@ -245,11 +240,12 @@ static int apply(sg_config *c, int id, const char *v, const char *from, char *er
         snprintf(err, errlen, "%s: expected HOST:PORT with PORT 0-65535, got '%s'", from, v);
         return 0;
     case O_DB:
+    case O_BUS:
         if (v[0]) {
-            set_str(&c->db, v);
+            set_str(id == O_DB ? &c->db : &c->bus, v);
             return 1;
         }
-        snprintf(err, errlen, "%s: empty store path", from);
+        snprintf(err, errlen, "%s: empty %s", from, id == O_DB ? "store path" : "bus URL");
         return 0;
     case O_ANON:
     case O_AI:
@@ -258,13 +254,6 @@ static int apply(sg_config *c, int id, const char *v, const char *from, char *er
             return 1;
         }
         snprintf(err, errlen, "%s: expected an http:// or https:// URL, got '%s'", from, v);
-        return 0;
-    case O_BUS:
-        if (v[0]) {
-            set_str(&c->bus, v);
-            return 1;
-        }
-        snprintf(err, errlen, "%s: empty bus URL", from);
         return 0;
     case O_LOGLEVEL:
         if (parse_level(v, &c->log_level)) return 1;

@@ -1,3 +1,5 @@
+/* sagad's entry point: parses the flags and the environment, then hands
+ * the config to the app (app.c); exit status 2 for a bad flag or value. */
 #include <stdio.h>
 
 #include "cli/app.h"

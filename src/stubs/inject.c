@@ -32,9 +32,10 @@ static int mode_from(const char *s, size_t n, stub_mode *out)
     return 0;
 }
 
-/* Range checks shared by every source, so a flag, a body and a header
- * accept exactly the same values. */
-static int check_field(const char *field, long long v, char *err, size_t errlen)
+/* Sets an integer field, range checked the same way for every source, so
+ * a flag, a body and a header accept exactly the same values. 0 with err
+ * set (and s unchanged) if v is out of range. */
+static int set_int(stub_spec *s, const char *field, long long v, char *err, size_t errlen)
 {
     if (strcmp(field, "status") == 0 && (v != 0 && (v < 200 || v > 599))) {
         snprintf(err, errlen, "status must be 200..599 (got %lld)", v);
@@ -48,17 +49,13 @@ static int check_field(const char *field, long long v, char *err, size_t errlen)
         snprintf(err, errlen, "fail_every must be >= 0 (got %lld)", v);
         return 0;
     }
-    return 1;
-}
-
-static void set_int(stub_spec *s, const char *field, int v)
-{
     if (strcmp(field, "status") == 0)
-        s->status = v;
+        s->status = (int)v;
     else if (strcmp(field, "delay_ms") == 0)
-        s->delay_ms = v;
+        s->delay_ms = (int)v;
     else
-        s->fail_every = v;
+        s->fail_every = (int)v;
+    return 1;
 }
 
 /* Maps the accepted spellings to the canonical field name. */
@@ -92,8 +89,7 @@ sg_status stub_spec_apply_text(stub_spec *io, const char *field, const char *val
             snprintf(err, errlen, "%s: '%s' is not an integer", field, value);
             goto fail;
         }
-        if (!check_field(field, v, err, errlen)) goto fail;
-        set_int(&s, field, (int)v);
+        if (!set_int(&s, field, v, err, errlen)) goto fail;
     }
     *io = s;
     return SG_OK;
@@ -166,8 +162,7 @@ sg_status stub_spec_apply_json(stub_spec *io, const json_t *obj, char *err, size
             snprintf(err, errlen, "%s must be an integer", key);
             goto fail;
         }
-        if (!check_field(field, n, err, errlen)) goto fail;
-        set_int(&s, field, (int)n);
+        if (!set_int(&s, field, n, err, errlen)) goto fail;
     }
     *io = s;
     return SG_OK;

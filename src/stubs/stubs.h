@@ -94,7 +94,7 @@ sg_status stub_timer_add(stub_timer *t, int64_t delay_ms, stub_timer_fn arm, stu
 void stub_timer_stop(stub_timer *t);
 void stub_timer_destroy(stub_timer *t); /* stops first; NULL-safe */
 
-/* ---- the HTTP server (server.c) ---------------------------------------- */
+/* ---- the HTTP server (server.c, routes.c) ------------------------------ */
 
 typedef struct stub_server stub_server;
 

@@ -6,10 +6,11 @@
 #include <time.h>
 
 #include "sg/alloc.h"
+#include "sg/util.h"
 #include "stubs/stubs.h"
 
 typedef struct entry {
-    int64_t due_us; /* CLOCK_MONOTONIC */
+    int64_t due_us; /* sg_mono_us(): CLOCK_MONOTONIC, like cond */
     uint64_t seq;   /* ties keep insertion order */
     stub_timer_fn fire;
     void *arg;
@@ -24,13 +25,6 @@ struct stub_timer {
     size_t n, cap;
     uint64_t seq;
 };
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static int before(const entry *a, const entry *b)
 {
@@ -78,7 +72,7 @@ static void *run(void *arg)
             pthread_cond_wait(&t->cond, &t->lock);
             continue;
         }
-        int64_t now = mono_us();
+        int64_t now = sg_mono_us();
         if (t->heap[0].due_us <= now) {
             entry e = heap_pop(t);
             e.fire(e.arg);
@@ -129,7 +123,7 @@ sg_status stub_timer_add(stub_timer *t, int64_t delay_ms, stub_timer_fn arm, stu
         goto fail;
     }
     if (arm) arm(arg);
-    entry e = {.due_us = mono_us() + delay_ms * 1000, .seq = t->seq++, .fire = fire, .arg = arg};
+    entry e = {.due_us = sg_mono_us() + delay_ms * 1000, .seq = t->seq++, .fire = fire, .arg = arg};
     heap_push(t, e);
     /* Only a new earliest entry changes how long the thread must sleep. */
     if (t->heap[0].seq == e.seq) pthread_cond_signal(&t->cond);

@@ -1,3 +1,4 @@
+/* Allocation that cannot fail: out of memory aborts with a message. */
 #include "sg/alloc.h"
 
 #include <stdio.h>

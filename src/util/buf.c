@@ -1,5 +1,7 @@
+/* sg_buf, the capped byte buffer: appends that refuse to grow past the cap. */
 #include "sg/buf.h"
 
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

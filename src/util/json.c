@@ -1,3 +1,5 @@
+/* JSON in and out: validating received bytes (jansson, with a depth cap)
+ * and writing string literals. */
 #include "sg/json.h"
 
 #include <jansson.h>
@@ -48,6 +50,24 @@ sg_status sg_json_validate(const char *text, size_t len, char *err, size_t errle
     return SG_OK;
 }
 
+/* The two-character escape of c, or NULL if it takes \u00XX. */
+static const char *short_escape(unsigned char c)
+{
+    switch (c) {
+    case '"':
+        return "\\\"";
+    case '\\':
+        return "\\\\";
+    case '\n':
+        return "\\n";
+    case '\r':
+        return "\\r";
+    case '\t':
+        return "\\t";
+    }
+    return NULL;
+}
+
 sg_status sg_json_add_str(sg_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -59,27 +79,9 @@ sg_status sg_json_add_str(sg_buf *b, const char *s, size_t n)
         st = sg_buf_add(b, s + run, i - run);
         run = i + 1;
         if (st != SG_OK) break;
-        switch (c) {
-        case '"':
-            st = sg_buf_add(b, "\\\"", 2);
-            break;
-        case '\\':
-            st = sg_buf_add(b, "\\\\", 2);
-            break;
-        case '\n':
-            st = sg_buf_add(b, "\\n", 2);
-            break;
-        case '\r':
-            st = sg_buf_add(b, "\\r", 2);
-            break;
-        case '\t':
-            st = sg_buf_add(b, "\\t", 2);
-            break;
-        default: {
-            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            st = sg_buf_add(b, u, 6);
-        }
-        }
+        const char *e = short_escape(c);
+        char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+        st = e ? sg_buf_add(b, e, 2) : sg_buf_add(b, u, 6);
     }
     if (st == SG_OK) st = sg_buf_add(b, s + run, n - run);
     if (st == SG_OK) st = sg_buf_addc(b, '"');

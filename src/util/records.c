@@ -1,3 +1,5 @@
+/* The saga, step and event records: contract names of their statuses, and
+ * deep copies and frees. */
 #include "sg/records.h"
 
 #include <stdlib.h>

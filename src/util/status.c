@@ -1,3 +1,4 @@
+/* The text of each sg_status. */
 #include "sg/status.h"
 
 const char *sg_status_text(sg_status s)

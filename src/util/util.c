@@ -1,3 +1,5 @@
+/* Small utilities: random ids, the wall and monotonic clocks, timestamps,
+ * logging. */
 #include "sg/util.h"
 
 #include <errno.h>
@@ -50,11 +52,21 @@ int sg_uuid_valid(const char *s, size_t len)
     return 1;
 }
 
-int64_t sg_now_us(void)
+static int64_t clock_us(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(clock, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t sg_now_us(void)
+{
+    return clock_us(CLOCK_REALTIME);
+}
+
+int64_t sg_mono_us(void)
+{
+    return clock_us(CLOCK_MONOTONIC);
 }
 
 void sg_time_iso(int64_t us, char out[SG_TIME_LEN + 1])

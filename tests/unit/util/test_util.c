@@ -1,11 +1,12 @@
 /* Unit tests for the util module: capped buffers, JSON validation and
- * string escaping, ids and timestamps. */
+ * string escaping, ids, timestamps and the monotonic clock. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -127,6 +128,23 @@ static void ids_and_times(void **state)
     assert_int_equal(sg_saga_status_parse("nope"), -1);
 }
 
+static void monotonic_clock(void **state)
+{
+    (void)state;
+    int64_t prev = sg_mono_us();
+    for (int i = 0; i < 100000; i++) {
+        int64_t now = sg_mono_us();
+        assert_true(now >= prev);
+        prev = now;
+    }
+    /* Slept on the same clock, so at least 2 ms must have passed on it. */
+    struct timespec nap = {.tv_sec = 0, .tv_nsec = 2000000};
+    int64_t before = sg_mono_us();
+    while (clock_nanosleep(CLOCK_MONOTONIC, 0, &nap, &nap) != 0)
+        ;
+    assert_true(sg_mono_us() - before >= 2000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -136,6 +154,7 @@ int main(void)
         cmocka_unit_test(json_rejects_bad_input),
         cmocka_unit_test(json_escapes_strings),
         cmocka_unit_test(ids_and_times),
+        cmocka_unit_test(monotonic_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
