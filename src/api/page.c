@@ -3,14 +3,14 @@
  * Records are rendered straight into the page; one that breaks the
  * budget is cut off again (the buffer is truncated back to where it
  * began), so the page never holds more than the budget plus one record. */
-#include "api/api_int.h"
+#include "api_int.h"
 
 #include <stdint.h>
 #include <string.h>
 
 #include "sg/def.h"
 #include "sg/json.h"
-#include "api/render.h"
+#include "render.h"
 
 /* The most the closing part can take: ],"next":"<cursor>"} */
 #define PAGE_TAIL_MAX (sizeof "],\"next\":\"\"}" + SG_CURSOR_MAX)

@@ -4,9 +4,9 @@
 #include <string.h>
 #include <utlist.h>
 
-#include "api/api_int.h"
-#include "api/render.h"
-#include "api/server_int.h"
+#include "api_int.h"
+#include "render.h"
+#include "server_int.h"
 #include "sg/alloc.h"
 #include "sg/def.h"
 #include "sg/util.h"

@@ -4,7 +4,7 @@
  * JSONResponse produced it. Raw JSON held by records (the request, step
  * responses) is spliced byte for byte: it was validated on the way in, and
  * re-encoding it would lose 64-bit integers, \u0000 and key order. */
-#include "api/render.h"
+#include "render.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* Pure request-parsing helpers of the HTTP API (see api_int.h). Everything
  * here reads bytes a peer sent, so every loop is bounded by the input and
  * nothing is copied into fixed buffers without a length check. */
-#include "api/api_int.h"
+#include "api_int.h"
 
 #include <stdio.h>
 #include <string.h>

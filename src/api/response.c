@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/render.h"
-#include "api/server_int.h"
+#include "render.h"
+#include "server_int.h"
 #include "sg/alloc.h"
 
 #define DETAIL_MAX ((size_t)4096)

@@ -16,8 +16,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "api/api_int.h"
-#include "api/server_int.h"
+#include "api_int.h"
+#include "server_int.h"
 #include "sg/alloc.h"
 #include "sg/util.h"
 

@@ -21,9 +21,9 @@
 #include <strings.h>
 #include <utlist.h>
 
-#include "api/api_int.h"
-#include "api/render.h"
-#include "api/server_int.h"
+#include "api_int.h"
+#include "render.h"
+#include "server_int.h"
 #include "sg/alloc.h"
 #include "sg/def.h"
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus/bus_int.h"
+#include "bus_int.h"
 #include "sg/alloc.h"
 #include "sg/json.h"
 #include "sg/util.h"

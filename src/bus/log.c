@@ -13,7 +13,7 @@
 
 #include <utlist.h>
 
-#include "bus/bus_int.h"
+#include "bus_int.h"
 #include "sg/alloc.h"
 
 /* One publish not yet printed; the handle sg_bus_publish hands out. */

@@ -9,7 +9,7 @@
 
 #include <utlist.h>
 
-#include "bus/bus_int.h"
+#include "bus_int.h"
 #include "sg/alloc.h"
 
 typedef struct webhook_bus webhook_bus;

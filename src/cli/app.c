@@ -1,6 +1,6 @@
 /* The sagad process: wires the components to one loop and runs it; shuts down
  * in order (stop accepting, drain, halt the engine, close the API, flush the store). */
-#include "cli/app.h"
+#include "app.h"
 
 #include <signal.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
  * the config to the app (app.c); exit status 2 for a bad flag or value. */
 #include <stdio.h>
 
-#include "cli/app.h"
+#include "app.h"
 #include "sg/config.h"
 
 int main(int argc, char **argv)

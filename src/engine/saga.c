@@ -8,7 +8,7 @@
 #include <string.h>
 #include <utlist.h>
 
-#include "engine/engine_int.h"
+#include "engine_int.h"
 #include "sg/alloc.h"
 #include "sg/json.h"
 #include "sg/util.h"

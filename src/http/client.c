@@ -14,7 +14,7 @@
 
 #include <utlist.h>
 
-#include "http/http_int.h"
+#include "http_int.h"
 #include "sg/alloc.h"
 
 #define DEFAULT_MAX_RESPONSE ((size_t)1 << 20)

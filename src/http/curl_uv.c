@@ -11,7 +11,7 @@
 
 #include <utlist.h>
 
-#include "http/http_int.h"
+#include "http_int.h"
 #include "sg/alloc.h"
 
 /* One per socket curl asks us to watch; freed in its close callback. */

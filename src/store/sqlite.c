@@ -28,7 +28,7 @@
 
 #include "sg/alloc.h"
 #include "sg/util.h"
-#include "store/sqlite_int.h"
+#include "sqlite_int.h"
 
 #define SCHEMA_VERSION 1
 

@@ -6,7 +6,7 @@
 #include <sqlite3.h>
 #include <stdatomic.h>
 
-#include "store/store_int.h"
+#include "store_int.h"
 
 /* Every statement either connection may run (SQL in sqlite.c); prepared
  * lazily per connection, so a reader never prepares the write statements. */

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "sg/alloc.h"
-#include "store/sqlite_int.h"
+#include "sqlite_int.h"
 
 struct sg_store_breader {
     conn c;

@@ -6,7 +6,7 @@
 #include <stdio.h>
 
 #include "sg/util.h"
-#include "store/sqlite_int.h"
+#include "sqlite_int.h"
 
 /* State of one exec_batch call. */
 typedef struct txn {

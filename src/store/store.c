@@ -15,7 +15,7 @@
 
 #include "sg/alloc.h"
 #include "sg/util.h"
-#include "store/store_priv.h"
+#include "store_priv.h"
 
 #define DEFAULT_MAX_BATCH 512
 #define MAX_MAX_BATCH 65536

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "store/store_int.h"
+#include "store_int.h"
 
 struct sg_store {
     const struct sg_store_ops *ops; /* static, borrowed */

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "sg/alloc.h"
-#include "store/store_int.h"
+#include "store_int.h"
 
 sg_write *sg_write_create(void)
 {

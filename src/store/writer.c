@@ -19,7 +19,7 @@
 
 #include "sg/alloc.h"
 #include "sg/util.h"
-#include "store/store_priv.h"
+#include "store_priv.h"
 
 static void set_health(sg_store *s, sg_status st, const char *err)
 {

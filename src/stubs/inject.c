@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stubs/stubs.h"
+#include "stubs.h"
 
 static const char *const svc_names[STUB_SVC_COUNT] = {"anonymizer", "tokenizer", "ai_model"};
 static const char *const mode_names[] = {"json", "nonjson", "drop", "hang", "big"};

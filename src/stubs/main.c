@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "stubs/stubs.h"
+#include "stubs.h"
 
 static void usage(FILE *f)
 {

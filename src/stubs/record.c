@@ -6,7 +6,7 @@
 
 #include "sg/alloc.h"
 #include "sg/json.h"
-#include "stubs/stubs.h"
+#include "stubs.h"
 
 typedef struct rec {
     size_t size;                    /* bytes accounted to the ring for this entry */

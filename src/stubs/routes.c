@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stubs/server_int.h"
+#include "server_int.h"
 
 #define MAX_DUMP ((size_t)1 << 30) /* GET /_requests answer */
 

@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 
 #include "sg/alloc.h"
-#include "stubs/server_int.h"
+#include "server_int.h"
 
 #define MAX_BODY ((size_t)2 << 20)        /* bigger request bodies get 413 */
 #define MAX_OUT ((size_t)16 << 20)        /* one answer we build (image_id copy) */

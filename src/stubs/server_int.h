@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "sg/buf.h"
-#include "stubs/stubs.h"
+#include "stubs.h"
 
 /* Hot path (/process under wrk): a pooled request struct, the body copied
  * into its reused buffer, one allocation for the recording ring, and a

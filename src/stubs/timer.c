@@ -7,7 +7,7 @@
 
 #include "sg/alloc.h"
 #include "sg/util.h"
-#include "stubs/stubs.h"
+#include "stubs.h"
 
 typedef struct entry {
     int64_t due_us; /* sg_mono_us(): CLOCK_MONOTONIC, like cond */
