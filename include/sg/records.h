@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sg/status.h"
 #include "sg/util.h"
 
 typedef enum { SG_STEP_PENDING, SG_STEP_RUNNING, SG_STEP_COMPLETED, SG_STEP_FAILED } sg_step_status;
@@ -18,8 +19,8 @@ typedef enum { SG_EVENT_PENDING, SG_EVENT_DELIVERED, SG_EVENT_WITHDRAWN } sg_eve
 const char *sg_step_status_name(sg_step_status s);
 const char *sg_saga_status_name(sg_saga_status s);
 const char *sg_comp_status_name(sg_comp_status s);
-/* Parse a contract spelling; -1 if unknown. */
-int sg_saga_status_parse(const char *s);
+/* Parse a contract spelling into *out; SG_EINVAL if unknown. */
+sg_status sg_saga_status_parse(const char *s, sg_saga_status *out);
 
 typedef struct sg_step_rec {
     char *name; /* step name from the definition */

@@ -124,12 +124,12 @@ sg_status sg_api_parse_list_query(const char *status, const char *limit, const c
     q->after = NULL;
 
     if (status && *status) {
-        int st = sg_saga_status_parse(status);
-        if (st < 0) {
+        sg_saga_status st;
+        if (sg_saga_status_parse(status, &st) != SG_OK) {
             snprintf(err, errlen, "status must be IN_PROGRESS, COMPLETED or FAILED");
             goto fail;
         }
-        q->status = st;
+        q->status = (int)st;
     }
     if (limit && *limit) {
         /* Digits only and at most 4 of them (after leading zeros) keeps

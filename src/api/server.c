@@ -130,7 +130,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* Binds and listens on host:port ourselves (rather than letting MHD) so a
  * failure names its cause: unknown host, port in use, permission. */
-static int open_listener(const char *host, uint16_t port, char *err, size_t errlen)
+static sg_status open_listener(const char *host, uint16_t port, int *out, char *err, size_t errlen)
 {
     char hostbuf[256];
     char portstr[8];
@@ -184,10 +184,11 @@ static int open_listener(const char *host, uint16_t port, char *err, size_t errl
         goto fail;
     }
     freeaddrinfo(res);
-    return fd;
+    *out = fd;
+    return SG_OK;
 fail:
     if (res) freeaddrinfo(res);
-    return -1;
+    return SG_EIO;
 }
 
 sg_status sg_api_create(sg_api **out, const sg_api_options *opt, sg_engine *engine, sg_store *store,
@@ -222,9 +223,10 @@ sg_status sg_api_create(sg_api **out, const sg_api_options *opt, sg_engine *engi
     }
     a->have_key = 1;
 
+    int fd = -1;
+    st = open_listener(opt->host, opt->port, &fd, err, errlen);
+    if (st != SG_OK) goto fail;
     st = SG_EIO;
-    int fd = open_listener(opt->host, opt->port, err, errlen);
-    if (fd < 0) goto fail;
 
     unsigned threads = opt->threads ? opt->threads : 2;
     unsigned timeout = opt->conn_timeout_s ? opt->conn_timeout_s : 30;

@@ -43,7 +43,7 @@ static void pub_drop(log_bus *lb, log_pub *p)
 
 /* One write(2) per line so that lines from concurrent writers never
  * interleave; a short write (pipes, signals) continues where it stopped. */
-static int write_line(const char *s, size_t n, char *why, size_t whylen)
+static sg_status write_line(const char *s, size_t n, char *why, size_t whylen)
 {
     fflush(stdout); /* anything stdio buffered goes first */
     while (n > 0) {
@@ -51,12 +51,12 @@ static int write_line(const char *s, size_t n, char *why, size_t whylen)
         if (w < 0) {
             if (errno == EINTR) continue;
             snprintf(why, whylen, "log bus: writing to stdout failed: %s", strerror(errno));
-            return -1;
+            return SG_EIO;
         }
         s += w;
         n -= (size_t)w;
     }
-    return 0;
+    return SG_OK;
 }
 
 static void on_idle(uv_idle_t *h)
@@ -68,7 +68,7 @@ static void on_idle(uv_idle_t *h)
     while (budget-- > 0 && !lb->closing && lb->queue) {
         log_pub *p = lb->queue;
         char why[256];
-        sg_status st = write_line(p->line, p->len, why, sizeof why) == 0 ? SG_OK : SG_EIO;
+        sg_status st = write_line(p->line, p->len, why, sizeof why);
         sg_bus_ack_cb done = p->done;
         void *arg = p->arg;
         pub_drop(lb, p);

@@ -70,20 +70,20 @@ done:
     return ok;
 }
 
-static int parse_long(const char *s, long min, long max, long *out)
+static sg_status parse_long(const char *s, long min, long max, long *out)
 {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max) return 0;
+    if (errno || end == s || *end || v < min || v > max) return SG_EINVAL;
     *out = v;
-    return 1;
+    return SG_OK;
 }
 
-static int parse_listen(sg_config *c, const char *s)
+static sg_status parse_listen(sg_config *c, const char *s)
 {
     const char *colon = strrchr(s, ':');
-    if (!colon || colon == s) return 0;
+    if (!colon || colon == s) return SG_EINVAL;
     size_t hl = (size_t)(colon - s);
     /* [::1]:5000 style */
     const char *h = s;
@@ -91,24 +91,24 @@ static int parse_listen(sg_config *c, const char *s)
         h++;
         hl -= 2;
     }
-    if (hl == 0 || hl >= sizeof c->host) return 0;
+    if (hl == 0 || hl >= sizeof c->host) return SG_EINVAL;
     long port;
-    if (!parse_long(colon + 1, 0, 65535, &port)) return 0;
+    if (parse_long(colon + 1, 0, 65535, &port) != SG_OK) return SG_EINVAL;
     memcpy(c->host, h, hl);
     c->host[hl] = '\0';
     c->port = (uint16_t)port;
-    return 1;
+    return SG_OK;
 }
 
-static int parse_level(const char *s, int *out)
+static sg_status parse_level(const char *s, int *out)
 {
     static const char *names[] = {"debug", "info", "warn", "error"};
     for (int i = 0; i < 4; i++)
         if (strcmp(s, names[i]) == 0) {
             *out = i;
-            return 1;
+            return SG_OK;
         }
-    return 0;
+    return SG_EINVAL;
 }
 
 enum {
@@ -221,46 +221,47 @@ static void set_num(sg_config *c, const struct numopt *o, long n)
 }
 
 /* Applies one option; `from` names its source for the error message. */
-static int apply(sg_config *c, int id, const char *v, const char *from, char *err, size_t errlen)
+static sg_status apply(sg_config *c, int id, const char *v, const char *from, char *err,
+                       size_t errlen)
 {
     for (size_t i = 0; i < sizeof numopts / sizeof *numopts; i++) {
         const struct numopt *o = &numopts[i];
         if (o->id != id) continue;
         long n;
-        if (parse_long(v, o->min, o->max, &n)) {
+        if (parse_long(v, o->min, o->max, &n) == SG_OK) {
             set_num(c, o, n);
-            return 1;
+            return SG_OK;
         }
         snprintf(err, errlen, "%s: expected %s%ld-%ld, got '%s'", from, o->unit, o->min, o->max, v);
-        return 0;
+        return SG_EINVAL;
     }
     switch (id) {
     case O_LISTEN:
-        if (parse_listen(c, v)) return 1;
+        if (parse_listen(c, v) == SG_OK) return SG_OK;
         snprintf(err, errlen, "%s: expected HOST:PORT with PORT 0-65535, got '%s'", from, v);
-        return 0;
+        return SG_EINVAL;
     case O_DB:
     case O_BUS:
         if (v[0]) {
             set_str(id == O_DB ? &c->db : &c->bus, v);
-            return 1;
+            return SG_OK;
         }
         snprintf(err, errlen, "%s: empty %s", from, id == O_DB ? "store path" : "bus URL");
-        return 0;
+        return SG_EINVAL;
     case O_ANON:
     case O_AI:
         if (sg_config_http_url_ok(v)) {
             set_str(id == O_ANON ? &c->anonymizer_url : &c->ai_model_url, v);
-            return 1;
+            return SG_OK;
         }
         snprintf(err, errlen, "%s: expected an http:// or https:// URL, got '%s'", from, v);
-        return 0;
+        return SG_EINVAL;
     case O_LOGLEVEL:
-        if (parse_level(v, &c->log_level)) return 1;
+        if (parse_level(v, &c->log_level) == SG_OK) return SG_OK;
         snprintf(err, errlen, "%s: expected debug, info, warn or error, got '%s'", from, v);
-        return 0;
+        return SG_EINVAL;
     }
-    return 0;
+    return SG_EINVAL;
 }
 
 sg_status sg_config_parse(sg_config *c, int argc, char **argv, char *err, size_t errlen)
@@ -302,7 +303,7 @@ sg_status sg_config_parse(sg_config *c, int argc, char **argv, char *err, size_t
         }
         char from[64];
         snprintf(from, sizeof from, "--%s", longopts[id - O_LISTEN].name);
-        if (!apply(c, id, optarg, from, err, errlen)) return SG_EINVAL;
+        if (apply(c, id, optarg, from, err, errlen) != SG_OK) return SG_EINVAL;
         given[id - O_LISTEN] = 1;
     }
     if (optind < argc) {
@@ -313,7 +314,8 @@ sg_status sg_config_parse(sg_config *c, int argc, char **argv, char *err, size_t
     for (id = O_LISTEN; id < O_HELP; id++) {
         const char *name = env_names[id - O_LISTEN];
         const char *v = getenv(name);
-        if (v && !given[id - O_LISTEN] && !apply(c, id, v, name, err, errlen)) return SG_EINVAL;
+        if (v && !given[id - O_LISTEN] && apply(c, id, v, name, err, errlen) != SG_OK)
+            return SG_EINVAL;
     }
     return SG_OK;
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <utlist.h>
 
 #include "sg/alloc.h"
 #include "server_int.h"
@@ -30,7 +31,7 @@ static stub_req *req_get(stub_server *s)
     pthread_mutex_lock(&s->pool_lock);
     stub_req *r = s->pool;
     if (r) {
-        s->pool = r->next;
+        LL_DELETE(s->pool, r); /* the head: O(1) */
         s->pool_n--;
     }
     pthread_mutex_unlock(&s->pool_lock);
@@ -61,8 +62,7 @@ static void req_put(stub_server *s, stub_req *r)
         sg_buf_reset(&r->out);
     pthread_mutex_lock(&s->pool_lock);
     if (s->pool_n < POOL_MAX) {
-        r->next = s->pool;
-        s->pool = r;
+        LL_PREPEND(s->pool, r);
         s->pool_n++;
         r = NULL;
     }

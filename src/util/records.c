@@ -25,11 +25,14 @@ const char *sg_comp_status_name(sg_comp_status s)
     return (unsigned)s < 3 ? n[s] : "NONE";
 }
 
-int sg_saga_status_parse(const char *s)
+sg_status sg_saga_status_parse(const char *s, sg_saga_status *out)
 {
     for (int i = 0; i < 3; i++)
-        if (strcmp(s, sg_saga_status_name((sg_saga_status)i)) == 0) return i;
-    return -1;
+        if (strcmp(s, sg_saga_status_name((sg_saga_status)i)) == 0) {
+            *out = (sg_saga_status)i;
+            return SG_OK;
+        }
+    return SG_EINVAL;
 }
 
 void sg_step_rec_free(sg_step_rec *s)

@@ -124,8 +124,10 @@ static void ids_and_times(void **state)
     char t[SG_TIME_LEN + 1];
     sg_time_iso(INT64_C(1795860000123456), t);
     assert_string_equal(t, "2026-11-28T10:00:00.123456Z");
-    assert_int_equal(sg_saga_status_parse("FAILED"), SG_SAGA_FAILED);
-    assert_int_equal(sg_saga_status_parse("nope"), -1);
+    sg_saga_status parsed = SG_SAGA_IN_PROGRESS;
+    assert_int_equal(sg_saga_status_parse("FAILED", &parsed), SG_OK);
+    assert_int_equal(parsed, SG_SAGA_FAILED);
+    assert_int_equal(sg_saga_status_parse("nope", &parsed), SG_EINVAL);
 }
 
 static void monotonic_clock(void **state)
