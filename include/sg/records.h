@@ -12,15 +12,24 @@
 
 typedef enum { SG_STEP_PENDING, SG_STEP_RUNNING, SG_STEP_COMPLETED, SG_STEP_FAILED } sg_step_status;
 typedef enum { SG_SAGA_IN_PROGRESS, SG_SAGA_COMPLETED, SG_SAGA_FAILED } sg_saga_status;
-typedef enum { SG_COMP_NONE, SG_COMP_PENDING, SG_COMP_COMPLETED } sg_comp_status;
-typedef enum { SG_EVENT_PENDING, SG_EVENT_DELIVERED, SG_EVENT_WITHDRAWN } sg_event_status;
+/* PARKED: a compensation is parked (design §1); the later ones wait. */
+typedef enum { SG_COMP_NONE, SG_COMP_PENDING, SG_COMP_COMPLETED, SG_COMP_PARKED } sg_comp_status;
+/* PARKED: a compensation kept aside until an operator redelivers it. */
+typedef enum {
+    SG_EVENT_PENDING,
+    SG_EVENT_DELIVERED,
+    SG_EVENT_WITHDRAWN,
+    SG_EVENT_PARKED
+} sg_event_status;
 
 /* Contract spellings ("PENDING", "IN_PROGRESS", ...); static strings. */
 const char *sg_step_status_name(sg_step_status s);
 const char *sg_saga_status_name(sg_saga_status s);
 const char *sg_comp_status_name(sg_comp_status s);
+const char *sg_event_status_name(sg_event_status s);
 /* Parse a contract spelling into *out; SG_EINVAL if unknown. */
 sg_status sg_saga_status_parse(const char *s, sg_saga_status *out);
+sg_status sg_event_status_parse(const char *s, sg_event_status *out);
 
 typedef struct sg_step_rec {
     char *name; /* step name from the definition */
@@ -28,9 +37,10 @@ typedef struct sg_step_rec {
     int attempts;
     int64_t started_us;  /* 0 = not started */
     int64_t finished_us; /* 0 = not finished */
-    char *error;         /* NULL = none */
+    char *error;         /* NULL = none; the last attempt's reason while retrying */
     char *response;      /* raw JSON of a successful answer, or NULL */
     size_t response_len;
+    int64_t next_us; /* RUNNING, waiting out a backoff: wall time of the next attempt; else 0 */
 } sg_step_rec;
 
 typedef struct sg_saga_rec {
@@ -61,6 +71,8 @@ typedef struct sg_event_rec {
     int step_index;      /* step that published it, -1 for compensations */
     sg_event_status status;
     int attempts;
+    char *last_error;   /* why the last attempt failed, or NULL */
+    int64_t updated_us; /* last status change; 0 = never */
 } sg_event_rec;
 
 void sg_step_rec_free(sg_step_rec *s);   /* frees members, not s */

@@ -42,10 +42,18 @@ void sg_write_saga_update(sg_write *w, const char *id, sg_saga_status st, sg_com
 /* Replace step `index` of saga `saga_id` (all fields but name). */
 void sg_write_step_update(sg_write *w, const char *saga_id, size_t index, const sg_step_rec *s);
 void sg_write_event_insert(sg_write *w, const sg_event_rec *e);
-/* Set an event's status and attempts. When a compensation event becomes
- * DELIVERED and its saga has no other PENDING compensation event left, the
- * saga's comp_status becomes COMPLETED in the same transaction. */
-void sg_write_event_update(sg_write *w, const char *event_id, sg_event_status st, int attempts);
+/* Set an event's status, attempts, last error (NULL clears) and
+ * updated_us. When a compensation event becomes DELIVERED and its saga has
+ * no other PENDING or PARKED compensation event left, the saga's
+ * comp_status becomes COMPLETED in the same transaction. */
+void sg_write_event_update(sg_write *w, const char *event_id, sg_event_status st, int attempts,
+                           const char *last_error, int64_t updated_us);
+/* Guards: the whole write fails with SG_ECONFLICT (nothing of it applied,
+ * the rest of the batch unaffected) unless, when the guard runs, the saga
+ * has status st and comp_status comp / the event has status st. Put them
+ * first: they make a transition safe against a concurrent one. */
+void sg_write_saga_expect(sg_write *w, const char *id, sg_saga_status st, sg_comp_status comp);
+void sg_write_event_expect(sg_write *w, const char *event_id, sg_event_status st);
 size_t sg_write_count(const sg_write *w); /* number of operations */
 
 /* Runs on the loop thread once the write is durable (SG_OK) or failed
@@ -156,7 +164,12 @@ sg_status sg_store_load_unfinished(sg_store_reader *r, void (*cb)(void *arg, sg_
 /* Every PENDING event, oldest first; the callback owns ev. */
 sg_status sg_store_load_pending_events(sg_store_reader *r, void (*cb)(void *arg, sg_event_rec *ev),
                                        void *arg);
-/* Look up one event (tests). */
+/* Outbox entries (events and HTTP compensations), newest first, paged
+ * like sg_store_list: q->status is -1 or an sg_event_status. *out is a
+ * caller-freed array (sg_event_rec_free each, then free). */
+sg_status sg_store_list_events(sg_store_reader *r, const sg_list_query *q, sg_event_rec **out,
+                               size_t *n, char next[SG_CURSOR_MAX]);
+/* Look up one event. */
 sg_status sg_store_get_event(sg_store_reader *r, const char *id, sg_event_rec *out);
 
 #endif

@@ -121,7 +121,7 @@ static void withdraw_orphans(recovery *r)
     {
         DL_DELETE(r->stale, ev);
         if (!w) w = sg_write_create();
-        sg_write_event_update(w, ev->rec.id, SG_EVENT_WITHDRAWN, ev->rec.attempts);
+        sg_write_event_update(w, ev->rec.id, SG_EVENT_WITHDRAWN, ev->rec.attempts, NULL, 0);
         r->orphans++;
         sg__ev_free(ev);
     }

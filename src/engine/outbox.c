@@ -76,7 +76,7 @@ static void delivered(outbox_ev *ev)
 {
     sg_write *w = sg_write_create();
     ev->rec.status = SG_EVENT_DELIVERED;
-    sg_write_event_update(w, ev->rec.id, SG_EVENT_DELIVERED, ev->rec.attempts);
+    sg_write_event_update(w, ev->rec.id, SG_EVENT_DELIVERED, ev->rec.attempts, NULL, 0);
     if (sg_store_submit(ev->eng->store, w, on_delivered_committed, ev) != SG_OK)
         on_delivered_committed(ev, SG_ECLOSED);
 }

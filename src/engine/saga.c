@@ -212,7 +212,7 @@ static void step_done(saga *s, const char *resp, size_t len)
     sg_write_step_update(w, s->rec.id, s->cur, st);
     if (s->pub) {
         s->pub->rec.status = SG_EVENT_DELIVERED;
-        sg_write_event_update(w, s->pub->rec.id, SG_EVENT_DELIVERED, s->pub->rec.attempts);
+        sg_write_event_update(w, s->pub->rec.id, SG_EVENT_DELIVERED, s->pub->rec.attempts, NULL, 0);
         sg__ev_free(s->pub);
         s->pub = NULL;
     }
@@ -281,7 +281,7 @@ static void step_failed(saga *s, const char *reason)
     sg_write_step_update(w, s->rec.id, s->cur, st);
     if (s->pub) {
         /* Withdrawn in the same transaction: it can never go out later. */
-        sg_write_event_update(w, s->pub->rec.id, SG_EVENT_WITHDRAWN, s->pub->rec.attempts);
+        sg_write_event_update(w, s->pub->rec.id, SG_EVENT_WITHDRAWN, s->pub->rec.attempts, NULL, 0);
         sg__ev_free(s->pub);
         s->pub = NULL;
     }

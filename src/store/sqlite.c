@@ -30,7 +30,7 @@
 #include "sg/util.h"
 #include "sqlite_int.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 /* Columns of a saga row, in the order row_to_saga (sqlite_read.c) reads
  * them. */
@@ -39,7 +39,7 @@
 /* Columns of an outbox row, in the order row_to_event reads them. */
 #define EVENT_COLS                                                                                 \
     "id, saga_id, topic, target, payload, created_us, deadline_us, compensation, step_index, "     \
-    "status, attempts"
+    "status, attempts, last_error, updated_us"
 
 static const struct {
     const char *name; /* for error messages */
@@ -56,28 +56,38 @@ static const struct {
                        "INSERT INTO sagas(" SAGA_COLS ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"},
     [Q_STEP_INSERT] = {"insert step",
                        "INSERT INTO steps(saga_id, idx, name, status, attempts, started_us, "
-                       "finished_us, error, response) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)"},
+                       "finished_us, error, response, next_us) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,"
+                       "?10)"},
     [Q_SAGA_UPDATE] = {"update saga", "UPDATE sagas SET status=?2, comp_status=?3, error=?4, "
                                       "updated_us=?5 WHERE id=?1"},
     [Q_STEP_UPDATE] = {"update step",
                        "UPDATE steps SET status=?3, attempts=?4, started_us=?5, finished_us=?6, "
-                       "error=?7, response=?8 WHERE saga_id=?1 AND idx=?2"},
+                       "error=?7, response=?8, next_us=?9 WHERE saga_id=?1 AND idx=?2"},
     [Q_EVENT_INSERT] = {"insert event", "INSERT INTO outbox(" EVENT_COLS
-                                        ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"},
-    [Q_EVENT_UPDATE] = {"update event", "UPDATE outbox SET status=?2, attempts=?3 WHERE id=?1"},
+                                        ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)"},
+    [Q_EVENT_UPDATE] = {"update event", "UPDATE outbox SET status=?2, attempts=?3, last_error=?4, "
+                                        "updated_us=?5 WHERE id=?1"},
     /* The compensation rule of sg_write_event_update: once the delivered
      * event ?1 was a compensation and none of its saga's compensation
-     * events is still PENDING (0), the saga's comp_status is COMPLETED (2).
+     * events is still PENDING (0) or PARKED (3), the saga's comp_status is
+     * COMPLETED (2).
      * The unary + keeps the planner on outbox_saga (a saga's few events)
      * instead of outbox_pending, which grows large while a broker is down. */
     [Q_COMP_DONE] = {"complete compensation",
                      "UPDATE sagas SET comp_status=2, updated_us=max(updated_us, ?2) "
                      "WHERE id=(SELECT saga_id FROM outbox WHERE id=?1 AND compensation=1) "
                      "AND comp_status<>2 AND NOT EXISTS(SELECT 1 FROM outbox o WHERE "
-                     "o.saga_id=sagas.id AND o.compensation=1 AND +o.status=0)"},
+                     "o.saga_id=sagas.id AND o.compensation=1 AND +o.status IN (0,3))"},
+    /* Guards: they match the row only in the expected state (a write whose
+     * guard matches nothing fails alone with SG_ECONFLICT). */
+    [Q_SAGA_EXPECT] = {"check saga state", "UPDATE sagas SET status=status WHERE id=?1 AND "
+                                           "status=?2 AND comp_status=?3"},
+    [Q_EVENT_EXPECT] = {"check event state",
+                        "UPDATE outbox SET status=status WHERE id=?1 AND status=?2"},
     [Q_GET] = {"get saga", "SELECT " SAGA_COLS " FROM sagas WHERE id=?1"},
     [Q_GET_IDEM] = {"get saga by key", "SELECT " SAGA_COLS " FROM sagas WHERE idem_key=?1"},
     [Q_STEPS] = {"get steps", "SELECT idx, name, status, attempts, started_us, finished_us, "
+                              "next_us, "
                               "error, response FROM steps WHERE saga_id=?1 ORDER BY idx"},
     /* Keyset pagination, newest first; the row value comparison lets
      * SQLite seek in the (created_us DESC, id DESC) indexes. */
@@ -96,6 +106,17 @@ static const struct {
     [Q_PENDING_EVENTS] = {"load pending events", "SELECT " EVENT_COLS " FROM outbox WHERE "
                                                  "status=0 ORDER BY created_us, id"},
     [Q_GET_EVENT] = {"get event", "SELECT " EVENT_COLS " FROM outbox WHERE id=?1"},
+    /* Outbox listing, newest first, by the same keyset as the sagas. */
+    [Q_EVENTS] = {"list events", "SELECT " EVENT_COLS " FROM outbox ORDER BY created_us DESC, "
+                                 "id DESC LIMIT ?1"},
+    [Q_EVENTS_AFTER] = {"list events",
+                        "SELECT " EVENT_COLS " FROM outbox WHERE (created_us, id) < (?2, ?3) "
+                        "ORDER BY created_us DESC, id DESC LIMIT ?1"},
+    [Q_EVENTS_ST] = {"list events", "SELECT " EVENT_COLS " FROM outbox WHERE status=?4 ORDER BY "
+                                    "created_us DESC, id DESC LIMIT ?1"},
+    [Q_EVENTS_ST_AFTER] = {"list events",
+                           "SELECT " EVENT_COLS " FROM outbox WHERE status=?4 AND (created_us, "
+                           "id) < (?2, ?3) ORDER BY created_us DESC, id DESC LIMIT ?1"},
 };
 
 static const char schema_sql[] =
@@ -120,6 +141,7 @@ static const char schema_sql[] =
     " finished_us INTEGER NOT NULL,"
     " error TEXT,"
     " response BLOB,"
+    " next_us INTEGER NOT NULL DEFAULT 0," /* next attempt after a backoff */
     " PRIMARY KEY(saga_id, idx)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS outbox("
     " id TEXT PRIMARY KEY,"
@@ -132,11 +154,23 @@ static const char schema_sql[] =
     " compensation INTEGER NOT NULL,"
     " step_index INTEGER NOT NULL,"
     " status INTEGER NOT NULL,"
-    " attempts INTEGER NOT NULL);"
+    " attempts INTEGER NOT NULL,"
+    " last_error TEXT,"
+    " updated_us INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS sagas_created ON sagas(created_us DESC, id DESC);"
     "CREATE INDEX IF NOT EXISTS sagas_status ON sagas(status, created_us DESC, id DESC);"
     "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(status) WHERE status=0;"
-    "CREATE INDEX IF NOT EXISTS outbox_saga ON outbox(saga_id);";
+    "CREATE INDEX IF NOT EXISTS outbox_saga ON outbox(saga_id);"
+    "CREATE INDEX IF NOT EXISTS outbox_created ON outbox(created_us DESC, id DESC);"
+    "CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status, created_us DESC, id DESC);";
+
+/* From schema 1 (sagad before retries and parking) to 2. */
+static const char migrate_v2_sql[] =
+    "ALTER TABLE steps ADD COLUMN next_us INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE outbox ADD COLUMN last_error TEXT;"
+    "ALTER TABLE outbox ADD COLUMN updated_us INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX IF NOT EXISTS outbox_created ON outbox(created_us DESC, id DESC);"
+    "CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status, created_us DESC, id DESC);";
 
 /* ---- connections -------------------------------------------------------- */
 
@@ -267,7 +301,10 @@ static sg_status create_schema(conn *c, char *err, size_t errlen)
     if (version < SCHEMA_VERSION) {
         char pragma[64];
         snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d", SCHEMA_VERSION);
-        if (exec_sql(c->db, schema_sql, "creating schema", err, errlen) != SQLITE_OK) goto fail;
+        const char *sql = version == 0 ? schema_sql : migrate_v2_sql;
+        if (exec_sql(c->db, sql, version == 0 ? "creating schema" : "upgrading schema", err,
+                     errlen) != SQLITE_OK)
+            goto fail;
         if (exec_sql(c->db, pragma, "setting schema version", err, errlen) != SQLITE_OK) goto fail;
     }
     if (exec_sql(c->db, "COMMIT", "commit", err, errlen) != SQLITE_OK) goto fail;
@@ -420,4 +457,5 @@ const struct sg_store_ops sg_store_sqlite_ops = {
     .load_unfinished = sg__sq_load_unfinished,
     .load_pending_events = sg__sq_load_pending_events,
     .get_event = sg__sq_get_event,
+    .list_events = sg__sq_list_events,
 };

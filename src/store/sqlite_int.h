@@ -25,6 +25,8 @@ enum {
     Q_EVENT_INSERT,
     Q_EVENT_UPDATE,
     Q_COMP_DONE,
+    Q_SAGA_EXPECT,
+    Q_EVENT_EXPECT,
     Q_GET,
     Q_GET_IDEM,
     Q_STEPS,
@@ -35,6 +37,10 @@ enum {
     Q_UNFINISHED,
     Q_PENDING_EVENTS,
     Q_GET_EVENT,
+    Q_EVENTS,
+    Q_EVENTS_AFTER,
+    Q_EVENTS_ST,
+    Q_EVENTS_ST_AFTER,
     Q_COUNT
 };
 
@@ -92,5 +98,7 @@ sg_status sg__sq_load_pending_events(sg_store_breader *r, void (*cb)(void *arg, 
                                      void *arg, char *err, size_t errlen);
 sg_status sg__sq_get_event(sg_store_breader *r, const char *id, sg_event_rec *out, char *err,
                            size_t errlen);
+sg_status sg__sq_list_events(sg_store_breader *r, const sg_list_query *q, sg_event_rec **out,
+                             size_t *n, char next[SG_CURSOR_MAX], char *err, size_t errlen);
 
 #endif

@@ -86,6 +86,8 @@ static void row_to_event(sqlite3_stmt *st, sg_event_rec *e)
     e->step_index = sqlite3_column_int(st, 8);
     e->status = (sg_event_status)sqlite3_column_int(st, 9);
     e->attempts = sqlite3_column_int(st, 10);
+    e->last_error = col_bytes(st, 11, NULL);
+    e->updated_us = sqlite3_column_int64(st, 12);
 }
 
 /* ---- statements and read transactions ---------------------------------------- */
@@ -140,8 +142,9 @@ static sg_status load_steps(rd *k, sg_saga_rec *r)
         s->attempts = sqlite3_column_int(st, 3);
         s->started_us = sqlite3_column_int64(st, 4);
         s->finished_us = sqlite3_column_int64(st, 5);
-        s->error = col_bytes(st, 6, NULL);
-        s->response = col_bytes(st, 7, &s->response_len);
+        s->next_us = sqlite3_column_int64(st, 6);
+        s->error = col_bytes(st, 7, NULL);
+        s->response = col_bytes(st, 8, &s->response_len);
     }
     if (rc == SQLITE_DONE) res = SG_OK;
 out:
@@ -321,38 +324,90 @@ sg_status sg__sq_load_unfinished(sg_store_breader *r, void (*cb)(void *arg, sg_s
     return SG_OK;
 }
 
-/* One statement, so one snapshot without a read transaction. */
+/* Steps statement q (st, bound by the caller; bind_rc its first bind
+ * failure) for up to max event rows (0 = all) into *v and *n, which the
+ * caller frees even on failure. One statement, so one snapshot without a
+ * read transaction. The statement is reset and its bindings cleared. */
+static sg_status collect_events(rd *k, int q, sqlite3_stmt *st, int bind_rc, size_t max,
+                                sg_event_rec **v, size_t *n)
+{
+    size_t cap = 0;
+    int rc = bind_rc;
+    while (rc == SQLITE_OK && (max == 0 || *n < max) && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *v = sg_xrealloc(*v, cap * sizeof **v);
+        }
+        row_to_event(st, &(*v)[(*n)++]);
+        rc = SQLITE_OK;
+    }
+    sg_status res = rc == SQLITE_OK || rc == SQLITE_DONE ? SG_OK : fail(k, q);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return res;
+}
+
+static void free_events(sg_event_rec *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sg_event_rec_free(&v[i]);
+    free(v);
+}
+
 sg_status sg__sq_load_pending_events(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
                                      void *arg, char *err, size_t errlen)
 {
     rd k = {&r->c, err, errlen};
     sg_event_rec *v = NULL;
-    size_t n = 0, cap = 0;
-    int rc;
+    size_t n = 0;
     sqlite3_stmt *st = stmt(&k, Q_PENDING_EVENTS);
     if (!st) return SG_EIO;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            v = sg_xrealloc(v, cap * sizeof *v);
-        }
-        row_to_event(st, &v[n++]);
-    }
-    if (rc != SQLITE_DONE) {
-        fail(&k, Q_PENDING_EVENTS);
-        sqlite3_reset(st);
-        for (size_t i = 0; i < n; i++)
-            sg_event_rec_free(&v[i]);
-        free(v);
+    if (collect_events(&k, Q_PENDING_EVENTS, st, SQLITE_OK, 0, &v, &n) != SG_OK) {
+        free_events(v, n);
         return SG_EIO;
     }
-    sqlite3_reset(st);
     for (size_t i = 0; i < n; i++) {
         sg_event_rec *ev = sg_xmalloc(sizeof *ev);
         *ev = v[i];
         cb(arg, ev);
     }
     free(v);
+    return SG_OK;
+}
+
+sg_status sg__sq_list_events(sg_store_breader *r, const sg_list_query *q, sg_event_rec **out,
+                             size_t *n, char next[SG_CURSOR_MAX], char *err, size_t errlen)
+{
+    rd k = {&r->c, err, errlen};
+    char cid[SG_ID_LEN + 1];
+    int64_t cus = 0;
+    sg_event_rec *v = NULL;
+    size_t got = 0;
+    int after = q->after != NULL;
+    if (after && sg_store_cursor_parse(q->after, &cus, cid) != SG_OK) {
+        snprintf(err, errlen, "malformed list cursor");
+        return SG_EINVAL;
+    }
+    int qi = q->status < 0 ? (after ? Q_EVENTS_AFTER : Q_EVENTS)
+                           : (after ? Q_EVENTS_ST_AFTER : Q_EVENTS_ST);
+    sqlite3_stmt *st = stmt(&k, qi);
+    if (!st) return SG_EIO;
+    /* One row more than asked tells whether a next page exists. */
+    int rc = sqlite3_bind_int64(st, 1, (int64_t)q->limit + 1);
+    if (rc == SQLITE_OK && after) rc = sqlite3_bind_int64(st, 2, cus);
+    if (rc == SQLITE_OK && after) rc = sqlite3_bind_text(st, 3, cid, -1, SQLITE_TRANSIENT);
+    if (rc == SQLITE_OK && q->status >= 0) rc = sqlite3_bind_int(st, 4, q->status);
+    if (collect_events(&k, qi, st, rc, q->limit + 1, &v, &got) != SG_OK) {
+        free_events(v, got);
+        return SG_EIO;
+    }
+    if (got > q->limit) {
+        sg_event_rec_free(&v[q->limit]);
+        got = q->limit;
+        sg_store_cursor_format(next, v[got - 1].created_us, v[got - 1].id);
+    }
+    *out = v;
+    *n = got;
     return SG_OK;
 }
 

@@ -129,7 +129,7 @@ static sg_status run(txn *t, binder *b, int must_change)
 }
 
 /* Binds a step's mutable state (status, attempts, started_us,
- * finished_us, error, response) to parameters first..first+5. */
+ * finished_us, error, response, next_us) to parameters first..first+6. */
 static void bind_step_state(binder *b, int first, const sg_step_rec *s)
 {
     bind_int(b, first, s->status);
@@ -138,6 +138,7 @@ static void bind_step_state(binder *b, int first, const sg_step_rec *s)
     bind_int(b, first + 3, s->finished_us);
     bind_text(b, first + 4, s->error);
     bind_blob(b, first + 5, s->response, s->response_len);
+    bind_int(b, first + 6, s->next_us);
 }
 
 static sg_status insert_step(txn *t, const char *saga_id, size_t index, const sg_step_rec *s)
@@ -209,6 +210,8 @@ static sg_status apply_event_insert(txn *t, const sg_event_rec *e)
     bind_int(&b, 9, e->step_index);
     bind_int(&b, 10, e->status);
     bind_int(&b, 11, e->attempts);
+    bind_text(&b, 12, e->last_error);
+    bind_int(&b, 13, e->updated_us);
     return run(t, &b, 0);
 }
 
@@ -221,12 +224,32 @@ static sg_status apply_event_update(txn *t, const sg_write_op *op)
     bind_text(&b, 1, op->u.event_update.id);
     bind_int(&b, 2, op->u.event_update.status);
     bind_int(&b, 3, op->u.event_update.attempts);
+    bind_text(&b, 4, op->u.event_update.last_error);
+    bind_int(&b, 5, op->u.event_update.updated_us);
     sg_status st = run(t, &b, 1);
     if (st != SG_OK || op->u.event_update.status != SG_EVENT_DELIVERED) return st;
     if (!prep(t, Q_COMP_DONE, &b)) return SG_EIO;
     bind_text(&b, 1, op->u.event_update.id);
     bind_int(&b, 2, sg_now_us());
     return run(t, &b, 0);
+}
+
+/* A guard: matches its row only in the expected state. */
+static sg_status apply_expect(txn *t, const sg_write_op *op)
+{
+    binder b;
+    if (op->kind == SG_WOP_SAGA_EXPECT) {
+        if (!prep(t, Q_SAGA_EXPECT, &b)) return SG_EIO;
+        bind_text(&b, 1, op->u.saga_expect.id);
+        bind_int(&b, 2, op->u.saga_expect.status);
+        bind_int(&b, 3, op->u.saga_expect.comp);
+    } else {
+        if (!prep(t, Q_EVENT_EXPECT, &b)) return SG_EIO;
+        bind_text(&b, 1, op->u.event_expect.id);
+        bind_int(&b, 2, op->u.event_expect.status);
+    }
+    sg_status st = run(t, &b, 1);
+    return st == SG_ENOTFOUND ? SG_ECONFLICT : st;
 }
 
 static sg_status apply_op(txn *t, const sg_write_op *op)
@@ -242,6 +265,9 @@ static sg_status apply_op(txn *t, const sg_write_op *op)
         return apply_event_insert(t, &op->u.event_insert);
     case SG_WOP_EVENT_UPDATE:
         return apply_event_update(t, op);
+    case SG_WOP_SAGA_EXPECT:
+    case SG_WOP_EVENT_EXPECT:
+        return apply_expect(t, op);
     }
     return SG_EINVAL;
 }

@@ -365,6 +365,19 @@ sg_status sg_store_load_pending_events(sg_store_reader *r, void (*cb)(void *arg,
     return finish(r, r->ops->load_pending_events(r->br, cb, arg, r->err, sizeof r->err));
 }
 
+sg_status sg_store_list_events(sg_store_reader *r, const sg_list_query *q, sg_event_rec **out,
+                               size_t *n, char next[SG_CURSOR_MAX])
+{
+    if (out) *out = NULL;
+    if (n) *n = 0;
+    if (next) next[0] = '\0';
+    if (!begin(r)) return SG_EINVAL;
+    if (!q || !out || !n || !next || !r->ops->list_events) return finish(r, SG_EINVAL);
+    if (q->limit < 1 || q->limit > 1000) return finish(r, SG_EINVAL);
+    if (q->status < -1 || q->status > SG_EVENT_PARKED) return finish(r, SG_EINVAL);
+    return finish(r, r->ops->list_events(r->br, q, out, n, next, r->err, sizeof r->err));
+}
+
 sg_status sg_store_get_event(sg_store_reader *r, const char *id, sg_event_rec *out)
 {
     if (out) memset(out, 0, sizeof *out);

@@ -38,6 +38,8 @@ typedef enum sg_write_kind {
     SG_WOP_STEP_UPDATE,
     SG_WOP_EVENT_INSERT,
     SG_WOP_EVENT_UPDATE,
+    SG_WOP_SAGA_EXPECT,
+    SG_WOP_EVENT_EXPECT,
 } sg_write_kind;
 
 /* One operation; every pointer inside is an owned deep copy, freed by
@@ -63,7 +65,18 @@ typedef struct sg_write_op {
             char *id;
             sg_event_status status;
             int attempts;
+            char *last_error; /* NULL clears the column */
+            int64_t updated_us;
         } event_update;
+        struct {
+            char *id;
+            sg_saga_status status;
+            sg_comp_status comp;
+        } saga_expect;
+        struct {
+            char *id;
+            sg_event_status status;
+        } event_expect;
     } u;
 } sg_write_op;
 
@@ -129,6 +142,10 @@ struct sg_store_ops {
                                  void *arg, char *err, size_t errlen);
     sg_status (*load_pending_events)(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
                                      void *arg, char *err, size_t errlen);
+    /* Outbox entries, newest first, paged like list (q->status: -1 or an
+     * sg_event_status). */
+    sg_status (*list_events)(sg_store_breader *r, const sg_list_query *q, sg_event_rec **out,
+                             size_t *n, char next[SG_CURSOR_MAX], char *err, size_t errlen);
     sg_status (*get_event)(sg_store_breader *r, const char *id, sg_event_rec *out, char *err,
                            size_t errlen); /* optional */
 };

@@ -32,6 +32,13 @@ static void op_free(sg_write_op *op)
         break;
     case SG_WOP_EVENT_UPDATE:
         free(op->u.event_update.id);
+        free(op->u.event_update.last_error);
+        break;
+    case SG_WOP_SAGA_EXPECT:
+        free(op->u.saga_expect.id);
+        break;
+    case SG_WOP_EVENT_EXPECT:
+        free(op->u.event_expect.id);
         break;
     }
 }
@@ -93,13 +100,33 @@ void sg_write_event_insert(sg_write *w, const sg_event_rec *e)
     sg_event_rec_copy(&push(w, SG_WOP_EVENT_INSERT)->u.event_insert, e);
 }
 
-void sg_write_event_update(sg_write *w, const char *event_id, sg_event_status st, int attempts)
+void sg_write_event_update(sg_write *w, const char *event_id, sg_event_status st, int attempts,
+                           const char *last_error, int64_t updated_us)
 {
     assert(event_id);
     sg_write_op *op = push(w, SG_WOP_EVENT_UPDATE);
     op->u.event_update.id = sg_xstrdup(event_id);
     op->u.event_update.status = st;
     op->u.event_update.attempts = attempts;
+    op->u.event_update.last_error = sg_xstrdup(last_error);
+    op->u.event_update.updated_us = updated_us;
+}
+
+void sg_write_saga_expect(sg_write *w, const char *id, sg_saga_status st, sg_comp_status comp)
+{
+    assert(id);
+    sg_write_op *op = push(w, SG_WOP_SAGA_EXPECT);
+    op->u.saga_expect.id = sg_xstrdup(id);
+    op->u.saga_expect.status = st;
+    op->u.saga_expect.comp = comp;
+}
+
+void sg_write_event_expect(sg_write *w, const char *event_id, sg_event_status st)
+{
+    assert(event_id);
+    sg_write_op *op = push(w, SG_WOP_EVENT_EXPECT);
+    op->u.event_expect.id = sg_xstrdup(event_id);
+    op->u.event_expect.status = st;
 }
 
 size_t sg_write_count(const sg_write *w)

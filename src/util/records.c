@@ -21,8 +21,24 @@ const char *sg_saga_status_name(sg_saga_status s)
 
 const char *sg_comp_status_name(sg_comp_status s)
 {
-    static const char *n[] = {"NONE", "PENDING", "COMPLETED"};
-    return (unsigned)s < 3 ? n[s] : "NONE";
+    static const char *n[] = {"NONE", "PENDING", "COMPLETED", "PARKED"};
+    return (unsigned)s < 4 ? n[s] : "NONE";
+}
+
+const char *sg_event_status_name(sg_event_status s)
+{
+    static const char *n[] = {"PENDING", "DELIVERED", "WITHDRAWN", "PARKED"};
+    return (unsigned)s < 4 ? n[s] : "PENDING";
+}
+
+sg_status sg_event_status_parse(const char *s, sg_event_status *out)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, sg_event_status_name((sg_event_status)i)) == 0) {
+            *out = (sg_event_status)i;
+            return SG_OK;
+        }
+    return SG_EINVAL;
 }
 
 sg_status sg_saga_status_parse(const char *s, sg_saga_status *out)
@@ -63,7 +79,8 @@ void sg_event_rec_free(sg_event_rec *e)
     free(e->topic);
     free(e->target);
     free(e->payload);
-    e->topic = e->target = e->payload = NULL;
+    free(e->last_error);
+    e->topic = e->target = e->payload = e->last_error = NULL;
 }
 
 static char *dup_raw(const char *p, size_t n)
@@ -97,4 +114,5 @@ void sg_event_rec_copy(sg_event_rec *dst, const sg_event_rec *src)
     dst->topic = sg_xstrdup(src->topic);
     dst->target = sg_xstrdup(src->target);
     dst->payload = dup_raw(src->payload, src->payload_len);
+    dst->last_error = sg_xstrdup(src->last_error);
 }

@@ -195,7 +195,7 @@ static void test_backend_fault_countdown(void **state)
         sg_write *w[3] = {sg_write_create(), sg_write_create(), sg_write_create()};
         sg_write_saga_insert(w[0], &a);
         sg_write_event_insert(w[0], &ea);
-        sg_write_event_update(w[0], ea.id, SG_EVENT_DELIVERED, 1);
+        sg_write_event_update(w[0], ea.id, SG_EVENT_DELIVERED, 1, NULL, 0);
         sg_write_saga_insert(w[1], &dup);
         sg_write_saga_insert(w[2], &c);
         sg_status res[3];

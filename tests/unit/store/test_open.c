@@ -147,11 +147,11 @@ static void test_schema(void **state)
     sg_store_close(open_sync(t.path));
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
-    assert_int_equal(query_int(db, "PRAGMA user_version"), 1);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), 2);
     assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='index' AND "
                                    "name IN ('sagas_created','sagas_status','outbox_pending',"
-                                   "'outbox_saga')"),
-                     4);
+                                   "'outbox_saga','outbox_created','outbox_status')"),
+                     6);
     /* WAL is a property of the file. */
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
@@ -168,9 +168,65 @@ static void test_schema(void **state)
 
     /* Reopening an existing current database leaves it alone. */
     assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=1", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=2", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(try_open(t.path, err, sizeof err), SG_OK);
+    tmpdb_remove(&t);
+}
+
+/* A database written by a sagad before retries and parking (schema 1) is
+ * upgraded in place: its rows stay, the new columns read as defaults. */
+static void test_schema_upgrade(void **state)
+{
+    (void)state;
+    tmpdb t;
+    tmpdb_make(&t);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
+    const char *v1 =
+        "CREATE TABLE sagas(id TEXT PRIMARY KEY, def_name TEXT, request BLOB NOT NULL,"
+        " idem_key TEXT UNIQUE, status INTEGER NOT NULL, comp_status INTEGER NOT NULL,"
+        " error TEXT, created_us INTEGER NOT NULL, updated_us INTEGER NOT NULL,"
+        " nsteps INTEGER NOT NULL);"
+        "CREATE TABLE steps(saga_id TEXT NOT NULL, idx INTEGER NOT NULL, name TEXT,"
+        " status INTEGER NOT NULL, attempts INTEGER NOT NULL, started_us INTEGER NOT NULL,"
+        " finished_us INTEGER NOT NULL, error TEXT, response BLOB,"
+        " PRIMARY KEY(saga_id, idx)) WITHOUT ROWID;"
+        "CREATE TABLE outbox(id TEXT PRIMARY KEY, saga_id TEXT NOT NULL, topic TEXT,"
+        " target TEXT, payload BLOB, created_us INTEGER NOT NULL, deadline_us INTEGER NOT NULL,"
+        " compensation INTEGER NOT NULL, step_index INTEGER NOT NULL, status INTEGER NOT NULL,"
+        " attempts INTEGER NOT NULL);"
+        "INSERT INTO sagas VALUES('0f8fad5b-d9cb-469f-a165-70867728950e','sta','{}',NULL,0,0,"
+        "NULL,1,1,1);"
+        "INSERT INTO steps VALUES('0f8fad5b-d9cb-469f-a165-70867728950e',0,'anonymizer',1,1,1,0,"
+        "NULL,NULL);"
+        "INSERT INTO outbox VALUES('1f8fad5b-d9cb-469f-a165-70867728950e',"
+        "'0f8fad5b-d9cb-469f-a165-70867728950e','t',NULL,'{}',1,0,1,-1,0,2);"
+        "PRAGMA user_version=1;";
+    assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    sg_store *s = open_sync(t.path);
+    sg_store_reader *rd = NULL;
+    assert_int_equal(sg_store_reader_open(s, &rd, NULL, 0), SG_OK);
+    sg_saga_rec rec;
+    assert_int_equal(sg_store_get(rd, "0f8fad5b-d9cb-469f-a165-70867728950e", &rec), SG_OK);
+    assert_int_equal(rec.nsteps, 1);
+    assert_string_equal(rec.steps[0].name, "anonymizer");
+    assert_int_equal(rec.steps[0].next_us, 0);
+    sg_saga_rec_free(&rec);
+    sg_event_rec ev;
+    assert_int_equal(sg_store_get_event(rd, "1f8fad5b-d9cb-469f-a165-70867728950e", &ev), SG_OK);
+    assert_int_equal(ev.attempts, 2);
+    assert_null(ev.last_error);
+    assert_int_equal(ev.updated_us, 0);
+    sg_event_rec_free(&ev);
+    sg_store_reader_close(rd);
+    sg_store_close(s);
+
+    assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), 2);
+    sqlite3_close(db);
     tmpdb_remove(&t);
 }
 
@@ -237,7 +293,7 @@ static void test_exclusive_owner(void **state)
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=99", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(try_open(t.path, err, sizeof err), SG_EIO);
     assert_non_null(strstr(err, "newer"));
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=1", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=2", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(try_open(t.path, err, sizeof err), SG_OK);
 
@@ -251,7 +307,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unsupported_scheme), cmocka_unit_test(test_bad_paths),
         cmocka_unit_test(test_url_forms),          cmocka_unit_test(test_schema),
-        cmocka_unit_test(test_exclusive_owner),
+        cmocka_unit_test(test_schema_upgrade),     cmocka_unit_test(test_exclusive_owner),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

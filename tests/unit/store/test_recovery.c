@@ -67,12 +67,12 @@ static void test_reopen_recovery(void **state)
     r[1].status = SG_SAGA_COMPLETED;
     sg_write_saga_update(w, r[1].id, SG_SAGA_COMPLETED, SG_COMP_NONE, NULL, 150);
     sg_write_event_insert(w, &ev_done);
-    sg_write_event_update(w, ev_done.id, SG_EVENT_DELIVERED, 1);
+    sg_write_event_update(w, ev_done.id, SG_EVENT_DELIVERED, 1, NULL, 0);
     assert_int_equal(sg_store_commit_sync(s, w), SG_OK);
 
     w = sg_write_create();
     sg_write_event_insert(w, &ev_withdrawn);
-    sg_write_event_update(w, ev_withdrawn.id, SG_EVENT_WITHDRAWN, 3);
+    sg_write_event_update(w, ev_withdrawn.id, SG_EVENT_WITHDRAWN, 3, NULL, 0);
     sg_write_saga_update(w, r[3].id, SG_SAGA_FAILED, SG_COMP_PENDING, "Error en Step 3", 450);
     sg_write_event_insert(w, &ev_comp);
     assert_int_equal(sg_store_commit_sync(s, w), SG_OK);
@@ -135,7 +135,7 @@ static sg_comp_status comp_of(sg_store_reader *rd, const char *id, int64_t *upda
 static void deliver(sg_store *s, const char *event_id, sg_event_status st)
 {
     sg_write *w = sg_write_create();
-    sg_write_event_update(w, event_id, st, 1);
+    sg_write_event_update(w, event_id, st, 1, NULL, 0);
     assert_int_equal(sg_store_commit_sync(s, w), SG_OK);
 }
 

@@ -153,7 +153,7 @@ static void test_update_missing(void **state)
     sg_write_step_update(w, id, 0, &step);
     assert_int_equal(sg_store_commit_sync(s, w), SG_ENOTFOUND);
     w = sg_write_create();
-    sg_write_event_update(w, id, SG_EVENT_DELIVERED, 1);
+    sg_write_event_update(w, id, SG_EVENT_DELIVERED, 1, NULL, 0);
     assert_int_equal(sg_store_commit_sync(s, w), SG_ENOTFOUND);
     /* An empty write commits trivially. */
     assert_int_equal(sg_store_commit_sync(s, sg_write_create()), SG_OK);
