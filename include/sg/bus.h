@@ -26,8 +26,14 @@ typedef struct sg_bus_env {
 } sg_bus_env;
 
 /* Runs once per successful sg_bus_publish, on the loop thread, never from
- * inside sg_bus_publish and never after sg_bus_cancel or sg_bus_destroy:
- * SG_OK = acknowledged; anything else = not acknowledged. `why` is never
+ * inside sg_bus_publish and never after sg_bus_cancel or sg_bus_destroy.
+ * What st says (design §1 decides retries and parking by it):
+ *   SG_OK        acknowledged;
+ *   SG_EREFUSED  refused for good (authorization, unknown topic, a webhook
+ *                4xx other than 408/429): retrying cannot help;
+ *   SG_EUNAVAIL  not taken now (unreachable, 408/429/5xx): retry later;
+ *   SG_ETIMEOUT, SG_EIO  no answer (timed out, connection lost after the
+ *                send): the event may have arrived, it is in doubt. `why` is never
  * NULL: the reason, or sg_status_text(st); borrowed for the call. arg is
  * the caller's, passed back untouched. The callback may publish, cancel
  * other publishes or destroy the bus. */

@@ -16,6 +16,18 @@ typedef struct sg_action {
     char *topic; /* PUBLISH: topic; owned */
 } sg_action;
 
+/* How often a step is tried (design §1): attempts in all (1 = no retry),
+ * the first backoff, its growth and its cap; each wait is drawn uniformly
+ * from [0, backoff] (full jitter). */
+typedef struct sg_retry {
+    int attempts;
+    long backoff_ms;
+    double multiplier;
+    long max_backoff_ms;
+} sg_retry;
+
+#define SG_RETRY_DEFAULT ((sg_retry){1, 100, 2.0, 10000})
+
 typedef struct sg_step_def {
     char *name;        /* "anonymizer": step name in records and Idempotency-Key */
     char *service;     /* "Anonymizer": label in error messages */
@@ -24,6 +36,7 @@ typedef struct sg_step_def {
     sg_action action;
     int has_compensation;
     sg_action compensation; /* run (through the outbox) if a later step fails */
+    sg_retry retry;
 } sg_step_def;
 
 typedef struct sg_def {
@@ -36,6 +49,8 @@ typedef struct sg_def {
 /* The STA image saga of design §1 (anonymizer, tokenizer, ai_model). */
 sg_status sg_def_create_sta(sg_def **out, const char *anonymizer_url, const char *ai_model_url);
 void sg_def_destroy(sg_def *d); /* NULL-safe */
+/* Gives every step of d the policy r (copied). */
+void sg_def_set_retry(sg_def *d, const sg_retry *r);
 
 /* Registry of definitions, filled at start-up and read-only afterwards, so
  * any thread may look up. The registry takes d. */

@@ -38,6 +38,8 @@ typedef struct sg_engine_options {
     long retry_max_ms;         /* cap, default 30000 */
     size_t max_inflight;       /* sagas in memory before new starts get 503; default 100000 */
     size_t max_inflight_bytes; /* request and compensation bytes held, default 1 GiB */
+    long park_after_s;         /* a compensation still undelivered after this is parked;
+                                  default 86400 */
 } sg_engine_options;
 
 /* All pointers borrowed; they outlive the engine. */

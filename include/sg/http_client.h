@@ -34,7 +34,12 @@ typedef struct sg_http_result {
     const char *body; /* borrowed for the callback's duration; NUL-terminated */
     size_t body_len;
     const char *error; /* human-readable reason when outcome != DONE */
+    /* The answer's Retry-After (seconds or an HTTP date) in milliseconds,
+     * at most SG_HTTP_RETRY_AFTER_MAX_MS; -1 when absent or unusable. */
+    long retry_after_ms;
 } sg_http_result;
+
+#define SG_HTTP_RETRY_AFTER_MAX_MS (3600L * 1000)
 
 /* Runs exactly once per successful sg_http_post, on the loop thread, unless
  * the call was cancelled. */

@@ -47,7 +47,8 @@ static const struct {
 } failures[] = {
     [SG_HTTP_ERR_CONNECT] = {SG_EUNAVAIL, "webhook unreachable: "},
     [SG_HTTP_ERR_TIMEOUT] = {SG_ETIMEOUT, "webhook "},
-    [SG_HTTP_ERR_TOO_BIG] = {SG_EPROTO, "webhook answer too big: "},
+    /* It answered, at length: it got the event, so the outcome is in doubt. */
+    [SG_HTTP_ERR_TOO_BIG] = {SG_EIO, "webhook answer too big: "},
     [SG_HTTP_ERR_TRANSPORT] = {SG_EIO, "webhook transport error: "},
 };
 
@@ -60,7 +61,9 @@ static sg_status judge(const sg_http_result *res, char *why, size_t n)
             return SG_OK;
         }
         snprintf(why, n, "webhook answered HTTP %ld", res->status);
-        return SG_EPROTO;
+        /* 408, 429 and 5xx say "not now"; any other answer is final. */
+        long c = res->status;
+        return c == 408 || c == 429 || c >= 500 ? SG_EUNAVAIL : SG_EREFUSED;
     }
     size_t i = (size_t)res->outcome;
     if (i >= sizeof failures / sizeof *failures || !failures[i].prefix) i = SG_HTTP_ERR_TRANSPORT;

@@ -31,6 +31,12 @@ void sg_def_destroy(sg_def *d)
     free(d);
 }
 
+void sg_def_set_retry(sg_def *d, const sg_retry *r)
+{
+    for (size_t i = 0; i < d->nsteps; i++)
+        d->steps[i].retry = *r;
+}
+
 static void http_step(sg_step_def *s, const char *name, const char *service, const char *key,
                       const char *url)
 {
@@ -67,6 +73,8 @@ sg_status sg_def_create_sta(sg_def **out, const char *anonymizer_url, const char
     tok->compensation.topic = sg_xstrdup("tokenizer_compensation");
 
     http_step(&d->steps[2], "ai_model", "AI Model Process", "ai_result", ai_model_url);
+    sg_retry r = SG_RETRY_DEFAULT;
+    sg_def_set_retry(d, &r);
     *out = d;
     return SG_OK;
 }

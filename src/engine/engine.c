@@ -3,6 +3,7 @@
  * sagas. At start, unfinished sagas and pending events are resumed. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <utlist.h>
 
 #include "engine_int.h"
@@ -42,12 +43,14 @@ sg_status sg_engine_create(sg_engine **out, uv_loop_t *loop, const sg_engine_opt
     e->opt.step_timeout_ms = 3000;
     e->opt.retry_min_ms = 100;
     e->opt.retry_max_ms = 30000;
+    e->opt.park_after_s = 86400;
     e->opt.max_inflight = 100000;
     e->opt.max_inflight_bytes = (size_t)1 << 30;
     if (opt) {
         if (opt->step_timeout_ms > 0) e->opt.step_timeout_ms = opt->step_timeout_ms;
         if (opt->retry_min_ms > 0) e->opt.retry_min_ms = opt->retry_min_ms;
         if (opt->retry_max_ms > 0) e->opt.retry_max_ms = opt->retry_max_ms;
+        if (opt->park_after_s > 0) e->opt.park_after_s = opt->park_after_s;
         if (opt->max_inflight > 0) e->opt.max_inflight = opt->max_inflight;
         if (opt->max_inflight_bytes > 0) e->opt.max_inflight_bytes = opt->max_inflight_bytes;
     }
@@ -56,6 +59,7 @@ sg_status sg_engine_create(sg_engine **out, uv_loop_t *loop, const sg_engine_opt
     e->http = http;
     e->def = def;
     e->accepting = 1;
+    e->rng = (uv_hrtime() ^ ((uint64_t)getpid() << 32)) | 1; /* never 0 for xorshift */
     if (pthread_mutex_init(&e->lock, NULL) != 0) goto fail;
     if (uv_async_init(loop, &e->async, on_intake) != 0) {
         pthread_mutex_destroy(&e->lock);

@@ -30,10 +30,12 @@ struct saga {
     int durable;            /* its insert has committed */
     int writing;            /* a store write is in flight: at most one at a time */
     int finished;           /* final state committed */
+    int in_doubt;           /* the PUBLISH step's event may have reached the consumer */
+    uint64_t retry_due_ms;  /* in a backoff: monotonic ms of the next attempt */
     sg_http_call *call;     /* HTTP step in flight */
     outbox_ev *pub;         /* PUBLISH step's event */
     start_req *waiters;     /* answered by sg__saga_answer */
-    uv_timer_t timer;       /* publish deadline; closed before free */
+    uv_timer_t timer;       /* publish deadline or backoff; closed before free */
     UT_hash_handle hh;      /* eng->sagas by rec.id */
     UT_hash_handle hh_idem; /* eng->by_idem by rec.idem_key */
 };
@@ -41,7 +43,6 @@ struct saga {
 struct outbox_ev {
     sg_engine *eng;
     sg_event_rec rec;
-    uint64_t due_ms;        /* PUBLISH step: monotonic ms (uv_hrtime) its ack is due */
     sg_bus_pub *pub;        /* bus publish in flight */
     sg_http_call *call;     /* HTTP compensation in flight */
     uv_timer_t timer;       /* redelivery backoff */
@@ -70,6 +71,7 @@ struct sg_engine {
     size_t nsagas;
     size_t nwaiting;
     size_t held_bytes; /* requests of sagas in memory + compensation payloads */
+    uint64_t rng;      /* backoff jitter (act.c) */
 };
 
 /* Monotonic milliseconds, for deadlines kept in memory. */
@@ -85,6 +87,12 @@ void sg__saga_answer(saga *s);
 void sg__saga_fail_waiters(saga *s, sg_status st, const char *detail);
 
 /* saga.c: the state machine. */
+void sg__saga_step_done(saga *s, const char *resp, size_t len);
+/* The current step failed for good: the saga ends FAILED (compensating). */
+void sg__saga_step_failed(saga *s, const char *reason);
+/* Starts the next attempt of the current step (its count committed first). */
+void sg__saga_next_attempt(saga *s);
+void sg__saga_store_failed(saga *s, sg_status st);
 saga *sg__saga_new(sg_engine *e, const sg_def *def);
 void sg__saga_index(saga *s);
 void sg__saga_resume(sg_engine *e, sg_saga_rec *rec, outbox_ev *pending);
@@ -96,8 +104,13 @@ void sg__saga_begin_step(saga *s, size_t i, sg_write *w);
 typedef void (*sg__then_fn)(saga *s, sg_status st);
 /* Submits w for s; then(s, status) runs once it is durable or failed. */
 void sg__saga_commit(saga *s, sg_write *w, outbox_ev *comps, sg__then_fn then);
-/* Runs the current step (its RUNNING state is committed). */
+/* act.c: runs the current step (its RUNNING state is committed). */
 void sg__saga_act(saga *s);
+/* An attempt failed: another after a backoff if the failure is transient
+ * and the policy allows, else sg__saga_step_failed. */
+void sg__saga_attempt_failed(saga *s, const char *reason, int transient, long retry_after_ms);
+/* Arms the timer for the next attempt at s->retry_due_ms. */
+void sg__saga_wait(saga *s);
 void sg__saga_log_step(saga *s, size_t i);
 
 /* outbox.c */

@@ -20,8 +20,6 @@ typedef struct pending_write {
     outbox_ev *comps; /* compensations to deliver once committed */
 } pending_write;
 
-static void step_failed(saga *s, const char *reason);
-
 /* ---- lifetime ---------------------------------------------------------- */
 
 static void on_timer_closed(uv_handle_t *h)
@@ -126,7 +124,7 @@ void sg__saga_commit(saga *s, sg_write *w, outbox_ev *comps, sg__then_fn then)
 
 /* A write failed: the store keeps the last committed state, from which the
  * next start resumes this saga; in memory we let it go. */
-static void store_failed(saga *s, sg_status st)
+void sg__saga_store_failed(saga *s, sg_status st)
 {
     char msg[160];
     snprintf(msg, sizeof msg, "could not store the saga state (%s); it resumes at the next start",
@@ -137,6 +135,8 @@ static void store_failed(saga *s, sg_status st)
 }
 
 /* ---- steps ------------------------------------------------------------- */
+
+static void after_advance(saga *s, sg_status st);
 
 void sg__saga_log_step(saga *s, size_t i)
 {
@@ -165,20 +165,30 @@ void sg__saga_begin_step(saga *s, size_t i, sg_write *w)
     ev.payload = sg_xmemdup(s->rec.request, s->rec.request_len);
     ev.payload_len = s->rec.request_len;
     ev.created_us = st->started_us;
-    ev.deadline_us = st->started_us + s->eng->opt.step_timeout_ms * 1000;
+    ev.deadline_us = st->started_us + s->eng->opt.step_timeout_ms * 1000; /* the first attempt's */
     ev.step_index = (int)i;
     if (s->pub) sg__ev_free(s->pub);
     s->pub = sg__ev_create(s->eng, &ev);
-    /* The wall-clock deadline is for the record (and a restart); the timer
-     * runs on the monotonic clock, which no clock step moves. */
-    s->pub->due_ms = sg__mono_ms() + (uint64_t)s->eng->opt.step_timeout_ms;
+    s->in_doubt = 0;
     sg_write_event_insert(w, &s->pub->rec);
+}
+
+void sg__saga_next_attempt(saga *s)
+{
+    sg_step_rec *st = &s->rec.steps[s->cur];
+    st->status = SG_STEP_RUNNING;
+    st->attempts++;
+    st->next_us = 0;
+    if (!st->started_us) st->started_us = sg_now_us();
+    sg_write *w = sg_write_create();
+    sg_write_step_update(w, s->rec.id, s->cur, st);
+    sg__saga_commit(s, w, NULL, after_advance);
 }
 
 static void after_final(saga *s, sg_status st)
 {
     if (st != SG_OK) {
-        store_failed(s, st);
+        sg__saga_store_failed(s, st);
         return;
     }
     s->finished = 1;
@@ -191,18 +201,21 @@ static void after_final(saga *s, sg_status st)
 static void after_advance(saga *s, sg_status st)
 {
     if (st != SG_OK) {
-        store_failed(s, st);
+        sg__saga_store_failed(s, st);
         return;
     }
     sg__saga_log_step(s, s->cur);
     sg__saga_act(s);
 }
 
-static void step_done(saga *s, const char *resp, size_t len)
+void sg__saga_step_done(saga *s, const char *resp, size_t len)
 {
     sg_step_rec *st = &s->rec.steps[s->cur];
     st->status = SG_STEP_COMPLETED;
     st->finished_us = sg_now_us();
+    st->next_us = 0;
+    free(st->error);
+    st->error = NULL;
     free(st->response);
     st->response = resp ? sg_xmemdup(resp, len) : NULL;
     st->response_len = resp ? len : 0;
@@ -212,7 +225,8 @@ static void step_done(saga *s, const char *resp, size_t len)
     sg_write_step_update(w, s->rec.id, s->cur, st);
     if (s->pub) {
         s->pub->rec.status = SG_EVENT_DELIVERED;
-        sg_write_event_update(w, s->pub->rec.id, SG_EVENT_DELIVERED, s->pub->rec.attempts, NULL, 0);
+        sg_write_event_update(w, s->pub->rec.id, SG_EVENT_DELIVERED, s->pub->rec.attempts, NULL,
+                              st->finished_us);
         sg__ev_free(s->pub);
         s->pub = NULL;
     }
@@ -231,30 +245,31 @@ static void step_done(saga *s, const char *resp, size_t len)
     sg__saga_commit(s, w, NULL, after_final);
 }
 
-/* Compensation events for the completed steps before the failed one, latest
- * first, inserted by w; returned as a list to deliver once committed. */
+/* Compensation events, latest step first, inserted by w and returned as a
+ * list to deliver once committed: one for each completed step before the
+ * failed one, and one for the failed step itself when its event is in
+ * doubt (design §1: the consumer may have acted on it). */
 static outbox_ev *plan_compensations(saga *s, sg_write *w)
 {
     outbox_ev *list = NULL;
-    for (size_t j = s->cur; j-- > 0;) {
+    for (size_t j = s->cur + 1; j-- > 0;) {
         const sg_step_def *d = &s->def->steps[j];
-        if (!d->has_compensation || s->rec.steps[j].status != SG_STEP_COMPLETED) continue;
+        int due = j == s->cur ? s->in_doubt : s->rec.steps[j].status == SG_STEP_COMPLETED;
+        if (!d->has_compensation || !due) continue;
         sg_event_rec ev = {0};
         sg_uuid_v4(ev.id);
         memcpy(ev.saga_id, s->rec.id, sizeof ev.saga_id);
         if (d->compensation.kind == SG_ACTION_PUBLISH) {
             ev.topic = sg_xstrdup(d->compensation.topic);
         } else {
-            size_t n = strlen(d->name) + sizeof "_compensation";
-            ev.topic = sg_xmalloc(n);
-            snprintf(ev.topic, n, "%s_compensation", d->name);
+            ev.topic = sg_xstrdup(d->name); /* an HTTP call: its step, for the key */
             ev.target = sg_xstrdup(d->compensation.url);
         }
         ev.payload = sg_xmemdup(s->rec.request, s->rec.request_len);
         ev.payload_len = s->rec.request_len;
-        ev.created_us = sg_now_us();
+        ev.created_us = ev.updated_us = sg_now_us();
         ev.compensation = 1;
-        ev.step_index = -1;
+        ev.step_index = (int)j;
         outbox_ev *oe = sg__ev_create(s->eng, &ev);
         sg_write_event_insert(w, &oe->rec);
         DL_APPEND(list, oe);
@@ -262,12 +277,13 @@ static outbox_ev *plan_compensations(saga *s, sg_write *w)
     return list;
 }
 
-static void step_failed(saga *s, const char *reason)
+void sg__saga_step_failed(saga *s, const char *reason)
 {
     sg_step_rec *st = &s->rec.steps[s->cur];
     const sg_step_def *d = &s->def->steps[s->cur];
     st->status = SG_STEP_FAILED;
     st->finished_us = sg_now_us();
+    st->next_us = 0;
     free(st->error);
     st->error = sg_xstrdup(reason);
     sg__saga_log_step(s, s->cur);
@@ -280,8 +296,10 @@ static void step_failed(saga *s, const char *reason)
     sg_write *w = sg_write_create();
     sg_write_step_update(w, s->rec.id, s->cur, st);
     if (s->pub) {
-        /* Withdrawn in the same transaction: it can never go out later. */
-        sg_write_event_update(w, s->pub->rec.id, SG_EVENT_WITHDRAWN, s->pub->rec.attempts, NULL, 0);
+        /* Withdrawn in the same transaction: it can never go out later. If
+         * it may have gone out already, plan_compensations covers it. */
+        sg_write_event_update(w, s->pub->rec.id, SG_EVENT_WITHDRAWN, s->pub->rec.attempts, reason,
+                              st->finished_us);
         sg__ev_free(s->pub);
         s->pub = NULL;
     }
@@ -292,107 +310,6 @@ static void step_failed(saga *s, const char *reason)
     sg_write_saga_update(w, s->rec.id, s->rec.status, s->rec.comp_status, s->rec.error,
                          s->rec.updated_us);
     sg__saga_commit(s, w, comps, after_final);
-}
-
-static void on_http_done(void *arg, const sg_http_result *res)
-{
-    saga *s = arg;
-    const char *url = s->def->steps[s->cur].action.url;
-    char reason[512];
-    s->call = NULL;
-    switch (res->outcome) {
-    case SG_HTTP_DONE:
-        if (res->status < 200 || res->status > 299) {
-            snprintf(reason, sizeof reason, "HTTP %ld from %s", res->status, url);
-            break;
-        }
-        char jerr[200];
-        if (sg_json_validate(res->body, res->body_len, jerr, sizeof jerr) == SG_OK) {
-            step_done(s, res->body, res->body_len);
-            return;
-        }
-        snprintf(reason, sizeof reason, "answer from %s is not JSON (%s)", url, jerr);
-        break;
-    case SG_HTTP_ERR_TIMEOUT:
-        snprintf(reason, sizeof reason, "no answer from %s within %ld ms", url,
-                 s->eng->opt.step_timeout_ms);
-        break;
-    default:
-        snprintf(reason, sizeof reason, "%s", res->error ? res->error : "request failed");
-        break;
-    }
-    step_failed(s, reason);
-}
-
-static void call_http(saga *s)
-{
-    const sg_step_def *d = &s->def->steps[s->cur];
-    char h_saga[64], h_idem[256];
-    snprintf(h_saga, sizeof h_saga, "X-Saga-Id: %s", s->rec.id);
-    snprintf(h_idem, sizeof h_idem, "Idempotency-Key: %s:%s", s->rec.id, d->name);
-    const char *headers[] = {h_saga, h_idem, NULL};
-    sg_http_request req = {
-        .url = d->action.url,
-        .body = s->rec.request,
-        .body_len = s->rec.request_len,
-        .headers = headers,
-        .timeout_ms = s->eng->opt.step_timeout_ms,
-    };
-    if (sg_http_post(s->eng->http, &req, on_http_done, s, &s->call) != SG_OK) {
-        s->call = NULL;
-        step_failed(s, "could not start the HTTP call");
-    }
-}
-
-static void on_ack(void *arg, sg_status st, const char *why)
-{
-    saga *s = arg;
-    s->pub->pub = NULL;
-    uv_timer_stop(&s->timer);
-    if (st == SG_OK) {
-        step_done(s, NULL, 0);
-        return;
-    }
-    char reason[512];
-    snprintf(reason, sizeof reason, "event not acknowledged: %s", why ? why : sg_status_text(st));
-    step_failed(s, reason);
-}
-
-static void on_deadline(uv_timer_t *t)
-{
-    saga *s = t->data;
-    if (s->pub->pub) sg_bus_cancel(s->eng->bus, s->pub->pub);
-    s->pub->pub = NULL;
-    char reason[128];
-    snprintf(reason, sizeof reason, "event not acknowledged within %ld ms",
-             s->eng->opt.step_timeout_ms);
-    step_failed(s, reason);
-}
-
-static void publish(saga *s)
-{
-    outbox_ev *ev = s->pub;
-    uint64_t now = sg__mono_ms();
-    if (ev->due_ms <= now) {
-        on_deadline(&s->timer);
-        return;
-    }
-    uint64_t left_ms = ev->due_ms - now;
-    ev->rec.attempts++;
-    if (sg_bus_publish(s->eng->bus, &ev->rec, (long)left_ms, on_ack, s, &ev->pub) != SG_OK) {
-        ev->pub = NULL;
-        step_failed(s, "could not hand the event to the bus");
-        return;
-    }
-    if (uv_timer_start(&s->timer, on_deadline, left_ms, 0) != 0) abort(); /* a live handle */
-}
-
-void sg__saga_act(saga *s)
-{
-    if (s->def->steps[s->cur].action.kind == SG_ACTION_HTTP)
-        call_http(s);
-    else
-        publish(s);
 }
 
 /* ---- resume ------------------------------------------------------------ */
@@ -416,14 +333,24 @@ void sg__saga_resume(sg_engine *e, sg_saga_rec *rec, outbox_ev *pending)
         s->cur++;
 
     sg_log(SG_LOG_INFO, "saga %s resumed at step %zu/%zu", s->rec.id, s->cur + 1, s->rec.nsteps);
-    if (pending && pending->rec.step_index == (int)s->cur && s->cur < s->rec.nsteps &&
-        s->rec.steps[s->cur].status == SG_STEP_RUNNING) {
-        /* Same event, same id: consumers de-duplicate, and its deadline
-         * still holds across the restart. */
-        int64_t left_us = pending->rec.deadline_us - sg_now_us();
-        pending->due_ms = sg__mono_ms() + (left_us > 0 ? (uint64_t)left_us / 1000 : 0);
-        s->pub = pending;
-        publish(s);
+    sg_step_rec *cur = s->cur < s->rec.nsteps ? &s->rec.steps[s->cur] : NULL;
+    int publish_step = cur && s->def->steps[s->cur].action.kind == SG_ACTION_PUBLISH;
+    if (cur && cur->status == SG_STEP_RUNNING && (!publish_step || pending)) {
+        if (pending && pending->rec.step_index == (int)s->cur) {
+            /* Same event, same id, a new attempt: it may have gone out
+             * before the restart, so it is in doubt (design §1). */
+            s->pub = pending;
+            pending = NULL;
+            s->in_doubt = 1;
+        }
+        if (pending) sg__ev_free(pending);
+        int64_t left_us = cur->next_us - sg_now_us();
+        if (cur->next_us && left_us > 0) { /* still in its backoff */
+            s->retry_due_ms = sg__mono_ms() + (uint64_t)left_us / 1000;
+            sg__saga_wait(s);
+        } else {
+            sg__saga_next_attempt(s);
+        }
         return;
     }
     if (pending) sg__ev_free(pending);
@@ -437,7 +364,7 @@ void sg__saga_resume(sg_engine *e, sg_saga_rec *rec, outbox_ev *pending)
         return;
     }
     if (s->rec.steps[s->cur].status == SG_STEP_FAILED) {
-        step_failed(s, s->rec.steps[s->cur].error ? s->rec.steps[s->cur].error : "failed");
+        sg__saga_step_failed(s, s->rec.steps[s->cur].error ? s->rec.steps[s->cur].error : "failed");
         return;
     }
     sg_write *w = sg_write_create();

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <utlist.h>
 
@@ -87,9 +88,29 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
+/* Retry-After of the answer: delta-seconds or an HTTP date (RFC 9110),
+ * in ms from now, capped; -1 if absent or not understood. */
+static long retry_after_ms(CURL *easy)
+{
+    struct curl_header *h = NULL;
+    if (curl_easy_header(easy, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK || !h)
+        return -1;
+    const char *v = h->value;
+    long ms;
+    if (v[0] >= '0' && v[0] <= '9' && strspn(v, "0123456789") == strlen(v)) {
+        ms = strlen(v) > 7 ? SG_HTTP_RETRY_AFTER_MAX_MS : atol(v) * 1000L;
+    } else {
+        time_t when = curl_getdate(v, NULL);
+        if (when < 0) return -1;
+        time_t now = time(NULL);
+        ms = when <= now ? 0 : (long)(when - now > 3600 ? 3600 : when - now) * 1000L;
+    }
+    return ms > SG_HTTP_RETRY_AFTER_MAX_MS ? SG_HTTP_RETRY_AFTER_MAX_MS : ms;
+}
+
 static void complete(sg_http_client *c, sg_http_call *call, CURLcode rc)
 {
-    sg_http_result res = {0};
+    sg_http_result res = {.retry_after_ms = -1};
     char reason[CURL_ERROR_SIZE + 128];
     const char *detail = call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc);
 
@@ -98,6 +119,7 @@ static void complete(sg_http_client *c, sg_http_call *call, CURLcode rc)
         curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &res.status);
         res.body = call->body.ptr ? call->body.ptr : "";
         res.body_len = call->body.len;
+        res.retry_after_ms = retry_after_ms(call->easy);
     } else if (call->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
         res.outcome = SG_HTTP_ERR_TOO_BIG;
         snprintf(reason, sizeof reason, "response larger than %zu bytes", c->opt.max_response);

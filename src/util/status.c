@@ -32,6 +32,8 @@ const char *sg_status_text(sg_status s)
         return "wrong type";
     case SG_EEXIST:
         return "already exists";
+    case SG_EREFUSED:
+        return "refused";
     }
     return "unknown status";
 }

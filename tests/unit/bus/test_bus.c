@@ -368,8 +368,31 @@ static void test_webhook_500(void **state)
     ack a = {0};
     assert_int_equal(sg_bus_publish(f->bus, &ev, 2000, on_ack, &a, NULL), SG_OK);
     assert_true(loop_run_until(&f->loop, acked, &a, 5000));
-    assert_int_equal(a.st, SG_EPROTO);
+    assert_int_equal(a.st, SG_EUNAVAIL); /* "not now": worth a retry */
     assert_string_equal(a.why, "webhook answered HTTP 500");
+}
+
+/* 408 and 429 ask for a retry; any other 4xx refuses for good. */
+static void test_webhook_4xx(void **state)
+{
+    fixture *f = *state;
+    static const struct {
+        const char *path;
+        sg_status st;
+    } cases[] = {{"/status/404", SG_EREFUSED},
+                 {"/status/401", SG_EREFUSED},
+                 {"/status/429", SG_EUNAVAIL},
+                 {"/status/408", SG_EUNAVAIL}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        sg_bus_destroy(f->bus); /* the previous case's */
+        f->bus = NULL;
+        webhook_bus(f, cases[i].path);
+        sg_event_rec ev = make_event();
+        ack a = {0};
+        assert_int_equal(sg_bus_publish(f->bus, &ev, 2000, on_ack, &a, NULL), SG_OK);
+        assert_true(loop_run_until(&f->loop, acked, &a, 5000));
+        assert_int_equal(a.st, cases[i].st);
+    }
 }
 
 static void test_webhook_refused(void **state)
@@ -488,6 +511,7 @@ int main(int argc, char **argv)
         T(test_log_destroy_pending),
         T(test_webhook_ack),
         T(test_webhook_500),
+        T(test_webhook_4xx),
         T(test_webhook_refused),
         T(test_webhook_timeout),
         T(test_webhook_cancel),
