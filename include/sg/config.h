@@ -16,6 +16,9 @@ typedef struct sg_config {
     char *ai_model_url;   /* owned */
     char *bus;            /* owned */
     long step_timeout_ms;
+    long step_retries;     /* extra attempts after a transient failure */
+    long retry_backoff_ms; /* first backoff */
+    long park_after_s;     /* compensations undelivered this long are parked */
     size_t max_body;
     size_t max_response;
     long max_connections; /* calls at once per downstream host */

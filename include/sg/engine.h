@@ -32,6 +32,10 @@ typedef struct sg_start {
  * insert has. o is borrowed for the call. */
 typedef void (*sg_start_cb)(void *arg, const sg_outcome *o);
 
+/* The answer to an operator's command (redelivery); loop thread. detail
+ * (borrowed, may be NULL) says why when st is not SG_OK. */
+typedef void (*sg_cmd_cb)(void *arg, sg_status st, const char *detail);
+
 typedef struct sg_engine_options {
     long step_timeout_ms;      /* per attempt; default 3000 */
     long retry_min_ms;         /* compensation redelivery backoff, default 100 */
@@ -52,6 +56,18 @@ sg_status sg_engine_start(sg_engine *e, char *err, size_t errlen);
  * cb exactly once; on failure (SG_ECLOSED) the caller keeps them and cb
  * never runs. */
 sg_status sg_engine_submit(sg_engine *e, sg_start *start, sg_start_cb cb, void *arg);
+/* POST /saga/{id}/retry: runs the FAILED saga rec (as the caller read it:
+ * FAILED, no compensation published) again from its failed step, with the
+ * same id; answered like a start through cb (SG_ECONFLICT with a detail if
+ * it is no longer safe, decided by the store). A redrive of a saga already
+ * running again joins it. Any thread; on SG_OK the engine takes rec's
+ * members (rec is left zeroed); on failure cb never runs. */
+sg_status sg_engine_redrive(sg_engine *e, sg_saga_rec *rec, int async, sg_start_cb cb, void *arg);
+/* POST /events/{id}/redeliver: puts the PARKED compensation ev (as the
+ * caller read it) back to delivery; cb gets SG_OK once that is durable,
+ * SG_ECONFLICT if it was not parked any more. Any thread; takes ev's
+ * members on SG_OK; on failure cb never runs. */
+sg_status sg_engine_redeliver(sg_engine *e, sg_event_rec *ev, sg_cmd_cb cb, void *arg);
 /* Loop thread: refuse new starts; in-flight sagas keep running. */
 void sg_engine_stop_accepting(sg_engine *e);
 /* Sagas in memory / start requests still waiting for an answer. */

@@ -161,7 +161,8 @@ void sg_store_cursor(const sg_saga_rec *r, char out[SG_CURSOR_MAX]);
  * takes ownership of rec (must sg_saga_rec_free it). */
 sg_status sg_store_load_unfinished(sg_store_reader *r, void (*cb)(void *arg, sg_saga_rec *rec),
                                    void *arg);
-/* Every PENDING event, oldest first; the callback owns ev. */
+/* Every PENDING event and every PARKED one (so that the compensations
+ * behind a parked one wait), oldest first; the callback owns ev. */
 sg_status sg_store_load_pending_events(sg_store_reader *r, void (*cb)(void *arg, sg_event_rec *ev),
                                        void *arg);
 /* Outbox entries (events and HTTP compensations), newest first, paged

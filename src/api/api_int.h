@@ -23,11 +23,15 @@ typedef enum sg_api_route_kind {
     SG_ROUTE_LIST,       /* GET /sagas */
     SG_ROUTE_HEALTH,     /* GET /healthz */
     SG_ROUTE_READY,      /* GET /readyz */
+    SG_ROUTE_REDRIVE,    /* POST /saga/{id}/retry; *id points into url */
+    SG_ROUTE_EVENTS,     /* GET /events */
+    SG_ROUTE_REDELIVER,  /* POST /events/{id}/redeliver; *id points into url */
 } sg_api_route_kind;
 
 /* Match method and path (without the query string, as MHD hands it). HEAD
- * is served like GET. *id (the raw tail after "/saga/", borrowed from url)
- * is set for SG_ROUTE_GET; *allow (a static string) for
+ * is served like GET. *id (borrowed from url: the raw tail after "/saga/",
+ * or the 36 bytes of the id before "/retry" or "/redeliver") is set for
+ * SG_ROUTE_GET, _REDRIVE and _REDELIVER; *allow (a static string) for
  * SG_ROUTE_BAD_METHOD. Either out-pointer may be NULL. */
 sg_api_route_kind sg_api_route(const char *method, const char *url, const char **id,
                                const char **allow);
@@ -44,6 +48,11 @@ int sg_api_idem_key_valid(const char *k);
 /* Parses a Content-Length value (decimal digits only) into *out; SG_EINVAL
  * if malformed or over UINT64_MAX. */
 sg_status sg_api_parse_content_length(const char *v, uint64_t *out);
+
+/* Fills q from the GET /events query arguments (status: an outbox status,
+ * PENDING|DELIVERED|PARKED|WITHDRAWN; limit and after as for /sagas). */
+sg_status sg_api_parse_event_query(const char *status, const char *limit, const char *after,
+                                   sg_list_query *q, char *err, size_t errlen);
 
 /* Fills q from the GET /sagas query arguments (each NULL or "" when absent:
  * status any, limit SG_API_LIMIT_DEFAULT, no cursor). q->after borrows

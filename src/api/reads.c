@@ -9,6 +9,7 @@
 #include "server_int.h"
 #include "sg/alloc.h"
 #include "sg/def.h"
+#include "sg/json.h"
 #include "sg/util.h"
 
 /* Caps on what we render: one record holds a request (<= max_body) and
@@ -156,6 +157,50 @@ enum MHD_Result sg__serve_list(sg_api *a, struct MHD_Connection *c)
         return sg__send_buf(c, MHD_HTTP_OK, &page.out, NULL);
     sg_api_page_free(&page);
     return ret;
+}
+
+/* GET /events: outbox entries, newest first, paged like /sagas (entries
+ * carry no payload, so a page of 1,000 stays small). */
+enum MHD_Result sg__serve_events(sg_api *a, struct MHD_Connection *c)
+{
+    int bad = 0;
+    const char *status = query_arg(c, "status", &bad);
+    const char *limit = query_arg(c, "limit", &bad);
+    const char *after = query_arg(c, "after", &bad);
+    sg_list_query q;
+    char err[256];
+    if (bad) return sg__send_detail(c, MHD_HTTP_BAD_REQUEST, "NUL byte in a query argument", NULL);
+    if (sg_api_parse_event_query(status, limit, after, &q, err, sizeof err) != SG_OK)
+        return sg__send_detail(c, MHD_HTTP_BAD_REQUEST, err, NULL);
+    sg_store_reader *r = sg__api_reader(a, err, sizeof err);
+    if (!r) return sg__send_detail(c, MHD_HTTP_SERVICE_UNAVAILABLE, err, NULL);
+
+    sg_event_rec *evs = NULL;
+    size_t n = 0;
+    char next[SG_CURSOR_MAX];
+    sg_status st = sg_store_list_events(r, &q, &evs, &n, next);
+    if (st == SG_EINVAL)
+        return sg__send_detail(c, MHD_HTTP_BAD_REQUEST, "malformed cursor in after", NULL);
+    if (st != SG_OK)
+        return sg__send_detailf(c, MHD_HTTP_SERVICE_UNAVAILABLE, "store error: %s",
+                                sg_store_reader_error(r));
+    sg_buf b;
+    sg_buf_init(&b, OUT_MAX_ONE);
+    st = sg_buf_adds(&b, "{\"events\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (st == SG_OK && i) st = sg_buf_addc(&b, ',');
+        if (st == SG_OK) st = sg_render_event(&b, &evs[i]);
+        sg_event_rec_free(&evs[i]);
+    }
+    free(evs);
+    if (st == SG_OK) st = sg_buf_adds(&b, "],\"next\":");
+    if (st == SG_OK) st = sg_json_add_cstr(&b, next[0] ? next : NULL);
+    if (st == SG_OK) st = sg_buf_addc(&b, '}');
+    if (st != SG_OK) {
+        sg_buf_free(&b);
+        return sg__send_detail(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "page too large to render", NULL);
+    }
+    return sg__send_buf(c, MHD_HTTP_OK, &b, NULL);
 }
 
 enum MHD_Result sg__serve_ready(sg_api *a, struct MHD_Connection *c)

@@ -179,6 +179,34 @@ sg_status sg_render_outcome(sg_buf *out, const sg_outcome *o, int async, int *ht
     return st;
 }
 
+sg_status sg_render_event(sg_buf *out, const sg_event_rec *ev)
+{
+    emit e = {out, SG_OK};
+    size_t start = out->len;
+    int http = ev->target != NULL; /* an HTTP compensation: its topic is its step */
+
+    put(&e, "{\"id\":");
+    put_str(&e, ev->id);
+    put(&e, ",\"topic\":");
+    put_str(&e, http ? NULL : ev->topic);
+    put(&e, ",\"url\":");
+    put_str(&e, ev->target);
+    put(&e, ",\"saga_id\":");
+    put_str(&e, ev->saga_id);
+    put(&e, ",\"status\":");
+    put_str(&e, sg_event_status_name(ev->status));
+    put(&e, ",\"attempts\":");
+    put_int(&e, ev->attempts);
+    put(&e, ",\"last_error\":");
+    put_str(&e, ev->last_error);
+    put(&e, ",\"created_at\":");
+    put_time(&e, ev->created_us);
+    put(&e, ",\"updated_at\":");
+    put_time(&e, ev->updated_us ? ev->updated_us : ev->created_us);
+    put(&e, "}");
+    return finish(&e, start);
+}
+
 sg_status sg_render_detail(sg_buf *out, const char *msg)
 {
     emit e = {out, SG_OK};

@@ -25,6 +25,11 @@ sg_status sg_render_saga(sg_buf *out, const sg_saga_rec *r, const sg_def *d);
 #define SG_RENDER_IDEM_CONFLICT "Idempotency-Key reused with a different request body"
 sg_status sg_render_outcome(sg_buf *out, const sg_outcome *o, int async, int *http_status);
 
+/* One GET /events entry: {"id","topic" (null for an HTTP call),"url" (null
+ * for an event),"saga_id","status","attempts","last_error","created_at",
+ * "updated_at"}. */
+sg_status sg_render_event(sg_buf *out, const sg_event_rec *ev);
+
 /* {"detail": "<msg>"} */
 sg_status sg_render_detail(sg_buf *out, const char *msg);
 

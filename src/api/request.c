@@ -31,6 +31,27 @@ sg_api_route_kind sg_api_route(const char *method, const char *url, const char *
         *allow = "POST";
         return SG_ROUTE_BAD_METHOD;
     }
+    /* "/saga/<36-char id>/retry" and "/events/<36-char id>/redeliver" */
+    static const struct {
+        const char *prefix, *suffix;
+        sg_api_route_kind kind;
+    } ops[] = {
+        {"/saga/", "/retry", SG_ROUTE_REDRIVE},
+        {"/events/", "/redeliver", SG_ROUTE_REDELIVER},
+    };
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        size_t pl = strlen(ops[i].prefix);
+        if (strncmp(url, ops[i].prefix, pl) != 0 ||
+            strlen(url) != pl + SG_ID_LEN + strlen(ops[i].suffix) ||
+            strcmp(url + pl + SG_ID_LEN, ops[i].suffix) != 0)
+            continue;
+        if (strcmp(method, "POST") == 0) {
+            *id = url + pl;
+            return ops[i].kind;
+        }
+        *allow = "POST";
+        return SG_ROUTE_BAD_METHOD;
+    }
     if (strncmp(url, saga_prefix, sizeof saga_prefix - 1) == 0) {
         if (is_get(method)) {
             *id = url + sizeof saga_prefix - 1;
@@ -44,6 +65,7 @@ sg_api_route_kind sg_api_route(const char *method, const char *url, const char *
         sg_api_route_kind kind;
     } reads[] = {
         {"/sagas", SG_ROUTE_LIST},
+        {"/events", SG_ROUTE_EVENTS},
         {"/healthz", SG_ROUTE_HEALTH},
         {"/readyz", SG_ROUTE_READY},
     };
@@ -116,21 +138,10 @@ sg_status sg_api_parse_content_length(const char *v, uint64_t *out)
     return SG_OK;
 }
 
-sg_status sg_api_parse_list_query(const char *status, const char *limit, const char *after,
-                                  sg_list_query *q, char *err, size_t errlen)
+/* limit and after of a listing (both NULL or "" when absent). */
+static sg_status parse_page(const char *limit, const char *after, sg_list_query *q, char *err,
+                            size_t errlen)
 {
-    q->status = -1;
-    q->limit = SG_API_LIMIT_DEFAULT;
-    q->after = NULL;
-
-    if (status && *status) {
-        sg_saga_status st;
-        if (sg_saga_status_parse(status, &st) != SG_OK) {
-            snprintf(err, errlen, "status must be IN_PROGRESS, COMPLETED or FAILED");
-            goto fail;
-        }
-        q->status = (int)st;
-    }
     if (limit && *limit) {
         /* Digits only and at most 4 of them (after leading zeros) keeps
          * the arithmetic trivially in range. */
@@ -144,7 +155,7 @@ sg_status sg_api_parse_list_query(const char *status, const char *limit, const c
             v = v * 10 + (unsigned long)(p[i] - '0');
         if (!ok || v < 1 || v > SG_API_LIMIT_MAX) {
             snprintf(err, errlen, "limit must be an integer from 1 to %d", SG_API_LIMIT_MAX);
-            goto fail;
+            return SG_EINVAL;
         }
         q->limit = v;
     }
@@ -153,17 +164,49 @@ sg_status sg_api_parse_list_query(const char *status, const char *limit, const c
          * longer cannot be one of ours. */
         if (strlen(after) >= SG_CURSOR_MAX) {
             snprintf(err, errlen, "malformed cursor in after");
-            goto fail;
+            return SG_EINVAL;
         }
         q->after = after;
     }
     return SG_OK;
+}
 
+static sg_status parse_query(int events, const char *status, const char *limit, const char *after,
+                             sg_list_query *q, char *err, size_t errlen)
+{
+    q->status = -1;
+    q->limit = SG_API_LIMIT_DEFAULT;
+    q->after = NULL;
+    if (status && *status) {
+        sg_saga_status ss;
+        sg_event_status es;
+        if (events ? sg_event_status_parse(status, &es) != SG_OK
+                   : sg_saga_status_parse(status, &ss) != SG_OK) {
+            snprintf(err, errlen,
+                     events ? "status must be PENDING, DELIVERED, PARKED or WITHDRAWN"
+                            : "status must be IN_PROGRESS, COMPLETED or FAILED");
+            goto fail;
+        }
+        q->status = events ? (int)es : (int)ss;
+    }
+    if (parse_page(limit, after, q, err, errlen) == SG_OK) return SG_OK;
 fail:
     q->status = -1;
     q->limit = SG_API_LIMIT_DEFAULT;
     q->after = NULL;
     return SG_EINVAL;
+}
+
+sg_status sg_api_parse_list_query(const char *status, const char *limit, const char *after,
+                                  sg_list_query *q, char *err, size_t errlen)
+{
+    return parse_query(0, status, limit, after, q, err, errlen);
+}
+
+sg_status sg_api_parse_event_query(const char *status, const char *limit, const char *after,
+                                   sg_list_query *q, char *err, size_t errlen)
+{
+    return parse_query(1, status, limit, after, q, err, errlen);
 }
 
 sg_status sg_api_check_body(const char *body, size_t len, char *err, size_t errlen)

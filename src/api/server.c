@@ -71,7 +71,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (!*req_cls) {
-        if (route == SG_ROUTE_START) return sg__start_begin(a, c, req_cls);
+        if (route == SG_ROUTE_START || route == SG_ROUTE_REDRIVE || route == SG_ROUTE_REDELIVER)
+            return sg__start_begin(a, c, req_cls, route, id);
         *req_cls = &read_marker;
         return MHD_YES;
     }
@@ -89,13 +90,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return sg__serve_get(a, c, id);
     case SG_ROUTE_LIST:
         return sg__serve_list(a, c);
+    case SG_ROUTE_EVENTS:
+        return sg__serve_events(a, c);
     case SG_ROUTE_HEALTH:
         return sg__send_literal(c, MHD_HTTP_OK, "{\"status\":\"ok\"}");
     case SG_ROUTE_READY:
         return sg__serve_ready(a, c);
     case SG_ROUTE_BAD_METHOD:
         return sg__send_detail(c, MHD_HTTP_METHOD_NOT_ALLOWED, "Method Not Allowed", allow);
-    case SG_ROUTE_START: /* not reached: has a start_ctx */
+    case SG_ROUTE_START: /* not reached: these have a start_ctx */
+    case SG_ROUTE_REDRIVE:
+    case SG_ROUTE_REDELIVER:
     case SG_ROUTE_NOT_FOUND:
     default:
         return sg__send_detail(c, MHD_HTTP_NOT_FOUND, "Not Found", NULL);

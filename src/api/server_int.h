@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "sg/api.h"
+#include "api_int.h"
 #include "sg/buf.h"
 
 typedef struct start_ctx start_ctx;
@@ -66,12 +67,16 @@ sg_store_reader *sg__api_reader(sg_api *a, char *err, size_t errlen);
 void sg__api_close_readers(sg_api *a);
 enum MHD_Result sg__serve_get(sg_api *a, struct MHD_Connection *c, const char *id);
 enum MHD_Result sg__serve_list(sg_api *a, struct MHD_Connection *c);
+enum MHD_Result sg__serve_events(sg_api *a, struct MHD_Connection *c);
 enum MHD_Result sg__serve_ready(sg_api *a, struct MHD_Connection *c);
 
 /* ---- start.c: POST /saga ------------------------------------------------------ */
 
-/* First call for POST /saga: checks headers, allocates the context. */
-enum MHD_Result sg__start_begin(sg_api *a, struct MHD_Connection *c, void **req_cls);
+/* First call for POST /saga (route SG_ROUTE_START), POST /saga/{id}/retry
+ * (SG_ROUTE_REDRIVE) or POST /events/{id}/redeliver (SG_ROUTE_REDELIVER,
+ * id borrowed from the URL): checks headers, allocates the context. */
+enum MHD_Result sg__start_begin(sg_api *a, struct MHD_Connection *c, void **req_cls,
+                                sg_api_route_kind route, const char *id);
 /* Later calls: body chunks, the end of the body, then the answer. */
 enum MHD_Result sg__start_continue(sg_api *a, struct MHD_Connection *c, start_ctx *x,
                                    const char *upload, size_t *upload_size);

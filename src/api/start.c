@@ -26,6 +26,7 @@
 #include "server_int.h"
 #include "sg/alloc.h"
 #include "sg/def.h"
+#include "sg/util.h"
 
 #define OUT_MAX_ONE ((size_t)64 << 20)
 
@@ -41,6 +42,8 @@ typedef struct reply {
 
 struct start_ctx {
     atomic_int refs;
+    sg_api_route_kind route;     /* SG_ROUTE_START, _REDRIVE or _REDELIVER */
+    char id[SG_ID_LEN + 1];      /* the saga or event a REDRIVE / REDELIVER names */
     sg_api *api;                 /* borrowed; see the file comment */
     struct MHD_Connection *conn; /* borrowed from MHD */
     sg_buf body;                 /* the request body, capped at max_body */
@@ -119,20 +122,54 @@ static void answer_unavailable_locked(start_ctx *x)
     answer_locked(x, &r);
 }
 
+/* A {"detail": msg} reply. */
+static void detail_reply(reply *r, unsigned status, const char *msg)
+{
+    sg_buf b;
+    memset(r, 0, sizeof *r);
+    sg_buf_init(&b, (size_t)-1);
+    sg_render_detail(&b, msg);
+    r->status = status;
+    r->body = sg_buf_take(&b, &r->len);
+}
+
+/* Loop thread: hands r to x (if still waiting) and drops the engine's
+ * reference. */
+static void deliver(start_ctx *x, reply *r)
+{
+    pthread_mutex_lock(&sg__start_mu);
+    if (x->state == CTX_WAITING) answer_locked(x, r);
+    pthread_mutex_unlock(&sg__start_mu);
+    free(r->body); /* NULL unless x was answered already */
+    ctx_release(x);
+}
+
+/* The answer to POST /events/{id}/redeliver; loop thread. */
+static void on_requeued(void *arg, sg_status st, const char *detail)
+{
+    start_ctx *x = arg;
+    reply r;
+    if (st == SG_OK)
+        detail_reply(&r, MHD_HTTP_ACCEPTED, "redelivery queued");
+    else if (st == SG_ECONFLICT)
+        detail_reply(&r, MHD_HTTP_CONFLICT, detail ? detail : "the event is not parked");
+    else
+        detail_reply(&r, MHD_HTTP_SERVICE_UNAVAILABLE, detail ? detail : sg_status_text(st));
+    deliver(x, &r);
+}
+
 /* The engine's outcome; loop thread. Rendered here, while o is alive. */
 static void on_outcome(void *arg, const sg_outcome *o)
 {
     start_ctx *x = arg;
     reply r = {0};
-    if (o->status != SG_EEXIST)
+    if (x->route == SG_ROUTE_REDRIVE && o->status == SG_ECONFLICT)
+        detail_reply(&r, MHD_HTTP_CONFLICT, o->detail ? o->detail : "not safe to redrive");
+    else if (o->status != SG_EEXIST)
         render_reply(&r, o, x->async);
     else /* the MHD thread compares it with the stored saga's */
         sg_buf_add(&x->body, o->request, o->request_len);
-    pthread_mutex_lock(&sg__start_mu);
-    if (x->state == CTX_WAITING) answer_locked(x, &r);
-    pthread_mutex_unlock(&sg__start_mu);
-    free(r.body); /* NULL unless x was answered already */
-    ctx_release(x);
+    deliver(x, &r);
 }
 
 /* ---- headers -------------------------------------------------------------- */
@@ -175,7 +212,8 @@ static sg_status check_headers(struct MHD_Connection *c, header_scan *h, char *e
     return SG_OK;
 }
 
-enum MHD_Result sg__start_begin(sg_api *a, struct MHD_Connection *c, void **req_cls)
+enum MHD_Result sg__start_begin(sg_api *a, struct MHD_Connection *c, void **req_cls,
+                                sg_api_route_kind route, const char *id)
 {
     header_scan h;
     char err[160];
@@ -189,8 +227,14 @@ enum MHD_Result sg__start_begin(sg_api *a, struct MHD_Connection *c, void **req_
         return sg__send_detailf(c, 413 /* Content Too Large */,
                                 "request body larger than %zu bytes", a->max_body);
 
+    if (route != SG_ROUTE_START && !(id && sg_uuid_valid(id, SG_ID_LEN)))
+        return sg__send_detail(c, MHD_HTTP_NOT_FOUND,
+                               route == SG_ROUTE_REDRIVE ? "Saga no encontrada" : "Event not found",
+                               NULL);
     start_ctx *x = sg_xcalloc(1, sizeof *x);
     atomic_init(&x->refs, 1); /* MHD's, dropped in sg__start_completed */
+    x->route = route;
+    if (route != SG_ROUTE_START) memcpy(x->id, id, SG_ID_LEN);
     x->api = a;
     x->conn = c;
     x->state = CTX_READING;
@@ -247,22 +291,21 @@ static stored_result answer_stored(sg_api *a, struct MHD_Connection *c, start_ct
 
 /* ---- handing over to the engine -------------------------------------------- */
 
-static enum MHD_Result submit(sg_api *a, struct MHD_Connection *c, start_ctx *x, const char *key)
-{
-    sg_start start = {.async = x->async};
-    start.body = sg_buf_take(&x->body, &start.body_len);
-    start.idem_key = key ? sg_xstrdup(key) : NULL;
+/* The engine call of one route; SG_OK once the engine holds the request
+ * (it answers through on_outcome or on_requeued), else nothing was taken. */
+typedef sg_status (*submit_fn)(sg_api *a, start_ctx *x, void *data);
 
+/* Suspends x and submits it. The suspend comes first so that the answer,
+ * whenever it comes, finds a suspended connection to resume; the lock is
+ * not held across the submit, so the engine's locks never nest in ours. */
+static enum MHD_Result hand_over(sg_api *a, struct MHD_Connection *c, start_ctx *x, submit_fn fn,
+                                 void *data)
+{
     pthread_mutex_lock(&sg__start_mu);
     if (a->closing) {
         pthread_mutex_unlock(&sg__start_mu);
-        free(start.body);
-        free(start.idem_key);
         return sg__send_detail(c, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down", NULL);
     }
-    /* Suspend before submitting so that on_outcome, whenever it runs,
-     * finds a suspended connection to resume; the lock is not held across
-     * the submit, so the engine's locks never nest inside ours. */
     atomic_fetch_add(&x->refs, 1); /* the engine's */
     x->state = CTX_WAITING;
     x->counted = 1;
@@ -271,15 +314,94 @@ static enum MHD_Result submit(sg_api *a, struct MHD_Connection *c, start_ctx *x,
     MHD_suspend_connection(c);
     pthread_mutex_unlock(&sg__start_mu);
 
-    if (sg_engine_submit(a->engine, &start, on_outcome, x) != SG_OK) {
+    if (fn(a, x, data) != SG_OK) {
         pthread_mutex_lock(&sg__start_mu);
         answer_unavailable_locked(x);
         pthread_mutex_unlock(&sg__start_mu);
-        free(start.body);
-        free(start.idem_key);
         ctx_release(x); /* the engine's reference: it never took it */
     }
     return MHD_YES;
+}
+
+static sg_status submit_start(sg_api *a, start_ctx *x, void *key)
+{
+    sg_start start = {.async = x->async};
+    start.body = sg_buf_take(&x->body, &start.body_len);
+    start.idem_key = key ? sg_xstrdup(key) : NULL;
+    sg_status st = sg_engine_submit(a->engine, &start, on_outcome, x);
+    free(start.body); /* NULL once taken */
+    free(start.idem_key);
+    return st;
+}
+
+static enum MHD_Result submit(sg_api *a, struct MHD_Connection *c, start_ctx *x, const char *key)
+{
+    return hand_over(a, c, x, submit_start, (void *)key);
+}
+
+/* ---- operators: redrive and redelivery ------------------------------------------ */
+
+static sg_status submit_redrive(sg_api *a, start_ctx *x, void *rec)
+{
+    return sg_engine_redrive(a->engine, rec, x->async, on_outcome, x);
+}
+
+/* POST /saga/{id}/retry (design §1): a FAILED saga whose failure published
+ * no compensation runs its failed step again. */
+static enum MHD_Result finish_redrive(sg_api *a, struct MHD_Connection *c, start_ctx *x)
+{
+    char err[256];
+    sg_store_reader *r = sg__api_reader(a, err, sizeof err);
+    if (!r) return sg__send_detail(c, MHD_HTTP_SERVICE_UNAVAILABLE, err, NULL);
+    sg_saga_rec rec;
+    sg_status st = sg_store_get(r, x->id, &rec);
+    enum MHD_Result ret;
+    if (st == SG_ENOTFOUND)
+        ret = sg__send_detail(c, MHD_HTTP_NOT_FOUND, "Saga no encontrada", NULL);
+    else if (st != SG_OK)
+        ret = sg__send_detailf(c, MHD_HTTP_SERVICE_UNAVAILABLE, "store error: %s",
+                               sg_store_reader_error(r));
+    else if (rec.status != SG_SAGA_FAILED)
+        ret = sg__send_detailf(c, MHD_HTTP_CONFLICT,
+                               "the saga is %s: only a FAILED saga can be retried",
+                               sg_saga_status_name(rec.status));
+    else if (rec.comp_status != SG_COMP_NONE)
+        ret = sg__send_detail(c, MHD_HTTP_CONFLICT,
+                              "its compensation was already published: running the saga again "
+                              "could redo what the compensation undid",
+                              NULL);
+    else
+        ret = hand_over(a, c, x, submit_redrive, &rec);
+    sg_saga_rec_free(&rec); /* empty if the engine took it */
+    return ret;
+}
+
+static sg_status submit_redeliver(sg_api *a, start_ctx *x, void *ev)
+{
+    return sg_engine_redeliver(a->engine, ev, on_requeued, x);
+}
+
+/* POST /events/{id}/redeliver: a parked compensation goes back to delivery. */
+static enum MHD_Result finish_redeliver(sg_api *a, struct MHD_Connection *c, start_ctx *x)
+{
+    char err[256];
+    sg_store_reader *r = sg__api_reader(a, err, sizeof err);
+    if (!r) return sg__send_detail(c, MHD_HTTP_SERVICE_UNAVAILABLE, err, NULL);
+    sg_event_rec ev;
+    sg_status st = sg_store_get_event(r, x->id, &ev);
+    enum MHD_Result ret;
+    if (st == SG_ENOTFOUND)
+        ret = sg__send_detail(c, MHD_HTTP_NOT_FOUND, "Event not found", NULL);
+    else if (st != SG_OK)
+        ret = sg__send_detailf(c, MHD_HTTP_SERVICE_UNAVAILABLE, "store error: %s",
+                               sg_store_reader_error(r));
+    else if (ev.status != SG_EVENT_PARKED)
+        ret = sg__send_detailf(c, MHD_HTTP_CONFLICT, "the event is %s, not PARKED",
+                               sg_event_status_name(ev.status));
+    else
+        ret = hand_over(a, c, x, submit_redeliver, &ev);
+    sg_event_rec_free(&ev); /* empty if the engine took it */
+    return ret;
 }
 
 /* The whole body is in: validate, answer idempotent repeats of finished
@@ -291,6 +413,13 @@ static enum MHD_Result finish_start(sg_api *a, struct MHD_Connection *c, start_c
     if (x->too_big)
         return sg__send_detailf(c, 413 /* Content Too Large */,
                                 "request body larger than %zu bytes", a->max_body);
+    if (x->route == SG_ROUTE_REDELIVER) return finish_redeliver(a, c, x);
+    if (x->route == SG_ROUTE_REDRIVE) {
+        if (check_headers(c, &h, err, sizeof err) != SG_OK)
+            return sg__send_detail(c, MHD_HTTP_BAD_REQUEST, err, NULL);
+        x->async = h.async;
+        return finish_redrive(a, c, x);
+    }
     const char *body = x->body.ptr ? x->body.ptr : "";
     sg_status st = sg_api_check_body(body, x->body.len, err, sizeof err);
     if (st != SG_OK)

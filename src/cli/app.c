@@ -146,6 +146,11 @@ static int open_parts(app *a, char *err, size_t errlen)
         snprintf(err, errlen, "cannot build the saga definition");
         return 2;
     }
+    sg_retry retry = SG_RETRY_DEFAULT;
+    retry.attempts = (int)c->step_retries + 1;
+    retry.backoff_ms = c->retry_backoff_ms;
+    if (retry.max_backoff_ms < retry.backoff_ms) retry.max_backoff_ms = retry.backoff_ms;
+    sg_def_set_retry(def, &retry);
     sg_def_register(def);
     /* A transient store failure (a lock held too long, an I/O hiccup) makes
      * the writer retry, never the engine drop a saga. */
@@ -154,7 +159,8 @@ static int open_parts(app *a, char *err, size_t errlen)
     if (st != SG_OK) return st == SG_EINVAL ? 2 : 1;
     sg_engine_options eo = {.step_timeout_ms = c->step_timeout_ms,
                             .max_inflight = c->max_inflight,
-                            .max_inflight_bytes = c->max_inflight_bytes};
+                            .max_inflight_bytes = c->max_inflight_bytes,
+                            .park_after_s = c->park_after_s};
     if (sg_engine_create(&a->engine, a->loop, &eo, a->store, a->bus, a->http, def) != SG_OK) {
         snprintf(err, errlen, "cannot create the engine");
         return 1;

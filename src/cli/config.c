@@ -43,6 +43,12 @@ static const char usage[] =
     "  --threads N            API threads, default 2              [SAGAD_THREADS]\n"
     "  --grace-ms N           shutdown grace period, default 5000 [SAGAD_GRACE_MS]\n"
     "  --conn-timeout-s N     idle/slow client timeout, default 30 [SAGAD_CONN_TIMEOUT_S]\n"
+    "  --step-retries N       extra attempts of a step after a transient failure,\n"
+    "                         default 0                           [SAGAD_STEP_RETRIES]\n"
+    "  --retry-backoff-ms N   first wait between attempts (doubling, full jitter,\n"
+    "                         capped at 10 s), default 100      [SAGAD_RETRY_BACKOFF_MS]\n"
+    "  --park-after S         park a compensation still undelivered after S seconds,\n"
+    "                         default 86400                        [SAGAD_PARK_AFTER]\n"
     "  --log-level LEVEL      debug|info|warn|error, default info [SAGAD_LOG_LEVEL]\n"
     "  --help                 this text\n"
     "\n"
@@ -126,6 +132,9 @@ enum {
     O_THREADS,
     O_GRACE,
     O_CONNTO,
+    O_RETRIES,
+    O_BACKOFF,
+    O_PARK,
     O_LOGLEVEL,
     O_HELP,
     O_COUNT
@@ -146,6 +155,9 @@ static const struct option longopts[] = {
     {"threads", required_argument, NULL, O_THREADS},
     {"grace-ms", required_argument, NULL, O_GRACE},
     {"conn-timeout-s", required_argument, NULL, O_CONNTO},
+    {"step-retries", required_argument, NULL, O_RETRIES},
+    {"retry-backoff-ms", required_argument, NULL, O_BACKOFF},
+    {"park-after", required_argument, NULL, O_PARK},
     {"log-level", required_argument, NULL, O_LOGLEVEL},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
@@ -167,6 +179,9 @@ static const char *env_names[O_COUNT - O_LISTEN] = {
     "SAGAD_THREADS",
     "SAGAD_GRACE_MS",
     "SAGAD_CONN_TIMEOUT_S",
+    "SAGAD_STEP_RETRIES",
+    "SAGAD_RETRY_BACKOFF_MS",
+    "SAGAD_PARK_AFTER",
     "SAGAD_LOG_LEVEL",
     NULL,
 };
@@ -202,6 +217,9 @@ static const struct numopt {
     {O_THREADS, 1, 64, "", FIELD(threads)},
     {O_GRACE, 0, 600000, "milliseconds ", FIELD(grace_ms)},
     {O_CONNTO, 1, 3600, "seconds ", FIELD(conn_timeout_s)},
+    {O_RETRIES, 0, 1000, "", FIELD(step_retries)},
+    {O_BACKOFF, 1, 3600000, "milliseconds ", FIELD(retry_backoff_ms)},
+    {O_PARK, 1, 31536000, "seconds ", FIELD(park_after_s)},
 };
 
 static void set_num(sg_config *c, const struct numopt *o, long n)
@@ -274,6 +292,9 @@ sg_status sg_config_parse(sg_config *c, int argc, char **argv, char *err, size_t
     c->ai_model_url = sg_xstrdup("http://ai-model-service/process");
     c->bus = sg_xstrdup("log:");
     c->step_timeout_ms = 3000;
+    c->step_retries = 0;
+    c->retry_backoff_ms = 100;
+    c->park_after_s = 86400;
     c->max_body = 1 << 20;
     c->max_response = 1 << 20;
     c->max_connections = 4096;

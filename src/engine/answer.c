@@ -14,6 +14,7 @@ void sg__answer(sg_engine *e, start_req *req, const sg_outcome *o)
     req->cb(req->arg, o);
     free(req->in.body);
     free(req->in.idem_key);
+    sg_saga_rec_free(&req->saga);
     free(req);
     e->nwaiting--;
 }
@@ -137,4 +138,71 @@ void sg__start(sg_engine *e, start_req *req)
     sg__saga_begin_step(s, 0, w);
     sg_write_saga_insert(w, r); /* with step 0 RUNNING */
     sg__saga_commit(s, w, NULL, after_insert);
+}
+
+/* ---- redrive ------------------------------------------------------------ */
+
+static void after_redrive(saga *s, sg_status st)
+{
+    if (st == SG_ECONFLICT) {
+        /* The store says it is no longer FAILED without compensation. */
+        sg__saga_fail_waiters(s, SG_ECONFLICT,
+                              "the saga changed meanwhile: it is no longer FAILED without a "
+                              "published compensation");
+        sg__saga_free(s);
+        return;
+    }
+    if (st != SG_OK) {
+        sg__saga_store_failed(s, st);
+        return;
+    }
+    sg__saga_log_step(s, s->cur);
+    sg__saga_answer(s);
+    sg__saga_act(s);
+}
+
+void sg__redrive(sg_engine *e, start_req *req)
+{
+    sg_saga_rec *rec = &req->saga;
+    saga *running = NULL;
+    HASH_FIND(hh, e->sagas, rec->id, strlen(rec->id), running);
+    if (running) { /* a concurrent redrive started it: answer with that run */
+        DL_APPEND(running->waiters, req);
+        sg__saga_answer(running);
+        return;
+    }
+    const sg_def *def = sg_def_find(rec->def_name);
+    size_t f = 0;
+    while (f < rec->nsteps && rec->steps[f].status != SG_STEP_FAILED)
+        f++;
+    if (!def || def->nsteps != rec->nsteps || f == rec->nsteps) {
+        sg__answer_fail(e, req, SG_ECONFLICT,
+                        "its definition is unknown or changed, or no step failed");
+        return;
+    }
+    if (e->nsagas >= e->opt.max_inflight ||
+        e->held_bytes + rec->request_len > e->opt.max_inflight_bytes) {
+        sg__answer_fail(e, req, SG_EBUSY, "too many sagas in flight; retry later");
+        return;
+    }
+    saga *s = sg__saga_new(e, def);
+    s->rec = *rec; /* takes the members */
+    memset(rec, 0, sizeof *rec);
+    s->durable = 1;
+    s->cur = f;
+    s->rec.status = SG_SAGA_IN_PROGRESS;
+    free(s->rec.error);
+    s->rec.error = NULL;
+    s->rec.updated_us = sg_now_us();
+    sg__saga_index(s);
+    DL_APPEND(s->waiters, req);
+
+    sg_write *w = sg_write_create();
+    /* Only from the state the API saw; the store decides any race. */
+    sg_write_saga_expect(w, s->rec.id, SG_SAGA_FAILED, SG_COMP_NONE);
+    sg__saga_begin_step(s, f, w); /* a new attempt, a new event for a publish */
+    sg_write_step_update(w, s->rec.id, f, &s->rec.steps[f]);
+    sg_write_saga_update(w, s->rec.id, s->rec.status, s->rec.comp_status, NULL, s->rec.updated_us);
+    sg_log(SG_LOG_INFO, "saga %s redriven from step %zu/%zu", s->rec.id, f + 1, s->rec.nsteps);
+    sg__saga_commit(s, w, NULL, after_redrive);
 }

@@ -27,10 +27,21 @@ static void on_intake(uv_async_t *h)
     {
         DL_DELETE(queue, req);
         e->nwaiting++;
-        if (!e->accepting || e->halted)
+        if (req->kind == REQ_REDELIVER) {
+            e->nwaiting--; /* answered by cmd_cb, not as a waiter */
+            if (!e->accepting || e->halted)
+                req->cmd_cb(req->arg, SG_ECLOSED, "sagad is shutting down");
+            else
+                sg__comp_redeliver(e, &req->event, req->cmd_cb, req->arg);
+            sg_event_rec_free(&req->event);
+            free(req);
+        } else if (!e->accepting || e->halted) {
             sg__answer_fail(e, req, SG_ECLOSED, "sagad is shutting down");
-        else
+        } else if (req->kind == REQ_REDRIVE) {
+            sg__redrive(e, req);
+        } else {
             sg__start(e, req);
+        }
     }
 }
 
@@ -152,23 +163,64 @@ sg_status sg_engine_start(sg_engine *e, char *err, size_t errlen)
     return st;
 }
 
-sg_status sg_engine_submit(sg_engine *e, sg_start *start, sg_start_cb cb, void *arg)
+/* Queues req for the loop; SG_ECLOSED (req not queued) once halted. */
+static sg_status enqueue(sg_engine *e, start_req *req)
 {
-    start_req *req = sg_xcalloc(1, sizeof *req);
-    req->in = *start;
-    req->cb = cb;
-    req->arg = arg;
     pthread_mutex_lock(&e->lock);
     /* Sent under the lock: halt sets closed under it before it closes the
      * handle, so the handle is alive here. */
     if (e->closed || uv_async_send(&e->async) != 0) {
         pthread_mutex_unlock(&e->lock);
-        free(req);
         return SG_ECLOSED;
     }
     DL_APPEND(e->intake, req);
     pthread_mutex_unlock(&e->lock);
+    return SG_OK;
+}
+
+sg_status sg_engine_submit(sg_engine *e, sg_start *start, sg_start_cb cb, void *arg)
+{
+    start_req *req = sg_xcalloc(1, sizeof *req);
+    req->kind = REQ_START;
+    req->in = *start;
+    req->cb = cb;
+    req->arg = arg;
+    if (enqueue(e, req) != SG_OK) {
+        free(req);
+        return SG_ECLOSED;
+    }
     start->body = start->idem_key = NULL; /* taken */
+    return SG_OK;
+}
+
+sg_status sg_engine_redrive(sg_engine *e, sg_saga_rec *rec, int async, sg_start_cb cb, void *arg)
+{
+    start_req *req = sg_xcalloc(1, sizeof *req);
+    req->kind = REQ_REDRIVE;
+    req->in.async = async;
+    req->cb = cb;
+    req->arg = arg;
+    req->saga = *rec;
+    if (enqueue(e, req) != SG_OK) {
+        free(req);
+        return SG_ECLOSED;
+    }
+    memset(rec, 0, sizeof *rec); /* taken */
+    return SG_OK;
+}
+
+sg_status sg_engine_redeliver(sg_engine *e, sg_event_rec *ev, sg_cmd_cb cb, void *arg)
+{
+    start_req *req = sg_xcalloc(1, sizeof *req);
+    req->kind = REQ_REDELIVER;
+    req->cmd_cb = cb;
+    req->arg = arg;
+    req->event = *ev;
+    if (enqueue(e, req) != SG_OK) {
+        free(req);
+        return SG_ECLOSED;
+    }
+    memset(ev, 0, sizeof *ev); /* taken */
     return SG_OK;
 }
 
@@ -215,11 +267,6 @@ void sg_engine_destroy(sg_engine *e)
     sg_engine_halt(e);
     saga *s, *tmp;
     HASH_ITER(hh, e->sagas, s, tmp) sg__saga_free(s);
-    outbox_ev *ev, *etmp;
-    DL_FOREACH_SAFE(e->comps, ev, etmp)
-    {
-        DL_DELETE(e->comps, ev);
-        sg__ev_free(ev);
-    }
+    sg__comp_free_all(e);
     uv_close((uv_handle_t *)&e->async, on_async_closed);
 }

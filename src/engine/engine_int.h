@@ -13,12 +13,20 @@
 
 typedef struct saga saga;
 typedef struct outbox_ev outbox_ev;
+typedef struct comp_queue comp_queue;
 
-/* A start request from submit until it is answered; engine-owned. */
+/* What the API hands over: a start, a redrive or a redelivery. */
+typedef enum { REQ_START, REQ_REDRIVE, REQ_REDELIVER } req_kind;
+
+/* A request from submit until it is answered; engine-owned. */
 typedef struct start_req {
-    sg_start in; /* body and idem_key owned */
+    req_kind kind;
+    sg_start in; /* body and idem_key owned (REQ_REDRIVE: in.async only) */
     sg_start_cb cb;
     void *arg;
+    sg_saga_rec saga;              /* REQ_REDRIVE: the failed saga; owned */
+    sg_event_rec event;            /* REQ_REDELIVER: the parked event; owned */
+    sg_cmd_cb cmd_cb;              /* REQ_REDELIVER's answer */
     struct start_req *prev, *next; /* the intake queue, then its saga's waiters */
 } start_req;
 
@@ -46,7 +54,8 @@ struct outbox_ev {
     sg_bus_pub *pub;        /* bus publish in flight */
     sg_http_call *call;     /* HTTP compensation in flight */
     uv_timer_t timer;       /* redelivery backoff */
-    outbox_ev *prev, *next; /* eng->comps, or a list being built */
+    comp_queue *q;          /* a compensation's: its saga's queue (outbox.c) */
+    outbox_ev *prev, *next; /* q->list, or a list being built */
     UT_hash_handle hh;      /* recovery's step events by saga id */
 };
 
@@ -65,9 +74,9 @@ struct sg_engine {
 
     int accepting;
     int halted;
-    saga *sagas;      /* by id */
-    saga *by_idem;    /* by Idempotency-Key, sagas in memory only */
-    outbox_ev *comps; /* compensations not yet delivered */
+    saga *sagas;         /* by id */
+    saga *by_idem;       /* by Idempotency-Key, sagas in memory only */
+    comp_queue *cqueues; /* undelivered compensations, one queue per saga */
     size_t nsagas;
     size_t nwaiting;
     size_t held_bytes; /* requests of sagas in memory + compensation payloads */
@@ -79,6 +88,7 @@ uint64_t sg__mono_ms(void);
 
 /* answer.c: turning start requests into sagas and outcomes. */
 void sg__start(sg_engine *e, start_req *req);
+void sg__redrive(sg_engine *e, start_req *req);
 void sg__answer(sg_engine *e, start_req *req, const sg_outcome *o);
 void sg__answer_fail(sg_engine *e, start_req *req, sg_status st, const char *detail);
 /* Answers the waiters that can be answered now: async ones once the saga
@@ -116,8 +126,12 @@ void sg__saga_log_step(saga *s, size_t i);
 /* outbox.c */
 outbox_ev *sg__ev_create(sg_engine *e, const sg_event_rec *rec);
 void sg__ev_free(outbox_ev *ev);
-/* Takes ev: delivers it until acknowledged, with backoff. */
+/* Takes ev: queues it behind its saga's earlier compensations and
+ * delivers it until acknowledged (or parks it). A PARKED ev waits. */
 void sg__comp_deliver(sg_engine *e, outbox_ev *ev);
+/* Re-queues the parked event rec (taken) once its state is durable. */
+void sg__comp_redeliver(sg_engine *e, sg_event_rec *rec, sg_cmd_cb cb, void *arg);
 void sg__comp_halt(sg_engine *e);
+void sg__comp_free_all(sg_engine *e);
 
 #endif

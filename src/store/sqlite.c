@@ -67,17 +67,19 @@ static const struct {
                                         ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)"},
     [Q_EVENT_UPDATE] = {"update event", "UPDATE outbox SET status=?2, attempts=?3, last_error=?4, "
                                         "updated_us=?5 WHERE id=?1"},
-    /* The compensation rule of sg_write_event_update: once the delivered
-     * event ?1 was a compensation and none of its saga's compensation
-     * events is still PENDING (0) or PARKED (3), the saga's comp_status is
-     * COMPLETED (2).
-     * The unary + keeps the planner on outbox_saga (a saga's few events)
-     * instead of outbox_pending, which grows large while a broker is down. */
-    [Q_COMP_DONE] = {"complete compensation",
-                     "UPDATE sagas SET comp_status=2, updated_us=max(updated_us, ?2) "
-                     "WHERE id=(SELECT saga_id FROM outbox WHERE id=?1 AND compensation=1) "
-                     "AND comp_status<>2 AND NOT EXISTS(SELECT 1 FROM outbox o WHERE "
-                     "o.saga_id=sagas.id AND o.compensation=1 AND +o.status IN (0,3))"},
+    /* The compensation rule of sg_write_event_update: a saga's
+     * comp_status follows its compensation events (?1 is one of them):
+     * PARKED (3) while one is parked, else PENDING (1) while one is pending
+     * (0), else COMPLETED (2). The unary + keeps the planner on outbox_saga
+     * (a saga's few events) rather than a status index. */
+    [Q_COMP_DONE] = {"settle compensation status",
+                     "UPDATE sagas SET comp_status=c, updated_us=max(updated_us, ?2) FROM "
+                     "(SELECT s.id AS sid, CASE WHEN EXISTS(SELECT 1 FROM outbox o WHERE "
+                     "o.saga_id=s.id AND o.compensation=1 AND +o.status=3) THEN 3 WHEN "
+                     "EXISTS(SELECT 1 FROM outbox o WHERE o.saga_id=s.id AND o.compensation=1 "
+                     "AND +o.status=0) THEN 1 ELSE 2 END AS c FROM sagas s WHERE s.id=(SELECT "
+                     "saga_id FROM outbox WHERE id=?1 AND compensation=1)) WHERE sagas.id=sid "
+                     "AND comp_status<>c"},
     /* Guards: they match the row only in the expected state (a write whose
      * guard matches nothing fails alone with SG_ECONFLICT). */
     [Q_SAGA_EXPECT] = {"check saga state", "UPDATE sagas SET status=status WHERE id=?1 AND "
@@ -104,7 +106,7 @@ static const struct {
                                          "ORDER BY created_us, id"},
     /* status=0 spelled as a literal so the partial index applies. */
     [Q_PENDING_EVENTS] = {"load pending events", "SELECT " EVENT_COLS " FROM outbox WHERE "
-                                                 "status=0 ORDER BY created_us, id"},
+                                                 "status=0 OR status=3 ORDER BY created_us, id"},
     [Q_GET_EVENT] = {"get event", "SELECT " EVENT_COLS " FROM outbox WHERE id=?1"},
     /* Outbox listing, newest first, by the same keyset as the sagas. */
     [Q_EVENTS] = {"list events", "SELECT " EVENT_COLS " FROM outbox ORDER BY created_us DESC, "

@@ -215,8 +215,8 @@ static sg_status apply_event_insert(txn *t, const sg_event_rec *e)
     return run(t, &b, 0);
 }
 
-/* Also applies the compensation rule (Q_COMP_DONE) once an event is
- * delivered. */
+/* Also applies the compensation rule (Q_COMP_DONE): a compensation's
+ * status change moves its saga's comp_status with it. */
 static sg_status apply_event_update(txn *t, const sg_write_op *op)
 {
     binder b;
@@ -227,7 +227,7 @@ static sg_status apply_event_update(txn *t, const sg_write_op *op)
     bind_text(&b, 4, op->u.event_update.last_error);
     bind_int(&b, 5, op->u.event_update.updated_us);
     sg_status st = run(t, &b, 1);
-    if (st != SG_OK || op->u.event_update.status != SG_EVENT_DELIVERED) return st;
+    if (st != SG_OK || op->u.event_update.status == SG_EVENT_WITHDRAWN) return st;
     if (!prep(t, Q_COMP_DONE, &b)) return SG_EIO;
     bind_text(&b, 1, op->u.event_update.id);
     bind_int(&b, 2, sg_now_us());

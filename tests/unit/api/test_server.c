@@ -154,6 +154,34 @@ static void engine_flush(void)
     }
 }
 
+/* Redrive and redelivery: answered at once, on the calling thread's
+ * behalf from the worker's point of view (the API must cope). */
+static int redrives, redelivers;
+
+sg_status sg_engine_redrive(sg_engine *e, sg_saga_rec *rec, int async, sg_start_cb cb, void *arg)
+{
+    (void)e;
+    redrives++;
+    sg_outcome o;
+    sg_outcome_running(&o, rec->id);
+    if (!async) {
+        o.saga_status = SG_SAGA_COMPLETED;
+        o.result = "redriven";
+    }
+    cb(arg, &o);
+    sg_saga_rec_free(rec);
+    return SG_OK;
+}
+
+sg_status sg_engine_redeliver(sg_engine *e, sg_event_rec *ev, sg_cmd_cb cb, void *arg)
+{
+    (void)e;
+    redelivers++;
+    cb(arg, SG_OK, NULL);
+    sg_event_rec_free(ev);
+    return SG_OK;
+}
+
 /* ---- fake store and bus --------------------------------------------------- */
 
 struct sg_store {
@@ -209,6 +237,48 @@ static void fill(sg_saga_rec *r, int running)
     }
 }
 
+#define FAILED_ID "2f8fad5b-d9cb-469f-a165-70867728950e"
+#define PARKED_ID "3f8fad5b-d9cb-469f-a165-70867728950e"
+#define DONE_EV_ID "4f8fad5b-d9cb-469f-a165-70867728950e"
+
+static void fill_event(sg_event_rec *e, int parked)
+{
+    memset(e, 0, sizeof *e);
+    strcpy(e->id, parked ? PARKED_ID : DONE_EV_ID);
+    strcpy(e->saga_id, KNOWN_ID);
+    e->topic = sg_xstrdup("tokenizer_compensation");
+    e->payload = sg_xstrdup("{}");
+    e->payload_len = 2;
+    e->compensation = 1;
+    e->status = parked ? SG_EVENT_PARKED : SG_EVENT_DELIVERED;
+    e->attempts = parked ? 7 : 1;
+    e->last_error = parked ? sg_xstrdup("webhook answered HTTP 403") : NULL;
+    e->created_us = INT64_C(1795860000000000);
+}
+
+sg_status sg_store_get_event(sg_store_reader *r, const char *id, sg_event_rec *out)
+{
+    assert_int_equal(r->magic, 42);
+    memset(out, 0, sizeof *out);
+    if (strcmp(id, PARKED_ID) == 0 || strcmp(id, DONE_EV_ID) == 0) {
+        fill_event(out, strcmp(id, PARKED_ID) == 0);
+        return SG_OK;
+    }
+    return SG_ENOTFOUND;
+}
+
+sg_status sg_store_list_events(sg_store_reader *r, const sg_list_query *q, sg_event_rec **out,
+                               size_t *n, char next[SG_CURSOR_MAX])
+{
+    assert_int_equal(r->magic, 42);
+    next[0] = '\0';
+    *out = sg_xcalloc(2, sizeof **out);
+    *n = 0;
+    if (q->status < 0 || q->status == SG_EVENT_PARKED) fill_event(&(*out)[(*n)++], 1);
+    if (q->status < 0 || q->status == SG_EVENT_DELIVERED) fill_event(&(*out)[(*n)++], 0);
+    return SG_OK;
+}
+
 sg_status sg_store_get(sg_store_reader *r, const char *id, sg_saga_rec *out)
 {
     assert_int_equal(r->magic, 42);
@@ -217,7 +287,12 @@ sg_status sg_store_get(sg_store_reader *r, const char *id, sg_saga_rec *out)
         fill(out, 0);
     else if (strcmp(id, RUNNING_ID) == 0)
         fill(out, 1);
-    else
+    else if (strcmp(id, FAILED_ID) == 0) {
+        fill(out, 0);
+        strcpy(out->id, FAILED_ID);
+        out->status = SG_SAGA_FAILED;
+        out->steps[0].status = SG_STEP_FAILED;
+    } else
         return SG_ENOTFOUND;
     return SG_OK;
 }
@@ -820,6 +895,56 @@ static void test_key_taken_meanwhile(void **state)
     assert_int_equal(pending_settled(), 0);
 }
 
+/* The operator routes: redrive, the outbox listing and redelivery. */
+static void test_operator_routes(void **state)
+{
+    (void)state;
+    resp r;
+    redrives = redelivers = 0;
+    assert_int_equal(request(&r, "POST", "/saga/" FAILED_ID "/retry", "", NULL), 200);
+    assert_non_null(strstr(r.body.ptr, "\"result\":\"redriven\""));
+    resp_free(&r);
+    const char *async[] = {"Prefer: respond-async", NULL};
+    assert_int_equal(request(&r, "POST", "/saga/" FAILED_ID "/retry", NULL, async), 202);
+    assert_string_equal(r.location, "/saga/" FAILED_ID);
+    resp_free(&r);
+    assert_int_equal(redrives, 2);
+    assert_int_equal(request(&r, "POST", "/saga/" KNOWN_ID "/retry", "", NULL), 409);
+    assert_string_equal(
+        r.body.ptr, "{\"detail\":\"the saga is COMPLETED: only a FAILED saga can be retried\"}");
+    resp_free(&r);
+    assert_int_equal(
+        request(&r, "POST", "/saga/5f8fad5b-d9cb-469f-a165-70867728950e/retry", "", NULL), 404);
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/saga/" FAILED_ID "/retry", NULL, NULL), 405);
+    assert_string_equal(r.allow, "POST");
+    resp_free(&r);
+    assert_int_equal(redrives, 2);
+
+    assert_int_equal(request(&r, "GET", "/events?status=PARKED", NULL, NULL), 200);
+    assert_string_equal(r.body.ptr,
+                        "{\"events\":[{\"id\":\"" PARKED_ID
+                        "\",\"topic\":\"tokenizer_compensation\",\"url\":null,"
+                        "\"saga_id\":\"" KNOWN_ID "\",\"status\":\"PARKED\",\"attempts\":7,"
+                        "\"last_error\":\"webhook answered HTTP "
+                        "403\",\"created_at\":\"2026-11-28T10:00:00.000000Z\","
+                        "\"updated_at\":\"2026-11-28T10:00:00.000000Z\"}],\"next\":null}");
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/events?status=LOST", NULL, NULL), 400);
+    resp_free(&r);
+    assert_int_equal(request(&r, "POST", "/events/" PARKED_ID "/redeliver", "", NULL), 202);
+    resp_free(&r);
+    assert_int_equal(request(&r, "POST", "/events/" DONE_EV_ID "/redeliver", "", NULL), 409);
+    assert_string_equal(r.body.ptr, "{\"detail\":\"the event is DELIVERED, not PARKED\"}");
+    resp_free(&r);
+    assert_int_equal(
+        request(&r, "POST", "/events/6f8fad5b-d9cb-469f-a165-70867728950e/redeliver", "", NULL),
+        404);
+    resp_free(&r);
+    assert_int_equal(redelivers, 1);
+    assert_int_equal(pending_settled(), 0);
+}
+
 static void test_keepalive(void **state)
 {
     (void)state;
@@ -1012,6 +1137,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_post_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_taken_meanwhile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_operator_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_engine_closed, setup, teardown),
