@@ -237,7 +237,7 @@ static sg_status nats_health(void *state, char *why, size_t n)
     if (!nb->ready || !nb->nc)
         snprintf(why, n, "%s", nb->down_why);
     else if (natsConnection_Status(nb->nc) != NATS_CONN_STATUS_CONNECTED)
-        snprintf(why, n, "NATS: connection to %s lost; reconnecting", nb->cfg.shown);
+        snprintf(why, n, "connection to %s lost; reconnecting", nb->cfg.shown);
     else
         st = SG_OK;
     uv_mutex_unlock(&nb->hmu);

@@ -1,6 +1,6 @@
 /* The NATS JetStream bus, shared between its two files: nats.c (the bus
- * ops: publish, acks, deadlines, cancel, health, destroy) and nats_conn.c
- * (the URL, the connection made and kept in the background, the stream).
+ * ops: publish, acks, deadlines, cancel, health, destroy), nats_conn.c (the
+ * connection made and kept in the background, the stream) and nats_url.c.
  *
  * Threads. The loop thread owns every field below except those marked
  * otherwise. libnats runs socket I/O on the loop (its libuv adapter) but
@@ -100,9 +100,11 @@ typedef struct nats_bus {
     char down_why[256]; /* why not, when not */
 } nats_bus;
 
-/* nats_conn.c */
+/* nats_url.c: on failure err says why (SG_EINVAL) and cfg is empty. */
 sg_status sg__nats_cfg_parse(nats_cfg *cfg, const char *url, char *err, size_t errlen);
 void sg__nats_cfg_free(nats_cfg *cfg);
+
+/* nats_conn.c */
 /* Registry: add at create, remove at destroy (then no handler reaches nb;
  * the items still queued are returned, for the caller to free). */
 void sg__nats_register(nats_bus *nb);
