@@ -446,8 +446,11 @@ sg_status sg__nats_start(nats_bus *nb, char *err, size_t errlen)
 void sg__nats_conn_event(nats_bus *nb, int kind)
 {
     switch (kind) {
+    /* An event may come late, from a connection since replaced or back up:
+     * each one is checked against the connection as it is now. */
     case ITEM_DISCONNECTED:
         sg_log(SG_LOG_WARN, "NATS: disconnected from %s; reconnecting", nb->cfg.shown);
+        if (nb->nc && natsConnection_Status(nb->nc) == NATS_CONN_STATUS_CONNECTED) break;
         sg__nats_set_health(nb, 0, "disconnected from %s; reconnecting", nb->cfg.shown);
         break;
     case ITEM_RECONNECTED:
@@ -455,7 +458,7 @@ void sg__nats_conn_event(nats_bus *nb, int kind)
         if (nb->nc) start_work(nb);
         break;
     case ITEM_CLOSED:
-        if (!nb->nc) break;
+        if (!nb->nc || natsConnection_Status(nb->nc) != NATS_CONN_STATUS_CLOSED) break;
         sg_log(SG_LOG_WARN, "NATS: connection to %s closed; connecting again", nb->cfg.shown);
         sg__nats_conn_stop(nb);
         if (!nb->nc) uv_timer_start(&nb->retry, on_retry, RETRY_MS, 0);
