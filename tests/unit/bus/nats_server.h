@@ -126,6 +126,20 @@ static void nats_server_stop(nats_server *s, int sig)
     s->pid = 0;
 }
 
+/* Freezes it (connections stay open, nothing is answered) and returns once
+ * it is stopped; nats_server_resume thaws it. */
+static void nats_server_pause(nats_server *s)
+{
+    int st;
+    kill(s->pid, SIGSTOP);
+    waitpid(s->pid, &st, WUNTRACED);
+}
+
+static void nats_server_resume(nats_server *s)
+{
+    kill(s->pid, SIGCONT);
+}
+
 /* Stops it for good and removes its store. */
 static void nats_server_destroy(nats_server *s)
 {

@@ -362,14 +362,14 @@ static void test_timeout_and_no_stream(void **state)
     assert_non_null(strstr(a.why, "no JetStream stream takes subject 'nobody_listens'"));
 
     /* A broker that stops answering: the publish gives up after its timeout. */
-    kill(f->srv.pid, SIGSTOP);
+    nats_server_pause(&f->srv);
     ack b = {0};
     sg_event_rec ev2 = make_event(2, "tokenizer_event");
     uint64_t t0 = loop_ms();
     assert_int_equal(sg_bus_publish(f->bus, &ev2, 300, on_ack, &b, NULL), SG_OK);
     assert_true(loop_run_until(&f->loop, acked, &b, 3000));
     uint64_t took = loop_ms() - t0;
-    kill(f->srv.pid, SIGCONT);
+    nats_server_resume(&f->srv);
     assert_int_equal(b.st, SG_ETIMEOUT);
     assert_string_equal(b.why, "NATS: no JetStream ack within 300 ms");
     assert_true(took >= 290 && took < 1500);
