@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Benchmark: synchronous POST /saga with wrk against sagad and, in the same
-# run on the same stubs and load, the tuned Python peer (shared/reference).
+# Benchmark: synchronous POST /saga with wrk against sagad (webhook bus, then
+# NATS JetStream on a local nats-server) and, in the same run on the same
+# stubs and load, the tuned Python peer (shared/reference).
 # Prints requests/s, latency, sagad's peak RSS, and the ratio.
 #
 #   bench/run.sh                 # 64 connections, 10 s each
 #   CONNS=256 DURATION=20 bench/run.sh
 #   PEER=none bench/run.sh       # sagad only
+#   NATS=0 bench/run.sh          # without the run on NATS JetStream (--bus nats://)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -56,6 +58,31 @@ t1=$(ticks $gpid)
 rss=$(awk '/VmHWM/{print $2}' /proc/$gpid/status)
 echo "$sag peak_rss_kb=$rss $(cpu_per_saga "$t0" "$t1" "$sag")"
 kill -TERM $gpid; wait $gpid || true
+
+# The same load with events on NATS JetStream (a real nats-server -js) instead
+# of the webhook. NATS=0 skips it.
+if [ "${NATS:-1}" != 0 ]; then
+  command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || ./scripts/deps.sh nats-server
+  nport=$(free_port)
+  "$(command -v nats-server || echo /usr/sbin/nats-server)" -js -a 127.0.0.1 -p "$nport" \
+    -sd "$work/nats" >"$work/nats.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$nport") 2>/dev/null && break; sleep 0.05; done
+  nsport=$(free_port)
+  "$BUILD/sagad" --listen "127.0.0.1:$nsport" --db "$work/sagad-nats.db" --anonymizer-url "$anon" \
+    --ai-model-url "$ai" --bus "nats://127.0.0.1:$nport" --log-level "${LOG_LEVEL:-info}" \
+    2>"$work/sagad-nats.log" &
+  npid=$!
+  pids+=($npid)
+  wait_http "http://127.0.0.1:$nsport/readyz"
+  curl -fsS -o /dev/null -X POST "http://127.0.0.1:$nsport/saga" -d '{"warm":1}'
+  t0=$(ticks $npid)
+  nat=$(run_wrk sagad-nats "http://127.0.0.1:$nsport")
+  t1=$(ticks $npid)
+  rss=$(awk '/VmHWM/{print $2}' /proc/$npid/status)
+  echo "$nat peak_rss_kb=$rss $(cpu_per_saga "$t0" "$t1" "$nat")"
+  kill -TERM $npid; wait $npid || true
+fi
 
 if [ "$PEER" = tuned ] || [ "$PEER" = reference ]; then
   pport=$(free_port)

@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libuv1-dev
       libsqlite3-dev libjansson-dev libcmocka-dev uthash-dev python3 curl clang clang-format
-      libclang-rt-14-dev "$@")
+      libclang-rt-14-dev libnats-dev nats-server "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

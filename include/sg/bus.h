@@ -1,7 +1,8 @@
 /* Event transports ("bus"), chosen at run time by URL scheme:
  *   log:                  print the envelope to stdout, acknowledged at once
  *   http://host:port/path webhook: POST the envelope, 2xx = acknowledged
- *   (nats:// and pulsar:// are later backends: one file each)
+ *   nats://host:port      NATS JetStream, subject = topic; the publish ack acknowledges
+ *   (pulsar:// is a later backend: one file)
  * Threads: every function runs on the loop thread, except sg_bus_health and
  * the predicates and name (sg_bus_is_*, sg_bus_name), which any thread may
  * call while the bus exists. */
