@@ -109,7 +109,8 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
         snprintf(it->why, sizeof it->why, "NATS: no JetStream stream takes subject '%s'",
                  subj ? subj : "");
     } else {
-        it->st = pae->ErrCode ? SG_EPROTO : SG_EIO;
+        /* An error code is JetStream's answer (limits, permissions): final. */
+        it->st = pae->ErrCode ? SG_EREFUSED : SG_EIO;
         snprintf(it->why, sizeof it->why, "NATS: JetStream refused the event: %s (%s, code %d)",
                  pae->ErrText ? pae->ErrText : "", natsStatus_GetText(pae->Err), (int)pae->ErrCode);
     }
