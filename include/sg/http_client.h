@@ -13,7 +13,7 @@ typedef struct sg_http_client sg_http_client;
 typedef struct sg_http_call sg_http_call;
 
 typedef struct sg_http_client_options {
-    size_t max_response; /* cap on an answer body; default 1 MiB */
+    size_t max_response; /* cap on an answer body; default 8 MiB */
     /* Calls running at once per downstream host (scheme://host:port);
      * default 4096. Further calls to that host wait for a slot before their
      * timeout starts, and never hold up calls to other hosts. */

@@ -55,6 +55,9 @@ void sg_write_event_update(sg_write *w, const char *event_id, sg_event_status st
 void sg_write_saga_expect(sg_write *w, const char *id, sg_saga_status st, sg_comp_status comp);
 void sg_write_event_expect(sg_write *w, const char *event_id, sg_event_status st);
 size_t sg_write_count(const sg_write *w); /* number of operations */
+/* About how many bytes w holds (its copies of requests, answers and
+ * payloads): what a queued write costs in memory. */
+size_t sg_write_size(const sg_write *w);
 
 /* Runs on the loop thread once the write is durable (SG_OK) or failed
  * (nothing of it was applied). */

@@ -31,7 +31,7 @@ static const char usage[] =
     "                         default log: (events go nowhere)   [SAGAD_BUS]\n"
     "  --step-timeout-ms N    per step attempt, default 3000      [SAGAD_STEP_TIMEOUT_MS]\n"
     "  --max-body BYTES       POST /saga body cap, default 1048576 [SAGAD_MAX_BODY]\n"
-    "  --max-response BYTES   downstream answer cap, default 1048576\n"
+    "  --max-response BYTES   downstream answer cap, default 8388608\n"
     "                                                             [SAGAD_MAX_RESPONSE]\n"
     "  --max-connections N    calls at once per downstream host, default 4096;\n"
     "                         more calls wait for a slot (their timeout has\n"
@@ -296,7 +296,7 @@ sg_status sg_config_parse(sg_config *c, int argc, char **argv, char *err, size_t
     c->retry_backoff_ms = 100;
     c->park_after_s = 86400;
     c->max_body = 1 << 20;
-    c->max_response = 1 << 20;
+    c->max_response = (size_t)8 << 20;
     c->max_connections = 4096;
     c->max_inflight = 100000;
     c->max_inflight_bytes = (size_t)1 << 30;

@@ -37,6 +37,7 @@ struct saga {
     size_t cur;             /* step being run */
     int durable;            /* its insert has committed */
     int writing;            /* a store write is in flight: at most one at a time */
+    size_t held;            /* request and answers kept, counted in eng->held_bytes */
     int finished;           /* final state committed */
     int in_doubt;           /* the PUBLISH step's event may have reached the consumer */
     uint64_t retry_due_ms;  /* in a backoff: monotonic ms of the next attempt */
@@ -79,7 +80,8 @@ struct sg_engine {
     comp_queue *cqueues; /* undelivered compensations, one queue per saga */
     size_t nsagas;
     size_t nwaiting;
-    size_t held_bytes; /* requests of sagas in memory + compensation payloads */
+    size_t held_bytes; /* what sagas in memory hold (requests, answers, queued
+                          writes) + compensation payloads: --max-inflight-bytes */
     uint64_t rng;      /* backoff jitter (act.c) */
 };
 

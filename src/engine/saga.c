@@ -16,6 +16,7 @@
 /* The continuation of a saga's one write in flight. */
 typedef struct pending_write {
     saga *s;
+    size_t bytes; /* what the queued write holds, counted in held_bytes */
     sg__then_fn then;
     outbox_ev *comps; /* compensations to deliver once committed */
 } pending_write;
@@ -42,7 +43,10 @@ saga *sg__saga_new(sg_engine *e, const sg_def *def)
 void sg__saga_index(saga *s)
 {
     sg_engine *e = s->eng;
-    e->held_bytes += s->rec.request_len;
+    s->held = s->rec.request_len;
+    for (size_t i = 0; i < s->rec.nsteps; i++)
+        s->held += s->rec.steps[i].response_len;
+    e->held_bytes += s->held;
     HASH_ADD(hh, e->sagas, rec.id, strlen(s->rec.id), s);
     if (s->rec.idem_key)
         HASH_ADD_KEYPTR(hh_idem, e->by_idem, s->rec.idem_key, strlen(s->rec.idem_key), s);
@@ -56,7 +60,7 @@ void sg__saga_free(saga *s)
     if (found == s) {
         HASH_DELETE(hh, e->sagas, s);
         if (s->rec.idem_key) HASH_DELETE(hh_idem, e->by_idem, s);
-        e->held_bytes -= s->rec.request_len;
+        e->held_bytes -= s->held;
     }
     sg__saga_fail_waiters(s, SG_ECLOSED, "sagad is shutting down");
     if (s->pub) sg__ev_free(s->pub);
@@ -85,6 +89,7 @@ static void on_committed(void *arg, sg_status st)
     saga *s = pw->s;
     assert(s->writing);
     s->writing = 0;
+    s->eng->held_bytes -= pw->bytes;
     if (s->eng->halted) {
         /* Not delivered now; still PENDING in the store if committed, so the
          * next start delivers it. */
@@ -117,6 +122,8 @@ void sg__saga_commit(saga *s, sg_write *w, outbox_ev *comps, sg__then_fn then)
     pw->s = s;
     pw->then = then;
     pw->comps = comps;
+    pw->bytes = sg_write_size(w);
+    s->eng->held_bytes += pw->bytes;
     assert(!s->writing); /* one write in flight per saga: one continuation */
     s->writing = 1;
     if (sg_store_submit(s->eng->store, w, on_committed, pw) != SG_OK) on_committed(pw, SG_ECLOSED);
@@ -216,9 +223,13 @@ void sg__saga_step_done(saga *s, const char *resp, size_t len)
     st->next_us = 0;
     free(st->error);
     st->error = NULL;
+    s->held -= st->response_len;
+    s->eng->held_bytes -= st->response_len;
     free(st->response);
     st->response = resp ? sg_xmemdup(resp, len) : NULL;
     st->response_len = resp ? len : 0;
+    s->held += st->response_len; /* kept for the final answer */
+    s->eng->held_bytes += st->response_len;
     sg__saga_log_step(s, s->cur);
 
     sg_write *w = sg_write_create();

@@ -18,7 +18,7 @@
 #include "http_int.h"
 #include "sg/alloc.h"
 
-#define DEFAULT_MAX_RESPONSE ((size_t)1 << 20)
+#define DEFAULT_MAX_RESPONSE ((size_t)8 << 20)
 #define DEFAULT_MAX_CONNECTIONS 4096L
 #define FREE_LIST_MAX 64
 

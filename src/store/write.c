@@ -133,3 +133,32 @@ size_t sg_write_count(const sg_write *w)
 {
     return w ? w->nops : 0;
 }
+
+static size_t step_size(const sg_step_rec *s)
+{
+    return s->response_len + (s->error ? strlen(s->error) : 0);
+}
+
+size_t sg_write_size(const sg_write *w)
+{
+    size_t n = w ? sizeof *w + w->cap * sizeof *w->ops : 0;
+    for (size_t i = 0; w && i < w->nops; i++) {
+        const sg_write_op *op = &w->ops[i];
+        switch (op->kind) {
+        case SG_WOP_SAGA_INSERT:
+            n += op->u.saga_insert.request_len;
+            for (size_t k = 0; k < op->u.saga_insert.nsteps; k++)
+                n += sizeof(sg_step_rec) + step_size(&op->u.saga_insert.steps[k]);
+            break;
+        case SG_WOP_STEP_UPDATE:
+            n += step_size(&op->u.step_update.step);
+            break;
+        case SG_WOP_EVENT_INSERT:
+            n += op->u.event_insert.payload_len;
+            break;
+        default:
+            break;
+        }
+    }
+    return n;
+}

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Sagad, Stubs, jbody  # noqa: E402
 
-CAP = 1 << 20  # sagad's default --max-response
+CAP = 8 << 20  # sagad's default --max-response
 
 
 class Fake:
@@ -160,6 +160,25 @@ class DownstreamTest(harness.unittest.TestCase):
         self.assertEqual(st, 400, str(d)[:300])
         self.assertTrue(d["detail"]["error"].startswith("Error en Step 1 (Anonymizer): "), d)
 
+    def test_escaped_echo_of_a_900k_request(self):
+        # Design §1 "true bounds": a 900 KiB request whose anonymizer answers
+        # it back escaped (about 1.3 MB) succeeds with the defaults.
+        def echo(h):
+            with self.fake.lock:
+                raw = self.fake.seen[-1][2]  # the body Fake has read
+            out = json.dumps({"echo": raw.decode("utf-8")}).encode()
+            h.send_response(200)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(out)))
+            h.end_headers()
+            h.wfile.write(out)
+        self.fake.set("/anon", echo)
+        body = {"l": ["v"] * 184000}  # short strings: many quotes to escape
+        self.assertTrue(880 * 1024 < len(json.dumps(body)) <= 900 * 1024, len(json.dumps(body)))
+        st, d = self.saga(body)
+        self.assertEqual(st, 200, str(d)[:300])
+        self.assertGreater(len(json.dumps(d["data"]["anonymized"])), 1200 * 1024)
+
     def test_chunked_answer_over_cap(self):
         def chunked(h):
             h.send_response(200)
@@ -168,7 +187,7 @@ class DownstreamTest(harness.unittest.TestCase):
             h.end_headers()
             try:
                 h.wfile.write(b"6\r\n{\"p\":\"\r\n")
-                for _ in range(40):
+                for _ in range(CAP // 0x10000 + 8):  # past the cap
                     h.wfile.write(b"10000\r\n" + b"q" * 0x10000 + b"\r\n")
                 h.wfile.write(b"2\r\n\"}\r\n0\r\n\r\n")
             except OSError:

@@ -35,6 +35,7 @@ static atomic_int fake_status[NSVC];
 static atomic_int fake_delay_ms[NSVC];
 static atomic_int fake_fail_left[NSVC]; /* answer 503 this many times first */
 static atomic_int fake_hits[NSVC];
+static atomic_int fake_anon_pad; /* > 0: the anonymizer's answer carries that many bytes more */
 static atomic_int fake_retry_after_s[NSVC]; /* > 0: send Retry-After with non-2xx */
 static char fake_idem[NSVC][128];           /* the last Idempotency-Key, under fake_mu */
 static int fake_order[64], fake_norder;     /* services in the order hit, under fake_mu */
@@ -81,8 +82,17 @@ static inline enum MHD_Result fake_handler(void *cls, struct MHD_Connection *c, 
         status = 503;
     }
     const char *txt = svc == SVC_ANON ? "{\"anonymized\":true}" : "{\"result\":\"ok\"}";
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(txt), (void *)txt, MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r;
+    int pad = svc == SVC_ANON ? atomic_load(&fake_anon_pad) : 0;
+    if (pad > 0) {
+        char *big = malloc((size_t)pad + 16);
+        int n = snprintf(big, 16, "{\"p\":\"");
+        memset(big + n, 'p', (size_t)pad);
+        memcpy(big + n + pad, "\"}", 2);
+        r = MHD_create_response_from_buffer((size_t)(n + pad + 2), big, MHD_RESPMEM_MUST_FREE);
+    } else {
+        r = MHD_create_response_from_buffer(strlen(txt), (void *)txt, MHD_RESPMEM_PERSISTENT);
+    }
     int ra = atomic_load(&fake_retry_after_s[svc]);
     if (ra > 0 && (status < 200 || status > 299)) {
         char v[16];
@@ -114,10 +124,11 @@ typedef struct fx {
     sg_def *def;
     sg_engine *eng;
     long timeout_ms;
-    size_t max_inflight; /* 0 = engine default */
-    sg_retry retry;      /* attempts 0 = the definition's default */
-    long park_after_s;   /* 0 = engine default */
-    int undo;            /* give step 1 an HTTP compensation, POST /undo */
+    size_t max_inflight;       /* 0 = engine default */
+    size_t max_inflight_bytes; /* 0 = engine default */
+    sg_retry retry;            /* attempts 0 = the definition's default */
+    long park_after_s;         /* 0 = engine default */
+    int undo;                  /* give step 1 an HTTP compensation, POST /undo */
 } fx;
 
 static inline void reset_fakes(void)
@@ -128,6 +139,7 @@ static inline void reset_fakes(void)
         fake_fail_left[i] = 0;
         fake_hits[i] = 0;
         fake_retry_after_s[i] = 0;
+        fake_anon_pad = 0;
         fake_idem[i][0] = '\0';
     }
     fake_norder = 0;
@@ -159,6 +171,7 @@ static inline void open_engine(fx *f)
                             .retry_min_ms = 20,
                             .retry_max_ms = 100,
                             .max_inflight = f->max_inflight,
+                            .max_inflight_bytes = f->max_inflight_bytes,
                             .park_after_s = f->park_after_s};
     assert_int_equal(sg_engine_create(&f->eng, &f->loop, &eo, f->store, f->bus, f->http, f->def),
                      SG_OK);

@@ -364,6 +364,48 @@ static void stored_key_is_left_to_the_caller(void **state)
     free(b.r.body);
 }
 
+/* --max-inflight-bytes counts what a saga holds: its request, the answers
+ * kept for its final reply, and its queued writes, not the request alone. */
+static void held_bytes_count_answers(void **state)
+{
+    fx *f = *state;
+    close_engine(f);
+    f->max_inflight_bytes = 40000;
+    open_engine(f);
+    fake_anon_pad = 30000;       /* the saga keeps a 30 KB answer */
+    fake_delay_ms[SVC_AI] = 400; /* ... while step 3 runs */
+    answer a = {0}, b = {0}, c = {0};
+    submit(f, "{\"n\":1}", NULL, 1, &a);
+    while (!a.done)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(a.r.status, 202);
+    for (int i = 0; i < 400 && fake_hits[SVC_AI] == 0; i++) { /* into step 3 */
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(2000);
+    }
+    /* A 20 KB request fits beside the request alone, not beside the answer. */
+    char big[20001];
+    memset(big, ' ', sizeof big - 1);
+    big[0] = '{';
+    big[sizeof big - 2] = '}';
+    big[sizeof big - 1] = '\0';
+    submit(f, big, NULL, 1, &b);
+    while (!b.done)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(b.r.status, 503);
+    for (int i = 0; i < 600 && sg_engine_active(f->eng); i++)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    submit(f, big, NULL, 1, &c); /* room again once it ended */
+    while (!c.done)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(c.r.status, 202);
+    for (int i = 0; i < 600 && sg_engine_active(f->eng); i++)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    free(a.r.body);
+    free(b.r.body);
+    free(c.r.body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -381,6 +423,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(recovery_withdraws_orphan_step_events, setup, teardown),
         cmocka_unit_test_setup_teardown(halt_refuses_queued_starts, setup, teardown),
         cmocka_unit_test_setup_teardown(stored_key_is_left_to_the_caller, setup, teardown),
+        cmocka_unit_test_setup_teardown(held_bytes_count_answers, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
