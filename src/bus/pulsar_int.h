@@ -1,6 +1,6 @@
 /* Pulsar transport internals shared by its files: the frame codec
- * (pulsar_frame.c), TLS over memory BIOs (pulsar_tls.c), broker endpoints
- * and their sessions (pulsar_conn.c), producers and publishes
+ * (pulsar_frame.c), TLS over memory BIOs (pulsar_tls.c), broker sessions
+ * (pulsar_conn.c) and endpoints (pulsar_ep.c), producers and publishes
  * (pulsar_producer.c) and the backend ops and options (pulsar.c).
  *
  * Everything here runs on the loop thread except `health`, which any
@@ -164,6 +164,7 @@ struct endpoint {
     uv_timer_t retry; /* reconnect backoff (service endpoint) */
     int retrying;
     unsigned backoff_ms;
+    unsigned fails;   /* failed sessions in a row */
     size_t max_frame; /* of the current session */
     char why[256];    /* last failure */
     endpoint *prev, *next;
@@ -215,21 +216,78 @@ void sg__pulsar_health(pulsar_bus *pb, int healthy, const char *why);
  * it: 0 and host (caller frees) and port, or -1. */
 int sg__pulsar_parse_addr(const char *url, char **host, int *port, int *tls);
 
-/* ---- pulsar_conn.c ----------------------------------------------------- */
+/* ---- pulsar_conn.c, pulsar_out.c: one session ---------------------------- */
 
+#define PC_READ_CHUNK (64u << 10)
+
+typedef enum { S_RESOLVING, S_CONNECTING, S_TLS, S_HELLO, S_READY } sstate;
+
+struct pconn {
+    endpoint *ep; /* NULL once detached */
+    pulsar_bus *pb;
+    sstate state;
+    int refs; /* timer, tcp handle, getaddrinfo: freed at 0 */
+    int dead;
+    uv_getaddrinfo_t gai;
+    struct addrinfo *ai, *ai_next; /* owned list; the next address to try */
+    uv_tcp_t tcp;
+    int tcp_open;
+    uv_connect_t creq;
+    uv_timer_t timer; /* connect deadline, then keepalive */
+    char late_why[256]; /* a failure found inside a caller: reported by the timer */
+    ptls *tls;
+    sg_buf in; /* received plaintext, capped */
+    size_t max_frame;
+    outframe *outq;
+    int writing; /* a batch of outq is in uv_write */
+    uint64_t last_rx;
+    char rbuf[PC_READ_CHUNK];
+};
+
+/* Starts a session to ep (resolve, connect, TLS, CONNECT). It reports to
+ * ep through sg__ep_up and sg__ep_down, never before returning. */
+pconn *sg__pc_start(endpoint *ep);
+/* Ends a session; unless the bus is closing, calls sg__ep_down(ep, why)
+ * before returning. */
+void sg__pc_close(pconn *pc, const char *why);
+/* 1 if pc has had CONNECTED and is not closing. */
+int sg__pc_ready(const pconn *pc);
+/* Queues a frame (taken) for pc, freed at once if pc is not ready. pub
+ * (may be NULL) is the publish the frame carries, so that cancelling it can
+ * take the frame back before it is handed to the socket. */
+void sg__pc_queue(pconn *pc, uint8_t *frame, size_t len, ppub *pub);
+/* Drops pub's queued, unwritten frame (if any). */
+void sg__pc_unqueue(ppub *pub);
+/* Appends a frame (taken) to pc's queue whatever its state (CONNECT). */
+void sg__pc_push(pconn *pc, uint8_t *frame, size_t len, ppub *pub);
+/* Starts writing the queue unless a write is under way. */
+void sg__pc_flush(pconn *pc);
+/* Frees the queue (a closing session); its publishes go back to waiting. */
+void sg__pc_drop_queue(pconn *pc);
+/* Sends the TLS layer's pending ciphertext (handshake, alerts). */
+void sg__pc_write_tls(pconn *pc);
+/* For a failure found while a caller is mid-way: the session ends from
+ * its timer, on a later turn of the loop. */
+void sg__pc_fail_later(pconn *pc, const char *why);
+
+/* ---- pulsar_ep.c: endpoints --------------------------------------------- */
+
+/* ms/2 .. ms, at random: backoff with full-ish jitter. */
+unsigned sg__pulsar_jitter(unsigned ms);
 /* The endpoint for host:port (tls), created on first use. */
 endpoint *sg__ep_get(pulsar_bus *pb, const char *host, int port, int tls);
 /* Starts a session unless one is up or on its way (or the service
  * endpoint's backoff runs: then it connects when that ends). */
 void sg__ep_want(endpoint *ep);
-/* Queues a frame (taken) on the ready session: 0; -1 if not ready (the
- * frame is freed). pub (may be NULL) is the publish the frame carries, so
- * that cancelling it can take the frame back before it is written. */
+/* Queues a frame (taken) on ep's ready session: 0; -1 if not ready (the
+ * frame is freed). pub as for sg__pc_queue. */
 int sg__ep_send(endpoint *ep, uint8_t *frame, size_t len, ppub *pub);
-/* Drops the queued, unwritten frame of pub. */
-void sg__ep_unqueue(ppub *pub);
-/* Ends the session with a reason (logged); producers hear of it. */
+/* Ends ep's session with a reason (logged); producers hear of it before
+ * this returns. */
 void sg__ep_fail(endpoint *ep, const char *why);
+/* From the session: CONNECTED arrived / the session ended. */
+void sg__ep_up(endpoint *ep, size_t max_frame);
+void sg__ep_down(endpoint *ep, const char *why);
 /* Closes every endpoint (bus destroy). */
 void sg__ep_close_all(pulsar_bus *pb);
 
