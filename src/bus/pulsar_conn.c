@@ -110,8 +110,8 @@ static void connected(pconn *pc, const Pulsar__Proto__CommandConnected *c)
     endpoint *ep = pc->ep;
     size_t mms = PF_MAX_MESSAGE;
     if (c->has_max_message_size && c->max_message_size > 0)
-        mms = (size_t)c->max_message_size > (128u << 20) ? (128u << 20)
-                                                          : (size_t)c->max_message_size;
+        mms =
+            (size_t)c->max_message_size > (128u << 20) ? (128u << 20) : (size_t)c->max_message_size;
     pc->max_frame = mms + PF_PADDING;
     size_t cap = pc->max_frame + 4 + PC_READ_CHUNK;
     pc->in.max = cap > pc->in.len ? cap : pc->in.len; /* never below what it holds */

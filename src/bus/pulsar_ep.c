@@ -42,8 +42,8 @@ endpoint *sg__ep_get(pulsar_bus *pb, const char *host, int port, int tls)
     ep->backoff_ms = BACKOFF_MIN_MS;
     int v6 = strchr(host, ':') != NULL;
     char url[300];
-    snprintf(url, sizeof url, "%s://%s%s%s:%d", tls ? "pulsar+ssl" : "pulsar", v6 ? "[" : "",
-             host, v6 ? "]" : "", port);
+    snprintf(url, sizeof url, "%s://%s%s%s:%d", tls ? "pulsar+ssl" : "pulsar", v6 ? "[" : "", host,
+             v6 ? "]" : "", port);
     ep->url = sg_xstrdup(url);
     snprintf(ep->why, sizeof ep->why, "not connected yet");
     uv_timer_init(pb->loop, &ep->retry);

@@ -44,9 +44,9 @@ uint32_t sg__crc32c(uint32_t crc, const void *data, size_t n)
     while (n >= 8) {
         uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
                              (uint32_t)p[3] << 24);
-        crc = crc_tab[7][lo & 0xff] ^ crc_tab[6][(lo >> 8) & 0xff] ^
-              crc_tab[5][(lo >> 16) & 0xff] ^ crc_tab[4][lo >> 24] ^ crc_tab[3][p[4]] ^
-              crc_tab[2][p[5]] ^ crc_tab[1][p[6]] ^ crc_tab[0][p[7]];
+        crc = crc_tab[7][lo & 0xff] ^ crc_tab[6][(lo >> 8) & 0xff] ^ crc_tab[5][(lo >> 16) & 0xff] ^
+              crc_tab[4][lo >> 24] ^ crc_tab[3][p[4]] ^ crc_tab[2][p[5]] ^ crc_tab[1][p[6]] ^
+              crc_tab[0][p[7]];
         p += 8;
         n -= 8;
     }
@@ -169,18 +169,15 @@ long sg__pf_decode(const uint8_t *p, size_t n, size_t max, pframe *f, char *why,
     size_t total = get32(p);
     if (total > max)
         return bad(&tmp, why, whylen, "frame of %zu bytes over the limit of %zu", total, max);
-    if (total < 4 + 2)
-        return bad(&tmp, why, whylen, "frame of %zu bytes is too short", total);
+    if (total < 4 + 2) return bad(&tmp, why, whylen, "frame of %zu bytes is too short", total);
     if (n - 4 < total) return 0;
     size_t cs = get32(p + 4);
     if (cs < 2 || cs > total - 4)
         return bad(&tmp, why, whylen, "command size %zu does not fit a frame of %zu", cs, total);
     tmp.cmd = pulsar__proto__base_command__unpack(NULL, cs, p + 8);
-    if (!tmp.cmd)
-        return bad(&tmp, why, whylen, "undecodable command (%zu bytes)", cs);
+    if (!tmp.cmd) return bad(&tmp, why, whylen, "undecodable command (%zu bytes)", cs);
     if (!has_body(tmp.cmd))
-        return bad(&tmp, why, whylen, "command of type %d without its body",
-                   (int)tmp.cmd->type);
+        return bad(&tmp, why, whylen, "command of type %d without its body", (int)tmp.cmd->type);
 
     const uint8_t *q = p + 8 + cs;
     size_t rest = total - 4 - cs;
@@ -246,8 +243,7 @@ static const char *const error_names[] = {
 
 const char *sg__pf_error_name(int err, char buf[32])
 {
-    if (err >= 0 && (size_t)err < sizeof error_names / sizeof *error_names)
-        return error_names[err];
+    if (err >= 0 && (size_t)err < sizeof error_names / sizeof *error_names) return error_names[err];
     snprintf(buf, 32, "error %d", err);
     return buf;
 }

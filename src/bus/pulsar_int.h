@@ -40,7 +40,7 @@ uint32_t sg__crc32c(uint32_t crc, const void *p, size_t n);
  * payload points into the decoded bytes. */
 typedef struct pframe {
     pcmd *cmd;
-    pmeta *meta;          /* payload commands only */
+    pmeta *meta;            /* payload commands only */
     const uint8_t *payload; /* borrowed from the input */
     size_t payload_len;
     int has_checksum;
@@ -107,8 +107,8 @@ typedef struct outframe outframe;
 typedef enum { PUB_WAITING, PUB_SENT, PUB_FINISHED } pub_where;
 
 struct ppub {
-    producer *pr;     /* borrowed */
-    char *payload;    /* owned: the envelope */
+    producer *pr;  /* borrowed */
+    char *payload; /* owned: the envelope */
     size_t len;
     char event_id[40];
     char saga_id[40];
@@ -116,12 +116,12 @@ struct ppub {
     uint64_t publish_ms; /* wall clock of the first send */
     uint64_t due_ms;     /* uv_now deadline */
     long timeout_ms;
-    int written;       /* handed to a socket at least once: in doubt */
-    outframe *queued;  /* its frame in a session's output queue, or NULL */
+    int written;      /* handed to a socket at least once: in doubt */
+    outframe *queued; /* its frame in a session's output queue, or NULL */
     sg_bus_ack_cb done;
     void *arg;
     pub_where where;
-    sg_status st;      /* PUB_FINISHED: the outcome */
+    sg_status st; /* PUB_FINISHED: the outcome */
     char why[256];
     ppub *prev, *next;   /* the list of `where` */
     ppub *dprev, *dnext; /* pb->deadlines (not while PUB_FINISHED) */
@@ -133,19 +133,19 @@ typedef enum { PR_IDLE, PR_BACKOFF, PR_LOOKUP, PR_CREATING, PR_READY } pr_state;
  * life. Its id and name stay the same across reconnects. */
 struct producer {
     pulsar_bus *pb;
-    char *topic;     /* "persistent://tenant/ns/<event topic>", owned */
-    char *evtopic;   /* the event topic, owned */
-    uint64_t id;     /* producer_id, unique in the bus */
+    char *topic;   /* "persistent://tenant/ns/<event topic>", owned */
+    char *evtopic; /* the event topic, owned */
+    uint64_t id;   /* producer_id, unique in the bus */
     pr_state state;
     endpoint *ep;    /* where the current lookup or producer runs */
     uint64_t req_id; /* LOOKUP or PRODUCER in flight on ep, 0 = not sent */
     int authoritative;
     int redirects;
-    char *name;       /* producer name the broker confirmed; owned */
+    char *name;        /* producer name the broker confirmed; owned */
     uint64_t next_seq; /* sequence id of the next new publish */
-    ppub *waiting;    /* FIFO without sequence ids */
-    ppub *sent;       /* ascending sequence ids */
-    uv_timer_t retry; /* PR_BACKOFF */
+    ppub *waiting;     /* FIFO without sequence ids */
+    ppub *sent;        /* ascending sequence ids */
+    uv_timer_t retry;  /* PR_BACKOFF */
     unsigned backoff_ms;
     char why[256]; /* the last failure, for timeouts' reasons */
     producer *prev, *next;
@@ -157,10 +157,10 @@ struct endpoint {
     char *host; /* owned, without brackets */
     int port;
     int tls;
-    char *url;       /* "pulsar://host:port", for messages; owned */
-    int service;     /* the --bus address: reconnects by itself, backs /readyz */
-    pconn *cur;      /* the session connecting or up, or NULL */
-    int ready;       /* cur has had CONNECTED */
+    char *url;        /* "pulsar://host:port", for messages; owned */
+    int service;      /* the --bus address: reconnects by itself, backs /readyz */
+    pconn *cur;       /* the session connecting or up, or NULL */
+    int ready;        /* cur has had CONNECTED */
     uv_timer_t retry; /* reconnect backoff (service endpoint) */
     int retrying;
     unsigned backoff_ms;
@@ -174,8 +174,8 @@ typedef struct pulsar_opts {
     char *host;
     int port;
     int tls;
-    char *token;    /* NULL: none */
-    char *ca;       /* NULL: the system store */
+    char *token; /* NULL: none */
+    char *ca;    /* NULL: the system store */
     int insecure;
     char *producer; /* producer name */
     char *tenant;
@@ -200,7 +200,7 @@ struct pulsar_bus {
     uint64_t next_req;
     uint64_t next_producer;
     int closing;
-    int live; /* open handles and objects still to free; pb goes at 0 */
+    int live;           /* open handles and objects still to free; pb goes at 0 */
     pthread_mutex_t mu; /* health, for any thread: */
     int healthy;
     char health_why[256];
@@ -233,7 +233,7 @@ struct pconn {
     uv_tcp_t tcp;
     int tcp_open;
     uv_connect_t creq;
-    uv_timer_t timer; /* connect deadline, then keepalive */
+    uv_timer_t timer;   /* connect deadline, then keepalive */
     char late_why[256]; /* a failure found inside a caller: reported by the timer */
     ptls *tls;
     sg_buf in; /* received plaintext, capped */
@@ -291,22 +291,33 @@ void sg__ep_down(endpoint *ep, const char *why);
 /* Closes every endpoint (bus destroy). */
 void sg__ep_close_all(pulsar_bus *pb);
 
-/* ---- pulsar_producer.c ------------------------------------------------- */
+/* ---- pulsar_pub.c: publishes' bookkeeping ------------------------------- */
+
+/* Starts the deadline timer and the idle handle (create); -1 on failure. */
+int sg__pub_init(pulsar_bus *pb);
+/* Puts a new publish (due_ms set) on the deadline list. */
+void sg__pub_track(pulsar_bus *pb, ppub *p);
+/* Takes p off every list and queues its callback with this outcome (run
+ * from the idle handle, on a later turn of the loop). */
+void sg__pub_finish(pulsar_bus *pb, ppub *p, sg_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Unlinks p from wherever it is and frees it; its callback never runs. */
+void sg__pub_drop(pulsar_bus *pb, ppub *p);
+/* Drops the finished publishes and closes the handles (destroy). */
+void sg__pub_close(pulsar_bus *pb);
+
+/* ---- pulsar_producer.c: producers --------------------------------------- */
 
 /* The producer for an event topic, created on first use. */
 producer *sg__pr_get(pulsar_bus *pb, const char *evtopic);
-/* Moves a new publish onto pr's waiting list and gets it going. */
+/* Puts a new publish on pr's waiting list and gets it going. */
 void sg__pr_publish(producer *pr, ppub *p);
-/* Unlinks p from wherever it is and frees it; its callback never runs. */
-void sg__pub_drop(pulsar_bus *pb, ppub *p);
-/* Endpoint events from pulsar_conn.c. */
+/* Endpoint events. */
 void sg__pr_ep_ready(endpoint *ep);
 void sg__pr_ep_down(endpoint *ep);
 /* A frame other than CONNECTED / PING / PONG from ep's session. */
 void sg__pr_frame(endpoint *ep, const pframe *f);
-/* Starts the deadline timer and the idle handle (create). */
-int sg__pr_init(pulsar_bus *pb);
-/* Drops every publish and closes the producers' handles (destroy). */
+/* Drops every publish of the producers and closes them (destroy). */
 void sg__pr_close_all(pulsar_bus *pb);
 
 #endif

@@ -158,4 +158,3 @@ void sg__pc_unqueue(ppub *pub)
     free(o);
     pub->queued = NULL;
 }
-

@@ -82,7 +82,7 @@ ptls *sg__ptls_new(void *ctx, const char *host)
         fprintf(stderr, "sagad: out of memory (OpenSSL)\n");
         abort();
     }
-    BIO_set_mem_eof_return(t->in, -1); /* empty means "more to come", not EOF */
+    BIO_set_mem_eof_return(t->in, -1);  /* empty means "more to come", not EOF */
     SSL_set_bio(t->ssl, t->in, t->out); /* the SSL owns both now */
     SSL_set_connect_state(t->ssl);
     if (is_ip(host)) {
