@@ -122,7 +122,7 @@ function brokerUrlTls(name) {
 // Splits the connection's buffer into frames; each goes to onFrame.
 function onData(conn, chunk) {
   conn.buf = conn.buf.length ? Buffer.concat([conn.buf, chunk]) : chunk;
-  while (conn.buf.length >= 4) {
+  while (conn.buf.length >= 4 && !conn.socket.destroyed) {
     const total = conn.buf.readUInt32BE(0);
     if (total > config.max_message_size + 10 * 1024 || total < 6) {
       violation(conn, `frame size ${total}`);
@@ -297,6 +297,13 @@ function onSend(conn, c, payload) {
   const pid = c.getProducerId();
   const seq = c.getSequenceId();
   const p = conn.producers.get(pid);
+  if (!p && conn.closed.has(pid)) {
+    // The client sent before it read our CLOSE_PRODUCER: as Pulsar does,
+    // drop the connection; the client sends again on a new one.
+    state.sends.push({ broker: conn.broker, producer_id: pid, sequence_id: seq, outcome: 'closed_producer' });
+    conn.socket.destroy();
+    return;
+  }
   if (!p) return violation(conn, `SEND for unknown producer ${pid}`);
   const meta = payload.meta;
   if (meta.getSequenceId() !== seq) violation(conn, `metadata sequence id ${meta.getSequenceId()} != SEND's ${seq}`);
@@ -361,7 +368,7 @@ const held = [];
 let producerSerial = 0;
 
 function onConnection(name, socket) {
-  const conn = { broker: name, socket, buf: Buffer.alloc(0), connected: false, producers: new Map() };
+  const conn = { broker: name, socket, buf: Buffer.alloc(0), connected: false, producers: new Map(), closed: new Set() };
   connections.add(conn);
   socket.on('data', (d) => onData(conn, d));
   socket.on('error', () => {});
@@ -410,7 +417,11 @@ function control(req, res) {
     const all = () => [...connections];
     switch (`${req.method} ${req.url}`) {
       case 'GET /state':
-        return reply(200, { ...state, connections: all().map((c) => ({ broker: c.broker, connected: c.connected })) });
+        return reply(200, {
+          ...state,
+          config,
+          connections: all().map((c) => ({ broker: c.broker, connected: c.connected })),
+        });
       case 'POST /config':
         Object.assign(config, arg);
         return reply(200, config);
@@ -431,6 +442,7 @@ function control(req, res) {
           for (const id of c.producers.keys()) {
             send(c, T.CLOSE_PRODUCER, 'CloseProducer', new pb.CommandCloseProducer().setProducerId(id).setRequestId(1000 + n++));
             c.producers.delete(id);
+            c.closed.add(id);
           }
         return reply(200, { closed: n });
       }
