@@ -68,8 +68,20 @@ static void pr_fail(producer *pr, int permanent, const char *why)
     uv_timer_start(&pr->retry, on_pr_retry, wait, 0);
 }
 
+/* A LOOKUP or PRODUCER without an answer: try again from the lookup. */
+static void on_request_timeout(uv_timer_t *t)
+{
+    producer *pr = t->data;
+    if (pr->req_id == 0 || (pr->state != PR_LOOKUP && pr->state != PR_CREATING)) return;
+    char why[128];
+    snprintf(why, sizeof why, "no answer to %s within %u ms",
+             pr->state == PR_LOOKUP ? "LOOKUP" : "PRODUCER", pr->pb->o.connect_timeout_ms);
+    pr_fail(pr, 0, why);
+}
+
 /* Sends the request of pr's state (LOOKUP or PRODUCER) once pr->ep is
- * ready; until then the endpoint connects and sg__pr_ep_ready calls back. */
+ * ready; until then the endpoint connects and sg__pr_ep_ready calls back.
+ * The retry timer watches for the answer meanwhile. */
 static void request(producer *pr)
 {
     pulsar_bus *pb = pr->pb;
@@ -101,6 +113,7 @@ static void request(producer *pr)
     size_t len;
     uint8_t *f = sg__pf_encode(&cmd, &len);
     sg__ep_send(ep, f, len, NULL);
+    uv_timer_start(&pr->retry, on_request_timeout, pb->o.connect_timeout_ms, 0);
 }
 
 /* Sends (again) a publish that has its sequence id. */
@@ -295,6 +308,7 @@ static void on_lookup(producer *pr, const Pulsar__Proto__CommandLookupTopicRespo
 static void on_producer(producer *pr, const Pulsar__Proto__CommandProducerSuccess *r)
 {
     if (r->has_producer_ready && !r->producer_ready) return; /* another success follows */
+    uv_timer_stop(&pr->retry);
     pr->req_id = 0;
     if (r->producer_name && strcmp(r->producer_name, pr->name) != 0) {
         free(pr->name);

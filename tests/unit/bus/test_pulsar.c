@@ -150,9 +150,9 @@ static void test_roundtrip_payload(void **state)
 /* [total][cmd size] followed by `body`, as given. */
 static size_t raw_frame(uint8_t *out, uint32_t total, uint32_t cs, const void *body, size_t n)
 {
-    uint8_t h[8] = {(uint8_t)(total >> 24), (uint8_t)(total >> 16), (uint8_t)(total >> 8),
-                    (uint8_t)total,         (uint8_t)(cs >> 24),    (uint8_t)(cs >> 16),
-                    (uint8_t)(cs >> 8),     (uint8_t)cs};
+    uint8_t h[8] = {
+        (uint8_t)(total >> 24), (uint8_t)(total >> 16), (uint8_t)(total >> 8), (uint8_t)total,
+        (uint8_t)(cs >> 24),    (uint8_t)(cs >> 16),    (uint8_t)(cs >> 8),    (uint8_t)cs};
     memcpy(out, h, 8);
     memcpy(out + 8, body, n);
     return 8 + n;
@@ -245,7 +245,7 @@ static void test_parse_addr(void **state)
     assert_int_equal(port, 6651);
     assert_int_equal(tls, 1);
     free(h);
-    const char *bad[] = {"http://b1:80", "pulsar://", "pulsar://:1", "pulsar://b:0",
+    const char *bad[] = {"http://b1:80",     "pulsar://",    "pulsar://:1",   "pulsar://b:0",
                          "pulsar://b:70000", "pulsar://b/x", "pulsar://[::1", "pulsar://a@b"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         if (sg__pulsar_parse_addr(bad[i], &h, &port, &tls) == 0) fail_msg("accepted %s", bad[i]);
@@ -257,12 +257,9 @@ int main(int argc, char **argv)
 {
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crc32c_vectors),
-        cmocka_unit_test(test_roundtrip_simple),
-        cmocka_unit_test(test_roundtrip_payload),
-        cmocka_unit_test(test_bad_frames),
-        cmocka_unit_test(test_error_names),
-        cmocka_unit_test(test_parse_addr),
+        cmocka_unit_test(test_crc32c_vectors),    cmocka_unit_test(test_roundtrip_simple),
+        cmocka_unit_test(test_roundtrip_payload), cmocka_unit_test(test_bad_frames),
+        cmocka_unit_test(test_error_names),       cmocka_unit_test(test_parse_addr),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
