@@ -165,6 +165,7 @@ static long bad(pframe *f, char *why, size_t whylen, const char *fmt, ...)
 long sg__pf_decode(const uint8_t *p, size_t n, size_t max, pframe *f, char *why, size_t whylen)
 {
     pframe tmp = {0};
+    memset(f, 0, sizeof *f); /* zeroed unless a frame is returned */
     if (n < 4) return 0;
     size_t total = get32(p);
     if (total > max)

@@ -47,7 +47,7 @@ typedef struct pframe {
 } pframe;
 
 /* Decodes the frame that starts p[0..n). Returns its length (> 0) and
- * fills *f; 0 if more bytes are needed (f untouched); -1 if the bytes are
+ * fills *f; 0 if more bytes are needed (*f zeroed); -1 (*f zeroed) if the bytes are
  * not a frame we accept (why says why): a size over max (the whole frame
  * after its 4-byte length), inconsistent sizes, an undecodable command or
  * metadata, a checksum that does not match, or a known command type
