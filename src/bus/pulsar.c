@@ -50,7 +50,9 @@ void sg__pulsar_health(pulsar_bus *pb, int healthy, const char *why)
 {
     pthread_mutex_lock(&pb->mu);
     pb->healthy = healthy;
-    snprintf(pb->health_why, sizeof pb->health_why, "%s", why);
+    size_t n = strnlen(why, sizeof pb->health_why - 1); /* cut a long reason */
+    memcpy(pb->health_why, why, n);
+    pb->health_why[n] = '\0';
     pthread_mutex_unlock(&pb->mu);
 }
 
