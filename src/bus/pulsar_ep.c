@@ -14,6 +14,7 @@
 
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 10000u
+#define MAX_ENDPOINTS 64 /* brokers a lookup may send us to, in all */
 
 unsigned sg__pulsar_jitter(unsigned ms)
 {
@@ -30,10 +31,13 @@ static void on_retry(uv_timer_t *t)
 endpoint *sg__ep_get(pulsar_bus *pb, const char *host, int port, int tls)
 {
     endpoint *ep;
+    size_t n = 0;
     DL_FOREACH(pb->eps, ep)
     {
         if (ep->port == port && ep->tls == tls && strcmp(ep->host, host) == 0) return ep;
+        n++;
     }
+    if (n >= MAX_ENDPOINTS) return NULL;
     ep = sg_xcalloc(1, sizeof *ep);
     ep->pb = pb;
     ep->host = sg_xstrdup(host);

@@ -274,7 +274,8 @@ void sg__pc_fail_later(pconn *pc, const char *why);
 
 /* ms/2 .. ms, at random: backoff with full-ish jitter. */
 unsigned sg__pulsar_jitter(unsigned ms);
-/* The endpoint for host:port (tls), created on first use. */
+/* The endpoint for host:port (tls), created on first use; NULL if there
+ * are already 64 (a broker cannot make us hold unbounded state). */
 endpoint *sg__ep_get(pulsar_bus *pb, const char *host, int port, int tls);
 /* Starts a session unless one is up or on its way (or the service
  * endpoint's backoff runs: then it connects when that ends). */

@@ -289,6 +289,10 @@ static void on_lookup(producer *pr, const Pulsar__Proto__CommandLookupTopicRespo
     }
     endpoint *next = sg__ep_get(pb, host, port, tls);
     free(host);
+    if (!next) {
+        pr_fail(pr, 0, "lookup answered one broker too many");
+        return;
+    }
     if (type == PULSAR__PROTO__COMMAND_LOOKUP_TOPIC_RESPONSE__LOOKUP_TYPE__Redirect) {
         if (++pr->redirects > MAX_REDIRECTS) {
             pr_fail(pr, 0, "lookup redirected too many times");
