@@ -14,8 +14,7 @@
 
 /* Backends of this build, found by scheme at run time. */
 static const struct sg_bus_ops *const backends[] = {&sg_bus_log_ops, &sg_bus_webhook_ops,
-                                                    &sg_bus_nats_ops,
-                                                    &sg_bus_pulsar_ops};
+                                                    &sg_bus_nats_ops, &sg_bus_pulsar_ops};
 
 struct sg_bus {
     const struct sg_bus_ops *ops; /* static */

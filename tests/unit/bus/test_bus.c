@@ -120,7 +120,8 @@ static void test_urls(void **state)
     } bad[] = {
         {"", "empty bus URL"},
         {"kafka://broker:9092", "bus scheme 'kafka' is not supported by this build"},
-        {"kafka://broker:9092", "(supported: log:, http://, https://, pulsar://, pulsar+ssl://)"},
+        {"kafka://broker:9092",
+         "(supported: log:, http://, https://, nats://, pulsar://, pulsar+ssl://)"},
         {"localhost", "bad bus URL 'localhost'"},
         {"localhost", "pulsar://host:port or pulsar+ssl://host:port"},
         {"://x", "bad bus URL '://x'"},
