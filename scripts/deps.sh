@@ -3,7 +3,12 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libuv1-dev
       libsqlite3-dev libjansson-dev libcmocka-dev uthash-dev python3 curl clang clang-format
-      libclang-rt-14-dev libnats-dev nats-server "$@")
+      libclang-rt-14-dev libnats-dev nats-server libprotobuf-c-dev protobuf-c-compiler libssl-dev openssl "$@")
+# The Pulsar tests' broker runs on Node.js (tests/pulsar). A machine whose
+# nodejs package already brings npm (NodeSource's) must not get Debian's npm,
+# which conflicts with it: ask for each only when its command is missing.
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

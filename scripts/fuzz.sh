@@ -6,11 +6,15 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 target=$1 secs=$2 out=${3:-$root/build-fuzz}
 mkdir -p "$out/corpus-$target"
 cp -n "$root"/tests/fuzz/corpus/"$target"/* "$out/corpus-$target/" 2>/dev/null || true
+# The Pulsar transport's protocol code is generated from its .proto.
+mkdir -p "$out/gen-$target"
+protoc-c --c_out="$out/gen-$target" -I"$root/src/bus" "$root/src/bus/pulsar.proto"
 srcs=("$root"/src/util/*.c "$root"/src/api/render.c "$root"/src/api/request.c "$root"/src/engine/outcome.c
-      "$root"/src/bus/*.c "$root"/src/http/*.c)
+      "$root"/src/bus/*.c
+      "$out/gen-$target/pulsar.pb-c.c" "$root"/src/http/*.c)
 clang -std=c17 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
-  -fno-sanitize-recover=undefined -I"$root/include" -I"$root/src" \
+  -fno-sanitize-recover=undefined -I"$root/include" -I"$root/src" -I"$root/src/bus" -I"$out/gen-$target" \
   "$root/tests/fuzz/fuzz_$target.c" "${srcs[@]}" \
-  $(pkg-config --cflags --libs jansson libuv libcurl libnats) -lpthread -o "$out/fuzz_$target"
+  $(pkg-config --cflags --libs jansson libuv libcurl libnats libprotobuf-c openssl) -lpthread -o "$out/fuzz_$target"
 "$out/fuzz_$target" -max_total_time="$secs" -max_len=65536 -timeout=10 \
   -print_final_stats=1 "$out/corpus-$target"

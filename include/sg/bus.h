@@ -2,7 +2,8 @@
  *   log:                  print the envelope to stdout, acknowledged at once
  *   http://host:port/path webhook: POST the envelope, 2xx = acknowledged
  *   nats://host:port      NATS JetStream, subject = topic; the publish ack acknowledges
- *   (pulsar:// is a later backend: one file)
+ *   pulsar://host:6650    Apache Pulsar (pulsar+ssl:// with TLS): the
+ *                         broker's send receipt = acknowledged
  * Threads: every function runs on the loop thread, except sg_bus_health and
  * the predicates and name (sg_bus_is_*, sg_bus_name), which any thread may
  * call while the bus exists. */
@@ -24,6 +25,9 @@ typedef struct sg_bus_pub sg_bus_pub; /* opaque; owned by the bus */
 typedef struct sg_bus_env {
     uv_loop_t *loop;      /* required */
     sg_http_client *http; /* required by the webhook backend */
+    /* Optional: names this sagad stably (host and store), so that a broker
+     * sees the same producer across restarts; NULL: the host name. */
+    const char *instance;
 } sg_bus_env;
 
 /* Runs once per successful sg_bus_publish, on the loop thread, never from
@@ -68,7 +72,7 @@ sg_status sg_bus_health(sg_bus *b, char *why, size_t n);
 int sg_bus_is_broker(const sg_bus *b);
 /* 1 for log: (events go nowhere; sagad warns at start). */
 int sg_bus_is_log(const sg_bus *b);
-/* Static string: "log", "webhook"; "none" for NULL. */
+/* Static string: "log", "webhook", "pulsar"; "none" for NULL. */
 const char *sg_bus_name(const sg_bus *b);
 
 /* The design §4 envelope:

@@ -14,7 +14,7 @@
 
 /* Backends of this build, found by scheme at run time. */
 static const struct sg_bus_ops *const backends[] = {&sg_bus_log_ops, &sg_bus_webhook_ops,
-                                                    &sg_bus_nats_ops};
+                                                    &sg_bus_nats_ops, &sg_bus_pulsar_ops};
 
 struct sg_bus {
     const struct sg_bus_ops *ops; /* static */
@@ -97,8 +97,8 @@ sg_status sg_bus_create(sg_bus **out, const char *url, const sg_bus_env *env, ch
         n = 3;
     } else if (url[n] != ':' || n == 0 || n >= sizeof scheme) {
         return sg__bus_einval(err, errlen,
-                              "bad bus URL '%s': expected log:, http://host:port/path "
-                              "or nats://host:port",
+                              "bad bus URL '%s': expected log:, http(s)://host:port/path, "
+                              "nats://host:port, pulsar://host:port or pulsar+ssl://host:port",
                               url);
     }
     for (size_t i = 0; i < n; i++) {
@@ -111,7 +111,8 @@ sg_status sg_bus_create(sg_bus **out, const char *url, const sg_bus_env *env, ch
     if (!ops)
         return sg__bus_einval(err, errlen,
                               "bus scheme '%s' is not supported by this build "
-                              "(supported: log:, http://, https://, nats://)",
+                              "(supported: log:, http://, https://, nats://, pulsar://, "
+                              "pulsar+ssl://)",
                               scheme);
     void *state = NULL;
     if ((st = ops->create(&state, scheme, url, env, err, errlen)) != SG_OK) return st;

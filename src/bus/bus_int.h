@@ -47,6 +47,7 @@ struct sg_bus_ops {
 extern const struct sg_bus_ops sg_bus_log_ops;
 extern const struct sg_bus_ops sg_bus_webhook_ops;
 extern const struct sg_bus_ops sg_bus_nats_ops;
+extern const struct sg_bus_ops sg_bus_pulsar_ops;
 
 /* Writes the reason (printf-style) into err (when err and errlen) and
  * returns SG_EINVAL: for create's refusals. */

@@ -5,7 +5,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "sg/alloc.h"
@@ -123,6 +125,18 @@ fail:
     return 1;
 }
 
+/* "host:/absolute/store": names this sagad to brokers, the same across
+ * restarts (a Pulsar producer name keeps its sequence ids). */
+static void instance_name(char *out, size_t n, const char *db)
+{
+    char host[256] = "", cwd[4096] = "";
+    gethostname(host, sizeof host - 1);
+    if (db[0] != '/' && !strstr(db, "://") && getcwd(cwd, sizeof cwd))
+        snprintf(out, n, "%s:%s/%s", host, cwd, db);
+    else
+        snprintf(out, n, "%s:%s", host, db);
+}
+
 /* Everything that can be refused for a bad value (bus URL, definition,
  * listen address) is checked before the store is touched, and the API is
  * bound before recovery: a start that fails changes nothing on disk. */
@@ -135,7 +149,9 @@ static int open_parts(app *a, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create the HTTP client");
         return 1;
     }
-    sg_bus_env env = {.loop = a->loop, .http = a->http};
+    char instance[4600];
+    instance_name(instance, sizeof instance, c->db);
+    sg_bus_env env = {.loop = a->loop, .http = a->http, .instance = instance};
     char why[400] = "";
     if (sg_bus_create(&a->bus, c->bus, &env, why, sizeof why) != SG_OK) {
         snprintf(err, errlen, "--bus / SAGAD_BUS: %s", why);
