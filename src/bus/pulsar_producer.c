@@ -56,11 +56,11 @@ static void pr_fail(producer *pr, int permanent, const char *why)
     if (permanent) {
         DL_FOREACH_SAFE(pr->sent, p, tmp)
         {
-            sg__pub_finish(pb, p, SG_EPROTO, "pulsar: %s", why);
+            sg__pub_finish(pb, p, SG_EREFUSED, "pulsar: %s", why);
         }
         DL_FOREACH_SAFE(pr->waiting, p, tmp)
         {
-            sg__pub_finish(pb, p, SG_EPROTO, "pulsar: %s", why);
+            sg__pub_finish(pb, p, SG_EREFUSED, "pulsar: %s", why);
         }
     }
     unsigned wait = sg__pulsar_jitter(pr->backoff_ms);
@@ -354,7 +354,7 @@ static void on_send_result(pulsar_bus *pb, endpoint *ep, producer *pr, uint64_t 
              (unsigned long long)seq, pr->topic, sg__pf_error_name(e->error, eb),
              e->message ? e->message : "");
     if (sg__pf_error_permanent(e->error)) {
-        sg__pub_finish(pb, p, SG_EPROTO, "pulsar: %s", why);
+        sg__pub_finish(pb, p, SG_EREFUSED, "pulsar: %s", why);
         return;
     }
     /* Transient (a persistence error, a busy broker): as Pulsar's own

@@ -18,7 +18,7 @@ class RetriesTest(harness.SagadCase):
     def setUpClass(cls):
         cls.stubs = Stubs("--quiet")
         cls.addClassCleanup(cls.stubs.proc.kill)
-        cls.sagad = Sagad(cls.stubs, step_timeout_ms=1500,
+        cls.sagad = Sagad(cls.stubs, step_timeout_ms=5000,
                           args=("--step-retries", "2", "--retry-backoff-ms", "20"))
         cls.addClassCleanup(lambda: cls.sagad.proc.kill())
 
@@ -51,7 +51,7 @@ class RetriesTest(harness.SagadCase):
         return self.sagad.get_saga(sid)["step3_status"] == "RUNNING"
 
     def test_refused_compensation_parked_then_redelivered(self):
-        body = {"r": 3, "_stub": {"ai_model": {"status": 400, "delay_ms": 800}}}
+        body = {"r": 3, "_stub": {"ai_model": {"status": 400, "delay_ms": 2000}}}
         st, _, b = self.sagad.http("POST", "/saga", body, {"Prefer": "respond-async"})
         self.assertEqual(st, 202, b)
         sid = jbody(b)["id"]
