@@ -54,6 +54,9 @@ void sg_write_event_update(sg_write *w, const char *event_id, sg_event_status st
  * first: they make a transition safe against a concurrent one. */
 void sg_write_saga_expect(sg_write *w, const char *id, sg_saga_status st, sg_comp_status comp);
 void sg_write_event_expect(sg_write *w, const char *event_id, sg_event_status st);
+/* Withdraws every PENDING step event whose saga has ended (at start-up:
+ * nothing may deliver it any more). */
+void sg_write_withdraw_orphans(sg_write *w);
 size_t sg_write_count(const sg_write *w); /* number of operations */
 /* About how many bytes w holds (its copies of requests, answers and
  * payloads): what a queued write costs in memory. */
@@ -164,6 +167,19 @@ void sg_store_cursor(const sg_saga_rec *r, char out[SG_CURSOR_MAX]);
  * takes ownership of rec (must sg_saga_rec_free it). */
 sg_status sg_store_load_unfinished(sg_store_reader *r, void (*cb)(void *arg, sg_saga_rec *rec),
                                    void *arg);
+/* Start-up recovery in pages, so that any number of unfinished sagas is
+ * resumed in bounded memory: up to `limit` IN_PROGRESS sagas (1..1000)
+ * after cursor `after` ("" or NULL = the oldest), oldest first, each with
+ * its PENDING step events, oldest first. cb takes rec (heap, free with
+ * sg_saga_rec_free then free) and evs (an array of nevs, each freed with
+ * sg_event_rec_free, then the array; NULL when none). next gets the
+ * cursor for the following page, "" after the last. */
+typedef void (*sg_unfinished_cb)(void *arg, sg_saga_rec *rec, sg_event_rec *evs, size_t nevs);
+sg_status sg_store_load_unfinished_page(sg_store_reader *r, const char *after, size_t limit,
+                                        sg_unfinished_cb cb, void *arg, char next[SG_CURSOR_MAX]);
+/* Every PENDING or PARKED compensation event, oldest first; cb owns ev. */
+sg_status sg_store_load_compensations(sg_store_reader *r, void (*cb)(void *arg, sg_event_rec *ev),
+                                      void *arg);
 /* Every PENDING event and every PARKED one (so that the compensations
  * behind a parked one wait), oldest first; the callback owns ev. */
 sg_status sg_store_load_pending_events(sg_store_reader *r, void (*cb)(void *arg, sg_event_rec *ev),

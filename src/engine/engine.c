@@ -1,6 +1,6 @@
-/* Engine lifecycle, intake and recovery: API threads queue start requests
- * under a mutex and wake the loop with uv_async_send; only the loop touches
- * sagas. At start, unfinished sagas and pending events are resumed. */
+/* Engine lifecycle and intake: API threads queue start requests under a
+ * mutex and wake the loop with uv_async_send; only the loop touches sagas.
+ * Recovery at start is recover.c's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -84,83 +84,9 @@ fail:
     return SG_EIO;
 }
 
-typedef struct recovery {
-    sg_engine *e;
-    outbox_ev *step_events; /* PENDING events of publish steps, by saga id */
-    outbox_ev *stale;       /* older step events of the same saga */
-    size_t sagas, comps, orphans;
-} recovery;
-
-static void on_pending_event(void *arg, sg_event_rec *rec)
-{
-    recovery *r = arg;
-    outbox_ev *ev = sg__ev_create(r->e, rec);
-    free(rec);
-    if (ev->rec.compensation) {
-        r->comps++;
-        sg__comp_deliver(r->e, ev);
-        return;
-    }
-    outbox_ev *dup = NULL;
-    HASH_FIND_STR(r->step_events, ev->rec.saga_id, dup);
-    if (dup) { /* one publish step runs at a time; an older one is stale */
-        HASH_DEL(r->step_events, dup);
-        DL_APPEND(r->stale, dup);
-    }
-    HASH_ADD_STR(r->step_events, rec.saga_id, ev);
-}
-
-static void on_unfinished(void *arg, sg_saga_rec *rec)
-{
-    recovery *r = arg;
-    outbox_ev *mine = NULL;
-    HASH_FIND_STR(r->step_events, rec->id, mine);
-    if (mine) HASH_DEL(r->step_events, mine);
-    r->sagas++;
-    sg__saga_resume(r->e, rec, mine);
-    free(rec);
-}
-
-/* A step event whose saga is no longer running was settled with it (or is
- * stale): nothing may deliver it now, so it is withdrawn for good. */
-static void withdraw_orphans(recovery *r)
-{
-    outbox_ev *ev, *tmp;
-    sg_write *w = NULL;
-    HASH_ITER(hh, r->step_events, ev, tmp)
-    {
-        HASH_DEL(r->step_events, ev);
-        DL_APPEND(r->stale, ev);
-    }
-    DL_FOREACH_SAFE(r->stale, ev, tmp)
-    {
-        DL_DELETE(r->stale, ev);
-        if (!w) w = sg_write_create();
-        sg_write_event_update(w, ev->rec.id, SG_EVENT_WITHDRAWN, ev->rec.attempts, NULL, 0);
-        r->orphans++;
-        sg__ev_free(ev);
-    }
-    if (w && sg_store_commit_sync(r->e->store, w) != SG_OK)
-        sg_log(SG_LOG_WARN, "recovery: could not withdraw %zu stale event(s)", r->orphans);
-}
-
 sg_status sg_engine_start(sg_engine *e, char *err, size_t errlen)
 {
-    recovery r = {.e = e};
-    sg_store_reader *reader = NULL; /* recovery's own, closed before the loop runs */
-    sg_status st = sg_store_reader_open(e->store, &reader, err, errlen);
-    if (st != SG_OK) return st;
-    st = sg_store_load_pending_events(reader, on_pending_event, &r);
-    if (st == SG_OK) st = sg_store_load_unfinished(reader, on_unfinished, &r);
-    if (st != SG_OK) snprintf(err, errlen, "%s", sg_store_reader_error(reader));
-    sg_store_reader_close(reader);
-    withdraw_orphans(&r);
-    if (st == SG_OK && (r.sagas || r.comps || r.orphans))
-        sg_log(SG_LOG_INFO,
-               "recovery: resumed %zu saga(s), %zu compensation event(s) pending, %zu stale "
-               "event(s) withdrawn",
-               r.sagas, r.comps, r.orphans);
-    return st;
+    return sg__recover_start(e, err, errlen);
 }
 
 /* Queues req for the loop; SG_ECLOSED (req not queued) once halted. */
@@ -252,6 +178,7 @@ void sg_engine_halt(sg_engine *e)
     saga *s, *tmp;
     HASH_ITER(hh, e->sagas, s, tmp) sg__saga_halt(s);
     sg__comp_halt(e);
+    sg__recover_halt(e);
 }
 
 static void on_async_closed(uv_handle_t *h)
@@ -268,5 +195,6 @@ void sg_engine_destroy(sg_engine *e)
     saga *s, *tmp;
     HASH_ITER(hh, e->sagas, s, tmp) sg__saga_free(s);
     sg__comp_free_all(e);
+    sg__recover_free(e);
     uv_close((uv_handle_t *)&e->async, on_async_closed);
 }

@@ -14,6 +14,7 @@
 typedef struct saga saga;
 typedef struct outbox_ev outbox_ev;
 typedef struct comp_queue comp_queue;
+typedef struct sg_recovery sg_recovery;
 
 /* What the API hands over: a start, a redrive or a redelivery. */
 typedef enum { REQ_START, REQ_REDRIVE, REQ_REDELIVER } req_kind;
@@ -80,9 +81,10 @@ struct sg_engine {
     comp_queue *cqueues; /* undelivered compensations, one queue per saga */
     size_t nsagas;
     size_t nwaiting;
-    size_t held_bytes; /* what sagas in memory hold (requests, answers, queued
-                          writes) + compensation payloads: --max-inflight-bytes */
-    uint64_t rng;      /* backoff jitter (act.c) */
+    size_t held_bytes;     /* what sagas in memory hold (requests, answers, queued
+                              writes) + compensation payloads: --max-inflight-bytes */
+    uint64_t rng;          /* backoff jitter (act.c) */
+    sg_recovery *recovery; /* recover.c's; NULL before start */
 };
 
 /* Monotonic milliseconds, for deadlines kept in memory. */
@@ -124,6 +126,14 @@ void sg__saga_attempt_failed(saga *s, const char *reason, int transient, long re
 /* Arms the timer for the next attempt at s->retry_due_ms. */
 void sg__saga_wait(saga *s);
 void sg__saga_log_step(saga *s, size_t i);
+
+/* recover.c: start-up recovery, streamed as room frees up. */
+sg_status sg__recover_start(sg_engine *e, char *err, size_t errlen);
+/* Reads the next page of unfinished sagas if there is room (after a saga
+ * leaves memory). */
+void sg__recover_more(sg_engine *e);
+void sg__recover_halt(sg_engine *e); /* waits for a read in flight */
+void sg__recover_free(sg_engine *e);
 
 /* outbox.c */
 outbox_ev *sg__ev_create(sg_engine *e, const sg_event_rec *rec);

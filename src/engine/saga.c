@@ -68,6 +68,7 @@ void sg__saga_free(saga *s)
     sg_saga_rec_free(&s->rec);
     e->nsagas--;
     uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+    if (!e->halted) sg__recover_more(e); /* room for a saga still in the store */
 }
 
 void sg__saga_halt(saga *s)

@@ -108,6 +108,21 @@ static const struct {
     [Q_PENDING_EVENTS] = {"load pending events", "SELECT " EVENT_COLS " FROM outbox WHERE "
                                                  "status=0 OR status=3 ORDER BY created_us, id"},
     [Q_GET_EVENT] = {"get event", "SELECT " EVENT_COLS " FROM outbox WHERE id=?1"},
+    /* Recovery, a page at a time, oldest first (the keyset of the listing,
+     * ascending), with each saga's unsettled step events. */
+    [Q_UNFINISHED_PAGE] = {"load unfinished", "SELECT " SAGA_COLS " FROM sagas WHERE status=0 "
+                                              "AND (created_us, id) > (?1, ?2) ORDER BY "
+                                              "created_us, id LIMIT ?3"},
+    [Q_STEP_EVENTS] = {"load step events", "SELECT " EVENT_COLS " FROM outbox WHERE saga_id=?1 "
+                                           "AND compensation=0 AND status=0 ORDER BY "
+                                           "created_us, id"},
+    [Q_COMPENSATIONS] = {"load compensations",
+                         "SELECT " EVENT_COLS " FROM outbox WHERE compensation=1 AND (status=0 "
+                         "OR status=3) ORDER BY created_us, id"},
+    /* A step event whose saga has ended was settled with it: withdrawn. */
+    [Q_WITHDRAW_ORPHANS] = {"withdraw orphan events",
+                            "UPDATE outbox SET status=2 WHERE status=0 AND compensation=0 AND "
+                            "saga_id IN (SELECT id FROM sagas WHERE status<>0)"},
     /* Outbox listing, newest first, by the same keyset as the sagas. */
     [Q_EVENTS] = {"list events", "SELECT " EVENT_COLS " FROM outbox ORDER BY created_us DESC, "
                                  "id DESC LIMIT ?1"},
@@ -458,6 +473,8 @@ const struct sg_store_ops sg_store_sqlite_ops = {
     .list = sg__sq_list,
     .load_unfinished = sg__sq_load_unfinished,
     .load_pending_events = sg__sq_load_pending_events,
+    .load_unfinished_page = sg__sq_load_unfinished_page,
+    .load_compensations = sg__sq_load_compensations,
     .get_event = sg__sq_get_event,
     .list_events = sg__sq_list_events,
 };

@@ -39,6 +39,10 @@ enum {
     Q_GET_EVENT,
     Q_EVENTS,
     Q_EVENTS_AFTER,
+    Q_UNFINISHED_PAGE,
+    Q_STEP_EVENTS,
+    Q_COMPENSATIONS,
+    Q_WITHDRAW_ORPHANS,
     Q_EVENTS_ST,
     Q_EVENTS_ST_AFTER,
     Q_COUNT
@@ -98,6 +102,11 @@ sg_status sg__sq_load_pending_events(sg_store_breader *r, void (*cb)(void *arg, 
                                      void *arg, char *err, size_t errlen);
 sg_status sg__sq_get_event(sg_store_breader *r, const char *id, sg_event_rec *out, char *err,
                            size_t errlen);
+sg_status sg__sq_load_unfinished_page(sg_store_breader *r, const char *after, size_t limit,
+                                      sg_unfinished_cb cb, void *arg, char next[SG_CURSOR_MAX],
+                                      char *err, size_t errlen);
+sg_status sg__sq_load_compensations(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
+                                    void *arg, char *err, size_t errlen);
 sg_status sg__sq_list_events(sg_store_breader *r, const sg_list_query *q, sg_event_rec **out,
                              size_t *n, char next[SG_CURSOR_MAX], char *err, size_t errlen);
 

@@ -375,6 +375,71 @@ sg_status sg__sq_load_pending_events(sg_store_breader *r, void (*cb)(void *arg, 
     return SG_OK;
 }
 
+sg_status sg__sq_load_compensations(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
+                                    void *arg, char *err, size_t errlen)
+{
+    rd k = {&r->c, err, errlen};
+    sg_event_rec *v = NULL;
+    size_t n = 0;
+    sqlite3_stmt *st = stmt(&k, Q_COMPENSATIONS);
+    if (!st) return SG_EIO;
+    if (collect_events(&k, Q_COMPENSATIONS, st, SQLITE_OK, 0, &v, &n) != SG_OK) {
+        free_events(v, n);
+        return SG_EIO;
+    }
+    for (size_t i = 0; i < n; i++) {
+        sg_event_rec *ev = sg_xmalloc(sizeof *ev);
+        *ev = v[i];
+        cb(arg, ev);
+    }
+    free(v);
+    return SG_OK;
+}
+
+sg_status sg__sq_load_unfinished_page(sg_store_breader *r, const char *after, size_t limit,
+                                      sg_unfinished_cb cb, void *arg, char next[SG_CURSOR_MAX],
+                                      char *err, size_t errlen)
+{
+    rd k = {&r->c, err, errlen};
+    char cid[SG_ID_LEN + 1] = "";
+    int64_t cus = INT64_MIN;
+    if (after && sg_store_cursor_parse(after, &cus, cid) != SG_OK) {
+        snprintf(err, errlen, "malformed recovery cursor");
+        return SG_EINVAL;
+    }
+    sqlite3_stmt *st = stmt(&k, Q_UNFINISHED_PAGE);
+    sqlite3_stmt *es = stmt(&k, Q_STEP_EVENTS);
+    if (!st || !es) return SG_EIO;
+    int rc = sqlite3_bind_int64(st, 1, cus);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_text(st, 2, cid, -1, SQLITE_TRANSIENT);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 3, (int64_t)limit);
+    sg_saga_rec *v = NULL;
+    size_t n = 0;
+    sg_status res = read_sagas(&k, Q_UNFINISHED_PAGE, st, rc, &v, &n, limit);
+    /* Each saga's step events (few: one per publish step at most). */
+    sg_event_rec **evs = n ? sg_xcalloc(n, sizeof *evs) : NULL;
+    size_t *nevs = n ? sg_xcalloc(n, sizeof *nevs) : NULL;
+    for (size_t i = 0; i < n && res == SG_OK; i++) {
+        rc = sqlite3_bind_text(es, 1, v[i].id, -1, SQLITE_TRANSIENT);
+        res = collect_events(&k, Q_STEP_EVENTS, es, rc, 0, &evs[i], &nevs[i]);
+    }
+    if (res == SG_OK && n == limit) sg_store_cursor_format(next, v[n - 1].created_us, v[n - 1].id);
+    for (size_t i = 0; i < n; i++) {
+        if (res != SG_OK) {
+            sg_saga_rec_free(&v[i]);
+            free_events(evs[i], nevs[i]);
+            continue;
+        }
+        sg_saga_rec *rec = sg_xmalloc(sizeof *rec);
+        *rec = v[i];
+        cb(arg, rec, evs[i], nevs[i]);
+    }
+    free(v);
+    free(evs);
+    free(nevs);
+    return res;
+}
+
 sg_status sg__sq_list_events(sg_store_breader *r, const sg_list_query *q, sg_event_rec **out,
                              size_t *n, char next[SG_CURSOR_MAX], char *err, size_t errlen)
 {

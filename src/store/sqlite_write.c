@@ -268,6 +268,11 @@ static sg_status apply_op(txn *t, const sg_write_op *op)
     case SG_WOP_SAGA_EXPECT:
     case SG_WOP_EVENT_EXPECT:
         return apply_expect(t, op);
+    case SG_WOP_WITHDRAW_ORPHANS: {
+        binder b;
+        if (!prep(t, Q_WITHDRAW_ORPHANS, &b)) return SG_EIO;
+        return run(t, &b, 0);
+    }
     }
     return SG_EINVAL;
 }

@@ -357,6 +357,25 @@ sg_status sg_store_load_unfinished(sg_store_reader *r, void (*cb)(void *arg, sg_
     return finish(r, r->ops->load_unfinished(r->br, cb, arg, r->err, sizeof r->err));
 }
 
+sg_status sg_store_load_unfinished_page(sg_store_reader *r, const char *after, size_t limit,
+                                        sg_unfinished_cb cb, void *arg, char next[SG_CURSOR_MAX])
+{
+    if (next) next[0] = '\0';
+    if (!begin(r)) return SG_EINVAL;
+    if (!cb || !next || limit < 1 || limit > 1000 || !r->ops->load_unfinished_page)
+        return finish(r, SG_EINVAL);
+    return finish(r, r->ops->load_unfinished_page(r->br, after && after[0] ? after : NULL, limit,
+                                                  cb, arg, next, r->err, sizeof r->err));
+}
+
+sg_status sg_store_load_compensations(sg_store_reader *r, void (*cb)(void *arg, sg_event_rec *ev),
+                                      void *arg)
+{
+    if (!begin(r)) return SG_EINVAL;
+    if (!cb || !r->ops->load_compensations) return finish(r, SG_EINVAL);
+    return finish(r, r->ops->load_compensations(r->br, cb, arg, r->err, sizeof r->err));
+}
+
 sg_status sg_store_load_pending_events(sg_store_reader *r, void (*cb)(void *arg, sg_event_rec *ev),
                                        void *arg)
 {

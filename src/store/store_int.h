@@ -40,6 +40,7 @@ typedef enum sg_write_kind {
     SG_WOP_EVENT_UPDATE,
     SG_WOP_SAGA_EXPECT,
     SG_WOP_EVENT_EXPECT,
+    SG_WOP_WITHDRAW_ORPHANS,
 } sg_write_kind;
 
 /* One operation; every pointer inside is an owned deep copy, freed by
@@ -140,6 +141,11 @@ struct sg_store_ops {
                       char next[SG_CURSOR_MAX], char *err, size_t errlen);
     sg_status (*load_unfinished)(sg_store_breader *r, void (*cb)(void *arg, sg_saga_rec *rec),
                                  void *arg, char *err, size_t errlen);
+    sg_status (*load_unfinished_page)(sg_store_breader *r, const char *after, size_t limit,
+                                      sg_unfinished_cb cb, void *arg, char next[SG_CURSOR_MAX],
+                                      char *err, size_t errlen);
+    sg_status (*load_compensations)(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
+                                    void *arg, char *err, size_t errlen);
     sg_status (*load_pending_events)(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
                                      void *arg, char *err, size_t errlen);
     /* Outbox entries, newest first, paged like list (q->status: -1 or an

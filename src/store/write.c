@@ -40,6 +40,8 @@ static void op_free(sg_write_op *op)
     case SG_WOP_EVENT_EXPECT:
         free(op->u.event_expect.id);
         break;
+    case SG_WOP_WITHDRAW_ORPHANS:
+        break;
     }
 }
 
@@ -127,6 +129,11 @@ void sg_write_event_expect(sg_write *w, const char *event_id, sg_event_status st
     sg_write_op *op = push(w, SG_WOP_EVENT_EXPECT);
     op->u.event_expect.id = sg_xstrdup(event_id);
     op->u.event_expect.status = st;
+}
+
+void sg_write_withdraw_orphans(sg_write *w)
+{
+    push(w, SG_WOP_WITHDRAW_ORPHANS);
 }
 
 size_t sg_write_count(const sg_write *w)

@@ -31,7 +31,7 @@ typedef enum {
 
 #define STUB_MAX_DELAY_MS 600000 /* 10 minutes, like the connection timeout */
 #define STUB_HANG_MS 600000      /* a hanging request gives up after this */
-#define STUB_BIG_BYTES ((uint64_t)8 << 20)
+#define STUB_BIG_BYTES ((uint64_t)9 << 20) /* past sagad's default --max-response */
 
 typedef struct stub_spec {
     int status;   /* answer status; 0 = the normal 200 */
