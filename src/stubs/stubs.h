@@ -29,8 +29,8 @@ typedef enum {
     STUB_MODE_BIG,     /* valid JSON body of STUB_BIG_BYTES */
 } stub_mode;
 
-#define STUB_MAX_DELAY_MS 600000 /* 10 minutes, like the connection timeout */
-#define STUB_HANG_MS 600000      /* a hanging request gives up after this */
+#define STUB_MAX_DELAY_MS 600000           /* 10 minutes, like the connection timeout */
+#define STUB_HANG_MS 600000                /* a hanging request gives up after this */
 #define STUB_BIG_BYTES ((uint64_t)9 << 20) /* past sagad's default --max-response */
 
 typedef struct stub_spec {
