@@ -7,6 +7,7 @@
 
 #include "engine_int.h"
 #include "sg/alloc.h"
+#include "sg/crash.h"
 #include "sg/util.h"
 
 uint64_t sg__mono_ms(void)
@@ -78,6 +79,7 @@ typedef struct recovery {
 
 static void on_pending_event(void *arg, sg_event_rec *rec)
 {
+    sg_crash_point("recovery");
     recovery *r = arg;
     outbox_ev *ev = sg__ev_create(r->e, rec);
     free(rec);
@@ -97,6 +99,7 @@ static void on_pending_event(void *arg, sg_event_rec *rec)
 
 static void on_unfinished(void *arg, sg_saga_rec *rec)
 {
+    sg_crash_point("recovery");
     recovery *r = arg;
     outbox_ev *mine = NULL;
     HASH_FIND_STR(r->step_events, rec->id, mine);

@@ -9,6 +9,7 @@
 
 #include "engine_int.h"
 #include "sg/alloc.h"
+#include "sg/crash.h"
 #include "sg/util.h"
 
 static void attempt(outbox_ev *ev);
@@ -83,6 +84,7 @@ static void delivered(outbox_ev *ev)
 
 static void on_bus_ack(void *arg, sg_status st, const char *why)
 {
+    sg_crash_point("compensation_ack");
     outbox_ev *ev = arg;
     ev->pub = NULL;
     if (st == SG_OK)
@@ -93,6 +95,7 @@ static void on_bus_ack(void *arg, sg_status st, const char *why)
 
 static void on_http_ack(void *arg, const sg_http_result *res)
 {
+    sg_crash_point("compensation_ack");
     outbox_ev *ev = arg;
     ev->call = NULL;
     if (res->outcome == SG_HTTP_DONE && res->status >= 200 && res->status <= 299) {
@@ -112,6 +115,7 @@ static void attempt(outbox_ev *ev)
     sg_engine *e = ev->eng;
     if (e->halted) return;
     ev->rec.attempts++;
+    sg_crash_point("compensation_send");
     sg_status st;
     if (ev->rec.target) {
         char h_saga[64], h_idem[256];

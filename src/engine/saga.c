@@ -10,6 +10,7 @@
 
 #include "engine_int.h"
 #include "sg/alloc.h"
+#include "sg/crash.h"
 #include "sg/json.h"
 #include "sg/util.h"
 
@@ -87,6 +88,7 @@ static void on_committed(void *arg, sg_status st)
     saga *s = pw->s;
     assert(s->writing);
     s->writing = 0;
+    if (pw->comps && st == SG_OK) sg_crash_point("commit_before_delivery");
     if (s->eng->halted) {
         /* Not delivered now; still PENDING in the store if committed, so the
          * next start delivers it. */
@@ -296,6 +298,7 @@ static void step_failed(saga *s, const char *reason)
 
 static void on_http_done(void *arg, const sg_http_result *res)
 {
+    sg_crash_point("http_after");
     saga *s = arg;
     const char *url = s->def->steps[s->cur].action.url;
     char reason[512];
@@ -338,6 +341,7 @@ static void call_http(saga *s)
         .headers = headers,
         .timeout_ms = s->eng->opt.step_timeout_ms,
     };
+    sg_crash_point("http_before");
     if (sg_http_post(s->eng->http, &req, on_http_done, s, &s->call) != SG_OK) {
         s->call = NULL;
         step_failed(s, "could not start the HTTP call");
@@ -346,6 +350,7 @@ static void call_http(saga *s)
 
 static void on_ack(void *arg, sg_status st, const char *why)
 {
+    sg_crash_point("publish_after");
     saga *s = arg;
     s->pub->pub = NULL;
     uv_timer_stop(&s->timer);
@@ -379,6 +384,7 @@ static void publish(saga *s)
     }
     uint64_t left_ms = ev->due_ms - now;
     ev->rec.attempts++;
+    sg_crash_point("publish_before");
     if (sg_bus_publish(s->eng->bus, &ev->rec, (long)left_ms, on_ack, s, &ev->pub) != SG_OK) {
         ev->pub = NULL;
         step_failed(s, "could not hand the event to the bus");

@@ -18,6 +18,7 @@
 #include <utlist.h>
 
 #include "sg/alloc.h"
+#include "sg/crash.h"
 #include "sg/util.h"
 #include "store_priv.h"
 
@@ -180,6 +181,7 @@ static void writer_main(void *arg)
                        err[0] ? err : sg_status_text(st));
         }
 
+        if (st == SG_OK) sg_crash_point("store_committed");
         uv_mutex_lock(&s->mu);
         set_health(s, st, err);
         if (st == SG_OK) {
