@@ -241,16 +241,21 @@ static enum MHD_Result start_service(stub_server *s, stub_req *r)
     if (has_stub || r->rt == R_ANONYMIZE || r->rt == R_EVENTS) root = parse(body, n);
 
     const json_t *payload = root;
+    const char *topic = NULL; /* of an event */
     const char *saga_id = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Saga-Id");
     if (r->rt == R_EVENTS && json_is_object(root)) {
         payload = json_object_get(root, "payload");
+        topic = json_string_value(json_object_get(root, "topic"));
         if (!s->quiet) print_event(root);
         if (!saga_id) saga_id = json_string_value(json_object_get(root, "saga_id"));
     }
-    /* Per-request overrides: the body's _stub first, headers last. */
+    /* Per-request overrides: the body's _stub first, headers last. An
+     * event looks for its topic's key first (so that a test can break a
+     * step's event and not its compensation), then "tokenizer". */
     const json_t *stub =
         has_stub && json_is_object(payload) ? json_object_get(payload, "_stub") : NULL;
-    const json_t *o = json_is_object(stub) ? json_object_get(stub, stub_svc_name(svc)) : NULL;
+    const json_t *o = json_is_object(stub) && topic ? json_object_get(stub, topic) : NULL;
+    if (!o && json_is_object(stub)) o = json_object_get(stub, stub_svc_name(svc));
     if (!o && svc == STUB_SVC_AI_MODEL && json_is_object(stub))
         o = json_object_get(stub, "ai-model");
     if (o && !json_is_null(o) && stub_spec_apply_json(&sp, o, err, sizeof err) != SG_OK) goto bad;
