@@ -62,11 +62,13 @@ WITHDRAW_SLACK_US = 1_000_000
 class Report:
     def __init__(self):
         self.violations = []  # (invariant, text)
+        self.by_design = collections.defaultdict(collections.Counter)  # inv -> design -> n
         self.stats = collections.Counter()
 
-    def add(self, inv, text):
+    def add(self, inv, text, design="-"):
         assert inv in INVARIANTS, inv
         self.violations.append((inv, text))
+        self.by_design[inv][design] += 1
 
     def failed(self):
         return sorted({inv for inv, _ in self.violations})
@@ -80,7 +82,9 @@ class Report:
         out = ["%d violation(s) of %d invariant(s): %s"
                % (len(self.violations), len(by), ", ".join(sorted(by)))]
         for inv in sorted(by):
-            out.append("[%s] %s — %d violation(s):" % (inv, INVARIANTS[inv], len(by[inv])))
+            designs = ", ".join("%s %d" % (d, n) for d, n in sorted(self.by_design[inv].items()))
+            out.append("[%s] %s — %d violation(s) (by design: %s):"
+                       % (inv, INVARIANTS[inv], len(by[inv]), designs))
             for t in by[inv][:per_invariant]:
                 out.append("    " + t)
             if len(by[inv]) > per_invariant:
@@ -255,6 +259,10 @@ def check(sagad, records, designs, answers=None, keys=None, strict=True):
 def _check_saga(rep, r, tag, design, reqs, rows, answers, t0, strict):
     sid = r["id"]
     who = "saga %s (tag %s, design %s)" % (sid, tag, design)
+
+    def bad(inv, text):
+        rep.add(inv, text, str(design))
+
     steps = r["steps"]
     overall = r["overall_status"]
     comp = r["compensation_status"]
@@ -262,24 +270,24 @@ def _check_saga(rep, r, tag, design, reqs, rows, answers, t0, strict):
 
     # final
     if overall == "IN_PROGRESS":
-        rep.add("final", "%s still IN_PROGRESS: steps %s" % (
+        bad("final", "%s still IN_PROGRESS: steps %s" % (
             who, [(s["name"], s["status"], s["attempts"]) for s in steps]))
         return
     if comp not in ("NONE", "COMPLETED"):
-        rep.add("final", "%s %s with compensation_status %s" % (who, overall, comp))
+        bad("final", "%s %s with compensation_status %s" % (who, overall, comp))
 
     # record
     failed_at = None
     names = [s["name"] for s in steps]
     if names != list(STEP_NAMES):
-        rep.add("record", "%s steps are %s" % (who, names))
+        bad("record", "%s steps are %s" % (who, names))
         return
     st = [s["status"] for s in steps]
     if overall == "COMPLETED":
         if st != ["COMPLETED"] * 3 or r.get("error") is not None:
-            rep.add("record", "%s COMPLETED with steps %s, error %r" % (who, st, r.get("error")))
+            bad("record", "%s COMPLETED with steps %s, error %r" % (who, st, r.get("error")))
         if set(r["processed_data"]) != {"anonymized", "tokenizer_event", "ai_result"}:
-            rep.add("record", "%s COMPLETED with processed_data keys %s"
+            bad("record", "%s COMPLETED with processed_data keys %s"
                     % (who, sorted(r["processed_data"])))
     else:
         if "FAILED" in st:
@@ -287,18 +295,18 @@ def _check_saga(rep, r, tag, design, reqs, rows, answers, t0, strict):
         want = ["COMPLETED"] * ((failed_at or 1) - 1) + ["FAILED"] + ["PENDING"] * (
             3 - (failed_at or 1))
         if failed_at is None or st != want:
-            rep.add("record", "%s FAILED with steps %s" % (who, st))
+            bad("record", "%s FAILED with steps %s" % (who, st))
         elif not (r.get("error") or "").startswith(
                 "Error en Step %d (%s): " % (failed_at, SERVICES[failed_at - 1])):
-            rep.add("record", "%s FAILED at step %d with error %r" % (who, failed_at,
+            bad("record", "%s FAILED at step %d with error %r" % (who, failed_at,
                                                                     r.get("error")))
         for s in steps[failed_at or 3:]:
             if s["attempts"] != 0 or s["started_at"] is not None:
-                rep.add("record", "%s step %s after the failed one has attempts %d, started %s"
+                bad("record", "%s step %s after the failed one has attempts %d, started %s"
                         % (who, s["name"], s["attempts"], s["started_at"]))
     for i, s in enumerate(steps):
         if s["status"] in ("COMPLETED", "FAILED") and s["attempts"] < 1:
-            rep.add("record", "%s step %s %s with %d attempts" % (who, s["name"], s["status"],
+            bad("record", "%s step %s %s with %d attempts" % (who, s["name"], s["status"],
                                                                  s["attempts"]))
 
     # design
@@ -306,12 +314,15 @@ def _check_saga(rep, r, tag, design, reqs, rows, answers, t0, strict):
         want = "COMPLETED" if design == "ok" else "FAILED at step %s" % design[-1]
         got = "COMPLETED" if overall == "COMPLETED" else "FAILED at step %s" % failed_at
         wrong = got != want
-        if not strict and design != "ok":
+        if not strict and design in ("fail1", "fail2", "fail3"):
             wrong = overall == "COMPLETED" or (failed_at or 0) > int(design[-1])
         elif not strict:
+            # "ok" may fail anywhere when chaos breaks a service; "late2"
+            # may even complete: a stopped sta-stubs answers a delayed
+            # request at once.
             wrong = False
         if wrong:
-            rep.add("design", "%s should be %s, is %s: %s; the stubs saw: %s"
+            bad("design", "%s should be %s, is %s: %s; the stubs saw: %s"
                     % (who, want if strict else "FAILED at step %s at the latest" % design[-1],
                        got, r.get("error"),
                        "; ".join(_fmt_req(q, t0) for q, _, _ in reqs) or "nothing"))
@@ -326,7 +337,7 @@ def _check_saga(rep, r, tag, design, reqs, rows, answers, t0, strict):
                and env.get("topic") == "tokenizer_compensation"]
     other_ev = [(q, env) for q, env in events if (q, env) not in step_ev + comp_ev]
     for q, env in other_ev:
-        rep.add("headers", "%s: an event that is no envelope of ours: %s %r"
+        bad("headers", "%s: an event that is no envelope of ours: %s %r"
                 % (who, _fmt_req(q, t0), q["body"][:200]))
 
     # acked
@@ -336,7 +347,7 @@ def _check_saga(rep, r, tag, design, reqs, rows, answers, t0, strict):
             continue
         ok = [q for q in seen[k] if (_acked(q) if k == 2 else _ok_answer(q))]
         if not ok:
-            rep.add("acked", "%s step %d COMPLETED but its service never acknowledged it: %s"
+            bad("acked", "%s step %d COMPLETED but its service never acknowledged it: %s"
                     % (who, k, "; ".join(_fmt_req(q, t0) for q in seen[k]) or "no request"))
 
     # never-ran
@@ -344,25 +355,25 @@ def _check_saga(rep, r, tag, design, reqs, rows, answers, t0, strict):
         later = {1: anon, 2: [q for q, _ in step_ev], 3: proc}
         for k in range(failed_at + 1, 4):
             if later[k]:
-                rep.add("never-ran", "%s FAILED at step %d but step %d reached its service: %s"
+                bad("never-ran", "%s FAILED at step %d but step %d reached its service: %s"
                         % (who, failed_at, k, "; ".join(_fmt_req(q, t0) for q in later[k])))
 
     # headers and payload
     request = r["request_data"]
     for q, name in [(q, "anonymizer") for q in anon] + [(q, "ai_model") for q in proc]:
         if q["saga_id"] != sid or q["idempotency_key"] != "%s:%s" % (sid, name):
-            rep.add("headers", "%s: %s carried X-Saga-Id %r, Idempotency-Key %r"
+            bad("headers", "%s: %s carried X-Saga-Id %r, Idempotency-Key %r"
                     % (who, _fmt_req(q, t0), q["saga_id"], q["idempotency_key"]))
         if json.loads(q["body"]) != request:
-            rep.add("payload", "%s: %s body %r differs from the request"
+            bad("payload", "%s: %s body %r differs from the request"
                     % (who, _fmt_req(q, t0), q["body"][:200]))
     for q, env in step_ev + comp_ev:
         if env.get("saga_id") != sid or q["saga_id"] != sid or q["idempotency_key"] != env.get("id"):
-            rep.add("headers", "%s: %s envelope saga_id %r, X-Saga-Id %r, Idempotency-Key %r, "
+            bad("headers", "%s: %s envelope saga_id %r, X-Saga-Id %r, Idempotency-Key %r, "
                     "event id %r" % (who, _fmt_req(q, t0), env.get("saga_id"), q["saga_id"],
                                      q["idempotency_key"], env.get("id")))
         if env.get("payload") != request:
-            rep.add("payload", "%s: %s envelope payload differs from the request"
+            bad("payload", "%s: %s envelope payload differs from the request"
                     % (who, _fmt_req(q, t0)))
 
     # event-id
@@ -370,14 +381,14 @@ def _check_saga(rep, r, tag, design, reqs, rows, answers, t0, strict):
     comp_rows = [o for o in rows if o["compensation"]]
     step_ids = {env.get("id") for _, env in step_ev}
     if len(step_rows) > 1:
-        rep.add("event-id", "%s has %d tokenizer_event outbox rows: %s"
+        bad("event-id", "%s has %d tokenizer_event outbox rows: %s"
                 % (who, len(step_rows), [(o["id"], EVENT_STATUS.get(o["status"], o["status"]))
                                          for o in step_rows]))
     if len(step_ids) > 1 or (step_ids and step_ids != {o["id"] for o in step_rows}):
-        rep.add("event-id", "%s: tokenizer_event deliveries carry ids %s, outbox rows %s"
+        bad("event-id", "%s: tokenizer_event deliveries carry ids %s, outbox rows %s"
                 % (who, sorted(step_ids), [o["id"] for o in step_rows]))
     if steps[1]["status"] == "COMPLETED" and [o["status"] for o in step_rows] != [1]:
-        rep.add("event-id", "%s step 2 COMPLETED but its event rows are %s"
+        bad("event-id", "%s step 2 COMPLETED but its event rows are %s"
                 % (who, [EVENT_STATUS.get(o["status"], o["status"]) for o in step_rows]))
 
     # compensation
@@ -391,7 +402,7 @@ def _check_saga(rep, r, tag, design, reqs, rows, answers, t0, strict):
     else:
         due = False
     if due == "in doubt" and comp != "COMPLETED":
-        rep.add("in-doubt-means-delivered",
+        bad("in-doubt-means-delivered",
                 "%s FAILED at step 2 (%s); the consumer acknowledged its tokenizer_event %s "
                 "(%s) yet compensation_status is %s, %d tokenizer_compensation row(s), "
                 "%d delivered to the stub; event row(s): %s"
@@ -399,17 +410,17 @@ def _check_saga(rep, r, tag, design, reqs, rows, answers, t0, strict):
                    "; ".join(_fmt_req(q, t0) for q in acked_step_ev), comp, len(comp_rows),
                    len(comp_ev), [EVENT_STATUS.get(o["status"], o["status"]) for o in step_rows]))
     elif due and comp != "COMPLETED":
-        rep.add("compensation", "%s FAILED at step %d: compensation due, status %s"
+        bad("compensation", "%s FAILED at step %d: compensation due, status %s"
                 % (who, failed_at, comp))
     if due is False and (comp != "NONE" or comp_rows or comp_ev):
-        rep.add("compensation", "%s %s%s: no compensation may exist, yet status %s, %d row(s), "
+        bad("compensation", "%s %s%s: no compensation may exist, yet status %s, %d row(s), "
                 "%d delivered" % (who, overall, " at step %d" % failed_at if failed_at else "",
                                   comp, len(comp_rows), len(comp_ev)))
     if comp == "COMPLETED" or due:
         if len(comp_rows) != 1 or comp_rows[0]["status"] != 1 or comp_rows[0]["topic"] != \
                 "tokenizer_compensation":
             if comp == "COMPLETED":
-                rep.add("compensation", "%s compensation COMPLETED but its outbox rows are %s"
+                bad("compensation", "%s compensation COMPLETED but its outbox rows are %s"
                         % (who, [(o["topic"], EVENT_STATUS.get(o["status"], o["status"]))
                                  for o in comp_rows]))
         else:
@@ -417,14 +428,14 @@ def _check_saga(rep, r, tag, design, reqs, rows, answers, t0, strict):
             cid = comp_rows[0]["id"]
             ids = {env.get("id") for _, env in comp_ev}
             if ids != {cid}:
-                rep.add("compensation", "%s compensation %s: the stub saw ids %s"
+                bad("compensation", "%s compensation %s: the stub saw ids %s"
                         % (who, cid, sorted(ids)))
             if not any(_acked(q) for q, _ in comp_ev):
-                rep.add("compensation", "%s compensation %s DELIVERED but never acknowledged "
+                bad("compensation", "%s compensation %s DELIVERED but never acknowledged "
                         "by the stub: %s" % (who, cid, "; ".join(_fmt_req(q, t0)
                                                                 for q, _ in comp_ev) or "none"))
     if overall == "COMPLETED" and (comp_rows or comp_ev):
-        rep.add("compensation", "%s COMPLETED yet has %d compensation row(s), %d delivered"
+        bad("compensation", "%s COMPLETED yet has %d compensation row(s), %d delivered"
                 % (who, len(comp_rows), len(comp_ev)))
 
     # withdrawn
@@ -435,7 +446,7 @@ def _check_saga(rep, r, tag, design, reqs, rows, answers, t0, strict):
         late = [q for q, env in step_ev if env.get("id") == o["id"]
                 and (fin is None or q["time_us"] > fin + WITHDRAW_SLACK_US)]
         if late:
-            rep.add("withdrawn", "%s event %s WITHDRAWN (step 2 finished %s) but delivered "
+            bad("withdrawn", "%s event %s WITHDRAWN (step 2 finished %s) but delivered "
                     "later: %s" % (who, o["id"], steps[1]["finished_at"],
                                    "; ".join(_fmt_req(q, t0) for q in late)))
 
@@ -443,16 +454,16 @@ def _check_saga(rep, r, tag, design, reqs, rows, answers, t0, strict):
     for st, b in answers:
         if st == 200:
             if b.get("id") != sid or overall != "COMPLETED":
-                rep.add("answers", "%s is %s but a client was answered 200 %s"
+                bad("answers", "%s is %s but a client was answered 200 %s"
                         % (who, overall, json.dumps(b)[:200]))
         elif st == 400 and isinstance(b, dict) and isinstance(b.get("detail"), dict):
             d = b["detail"]
             if d.get("id") != sid or overall != "FAILED" or d.get("error") != r.get("error"):
-                rep.add("answers", "%s is %s (%r) but a client was answered 400 %s"
+                bad("answers", "%s is %s (%r) but a client was answered 400 %s"
                         % (who, overall, r.get("error"), json.dumps(b)[:300]))
         elif st == 202:
             if b.get("id") != sid:
-                rep.add("answers", "%s: a client was answered 202 for %s" % (who, b.get("id")))
+                bad("answers", "%s: a client was answered 202 for %s" % (who, b.get("id")))
 
 
 def _check_store(rep, sagad):
