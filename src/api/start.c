@@ -119,17 +119,34 @@ static void answer_unavailable_locked(start_ctx *x)
     answer_locked(x, &r);
 }
 
+/* A start the store could not take (SG_EIO): the 503 says what the store
+ * reports. sg__start_mu held and x WAITING, so x->api is alive. */
+static void render_store_failure_locked(reply *r, const start_ctx *x, const sg_outcome *o)
+{
+    char why[256], detail[512];
+    sg_outcome f = *o;
+    if (x->api->store && sg_store_health(x->api->store, why, sizeof why) != SG_OK && why[0]) {
+        snprintf(detail, sizeof detail, "%s: store: %s",
+                 o->detail ? o->detail : sg_status_text(o->status), why);
+        f.detail = detail;
+    }
+    render_reply(r, &f, x->async);
+}
+
 /* The engine's outcome; loop thread. Rendered here, while o is alive. */
 static void on_outcome(void *arg, const sg_outcome *o)
 {
     start_ctx *x = arg;
     reply r = {0};
-    if (o->status != SG_EEXIST)
-        render_reply(&r, o, x->async);
-    else /* the MHD thread compares it with the stored saga's */
+    if (o->status == SG_EEXIST) /* the MHD thread compares it with the stored saga's */
         sg_buf_add(&x->body, o->request, o->request_len);
+    else if (o->status != SG_EIO)
+        render_reply(&r, o, x->async);
     pthread_mutex_lock(&sg__start_mu);
-    if (x->state == CTX_WAITING) answer_locked(x, &r);
+    if (x->state == CTX_WAITING) {
+        if (o->status == SG_EIO) render_store_failure_locked(&r, x, o);
+        answer_locked(x, &r);
+    }
     pthread_mutex_unlock(&sg__start_mu);
     free(r.body); /* NULL unless x was answered already */
     ctx_release(x);
