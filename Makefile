@@ -8,6 +8,10 @@ JOBS       ?= $(shell nproc)
 # they depend on, off for `make run` and `make build` (as for a packager).
 SG_WERROR  ?= OFF
 test test-fast: SG_WERROR = ON
+# Crash points (include/sg/crash.h) are for the test builds only: `make
+# run` and `make bench` reconfigure the same build directory without them.
+SG_CRASH_POINTS ?= OFF
+test test-fast: SG_CRASH_POINTS = ON
 
 .PHONY: all deps build build-asan run test test-fast bench format format-check clean
 
@@ -17,12 +21,13 @@ deps:
 	./scripts/deps.sh
 
 build: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSG_WERROR=$(SG_WERROR) >/dev/null
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSG_WERROR=$(SG_WERROR) \
+	  -DSG_CRASH_POINTS=$(SG_CRASH_POINTS) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
 build-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSG_SANITIZE=ON \
-	  -DSG_WERROR=$(SG_WERROR) >/dev/null
+	  -DSG_WERROR=$(SG_WERROR) -DSG_CRASH_POINTS=$(SG_CRASH_POINTS) >/dev/null
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 run: build

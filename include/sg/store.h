@@ -81,6 +81,12 @@ typedef struct sg_store_options {
      *     transaction commits again, and sg_store_close gives up after a
      *     few more attempts (SG_STORE_CLOSE_RETRIES, or about
      *     SG_STORE_CLOSE_RETRY_MS) and completes the rest with SG_EIO.
+     *     Except a write that inserts a saga: it completes with SG_EIO
+     *     when its transaction fails (a new saga's client is answered
+     *     rather than kept waiting); and with nothing left to retry the
+     *     writer probes the store at the backoff's pace, so health comes
+     *     back with the store. A database file replaced or removed under
+     *     the store fails every transaction until the original is back.
      * Per-write failures (SG_ECONFLICT, SG_ENOTFOUND, SG_ETOOBIG,
      * SG_EINVAL) are never retried. */
     int retry_failed;

@@ -158,17 +158,36 @@ static void on_requeued(void *arg, sg_status st, const char *detail)
     deliver(x, &r);
 }
 
+/* A start the store could not take (SG_EIO): the 503 says what the store
+ * reports. sg__start_mu held and x WAITING, so x->api is alive. */
+static void render_store_failure_locked(reply *r, const start_ctx *x, const sg_outcome *o)
+{
+    char why[256], detail[512];
+    sg_outcome f = *o;
+    if (x->api->store && sg_store_health(x->api->store, why, sizeof why) != SG_OK && why[0]) {
+        snprintf(detail, sizeof detail, "%s: store: %s",
+                 o->detail ? o->detail : sg_status_text(o->status), why);
+        f.detail = detail;
+    }
+    render_reply(r, &f, x->async);
+}
+
 /* The engine's outcome; loop thread. Rendered here, while o is alive. */
 static void on_outcome(void *arg, const sg_outcome *o)
 {
     start_ctx *x = arg;
     reply r = {0};
-    if (x->route == SG_ROUTE_REDRIVE && o->status == SG_ECONFLICT)
+    if (x->route == SG_ROUTE_REDRIVE && o->status == SG_ECONFLICT) {
         detail_reply(&r, MHD_HTTP_CONFLICT, o->detail ? o->detail : "not safe to redrive");
-    else if (o->status != SG_EEXIST)
-        render_reply(&r, o, x->async);
-    else /* the MHD thread compares it with the stored saga's */
+    } else if (o->status == SG_EEXIST) { /* the MHD thread compares it with the stored one */
         sg_buf_add(&x->body, o->request, o->request_len);
+    } else if (o->status == SG_EIO) {
+        pthread_mutex_lock(&sg__start_mu);
+        if (x->state == CTX_WAITING) render_store_failure_locked(&r, x, o);
+        pthread_mutex_unlock(&sg__start_mu);
+    } else {
+        render_reply(&r, o, x->async);
+    }
     deliver(x, &r);
 }
 

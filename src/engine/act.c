@@ -55,6 +55,7 @@ static void after_retry_saved(saga *s, sg_status st)
         sg__saga_store_failed(s, st);
         return;
     }
+    sg_crash_point("retry_wait");
     sg__saga_wait(s);
 }
 

@@ -8,6 +8,7 @@
 
 #include "engine_int.h"
 #include "sg/alloc.h"
+#include "sg/crash.h"
 #include "sg/util.h"
 
 uint64_t sg__mono_ms(void)

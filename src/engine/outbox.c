@@ -199,8 +199,8 @@ static void attempt(outbox_ev *ev)
     sg_engine *e = ev->eng;
     if (e->halted) return;
     ev->rec.attempts++;
-    sg_status st;
     sg_crash_point("compensation_send");
+    sg_status st;
     if (ev->rec.target) {
         /* An HTTP compensation's topic holds its step's name. */
         char h_saga[64], h_idem[256];

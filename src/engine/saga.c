@@ -10,6 +10,7 @@
 
 #include "engine_int.h"
 #include "sg/alloc.h"
+#include "sg/crash.h"
 #include "sg/json.h"
 #include "sg/util.h"
 
@@ -91,6 +92,7 @@ static void on_committed(void *arg, sg_status st)
     assert(s->writing);
     s->writing = 0;
     s->eng->held_bytes -= pw->bytes;
+    if (pw->comps && st == SG_OK) sg_crash_point("commit_before_delivery");
     if (s->eng->halted) {
         /* Not delivered now; still PENDING in the store if committed, so the
          * next start delivers it. */

@@ -31,6 +31,8 @@
 #include "sqlite_int.h"
 
 #define SCHEMA_VERSION 2
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 /* Columns of a saga row, in the order row_to_saga (sqlite_read.c) reads
  * them. */
@@ -134,6 +136,9 @@ static const struct {
     [Q_EVENTS_ST_AFTER] = {"list events",
                            "SELECT " EVENT_COLS " FROM outbox WHERE status=?4 AND (created_us, "
                            "id) < (?2, ?3) ORDER BY created_us DESC, id DESC LIMIT ?1"},
+    /* Rewrites page 1 unchanged: a transaction that must write, to probe
+     * a store that failed (an empty one commits even on a full disk). */
+    [Q_PROBE] = {"probe", "PRAGMA user_version=" STR(SCHEMA_VERSION)},
 };
 
 static const char schema_sql[] =
@@ -293,6 +298,23 @@ const char *sg__sq_name(int q)
     return queries[q].name;
 }
 
+sg_status sg__sq_same_file(const sg_store_backend *be, char *err, size_t errlen)
+{
+    struct stat sb;
+    if (stat(be->path, &sb) != 0) {
+        snprintf(err, errlen, "database file '%s' is gone (%s): removed or moved while open",
+                 be->path, strerror(errno));
+        return SG_EIO;
+    }
+    if (sb.st_dev != be->dev || sb.st_ino != be->ino) {
+        snprintf(err, errlen,
+                 "database file '%s' was replaced while open (another file is at its path)",
+                 be->path);
+        return SG_EIO;
+    }
+    return SG_OK;
+}
+
 /* ---- open / close --------------------------------------------------------- */
 
 static sg_status create_schema(conn *c, char *err, size_t errlen)
@@ -411,6 +433,13 @@ static sg_status sq_open(sg_store_backend **out, const char *url, const char *ta
     if (b->lock_fd < 0) goto fail;
     res = SG_EIO;
     if (sg__sq_conn_open(&b->w, b, 0, err, errlen) != SG_OK) goto fail;
+    /* The file the connection opened, to notice it being replaced. */
+    if (stat(b->path, &sb) != 0) {
+        snprintf(err, errlen, "cannot use SQLite database '%s': %s", b->path, strerror(errno));
+        goto fail;
+    }
+    b->dev = sb.st_dev;
+    b->ino = sb.st_ino;
 
     /* journal_mode answers the mode it got: a file system without shared
      * memory keeps "delete", which still works, only with less

@@ -5,6 +5,7 @@
 
 #include <sqlite3.h>
 #include <stdatomic.h>
+#include <sys/types.h>
 
 #include "store_int.h"
 
@@ -45,6 +46,7 @@ enum {
     Q_WITHDRAW_ORPHANS,
     Q_EVENTS_ST,
     Q_EVENTS_ST_AFTER,
+    Q_PROBE,
     Q_COUNT
 };
 
@@ -55,9 +57,11 @@ typedef struct conn {
 } conn;
 
 struct sg_store_backend {
-    char *path;          /* owned; immutable after open, so readers may read it */
-    int busy_ms;         /* busy timeout of every connection; immutable too */
-    int lock_fd;         /* owned; flock'd "<path>.lock", -1 if none */
+    char *path;  /* owned; immutable after open, so readers may read it */
+    int busy_ms; /* busy timeout of every connection; immutable too */
+    int lock_fd; /* owned; flock'd "<path>.lock", -1 if none */
+    dev_t dev;   /* the database file opened: immutable after open */
+    ino_t ino;
     conn w;              /* the writer connection */
     atomic_int in_batch; /* 1 while exec_batch runs: calls never overlap */
 };
@@ -79,6 +83,12 @@ sqlite3_stmt *sg__sq_stmt(conn *c, int q, char *err, size_t errlen);
 int sg__sq_run_simple(conn *c, int q);
 /* What statement q does, for messages ("insert saga"). */
 const char *sg__sq_name(int q);
+/* SG_OK if be's path still names the file it opened. Otherwise the file
+ * was removed, moved or replaced under us: writing on would put data
+ * where the next start does not look (and this WAL could be applied to
+ * another file), so the writer refuses until the file is back: SG_EIO
+ * with err saying so. */
+sg_status sg__sq_same_file(const sg_store_backend *be, char *err, size_t errlen);
 
 /* ---- sqlite_write.c ------------------------------------------------------------ */
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "sg/alloc.h"
 #include "sqlite_int.h"
@@ -214,8 +215,12 @@ static void free_sagas(sg_saga_rec *v, size_t n)
 
 sg_status sg__sq_reader_open(sg_store_backend *be, sg_store_breader **out, char *err, size_t errlen)
 {
-    sg_store_breader *r = sg_xcalloc(1, sizeof *r);
     *out = NULL;
+    /* Not another file that took the database's path (a missing one fails
+     * to open below). */
+    struct stat sb;
+    if (stat(be->path, &sb) == 0 && sg__sq_same_file(be, err, errlen) != SG_OK) return SG_EIO;
+    sg_store_breader *r = sg_xcalloc(1, sizeof *r);
     if (sg__sq_conn_open(&r->c, be, 1, err, errlen) != SG_OK) {
         free(r);
         return SG_EIO;

@@ -284,10 +284,12 @@ static sg_status run_batch(sg_store_backend *be, sg_write *const *writes, size_t
     txn t = {&be->w, err, errlen};
     for (size_t i = 0; i < n; i++)
         results[i] = SG_EIO;
+    if (sg__sq_same_file(be, err, errlen) != SG_OK) goto fail;
     /* A transaction a failed batch could not roll back would make every
      * later BEGIN fail (and a retried batch fail forever): end it first. */
     if (!sqlite3_get_autocommit(be->w.db)) sqlite3_exec(be->w.db, "ROLLBACK", NULL, NULL, NULL);
     if (tx_simple(&t, Q_BEGIN_W) != SQLITE_OK) goto fail;
+    if (n == 0 && tx_simple(&t, Q_PROBE) != SQLITE_OK) goto fail;
     for (size_t i = 0; i < n; i++) {
         const sg_write *w = writes[i];
         sg_status ws = SG_OK;

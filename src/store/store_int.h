@@ -119,7 +119,9 @@ struct sg_store_ops {
      * SG_ECONFLICT, missing row → SG_ENOTFOUND) is rolled back alone and
      * the others commit. results[i] gets each write's status. Returns SG_OK
      * if the transaction committed; otherwise nothing was applied, every
-     * results[i] is SG_EIO and err says why. writes are borrowed. */
+     * results[i] is SG_EIO and err says why. writes are borrowed. n == 0
+     * is a probe: a transaction that writes without changing anything,
+     * which commits only if the store takes writes again. */
     sg_status (*exec_batch)(sg_store_backend *b, sg_write *const *writes, size_t n,
                             sg_status *results, char *err, size_t errlen);
 

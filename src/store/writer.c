@@ -11,13 +11,20 @@
  * Retry (retry_failed): when a whole transaction fails, the writer keeps
  * the batch, waits a capped exponential backoff on work_cv (so close
  * interrupts the wait), tops the batch up from the queue and runs it
- * again, until it commits or close has spent its retry budget. */
+ * again, until it commits or close has spent its retry budget. Writes
+ * that insert a new saga are the exception: they fail at once (its
+ * client is told 503 rather than kept waiting on a store that may stay
+ * broken; nothing of it was stored or sent). With nothing left to retry,
+ * the writer probes the store at the same pace with a transaction that
+ * writes nothing new, so health comes back when the store does, not only
+ * with the next write. */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <utlist.h>
 
 #include "sg/alloc.h"
+#include "sg/crash.h"
 #include "sg/util.h"
 #include "store_priv.h"
 
@@ -76,9 +83,10 @@ typedef struct retry_state {
 #define LOG_INTERVAL_NS 1000000000ull
 
 /* Decides what to do with a failed batch in retry mode and, if it is to be
- * retried, waits the backoff. Returns 1 to retry, 0 to complete the batch
- * with SG_EIO. Caller holds s->mu (released while waiting). */
-static int retry_wait_locked(sg_store *s, retry_state *rs, size_t n, const char *why)
+ * retried, waits the backoff. ran writes were in the failed transaction
+ * (0: a probe), n of them are kept. Returns 1 to retry, 0 to complete the
+ * batch with SG_EIO. Caller holds s->mu (released while waiting). */
+static int retry_wait_locked(sg_store *s, retry_state *rs, size_t ran, size_t n, const char *why)
 {
     uint64_t now = uv_hrtime();
     if (rs->failures++ == 0) {
@@ -103,13 +111,19 @@ static int retry_wait_locked(sg_store *s, retry_state *rs, size_t n, const char 
     }
     rs->unlogged++;
     if (rs->last_log_ns == 0 || now - rs->last_log_ns >= LOG_INTERVAL_NS) {
+        char what[96] = "probe transaction";
+        if (ran == n && ran)
+            snprintf(what, sizeof what, "transaction of %zu writes", ran);
+        else if (ran)
+            snprintf(what, sizeof what, "transaction of %zu writes (%zu new sagas refused)", ran,
+                     ran - n);
         if (rs->failures == 1)
-            sg_log(SG_LOG_ERROR, "store: transaction of %zu writes failed: %s; retrying", n, why);
+            sg_log(SG_LOG_ERROR, "store: %s failed: %s; retrying", what, why);
         else
             sg_log(SG_LOG_ERROR,
-                   "store: transaction of %zu writes still failing (%u attempts, %u since the "
-                   "last report, %.1f s): %s; retrying in %llu ms",
-                   n, rs->failures, rs->unlogged, (double)(now - rs->first_ns) / 1e9, why,
+                   "store: %s still failing (%u attempts, %u since the last report, %.1f s): "
+                   "%s; retrying in %llu ms",
+                   what, rs->failures, rs->unlogged, (double)(now - rs->first_ns) / 1e9, why,
                    (unsigned long long)wait_ms);
         rs->last_log_ns = now;
         rs->unlogged = 0;
@@ -130,6 +144,32 @@ static int retry_wait_locked(sg_store *s, retry_state *rs, size_t n, const char 
     return 1;
 }
 
+static int inserts_saga(const sg_write *w)
+{
+    for (size_t k = 0; k < w->nops; k++)
+        if (w->ops[k].kind == SG_WOP_SAGA_INSERT) return 1;
+    return 0;
+}
+
+/* Completes the writes of batch[0..*n) that insert a saga with SG_EIO and
+ * keeps the others, in order, in batch[0..*n). spare has room for *n.
+ * Caller holds s->mu. */
+static void fail_new_sagas_locked(sg_store *s, sg_write **batch, size_t *n, sg_write **spare,
+                                  sg_status *results)
+{
+    size_t keep = 0, nfail = 0;
+    for (size_t i = 0; i < *n; i++) {
+        if (inserts_saga(batch[i]))
+            spare[nfail++] = batch[i];
+        else
+            batch[keep++] = batch[i];
+    }
+    for (size_t i = 0; i < nfail; i++)
+        results[i] = SG_EIO;
+    if (nfail) complete_locked(s, spare, results, nfail);
+    *n = keep;
+}
+
 static void writer_main(void *arg)
 {
     sg_store *s = arg;
@@ -137,6 +177,7 @@ static void writer_main(void *arg)
      * batch[0..n) are the writes taken from the queue and not completed
      * yet; in retry mode they survive a failed transaction. */
     sg_write **batch = sg_xcalloc(s->max_batch, sizeof *batch);
+    sg_write **spare = sg_xcalloc(s->max_batch, sizeof *spare);
     sg_status *results = sg_xcalloc(s->max_batch, sizeof *results);
     char err[256];
     size_t n = 0;
@@ -144,9 +185,12 @@ static void writer_main(void *arg)
 
     uv_mutex_lock(&s->mu);
     for (;;) {
-        while (n == 0 && !s->queue && !s->closing)
+        /* A failing store with nothing to retry runs an empty batch: the
+         * probe (retry_wait_locked has waited the backoff already). */
+        int probe = s->retry_failed && rs.failures && !rs.give_up;
+        while (n == 0 && !s->queue && !s->closing && !probe)
             uv_cond_wait(&s->work_cv, &s->mu);
-        if (n == 0 && !s->queue) break; /* closing and drained */
+        if (n == 0 && !s->queue && s->closing) break; /* closing and drained */
 
         /* Top up: writes submitted while a batch was being retried join it. */
         while (s->queue && n < s->max_batch) {
@@ -180,6 +224,7 @@ static void writer_main(void *arg)
                        err[0] ? err : sg_status_text(st));
         }
 
+        if (st == SG_OK) sg_crash_point("store_committed");
         uv_mutex_lock(&s->mu);
         set_health(s, st, err);
         if (st == SG_OK) {
@@ -190,15 +235,18 @@ static void writer_main(void *arg)
                        "store: transaction committed again after %u failed attempts (%.1f s)",
                        rs.failures, (double)(uv_hrtime() - rs.first_ns) / 1e9);
             rs.failures = 0;
-        } else if (s->retry_failed &&
-                   retry_wait_locked(s, &rs, n, err[0] ? err : sg_status_text(st))) {
-            continue; /* keep batch[0..n) and run it again */
+        } else if (s->retry_failed) {
+            size_t ran = n;
+            fail_new_sagas_locked(s, batch, &n, spare, results);
+            if (retry_wait_locked(s, &rs, ran, n, err[0] ? err : sg_status_text(st)))
+                continue; /* keep batch[0..n) and run it again (n == 0: probe) */
         }
         complete_locked(s, batch, results, n);
         n = 0;
     }
     uv_mutex_unlock(&s->mu);
     free(batch);
+    free(spare);
     free(results);
 }
 

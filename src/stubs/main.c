@@ -13,13 +13,15 @@
 
 static void usage(FILE *f)
 {
-    fputs("usage: sta-stubs [--listen HOST:PORT] [--threads N] [--quiet]\n"
+    fputs("usage: sta-stubs [--listen HOST:PORT] [--threads N] [--quiet] [--record FILE]\n"
           "                 [--anonymizer SPEC] [--tokenizer SPEC] [--ai-model SPEC]\n"
           "\n"
           "  --listen HOST:PORT   address to serve on (default 127.0.0.1:7001; port 0 = any\n"
           "                       free port, printed on the first stdout line)\n"
           "  --threads N          HTTP worker threads (default 2)\n"
           "  --quiet              do not print one line per received event\n"
+          "  --record FILE        also append every request received to FILE, one JSON\n"
+          "                       line each (as GET /_requests shows them)\n"
           "  --anonymizer SPEC    default behaviour of POST /anonymize\n"
           "  --tokenizer SPEC     default behaviour of POST /events (tokenizer webhook)\n"
           "  --ai-model SPEC      default behaviour of POST /process\n"
@@ -71,6 +73,7 @@ int main(int argc, char **argv)
         {"listen", required_argument, NULL, 'l'},
         {"threads", required_argument, NULL, 't'},
         {"quiet", no_argument, NULL, 'q'},
+        {"record", required_argument, NULL, 'r'},
         {"anonymizer", required_argument, NULL, 'A'},
         {"tokenizer", required_argument, NULL, 'T'},
         {"ai-model", required_argument, NULL, 'M'},
@@ -104,6 +107,9 @@ int main(int argc, char **argv)
         }
         case 'q':
             o.quiet = 1;
+            break;
+        case 'r':
+            o.record_file = optarg;
             break;
         case 'A':
         case 'T':

@@ -1,20 +1,32 @@
 /* The recording ring: the last N requests the fake services received, so
- * tests can check what sagad sent (headers, body bytes) per saga. */
+ * tests can check what sagad sent (headers, body bytes) per saga and what
+ * each service answered; optionally also a file with every one of them. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sg/alloc.h"
 #include "sg/json.h"
+#include "sg/util.h"
 #include "stubs.h"
+
+#define LINE_MAX_BYTES ((size_t)16 << 20) /* one file line: a body cut at max_body, escaped */
 
 typedef struct rec {
     size_t size;                    /* bytes accounted to the ring for this entry */
+    uint64_t seq;                   /* 1, 2, ... since start */
+    int64_t time_us;                /* wall clock when it arrived */
     const char *path;               /* into data */
     const char *saga_id, *idem_key; /* into data, or NULL */
     const char *body;               /* into data */
     size_t body_len;
     int truncated;
+    stub_answer ans;
     char data[]; /* path, saga id, key and body, each NUL-terminated */
 } rec;
 
@@ -25,13 +37,30 @@ struct stub_ring {
     size_t count;
     size_t bytes;
     size_t max_entries, max_bytes, max_body;
+    atomic_ullong seq;
+    int fd; /* the --record file (O_APPEND), or -1 */
 };
 
-sg_status stub_ring_create(stub_ring **out, size_t max_entries, size_t max_bytes, size_t max_body)
+static sg_status format_entry(sg_buf *out, const rec *e);
+
+sg_status stub_ring_create(stub_ring **out, size_t max_entries, size_t max_bytes, size_t max_body,
+                           const char *file, char *err, size_t errlen)
 {
     *out = NULL;
-    if (!max_entries || !max_bytes) return SG_EINVAL;
+    if (!max_entries || !max_bytes) {
+        snprintf(err, errlen, "empty recording ring");
+        return SG_EINVAL;
+    }
+    int fd = -1;
+    if (file) {
+        fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            snprintf(err, errlen, "cannot open record file '%s': %s", file, strerror(errno));
+            return SG_EIO;
+        }
+    }
     stub_ring *r = sg_xcalloc(1, sizeof *r);
+    r->fd = fd;
     pthread_mutex_init(&r->lock, NULL);
     r->slots = sg_xcalloc(max_entries, sizeof *r->slots);
     r->max_entries = max_entries;
@@ -61,8 +90,28 @@ static char *put(char **p, const char *s, size_t n)
     return start;
 }
 
+/* One whole line per write(2): O_APPEND keeps concurrent lines apart. */
+static void append_line(stub_ring *r, const rec *e)
+{
+    sg_buf line;
+    sg_buf_init(&line, LINE_MAX_BYTES);
+    if (format_entry(&line, e) == SG_OK && sg_buf_addc(&line, '\n') == SG_OK) {
+        size_t off = 0;
+        while (off < line.len) {
+            ssize_t w = write(r->fd, line.ptr + off, line.len - off);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) {
+                fprintf(stderr, "sta-stubs: record file: %s\n", strerror(errno));
+                break;
+            }
+            off += (size_t)w;
+        }
+    }
+    sg_buf_free(&line);
+}
+
 void stub_ring_add(stub_ring *r, const char *path, const char *saga_id, const char *idem_key,
-                   const char *body, size_t len)
+                   const char *body, size_t len, const stub_answer *ans)
 {
     int truncated = len > r->max_body;
     if (truncated) len = r->max_body;
@@ -80,6 +129,10 @@ void stub_ring_add(stub_ring *r, const char *path, const char *saga_id, const ch
     e->body = put(&p, body, len);
     e->body_len = len;
     e->truncated = truncated;
+    e->ans = *ans;
+    e->time_us = sg_now_us();
+    e->seq = atomic_fetch_add(&r->seq, 1) + 1;
+    if (r->fd >= 0) append_line(r, e);
 
     pthread_mutex_lock(&r->lock);
     while (r->count && (r->count == r->max_entries || r->bytes + size > r->max_bytes))
@@ -103,6 +156,7 @@ void stub_ring_destroy(stub_ring *r)
 {
     if (!r) return;
     stub_ring_clear(r);
+    if (r->fd >= 0) close(r->fd);
     pthread_mutex_destroy(&r->lock);
     free(r->slots);
     free(r);
@@ -170,6 +224,31 @@ static sg_status add_text(sg_buf *b, const char *s)
     return s ? add_body(b, s, strlen(s)) : sg_buf_adds(b, "null");
 }
 
+/* One entry as a JSON object. */
+static sg_status format_entry(sg_buf *out, const rec *e)
+{
+    sg_status st =
+        sg_buf_addf(out, "{\"seq\":%llu,\"time_us\":%lld,\"path\":", (unsigned long long)e->seq,
+                    (long long)e->time_us);
+    if (st == SG_OK) st = sg_json_add_cstr(out, e->path);
+    if (st == SG_OK) st = sg_buf_adds(out, ",\"saga_id\":");
+    if (st == SG_OK) st = add_text(out, e->saga_id);
+    if (st == SG_OK) st = sg_buf_adds(out, ",\"idempotency_key\":");
+    if (st == SG_OK) st = add_text(out, e->idem_key);
+    if (st == SG_OK && e->ans.status)
+        st = sg_buf_addf(out, ",\"status\":%d", e->ans.status);
+    else if (st == SG_OK)
+        st = sg_buf_adds(out, ",\"status\":null");
+    if (st == SG_OK)
+        st = sg_buf_addf(out, ",\"mode\":\"%s\",\"delay_ms\":%d", stub_mode_name(e->ans.mode),
+                         e->ans.delay_ms);
+    if (st == SG_OK) st = sg_buf_adds(out, ",\"body\":");
+    if (st == SG_OK) st = add_body(out, e->body, e->body_len);
+    if (st == SG_OK)
+        st = sg_buf_adds(out, e->truncated ? ",\"truncated\":true}" : ",\"truncated\":false}");
+    return st;
+}
+
 sg_status stub_ring_dump(stub_ring *r, const char *saga_id, sg_buf *out)
 {
     sg_status st = sg_buf_adds(out, "{\"requests\":[");
@@ -180,16 +259,7 @@ sg_status stub_ring_dump(stub_ring *r, const char *saga_id, sg_buf *out)
         if (saga_id && (!e->saga_id || strcmp(e->saga_id, saga_id) != 0)) continue;
         if (!first) st = sg_buf_addc(out, ',');
         first = 0;
-        if (st == SG_OK) st = sg_buf_adds(out, "{\"path\":");
-        if (st == SG_OK) st = sg_json_add_cstr(out, e->path);
-        if (st == SG_OK) st = sg_buf_adds(out, ",\"saga_id\":");
-        if (st == SG_OK) st = add_text(out, e->saga_id);
-        if (st == SG_OK) st = sg_buf_adds(out, ",\"idempotency_key\":");
-        if (st == SG_OK) st = add_text(out, e->idem_key);
-        if (st == SG_OK) st = sg_buf_adds(out, ",\"body\":");
-        if (st == SG_OK) st = add_body(out, e->body, e->body_len);
-        if (st == SG_OK)
-            st = sg_buf_adds(out, e->truncated ? ",\"truncated\":true}" : ",\"truncated\":false}");
+        if (st == SG_OK) st = format_entry(out, e);
     }
     pthread_mutex_unlock(&r->lock);
     if (st == SG_OK) st = sg_buf_adds(out, "]}");

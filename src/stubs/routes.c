@@ -207,6 +207,24 @@ static void build_anonymized(stub_req *r, const json_t *root)
     free(idtext);
 }
 
+/* Records r with the answer it is about to get (stub__answer_service
+ * decides the same way). */
+static void record(stub_server *s, stub_req *r, const char *saga_id)
+{
+    stub_answer a = {.mode = r->spec.mode, .delay_ms = r->spec.delay_ms};
+    if (r->out_status) {
+        a = (stub_answer){.status = r->out_status, .mode = STUB_MODE_JSON};
+    } else if (r->spec.mode != STUB_MODE_DROP && r->spec.mode != STUB_MODE_HANG) {
+        a.status = r->fail ? 500 : r->spec.status ? r->spec.status : 200;
+    }
+    const char *path = r->rt == R_ANONYMIZE ? "/anonymize"
+                       : r->rt == R_EVENTS  ? "/events"
+                                            : "/process";
+    stub_ring_add(s->ring, path, saga_id,
+                  MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key"),
+                  r->body.ptr ? r->body.ptr : "", r->body.len, &a);
+}
+
 static enum MHD_Result start_service(stub_server *s, stub_req *r)
 {
     stub_svc svc = stub__svc_of(r->rt);
@@ -223,23 +241,21 @@ static enum MHD_Result start_service(stub_server *s, stub_req *r)
     if (has_stub || r->rt == R_ANONYMIZE || r->rt == R_EVENTS) root = parse(body, n);
 
     const json_t *payload = root;
+    const char *topic = NULL; /* of an event */
     const char *saga_id = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Saga-Id");
     if (r->rt == R_EVENTS && json_is_object(root)) {
         payload = json_object_get(root, "payload");
+        topic = json_string_value(json_object_get(root, "topic"));
         if (!s->quiet) print_event(root);
         if (!saga_id) saga_id = json_string_value(json_object_get(root, "saga_id"));
     }
-    stub_ring_add(s->ring,
-                  r->rt == R_ANONYMIZE ? "/anonymize"
-                  : r->rt == R_EVENTS  ? "/events"
-                                       : "/process",
-                  saga_id, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key"),
-                  body, n);
-
-    /* Per-request overrides: the body's _stub first, headers last. */
+    /* Per-request overrides: the body's _stub first, headers last. An
+     * event looks for its topic's key first (so that a test can break a
+     * step's event and not its compensation), then "tokenizer". */
     const json_t *stub =
         has_stub && json_is_object(payload) ? json_object_get(payload, "_stub") : NULL;
-    const json_t *o = json_is_object(stub) ? json_object_get(stub, stub_svc_name(svc)) : NULL;
+    const json_t *o = json_is_object(stub) && topic ? json_object_get(stub, topic) : NULL;
+    if (!o && json_is_object(stub)) o = json_object_get(stub, stub_svc_name(svc));
     if (!o && svc == STUB_SVC_AI_MODEL && json_is_object(stub))
         o = json_object_get(stub, "ai-model");
     if (o && !json_is_null(o) && stub_spec_apply_json(&sp, o, err, sizeof err) != SG_OK) goto bad;
@@ -250,16 +266,16 @@ static enum MHD_Result start_service(stub_server *s, stub_req *r)
         r->fail = k % (unsigned long long)sp.fail_every == 0;
     }
     if (r->rt == R_ANONYMIZE) build_anonymized(r, root);
+    r->spec = sp;
+    record(s, r, saga_id); /* saga_id may point into root */
     json_decref(root);
     root = NULL;
-    r->spec = sp;
 
     int64_t wait = sp.mode == STUB_MODE_HANG ? STUB_HANG_MS : sp.delay_ms;
     if (wait > 0 && stub__delay(s, r, wait)) return MHD_YES;
     return stub__answer_service(s, r);
 
 bad:
-    json_decref(root);
     sg_buf_reset(&r->out);
     json_t *d = json_pack("{s:s+}", "detail", "bad stub injection: ", err);
     char *text = d ? json_dumps(d, JSON_COMPACT) : NULL;
@@ -267,6 +283,8 @@ bad:
     if (text) sg_buf_adds(&r->out, text);
     free(text);
     r->out_status = 400;
+    record(s, r, saga_id);
+    json_decref(root);
     return stub__answer_service(s, r);
 }
 

@@ -168,9 +168,11 @@ sg_status stub_server_start(stub_server **out, const stub_server_opts *o, char *
         snprintf(err, errlen, "cannot create responses");
         goto fail;
     }
-    if (stub_ring_create(&s->ring, RING_ENTRIES, RING_BYTES, RING_BODY) != SG_OK ||
-        stub_timer_create(&s->timer) != SG_OK) {
-        snprintf(err, errlen, "cannot start the recorder or the timer thread");
+    if (stub_ring_create(&s->ring, RING_ENTRIES, RING_BYTES, RING_BODY, o->record_file, err,
+                         errlen) != SG_OK)
+        goto fail;
+    if (stub_timer_create(&s->timer) != SG_OK) {
+        snprintf(err, errlen, "cannot start the timer thread");
         goto fail;
     }
 

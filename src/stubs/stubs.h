@@ -63,13 +63,26 @@ json_t *stub_spec_to_json(const stub_spec *s);
 
 typedef struct stub_ring stub_ring;
 
+/* What a service answers a request, settled when it arrives. */
+typedef struct stub_answer {
+    int status; /* HTTP status it answers with; 0 = none (drop, hang) */
+    stub_mode mode;
+    int delay_ms;
+} stub_answer;
+
 /* A bounded ring of received requests: at most max_entries, at most
- * max_bytes in all, each body cut at max_body. The oldest go first. */
-sg_status stub_ring_create(stub_ring **out, size_t max_entries, size_t max_bytes, size_t max_body);
+ * max_bytes in all, each body cut at max_body. The oldest go first. With
+ * file (borrowed; NULL = none) every entry is also appended to that file
+ * as one JSON line, so a test keeps all of them, across restarts too. On
+ * failure err says why. */
+sg_status stub_ring_create(stub_ring **out, size_t max_entries, size_t max_bytes, size_t max_body,
+                           const char *file, char *err, size_t errlen);
 void stub_ring_destroy(stub_ring *r); /* NULL-safe */
-/* Copies everything it keeps; saga_id and idem_key may be NULL. Thread-safe. */
+/* Copies everything it keeps; saga_id and idem_key may be NULL, ans is
+ * borrowed. Numbers the entry and stamps it with the wall clock.
+ * Thread-safe. */
 void stub_ring_add(stub_ring *r, const char *path, const char *saga_id, const char *idem_key,
-                   const char *body, size_t len);
+                   const char *body, size_t len, const stub_answer *ans);
 void stub_ring_clear(stub_ring *r);
 /* Appends {"requests":[…]} to out, oldest first, only those whose saga id
  * equals saga_id unless it is NULL. SG_ETOOBIG if out overflows. */
@@ -99,10 +112,11 @@ void stub_timer_destroy(stub_timer *t); /* stops first; NULL-safe */
 typedef struct stub_server stub_server;
 
 typedef struct stub_server_opts {
-    const char *host; /* numeric or resolvable, borrowed */
-    const char *port; /* "0" = any free port, borrowed */
-    int threads;      /* MHD thread pool size, >= 1 */
-    int quiet;        /* no `event …` lines on stdout */
+    const char *host;        /* numeric or resolvable, borrowed */
+    const char *port;        /* "0" = any free port, borrowed */
+    int threads;             /* MHD thread pool size, >= 1 */
+    int quiet;               /* no `event …` lines on stdout */
+    const char *record_file; /* also append each recorded request here; NULL = no; borrowed */
     stub_spec defaults[STUB_SVC_COUNT];
 } stub_server_opts;
 

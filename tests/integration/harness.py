@@ -380,15 +380,53 @@ def free_port():
 
 
 class Stubs:
-    """A running sta-stubs on a free port."""
+    """A running sta-stubs on a free port (or `port`). With record=PATH every
+    request it gets is also appended to PATH (--record), which recorded()
+    reads back; restart() brings it back on the same port and file."""
 
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, port=0, record=None):
         self.args = list(args)
-        self.proc = Proc([STUBS, "--listen", "127.0.0.1:0"] + self.args, env=clean_env(env),
-                         name="sta-stubs")
+        self.env = env
+        self.record = record
+        self.port = port
+        self.start()
+
+    def start(self):
+        argv = [STUBS, "--listen", "127.0.0.1:%d" % self.port] + self.args
+        if self.record:
+            argv += ["--record", self.record]
+        self.proc = Proc(argv, env=clean_env(self.env), name="sta-stubs")
         m = self.proc.wait_line(r"sta-stubs listening on ([0-9.]+):(\d+)", which="out", timeout=15)
         self.port = int(m.group(2))
         wait_until(self._healthy, 10, msg="sta-stubs /healthz")
+
+    def restart(self):
+        """Stops (SIGTERM: delayed answers go out at once) and starts again
+        on the same port; the runtime config is back to the flags'."""
+        if self.proc.alive():
+            self.stop()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                return self.start()
+            except AssertionError:
+                # The port may linger for a moment after the last close.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def recorded(self):
+        """Every request recorded in the --record file so far (complete
+        lines only), oldest first."""
+        out = []
+        with open(self.record, "rb") as f:
+            for line in f.read().split(b"\n"):
+                if line:
+                    try:
+                        out.append(json.loads(line))
+                    except ValueError:
+                        pass  # a line being written right now
+        return out
 
     def _healthy(self):
         try:
@@ -469,8 +507,10 @@ class Sagad:
         if start:
             self.start()
 
-    def start(self, timeout=20):
-        self.proc = Proc(self.argv, env=self.env, cwd=self.workdir, name="sagad")
+    def start(self, timeout=20, env=None):
+        """env: extra variables for this start only (e.g. SAGAD_CRASH_AT)."""
+        penv = dict(self.env, **env) if env else self.env
+        self.proc = Proc(self.argv, env=penv, cwd=self.workdir, name="sagad")
         self.generations.append(self.proc)
         if self.fixed_port:
             self.port = self.fixed_port
