@@ -37,6 +37,10 @@ typedef struct sg_http_result {
     /* The answer's Retry-After (seconds or an HTTP date) in milliseconds,
      * at most SG_HTTP_RETRY_AFTER_MAX_MS; -1 when absent or unusable. */
     long retry_after_ms;
+    /* 1 if any of the request went out (curl's own retry on a dead
+     * keep-alive connection included): even a failed call may then have
+     * reached the service. */
+    int sent;
 } sg_http_result;
 
 #define SG_HTTP_RETRY_AFTER_MAX_MS (3600L * 1000)

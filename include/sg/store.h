@@ -183,6 +183,9 @@ sg_status sg_store_load_unfinished(sg_store_reader *r, void (*cb)(void *arg, sg_
 typedef void (*sg_unfinished_cb)(void *arg, sg_saga_rec *rec, sg_event_rec *evs, size_t nevs);
 sg_status sg_store_load_unfinished_page(sg_store_reader *r, const char *after, size_t limit,
                                         sg_unfinished_cb cb, void *arg, char next[SG_CURSOR_MAX]);
+/* *yes = 1 if some PENDING step event belongs to a saga that has ended
+ * (sg_write_withdraw_orphans then has work to do). */
+sg_status sg_store_has_orphans(sg_store_reader *r, int *yes);
 /* Every PENDING or PARKED compensation event, oldest first; cb owns ev. */
 sg_status sg_store_load_compensations(sg_store_reader *r, void (*cb)(void *arg, sg_event_rec *ev),
                                       void *arg);

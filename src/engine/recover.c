@@ -212,11 +212,18 @@ sg_status sg__recover_start(sg_engine *e, char *err, size_t errlen)
     if (st != SG_OK) goto fail;
     st = sg_store_load_compensations(r->reader, on_compensation, r);
     if (st != SG_OK) goto fail_read;
-    /* Settled with their sagas: nothing may deliver them any more. */
-    sg_write *w = sg_write_create();
-    sg_write_withdraw_orphans(w);
-    if (sg_store_commit_sync(e->store, w) != SG_OK)
-        sg_log(SG_LOG_WARN, "recovery: could not withdraw the step events of ended sagas");
+    /* Settled with their sagas: nothing may deliver them any more. Written
+     * only when there are some: a start-up that finds nothing to fix
+     * writes nothing. */
+    int orphans = 0;
+    st = sg_store_has_orphans(r->reader, &orphans);
+    if (st != SG_OK) goto fail_read;
+    if (orphans) {
+        sg_write *w = sg_write_create();
+        sg_write_withdraw_orphans(w);
+        if (sg_store_commit_sync(e->store, w) != SG_OK)
+            sg_log(SG_LOG_WARN, "recovery: could not withdraw the step events of ended sagas");
+    }
     /* The first page now, before the loop runs; the rest as room frees. */
     r->limit = room(e) ? room(e) : 1;
     st = sg_store_load_unfinished_page(r->reader, NULL, r->limit, on_item, r, r->next);

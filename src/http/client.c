@@ -111,6 +111,9 @@ static long retry_after_ms(CURL *easy)
 static void complete(sg_http_client *c, sg_http_call *call, CURLcode rc)
 {
     sg_http_result res = {.retry_after_ms = -1};
+    long request_size = 0;
+    curl_easy_getinfo(call->easy, CURLINFO_REQUEST_SIZE, &request_size);
+    res.sent = request_size > 0;
     char reason[CURL_ERROR_SIZE + 128];
     const char *detail = call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc);
 

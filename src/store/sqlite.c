@@ -125,6 +125,9 @@ static const struct {
     [Q_WITHDRAW_ORPHANS] = {"withdraw orphan events",
                             "UPDATE outbox SET status=2 WHERE status=0 AND compensation=0 AND "
                             "saga_id IN (SELECT id FROM sagas WHERE status<>0)"},
+    [Q_ORPHANS_EXIST] = {"look for orphan events",
+                         "SELECT 1 FROM outbox WHERE status=0 AND compensation=0 AND saga_id IN "
+                         "(SELECT id FROM sagas WHERE status<>0) LIMIT 1"},
     /* Outbox listing, newest first, by the same keyset as the sagas. */
     [Q_EVENTS] = {"list events", "SELECT " EVENT_COLS " FROM outbox ORDER BY created_us DESC, "
                                  "id DESC LIMIT ?1"},
@@ -504,6 +507,7 @@ const struct sg_store_ops sg_store_sqlite_ops = {
     .load_pending_events = sg__sq_load_pending_events,
     .load_unfinished_page = sg__sq_load_unfinished_page,
     .load_compensations = sg__sq_load_compensations,
+    .has_orphans = sg__sq_has_orphans,
     .get_event = sg__sq_get_event,
     .list_events = sg__sq_list_events,
 };

@@ -44,6 +44,7 @@ enum {
     Q_STEP_EVENTS,
     Q_COMPENSATIONS,
     Q_WITHDRAW_ORPHANS,
+    Q_ORPHANS_EXIST,
     Q_EVENTS_ST,
     Q_EVENTS_ST_AFTER,
     Q_PROBE,
@@ -115,6 +116,7 @@ sg_status sg__sq_get_event(sg_store_breader *r, const char *id, sg_event_rec *ou
 sg_status sg__sq_load_unfinished_page(sg_store_breader *r, const char *after, size_t limit,
                                       sg_unfinished_cb cb, void *arg, char next[SG_CURSOR_MAX],
                                       char *err, size_t errlen);
+sg_status sg__sq_has_orphans(sg_store_breader *r, int *yes, char *err, size_t errlen);
 sg_status sg__sq_load_compensations(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
                                     void *arg, char *err, size_t errlen);
 sg_status sg__sq_list_events(sg_store_breader *r, const sg_list_query *q, sg_event_rec **out,

@@ -380,6 +380,18 @@ sg_status sg__sq_load_pending_events(sg_store_breader *r, void (*cb)(void *arg, 
     return SG_OK;
 }
 
+sg_status sg__sq_has_orphans(sg_store_breader *r, int *yes, char *err, size_t errlen)
+{
+    rd k = {&r->c, err, errlen};
+    sqlite3_stmt *st = stmt(&k, Q_ORPHANS_EXIST);
+    if (!st) return SG_EIO;
+    int rc = sqlite3_step(st);
+    sg_status res = rc == SQLITE_ROW || rc == SQLITE_DONE ? SG_OK : fail(&k, Q_ORPHANS_EXIST);
+    *yes = rc == SQLITE_ROW;
+    sqlite3_reset(st);
+    return res;
+}
+
 sg_status sg__sq_load_compensations(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
                                     void *arg, char *err, size_t errlen)
 {

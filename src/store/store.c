@@ -368,6 +368,14 @@ sg_status sg_store_load_unfinished_page(sg_store_reader *r, const char *after, s
                                                   cb, arg, next, r->err, sizeof r->err));
 }
 
+sg_status sg_store_has_orphans(sg_store_reader *r, int *yes)
+{
+    if (yes) *yes = 0;
+    if (!begin(r)) return SG_EINVAL;
+    if (!yes || !r->ops->has_orphans) return finish(r, SG_EINVAL);
+    return finish(r, r->ops->has_orphans(r->br, yes, r->err, sizeof r->err));
+}
+
 sg_status sg_store_load_compensations(sg_store_reader *r, void (*cb)(void *arg, sg_event_rec *ev),
                                       void *arg)
 {

@@ -146,6 +146,7 @@ struct sg_store_ops {
     sg_status (*load_unfinished_page)(sg_store_breader *r, const char *after, size_t limit,
                                       sg_unfinished_cb cb, void *arg, char next[SG_CURSOR_MAX],
                                       char *err, size_t errlen);
+    sg_status (*has_orphans)(sg_store_breader *r, int *yes, char *err, size_t errlen);
     sg_status (*load_compensations)(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
                                     void *arg, char *err, size_t errlen);
     sg_status (*load_pending_events)(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
