@@ -40,10 +40,11 @@ typedef struct sg_step_def {
 } sg_step_def;
 
 typedef struct sg_def {
-    char *name;         /* stored with each saga */
+    char *name;         /* stored with each saga: its type */
     char *success_text; /* "Saga completada exitosamente" */
     size_t nsteps;
     sg_step_def *steps; /* owned */
+    int version;        /* 1 for the built-in STA saga */
 } sg_def;
 
 /* The STA image saga of design §1 (anonymizer, tokenizer, ai_model). */
@@ -56,6 +57,9 @@ void sg_def_set_retry(sg_def *d, const sg_retry *r);
  * any thread may look up. The registry takes d. */
 void sg_def_register(sg_def *d);
 const sg_def *sg_def_find(const char *name); /* NULL if unknown */
-void sg_def_clear(void);                     /* destroys all registered */
+/* The registered definitions in order (0 = the default type); NULL past
+ * the end. Borrowed, like sg_def_find's. */
+const sg_def *sg_def_at(size_t i);
+void sg_def_clear(void); /* destroys all registered */
 
 #endif

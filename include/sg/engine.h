@@ -23,8 +23,9 @@ typedef struct sg_engine sg_engine;
 typedef struct sg_start {
     char *body; /* raw JSON object, validated by the caller; malloc'd */
     size_t body_len;
-    char *idem_key; /* Idempotency-Key or NULL; malloc'd */
-    int async;      /* Prefer: respond-async: answer once durable */
+    char *idem_key;    /* Idempotency-Key or NULL; malloc'd */
+    int async;         /* Prefer: respond-async: answer once durable */
+    const sg_def *def; /* the saga type to run; NULL = the engine's default; borrowed */
 } sg_start;
 
 /* Runs once per accepted start, on the loop thread: a synchronous start

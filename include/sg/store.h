@@ -157,6 +157,7 @@ typedef struct sg_list_query {
     int status;        /* -1 = any, else sg_saga_status */
     size_t limit;      /* 1..1000 */
     const char *after; /* cursor from a previous page, or NULL */
+    const char *type;  /* sagas: only this definition (saga type), or NULL; borrowed */
 } sg_list_query;
 #define SG_CURSOR_MAX 64
 /* Newest first. *out is a caller-freed array of *n records (free each with

@@ -16,17 +16,23 @@
 #define SG_API_LIMIT_MAX 1000
 
 typedef enum sg_api_route_kind {
-    SG_ROUTE_NOT_FOUND,  /* unknown path: 404 */
-    SG_ROUTE_BAD_METHOD, /* known path, wrong method: 405, *allow says which */
-    SG_ROUTE_START,      /* POST /saga */
-    SG_ROUTE_GET,        /* GET /saga/{id}; *id points into url */
-    SG_ROUTE_LIST,       /* GET /sagas */
-    SG_ROUTE_HEALTH,     /* GET /healthz */
-    SG_ROUTE_READY,      /* GET /readyz */
-    SG_ROUTE_REDRIVE,    /* POST /saga/{id}/retry; *id points into url */
-    SG_ROUTE_EVENTS,     /* GET /events */
-    SG_ROUTE_REDELIVER,  /* POST /events/{id}/redeliver; *id points into url */
+    SG_ROUTE_NOT_FOUND,   /* unknown path: 404 */
+    SG_ROUTE_BAD_METHOD,  /* known path, wrong method: 405, *allow says which */
+    SG_ROUTE_START,       /* POST /saga, or POST /sagas/{type} (*id: the type) */
+    SG_ROUTE_GET,         /* GET /saga/{id}; *id points into url */
+    SG_ROUTE_LIST,        /* GET /sagas */
+    SG_ROUTE_HEALTH,      /* GET /healthz */
+    SG_ROUTE_READY,       /* GET /readyz */
+    SG_ROUTE_REDRIVE,     /* POST /saga/{id}/retry; *id points into url */
+    SG_ROUTE_EVENTS,      /* GET /events */
+    SG_ROUTE_REDELIVER,   /* POST /events/{id}/redeliver; *id points into url */
+    SG_ROUTE_DEFINITIONS, /* GET /definitions */
 } sg_api_route_kind;
+
+#define SG_API_TYPE_MAX 64
+
+/* 1 if t is a usable saga type name: 1..SG_API_TYPE_MAX of A-Z a-z 0-9 _ - . */
+int sg_api_type_valid(const char *t);
 
 /* Match method and path (without the query string, as MHD hands it). HEAD
  * is served like GET. *id (borrowed from url: the raw tail after "/saga/",
@@ -54,11 +60,12 @@ sg_status sg_api_parse_content_length(const char *v, uint64_t *out);
 sg_status sg_api_parse_event_query(const char *status, const char *limit, const char *after,
                                    sg_list_query *q, char *err, size_t errlen);
 
-/* Fills q from the GET /sagas query arguments (each NULL or "" when absent:
+/* Fills q from the GET /sagas query arguments (type: a saga type name,
+ * borrowed into q->type) (each NULL or "" when absent:
  * status any, limit SG_API_LIMIT_DEFAULT, no cursor). q->after borrows
  * `after`. SG_EINVAL with a client-facing reason in err. */
 sg_status sg_api_parse_list_query(const char *status, const char *limit, const char *after,
-                                  sg_list_query *q, char *err, size_t errlen);
+                                  const char *type, sg_list_query *q, char *err, size_t errlen);
 
 /* Classifies a POST /saga body: SG_OK for a JSON object; SG_EINVAL for
  * bytes that are not JSON (malformed, bad UTF-8, too deep: 400); SG_ETYPE

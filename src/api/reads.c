@@ -130,10 +130,11 @@ enum MHD_Result sg__serve_list(sg_api *a, struct MHD_Connection *c)
     const char *status = query_arg(c, "status", &bad);
     const char *limit = query_arg(c, "limit", &bad);
     const char *after = query_arg(c, "after", &bad);
+    const char *type = query_arg(c, "type", &bad);
     sg_list_query q;
     char err[256];
     if (bad) return sg__send_detail(c, MHD_HTTP_BAD_REQUEST, "NUL byte in a query argument", NULL);
-    if (sg_api_parse_list_query(status, limit, after, &q, err, sizeof err) != SG_OK)
+    if (sg_api_parse_list_query(status, limit, after, type, &q, err, sizeof err) != SG_OK)
         return sg__send_detail(c, MHD_HTTP_BAD_REQUEST, err, NULL);
     sg_store_reader *r = sg__api_reader(a, err, sizeof err);
     if (!r) return sg__send_detail(c, MHD_HTTP_SERVICE_UNAVAILABLE, err, NULL);
@@ -199,6 +200,26 @@ enum MHD_Result sg__serve_events(sg_api *a, struct MHD_Connection *c)
     if (st != SG_OK) {
         sg_buf_free(&b);
         return sg__send_detail(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "page too large to render", NULL);
+    }
+    return sg__send_buf(c, MHD_HTTP_OK, &b, NULL);
+}
+
+/* GET /definitions: every saga type with its version and steps. */
+enum MHD_Result sg__serve_definitions(sg_api *a, struct MHD_Connection *c)
+{
+    (void)a;
+    sg_buf b;
+    sg_buf_init(&b, OUT_MAX_ONE);
+    sg_status st = sg_buf_adds(&b, "{\"definitions\":[");
+    const sg_def *d;
+    for (size_t i = 0; st == SG_OK && (d = sg_def_at(i)); i++) {
+        if (i) st = sg_buf_addc(&b, ',');
+        if (st == SG_OK) st = sg_render_definition(&b, d, i == 0);
+    }
+    if (st == SG_OK) st = sg_buf_adds(&b, "]}");
+    if (st != SG_OK) {
+        sg_buf_free(&b);
+        return sg__send_detail(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "definitions too large", NULL);
     }
     return sg__send_buf(c, MHD_HTTP_OK, &b, NULL);
 }

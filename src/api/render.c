@@ -207,6 +207,57 @@ sg_status sg_render_event(sg_buf *out, const sg_event_rec *ev)
     return finish(&e, start);
 }
 
+/* {"http":{"url":…}} or {"publish":{"topic":…}}, as the definitions file
+ * writes an action. */
+static void put_action(emit *e, const sg_action *a)
+{
+    if (a->kind == SG_ACTION_HTTP) {
+        put(e, "{\"http\":{\"url\":");
+        put_str(e, a->url);
+    } else {
+        put(e, "{\"publish\":{\"topic\":");
+        put_str(e, a->topic);
+    }
+    put(e, "}}");
+}
+
+sg_status sg_render_definition(sg_buf *out, const sg_def *d, int is_default)
+{
+    emit e = {out, SG_OK};
+    size_t start = out->len;
+    put(&e, "{\"name\":");
+    put_str(&e, d->name);
+    put(&e, ",\"version\":");
+    put_int(&e, d->version);
+    put(&e, is_default ? ",\"default\":true" : ",\"default\":false");
+    put(&e, ",\"steps\":[");
+    for (size_t i = 0; i < d->nsteps; i++) {
+        const sg_step_def *st = &d->steps[i];
+        put(&e, i ? ",{\"name\":" : "{\"name\":");
+        put_str(&e, st->name);
+        put(&e, ",\"label\":");
+        put_str(&e, st->service);
+        put(&e, ",\"output\":");
+        put_str(&e, st->result_key);
+        put(&e, ",\"action\":");
+        put_action(&e, &st->action);
+        put(&e, ",\"compensate\":");
+        if (st->has_compensation)
+            put_action(&e, &st->compensation);
+        else
+            put(&e, "null");
+        put(&e, ",\"retry\":{\"attempts\":");
+        put_int(&e, st->retry.attempts);
+        put(&e, ",\"backoff_ms\":");
+        put_int(&e, st->retry.backoff_ms);
+        put(&e, ",\"max_backoff_ms\":");
+        put_int(&e, st->retry.max_backoff_ms);
+        put(&e, "}}");
+    }
+    put(&e, "]}");
+    return finish(&e, start);
+}
+
 sg_status sg_render_detail(sg_buf *out, const char *msg)
 {
     emit e = {out, SG_OK};

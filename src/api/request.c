@@ -31,6 +31,16 @@ sg_api_route_kind sg_api_route(const char *method, const char *url, const char *
         *allow = "POST";
         return SG_ROUTE_BAD_METHOD;
     }
+    static const char sagas_prefix[] = "/sagas/";
+    if (strncmp(url, sagas_prefix, sizeof sagas_prefix - 1) == 0 &&
+        sg_api_type_valid(url + sizeof sagas_prefix - 1)) {
+        if (strcmp(method, "POST") == 0) {
+            *id = url + sizeof sagas_prefix - 1;
+            return SG_ROUTE_START;
+        }
+        *allow = "POST";
+        return SG_ROUTE_BAD_METHOD;
+    }
     /* "/saga/<36-char id>/retry" and "/events/<36-char id>/redeliver" */
     static const struct {
         const char *prefix, *suffix;
@@ -66,6 +76,7 @@ sg_api_route_kind sg_api_route(const char *method, const char *url, const char *
     } reads[] = {
         {"/sagas", SG_ROUTE_LIST},
         {"/events", SG_ROUTE_EVENTS},
+        {"/definitions", SG_ROUTE_DEFINITIONS},
         {"/healthz", SG_ROUTE_HEALTH},
         {"/readyz", SG_ROUTE_READY},
     };
@@ -171,12 +182,27 @@ static sg_status parse_page(const char *limit, const char *after, sg_list_query 
     return SG_OK;
 }
 
+int sg_api_type_valid(const char *t)
+{
+    size_t n = t ? strlen(t) : 0;
+    return n >= 1 && n <= SG_API_TYPE_MAX &&
+           strspn(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.") == n;
+}
+
 static sg_status parse_query(int events, const char *status, const char *limit, const char *after,
-                             sg_list_query *q, char *err, size_t errlen)
+                             const char *type, sg_list_query *q, char *err, size_t errlen)
 {
     q->status = -1;
     q->limit = SG_API_LIMIT_DEFAULT;
     q->after = NULL;
+    q->type = NULL;
+    if (type && *type) {
+        if (!sg_api_type_valid(type)) {
+            snprintf(err, errlen, "type must be 1 to %d of A-Z a-z 0-9 _ - .", SG_API_TYPE_MAX);
+            goto fail;
+        }
+        q->type = type;
+    }
     if (status && *status) {
         sg_saga_status ss;
         sg_event_status es;
@@ -194,19 +220,20 @@ fail:
     q->status = -1;
     q->limit = SG_API_LIMIT_DEFAULT;
     q->after = NULL;
+    q->type = NULL;
     return SG_EINVAL;
 }
 
 sg_status sg_api_parse_list_query(const char *status, const char *limit, const char *after,
-                                  sg_list_query *q, char *err, size_t errlen)
+                                  const char *type, sg_list_query *q, char *err, size_t errlen)
 {
-    return parse_query(0, status, limit, after, q, err, errlen);
+    return parse_query(0, status, limit, after, type, q, err, errlen);
 }
 
 sg_status sg_api_parse_event_query(const char *status, const char *limit, const char *after,
                                    sg_list_query *q, char *err, size_t errlen)
 {
-    return parse_query(1, status, limit, after, q, err, errlen);
+    return parse_query(1, status, limit, after, NULL, q, err, errlen);
 }
 
 sg_status sg_api_check_body(const char *body, size_t len, char *err, size_t errlen)

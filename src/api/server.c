@@ -92,6 +92,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return sg__serve_list(a, c);
     case SG_ROUTE_EVENTS:
         return sg__serve_events(a, c);
+    case SG_ROUTE_DEFINITIONS:
+        return sg__serve_definitions(a, c);
     case SG_ROUTE_HEALTH:
         return sg__send_literal(c, MHD_HTTP_OK, "{\"status\":\"ok\"}");
     case SG_ROUTE_READY:

@@ -68,13 +68,15 @@ void sg__api_close_readers(sg_api *a);
 enum MHD_Result sg__serve_get(sg_api *a, struct MHD_Connection *c, const char *id);
 enum MHD_Result sg__serve_list(sg_api *a, struct MHD_Connection *c);
 enum MHD_Result sg__serve_events(sg_api *a, struct MHD_Connection *c);
+enum MHD_Result sg__serve_definitions(sg_api *a, struct MHD_Connection *c);
 enum MHD_Result sg__serve_ready(sg_api *a, struct MHD_Connection *c);
 
 /* ---- start.c: POST /saga ------------------------------------------------------ */
 
-/* First call for POST /saga (route SG_ROUTE_START), POST /saga/{id}/retry
- * (SG_ROUTE_REDRIVE) or POST /events/{id}/redeliver (SG_ROUTE_REDELIVER,
- * id borrowed from the URL): checks headers, allocates the context. */
+/* First call for POST /saga or POST /sagas/{type} (route SG_ROUTE_START,
+ * id: the type or NULL), POST /saga/{id}/retry (SG_ROUTE_REDRIVE) or POST
+ * /events/{id}/redeliver (SG_ROUTE_REDELIVER); id is borrowed from the
+ * URL. Checks headers, allocates the context. */
 enum MHD_Result sg__start_begin(sg_api *a, struct MHD_Connection *c, void **req_cls,
                                 sg_api_route_kind route, const char *id);
 /* Later calls: body chunks, the end of the body, then the answer. */

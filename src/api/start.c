@@ -24,6 +24,7 @@
 #include "api_int.h"
 #include "render.h"
 #include "server_int.h"
+#include "start_int.h"
 #include "sg/alloc.h"
 #include "sg/def.h"
 #include "sg/util.h"
@@ -43,6 +44,7 @@ typedef struct reply {
 struct start_ctx {
     atomic_int refs;
     sg_api_route_kind route;     /* SG_ROUTE_START, _REDRIVE or _REDELIVER */
+    const sg_def *def;           /* POST /sagas/{type}: its definition; NULL = default */
     char id[SG_ID_LEN + 1];      /* the saga or event a REDRIVE / REDELIVER names */
     sg_api *api;                 /* borrowed; see the file comment */
     struct MHD_Connection *conn; /* borrowed from MHD */
@@ -145,7 +147,7 @@ static void deliver(start_ctx *x, reply *r)
 }
 
 /* The answer to POST /events/{id}/redeliver; loop thread. */
-static void on_requeued(void *arg, sg_status st, const char *detail)
+void sg__start_on_requeued(void *arg, sg_status st, const char *detail)
 {
     start_ctx *x = arg;
     reply r;
@@ -173,7 +175,7 @@ static void render_store_failure_locked(reply *r, const start_ctx *x, const sg_o
 }
 
 /* The engine's outcome; loop thread. Rendered here, while o is alive. */
-static void on_outcome(void *arg, const sg_outcome *o)
+void sg__start_on_outcome(void *arg, const sg_outcome *o)
 {
     start_ctx *x = arg;
     reply r = {0};
@@ -231,6 +233,21 @@ static sg_status check_headers(struct MHD_Connection *c, header_scan *h, char *e
     return SG_OK;
 }
 
+/* 404 for POST /sagas/{type} with an unknown type, listing the known ones. */
+static enum MHD_Result unknown_type(struct MHD_Connection *c, const char *type)
+{
+    sg_buf known;
+    sg_buf_init(&known, 4096);
+    const sg_def *d;
+    for (size_t i = 0; (d = sg_def_at(i)); i++)
+        if (sg_buf_addf(&known, "%s%s", i ? ", " : "", d->name) != SG_OK) break;
+    enum MHD_Result ret =
+        sg__send_detailf(c, MHD_HTTP_NOT_FOUND, "unknown saga type '%.64s' (known: %s)", type,
+                         known.ptr ? known.ptr : "");
+    sg_buf_free(&known);
+    return ret;
+}
+
 enum MHD_Result sg__start_begin(sg_api *a, struct MHD_Connection *c, void **req_cls,
                                 sg_api_route_kind route, const char *id)
 {
@@ -246,6 +263,9 @@ enum MHD_Result sg__start_begin(sg_api *a, struct MHD_Connection *c, void **req_
         return sg__send_detailf(c, 413 /* Content Too Large */,
                                 "request body larger than %zu bytes", a->max_body);
 
+    const sg_def *def = NULL;
+    if (route == SG_ROUTE_START && id && !(sg_api_type_valid(id) && (def = sg_def_find(id))))
+        return unknown_type(c, id);
     if (route != SG_ROUTE_START && !(id && sg_uuid_valid(id, SG_ID_LEN)))
         return sg__send_detail(c, MHD_HTTP_NOT_FOUND,
                                route == SG_ROUTE_REDRIVE ? "Saga no encontrada" : "Event not found",
@@ -253,6 +273,7 @@ enum MHD_Result sg__start_begin(sg_api *a, struct MHD_Connection *c, void **req_
     start_ctx *x = sg_xcalloc(1, sizeof *x);
     atomic_init(&x->refs, 1); /* MHD's, dropped in sg__start_completed */
     x->route = route;
+    x->def = def;
     if (route != SG_ROUTE_START) memcpy(x->id, id, SG_ID_LEN);
     x->api = a;
     x->conn = c;
@@ -310,15 +331,11 @@ static stored_result answer_stored(sg_api *a, struct MHD_Connection *c, start_ct
 
 /* ---- handing over to the engine -------------------------------------------- */
 
-/* The engine call of one route; SG_OK once the engine holds the request
- * (it answers through on_outcome or on_requeued), else nothing was taken. */
-typedef sg_status (*submit_fn)(sg_api *a, start_ctx *x, void *data);
-
 /* Suspends x and submits it. The suspend comes first so that the answer,
  * whenever it comes, finds a suspended connection to resume; the lock is
  * not held across the submit, so the engine's locks never nest in ours. */
-static enum MHD_Result hand_over(sg_api *a, struct MHD_Connection *c, start_ctx *x, submit_fn fn,
-                                 void *data)
+enum MHD_Result sg__start_hand_over(sg_api *a, struct MHD_Connection *c, start_ctx *x,
+                                    sg__submit_fn fn, void *data)
 {
     pthread_mutex_lock(&sg__start_mu);
     if (a->closing) {
@@ -344,10 +361,10 @@ static enum MHD_Result hand_over(sg_api *a, struct MHD_Connection *c, start_ctx 
 
 static sg_status submit_start(sg_api *a, start_ctx *x, void *key)
 {
-    sg_start start = {.async = x->async};
+    sg_start start = {.async = x->async, .def = x->def};
     start.body = sg_buf_take(&x->body, &start.body_len);
     start.idem_key = key ? sg_xstrdup(key) : NULL;
-    sg_status st = sg_engine_submit(a->engine, &start, on_outcome, x);
+    sg_status st = sg_engine_submit(a->engine, &start, sg__start_on_outcome, x);
     free(start.body); /* NULL once taken */
     free(start.idem_key);
     return st;
@@ -355,72 +372,7 @@ static sg_status submit_start(sg_api *a, start_ctx *x, void *key)
 
 static enum MHD_Result submit(sg_api *a, struct MHD_Connection *c, start_ctx *x, const char *key)
 {
-    return hand_over(a, c, x, submit_start, (void *)key);
-}
-
-/* ---- operators: redrive and redelivery ------------------------------------------ */
-
-static sg_status submit_redrive(sg_api *a, start_ctx *x, void *rec)
-{
-    return sg_engine_redrive(a->engine, rec, x->async, on_outcome, x);
-}
-
-/* POST /saga/{id}/retry (design §1): a FAILED saga whose failure published
- * no compensation runs its failed step again. */
-static enum MHD_Result finish_redrive(sg_api *a, struct MHD_Connection *c, start_ctx *x)
-{
-    char err[256];
-    sg_store_reader *r = sg__api_reader(a, err, sizeof err);
-    if (!r) return sg__send_detail(c, MHD_HTTP_SERVICE_UNAVAILABLE, err, NULL);
-    sg_saga_rec rec;
-    sg_status st = sg_store_get(r, x->id, &rec);
-    enum MHD_Result ret;
-    if (st == SG_ENOTFOUND)
-        ret = sg__send_detail(c, MHD_HTTP_NOT_FOUND, "Saga no encontrada", NULL);
-    else if (st != SG_OK)
-        ret = sg__send_detailf(c, MHD_HTTP_SERVICE_UNAVAILABLE, "store error: %s",
-                               sg_store_reader_error(r));
-    else if (rec.status != SG_SAGA_FAILED)
-        ret = sg__send_detailf(c, MHD_HTTP_CONFLICT,
-                               "the saga is %s: only a FAILED saga can be retried",
-                               sg_saga_status_name(rec.status));
-    else if (rec.comp_status != SG_COMP_NONE)
-        ret = sg__send_detail(c, MHD_HTTP_CONFLICT,
-                              "its compensation was already published: running the saga again "
-                              "could redo what the compensation undid",
-                              NULL);
-    else
-        ret = hand_over(a, c, x, submit_redrive, &rec);
-    sg_saga_rec_free(&rec); /* empty if the engine took it */
-    return ret;
-}
-
-static sg_status submit_redeliver(sg_api *a, start_ctx *x, void *ev)
-{
-    return sg_engine_redeliver(a->engine, ev, on_requeued, x);
-}
-
-/* POST /events/{id}/redeliver: a parked compensation goes back to delivery. */
-static enum MHD_Result finish_redeliver(sg_api *a, struct MHD_Connection *c, start_ctx *x)
-{
-    char err[256];
-    sg_store_reader *r = sg__api_reader(a, err, sizeof err);
-    if (!r) return sg__send_detail(c, MHD_HTTP_SERVICE_UNAVAILABLE, err, NULL);
-    sg_event_rec ev;
-    sg_status st = sg_store_get_event(r, x->id, &ev);
-    enum MHD_Result ret;
-    if (st == SG_ENOTFOUND)
-        ret = sg__send_detail(c, MHD_HTTP_NOT_FOUND, "Event not found", NULL);
-    else if (st != SG_OK)
-        ret = sg__send_detailf(c, MHD_HTTP_SERVICE_UNAVAILABLE, "store error: %s",
-                               sg_store_reader_error(r));
-    else if (ev.status != SG_EVENT_PARKED)
-        ret = sg__send_detailf(c, MHD_HTTP_CONFLICT, "the event is %s, not PARKED",
-                               sg_event_status_name(ev.status));
-    else
-        ret = hand_over(a, c, x, submit_redeliver, &ev);
-    sg_event_rec_free(&ev); /* empty if the engine took it */
-    return ret;
+    return sg__start_hand_over(a, c, x, submit_start, (void *)key);
 }
 
 /* The whole body is in: validate, answer idempotent repeats of finished
@@ -432,12 +384,12 @@ static enum MHD_Result finish_start(sg_api *a, struct MHD_Connection *c, start_c
     if (x->too_big)
         return sg__send_detailf(c, 413 /* Content Too Large */,
                                 "request body larger than %zu bytes", a->max_body);
-    if (x->route == SG_ROUTE_REDELIVER) return finish_redeliver(a, c, x);
+    if (x->route == SG_ROUTE_REDELIVER) return sg__redeliver_finish(a, c, x);
     if (x->route == SG_ROUTE_REDRIVE) {
         if (check_headers(c, &h, err, sizeof err) != SG_OK)
             return sg__send_detail(c, MHD_HTTP_BAD_REQUEST, err, NULL);
         x->async = h.async;
-        return finish_redrive(a, c, x);
+        return sg__redrive_finish(a, c, x);
     }
     const char *body = x->body.ptr ? x->body.ptr : "";
     sg_status st = sg_api_check_body(body, x->body.len, err, sizeof err);
@@ -480,6 +432,16 @@ enum MHD_Result sg__start_continue(sg_api *a, struct MHD_Connection *c, start_ct
     if (!key || answer_stored(a, c, x, key, 1, &ret) != STORED_ANSWERED)
         ret = sg__send_detail(c, MHD_HTTP_SERVICE_UNAVAILABLE, "could not store the saga", NULL);
     return ret;
+}
+
+const char *sg__start_id(const start_ctx *x)
+{
+    return x->id;
+}
+
+int sg__start_async(const start_ctx *x)
+{
+    return x->async;
 }
 
 void sg__start_completed(sg_api *a, start_ctx *x)

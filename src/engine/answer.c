@@ -116,10 +116,11 @@ void sg__start(sg_engine *e, start_req *req)
         sg__answer_fail(e, req, SG_EBUSY, "too many sagas in flight; retry later");
         return;
     }
-    saga *s = sg__saga_new(e, e->def);
+    const sg_def *def = req->in.def ? req->in.def : e->def;
+    saga *s = sg__saga_new(e, def);
     sg_saga_rec *r = &s->rec;
     sg_uuid_v4(r->id);
-    r->def_name = sg_xstrdup(e->def->name);
+    r->def_name = sg_xstrdup(def->name);
     r->request = req->in.body; /* taken: the request is done with it */
     r->request_len = req->in.body_len;
     req->in.body = NULL;
@@ -127,10 +128,10 @@ void sg__start(sg_engine *e, start_req *req)
     r->status = SG_SAGA_IN_PROGRESS;
     r->comp_status = SG_COMP_NONE;
     r->created_us = r->updated_us = sg_now_us();
-    r->nsteps = e->def->nsteps;
+    r->nsteps = def->nsteps;
     r->steps = sg_xcalloc(r->nsteps, sizeof *r->steps);
     for (size_t i = 0; i < r->nsteps; i++)
-        r->steps[i].name = sg_xstrdup(e->def->steps[i].name);
+        r->steps[i].name = sg_xstrdup(def->steps[i].name);
     sg__saga_index(s);
     DL_APPEND(s->waiters, req);
 

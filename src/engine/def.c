@@ -53,6 +53,7 @@ sg_status sg_def_create_sta(sg_def **out, const char *anonymizer_url, const char
     if (!anonymizer_url || !ai_model_url) return SG_EINVAL;
     sg_def *d = sg_xcalloc(1, sizeof *d);
     d->name = sg_xstrdup("sta");
+    d->version = 1;
     d->success_text = sg_xstrdup("Saga completada exitosamente");
     d->nsteps = 3;
     d->steps = sg_xcalloc(3, sizeof *d->steps);
@@ -96,6 +97,11 @@ const sg_def *sg_def_find(const char *name)
     for (size_t i = 0; i < registry_len; i++)
         if (strcmp(registry[i]->name, name) == 0) return registry[i];
     return NULL;
+}
+
+const sg_def *sg_def_at(size_t i)
+{
+    return i < registry_len ? registry[i] : NULL;
 }
 
 void sg_def_clear(void)

@@ -95,15 +95,18 @@ static const struct {
                               "error, response FROM steps WHERE saga_id=?1 ORDER BY idx"},
     /* Keyset pagination, newest first; the row value comparison lets
      * SQLite seek in the (created_us DESC, id DESC) indexes. */
-    [Q_LIST] = {"list sagas",
-                "SELECT " SAGA_COLS " FROM sagas ORDER BY created_us DESC, id DESC LIMIT ?1"},
+    /* ?5: a definition name to filter on, or NULL (unbound) for all. */
+    [Q_LIST] = {"list sagas", "SELECT " SAGA_COLS " FROM sagas WHERE (?5 IS NULL OR def_name=?5) "
+                              "ORDER BY created_us DESC, id DESC LIMIT ?1"},
     [Q_LIST_AFTER] = {"list sagas", "SELECT " SAGA_COLS " FROM sagas WHERE (created_us, id) < "
-                                    "(?2, ?3) ORDER BY created_us DESC, id DESC LIMIT ?1"},
-    [Q_LIST_ST] = {"list sagas", "SELECT " SAGA_COLS " FROM sagas WHERE status=?4 ORDER BY "
-                                 "created_us DESC, id DESC LIMIT ?1"},
+                                    "(?2, ?3) AND (?5 IS NULL OR def_name=?5) ORDER BY "
+                                    "created_us DESC, id DESC LIMIT ?1"},
+    [Q_LIST_ST] = {"list sagas", "SELECT " SAGA_COLS " FROM sagas WHERE status=?4 AND (?5 IS NULL "
+                                 "OR def_name=?5) ORDER BY created_us DESC, id DESC LIMIT ?1"},
     [Q_LIST_ST_AFTER] = {"list sagas",
                          "SELECT " SAGA_COLS " FROM sagas WHERE status=?4 AND (created_us, id) < "
-                         "(?2, ?3) ORDER BY created_us DESC, id DESC LIMIT ?1"},
+                         "(?2, ?3) AND (?5 IS NULL OR def_name=?5) ORDER BY created_us DESC, "
+                         "id DESC LIMIT ?1"},
     [Q_UNFINISHED] = {"load unfinished", "SELECT " SAGA_COLS " FROM sagas WHERE status=0 "
                                          "ORDER BY created_us, id"},
     /* status=0 spelled as a literal so the partial index applies. */

@@ -290,6 +290,7 @@ sg_status sg__sq_list(sg_store_breader *r, const sg_list_query *q, sg_saga_rec *
     if (rc == SQLITE_OK && after) rc = sqlite3_bind_int64(st, 2, cus);
     if (rc == SQLITE_OK && after) rc = sqlite3_bind_text(st, 3, cid, -1, SQLITE_TRANSIENT);
     if (rc == SQLITE_OK && q->status >= 0) rc = sqlite3_bind_int(st, 4, q->status);
+    if (rc == SQLITE_OK && q->type) rc = sqlite3_bind_text(st, 5, q->type, -1, SQLITE_TRANSIENT);
     sg_status res = read_sagas(&k, qi, st, rc, &v, &got, q->limit + 1);
     if (res != SG_OK) {
         free_sagas(v, got);

@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     sg_list_query q;
     char err[128];
-    if (sg_api_parse_list_query(f[5], f[6], f[7], &q, err, sizeof err) == SG_OK) {
+    if (sg_api_parse_list_query(f[5], f[6], f[7], f[3], &q, err, sizeof err) == SG_OK) {
         if (q.limit < 1 || q.limit > SG_API_LIMIT_MAX) abort();
         if (q.status < -1 || q.status > 2) abort();
     } else if (!err[0]) {

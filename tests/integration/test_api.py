@@ -98,6 +98,26 @@ class ApiTest(SagadCase):
         self.assertTrue(s3["error"])
         self.sagad.wait_saga(sid, lambda r: r["compensation_status"] == "COMPLETED", 15)
 
+    def test_saga_types(self):
+        # The built-in STA saga is type "sta": POST /sagas/sta starts it like
+        # POST /saga; /sagas?type= filters; /definitions describes it.
+        st, h, body = self.sagad.http("POST", "/sagas/sta", SEED_BODY)
+        self.assertEqual(st, 200, body)
+        sid = jbody(body)["id"]
+        st, _, b = self.sagad.http("GET", "/sagas?type=sta&limit=1000")
+        self.assertEqual(st, 200, b)
+        self.assertIn(sid, [r["id"] for r in jbody(b)["sagas"]])
+        st, _, b = self.sagad.http("GET", "/sagas?type=order")
+        self.assertEqual((st, jbody(b)["sagas"]), (200, []))
+        st, _, b = self.sagad.http("POST", "/sagas/order", SEED_BODY)
+        self.assertEqual(st, 404, b)
+        self.assertIn("known: sta", jbody(b)["detail"])
+        st, _, b = self.sagad.http("GET", "/definitions")
+        self.assertEqual(st, 200, b)
+        defs = jbody(b)["definitions"]
+        self.assertEqual([(d["name"], d["version"], d["default"]) for d in defs], [("sta", 1, True)])
+        self.assertEqual([s["name"] for s in defs[0]["steps"]], ["anonymizer", "tokenizer", "ai_model"])
+
     def test_get_unknown(self):
         for sid in (str(uuid.uuid4()), "nope", "x" * 300, "%00", "..%2F..%2Fetc"):
             st, h, b = self.sagad.http("GET", "/saga/" + sid)

@@ -42,7 +42,7 @@ static sg_step_def sta_steps[] = {
      {0},
      {1, 100, 2.0, 10000}},
 };
-static sg_def sta = {"sta", "Saga completada exitosamente", 3, sta_steps};
+static sg_def sta = {"sta", "Saga completada exitosamente", 3, sta_steps, 1};
 
 /* A record with n steps named s1..sN (or STA names for n == 3), each in
  * the given status; responses for completed steps are added by callers. */
@@ -285,7 +285,7 @@ static void test_step_count(void **state)
 static void test_def_mismatch(void **state)
 {
     (void)state;
-    sg_def small = {"sta", "ok", 1, sta_steps};
+    sg_def small = {"sta", "ok", 1, sta_steps, 1};
     const sg_step_status st[] = {SG_STEP_COMPLETED, SG_STEP_COMPLETED};
     sg_saga_rec r;
     make_rec(&r, "{}", 2, st);

@@ -110,23 +110,25 @@ static void test_list_query(void **state)
     sg_list_query q;
     char err[128];
 
-    assert_int_equal(sg_api_parse_list_query(NULL, NULL, NULL, &q, err, sizeof err), SG_OK);
+    assert_int_equal(sg_api_parse_list_query(NULL, NULL, NULL, NULL, &q, err, sizeof err), SG_OK);
     assert_int_equal(q.status, -1);
     assert_int_equal(q.limit, 50);
     assert_null(q.after);
-    assert_int_equal(sg_api_parse_list_query("", "", "", &q, err, sizeof err), SG_OK);
+    assert_int_equal(sg_api_parse_list_query("", "", "", NULL, &q, err, sizeof err), SG_OK);
     assert_int_equal(q.status, -1);
     assert_int_equal(q.limit, 50);
     assert_null(q.after);
 
-    assert_int_equal(sg_api_parse_list_query("FAILED", "1000", "abc", &q, err, sizeof err), SG_OK);
+    assert_int_equal(sg_api_parse_list_query("FAILED", "1000", "abc", NULL, &q, err, sizeof err),
+                     SG_OK);
     assert_int_equal(q.status, SG_SAGA_FAILED);
     assert_int_equal(q.limit, 1000);
     assert_string_equal(q.after, "abc");
-    assert_int_equal(sg_api_parse_list_query("IN_PROGRESS", "1", NULL, &q, err, sizeof err), SG_OK);
+    assert_int_equal(sg_api_parse_list_query("IN_PROGRESS", "1", NULL, NULL, &q, err, sizeof err),
+                     SG_OK);
     assert_int_equal(q.status, SG_SAGA_IN_PROGRESS);
     assert_int_equal(q.limit, 1);
-    assert_int_equal(sg_api_parse_list_query("COMPLETED", "0007", NULL, &q, err, sizeof err),
+    assert_int_equal(sg_api_parse_list_query("COMPLETED", "0007", NULL, NULL, &q, err, sizeof err),
                      SG_OK);
     assert_int_equal(q.status, SG_SAGA_COMPLETED);
     assert_int_equal(q.limit, 7);
@@ -135,23 +137,55 @@ static void test_list_query(void **state)
         "0", "1001", "-1", "+5", " 5", "5 ", "1e2", "abc", "99999999999999999999", "000"};
     for (size_t i = 0; i < sizeof bad_limits / sizeof bad_limits[0]; i++) {
         err[0] = '\0';
-        assert_int_equal(sg_api_parse_list_query(NULL, bad_limits[i], NULL, &q, err, sizeof err),
-                         SG_EINVAL);
+        assert_int_equal(
+            sg_api_parse_list_query(NULL, bad_limits[i], NULL, NULL, &q, err, sizeof err),
+            SG_EINVAL);
         assert_non_null(strstr(err, "limit"));
     }
     static const char *bad_status[] = {"completed", "PENDING", "DONE", "COMPLETED "};
     for (size_t i = 0; i < sizeof bad_status / sizeof bad_status[0]; i++) {
         err[0] = '\0';
-        assert_int_equal(sg_api_parse_list_query(bad_status[i], NULL, NULL, &q, err, sizeof err),
-                         SG_EINVAL);
+        assert_int_equal(
+            sg_api_parse_list_query(bad_status[i], NULL, NULL, NULL, &q, err, sizeof err),
+            SG_EINVAL);
         assert_non_null(strstr(err, "status"));
     }
     char longcur[SG_CURSOR_MAX + 8];
     memset(longcur, 'c', sizeof longcur - 1);
     longcur[sizeof longcur - 1] = '\0';
-    assert_int_equal(sg_api_parse_list_query(NULL, NULL, longcur, &q, err, sizeof err), SG_EINVAL);
+    assert_int_equal(sg_api_parse_list_query(NULL, NULL, longcur, NULL, &q, err, sizeof err),
+                     SG_EINVAL);
     assert_non_null(strstr(err, "cursor"));
     assert_null(q.after);
+}
+
+static void test_types(void **state)
+{
+    (void)state;
+    const char *id = NULL, *allow = NULL;
+    assert_int_equal(sg_api_route("POST", "/sagas/order", &id, &allow), SG_ROUTE_START);
+    assert_string_equal(id, "order");
+    assert_int_equal(sg_api_route("GET", "/sagas/order", &id, &allow), SG_ROUTE_BAD_METHOD);
+    assert_string_equal(allow, "POST");
+    assert_int_equal(sg_api_route("GET", "/definitions", NULL, NULL), SG_ROUTE_DEFINITIONS);
+    assert_int_equal(sg_api_route("POST", "/definitions", NULL, &allow), SG_ROUTE_BAD_METHOD);
+    assert_true(sg_api_type_valid("order_v2.b-1"));
+    assert_false(sg_api_type_valid(""));
+    assert_false(sg_api_type_valid("a/b"));
+    assert_false(sg_api_type_valid("a b"));
+    char longt[SG_API_TYPE_MAX + 2];
+    memset(longt, 'x', sizeof longt - 1);
+    longt[sizeof longt - 1] = '\0';
+    assert_false(sg_api_type_valid(longt));
+    sg_list_query q;
+    char err[128];
+    assert_int_equal(sg_api_parse_list_query(NULL, NULL, NULL, "order", &q, err, sizeof err),
+                     SG_OK);
+    assert_string_equal(q.type, "order");
+    assert_int_equal(sg_api_parse_list_query(NULL, NULL, NULL, "a/b", &q, err, sizeof err),
+                     SG_EINVAL);
+    assert_non_null(strstr(err, "type"));
+    assert_null(q.type);
 }
 
 static void test_check_body(void **state)
@@ -188,6 +222,7 @@ int main(void)
         cmocka_unit_test(test_route),      cmocka_unit_test(test_prefer),
         cmocka_unit_test(test_idem_key),   cmocka_unit_test(test_content_length),
         cmocka_unit_test(test_list_query), cmocka_unit_test(test_check_body),
+        cmocka_unit_test(test_types),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -50,6 +50,7 @@ struct sg_engine {
     char last_key[256];
     int last_async;
     char last_body[256];
+    char last_type[64]; /* the start's definition, "" for the default */
     pthread_t thread;
 };
 
@@ -72,6 +73,7 @@ sg_status sg_engine_submit(sg_engine *e, sg_start *start, sg_start_cb cb, void *
     snprintf(e->last_key, sizeof e->last_key, "%s", req->in.idem_key ? req->in.idem_key : "");
     snprintf(e->last_body, sizeof e->last_body, "%.*s", (int)req->in.body_len, req->in.body);
     e->last_async = req->in.async;
+    snprintf(e->last_type, sizeof e->last_type, "%s", req->in.def ? req->in.def->name : "");
     if (strstr(req->in.body, "\"hold\"")) {
         req->next = e->parked;
         e->parked = req;
@@ -945,6 +947,41 @@ static void test_operator_routes(void **state)
     assert_int_equal(pending_settled(), 0);
 }
 
+/* Saga types: POST /sagas/{type}, GET /definitions, GET /sagas?type=. */
+static void test_types(void **state)
+{
+    (void)state;
+    resp r;
+    assert_int_equal(request(&r, "POST", "/sagas/sta", "{\"t\":1}", NULL), 200);
+    assert_string_equal(eng.last_type, "sta");
+    resp_free(&r);
+    assert_int_equal(request(&r, "POST", "/saga", "{\"t\":2}", NULL), 200);
+    assert_string_equal(eng.last_type, ""); /* the default */
+    resp_free(&r);
+    int before = eng.submits;
+    assert_int_equal(request(&r, "POST", "/sagas/order", "{}", NULL), 404);
+    assert_string_equal(r.body.ptr, "{\"detail\":\"unknown saga type 'order' (known: sta)\"}");
+    resp_free(&r);
+    assert_int_equal(request(&r, "POST", "/sagas/a%20b", "{}", NULL), 404);
+    resp_free(&r);
+    assert_int_equal(eng.submits, before);
+
+    assert_int_equal(request(&r, "GET", "/definitions", NULL, NULL), 200);
+    assert_non_null(strstr(r.body.ptr, "{\"definitions\":[{\"name\":\"sta\",\"version\":1,"
+                                       "\"default\":true,\"steps\":[{\"name\":\"anonymizer\","
+                                       "\"label\":\"Anonymizer\",\"output\":\"anonymized\","
+                                       "\"action\":{\"http\":{\"url\":\"http://a/anonymize\"}},"
+                                       "\"compensate\":null,"));
+    assert_non_null(strstr(r.body.ptr, "\"compensate\":{\"publish\":{\"topic\":"
+                                       "\"tokenizer_compensation\"}}"));
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/sagas?type=sta", NULL, NULL), 200);
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/sagas?type=a/b", NULL, NULL), 400);
+    resp_free(&r);
+    assert_int_equal(pending_settled(), 0);
+}
+
 static void test_keepalive(void **state)
 {
     (void)state;
@@ -1138,6 +1175,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_taken_meanwhile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_operator_routes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_types, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_engine_closed, setup, teardown),

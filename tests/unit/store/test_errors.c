@@ -60,7 +60,7 @@ static void test_read_fails(void **state)
     assert_null(got.steps); /* out stays zeroed on failure */
     assert_string_equal(got.id, "");
 
-    sg_list_query q = {-1, 10, NULL};
+    sg_list_query q = {-1, 10, NULL, NULL};
     sg_saga_rec *v = (sg_saga_rec *)&v;
     size_t n = 99;
     char next[SG_CURSOR_MAX];
@@ -103,7 +103,7 @@ static void test_other_failures(void **state)
     assert_int_equal(sg_store_get(rd, missing, &got), SG_ENOTFOUND);
     assert_true(sg_store_reader_error(rd)[0] != '\0');
 
-    sg_list_query q = {-1, 10, "not-a-cursor"};
+    sg_list_query q = {-1, 10, "not-a-cursor", NULL};
     sg_saga_rec *v = NULL;
     size_t n = 0;
     char next[SG_CURSOR_MAX];

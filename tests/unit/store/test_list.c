@@ -73,7 +73,7 @@ static void page_through(fixture *f, int status, size_t limit)
     for (int i = 0; i < NS; i++)
         if (status < 0 || (int)f->recs[i].status == status) matching++;
     for (;;) {
-        sg_list_query q = {status, limit, cursor[0] ? cursor : NULL};
+        sg_list_query q = {status, limit, cursor[0] ? cursor : NULL, NULL};
         sg_saga_rec *v = NULL;
         size_t n = 0;
         char next[SG_CURSOR_MAX];
@@ -116,7 +116,7 @@ static void test_empty_and_unknown_cursor(void **state)
     /* A well-formed cursor need not name an existing saga (keyset). */
     char cur[SG_CURSOR_MAX];
     snprintf(cur, sizeof cur, "1005.%s", "ffffffff-ffff-4fff-bfff-ffffffffffff");
-    sg_list_query q = {-1, 100, cur};
+    sg_list_query q = {-1, 100, cur, NULL};
     sg_saga_rec *v = NULL;
     size_t n = 0;
     char next[SG_CURSOR_MAX];
@@ -156,22 +156,73 @@ static void test_bad_queries(void **state)
     size_t n = 7;
     char next[SG_CURSOR_MAX] = "x";
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        sg_list_query q = {-1, 10, bad[i]};
+        sg_list_query q = {-1, 10, bad[i], NULL};
         assert_int_equal(sg_store_list(f->rd, &q, &v, &n, next), SG_EINVAL);
         assert_null(v);
         assert_int_equal(n, 0);
         assert_string_equal(next, "");
     }
     /* The largest int64 is still a valid timestamp. */
-    sg_list_query ok = {-1, 10, "9223372036854775807.8f0e2d62-2a3b-4c1d-9e8f-0a1b2c3d4e5f"};
+    sg_list_query ok = {-1, 10, "9223372036854775807.8f0e2d62-2a3b-4c1d-9e8f-0a1b2c3d4e5f", NULL};
     assert_int_equal(sg_store_list(f->rd, &ok, &v, &n, next), SG_OK);
     assert_int_equal(n, 10);
     free_list(v, n);
 
-    sg_list_query zero = {-1, 0, NULL}, big = {-1, 1001, NULL}, st = {7, 10, NULL};
+    sg_list_query zero = {-1, 0, NULL, NULL}, big = {-1, 1001, NULL, NULL},
+                  st = {7, 10, NULL, NULL};
     assert_int_equal(sg_store_list(f->rd, &zero, &v, &n, next), SG_EINVAL);
     assert_int_equal(sg_store_list(f->rd, &big, &v, &n, next), SG_EINVAL);
     assert_int_equal(sg_store_list(f->rd, &st, &v, &n, next), SG_EINVAL);
+}
+
+/* ?type= keeps the sagas of one definition, with status and cursor too. */
+static void test_type_filter(void **state)
+{
+    fixture *f = *state;
+    sg_saga_rec a, b;
+    make_saga(&a, "{}", 2, NULL, 5000);
+    make_saga(&b, "{}", 2, NULL, 5001);
+    free(a.def_name);
+    free(b.def_name);
+    a.def_name = sg_xstrdup("order");
+    b.def_name = sg_xstrdup("order");
+    sg_write *w = sg_write_create();
+    sg_write_saga_insert(w, &a);
+    sg_write_saga_insert(w, &b);
+    assert_int_equal(sg_store_commit_sync(f->s, w), SG_OK);
+    static const struct {
+        const char *type;
+        size_t n;
+    } cases[] = {{"order", 2}, {"sta", NS}, {"nope", 0}};
+    for (size_t c = 0; c < 3; c++) {
+        sg_list_query q = {-1, 1000, NULL, cases[c].type};
+        sg_saga_rec *v = NULL;
+        size_t n = 0;
+        char next[SG_CURSOR_MAX];
+        assert_int_equal(sg_store_list(f->rd, &q, &v, &n, next), SG_OK);
+        assert_int_equal(n, cases[c].n);
+        for (size_t i = 0; i < n; i++)
+            assert_string_equal(v[i].def_name, cases[c].type);
+        free_list(v, n);
+    }
+    /* Paged one by one, with a status: the cursor keeps the filter. */
+    sg_list_query q = {SG_SAGA_IN_PROGRESS, 1, NULL, "order"};
+    sg_saga_rec *v = NULL;
+    size_t n = 0;
+    char next[SG_CURSOR_MAX];
+    assert_int_equal(sg_store_list(f->rd, &q, &v, &n, next), SG_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].id, b.id);
+    free_list(v, n);
+    char cur[SG_CURSOR_MAX];
+    memcpy(cur, next, sizeof cur);
+    q.after = cur;
+    assert_int_equal(sg_store_list(f->rd, &q, &v, &n, next), SG_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].id, a.id);
+    free_list(v, n);
+    sg_saga_rec_free(&a);
+    sg_saga_rec_free(&b);
 }
 
 int main(void)
@@ -180,6 +231,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_and_unknown_cursor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_queries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_type_filter, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,7 +59,7 @@ static void reader_thread(void *arg)
     }
     size_t last = 0;
     while (atomic_load(&sh->writers_done) < NWRITERS) {
-        sg_list_query q = {-1, 1000, NULL};
+        sg_list_query q = {-1, 1000, NULL, NULL};
         sg_saga_rec *v = NULL;
         size_t n = 0;
         char next[SG_CURSOR_MAX];
