@@ -1,7 +1,6 @@
 /* The operators' POST routes (design §1): POST /saga/{id}/retry runs a
  * FAILED saga again, POST /events/{id}/redeliver re-queues a parked
  * compensation. Both ride start.c's suspend/resume protocol. */
-
 #include "server_int.h"
 #include "start_int.h"
 
