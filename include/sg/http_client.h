@@ -22,7 +22,7 @@ typedef struct sg_http_client_options {
 
 typedef enum {
     SG_HTTP_DONE = 0,      /* got a complete answer (any status) */
-    SG_HTTP_ERR_CONNECT,   /* could not connect / resolve */
+    SG_HTTP_ERR_CONNECT,   /* could not connect / resolve; nothing was sent */
     SG_HTTP_ERR_TIMEOUT,   /* the attempt's timeout passed */
     SG_HTTP_ERR_TOO_BIG,   /* body over max_response; transfer aborted */
     SG_HTTP_ERR_TRANSPORT, /* connection dropped, bad HTTP, ... */
@@ -37,10 +37,6 @@ typedef struct sg_http_result {
     /* The answer's Retry-After (seconds or an HTTP date) in milliseconds,
      * at most SG_HTTP_RETRY_AFTER_MAX_MS; -1 when absent or unusable. */
     long retry_after_ms;
-    /* 1 if any of the request went out (curl's own retry on a dead
-     * keep-alive connection included): even a failed call may then have
-     * reached the service. */
-    int sent;
 } sg_http_result;
 
 #define SG_HTTP_RETRY_AFTER_MAX_MS (3600L * 1000)

@@ -68,9 +68,6 @@ static sg_status judge(const sg_http_result *res, char *why, size_t n)
     size_t i = (size_t)res->outcome;
     if (i >= sizeof failures / sizeof *failures || !failures[i].prefix) i = SG_HTTP_ERR_TRANSPORT;
     snprintf(why, n, "%s%s", failures[i].prefix, res->error);
-    /* curl retries a request whose keep-alive connection died on a fresh
-     * one; if that connect fails, the first may still have arrived. */
-    if (failures[i].st == SG_EUNAVAIL && res->sent) return SG_EIO;
     return failures[i].st;
 }
 

@@ -28,6 +28,7 @@ void sg__answer_fail(sg_engine *e, start_req *req, sg_status st, const char *det
 
 void sg__saga_answer(saga *s)
 {
+    if (!s->waiters) return; /* most sagas: answered already */
     sg_outcome done, running;
     int have_done = 0;
     sg_outcome_running(&running, s->rec.id);

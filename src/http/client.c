@@ -113,7 +113,6 @@ static void complete(sg_http_client *c, sg_http_call *call, CURLcode rc)
     sg_http_result res = {.retry_after_ms = -1};
     long request_size = 0;
     curl_easy_getinfo(call->easy, CURLINFO_REQUEST_SIZE, &request_size);
-    res.sent = request_size > 0;
     char reason[CURL_ERROR_SIZE + 128];
     const char *detail = call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc);
 
@@ -129,8 +128,12 @@ static void complete(sg_http_client *c, sg_http_call *call, CURLcode rc)
     } else if (rc == CURLE_OPERATION_TIMEDOUT) {
         res.outcome = SG_HTTP_ERR_TIMEOUT;
         snprintf(reason, sizeof reason, "timed out after %ld ms", call->timeout_ms);
-    } else if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-               rc == CURLE_COULDNT_RESOLVE_PROXY) {
+    } else if ((rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+                rc == CURLE_COULDNT_RESOLVE_PROXY) &&
+               request_size == 0) {
+        /* Only when nothing went out: curl retries a request whose
+         * keep-alive connection died on a fresh one, and if that connect
+         * fails the first may still have arrived (a transport error). */
         res.outcome = SG_HTTP_ERR_CONNECT;
         snprintf(reason, sizeof reason, "%s", detail);
     } else {

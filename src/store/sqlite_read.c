@@ -268,30 +268,46 @@ sg_status sg__sq_get_by_idem(sg_store_breader *r, const char *key, sg_saga_rec *
     return get_one(r, Q_GET_IDEM, key, out, err, errlen);
 }
 
+/* The statement of one keyset page of q, bound: qs holds the query ids
+ * for {all, all after a cursor, by status, by status after a cursor}. One
+ * row more than asked is fetched: it tells whether a next page exists.
+ * *qi gets the query used and *rc the first bind failure; NULL (with
+ * *res, and the reason in k->err) when there is no statement to run. */
+static sqlite3_stmt *page_stmt(rd *k, const sg_list_query *q, const int qs[4], int *qi, int *rc,
+                               sg_status *res)
+{
+    char cid[SG_ID_LEN + 1];
+    int64_t cus = 0;
+    int after = q->after != NULL;
+    if (after && sg_store_cursor_parse(q->after, &cus, cid) != SG_OK) {
+        snprintf(k->err, k->errlen, "malformed list cursor");
+        *res = SG_EINVAL;
+        return NULL;
+    }
+    *qi = qs[(q->status >= 0) * 2 + after];
+    sqlite3_stmt *st = stmt(k, *qi);
+    *res = SG_EIO;
+    if (!st) return NULL;
+    *rc = sqlite3_bind_int64(st, 1, (int64_t)q->limit + 1);
+    if (*rc == SQLITE_OK && after) *rc = sqlite3_bind_int64(st, 2, cus);
+    if (*rc == SQLITE_OK && after) *rc = sqlite3_bind_text(st, 3, cid, -1, SQLITE_TRANSIENT);
+    if (*rc == SQLITE_OK && q->status >= 0) *rc = sqlite3_bind_int(st, 4, q->status);
+    if (*rc == SQLITE_OK && q->type) *rc = sqlite3_bind_text(st, 5, q->type, -1, SQLITE_TRANSIENT);
+    return st;
+}
+
 sg_status sg__sq_list(sg_store_breader *r, const sg_list_query *q, sg_saga_rec **out, size_t *n,
                       char next[SG_CURSOR_MAX], char *err, size_t errlen)
 {
+    static const int qs[4] = {Q_LIST, Q_LIST_AFTER, Q_LIST_ST, Q_LIST_ST_AFTER};
     rd k = {&r->c, err, errlen};
-    char cid[SG_ID_LEN + 1];
-    int64_t cus = 0;
     sg_saga_rec *v = NULL;
     size_t got = 0;
-    int after = q->after != NULL;
-    if (after && sg_store_cursor_parse(q->after, &cus, cid) != SG_OK) {
-        snprintf(err, errlen, "malformed list cursor");
-        return SG_EINVAL;
-    }
-    int qi =
-        q->status < 0 ? (after ? Q_LIST_AFTER : Q_LIST) : (after ? Q_LIST_ST_AFTER : Q_LIST_ST);
-    sqlite3_stmt *st = stmt(&k, qi);
-    if (!st) return SG_EIO;
-    /* One row more than asked tells whether a next page exists. */
-    int rc = sqlite3_bind_int64(st, 1, (int64_t)q->limit + 1);
-    if (rc == SQLITE_OK && after) rc = sqlite3_bind_int64(st, 2, cus);
-    if (rc == SQLITE_OK && after) rc = sqlite3_bind_text(st, 3, cid, -1, SQLITE_TRANSIENT);
-    if (rc == SQLITE_OK && q->status >= 0) rc = sqlite3_bind_int(st, 4, q->status);
-    if (rc == SQLITE_OK && q->type) rc = sqlite3_bind_text(st, 5, q->type, -1, SQLITE_TRANSIENT);
-    sg_status res = read_sagas(&k, qi, st, rc, &v, &got, q->limit + 1);
+    int qi, rc;
+    sg_status res;
+    sqlite3_stmt *st = page_stmt(&k, q, qs, &qi, &rc, &res);
+    if (!st) return res;
+    res = read_sagas(&k, qi, st, rc, &v, &got, q->limit + 1);
     if (res != SG_OK) {
         free_sagas(v, got);
         return res;
@@ -360,15 +376,17 @@ static void free_events(sg_event_rec *v, size_t n)
     free(v);
 }
 
-sg_status sg__sq_load_pending_events(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
-                                     void *arg, char *err, size_t errlen)
+/* Runs event query q (no parameters) and hands each row to cb as a heap
+ * record it owns. */
+static sg_status load_events(sg_store_breader *r, int q, void (*cb)(void *arg, sg_event_rec *ev),
+                             void *arg, char *err, size_t errlen)
 {
     rd k = {&r->c, err, errlen};
     sg_event_rec *v = NULL;
     size_t n = 0;
-    sqlite3_stmt *st = stmt(&k, Q_PENDING_EVENTS);
+    sqlite3_stmt *st = stmt(&k, q);
     if (!st) return SG_EIO;
-    if (collect_events(&k, Q_PENDING_EVENTS, st, SQLITE_OK, 0, &v, &n) != SG_OK) {
+    if (collect_events(&k, q, st, SQLITE_OK, 0, &v, &n) != SG_OK) {
         free_events(v, n);
         return SG_EIO;
     }
@@ -379,6 +397,12 @@ sg_status sg__sq_load_pending_events(sg_store_breader *r, void (*cb)(void *arg, 
     }
     free(v);
     return SG_OK;
+}
+
+sg_status sg__sq_load_pending_events(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
+                                     void *arg, char *err, size_t errlen)
+{
+    return load_events(r, Q_PENDING_EVENTS, cb, arg, err, errlen);
 }
 
 sg_status sg__sq_has_orphans(sg_store_breader *r, int *yes, char *err, size_t errlen)
@@ -396,22 +420,7 @@ sg_status sg__sq_has_orphans(sg_store_breader *r, int *yes, char *err, size_t er
 sg_status sg__sq_load_compensations(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
                                     void *arg, char *err, size_t errlen)
 {
-    rd k = {&r->c, err, errlen};
-    sg_event_rec *v = NULL;
-    size_t n = 0;
-    sqlite3_stmt *st = stmt(&k, Q_COMPENSATIONS);
-    if (!st) return SG_EIO;
-    if (collect_events(&k, Q_COMPENSATIONS, st, SQLITE_OK, 0, &v, &n) != SG_OK) {
-        free_events(v, n);
-        return SG_EIO;
-    }
-    for (size_t i = 0; i < n; i++) {
-        sg_event_rec *ev = sg_xmalloc(sizeof *ev);
-        *ev = v[i];
-        cb(arg, ev);
-    }
-    free(v);
-    return SG_OK;
+    return load_events(r, Q_COMPENSATIONS, cb, arg, err, errlen);
 }
 
 sg_status sg__sq_load_unfinished_page(sg_store_breader *r, const char *after, size_t limit,
@@ -461,25 +470,16 @@ sg_status sg__sq_load_unfinished_page(sg_store_breader *r, const char *after, si
 sg_status sg__sq_list_events(sg_store_breader *r, const sg_list_query *q, sg_event_rec **out,
                              size_t *n, char next[SG_CURSOR_MAX], char *err, size_t errlen)
 {
+    static const int qs[4] = {Q_EVENTS, Q_EVENTS_AFTER, Q_EVENTS_ST, Q_EVENTS_ST_AFTER};
     rd k = {&r->c, err, errlen};
-    char cid[SG_ID_LEN + 1];
-    int64_t cus = 0;
     sg_event_rec *v = NULL;
     size_t got = 0;
-    int after = q->after != NULL;
-    if (after && sg_store_cursor_parse(q->after, &cus, cid) != SG_OK) {
-        snprintf(err, errlen, "malformed list cursor");
-        return SG_EINVAL;
-    }
-    int qi = q->status < 0 ? (after ? Q_EVENTS_AFTER : Q_EVENTS)
-                           : (after ? Q_EVENTS_ST_AFTER : Q_EVENTS_ST);
-    sqlite3_stmt *st = stmt(&k, qi);
-    if (!st) return SG_EIO;
-    /* One row more than asked tells whether a next page exists. */
-    int rc = sqlite3_bind_int64(st, 1, (int64_t)q->limit + 1);
-    if (rc == SQLITE_OK && after) rc = sqlite3_bind_int64(st, 2, cus);
-    if (rc == SQLITE_OK && after) rc = sqlite3_bind_text(st, 3, cid, -1, SQLITE_TRANSIENT);
-    if (rc == SQLITE_OK && q->status >= 0) rc = sqlite3_bind_int(st, 4, q->status);
+    int qi, rc;
+    sg_status res;
+    sg_list_query eq = *q;
+    eq.type = NULL; /* events have no type */
+    sqlite3_stmt *st = page_stmt(&k, &eq, qs, &qi, &rc, &res);
+    if (!st) return res;
     if (collect_events(&k, qi, st, rc, q->limit + 1, &v, &got) != SG_OK) {
         free_events(v, got);
         return SG_EIO;
