@@ -31,6 +31,17 @@ const char *sg_event_status_name(sg_event_status s);
 sg_status sg_saga_status_parse(const char *s, sg_saga_status *out);
 sg_status sg_event_status_parse(const char *s, sg_event_status *out);
 
+/* A step's compensation as the outbox has it (design §6 "compensation" in
+ * steps[]): filled by the store's readers, not written through steps. */
+typedef struct sg_comp_rec {
+    int present;            /* 0 = none planned (the other fields are unset) */
+    sg_event_status status; /* PENDING, DELIVERED or PARKED */
+    int attempts;
+    int64_t created_us; /* when it was planned */
+    int64_t updated_us; /* last status change; 0 = never */
+    char *error;        /* last_error, or NULL */
+} sg_comp_rec;
+
 typedef struct sg_step_rec {
     char *name; /* step name from the definition */
     sg_step_status status;
@@ -41,11 +52,13 @@ typedef struct sg_step_rec {
     char *response;      /* raw JSON of a successful answer, or NULL */
     size_t response_len;
     int64_t next_us; /* RUNNING, waiting out a backoff: wall time of the next attempt; else 0 */
+    sg_comp_rec comp; /* read-only view of its compensation; ignored by writes */
 } sg_step_rec;
 
 typedef struct sg_saga_rec {
     char id[SG_ID_LEN + 1];
-    char *def_name; /* definition that runs it, e.g. "sta" */
+    char *def_name;  /* definition that runs it, e.g. "sta" */
+    int def_version; /* and its version (1 for sagas stored before versions) */
     char *request;  /* raw JSON object as posted */
     size_t request_len;
     char *idem_key; /* Idempotency-Key of the starting POST, or NULL */
@@ -73,6 +86,10 @@ typedef struct sg_event_rec {
     int attempts;
     char *last_error;   /* why the last attempt failed, or NULL */
     int64_t updated_us; /* last status change; 0 = never */
+    /* An HTTP compensation's call (target set): */
+    char *method;    /* NULL = POST */
+    char *headers;   /* extra "Name: value" lines joined by '\n', or NULL */
+    long timeout_ms; /* each attempt; 0 = the engine's step timeout */
 } sg_event_rec;
 
 void sg_step_rec_free(sg_step_rec *s);   /* frees members, not s */

@@ -54,6 +54,12 @@ void sg_write_event_update(sg_write *w, const char *event_id, sg_event_status st
  * first: they make a transition safe against a concurrent one. */
 void sg_write_saga_expect(sg_write *w, const char *id, sg_saga_status st, sg_comp_status comp);
 void sg_write_event_expect(sg_write *w, const char *event_id, sg_event_status st);
+/* Keeps a definition version (design §6: the store keeps every version it
+ * has run). Inserting a (name, version) already stored with the same text
+ * does nothing; with a different text the whole write fails with
+ * SG_ECONFLICT. */
+void sg_write_def_insert(sg_write *w, const char *name, int version, const char *canonical,
+                         int64_t created_us);
 /* Withdraws every PENDING step event whose saga has ended (at start-up:
  * nothing may deliver it any more). */
 void sg_write_withdraw_orphans(sg_write *w);
@@ -199,6 +205,10 @@ sg_status sg_store_load_pending_events(sg_store_reader *r, void (*cb)(void *arg,
  * caller-freed array (sg_event_rec_free each, then free). */
 sg_status sg_store_list_events(sg_store_reader *r, const sg_list_query *q, sg_event_rec **out,
                                size_t *n, char next[SG_CURSOR_MAX]);
+/* Every stored definition version, by name then version; the callback's
+ * strings are borrowed for the call. */
+typedef void (*sg_def_row_cb)(void *arg, const char *name, int version, const char *canonical);
+sg_status sg_store_load_defs(sg_store_reader *r, sg_def_row_cb cb, void *arg);
 /* Look up one event. */
 sg_status sg_store_get_event(sg_store_reader *r, const char *id, sg_event_rec *out);
 
