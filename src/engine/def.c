@@ -6,10 +6,16 @@
 #include <string.h>
 
 #include "sg/alloc.h"
+#include "template.h"
 
 static void action_free(sg_action *a)
 {
     free(a->url);
+    free(a->method);
+    for (char **h = a->headers; h && *h; h++)
+        free(*h);
+    free(a->headers);
+    sg_template_destroy(a->body);
     free(a->topic);
 }
 
@@ -28,6 +34,7 @@ void sg_def_destroy(sg_def *d)
     free(d->steps);
     free(d->name);
     free(d->success_text);
+    free(d->canonical);
     free(d);
 }
 
