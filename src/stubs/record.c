@@ -21,13 +21,16 @@ typedef struct rec {
     size_t size;                    /* bytes accounted to the ring for this entry */
     uint64_t seq;                   /* 1, 2, ... since start */
     int64_t time_us;                /* wall clock when it arrived */
-    const char *path;               /* into data */
+    const char *path, *method;      /* into data */
     const char *saga_id, *idem_key; /* into data, or NULL */
-    const char *body;               /* into data */
+    const char *compensation;       /* into data, or NULL */
+    const char *headers;            /* into data: nheaders pairs of name, value */
+    size_t nheaders;
+    const char *body; /* into data */
     size_t body_len;
     int truncated;
     stub_answer ans;
-    char data[]; /* path, saga id, key and body, each NUL-terminated */
+    char data[]; /* the strings above, each NUL-terminated */
 } rec;
 
 struct stub_ring {
@@ -110,23 +113,48 @@ static void append_line(stub_ring *r, const rec *e)
     sg_buf_free(&line);
 }
 
-void stub_ring_add(stub_ring *r, const char *path, const char *saga_id, const char *idem_key,
-                   const char *body, size_t len, const stub_answer *ans)
+static size_t opt_len(const char *s)
 {
+    return s ? strlen(s) + 1 : 0;
+}
+
+static const char *put_opt(char **p, const char *s)
+{
+    return s ? put(p, s, strlen(s)) : NULL;
+}
+
+void stub_ring_add(stub_ring *r, const stub_rec_in *in, const stub_answer *ans)
+{
+    size_t len = in->len;
     int truncated = len > r->max_body;
     if (truncated) len = r->max_body;
-    size_t lp = strlen(path), ls = saga_id ? strlen(saga_id) : 0;
-    size_t lk = idem_key ? strlen(idem_key) : 0;
-    size_t size = sizeof(rec) + lp + ls + lk + len + 4;
+    size_t nh = in->nheaders < STUB_REC_HEADERS ? in->nheaders : STUB_REC_HEADERS;
+    size_t size = sizeof(rec) + opt_len(in->path) + opt_len(in->method) + opt_len(in->saga_id) +
+                  opt_len(in->idem_key) + opt_len(in->compensation) + len + 1;
+    for (size_t i = 0; i < nh; i++)
+        size += opt_len(in->headers[i].name) + opt_len(in->headers[i].value);
     /* One allocation per entry, outside the lock: the lock only guards
      * pointer shuffling, so recording never serialises the servers. */
     rec *e = sg_xmalloc(size);
     char *p = e->data;
     e->size = size;
-    e->path = put(&p, path, lp);
-    e->saga_id = saga_id ? put(&p, saga_id, ls) : NULL;
-    e->idem_key = idem_key ? put(&p, idem_key, lk) : NULL;
-    e->body = put(&p, body, len);
+    e->path = put_opt(&p, in->path);
+    e->method = put_opt(&p, in->method);
+    e->saga_id = put_opt(&p, in->saga_id);
+    e->idem_key = put_opt(&p, in->idem_key);
+    e->compensation = put_opt(&p, in->compensation);
+    e->headers = p;
+    e->nheaders = 0;
+    for (size_t i = 0; i < nh; i++) {
+        if (!in->headers[i].name || !in->headers[i].value) continue;
+        char *name = p;
+        put_opt(&p, in->headers[i].name);
+        for (char *c = name; *c; c++)
+            if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
+        put_opt(&p, in->headers[i].value);
+        e->nheaders++;
+    }
+    e->body = put(&p, in->body, len);
     e->body_len = len;
     e->truncated = truncated;
     e->ans = *ans;
@@ -230,7 +258,21 @@ static sg_status format_entry(sg_buf *out, const rec *e)
     sg_status st =
         sg_buf_addf(out, "{\"seq\":%llu,\"time_us\":%lld,\"path\":", (unsigned long long)e->seq,
                     (long long)e->time_us);
-    if (st == SG_OK) st = sg_json_add_cstr(out, e->path);
+    if (st == SG_OK) st = add_text(out, e->path);
+    if (st == SG_OK) st = sg_buf_adds(out, ",\"method\":");
+    if (st == SG_OK) st = add_text(out, e->method);
+    if (st == SG_OK) st = sg_buf_adds(out, ",\"headers\":{\"x-saga-compensation\":");
+    if (st == SG_OK) st = add_text(out, e->compensation);
+    const char *h = e->headers;
+    for (size_t i = 0; i < e->nheaders && st == SG_OK; i++) {
+        const char *value = h + strlen(h) + 1;
+        st = sg_buf_addc(out, ',');
+        if (st == SG_OK) st = add_text(out, h);
+        if (st == SG_OK) st = sg_buf_addc(out, ':');
+        if (st == SG_OK) st = add_text(out, value);
+        h = value + strlen(value) + 1;
+    }
+    if (st == SG_OK) st = sg_buf_addc(out, '}');
     if (st == SG_OK) st = sg_buf_adds(out, ",\"saga_id\":");
     if (st == SG_OK) st = add_text(out, e->saga_id);
     if (st == SG_OK) st = sg_buf_adds(out, ",\"idempotency_key\":");

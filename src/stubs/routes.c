@@ -1,11 +1,13 @@
-/* The stubs' routes: the three fake services and the test endpoints
- * (/_requests, /_stats, /_config, /healthz), and what each one answers. */
+/* The stubs' routes: the three fake services, the named ones under
+ * /svc/<name> and the test endpoints (/_requests, /_stats, /_config,
+ * /healthz), and what each one answers. */
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "server_int.h"
 
@@ -24,8 +26,14 @@ static const char JSON_CT[] = "application/json";
 
 /* ---- helpers ------------------------------------------------------------ */
 
-route stub__route_of(const char *url)
+route stub__route_of(const char *url, char *name)
 {
+    if (strncmp(url, "/svc/", 5) == 0) {
+        size_t n = strlen(url + 5);
+        if (!stub_name_ok(url + 5, n)) return R_NOTFOUND;
+        memcpy(name, url + 5, n + 1);
+        return R_SVC;
+    }
     static const struct {
         const char *path;
         route rt;
@@ -172,7 +180,8 @@ enum MHD_Result stub__answer_service(stub_server *s, stub_req *r)
         return ret;
     }
     if (r->fail || status < 200 || status > 299) return queue(c, status, s->r_fail);
-    if (r->rt == R_ANONYMIZE) return queue_copy(c, status, r->out.ptr, r->out.len);
+    if (r->rt == R_ANONYMIZE || r->rt == R_SVC)
+        return queue_copy(c, status, r->out.ptr, r->out.len);
     return queue(c, status, r->rt == R_EVENTS ? s->r_ack : s->r_process);
 }
 
@@ -207,6 +216,29 @@ static void build_anonymized(stub_req *r, const json_t *root)
     free(idtext);
 }
 
+/* A named service's answer: {"id", "service", "method"}. */
+static void build_named(stub_req *r, const char *id)
+{
+    sg_buf_reset(&r->out);
+    sg_buf_addf(&r->out, "{\"id\":\"%s\",\"service\":\"%s\",\"method\":\"%s\"}", id, r->name,
+                r->method);
+}
+
+typedef struct header_box {
+    stub_header h[STUB_REC_HEADERS];
+    size_t n;
+} header_box;
+
+static enum MHD_Result collect_test_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                           const char *value)
+{
+    (void)kind;
+    header_box *b = cls;
+    if (value && strncasecmp(key, "X-Test-", 7) == 0 && b->n < STUB_REC_HEADERS)
+        b->h[b->n++] = (stub_header){key, value};
+    return MHD_YES;
+}
+
 /* Records r with the answer it is about to get (stub__answer_service
  * decides the same way). */
 static void record(stub_server *s, stub_req *r, const char *saga_id)
@@ -217,25 +249,49 @@ static void record(stub_server *s, stub_req *r, const char *saga_id)
     } else if (r->spec.mode != STUB_MODE_DROP && r->spec.mode != STUB_MODE_HANG) {
         a.status = r->fail ? 500 : r->spec.status ? r->spec.status : 200;
     }
-    const char *path = r->rt == R_ANONYMIZE ? "/anonymize"
-                       : r->rt == R_EVENTS  ? "/events"
-                                            : "/process";
-    stub_ring_add(s->ring, path, saga_id,
-                  MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key"),
-                  r->body.ptr ? r->body.ptr : "", r->body.len, &a);
+    char path[STUB_NAME_MAX + 16];
+    snprintf(path, sizeof path, "%s%s",
+             r->rt == R_ANONYMIZE ? "/anonymize"
+             : r->rt == R_EVENTS  ? "/events"
+             : r->rt == R_SVC     ? "/svc/"
+                                  : "/process",
+             r->rt == R_SVC ? r->name : "");
+    header_box hb = {.n = 0};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_test_header, &hb);
+    stub_rec_in in = {
+        .path = path,
+        .method = r->method,
+        .saga_id = saga_id,
+        .idem_key = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key"),
+        .compensation =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Saga-Compensation"),
+        .headers = hb.h,
+        .nheaders = hb.n,
+        .body = r->body.ptr ? r->body.ptr : "",
+        .len = r->body.len,
+    };
+    stub_ring_add(s->ring, &in, &a);
 }
 
 static enum MHD_Result start_service(stub_server *s, stub_req *r)
 {
-    stub_svc svc = stub__svc_of(r->rt);
+    int named = r->rt == R_SVC;
+    stub_svc svc = named ? STUB_SVC_COUNT : stub__svc_of(r->rt);
     const char *body = r->body.ptr ? r->body.ptr : "";
     size_t n = r->body.len;
-    char err[256] = "";
+    char err[256] = "", id[STUB_NAME_MAX + 32], key[STUB_NAME_MAX + 8];
     json_t *root = NULL;
+    stub_spec sp;
 
-    pthread_mutex_lock(&s->cfg_lock);
-    stub_spec sp = s->cfg[svc];
-    pthread_mutex_unlock(&s->cfg_lock);
+    if (named) {
+        stub_names_arrive(s->names, r->name, &sp, id, sizeof id);
+        snprintf(key, sizeof key, "svc/%s", r->name);
+    } else {
+        pthread_mutex_lock(&s->cfg_lock);
+        sp = s->cfg[svc];
+        pthread_mutex_unlock(&s->cfg_lock);
+        snprintf(key, sizeof key, "%s", stub_svc_name(svc));
+    }
 
     int has_stub = memmem(body, n, "\"_stub\"", 7) != NULL;
     if (has_stub || r->rt == R_ANONYMIZE || r->rt == R_EVENTS) root = parse(body, n);
@@ -251,21 +307,24 @@ static enum MHD_Result start_service(stub_server *s, stub_req *r)
     }
     /* Per-request overrides: the body's _stub first, headers last. An
      * event looks for its topic's key first (so that a test can break a
-     * step's event and not its compensation), then "tokenizer". */
+     * step's event and not its compensation), then "tokenizer"; a named
+     * service for "svc/<name>". */
     const json_t *stub =
         has_stub && json_is_object(payload) ? json_object_get(payload, "_stub") : NULL;
     const json_t *o = json_is_object(stub) && topic ? json_object_get(stub, topic) : NULL;
-    if (!o && json_is_object(stub)) o = json_object_get(stub, stub_svc_name(svc));
+    if (!o && json_is_object(stub)) o = json_object_get(stub, key);
     if (!o && svc == STUB_SVC_AI_MODEL && json_is_object(stub))
         o = json_object_get(stub, "ai-model");
     if (o && !json_is_null(o) && stub_spec_apply_json(&sp, o, err, sizeof err) != SG_OK) goto bad;
     if (!apply_headers(r, &sp, err, sizeof err)) goto bad;
 
     if (sp.fail_every > 0) {
-        unsigned long long k = atomic_fetch_add(&s->seq[svc], 1) + 1;
+        unsigned long long k =
+            named ? stub_names_tick(s->names, r->name) : atomic_fetch_add(&s->seq[svc], 1) + 1;
         r->fail = k % (unsigned long long)sp.fail_every == 0;
     }
     if (r->rt == R_ANONYMIZE) build_anonymized(r, root);
+    if (named) build_named(r, id);
     r->spec = sp;
     record(s, r, saga_id); /* saga_id may point into root */
     json_decref(root);
@@ -297,12 +356,13 @@ static json_t *config_json(stub_server *s)
     for (int i = 0; i < STUB_SVC_COUNT; i++)
         json_object_set_new(o, stub_svc_name((stub_svc)i), stub_spec_to_json(&s->cfg[i]));
     pthread_mutex_unlock(&s->cfg_lock);
+    stub_names_config_json(s->names, o);
     return o;
 }
 
-/* POST /_config: each service key present replaces that service's runtime
- * default wholesale (null = behave normally); absent keys stay as they are.
- * All or nothing: one bad spec changes nothing. */
+/* POST /_config: each service key present (or "svc/<name>") replaces that
+ * service's runtime default wholesale (null = behave normally); absent
+ * keys stay as they are. All or nothing: one bad spec changes nothing. */
 static enum MHD_Result post_config(stub_server *s, stub_req *r)
 {
     char err[256];
@@ -317,12 +377,14 @@ static enum MHD_Result post_config(stub_server *s, stub_req *r)
     json_t *v;
     json_object_foreach(root, key, v)
     {
+        if (strncmp(key, "svc/", 4) == 0) continue; /* stub_names_configure's */
         int i = 0;
         for (; i < STUB_SVC_COUNT; i++)
             if (strcmp(key, stub_svc_name((stub_svc)i)) == 0) break;
         if (i == STUB_SVC_COUNT && strcmp(key, "ai-model") == 0) i = STUB_SVC_AI_MODEL;
         if (i == STUB_SVC_COUNT) {
-            snprintf(err, sizeof err, "unknown service '%s' (anonymizer|tokenizer|ai_model)", key);
+            snprintf(err, sizeof err,
+                     "unknown service '%.80s' (anonymizer|tokenizer|ai_model|svc/NAME)", key);
             goto bad;
         }
         memset(&next[i], 0, sizeof next[i]);
@@ -330,6 +392,7 @@ static enum MHD_Result post_config(stub_server *s, stub_req *r)
             goto bad;
         touched[i] = 1;
     }
+    if (stub_names_configure(s->names, root, err, sizeof err) != SG_OK) goto bad;
     json_decref(root);
     pthread_mutex_lock(&s->cfg_lock);
     for (int i = 0; i < STUB_SVC_COUNT; i++) {
@@ -360,11 +423,11 @@ static enum MHD_Result get_requests(stub_server *s, stub_req *r)
 
 static enum MHD_Result get_stats(stub_server *s, stub_req *r)
 {
-    char b[160];
-    int n = snprintf(b, sizeof b, "{\"anonymize\": %llu, \"process\": %llu, \"events\": %llu}",
-                     atomic_load(&s->count[STUB_SVC_ANONYMIZER]),
-                     atomic_load(&s->count[STUB_SVC_AI_MODEL]),
-                     atomic_load(&s->count[STUB_SVC_TOKENIZER]));
+    char b[200];
+    int n = snprintf(
+        b, sizeof b, "{\"anonymize\": %llu, \"process\": %llu, \"events\": %llu, \"svc\": %llu}",
+        atomic_load(&s->count[STUB_SVC_ANONYMIZER]), atomic_load(&s->count[STUB_SVC_AI_MODEL]),
+        atomic_load(&s->count[STUB_SVC_TOKENIZER]), atomic_load(&s->svc_count));
     return queue_copy(r->conn, 200, b, (size_t)n);
 }
 
@@ -379,7 +442,15 @@ enum MHD_Result stub__answer(stub_server *s, stub_req *r, const char *method)
     case R_ANONYMIZE:
     case R_PROCESS:
     case R_EVENTS:
-        return post ? start_service(s, r) : queue(r->conn, 405, s->r_405);
+        if (!post) return queue(r->conn, 405, s->r_405);
+        snprintf(r->method, sizeof r->method, "POST");
+        return start_service(s, r);
+    case R_SVC:
+        if (!post && strcmp(method, "GET") != 0 && strcmp(method, "PUT") != 0 &&
+            strcmp(method, "PATCH") != 0 && strcmp(method, "DELETE") != 0)
+            return queue(r->conn, 405, s->r_405);
+        snprintf(r->method, sizeof r->method, "%s", method);
+        return start_service(s, r);
     case R_HEALTHZ:
         return get ? queue(r->conn, 200, s->r_health) : queue(r->conn, 405, s->r_405);
     case R_STATS:

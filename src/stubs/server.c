@@ -43,6 +43,7 @@ static stub_req *req_get(stub_server *s)
     r->next = NULL;
     r->conn = NULL;
     r->rt = R_NOTFOUND;
+    r->name[0] = r->method[0] = '\0';
     r->received = r->too_big = r->fail = r->out_status = 0;
     memset(&r->spec, 0, sizeof r->spec);
     return r;
@@ -95,6 +96,20 @@ int stub__delay(stub_server *s, stub_req *r, int64_t ms)
 
 /* ---- MHD callbacks --------------------------------------------------------- */
 
+/* The first *con_cls of a request whose path hides a NUL (%00): MHD
+ * decodes the path in place and hands it over as a C string, so
+ * "/svc/a%00b" would read as "/svc/a". The URI log callback sees the
+ * target before decoding; such a request is answered 404. A '%' either
+ * starts a valid escape or is literal, so "%00" is exactly a NUL. */
+static int nul_marker;
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)cls;
+    (void)c;
+    return uri && memmem(uri, strcspn(uri, "?"), "%00", 3) ? &nul_marker : NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *data,
                                   size_t *size, void **con_cls)
@@ -102,14 +117,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version;
     stub_server *s = cls;
     stub_req *r = *con_cls;
+    int nul = r == (void *)&nul_marker;
+    if (nul) r = NULL;
     if (!r) {
         /* Headers are in. Count here so /_stats includes every request a
          * service received, even those it then fails or rejects. */
         r = req_get(s);
         r->conn = c;
-        r->rt = stub__route_of(url);
+        r->rt = nul ? R_NOTFOUND : stub__route_of(url, r->name);
         *con_cls = r;
         if (stub__is_service(r->rt)) atomic_fetch_add(&s->count[stub__svc_of(r->rt)], 1);
+        if (r->rt == R_SVC) atomic_fetch_add(&s->svc_count, 1);
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > MAX_BODY) {
             r->received = r->too_big = 1;
@@ -137,7 +155,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
     (void)c;
     (void)toe;
-    if (*con_cls) req_put(cls, *con_cls);
+    if (*con_cls && *con_cls != (void *)&nul_marker) req_put(cls, *con_cls);
     *con_cls = NULL;
 }
 
@@ -163,6 +181,7 @@ sg_status stub_server_start(stub_server **out, const stub_server_opts *o, char *
     pthread_mutex_init(&s->pool_lock, NULL);
     s->quiet = o->quiet;
     memcpy(s->cfg, o->defaults, sizeof s->cfg);
+    s->names = stub_names_create();
 
     if (stub__responses_create(s) != SG_OK) {
         snprintf(err, errlen, "cannot create responses");
@@ -191,6 +210,7 @@ sg_status stub_server_start(stub_server **out, const stub_server_opts *o, char *
     struct MHD_OptionItem opts[] = {
         {MHD_OPTION_SOCK_ADDR, 0, ai->ai_addr},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, NULL},
         {MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, CONN_TIMEOUT_S, NULL},
         {MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096, NULL},
@@ -235,6 +255,7 @@ void stub_server_stop(stub_server *s)
     if (s->d) MHD_stop_daemon(s->d);
     stub_timer_destroy(s->timer);
     stub_ring_destroy(s->ring);
+    stub_names_destroy(s->names);
     stub__responses_destroy(s);
     while (s->pool) {
         stub_req *r = s->pool;

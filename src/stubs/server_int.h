@@ -25,13 +25,16 @@ typedef enum {
     R_STATS,
     R_CONFIG,
     R_HEALTHZ,
+    R_SVC, /* /svc/<name>: any named service */
 } route;
 
 typedef struct stub_req {
     struct stub_req *next; /* in the idle pool */
     struct MHD_Connection *conn;
     route rt;
-    int received; /* the whole body is in; later calls only answer */
+    char name[STUB_NAME_MAX + 1]; /* R_SVC: the service name */
+    char method[8];               /* of a service request */
+    int received;                 /* the whole body is in; later calls only answer */
     int too_big;
     int fail;       /* fail_every picked this one */
     int out_status; /* nonzero: answer out with it, whatever the spec says */
@@ -50,6 +53,8 @@ struct stub_server {
     stub_spec cfg[STUB_SVC_COUNT];
     atomic_ullong seq[STUB_SVC_COUNT];   /* fail_every counters */
     atomic_ullong count[STUB_SVC_COUNT]; /* /_stats */
+    atomic_ullong svc_count;             /* /_stats: every /svc/<name> */
+    stub_names *names;                   /* /svc/<name>: ids and specs */
     pthread_mutex_t pool_lock;
     stub_req *pool;
     size_t pool_n;
@@ -72,7 +77,9 @@ static inline stub_svc stub__svc_of(route rt)
 
 /* ---- routes.c ---------------------------------------------------------- */
 
-route stub__route_of(const char *url);
+/* The route of url; for R_SVC, name (STUB_NAME_MAX + 1 bytes) gets the
+ * service name. */
+route stub__route_of(const char *url, char *name);
 /* Builds the prebuilt answers into s; SG_ENOMEM if MHD cannot. */
 sg_status stub__responses_create(stub_server *s);
 void stub__responses_destroy(stub_server *s); /* any of them may be NULL */

@@ -78,15 +78,61 @@ typedef struct stub_answer {
 sg_status stub_ring_create(stub_ring **out, size_t max_entries, size_t max_bytes, size_t max_body,
                            const char *file, char *err, size_t errlen);
 void stub_ring_destroy(stub_ring *r); /* NULL-safe */
-/* Copies everything it keeps; saga_id and idem_key may be NULL, ans is
+#define STUB_REC_HEADERS 16           /* X-Test-* headers kept per request */
+
+typedef struct stub_header {
+    const char *name, *value;
+} stub_header;
+
+/* A received request as the ring keeps it; every pointer borrowed. */
+typedef struct stub_rec_in {
+    const char *path;
+    const char *method;
+    const char *saga_id;        /* X-Saga-Id, or NULL */
+    const char *idem_key;       /* Idempotency-Key, or NULL */
+    const char *compensation;   /* X-Saga-Compensation, or NULL */
+    const stub_header *headers; /* X-Test-*, at most STUB_REC_HEADERS */
+    size_t nheaders;
+    const char *body;
+    size_t len;
+} stub_rec_in;
+
+/* Copies everything it keeps (header names in lower case); ans is
  * borrowed. Numbers the entry and stamps it with the wall clock.
  * Thread-safe. */
-void stub_ring_add(stub_ring *r, const char *path, const char *saga_id, const char *idem_key,
-                   const char *body, size_t len, const stub_answer *ans);
+void stub_ring_add(stub_ring *r, const stub_rec_in *in, const stub_answer *ans);
 void stub_ring_clear(stub_ring *r);
 /* Appends {"requests":[…]} to out, oldest first, only those whose saga id
  * equals saga_id unless it is NULL. SG_ETOOBIG if out overflows. */
 sg_status stub_ring_dump(stub_ring *r, const char *saga_id, sg_buf *out);
+
+/* ---- named services, /svc/<name> (names.c) ----------------------------- */
+
+#define STUB_NAME_MAX 64         /* bytes of a service name */
+#define STUB_NAMES_CONFIGURED 64 /* names /_config may give a spec at once */
+
+typedef struct stub_names stub_names;
+
+/* 1 if s[0..n) is a service name: 1..STUB_NAME_MAX of [A-Za-z0-9_.-]. */
+int stub_name_ok(const char *s, size_t n);
+stub_names *stub_names_create(void);
+void stub_names_destroy(stub_names *t); /* NULL-safe */
+/* A request to /svc/<name> arrived: *spec gets that name's runtime spec
+ * (the normal one unless /_config set one) and id its answer id,
+ * "<name>-<n>" with n counting that name's requests (names past the
+ * table's bound share one counter: "<name>-o<n>"). Thread-safe. */
+void stub_names_arrive(stub_names *t, const char *name, stub_spec *spec, char *id, size_t idlen);
+/* The next fail_every count of name (1, 2, …; restarts when /_config
+ * sets its spec). Thread-safe. */
+unsigned long long stub_names_tick(stub_names *t, const char *name);
+/* Applies the "svc/<name>" keys of a /_config body (borrowed; other keys
+ * are not looked at): a spec object replaces that name's spec, null
+ * resets it. All or nothing: on failure nothing changes and err says
+ * why (a bad name or spec, more than STUB_NAMES_CONFIGURED names with a
+ * spec). */
+sg_status stub_names_configure(stub_names *t, const json_t *config, char *err, size_t errlen);
+/* Adds "svc/<name>": spec for every configured name to obj. */
+void stub_names_config_json(stub_names *t, json_t *obj);
 
 /* ---- delay timer (timer.c) --------------------------------------------- */
 
