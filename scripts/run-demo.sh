@@ -2,6 +2,8 @@
 # Starts sta-stubs (fake anonymizer, tokenizer webhook, AI model) on
 # 127.0.0.1:7001 and sagad on :5000 with the embedded SQLite store and the
 # webhook bus pointed at the stub tokenizer. Ctrl-C stops both.
+# DEFINITIONS=examples/definitions.json loads saga types from that file
+# (design §6), its URLs pointed at the stubs (STUBS_URL, SAGAD_*_URL).
 set -euo pipefail
 BUILD=${BUILD:-build}
 STUBS_PORT=${STUBS_PORT:-7001}
@@ -19,4 +21,9 @@ exec_args=(
   --ai-model-url "http://127.0.0.1:$STUBS_PORT/process"
   --bus "http://127.0.0.1:$STUBS_PORT/events"
 )
+if [[ -n "${DEFINITIONS:-}" ]]; then
+  export STUBS_URL="http://127.0.0.1:$STUBS_PORT"
+  export SAGAD_ANONYMIZER_URL="$STUBS_URL/anonymize" SAGAD_AI_MODEL_URL="$STUBS_URL/process"
+  exec_args+=(--definitions "$DEFINITIONS")
+fi
 "$BUILD/sagad" "${exec_args[@]}"
