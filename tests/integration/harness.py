@@ -62,6 +62,9 @@ def parse_args():
 
 def main():
     parse_args()
+    if file_mode():
+        sys.stderr.write("file mode (SAGAD_IT_DEFINITIONS=1): sagad runs the STA saga "
+                         "from a definitions file\n")
     prog = unittest.main(verbosity=2, exit=False)
     ok = prog.result.wasSuccessful()
     reports = sanitizer_reports()
@@ -477,6 +480,35 @@ class Stubs:
 
 # ----------------------------------------------------------------- sagad
 
+# The STA saga of design §6 as a definitions file, without timeout_ms and
+# retry: --step-timeout-ms, --step-retries and --retry-backoff-ms stay the
+# defaults of its steps, as they are for the built-in saga.
+STA_DEFINITIONS = {"default": "sta", "sagas": {"sta": {"version": 1, "steps": [
+    {"name": "anonymizer", "http": {"url": "${SAGAD_ANONYMIZER_URL}"}, "output": "anonymized",
+     "label": "Anonymizer"},
+    {"name": "tokenizer", "publish": {"topic": "tokenizer_event"}, "output": "tokenizer_event",
+     "label": "Tokenizer", "compensate": {"publish": {"topic": "tokenizer_compensation"}}},
+    {"name": "ai_model", "http": {"url": "${SAGAD_AI_MODEL_URL}"}, "output": "ai_result",
+     "label": "AI Model Process"}]}}}
+
+
+def file_mode():
+    """True when SAGAD_IT_DEFINITIONS=1: every Sagad runs the STA saga from
+    a definitions file (STA_DEFINITIONS) instead of the built-in one."""
+    return os.environ.get("SAGAD_IT_DEFINITIONS") == "1"
+
+
+def write_json_atomic(path, obj):
+    """Writes obj (json.dumps'ed; str or bytes as is) to path through a
+    rename, so that a reader never sees half a file."""
+    data = obj if isinstance(obj, (str, bytes)) else json.dumps(obj, indent=1)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
 
 class Sagad:
     """A running sagad on a free port with its own SQLite file."""
@@ -484,22 +516,49 @@ class Sagad:
     LISTEN_RX = r"sagad listening on (\S+):(\d+)"
 
     def __init__(self, stubs=None, db=None, step_timeout_ms=3000, args=(), env=None,
-                 bus=None, start=True, workdir=None, port=None):
+                 bus=None, start=True, workdir=None, port=None, definitions=None):
         """port: listen on this fixed port and poll /healthz instead of
-        reading the port from the log (for --log-level warn|error)."""
+        reading the port from the log (for --log-level warn|error).
+        definitions: a definitions file for --definitions, as a path or as
+        a dict (or text) written to <workdir>/definitions.json; None = the
+        STA saga from a file in file mode (SAGAD_IT_DEFINITIONS=1), else
+        the built-in one; False = the built-in one. With a file and stubs,
+        sagad's environment has SAGAD_ANONYMIZER_URL, SAGAD_AI_MODEL_URL
+        and STUBS_URL (http://127.0.0.1:<port>) pointing at them (a
+        variable in env wins), and no --anonymizer-url/--ai-model-url."""
         self.workdir = workdir or tmpdir()
         self.db = db or os.path.join(self.workdir, "saga.db")
         self.stubs = stubs
         self.fixed_port = port
+        if definitions is None and file_mode():
+            definitions = STA_DEFINITIONS
+        self.definitions = None  # the file's path
+        if definitions is not None and definitions is not False:
+            if isinstance(definitions, str) and not definitions.lstrip().startswith("{"):
+                self.definitions = definitions
+            else:
+                self.definitions = os.path.join(self.workdir, "definitions.json")
+                write_json_atomic(self.definitions, definitions)
         argv = [SAGAD, "--listen", "127.0.0.1:%d" % (port or 0), "--db", self.db,
                 "--step-timeout-ms", str(step_timeout_ms)]
+        if self.definitions:
+            argv += ["--definitions", self.definitions]
         if stubs is not None:
-            argv += ["--anonymizer-url", stubs.anonymizer_url, "--ai-model-url", stubs.ai_model_url,
-                     "--bus", bus or stubs.events_url]
+            if not self.definitions:
+                argv += ["--anonymizer-url", stubs.anonymizer_url,
+                         "--ai-model-url", stubs.ai_model_url]
+            argv += ["--bus", bus or stubs.events_url]
         elif bus:
             argv += ["--bus", bus]
         self.argv = argv + list(args)
         self.env = clean_env(env)
+        if stubs is not None and self.definitions:
+            # The file's ${...} URLs (also the twins of the flags not given).
+            urls = {"SAGAD_ANONYMIZER_URL": stubs.anonymizer_url,
+                    "SAGAD_AI_MODEL_URL": stubs.ai_model_url, "STUBS_URL": stubs.url("")}
+            for k, v in urls.items():
+                if not (env and k in env):  # a test's own value wins
+                    self.env[k] = v
         self.step_timeout_ms = step_timeout_ms
         self.proc = None
         self.port = None
@@ -541,6 +600,16 @@ class Sagad:
     def kill9(self):
         return self.proc.kill()
 
+    def write_definitions(self, obj):
+        """Replaces the definitions file (a dict, or text as is); then
+        reload() makes sagad read it."""
+        assert self.definitions, "this sagad has no --definitions file"
+        write_json_atomic(self.definitions, obj)
+
+    def reload(self):
+        """SIGHUP: sagad reads its definitions file again."""
+        self.proc.send_signal(signal.SIGHUP)
+
     def restart(self):
         if self.proc and self.proc.alive():
             self.stop()
@@ -557,6 +626,11 @@ class Sagad:
     def post_saga(self, body, headers=None, timeout=60.0):
         """(status, headers, parsed JSON body)."""
         st, h, b = self.http("POST", "/saga", body, headers, timeout)
+        return st, h, jbody(b)
+
+    def post_type(self, saga_type, body, headers=None, timeout=60.0):
+        """POST /sagas/{type}: (status, headers, parsed JSON body)."""
+        st, h, b = self.http("POST", "/sagas/" + saga_type, body, headers, timeout)
         return st, h, jbody(b)
 
     def get_saga(self, sid):
