@@ -1,4 +1,4 @@
-/* sta-stubs: fake anonymizer, tokenizer webhook and AI model services for
+/* sta-stubs: fake anonymizer, tokenizer webhook, AI model and named services for
  * the demo, the integration tests and the benchmark. See docs/stubs.md.
  * This file: flags, limits, signals. */
 #include <getopt.h>
@@ -30,7 +30,9 @@ static void usage(FILE *f)
           "SPEC is comma-separated: status=N,delay=MS,mode=json|nonjson|drop|hang|big,\n"
           "fail_every=K (every K-th request answers 500). Requests may override it with\n"
           "a \"_stub\" object in the body or X-Stub-Status/X-Stub-Delay-Ms/X-Stub-Mode\n"
-          "headers; POST /_config changes it at run time. See docs/stubs.md.\n",
+          "headers; POST /_config changes it at run time. Any method on /svc/NAME is\n"
+          "a named service answering {\"id\",\"service\",\"method\"}, configured as\n"
+          "\"svc/NAME\" in /_config. See docs/stubs.md.\n",
           f);
 }
 
