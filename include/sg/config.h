@@ -15,6 +15,7 @@ typedef struct sg_config {
     char *anonymizer_url; /* owned */
     char *ai_model_url;   /* owned */
     char *bus;            /* owned */
+    char *definitions;    /* saga types file (design §6), or NULL = the STA saga; owned */
     long step_timeout_ms;
     long step_retries;     /* extra attempts after a transient failure */
     long retry_backoff_ms; /* first backoff */

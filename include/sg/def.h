@@ -106,7 +106,8 @@ sg_status sg_def_check(const sg_def *d, char *err, size_t errlen);
  * version and canonical text) is dropped for the known one. */
 void sg_def_install(sg_def **defs, size_t n);
 /* Adds d (taken) as a known version that is not current: a version a
- * stored saga may still run on. Dropped if already known. */
+ * stored saga may still run on. Dropped if that name and version is
+ * already known, whatever its text. */
 void sg_def_keep(sg_def *d);
 /* The registry takes d and makes it the only current definition: for the
  * built-in STA saga and tests. */
