@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "sg/alloc.h"
-#include "template.h"
 
 static void action_free(sg_action *a)
 {
@@ -18,7 +17,6 @@ static void action_free(sg_action *a)
     for (char **h = a->headers; h && *h; h++)
         free(*h);
     free(a->headers);
-    sg_template_destroy(a->body);
     free(a->topic);
 }
 

@@ -1,6 +1,7 @@
-/* The SQLite store backend: connections and their statements, the schema,
- * the ownership lock file, open/close and the ops table (sqlite_write.c
- * runs the write transaction, sqlite_read.c the readers).
+/* The SQLite store backend: connections and their statements, creating or
+ * upgrading the schema, the ownership lock file, open/close and the ops
+ * table (sqlite_sql.c holds the SQL, sqlite_write.c runs the write
+ * transaction, sqlite_read.c and sqlite_read_events.c the readers).
  *
  * One connection per thread, opened with SQLITE_OPEN_NOMUTEX: the writer
  * connection belongs to the store's writer thread, and each reader has its
@@ -29,176 +30,6 @@
 #include "sg/alloc.h"
 #include "sg/util.h"
 #include "sqlite_int.h"
-
-#define SCHEMA_VERSION 2
-#define STR_(x) #x
-#define STR(x) STR_(x)
-
-/* Columns of a saga row, in the order row_to_saga (sqlite_read.c) reads
- * them. */
-#define SAGA_COLS                                                                                  \
-    "id, def_name, request, idem_key, status, comp_status, error, created_us, updated_us, nsteps"
-/* Columns of an outbox row, in the order row_to_event reads them. */
-#define EVENT_COLS                                                                                 \
-    "id, saga_id, topic, target, payload, created_us, deadline_us, compensation, step_index, "     \
-    "status, attempts, last_error, updated_us"
-
-static const struct {
-    const char *name; /* for error messages */
-    const char *sql;
-} queries[Q_COUNT] = {
-    [Q_BEGIN_W] = {"begin", "BEGIN IMMEDIATE"},
-    [Q_BEGIN_R] = {"begin", "BEGIN"},
-    [Q_COMMIT] = {"commit", "COMMIT"},
-    [Q_ROLLBACK] = {"rollback", "ROLLBACK"},
-    [Q_SAVEPOINT] = {"savepoint", "SAVEPOINT w"},
-    [Q_RELEASE] = {"release", "RELEASE w"},
-    [Q_ROLLBACK_TO] = {"rollback to", "ROLLBACK TO w"},
-    [Q_SAGA_INSERT] = {"insert saga",
-                       "INSERT INTO sagas(" SAGA_COLS ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"},
-    [Q_STEP_INSERT] = {"insert step",
-                       "INSERT INTO steps(saga_id, idx, name, status, attempts, started_us, "
-                       "finished_us, error, response, next_us) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,"
-                       "?10)"},
-    [Q_SAGA_UPDATE] = {"update saga", "UPDATE sagas SET status=?2, comp_status=?3, error=?4, "
-                                      "updated_us=?5 WHERE id=?1"},
-    [Q_STEP_UPDATE] = {"update step",
-                       "UPDATE steps SET status=?3, attempts=?4, started_us=?5, finished_us=?6, "
-                       "error=?7, response=?8, next_us=?9 WHERE saga_id=?1 AND idx=?2"},
-    [Q_EVENT_INSERT] = {"insert event", "INSERT INTO outbox(" EVENT_COLS
-                                        ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)"},
-    [Q_EVENT_UPDATE] = {"update event", "UPDATE outbox SET status=?2, attempts=?3, last_error=?4, "
-                                        "updated_us=?5 WHERE id=?1"},
-    /* The compensation rule of sg_write_event_update: a saga's
-     * comp_status follows its compensation events (?1 is one of them):
-     * PARKED (3) while one is parked, else PENDING (1) while one is pending
-     * (0), else COMPLETED (2). The unary + keeps the planner on outbox_saga
-     * (a saga's few events) rather than a status index. */
-    [Q_COMP_DONE] = {"settle compensation status",
-                     "UPDATE sagas SET comp_status=c, updated_us=max(updated_us, ?2) FROM "
-                     "(SELECT s.id AS sid, CASE WHEN EXISTS(SELECT 1 FROM outbox o WHERE "
-                     "o.saga_id=s.id AND o.compensation=1 AND +o.status=3) THEN 3 WHEN "
-                     "EXISTS(SELECT 1 FROM outbox o WHERE o.saga_id=s.id AND o.compensation=1 "
-                     "AND +o.status=0) THEN 1 ELSE 2 END AS c FROM sagas s WHERE s.id=(SELECT "
-                     "saga_id FROM outbox WHERE id=?1 AND compensation=1)) WHERE sagas.id=sid "
-                     "AND comp_status<>c"},
-    /* Guards: they match the row only in the expected state (a write whose
-     * guard matches nothing fails alone with SG_ECONFLICT). */
-    [Q_SAGA_EXPECT] = {"check saga state", "UPDATE sagas SET status=status WHERE id=?1 AND "
-                                           "status=?2 AND comp_status=?3"},
-    [Q_EVENT_EXPECT] = {"check event state",
-                        "UPDATE outbox SET status=status WHERE id=?1 AND status=?2"},
-    [Q_GET] = {"get saga", "SELECT " SAGA_COLS " FROM sagas WHERE id=?1"},
-    [Q_GET_IDEM] = {"get saga by key", "SELECT " SAGA_COLS " FROM sagas WHERE idem_key=?1"},
-    [Q_STEPS] = {"get steps", "SELECT idx, name, status, attempts, started_us, finished_us, "
-                              "next_us, "
-                              "error, response FROM steps WHERE saga_id=?1 ORDER BY idx"},
-    /* Keyset pagination, newest first; the row value comparison lets
-     * SQLite seek in the (created_us DESC, id DESC) indexes. */
-    /* ?5: a definition name to filter on, or NULL (unbound) for all. */
-    [Q_LIST] = {"list sagas", "SELECT " SAGA_COLS " FROM sagas WHERE (?5 IS NULL OR def_name=?5) "
-                              "ORDER BY created_us DESC, id DESC LIMIT ?1"},
-    [Q_LIST_AFTER] = {"list sagas", "SELECT " SAGA_COLS " FROM sagas WHERE (created_us, id) < "
-                                    "(?2, ?3) AND (?5 IS NULL OR def_name=?5) ORDER BY "
-                                    "created_us DESC, id DESC LIMIT ?1"},
-    [Q_LIST_ST] = {"list sagas", "SELECT " SAGA_COLS " FROM sagas WHERE status=?4 AND (?5 IS NULL "
-                                 "OR def_name=?5) ORDER BY created_us DESC, id DESC LIMIT ?1"},
-    [Q_LIST_ST_AFTER] = {"list sagas",
-                         "SELECT " SAGA_COLS " FROM sagas WHERE status=?4 AND (created_us, id) < "
-                         "(?2, ?3) AND (?5 IS NULL OR def_name=?5) ORDER BY created_us DESC, "
-                         "id DESC LIMIT ?1"},
-    [Q_UNFINISHED] = {"load unfinished", "SELECT " SAGA_COLS " FROM sagas WHERE status=0 "
-                                         "ORDER BY created_us, id"},
-    /* status=0 spelled as a literal so the partial index applies. */
-    [Q_PENDING_EVENTS] = {"load pending events", "SELECT " EVENT_COLS " FROM outbox WHERE "
-                                                 "status=0 OR status=3 ORDER BY created_us, id"},
-    [Q_GET_EVENT] = {"get event", "SELECT " EVENT_COLS " FROM outbox WHERE id=?1"},
-    /* Recovery, a page at a time, oldest first (the keyset of the listing,
-     * ascending), with each saga's unsettled step events. */
-    [Q_UNFINISHED_PAGE] = {"load unfinished", "SELECT " SAGA_COLS " FROM sagas WHERE status=0 "
-                                              "AND (created_us, id) > (?1, ?2) ORDER BY "
-                                              "created_us, id LIMIT ?3"},
-    [Q_STEP_EVENTS] = {"load step events", "SELECT " EVENT_COLS " FROM outbox WHERE saga_id=?1 "
-                                           "AND compensation=0 AND status=0 ORDER BY "
-                                           "created_us, id"},
-    [Q_COMPENSATIONS] = {"load compensations",
-                         "SELECT " EVENT_COLS " FROM outbox WHERE compensation=1 AND (status=0 "
-                         "OR status=3) ORDER BY created_us, id"},
-    /* A step event whose saga has ended was settled with it: withdrawn. */
-    [Q_WITHDRAW_ORPHANS] = {"withdraw orphan events",
-                            "UPDATE outbox SET status=2 WHERE status=0 AND compensation=0 AND "
-                            "saga_id IN (SELECT id FROM sagas WHERE status<>0)"},
-    [Q_ORPHANS_EXIST] = {"look for orphan events",
-                         "SELECT 1 FROM outbox WHERE status=0 AND compensation=0 AND saga_id IN "
-                         "(SELECT id FROM sagas WHERE status<>0) LIMIT 1"},
-    /* Outbox listing, newest first, by the same keyset as the sagas. */
-    [Q_EVENTS] = {"list events", "SELECT " EVENT_COLS " FROM outbox ORDER BY created_us DESC, "
-                                 "id DESC LIMIT ?1"},
-    [Q_EVENTS_AFTER] = {"list events",
-                        "SELECT " EVENT_COLS " FROM outbox WHERE (created_us, id) < (?2, ?3) "
-                        "ORDER BY created_us DESC, id DESC LIMIT ?1"},
-    [Q_EVENTS_ST] = {"list events", "SELECT " EVENT_COLS " FROM outbox WHERE status=?4 ORDER BY "
-                                    "created_us DESC, id DESC LIMIT ?1"},
-    [Q_EVENTS_ST_AFTER] = {"list events",
-                           "SELECT " EVENT_COLS " FROM outbox WHERE status=?4 AND (created_us, "
-                           "id) < (?2, ?3) ORDER BY created_us DESC, id DESC LIMIT ?1"},
-    /* Rewrites page 1 unchanged: a transaction that must write, to probe
-     * a store that failed (an empty one commits even on a full disk). */
-    [Q_PROBE] = {"probe", "PRAGMA user_version=" STR(SCHEMA_VERSION)},
-};
-
-static const char schema_sql[] =
-    "CREATE TABLE IF NOT EXISTS sagas("
-    " id TEXT PRIMARY KEY,"
-    " def_name TEXT,"
-    " request BLOB NOT NULL," /* exact bytes as posted */
-    " idem_key TEXT UNIQUE,"  /* NULLs are distinct: many sagas without a key */
-    " status INTEGER NOT NULL,"
-    " comp_status INTEGER NOT NULL,"
-    " error TEXT,"
-    " created_us INTEGER NOT NULL,"
-    " updated_us INTEGER NOT NULL,"
-    " nsteps INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS steps("
-    " saga_id TEXT NOT NULL,"
-    " idx INTEGER NOT NULL,"
-    " name TEXT,"
-    " status INTEGER NOT NULL,"
-    " attempts INTEGER NOT NULL,"
-    " started_us INTEGER NOT NULL,"
-    " finished_us INTEGER NOT NULL,"
-    " error TEXT,"
-    " response BLOB,"
-    " next_us INTEGER NOT NULL DEFAULT 0," /* next attempt after a backoff */
-    " PRIMARY KEY(saga_id, idx)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS outbox("
-    " id TEXT PRIMARY KEY,"
-    " saga_id TEXT NOT NULL,"
-    " topic TEXT,"
-    " target TEXT,"
-    " payload BLOB,"
-    " created_us INTEGER NOT NULL,"
-    " deadline_us INTEGER NOT NULL,"
-    " compensation INTEGER NOT NULL,"
-    " step_index INTEGER NOT NULL,"
-    " status INTEGER NOT NULL,"
-    " attempts INTEGER NOT NULL,"
-    " last_error TEXT,"
-    " updated_us INTEGER NOT NULL DEFAULT 0);"
-    "CREATE INDEX IF NOT EXISTS sagas_created ON sagas(created_us DESC, id DESC);"
-    "CREATE INDEX IF NOT EXISTS sagas_status ON sagas(status, created_us DESC, id DESC);"
-    "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(status) WHERE status=0;"
-    "CREATE INDEX IF NOT EXISTS outbox_saga ON outbox(saga_id);"
-    "CREATE INDEX IF NOT EXISTS outbox_created ON outbox(created_us DESC, id DESC);"
-    "CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status, created_us DESC, id DESC);";
-
-/* From schema 1 (sagad before retries and parking) to 2. */
-static const char migrate_v2_sql[] =
-    "ALTER TABLE steps ADD COLUMN next_us INTEGER NOT NULL DEFAULT 0;"
-    "ALTER TABLE outbox ADD COLUMN last_error TEXT;"
-    "ALTER TABLE outbox ADD COLUMN updated_us INTEGER NOT NULL DEFAULT 0;"
-    "CREATE INDEX IF NOT EXISTS outbox_created ON outbox(created_us DESC, id DESC);"
-    "CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status, created_us DESC, id DESC);";
 
 /* ---- connections -------------------------------------------------------- */
 
@@ -280,10 +111,10 @@ sqlite3_stmt *sg__sq_stmt(conn *c, int q, char *err, size_t errlen)
 {
     if (c->stmt[q]) return c->stmt[q];
     int rc =
-        sqlite3_prepare_v3(c->db, queries[q].sql, -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[q], NULL);
+        sqlite3_prepare_v3(c->db, sg__sq_sql(q), -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[q], NULL);
     if (rc != SQLITE_OK) {
         if (err)
-            snprintf(err, errlen, "SQLite prepare %s: %s", queries[q].name, sqlite3_errmsg(c->db));
+            snprintf(err, errlen, "SQLite prepare %s: %s", sg__sq_name(q), sqlite3_errmsg(c->db));
         sqlite3_finalize(c->stmt[q]);
         c->stmt[q] = NULL;
     }
@@ -297,11 +128,6 @@ int sg__sq_run_simple(conn *c, int q)
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     return rc;
-}
-
-const char *sg__sq_name(int q)
-{
-    return queries[q].name;
 }
 
 sg_status sg__sq_same_file(const sg_store_backend *be, char *err, size_t errlen)
@@ -323,9 +149,15 @@ sg_status sg__sq_same_file(const sg_store_backend *be, char *err, size_t errlen)
 
 /* ---- open / close --------------------------------------------------------- */
 
-static sg_status create_schema(conn *c, char *err, size_t errlen)
+/* Creates the schema in a new file, or upgrades an older sagad's file
+ * step by step to the current version, all in one transaction: a failed
+ * upgrade leaves the file as it was. A file from a newer sagad is refused
+ * untouched (SG_EINVAL: this program cannot use it, retrying will not
+ * help); other failures are SG_EIO. */
+static sg_status create_schema(conn *c, const char *path, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
+    sg_status res = SG_EIO;
     int version = 0;
     /* IMMEDIATE: two processes opening one new file must not both create. */
     if (exec_sql(c->db, "BEGIN IMMEDIATE", "begin", err, errlen) != SQLITE_OK) goto fail;
@@ -338,18 +170,31 @@ static sg_status create_schema(conn *c, char *err, size_t errlen)
     version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     st = NULL;
-    if (version > SCHEMA_VERSION) {
-        snprintf(err, errlen, "database schema version %d is newer than this sagad supports (%d)",
-                 version, SCHEMA_VERSION);
+    if (version > SG_SQ_SCHEMA_VERSION) {
+        snprintf(err, errlen,
+                 "database '%s' has schema version %d, newer than this sagad supports (%d): it "
+                 "was written by a newer sagad; run that one, or point this one at another "
+                 "database",
+                 path, version, SG_SQ_SCHEMA_VERSION);
+        res = SG_EINVAL;
         goto fail;
     }
-    if (version < SCHEMA_VERSION) {
+    if (version < 0) {
+        snprintf(err, errlen, "database '%s' has schema version %d, which no sagad writes", path,
+                 version);
+        res = SG_EINVAL;
+        goto fail;
+    }
+    if (version == 0 && exec_sql(c->db, sg__sq_schema, "creating schema", err, errlen) != SQLITE_OK)
+        goto fail;
+    for (int v = version; v > 0 && v < SG_SQ_SCHEMA_VERSION; v++) {
+        char what[64];
+        snprintf(what, sizeof what, "upgrading schema from version %d", v);
+        if (exec_sql(c->db, sg__sq_upgrade(v), what, err, errlen) != SQLITE_OK) goto fail;
+    }
+    if (version < SG_SQ_SCHEMA_VERSION) {
         char pragma[64];
-        snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d", SCHEMA_VERSION);
-        const char *sql = version == 0 ? schema_sql : migrate_v2_sql;
-        if (exec_sql(c->db, sql, version == 0 ? "creating schema" : "upgrading schema", err,
-                     errlen) != SQLITE_OK)
-            goto fail;
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d", SG_SQ_SCHEMA_VERSION);
         if (exec_sql(c->db, pragma, "setting schema version", err, errlen) != SQLITE_OK) goto fail;
     }
     if (exec_sql(c->db, "COMMIT", "commit", err, errlen) != SQLITE_OK) goto fail;
@@ -357,7 +202,7 @@ static sg_status create_schema(conn *c, char *err, size_t errlen)
 fail:
     sqlite3_finalize(st);
     if (!sqlite3_get_autocommit(c->db)) sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-    return SG_EIO;
+    return res;
 }
 
 /* Takes the store's ownership lock: an exclusive, non-blocking flock() on
@@ -468,7 +313,8 @@ static sg_status sq_open(sg_store_backend **out, const char *url, const char *ta
     if (exec_sql(b->w.db, sync, "synchronous", err, errlen) != SQLITE_OK) goto fail;
     if (exec_sql(b->w.db, "PRAGMA foreign_keys=OFF", "foreign_keys", err, errlen) != SQLITE_OK)
         goto fail;
-    if (create_schema(&b->w, err, errlen) != SG_OK) goto fail;
+    res = create_schema(&b->w, b->path, err, errlen);
+    if (res != SG_OK) goto fail;
     *out = b;
     return SG_OK;
 fail:
@@ -513,4 +359,5 @@ const struct sg_store_ops sg_store_sqlite_ops = {
     .has_orphans = sg__sq_has_orphans,
     .get_event = sg__sq_get_event,
     .list_events = sg__sq_list_events,
+    .load_defs = sg__sq_load_defs,
 };

@@ -1,5 +1,7 @@
-/* SQLite backend internals shared by sqlite.c (connections, schema, open),
- * sqlite_write.c (the write transaction) and sqlite_read.c (readers). */
+/* SQLite backend internals shared by sqlite.c (connections, open),
+ * sqlite_sql.c (the schema and the statements), sqlite_write.c (the write
+ * transaction), sqlite_read.c (readers, sagas) and sqlite_read_events.c
+ * (the outbox and definitions). */
 #ifndef SG_STORE_SQLITE_INT_H
 #define SG_STORE_SQLITE_INT_H
 
@@ -9,7 +11,11 @@
 
 #include "store_int.h"
 
-/* Every statement either connection may run (SQL in sqlite.c); prepared
+/* The schema this sagad writes (PRAGMA user_version): 1 the first, 2
+ * retries and parking, 3 definitions with versions. */
+#define SG_SQ_SCHEMA_VERSION 3
+
+/* Every statement either connection may run (SQL in sqlite_sql.c); prepared
  * lazily per connection, so a reader never prepares the write statements. */
 enum {
     Q_BEGIN_W,
@@ -28,13 +34,20 @@ enum {
     Q_COMP_DONE,
     Q_SAGA_EXPECT,
     Q_EVENT_EXPECT,
+    Q_DEF_INSERT,
     Q_GET,
     Q_GET_IDEM,
     Q_STEPS,
+    Q_COMPS,
+    /* The saga list: all, after a cursor, by status, by type (_T). */
     Q_LIST,
     Q_LIST_AFTER,
     Q_LIST_ST,
     Q_LIST_ST_AFTER,
+    Q_LIST_T,
+    Q_LIST_T_AFTER,
+    Q_LIST_ST_T,
+    Q_LIST_ST_T_AFTER,
     Q_UNFINISHED,
     Q_PENDING_EVENTS,
     Q_GET_EVENT,
@@ -47,6 +60,7 @@ enum {
     Q_ORPHANS_EXIST,
     Q_EVENTS_ST,
     Q_EVENTS_ST_AFTER,
+    Q_DEFS,
     Q_PROBE,
     Q_COUNT
 };
@@ -67,6 +81,16 @@ struct sg_store_backend {
     atomic_int in_batch; /* 1 while exec_batch runs: calls never overlap */
 };
 
+/* ---- sqlite_sql.c: the SQL ------------------------------------------------ */
+
+const char *sg__sq_sql(int q);  /* statement q's SQL */
+const char *sg__sq_name(int q); /* what it does, for messages ("insert saga") */
+/* The whole current schema (CREATE ... IF NOT EXISTS), for a new file. */
+extern const char sg__sq_schema[];
+/* The statements that upgrade a file of schema `from` to from + 1, or
+ * NULL for a version that has none (0, current or newer). */
+const char *sg__sq_upgrade(int from);
+
 /* ---- sqlite.c: connections ------------------------------------------------ */
 
 /* Opens c on be's database: the writer connection (reader = 0) creates
@@ -82,8 +106,6 @@ sqlite3_stmt *sg__sq_stmt(conn *c, int q, char *err, size_t errlen);
 /* Runs the parameterless statement q once and resets it. Returns SQLite's
  * code (SQLITE_DONE on success); the message is sqlite3_errmsg(c->db). */
 int sg__sq_run_simple(conn *c, int q);
-/* What statement q does, for messages ("insert saga"). */
-const char *sg__sq_name(int q);
 /* SG_OK if be's path still names the file it opened. Otherwise the file
  * was removed, moved or replaced under us: writing on would put data
  * where the next start does not look (and this WAL could be applied to
@@ -96,7 +118,47 @@ sg_status sg__sq_same_file(const sg_store_backend *be, char *err, size_t errlen)
 sg_status sg__sq_exec_batch(sg_store_backend *be, sg_write *const *writes, size_t n,
                             sg_status *results, char *err, size_t errlen);
 
-/* ---- sqlite_read.c -------------------------------------------------------------- */
+/* ---- sqlite_read.c, sqlite_read_events.c: helpers shared by the reads ---------- */
+
+struct sg_store_breader {
+    conn c;
+};
+
+/* One read call: the reader's connection and the caller's buffer for the
+ * text of its failure (left alone on success). */
+typedef struct rd {
+    conn *c;
+    char *err;
+    size_t errlen;
+} rd;
+
+/* Owned copy of a text or blob column, or NULL for SQL NULL. */
+char *sg__sq_col_bytes(sqlite3_stmt *st, int i, size_t *len);
+/* An id column into out (cut at SG_ID_LEN; "" for NULL). */
+void sg__sq_col_id(sqlite3_stmt *st, int i, char out[SG_ID_LEN + 1]);
+/* Records why statement q failed ("SQLite get steps: no such table:
+ * steps") in k->err; call it before the statement is reset. SG_EIO. */
+sg_status sg__sq_rd_fail(rd *k, int q);
+/* Statement q on the reader's connection (k->err says why on NULL). */
+sqlite3_stmt *sg__sq_rd_stmt(rd *k, int q);
+/* The statement of one keyset page of q, bound: qs holds the query ids
+ * {all, all after a cursor, by status, by status after a cursor}, then
+ * the same four by type when q->type may be set (8 ids). One row more
+ * than asked is fetched: it tells whether a next page exists. *qi gets
+ * the query used and *rc the first bind failure; NULL (with *res, and the
+ * reason in k->err) when there is no statement to run. */
+sqlite3_stmt *sg__sq_page_stmt(rd *k, const sg_list_query *q, const int *qs, int *qi, int *rc,
+                               sg_status *res);
+/* Steps statement q (st, bound by the caller; bind_rc its first bind
+ * failure) for up to max event rows (0 = all) into *v and *n, which the
+ * caller frees (sg__sq_free_events) even on failure. One statement, so
+ * one snapshot without a read transaction. The statement is reset and
+ * its bindings cleared. */
+sg_status sg__sq_collect_events(rd *k, int q, sqlite3_stmt *st, int bind_rc, size_t max,
+                                sg_event_rec **v, size_t *n);
+void sg__sq_free_events(sg_event_rec *v, size_t n);
+
+/* ---- the read methods (sqlite_read.c, sqlite_read_events.c) ----------------------- */
 
 sg_status sg__sq_reader_open(sg_store_backend *be, sg_store_breader **out, char *err,
                              size_t errlen);
@@ -121,5 +183,7 @@ sg_status sg__sq_load_compensations(sg_store_breader *r, void (*cb)(void *arg, s
                                     void *arg, char *err, size_t errlen);
 sg_status sg__sq_list_events(sg_store_breader *r, const sg_list_query *q, sg_event_rec **out,
                              size_t *n, char next[SG_CURSOR_MAX], char *err, size_t errlen);
+sg_status sg__sq_load_defs(sg_store_breader *r, sg_def_row_cb cb, void *arg, char *err,
+                           size_t errlen);
 
 #endif

@@ -1,5 +1,7 @@
-/* The SQLite backend's readers: their connections and every read method
- * (a saga with its steps, lists by keyset cursor, recovery loads). */
+/* The SQLite backend's readers: their connections, the column and
+ * statement helpers every read shares, and the saga reads (a saga with its
+ * steps and their compensations, lists by keyset cursor, recovery loads).
+ * The outbox and definitions reads are in sqlite_read_events.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,18 +9,6 @@
 
 #include "sg/alloc.h"
 #include "sqlite_int.h"
-
-struct sg_store_breader {
-    conn c;
-};
-
-/* One read call: the reader's connection and the caller's buffer for the
- * text of its failure (left alone on success). */
-typedef struct rd {
-    conn *c;
-    char *err;
-    size_t errlen;
-} rd;
 
 /* ---- reading columns -------------------------------------------------------- */
 
@@ -28,8 +18,7 @@ static void oom_abort(void)
     abort();
 }
 
-/* Owned copy of a text or blob column, or NULL for SQL NULL. */
-static char *col_bytes(sqlite3_stmt *st, int i, size_t *len)
+char *sg__sq_col_bytes(sqlite3_stmt *st, int i, size_t *len)
 {
     size_t n = 0;
     char *out = NULL;
@@ -48,7 +37,7 @@ static char *col_bytes(sqlite3_stmt *st, int i, size_t *len)
     return out;
 }
 
-static void col_id(sqlite3_stmt *st, int i, char out[SG_ID_LEN + 1])
+void sg__sq_col_id(sqlite3_stmt *st, int i, char out[SG_ID_LEN + 1])
 {
     const unsigned char *t = sqlite3_column_text(st, i);
     size_t n = t ? (size_t)sqlite3_column_bytes(st, i) : 0;
@@ -60,48 +49,29 @@ static void col_id(sqlite3_stmt *st, int i, char out[SG_ID_LEN + 1])
 static void row_to_saga(sqlite3_stmt *st, sg_saga_rec *r)
 {
     memset(r, 0, sizeof *r);
-    col_id(st, 0, r->id);
-    r->def_name = col_bytes(st, 1, NULL);
-    r->request = col_bytes(st, 2, &r->request_len);
-    r->idem_key = col_bytes(st, 3, NULL);
+    sg__sq_col_id(st, 0, r->id);
+    r->def_name = sg__sq_col_bytes(st, 1, NULL);
+    r->request = sg__sq_col_bytes(st, 2, &r->request_len);
+    r->idem_key = sg__sq_col_bytes(st, 3, NULL);
     r->status = (sg_saga_status)sqlite3_column_int(st, 4);
     r->comp_status = (sg_comp_status)sqlite3_column_int(st, 5);
-    r->error = col_bytes(st, 6, NULL);
+    r->error = sg__sq_col_bytes(st, 6, NULL);
     r->created_us = sqlite3_column_int64(st, 7);
     r->updated_us = sqlite3_column_int64(st, 8);
     int64_t n = sqlite3_column_int64(st, 9);
     r->nsteps = n > 0 && n < 100000 ? (size_t)n : 0; /* a sane bound on a corrupt row */
-}
-
-static void row_to_event(sqlite3_stmt *st, sg_event_rec *e)
-{
-    memset(e, 0, sizeof *e);
-    col_id(st, 0, e->id);
-    col_id(st, 1, e->saga_id);
-    e->topic = col_bytes(st, 2, NULL);
-    e->target = col_bytes(st, 3, NULL);
-    e->payload = col_bytes(st, 4, &e->payload_len);
-    e->created_us = sqlite3_column_int64(st, 5);
-    e->deadline_us = sqlite3_column_int64(st, 6);
-    e->compensation = sqlite3_column_int(st, 7);
-    e->step_index = sqlite3_column_int(st, 8);
-    e->status = (sg_event_status)sqlite3_column_int(st, 9);
-    e->attempts = sqlite3_column_int(st, 10);
-    e->last_error = col_bytes(st, 11, NULL);
-    e->updated_us = sqlite3_column_int64(st, 12);
+    r->def_version = sqlite3_column_int(st, 10);
 }
 
 /* ---- statements and read transactions ---------------------------------------- */
 
-/* Records why statement q failed ("SQLite get steps: no such table:
- * steps"); read it before the statement is reset. Returns SG_EIO. */
-static sg_status fail(rd *k, int q)
+sg_status sg__sq_rd_fail(rd *k, int q)
 {
     snprintf(k->err, k->errlen, "SQLite %s: %s", sg__sq_name(q), sqlite3_errmsg(k->c->db));
     return SG_EIO;
 }
 
-static sqlite3_stmt *stmt(rd *k, int q)
+sqlite3_stmt *sg__sq_rd_stmt(rd *k, int q)
 {
     return sg__sq_stmt(k->c, q, k->err, k->errlen);
 }
@@ -110,7 +80,7 @@ static sqlite3_stmt *stmt(rd *k, int q)
 static sg_status rd_begin(rd *k)
 {
     if (sg__sq_run_simple(k->c, Q_BEGIN_R) == SQLITE_DONE) return SG_OK;
-    return fail(k, Q_BEGIN_R);
+    return sg__sq_rd_fail(k, Q_BEGIN_R);
 }
 
 /* Ends the read transaction. Nothing was written and the rows are read,
@@ -126,7 +96,7 @@ static void rd_end(conn *c)
 /* Fills r->steps from the steps table (r->nsteps already set). */
 static sg_status load_steps(rd *k, sg_saga_rec *r)
 {
-    sqlite3_stmt *st = stmt(k, Q_STEPS);
+    sqlite3_stmt *st = sg__sq_rd_stmt(k, Q_STEPS);
     sg_status res = SG_EIO;
     int rc;
     if (!st) return SG_EIO;
@@ -138,27 +108,59 @@ static sg_status load_steps(rd *k, sg_saga_rec *r)
         if (idx < 0 || (uint64_t)idx >= r->nsteps) continue; /* not part of this saga's shape */
         sg_step_rec *s = &r->steps[idx];
         sg_step_rec_free(s); /* (saga_id, idx) is unique, but be safe */
-        s->name = col_bytes(st, 1, NULL);
+        s->name = sg__sq_col_bytes(st, 1, NULL);
         s->status = (sg_step_status)sqlite3_column_int(st, 2);
         s->attempts = sqlite3_column_int(st, 3);
         s->started_us = sqlite3_column_int64(st, 4);
         s->finished_us = sqlite3_column_int64(st, 5);
         s->next_us = sqlite3_column_int64(st, 6);
-        s->error = col_bytes(st, 7, NULL);
-        s->response = col_bytes(st, 8, &s->response_len);
+        s->error = sg__sq_col_bytes(st, 7, NULL);
+        s->response = sg__sq_col_bytes(st, 8, &s->response_len);
     }
     if (rc == SQLITE_DONE) res = SG_OK;
 out:
-    if (res != SG_OK) fail(k, Q_STEPS);
+    if (res != SG_OK) sg__sq_rd_fail(k, Q_STEPS);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return res;
 }
 
-/* Steps through saga query q and appends every row with its steps to *v
- * (an owned, growing array of *n). At most max rows; max 0 = all. */
-static sg_status collect_sagas(rd *k, int q, sqlite3_stmt *st, sg_saga_rec **v, size_t *n,
-                               size_t max)
+/* Fills the compensation view of r's steps (r->steps loaded) from its
+ * compensation events: rows come by step, oldest first, so a step with
+ * several keeps its newest. One query per saga, through outbox_saga. */
+static sg_status load_comps(rd *k, sg_saga_rec *r)
+{
+    sqlite3_stmt *st = sg__sq_rd_stmt(k, Q_COMPS);
+    sg_status res = SG_EIO;
+    int rc;
+    if (!st) return SG_EIO;
+    rc = sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
+    if (rc != SQLITE_OK) goto out;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t idx = sqlite3_column_int64(st, 0);
+        if (idx < 0 || (uint64_t)idx >= r->nsteps) continue; /* no step of this saga */
+        sg_comp_rec *c = &r->steps[idx].comp;
+        free(c->error);
+        c->present = 1;
+        c->status = (sg_event_status)sqlite3_column_int(st, 1);
+        c->attempts = sqlite3_column_int(st, 2);
+        c->created_us = sqlite3_column_int64(st, 3);
+        c->updated_us = sqlite3_column_int64(st, 4);
+        c->error = sg__sq_col_bytes(st, 5, NULL);
+    }
+    if (rc == SQLITE_DONE) res = SG_OK;
+out:
+    if (res != SG_OK) sg__sq_rd_fail(k, Q_COMPS);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return res;
+}
+
+/* Steps through saga query q and appends every row with its steps (and
+ * with comps = 1 their compensation views) to *v (an owned, growing array
+ * of *n). At most max rows; max 0 = all. */
+static sg_status collect_sagas(rd *k, int q, sqlite3_stmt *st, int comps, sg_saga_rec **v,
+                               size_t *n, size_t max)
 {
     size_t cap = 0;
     sg_status res = SG_EIO;
@@ -172,13 +174,15 @@ static sg_status collect_sagas(rd *k, int q, sqlite3_stmt *st, sg_saga_rec **v, 
     }
     if (max != 0 && *n == max) rc = SQLITE_DONE;
     if (rc != SQLITE_DONE) {
-        fail(k, q);
+        sg__sq_rd_fail(k, q);
         goto out;
     }
     /* Steps in a second pass: the saga statement is done by then. */
     sqlite3_reset(st);
-    for (size_t i = 0; i < *n; i++)
+    for (size_t i = 0; i < *n; i++) {
         if (load_steps(k, &(*v)[i]) != SG_OK) goto out;
+        if (comps && load_comps(k, &(*v)[i]) != SG_OK) goto out;
+    }
     res = SG_OK;
 out:
     sqlite3_reset(st);
@@ -188,16 +192,17 @@ out:
 
 /* Runs saga query q (st, its parameters bound by the caller; bind_rc is
  * the first bind failure) in one read transaction and collects up to max
- * rows (0 = all) into *v and *n, which the caller frees even on failure.
- * The bindings are cleared either way. */
-static sg_status read_sagas(rd *k, int q, sqlite3_stmt *st, int bind_rc, sg_saga_rec **v, size_t *n,
-                            size_t max)
+ * rows (0 = all), with their compensation views if comps, into *v and
+ * *n, which the caller frees even on failure. The bindings are cleared
+ * either way. */
+static sg_status read_sagas(rd *k, int q, sqlite3_stmt *st, int bind_rc, int comps, sg_saga_rec **v,
+                            size_t *n, size_t max)
 {
     sg_status res = SG_EIO;
     if (bind_rc != SQLITE_OK) {
-        fail(k, q);
+        sg__sq_rd_fail(k, q);
     } else if (rd_begin(k) == SG_OK) {
-        res = collect_sagas(k, q, st, v, n, max);
+        res = collect_sagas(k, q, st, comps, v, n, max);
         rd_end(k->c);
     }
     sqlite3_clear_bindings(st);
@@ -243,10 +248,10 @@ static sg_status get_one(sg_store_breader *r, int q, const char *key, sg_saga_re
     rd k = {&r->c, err, errlen};
     sg_saga_rec *v = NULL;
     size_t n = 0;
-    sqlite3_stmt *st = stmt(&k, q);
+    sqlite3_stmt *st = sg__sq_rd_stmt(&k, q);
     if (!st) return SG_EIO;
     int rc = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sg_status res = read_sagas(&k, q, st, rc, &v, &n, 1);
+    sg_status res = read_sagas(&k, q, st, rc, 1, &v, &n, 1);
     if (res != SG_OK || n == 0) {
         free_sagas(v, n);
         return res != SG_OK ? res : SG_ENOTFOUND;
@@ -268,12 +273,7 @@ sg_status sg__sq_get_by_idem(sg_store_breader *r, const char *key, sg_saga_rec *
     return get_one(r, Q_GET_IDEM, key, out, err, errlen);
 }
 
-/* The statement of one keyset page of q, bound: qs holds the query ids
- * for {all, all after a cursor, by status, by status after a cursor}. One
- * row more than asked is fetched: it tells whether a next page exists.
- * *qi gets the query used and *rc the first bind failure; NULL (with
- * *res, and the reason in k->err) when there is no statement to run. */
-static sqlite3_stmt *page_stmt(rd *k, const sg_list_query *q, const int qs[4], int *qi, int *rc,
+sqlite3_stmt *sg__sq_page_stmt(rd *k, const sg_list_query *q, const int *qs, int *qi, int *rc,
                                sg_status *res)
 {
     char cid[SG_ID_LEN + 1];
@@ -284,8 +284,8 @@ static sqlite3_stmt *page_stmt(rd *k, const sg_list_query *q, const int qs[4], i
         *res = SG_EINVAL;
         return NULL;
     }
-    *qi = qs[(q->status >= 0) * 2 + after];
-    sqlite3_stmt *st = stmt(k, *qi);
+    *qi = qs[(q->type != NULL) * 4 + (q->status >= 0) * 2 + after];
+    sqlite3_stmt *st = sg__sq_rd_stmt(k, *qi);
     *res = SG_EIO;
     if (!st) return NULL;
     *rc = sqlite3_bind_int64(st, 1, (int64_t)q->limit + 1);
@@ -299,15 +299,16 @@ static sqlite3_stmt *page_stmt(rd *k, const sg_list_query *q, const int qs[4], i
 sg_status sg__sq_list(sg_store_breader *r, const sg_list_query *q, sg_saga_rec **out, size_t *n,
                       char next[SG_CURSOR_MAX], char *err, size_t errlen)
 {
-    static const int qs[4] = {Q_LIST, Q_LIST_AFTER, Q_LIST_ST, Q_LIST_ST_AFTER};
+    static const int qs[8] = {Q_LIST,   Q_LIST_AFTER,   Q_LIST_ST,   Q_LIST_ST_AFTER,
+                              Q_LIST_T, Q_LIST_T_AFTER, Q_LIST_ST_T, Q_LIST_ST_T_AFTER};
     rd k = {&r->c, err, errlen};
     sg_saga_rec *v = NULL;
     size_t got = 0;
     int qi, rc;
     sg_status res;
-    sqlite3_stmt *st = page_stmt(&k, q, qs, &qi, &rc, &res);
+    sqlite3_stmt *st = sg__sq_page_stmt(&k, q, qs, &qi, &rc, &res);
     if (!st) return res;
-    res = read_sagas(&k, qi, st, rc, &v, &got, q->limit + 1);
+    res = read_sagas(&k, qi, st, rc, 1, &v, &got, q->limit + 1);
     if (res != SG_OK) {
         free_sagas(v, got);
         return res;
@@ -328,9 +329,10 @@ sg_status sg__sq_load_unfinished(sg_store_breader *r, void (*cb)(void *arg, sg_s
     rd k = {&r->c, err, errlen};
     sg_saga_rec *v = NULL;
     size_t n = 0;
-    sqlite3_stmt *st = stmt(&k, Q_UNFINISHED);
+    sqlite3_stmt *st = sg__sq_rd_stmt(&k, Q_UNFINISHED);
     if (!st) return SG_EIO;
-    sg_status res = read_sagas(&k, Q_UNFINISHED, st, SQLITE_OK, &v, &n, 0);
+    /* Recovery needs no compensation views: the outbox is loaded apart. */
+    sg_status res = read_sagas(&k, Q_UNFINISHED, st, SQLITE_OK, 0, &v, &n, 0);
     if (res != SG_OK) {
         free_sagas(v, n);
         return res;
@@ -346,83 +348,6 @@ sg_status sg__sq_load_unfinished(sg_store_breader *r, void (*cb)(void *arg, sg_s
     return SG_OK;
 }
 
-/* Steps statement q (st, bound by the caller; bind_rc its first bind
- * failure) for up to max event rows (0 = all) into *v and *n, which the
- * caller frees even on failure. One statement, so one snapshot without a
- * read transaction. The statement is reset and its bindings cleared. */
-static sg_status collect_events(rd *k, int q, sqlite3_stmt *st, int bind_rc, size_t max,
-                                sg_event_rec **v, size_t *n)
-{
-    size_t cap = 0;
-    int rc = bind_rc;
-    while (rc == SQLITE_OK && (max == 0 || *n < max) && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            *v = sg_xrealloc(*v, cap * sizeof **v);
-        }
-        row_to_event(st, &(*v)[(*n)++]);
-        rc = SQLITE_OK;
-    }
-    sg_status res = rc == SQLITE_OK || rc == SQLITE_DONE ? SG_OK : fail(k, q);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return res;
-}
-
-static void free_events(sg_event_rec *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        sg_event_rec_free(&v[i]);
-    free(v);
-}
-
-/* Runs event query q (no parameters) and hands each row to cb as a heap
- * record it owns. */
-static sg_status load_events(sg_store_breader *r, int q, void (*cb)(void *arg, sg_event_rec *ev),
-                             void *arg, char *err, size_t errlen)
-{
-    rd k = {&r->c, err, errlen};
-    sg_event_rec *v = NULL;
-    size_t n = 0;
-    sqlite3_stmt *st = stmt(&k, q);
-    if (!st) return SG_EIO;
-    if (collect_events(&k, q, st, SQLITE_OK, 0, &v, &n) != SG_OK) {
-        free_events(v, n);
-        return SG_EIO;
-    }
-    for (size_t i = 0; i < n; i++) {
-        sg_event_rec *ev = sg_xmalloc(sizeof *ev);
-        *ev = v[i];
-        cb(arg, ev);
-    }
-    free(v);
-    return SG_OK;
-}
-
-sg_status sg__sq_load_pending_events(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
-                                     void *arg, char *err, size_t errlen)
-{
-    return load_events(r, Q_PENDING_EVENTS, cb, arg, err, errlen);
-}
-
-sg_status sg__sq_has_orphans(sg_store_breader *r, int *yes, char *err, size_t errlen)
-{
-    rd k = {&r->c, err, errlen};
-    sqlite3_stmt *st = stmt(&k, Q_ORPHANS_EXIST);
-    if (!st) return SG_EIO;
-    int rc = sqlite3_step(st);
-    sg_status res = rc == SQLITE_ROW || rc == SQLITE_DONE ? SG_OK : fail(&k, Q_ORPHANS_EXIST);
-    *yes = rc == SQLITE_ROW;
-    sqlite3_reset(st);
-    return res;
-}
-
-sg_status sg__sq_load_compensations(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
-                                    void *arg, char *err, size_t errlen)
-{
-    return load_events(r, Q_COMPENSATIONS, cb, arg, err, errlen);
-}
-
 sg_status sg__sq_load_unfinished_page(sg_store_breader *r, const char *after, size_t limit,
                                       sg_unfinished_cb cb, void *arg, char next[SG_CURSOR_MAX],
                                       char *err, size_t errlen)
@@ -434,27 +359,27 @@ sg_status sg__sq_load_unfinished_page(sg_store_breader *r, const char *after, si
         snprintf(err, errlen, "malformed recovery cursor");
         return SG_EINVAL;
     }
-    sqlite3_stmt *st = stmt(&k, Q_UNFINISHED_PAGE);
-    sqlite3_stmt *es = stmt(&k, Q_STEP_EVENTS);
+    sqlite3_stmt *st = sg__sq_rd_stmt(&k, Q_UNFINISHED_PAGE);
+    sqlite3_stmt *es = sg__sq_rd_stmt(&k, Q_STEP_EVENTS);
     if (!st || !es) return SG_EIO;
     int rc = sqlite3_bind_int64(st, 1, cus);
     if (rc == SQLITE_OK) rc = sqlite3_bind_text(st, 2, cid, -1, SQLITE_TRANSIENT);
     if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 3, (int64_t)limit);
     sg_saga_rec *v = NULL;
     size_t n = 0;
-    sg_status res = read_sagas(&k, Q_UNFINISHED_PAGE, st, rc, &v, &n, limit);
+    sg_status res = read_sagas(&k, Q_UNFINISHED_PAGE, st, rc, 0, &v, &n, limit);
     /* Each saga's step events (few: one per publish step at most). */
     sg_event_rec **evs = n ? sg_xcalloc(n, sizeof *evs) : NULL;
     size_t *nevs = n ? sg_xcalloc(n, sizeof *nevs) : NULL;
     for (size_t i = 0; i < n && res == SG_OK; i++) {
         rc = sqlite3_bind_text(es, 1, v[i].id, -1, SQLITE_TRANSIENT);
-        res = collect_events(&k, Q_STEP_EVENTS, es, rc, 0, &evs[i], &nevs[i]);
+        res = sg__sq_collect_events(&k, Q_STEP_EVENTS, es, rc, 0, &evs[i], &nevs[i]);
     }
     if (res == SG_OK && n == limit) sg_store_cursor_format(next, v[n - 1].created_us, v[n - 1].id);
     for (size_t i = 0; i < n; i++) {
         if (res != SG_OK) {
             sg_saga_rec_free(&v[i]);
-            free_events(evs[i], nevs[i]);
+            sg__sq_free_events(evs[i], nevs[i]);
             continue;
         }
         sg_saga_rec *rec = sg_xmalloc(sizeof *rec);
@@ -464,54 +389,5 @@ sg_status sg__sq_load_unfinished_page(sg_store_breader *r, const char *after, si
     free(v);
     free(evs);
     free(nevs);
-    return res;
-}
-
-sg_status sg__sq_list_events(sg_store_breader *r, const sg_list_query *q, sg_event_rec **out,
-                             size_t *n, char next[SG_CURSOR_MAX], char *err, size_t errlen)
-{
-    static const int qs[4] = {Q_EVENTS, Q_EVENTS_AFTER, Q_EVENTS_ST, Q_EVENTS_ST_AFTER};
-    rd k = {&r->c, err, errlen};
-    sg_event_rec *v = NULL;
-    size_t got = 0;
-    int qi, rc;
-    sg_status res;
-    sg_list_query eq = *q;
-    eq.type = NULL; /* events have no type */
-    sqlite3_stmt *st = page_stmt(&k, &eq, qs, &qi, &rc, &res);
-    if (!st) return res;
-    if (collect_events(&k, qi, st, rc, q->limit + 1, &v, &got) != SG_OK) {
-        free_events(v, got);
-        return SG_EIO;
-    }
-    if (got > q->limit) {
-        sg_event_rec_free(&v[q->limit]);
-        got = q->limit;
-        sg_store_cursor_format(next, v[got - 1].created_us, v[got - 1].id);
-    }
-    *out = v;
-    *n = got;
-    return SG_OK;
-}
-
-sg_status sg__sq_get_event(sg_store_breader *r, const char *id, sg_event_rec *out, char *err,
-                           size_t errlen)
-{
-    rd k = {&r->c, err, errlen};
-    sg_status res = SG_EIO;
-    sqlite3_stmt *st = stmt(&k, Q_GET_EVENT);
-    if (!st) return SG_EIO;
-    int rc = sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    if (rc == SQLITE_OK) rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        row_to_event(st, out);
-        res = SG_OK;
-    } else if (rc == SQLITE_DONE) {
-        res = SG_ENOTFOUND;
-    } else {
-        fail(&k, Q_GET_EVENT);
-    }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
     return res;
 }

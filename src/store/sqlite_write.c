@@ -166,6 +166,7 @@ static sg_status apply_saga_insert(txn *t, const sg_saga_rec *r)
     bind_int(&b, 8, r->created_us);
     bind_int(&b, 9, r->updated_us);
     bind_int(&b, 10, (int64_t)r->nsteps);
+    bind_int(&b, 11, r->def_version);
     sg_status st = run(t, &b, 0);
     for (size_t i = 0; i < r->nsteps && st == SG_OK; i++)
         st = insert_step(t, r->id, i, &r->steps[i]);
@@ -212,6 +213,9 @@ static sg_status apply_event_insert(txn *t, const sg_event_rec *e)
     bind_int(&b, 11, e->attempts);
     bind_text(&b, 12, e->last_error);
     bind_int(&b, 13, e->updated_us);
+    bind_text(&b, 14, e->method);
+    bind_text(&b, 15, e->headers);
+    bind_int(&b, 16, e->timeout_ms);
     return run(t, &b, 0);
 }
 
@@ -252,6 +256,21 @@ static sg_status apply_expect(txn *t, const sg_write_op *op)
     return st == SG_ENOTFOUND ? SG_ECONFLICT : st;
 }
 
+/* A definition version: new, or already stored with the same text (the
+ * upsert then changes its row to itself); another text under the same
+ * name and version changes nothing, and the write fails alone. */
+static sg_status apply_def_insert(txn *t, const sg_write_op *op)
+{
+    binder b;
+    if (!prep(t, Q_DEF_INSERT, &b)) return SG_EIO;
+    bind_text(&b, 1, op->u.def_insert.name);
+    bind_int(&b, 2, op->u.def_insert.version);
+    bind_text(&b, 3, op->u.def_insert.canonical);
+    bind_int(&b, 4, op->u.def_insert.created_us);
+    sg_status st = run(t, &b, 1);
+    return st == SG_ENOTFOUND ? SG_ECONFLICT : st;
+}
+
 static sg_status apply_op(txn *t, const sg_write_op *op)
 {
     switch (op->kind) {
@@ -268,6 +287,8 @@ static sg_status apply_op(txn *t, const sg_write_op *op)
     case SG_WOP_SAGA_EXPECT:
     case SG_WOP_EVENT_EXPECT:
         return apply_expect(t, op);
+    case SG_WOP_DEF_INSERT:
+        return apply_def_insert(t, op);
     case SG_WOP_WITHDRAW_ORPHANS: {
         binder b;
         if (!prep(t, Q_WITHDRAW_ORPHANS, &b)) return SG_EIO;

@@ -405,6 +405,13 @@ sg_status sg_store_list_events(sg_store_reader *r, const sg_list_query *q, sg_ev
     return finish(r, r->ops->list_events(r->br, q, out, n, next, r->err, sizeof r->err));
 }
 
+sg_status sg_store_load_defs(sg_store_reader *r, sg_def_row_cb cb, void *arg)
+{
+    if (!begin(r)) return SG_EINVAL;
+    if (!cb || !r->ops->load_defs) return finish(r, SG_EINVAL);
+    return finish(r, r->ops->load_defs(r->br, cb, arg, r->err, sizeof r->err));
+}
+
 sg_status sg_store_get_event(sg_store_reader *r, const char *id, sg_event_rec *out)
 {
     if (out) memset(out, 0, sizeof *out);

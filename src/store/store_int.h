@@ -40,6 +40,7 @@ typedef enum sg_write_kind {
     SG_WOP_EVENT_UPDATE,
     SG_WOP_SAGA_EXPECT,
     SG_WOP_EVENT_EXPECT,
+    SG_WOP_DEF_INSERT,
     SG_WOP_WITHDRAW_ORPHANS,
 } sg_write_kind;
 
@@ -78,6 +79,12 @@ typedef struct sg_write_op {
             char *id;
             sg_event_status status;
         } event_expect;
+        struct {
+            char *name;
+            int version;
+            char *canonical;
+            int64_t created_us;
+        } def_insert;
     } u;
 } sg_write_op;
 
@@ -157,6 +164,9 @@ struct sg_store_ops {
                              size_t *n, char next[SG_CURSOR_MAX], char *err, size_t errlen);
     sg_status (*get_event)(sg_store_breader *r, const char *id, sg_event_rec *out, char *err,
                            size_t errlen); /* optional */
+    /* Every stored definition version by name, then version. Optional. */
+    sg_status (*load_defs)(sg_store_breader *r, sg_def_row_cb cb, void *arg, char *err,
+                           size_t errlen);
 };
 
 extern const struct sg_store_ops sg_store_sqlite_ops;

@@ -40,6 +40,10 @@ static void op_free(sg_write_op *op)
     case SG_WOP_EVENT_EXPECT:
         free(op->u.event_expect.id);
         break;
+    case SG_WOP_DEF_INSERT:
+        free(op->u.def_insert.name);
+        free(op->u.def_insert.canonical);
+        break;
     case SG_WOP_WITHDRAW_ORPHANS:
         break;
     }
@@ -131,6 +135,17 @@ void sg_write_event_expect(sg_write *w, const char *event_id, sg_event_status st
     op->u.event_expect.status = st;
 }
 
+void sg_write_def_insert(sg_write *w, const char *name, int version, const char *canonical,
+                         int64_t created_us)
+{
+    assert(name && canonical); /* the built-in STA saga (no text) is never stored */
+    sg_write_op *op = push(w, SG_WOP_DEF_INSERT);
+    op->u.def_insert.name = sg_xstrdup(name);
+    op->u.def_insert.version = version;
+    op->u.def_insert.canonical = sg_xstrdup(canonical);
+    op->u.def_insert.created_us = created_us;
+}
+
 void sg_write_withdraw_orphans(sg_write *w)
 {
     push(w, SG_WOP_WITHDRAW_ORPHANS);
@@ -162,6 +177,9 @@ size_t sg_write_size(const sg_write *w)
             break;
         case SG_WOP_EVENT_INSERT:
             n += op->u.event_insert.payload_len;
+            break;
+        case SG_WOP_DEF_INSERT:
+            n += strlen(op->u.def_insert.canonical);
             break;
         default:
             break;

@@ -57,7 +57,8 @@ void sg_step_rec_free(sg_step_rec *s)
     free(s->name);
     free(s->error);
     free(s->response);
-    s->name = s->error = s->response = NULL;
+    free(s->comp.error);
+    s->name = s->error = s->response = s->comp.error = NULL;
 }
 
 void sg_saga_rec_free(sg_saga_rec *r)
@@ -80,7 +81,9 @@ void sg_event_rec_free(sg_event_rec *e)
     free(e->target);
     free(e->payload);
     free(e->last_error);
-    e->topic = e->target = e->payload = e->last_error = NULL;
+    free(e->method);
+    free(e->headers);
+    e->topic = e->target = e->payload = e->last_error = e->method = e->headers = NULL;
 }
 
 static char *dup_raw(const char *p, size_t n)
@@ -94,6 +97,7 @@ void sg_step_rec_copy(sg_step_rec *dst, const sg_step_rec *src)
     dst->name = sg_xstrdup(src->name);
     dst->error = sg_xstrdup(src->error);
     dst->response = dup_raw(src->response, src->response_len);
+    dst->comp.error = sg_xstrdup(src->comp.error);
 }
 
 void sg_saga_rec_copy(sg_saga_rec *dst, const sg_saga_rec *src)
@@ -115,4 +119,6 @@ void sg_event_rec_copy(sg_event_rec *dst, const sg_event_rec *src)
     dst->target = sg_xstrdup(src->target);
     dst->payload = dup_raw(src->payload, src->payload_len);
     dst->last_error = sg_xstrdup(src->last_error);
+    dst->method = sg_xstrdup(src->method);
+    dst->headers = sg_xstrdup(src->headers);
 }

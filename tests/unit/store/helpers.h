@@ -109,12 +109,21 @@ static inline void assert_step_eq(const sg_step_rec *a, const sg_step_rec *b)
     assert_int_equal(a->finished_us, b->finished_us);
     assert_str_eq_or_null(a->error, b->error);
     assert_bytes_eq(a->response, a->response_len, b->response, b->response_len);
+    assert_int_equal(a->comp.present, b->comp.present);
+    if (a->comp.present) {
+        assert_int_equal(a->comp.status, b->comp.status);
+        assert_int_equal(a->comp.attempts, b->comp.attempts);
+        assert_int_equal(a->comp.created_us, b->comp.created_us);
+        assert_int_equal(a->comp.updated_us, b->comp.updated_us);
+        assert_str_eq_or_null(a->comp.error, b->comp.error);
+    }
 }
 
 static inline void assert_saga_eq(const sg_saga_rec *a, const sg_saga_rec *b)
 {
     assert_string_equal(a->id, b->id);
     assert_str_eq_or_null(a->def_name, b->def_name);
+    assert_int_equal(a->def_version, b->def_version);
     assert_bytes_eq(a->request, a->request_len, b->request, b->request_len);
     assert_str_eq_or_null(a->idem_key, b->idem_key);
     assert_int_equal(a->status, b->status);
@@ -140,6 +149,11 @@ static inline void assert_event_eq(const sg_event_rec *a, const sg_event_rec *b)
     assert_int_equal(a->step_index, b->step_index);
     assert_int_equal(a->status, b->status);
     assert_int_equal(a->attempts, b->attempts);
+    assert_str_eq_or_null(a->last_error, b->last_error);
+    assert_int_equal(a->updated_us, b->updated_us);
+    assert_str_eq_or_null(a->method, b->method);
+    assert_str_eq_or_null(a->headers, b->headers);
+    assert_int_equal(a->timeout_ms, b->timeout_ms);
 }
 
 /* Opens the store at path without a loop; fails the test on error. */

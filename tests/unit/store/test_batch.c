@@ -198,6 +198,7 @@ static void test_backend_fault_countdown(void **state)
         sg_write_event_update(w[0], ea.id, SG_EVENT_DELIVERED, 1, NULL, 0);
         sg_write_saga_insert(w[1], &dup);
         sg_write_saga_insert(w[2], &c);
+        sg_write_def_insert(w[2], "order", 1, "{}", 3);
         sg_status res[3];
         err[0] = '\0';
         atomic_store(&sg_store_fail_countdown, n);
@@ -211,6 +212,7 @@ static void test_backend_fault_countdown(void **state)
             assert_int_equal(res[2], SG_OK);
             assert_int_equal(count_rows(check, "sagas"), 2);
             assert_int_equal(count_rows(check, "outbox"), 1);
+            assert_int_equal(count_rows(check, "definitions"), 1);
         } else {
             failures++;
             assert_int_equal(st, SG_EIO);
@@ -220,6 +222,7 @@ static void test_backend_fault_countdown(void **state)
             assert_int_equal(count_rows(check, "sagas"), 0);
             assert_int_equal(count_rows(check, "outbox"), 0);
             assert_int_equal(count_rows(check, "steps"), 0);
+            assert_int_equal(count_rows(check, "definitions"), 0);
         }
         atomic_store(&sg_store_fail_countdown, 0);
         for (int i = 0; i < 3; i++)

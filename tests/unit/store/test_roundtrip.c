@@ -18,6 +18,7 @@ static void roundtrip_with(const char *request, size_t request_len)
 
     sg_saga_rec want;
     make_saga(&want, request, request_len, "key-1", 1700000000000001);
+    want.def_version = 7; /* the definition version it runs on */
     insert_sync(s, &want);
 
     sg_write *w = sg_write_create();
@@ -103,6 +104,7 @@ static void test_write_deep_copy(void **state)
     sg_store *s = open_sync(t.path);
     sg_saga_rec rec, keep;
     make_saga(&rec, "{}", 2, NULL, 5);
+    rec.def_version = 3;
     sg_saga_rec_copy(&keep, &rec);
     sg_write *w = sg_write_create();
     sg_write_saga_insert(w, &rec);
@@ -111,6 +113,12 @@ static void test_write_deep_copy(void **state)
     ev.target = sg_xstrdup("http://127.0.0.1:1/hook");
     ev.deadline_us = 99;
     ev.attempts = 2;
+    ev.last_error = sg_xstrdup("HTTP 503");
+    ev.updated_us = 7;
+    /* An HTTP compensation's own call. */
+    ev.method = sg_xstrdup("PUT");
+    ev.headers = sg_xstrdup("X-A: 1\nX-B: two words");
+    ev.timeout_ms = 4500;
     sg_event_rec_copy(&ev_keep, &ev);
     sg_write_event_insert(w, &ev);
     sg_saga_rec_free(&rec);
@@ -133,6 +141,109 @@ static void test_write_deep_copy(void **state)
     sg_store_close(s);
     sg_saga_rec_free(&keep);
     sg_event_rec_free(&ev_keep);
+    tmpdb_remove(&t);
+}
+
+/* An HTTP compensation's call (method, headers, timeout) and a step
+ * event's come back from every reader of the outbox. */
+typedef struct seen_events {
+    sg_event_rec *v[8];
+    size_t n;
+} seen_events;
+
+static void keep_event(void *arg, sg_event_rec *ev)
+{
+    seen_events *s = arg;
+    assert_true(s->n < 8);
+    s->v[s->n++] = ev;
+}
+
+static void keep_unfinished(void *arg, sg_saga_rec *rec, sg_event_rec *evs, size_t nevs)
+{
+    seen_events *s = arg;
+    for (size_t i = 0; i < nevs; i++) {
+        sg_event_rec *ev = sg_xmalloc(sizeof *ev);
+        *ev = evs[i];
+        keep_event(s, ev);
+    }
+    free(evs);
+    sg_saga_rec_free(rec);
+    free(rec);
+}
+
+/* Checks that seen holds exactly the events of want[0..n) (any order),
+ * every field equal, and empties it. */
+static void check_seen(seen_events *seen, const sg_event_rec *want, size_t n)
+{
+    assert_int_equal(seen->n, n);
+    for (size_t i = 0; i < seen->n; i++) {
+        size_t k = 0;
+        while (k < n && strcmp(want[k].id, seen->v[i]->id) != 0)
+            k++;
+        assert_true(k < n);
+        assert_event_eq(seen->v[i], &want[k]);
+        sg_event_rec_free(seen->v[i]);
+        free(seen->v[i]);
+    }
+    seen->n = 0;
+}
+
+static void test_event_call_readers(void **state)
+{
+    (void)state;
+    tmpdb t;
+    tmpdb_make(&t);
+    sg_store *s = open_sync(t.path);
+    sg_saga_rec rec;
+    make_saga(&rec, "{}", 2, NULL, 10);
+    sg_event_rec ev[2];
+    make_event(&ev[0], rec.id, "reserve", 1, 11); /* an HTTP compensation */
+    ev[0].step_index = 0;
+    ev[0].target = sg_xstrdup("http://127.0.0.1:1/release");
+    ev[0].method = sg_xstrdup("DELETE");
+    ev[0].headers = sg_xstrdup("X-Tenant: a\nX-Trace: b c");
+    ev[0].timeout_ms = 1234;
+    make_event(&ev[1], rec.id, "tokenizer_event", 0, 12); /* a step event, bus: no call */
+    sg_write *w = sg_write_create();
+    sg_write_saga_insert(w, &rec);
+    sg_write_event_insert(w, &ev[0]);
+    sg_write_event_insert(w, &ev[1]);
+    assert_int_equal(sg_store_commit_sync(s, w), SG_OK);
+
+    sg_store_reader *r = NULL;
+    assert_int_equal(sg_store_reader_open(s, &r, NULL, 0), SG_OK);
+    seen_events seen = {0};
+    for (int i = 0; i < 2; i++) {
+        sg_event_rec got;
+        assert_int_equal(sg_store_get_event(r, ev[i].id, &got), SG_OK);
+        assert_event_eq(&got, &ev[i]);
+        sg_event_rec_free(&got);
+    }
+    sg_list_query q = {-1, 10, NULL, NULL};
+    sg_event_rec *v = NULL;
+    size_t n = 0;
+    char next[SG_CURSOR_MAX];
+    assert_int_equal(sg_store_list_events(r, &q, &v, &n, next), SG_OK);
+    for (size_t i = 0; i < n; i++) {
+        sg_event_rec *one = sg_xmalloc(sizeof *one);
+        *one = v[i];
+        keep_event(&seen, one);
+    }
+    free(v);
+    check_seen(&seen, ev, 2);
+    assert_int_equal(sg_store_load_pending_events(r, keep_event, &seen), SG_OK);
+    check_seen(&seen, ev, 2);
+    assert_int_equal(sg_store_load_compensations(r, keep_event, &seen), SG_OK);
+    check_seen(&seen, ev, 1);
+    assert_int_equal(sg_store_load_unfinished_page(r, NULL, 10, keep_unfinished, &seen, next),
+                     SG_OK);
+    check_seen(&seen, &ev[1], 1);
+
+    sg_store_reader_close(r);
+    sg_store_close(s);
+    sg_saga_rec_free(&rec);
+    sg_event_rec_free(&ev[0]);
+    sg_event_rec_free(&ev[1]);
     tmpdb_remove(&t);
 }
 
@@ -167,7 +278,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_small), cmocka_unit_test(test_roundtrip_raw_nul),
         cmocka_unit_test(test_roundtrip_1mib),  cmocka_unit_test(test_write_deep_copy),
-        cmocka_unit_test(test_update_missing),
+        cmocka_unit_test(test_update_missing),  cmocka_unit_test(test_event_call_readers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,236 @@
+/* The SQLite backend's SQL: the schema (created fresh, or upgraded in
+ * place from an older sagad's version) and every statement the
+ * connections prepare, by id (sqlite_int.h). */
+#include "sqlite_int.h"
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* Columns of a saga row, in the order sg__sq_row_to_saga reads them. */
+#define SAGA_COLS                                                                                  \
+    "id, def_name, request, idem_key, status, comp_status, error, created_us, updated_us, "        \
+    "nsteps, def_version"
+/* Columns of an outbox row, in the order sg__sq_row_to_event reads them. */
+#define EVENT_COLS                                                                                 \
+    "id, saga_id, topic, target, payload, created_us, deadline_us, compensation, step_index, "     \
+    "status, attempts, last_error, updated_us, method, headers, timeout_ms"
+
+/* One keyset page of sagas, newest first: the row value comparison with
+ * the cursor (?2, ?3) lets SQLite seek in a (…, created_us DESC, id DESC)
+ * index; ?1 is the page size, ?4 a status, ?5 a definition name. Each
+ * filter has its own statement (rather than "?5 IS NULL OR def_name=?5")
+ * so that the planner, which sees no bound values, can pick the index of
+ * that filter. */
+#define LIST_SQL(where)                                                                            \
+    "SELECT " SAGA_COLS " FROM sagas " where " ORDER BY created_us DESC, id DESC LIMIT ?1"
+#define AFTER "(created_us, id) < (?2, ?3)"
+/* The same over the outbox (?4: an event status). */
+#define EVENTS_SQL(where)                                                                          \
+    "SELECT " EVENT_COLS " FROM outbox " where " ORDER BY created_us DESC, id DESC LIMIT ?1"
+
+static const struct {
+    const char *name; /* for error messages */
+    const char *sql;
+} queries[Q_COUNT] = {
+    [Q_BEGIN_W] = {"begin", "BEGIN IMMEDIATE"},
+    [Q_BEGIN_R] = {"begin", "BEGIN"},
+    [Q_COMMIT] = {"commit", "COMMIT"},
+    [Q_ROLLBACK] = {"rollback", "ROLLBACK"},
+    [Q_SAVEPOINT] = {"savepoint", "SAVEPOINT w"},
+    [Q_RELEASE] = {"release", "RELEASE w"},
+    [Q_ROLLBACK_TO] = {"rollback to", "ROLLBACK TO w"},
+    [Q_SAGA_INSERT] = {"insert saga", "INSERT INTO sagas(" SAGA_COLS
+                                      ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"},
+    [Q_STEP_INSERT] = {"insert step",
+                       "INSERT INTO steps(saga_id, idx, name, status, attempts, started_us, "
+                       "finished_us, error, response, next_us) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,"
+                       "?10)"},
+    [Q_SAGA_UPDATE] = {"update saga", "UPDATE sagas SET status=?2, comp_status=?3, error=?4, "
+                                      "updated_us=?5 WHERE id=?1"},
+    [Q_STEP_UPDATE] = {"update step",
+                       "UPDATE steps SET status=?3, attempts=?4, started_us=?5, finished_us=?6, "
+                       "error=?7, response=?8, next_us=?9 WHERE saga_id=?1 AND idx=?2"},
+    [Q_EVENT_INSERT] = {"insert event",
+                        "INSERT INTO outbox(" EVENT_COLS
+                        ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"},
+    [Q_EVENT_UPDATE] = {"update event", "UPDATE outbox SET status=?2, attempts=?3, last_error=?4, "
+                                        "updated_us=?5 WHERE id=?1"},
+    /* The compensation rule of sg_write_event_update: a saga's
+     * comp_status follows its compensation events (?1 is one of them):
+     * PARKED (3) while one is parked, else PENDING (1) while one is pending
+     * (0), else COMPLETED (2). The unary + keeps the planner on outbox_saga
+     * (a saga's few events) rather than a status index. */
+    [Q_COMP_DONE] = {"settle compensation status",
+                     "UPDATE sagas SET comp_status=c, updated_us=max(updated_us, ?2) FROM "
+                     "(SELECT s.id AS sid, CASE WHEN EXISTS(SELECT 1 FROM outbox o WHERE "
+                     "o.saga_id=s.id AND o.compensation=1 AND +o.status=3) THEN 3 WHEN "
+                     "EXISTS(SELECT 1 FROM outbox o WHERE o.saga_id=s.id AND o.compensation=1 "
+                     "AND +o.status=0) THEN 1 ELSE 2 END AS c FROM sagas s WHERE s.id=(SELECT "
+                     "saga_id FROM outbox WHERE id=?1 AND compensation=1)) WHERE sagas.id=sid "
+                     "AND comp_status<>c"},
+    /* Guards: they match the row only in the expected state (a write whose
+     * guard matches nothing fails alone with SG_ECONFLICT). */
+    [Q_SAGA_EXPECT] = {"check saga state", "UPDATE sagas SET status=status WHERE id=?1 AND "
+                                           "status=?2 AND comp_status=?3"},
+    [Q_EVENT_EXPECT] = {"check event state",
+                        "UPDATE outbox SET status=status WHERE id=?1 AND status=?2"},
+    /* A definition version is written once: the same text again touches
+     * the row (one change: nothing to do), another text matches nothing
+     * (no change: the write fails with SG_ECONFLICT). */
+    [Q_DEF_INSERT] = {"insert definition",
+                      "INSERT INTO definitions(name, version, body, created_us) "
+                      "VALUES(?1,?2,?3,?4) ON CONFLICT(name, version) DO UPDATE SET "
+                      "body=excluded.body WHERE body=excluded.body"},
+    [Q_GET] = {"get saga", "SELECT " SAGA_COLS " FROM sagas WHERE id=?1"},
+    [Q_GET_IDEM] = {"get saga by key", "SELECT " SAGA_COLS " FROM sagas WHERE idem_key=?1"},
+    [Q_STEPS] = {"get steps", "SELECT idx, name, status, attempts, started_us, finished_us, "
+                              "next_us, "
+                              "error, response FROM steps WHERE saga_id=?1 ORDER BY idx"},
+    /* A saga's compensations through outbox_saga (a saga has few outbox
+     * rows), by step and then age: the reader keeps each step's newest. */
+    [Q_COMPS] = {"get compensations",
+                 "SELECT step_index, status, attempts, created_us, updated_us, last_error FROM "
+                 "outbox WHERE saga_id=?1 AND compensation=1 ORDER BY step_index, created_us, "
+                 "id"},
+    [Q_LIST] = {"list sagas", LIST_SQL("")},
+    [Q_LIST_AFTER] = {"list sagas", LIST_SQL("WHERE " AFTER)},
+    [Q_LIST_ST] = {"list sagas", LIST_SQL("WHERE status=?4")},
+    [Q_LIST_ST_AFTER] = {"list sagas", LIST_SQL("WHERE status=?4 AND " AFTER)},
+    [Q_LIST_T] = {"list sagas", LIST_SQL("WHERE def_name=?5")},
+    [Q_LIST_T_AFTER] = {"list sagas", LIST_SQL("WHERE def_name=?5 AND " AFTER)},
+    [Q_LIST_ST_T] = {"list sagas", LIST_SQL("WHERE status=?4 AND def_name=?5")},
+    [Q_LIST_ST_T_AFTER] = {"list sagas", LIST_SQL("WHERE status=?4 AND def_name=?5 AND " AFTER)},
+    [Q_UNFINISHED] = {"load unfinished", "SELECT " SAGA_COLS " FROM sagas WHERE status=0 "
+                                         "ORDER BY created_us, id"},
+    /* status=0 spelled as a literal so the partial index applies. */
+    [Q_PENDING_EVENTS] = {"load pending events", "SELECT " EVENT_COLS " FROM outbox WHERE "
+                                                 "status=0 OR status=3 ORDER BY created_us, id"},
+    [Q_GET_EVENT] = {"get event", "SELECT " EVENT_COLS " FROM outbox WHERE id=?1"},
+    /* Recovery, a page at a time, oldest first (the keyset of the listing,
+     * ascending), with each saga's unsettled step events. */
+    [Q_UNFINISHED_PAGE] = {"load unfinished", "SELECT " SAGA_COLS " FROM sagas WHERE status=0 "
+                                              "AND (created_us, id) > (?1, ?2) ORDER BY "
+                                              "created_us, id LIMIT ?3"},
+    [Q_STEP_EVENTS] = {"load step events", "SELECT " EVENT_COLS " FROM outbox WHERE saga_id=?1 "
+                                           "AND compensation=0 AND status=0 ORDER BY "
+                                           "created_us, id"},
+    [Q_COMPENSATIONS] = {"load compensations",
+                         "SELECT " EVENT_COLS " FROM outbox WHERE compensation=1 AND (status=0 "
+                         "OR status=3) ORDER BY created_us, id"},
+    /* A step event whose saga has ended was settled with it: withdrawn. */
+    [Q_WITHDRAW_ORPHANS] = {"withdraw orphan events",
+                            "UPDATE outbox SET status=2 WHERE status=0 AND compensation=0 AND "
+                            "saga_id IN (SELECT id FROM sagas WHERE status<>0)"},
+    [Q_ORPHANS_EXIST] = {"look for orphan events",
+                         "SELECT 1 FROM outbox WHERE status=0 AND compensation=0 AND saga_id IN "
+                         "(SELECT id FROM sagas WHERE status<>0) LIMIT 1"},
+    /* Outbox listing, newest first, by the same keyset as the sagas. */
+    [Q_EVENTS] = {"list events", EVENTS_SQL("")},
+    [Q_EVENTS_AFTER] = {"list events", EVENTS_SQL("WHERE " AFTER)},
+    [Q_EVENTS_ST] = {"list events", EVENTS_SQL("WHERE status=?4")},
+    [Q_EVENTS_ST_AFTER] = {"list events", EVENTS_SQL("WHERE status=?4 AND " AFTER)},
+    /* In primary key order: by name, then version. */
+    [Q_DEFS] = {"load definitions", "SELECT name, version, body FROM definitions ORDER BY name, "
+                                    "version"},
+    /* Rewrites page 1 unchanged: a transaction that must write, to probe
+     * a store that failed (an empty one commits even on a full disk). */
+    [Q_PROBE] = {"probe", "PRAGMA user_version=" STR(SG_SQ_SCHEMA_VERSION)},
+};
+
+const char *sg__sq_sql(int q)
+{
+    return queries[q].sql;
+}
+
+const char *sg__sq_name(int q)
+{
+    return queries[q].name;
+}
+
+/* ---- schema ---------------------------------------------------------------- */
+
+/* The current schema, for a new file. A file from an older sagad gets
+ * the same tables, columns and indexes through the upgrades below (added
+ * columns come last there; every statement names its columns). */
+const char sg__sq_schema[] =
+    "CREATE TABLE IF NOT EXISTS sagas("
+    " id TEXT PRIMARY KEY,"
+    " def_name TEXT,"
+    " def_version INTEGER NOT NULL DEFAULT 1," /* the definition's version it runs on */
+    " request BLOB NOT NULL,"                  /* exact bytes as posted */
+    " idem_key TEXT UNIQUE,"                   /* NULLs are distinct: many sagas without a key */
+    " status INTEGER NOT NULL,"
+    " comp_status INTEGER NOT NULL,"
+    " error TEXT,"
+    " created_us INTEGER NOT NULL,"
+    " updated_us INTEGER NOT NULL,"
+    " nsteps INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS steps("
+    " saga_id TEXT NOT NULL,"
+    " idx INTEGER NOT NULL,"
+    " name TEXT,"
+    " status INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL,"
+    " started_us INTEGER NOT NULL,"
+    " finished_us INTEGER NOT NULL,"
+    " error TEXT,"
+    " response BLOB,"
+    " next_us INTEGER NOT NULL DEFAULT 0," /* next attempt after a backoff */
+    " PRIMARY KEY(saga_id, idx)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS outbox("
+    " id TEXT PRIMARY KEY,"
+    " saga_id TEXT NOT NULL,"
+    " topic TEXT,"
+    " target TEXT,"
+    " payload BLOB,"
+    " created_us INTEGER NOT NULL,"
+    " deadline_us INTEGER NOT NULL,"
+    " compensation INTEGER NOT NULL,"
+    " step_index INTEGER NOT NULL,"
+    " status INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL,"
+    " last_error TEXT,"
+    " updated_us INTEGER NOT NULL DEFAULT 0,"
+    " method TEXT,"                            /* an HTTP compensation's; NULL = POST */
+    " headers TEXT,"                           /* its extra header lines, '\n'-joined */
+    " timeout_ms INTEGER NOT NULL DEFAULT 0);" /* per attempt; 0 = the engine's */
+    "CREATE TABLE IF NOT EXISTS definitions("
+    " name TEXT NOT NULL,"
+    " version INTEGER NOT NULL,"
+    " body TEXT NOT NULL," /* canonical JSON of the definition */
+    " created_us INTEGER NOT NULL,"
+    " PRIMARY KEY(name, version)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS sagas_created ON sagas(created_us DESC, id DESC);"
+    "CREATE INDEX IF NOT EXISTS sagas_status ON sagas(status, created_us DESC, id DESC);"
+    "CREATE INDEX IF NOT EXISTS sagas_type ON sagas(def_name, created_us DESC, id DESC);"
+    "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(status) WHERE status=0;"
+    "CREATE INDEX IF NOT EXISTS outbox_saga ON outbox(saga_id);"
+    "CREATE INDEX IF NOT EXISTS outbox_created ON outbox(created_us DESC, id DESC);"
+    "CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status, created_us DESC, id DESC);";
+
+/* From schema 1 (sagad before retries and parking) to 2. */
+static const char upgrade_v2[] =
+    "ALTER TABLE steps ADD COLUMN next_us INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE outbox ADD COLUMN last_error TEXT;"
+    "ALTER TABLE outbox ADD COLUMN updated_us INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX IF NOT EXISTS outbox_created ON outbox(created_us DESC, id DESC);"
+    "CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status, created_us DESC, id DESC);";
+
+/* From 2 to 3 (definitions with versions): sagas stored before ran on
+ * version 1 of their type; their compensations were POSTs with the
+ * engine's timeout. */
+static const char upgrade_v3[] =
+    "ALTER TABLE sagas ADD COLUMN def_version INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE outbox ADD COLUMN method TEXT;"
+    "ALTER TABLE outbox ADD COLUMN headers TEXT;"
+    "ALTER TABLE outbox ADD COLUMN timeout_ms INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE IF NOT EXISTS definitions(name TEXT NOT NULL, version INTEGER NOT NULL,"
+    " body TEXT NOT NULL, created_us INTEGER NOT NULL, PRIMARY KEY(name, version))"
+    " WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS sagas_type ON sagas(def_name, created_us DESC, id DESC);";
+
+const char *sg__sq_upgrade(int from)
+{
+    static const char *const steps[SG_SQ_SCHEMA_VERSION] = {[1] = upgrade_v2, [2] = upgrade_v3};
+    return from >= 1 && from < SG_SQ_SCHEMA_VERSION ? steps[from] : NULL;
+}
