@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "sg/alloc.h"
+#include "template.h"
 
 static void action_free(sg_action *a)
 {
@@ -17,6 +18,7 @@ static void action_free(sg_action *a)
     for (char **h = a->headers; h && *h; h++)
         free(*h);
     free(a->headers);
+    sg_template_destroy(a->body);
     free(a->topic);
 }
 
