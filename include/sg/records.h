@@ -81,7 +81,7 @@ typedef struct sg_event_rec {
     int64_t created_us;
     int64_t deadline_us; /* 0 = retried until delivered; else withdrawn after */
     int compensation;    /* 1 if it is a compensation of its saga */
-    int step_index;      /* step that published it, -1 for compensations */
+    int step_index;      /* step that published it, or that a compensation undoes */
     sg_event_status status;
     int attempts;
     char *last_error;   /* why the last attempt failed, or NULL */
