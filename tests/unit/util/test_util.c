@@ -1,5 +1,5 @@
 /* Unit tests for the util module: capped buffers, JSON validation and
- * string escaping, ids, timestamps and the monotonic clock. */
+ * string escaping, ids, timestamps, the monotonic clock and URL checks. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -147,6 +147,18 @@ static void monotonic_clock(void **state)
     assert_true(sg_mono_us() - before >= 2000);
 }
 
+static void http_urls(void **state)
+{
+    (void)state;
+    assert_true(sg_http_url_ok("http://stock/reserve"));
+    assert_true(sg_http_url_ok("https://127.0.0.1:8443/a?b=c"));
+    assert_false(sg_http_url_ok("ftp://host/x"));
+    assert_false(sg_http_url_ok("http://"));
+    assert_false(sg_http_url_ok("stock/reserve"));
+    assert_false(sg_http_url_ok(""));
+    assert_false(sg_http_url_ok(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -157,6 +169,7 @@ int main(void)
         cmocka_unit_test(json_escapes_strings),
         cmocka_unit_test(ids_and_times),
         cmocka_unit_test(monotonic_clock),
+        cmocka_unit_test(http_urls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
