@@ -21,28 +21,31 @@ static sg_step_def sta_steps[] = {
      "Anonymizer",
      "anonymized",
      NULL,
-     {SG_ACTION_HTTP, "http://a/anonymize", NULL},
+     {.kind = SG_ACTION_HTTP, .url = "http://a/anonymize"},
      0,
      {0},
-     {1, 100, 2.0, 10000}},
+     {1, 100, 2.0, 10000},
+     0},
     {"tokenizer",
      "Tokenizer",
      "tokenizer_event",
      "event_published",
-     {SG_ACTION_PUBLISH, NULL, "tokenizer_event"},
+     {.kind = SG_ACTION_PUBLISH, .topic = "tokenizer_event"},
      1,
-     {SG_ACTION_PUBLISH, NULL, "tokenizer_compensation"},
-     {1, 100, 2.0, 10000}},
+     {.kind = SG_ACTION_PUBLISH, .topic = "tokenizer_compensation"},
+     {1, 100, 2.0, 10000},
+     0},
     {"ai_model",
      "AI Model Process",
      "ai_result",
      NULL,
-     {SG_ACTION_HTTP, "http://m/process", NULL},
+     {.kind = SG_ACTION_HTTP, .url = "http://m/process"},
      0,
      {0},
-     {1, 100, 2.0, 10000}},
+     {1, 100, 2.0, 10000},
+     0},
 };
-static sg_def sta = {"sta", "Saga completada exitosamente", 3, sta_steps, 1};
+static sg_def sta = {"sta", "Saga completada exitosamente", 3, sta_steps, 1, NULL};
 
 /* A record with n steps named s1..sN (or STA names for n == 3), each in
  * the given status; responses for completed steps are added by callers. */
@@ -285,7 +288,7 @@ static void test_step_count(void **state)
 static void test_def_mismatch(void **state)
 {
     (void)state;
-    sg_def small = {"sta", "ok", 1, sta_steps, 1};
+    sg_def small = {"sta", "ok", 1, sta_steps, 1, NULL};
     const sg_step_status st[] = {SG_STEP_COMPLETED, SG_STEP_COMPLETED};
     sg_saga_rec r;
     make_rec(&r, "{}", 2, st);
