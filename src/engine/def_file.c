@@ -155,7 +155,10 @@ static json_t *load(sg__dctx *c, const char *place, const char *text, size_t len
 {
     json_error_t je;
     json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
-    if (!v) sg__def_fail(c, place, "line %d, column %d: %s", je.line, je.column, je.text);
+    if (v) return v;
+    if (json_error_code(&je) == json_error_null_character) /* not jansson's flag name */
+        snprintf(je.text, sizeof je.text, "\\u0000 is not allowed in the file");
+    sg__def_fail(c, place, "line %d, column %d: %s", je.line, je.column, je.text);
     return v;
 }
 
@@ -174,6 +177,11 @@ sg_status sg_defs_parse(const char *text, size_t len, const sg_def_defaults *dfl
     if (err && errlen) err[0] = '\0';
     if (!text || blank(text, len)) {
         sg__def_fail(&c, "", "the file is empty");
+        goto fail;
+    }
+    const char *nul = memchr(text, '\0', len); /* jansson would call it the end of the file */
+    if (nul) {
+        sg__def_fail(&c, "", "the file has a NUL byte at offset %zu", (size_t)(nul - text));
         goto fail;
     }
     if (!(root = load(&c, "", text, len))) goto fail;
