@@ -235,8 +235,7 @@ static void empty_and_raw_input(void **state)
     fails_raw("", 0, "the file is empty");
     fails_raw(" \n\t", 3, "the file is empty");
     fails_raw(NULL, 0, "the file is empty");
-    fails_raw("{\"sagas\"\0:{}}", 13,
-              "the file has a NUL byte at offset 8");
+    fails_raw("{\"sagas\"\0:{}}", 13, "the file has a NUL byte at offset 8");
     fails_raw("{\"sagas\":{\"a\":{\"version\":1,\"result\":\"\\u0000\",\"steps\":[]}}}", 56,
               "line 1, column 44: \\u0000 is not allowed in the file");
     fails_raw("{\"sagas\":{\"a\":{\"version\":1,\"result\":\"\xff\",\"steps\":[]}}}", 51,
