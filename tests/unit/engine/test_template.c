@@ -330,6 +330,31 @@ static void compile_errors(void **state)
     sg_template_destroy(t);
 }
 
+/* Step names may hold dots: the longest name before ".response" wins. */
+static void dotted_step_names(void **state)
+{
+    (void)state;
+    const char *const names[] = {"a", "a.b", "a.b.response"};
+    json_t *v = json_loads("{\"x\":\"${steps.a.b.response.id}\",\"y\":\"${steps.a.response.b}\","
+                           "\"z\":\"${steps.a.b.response.response}\"}",
+                           0, NULL);
+    sg_template *t = NULL;
+    char err[256] = "", *out = NULL;
+    size_t len;
+    assert_int_equal(sg_template_compile(&t, v, names, 3, err, sizeof err), SG_OK);
+    sg_step_rec steps[3] = {{.response = "{\"b\":0}", .response_len = 7},
+                            {.response = "{\"id\":1}", .response_len = 8},
+                            {.response = "2", .response_len = 1}};
+    sg_saga_rec rec = {.request = "{}", .request_len = 2, .nsteps = 3, .steps = steps};
+    assert_int_equal(sg_template_render(t, &rec, &out, &len, err, sizeof err), SG_OK);
+    assert_string_equal(out, "{\"x\":1,\"y\":0,\"z\":2}");
+    free(out);
+    sg_template_destroy(t);
+    json_decref(v);
+    compile_fails("\"${steps.a.c.response}\"", 1,
+                  "${steps.a.c.response} names a step that does not run before this one");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -344,6 +369,7 @@ int main(void)
         cmocka_unit_test(render_errors),
         cmocka_unit_test(the_cap),
         cmocka_unit_test(compile_errors),
+        cmocka_unit_test(dotted_step_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
