@@ -162,82 +162,74 @@ static json_t *load(sg__dctx *c, const char *place, const char *text, size_t len
     return v;
 }
 
+/* The file up to the saga types: *root is the document (the caller's to
+ * release, even on failure), *sagas its "sagas" object. */
+static sg_status top_level(sg__dctx *c, const char *text, size_t len, json_t **root,
+                           const json_t **sagas)
+{
+    static const char *const keys[] = {"sagas", "default", NULL};
+    if (!text || blank(text, len)) return sg__def_fail(c, "", "the file is empty");
+    const char *nul = memchr(text, '\0', len); /* jansson would call it the end of the file */
+    if (nul)
+        return sg__def_fail(c, "", "the file has a NUL byte at offset %zu", (size_t)(nul - text));
+    if (!(*root = load(c, "", text, len))) return SG_EINVAL;
+    if (!json_is_object(*root)) return sg__def_fail(c, "", "the file is not a JSON object");
+    sg_status st = sg__def_keys(c, "", *root, keys);
+    if (st != SG_OK) return st;
+    *sagas = json_object_get(*root, "sagas");
+    if (!*sagas) return sg__def_fail(c, "sagas", "missing");
+    if (!json_is_object(*sagas)) return sg__def_fail(c, "sagas", "expected an object");
+    if (json_object_size(*sagas) == 0) return sg__def_fail(c, "sagas", "no saga types");
+    if (json_object_size(*sagas) > MAX_SAGAS)
+        return sg__def_fail(c, "sagas", "more than %d saga types", MAX_SAGAS);
+    return SG_OK;
+}
+
+/* Where the type "default" names is in defs[0..count): 0 when absent. */
+static sg_status find_default(sg__dctx *c, const json_t *root, sg_def *const *defs, size_t count,
+                              size_t *first)
+{
+    const json_t *dname = json_object_get(root, "default");
+    char shown[SG__SHOW_MAX];
+    *first = 0;
+    if (!dname) return SG_OK;
+    if (!json_is_string(dname)) return sg__def_fail(c, "default", "expected a string");
+    while (*first < count && strcmp(defs[*first]->name, json_string_value(dname)) != 0)
+        (*first)++;
+    if (*first < count) return SG_OK;
+    return sg__def_fail(c, "default", "\"%s\" is not a saga in this file",
+                        sg__def_show(json_string_value(dname), json_string_length(dname), shown));
+}
+
 sg_status sg_defs_parse(const char *text, size_t len, const sg_def_defaults *dflt, sg_def ***out,
                         size_t *n, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"sagas", "default", NULL};
     sg__dctx c = {err, errlen, dflt ? dflt->retry : SG_RETRY_DEFAULT};
     sg_def **defs = NULL;
-    size_t count = 0, first = 0;
+    size_t count = 0, first;
     json_t *root = NULL;
-    const json_t *sagas, *dname;
-    sg_status st = SG_EINVAL;
+    const json_t *sagas;
+    sg_status st;
     *out = NULL;
     *n = 0;
     if (err && errlen) err[0] = '\0';
-    if (!text || blank(text, len)) {
-        sg__def_fail(&c, "", "the file is empty");
-        goto fail;
-    }
-    const char *nul = memchr(text, '\0', len); /* jansson would call it the end of the file */
-    if (nul) {
-        sg__def_fail(&c, "", "the file has a NUL byte at offset %zu", (size_t)(nul - text));
-        goto fail;
-    }
-    if (!(root = load(&c, "", text, len))) goto fail;
-    if (!json_is_object(root)) {
-        sg__def_fail(&c, "", "the file is not a JSON object");
-        goto fail;
-    }
-    if ((st = sg__def_keys(&c, "", root, keys)) != SG_OK) goto fail;
-    sagas = json_object_get(root, "sagas");
-    st = SG_EINVAL;
-    if (!sagas) {
-        sg__def_fail(&c, "sagas", "missing");
-        goto fail;
-    }
-    if (!json_is_object(sagas)) {
-        sg__def_fail(&c, "sagas", "expected an object");
-        goto fail;
-    }
-    if (json_object_size(sagas) == 0) {
-        sg__def_fail(&c, "sagas", "no saga types");
-        goto fail;
-    }
-    if (json_object_size(sagas) > MAX_SAGAS) {
-        sg__def_fail(&c, "sagas", "more than %d saga types", MAX_SAGAS);
-        goto fail;
-    }
+    if ((st = top_level(&c, text, len, &root, &sagas)) != SG_OK) goto fail;
     defs = sg_xcalloc(json_object_size(sagas), sizeof *defs);
     for (void *it = json_object_iter((json_t *)sagas); it;
          it = json_object_iter_next((json_t *)sagas, it)) {
         const char *k = json_object_iter_key(it);
-        const json_t *v = json_object_iter_value(it);
         char at[SG__PLACE_MAX];
         sg__def_at(at, "sagas", k);
         if (!sg__def_name_ok(k, strlen(k), SG_DEF_MAX_NAME)) {
-            sg__def_fail(&c, at, "a type name must be 1 to %d of A-Z a-z 0-9 _ . -",
-                         SG_DEF_MAX_NAME);
+            st = sg__def_fail(&c, at, "a type name must be 1 to %d of A-Z a-z 0-9 _ . -",
+                              SG_DEF_MAX_NAME);
             goto fail;
         }
-        if ((st = parse_saga(&c, k, v, at, &defs[count])) != SG_OK) goto fail;
+        if ((st = parse_saga(&c, k, json_object_iter_value(it), at, &defs[count])) != SG_OK)
+            goto fail;
         count++;
     }
-    st = SG_EINVAL;
-    if ((dname = json_object_get(root, "default"))) {
-        if (!json_is_string(dname)) {
-            sg__def_fail(&c, "default", "expected a string");
-            goto fail;
-        }
-        while (first < count && strcmp(defs[first]->name, json_string_value(dname)) != 0)
-            first++;
-        if (first == count) {
-            char shown[SG__SHOW_MAX];
-            sg__def_fail(&c, "default", "\"%s\" is not a saga in this file",
-                         sg__def_show(json_string_value(dname), json_string_length(dname), shown));
-            goto fail;
-        }
-    }
+    if ((st = find_default(&c, root, defs, count, &first)) != SG_OK) goto fail;
     /* The default type first, the others in file order. */
     sg_def *head = defs[first];
     memmove(defs + 1, defs, first * sizeof *defs);
@@ -264,17 +256,13 @@ sg_status sg_def_parse_one(const char *name, const char *canonical, const sg_def
     *out = NULL;
     if (err && errlen) err[0] = '\0';
     sg__def_at(at, "sagas", name ? name : "");
-    if (!name || !sg__def_name_ok(name, strlen(name), SG_DEF_MAX_NAME)) {
-        sg__def_fail(&c, at, "a type name must be 1 to %d of A-Z a-z 0-9 _ . -", SG_DEF_MAX_NAME);
-        goto fail;
-    }
-    if (!canonical || blank(canonical, strlen(canonical))) {
-        sg__def_fail(&c, at, "empty definition");
-        goto fail;
-    }
-    if (!(o = load(&c, at, canonical, strlen(canonical)))) goto fail;
-    st = parse_saga(&c, name, o, at, out);
-fail:
+    if (!name || !sg__def_name_ok(name, strlen(name), SG_DEF_MAX_NAME))
+        st = sg__def_fail(&c, at, "a type name must be 1 to %d of A-Z a-z 0-9 _ . -",
+                          SG_DEF_MAX_NAME);
+    else if (!canonical || blank(canonical, strlen(canonical)))
+        st = sg__def_fail(&c, at, "empty definition");
+    else if ((o = load(&c, at, canonical, strlen(canonical))))
+        st = parse_saga(&c, name, o, at, out);
     json_decref(o);
     return st;
 }

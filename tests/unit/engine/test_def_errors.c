@@ -29,6 +29,18 @@ static const bad_case top_cases[] = {
      "default: expected a string"},
     {"{'default':'x','sagas':{'order':{'version':1,'steps':[" HTTP_STEP("a") "]}}}",
      "default: \"x\" is not a saga in this file"},
+    /* a later saga's error, after a good one */
+    {"{'sagas':{'ok':{'version':1,'steps':[" HTTP_STEP("a") "]},'b c':{}}}",
+     "sagas.b c: a type name must be 1 to 64 of A-Z a-z 0-9 _ . -"},
+    {"{'sagas':{'ok':{'version':1,'steps':[" HTTP_STEP("a") "]},'x':{'version':0}}}",
+     "sagas.x.version: must be 1 to 2147483647"},
+    {"{'sagas':{'ok':{'version':1,'steps':[" HTTP_STEP("a") "]},'x':{'version':1,'steps':"
+                                                            "[" HTTP_STEP("a") "," HTTP_STEP(
+                                                                "b") ",{'name':'c','http':{'url':'"
+                                                                     "http://h/','body':"
+                                                                     "'${steps.d.response}'}}]}}}",
+     "sagas.x.steps[2].http.body: ${steps.d.response} names a step that does not run before this "
+     "one"},
     /* the saga */
     {"{'sagas':{'order':[]}}", "sagas.order: expected an object"},
     {"{'sagas':{'order':{'version':1,'steps':[" HTTP_STEP("a") "],'foo':1}}}",
