@@ -1,7 +1,7 @@
 /* Body templates (template.h): compiled once, when a definition loads,
- * into a tree of constants, references and spliced strings
- * (template_int.h), so that rendering (template_render.c) only looks
- * values up and builds the body with jansson. */
+ * into a tree of constant JSON text, references with their paths split
+ * and spliced strings (template_int.h), so that rendering
+ * (template_render.c) only looks values up and writes. */
 #include "template_int.h"
 
 #include <stdio.h>
@@ -10,6 +10,7 @@
 
 #include "def_file_int.h"
 #include "sg/alloc.h"
+#include "sg/json.h"
 
 /* ---- freeing ------------------------------------------------------------ */
 
@@ -22,7 +23,7 @@ static void ref_free(tpl_ref *r)
 
 static void node_free(tpl_node *nd)
 {
-    json_decref(nd->value);
+    free(nd->text);
     ref_free(&nd->r);
     for (size_t i = 0; i < nd->n; i++) {
         if (nd->kind == T_SPLICE) {
@@ -203,12 +204,36 @@ static sg_status compile_kid(cctx *c, tpl_node *nd, const json_t *v, const char 
     return st;
 }
 
-/* A container: its kids are compiled; constant ones become copies only if
- * some kid is not constant (else the caller copies the whole). */
+/* nd becomes the constant v, kept as its JSON text. */
+static void make_const(tpl_node *nd, const json_t *v)
+{
+    sg_buf b;
+    sg_buf_init(&b, SIZE_MAX);
+    sg__tpl_write(&b, v); /* no cap: cannot fail */
+    nd->kind = T_CONST;
+    nd->text = sg_buf_take(&b, &nd->len);
+    sg_buf_free(&b);
+}
+
+/* "key": as JSON text. */
+static char *key_text(const char *key, size_t n, size_t *len)
+{
+    sg_buf b;
+    sg_buf_init(&b, SIZE_MAX);
+    sg_json_add_str(&b, key, n);
+    sg_buf_addc(&b, ':');
+    char *text = sg_buf_take(&b, len);
+    sg_buf_free(&b);
+    return text;
+}
+
+/* A container: its kids are compiled; constant ones become text only if
+ * some kid is not constant (else the caller keeps the whole as text). */
 static sg_status compile_container(cctx *c, tpl_node *nd, const json_t *v, int *constant)
 {
     int obj = json_is_object(v);
-    size_t n = obj ? json_object_size(v) : json_array_size(v), i = 0;
+    size_t n = obj ? json_object_size(v) : json_array_size(v), i;
+    const json_t **src = sg_xcalloc(n, sizeof *src);
     int *kconst = sg_xcalloc(n, sizeof *kconst);
     sg_status st = SG_OK;
     nd->kind = obj ? T_OBJECT : T_ARRAY;
@@ -219,26 +244,25 @@ static sg_status compile_container(cctx *c, tpl_node *nd, const json_t *v, int *
         nd->keylen = sg_xcalloc(n, sizeof *nd->keylen);
     }
     void *it = obj ? json_object_iter((json_t *)v) : NULL;
-    for (; i < n; i++) {
-        const json_t *kv = obj ? json_object_iter_value(it) : json_array_get(v, i);
+    for (i = 0; i < n; i++) {
+        const char *key = NULL;
         if (obj) {
-            nd->keylen[i] = json_object_iter_key_len(it);
-            nd->keys[i] = sg_xmemdup(json_object_iter_key(it), nd->keylen[i]);
+            key = json_object_iter_key(it);
+            src[i] = json_object_iter_value(it);
+            nd->keys[i] = key_text(key, json_object_iter_key_len(it), &nd->keylen[i]);
             it = json_object_iter_next((json_t *)v, it);
+        } else {
+            src[i] = json_array_get(v, i);
         }
-        st = compile_kid(c, &nd->kids[i], kv, obj ? nd->keys[i] : NULL, i, &kconst[i]);
-        if (st != SG_OK) goto done;
+        if ((st = compile_kid(c, &nd->kids[i], src[i], key, i, &kconst[i])) != SG_OK) goto done;
     }
     *constant = 1;
     for (i = 0; i < n; i++)
         *constant &= kconst[i];
-    for (i = 0; i < n && !*constant; i++) {
-        if (!kconst[i]) continue;
-        nd->kids[i].kind = T_CONST;
-        nd->kids[i].value = json_deep_copy(obj ? json_object_getn(v, nd->keys[i], nd->keylen[i])
-                                               : json_array_get(v, i));
-    }
+    for (i = 0; i < n && !*constant; i++)
+        if (kconst[i]) make_const(&nd->kids[i], src[i]);
 done:
+    free(src);
     free(kconst);
     return st;
 }
@@ -271,8 +295,7 @@ sg_status sg_template_compile(sg_template **out, const json_t *v, const char *co
     if (st != SG_OK) goto fail;
     if (constant) {
         node_free(&t->root);
-        t->root.kind = T_CONST;
-        t->root.value = json_deep_copy(v);
+        make_const(&t->root, v);
     }
     *out = t;
     return SG_OK;

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "sg/buf.h"
 #include "template.h"
 
 #define TPL_REQUEST (-1) /* tpl_ref.from: the saga's request */
@@ -32,7 +33,7 @@ typedef struct tpl_piece {
     tpl_ref r;
 } tpl_piece;
 
-/* CONST: a part of the body that names nothing, kept as a jansson value;
+/* CONST: a part of the body that names nothing, kept as its JSON text;
  * REF: a string that is exactly one reference (the value, typed);
  * SPLICE: a string with references inside (a string);
  * ARRAY, OBJECT: containers with at least one non-CONST kid. */
@@ -40,12 +41,13 @@ typedef enum { T_CONST, T_REF, T_SPLICE, T_ARRAY, T_OBJECT } tpl_kind;
 
 typedef struct tpl_node {
     tpl_kind kind;
-    json_t *value; /* CONST: owned copy */
-    tpl_ref r;     /* REF */
-    size_t n;      /* SPLICE: pieces; ARRAY, OBJECT: kids */
+    char *text; /* CONST: compact JSON (owned) of len bytes */
+    size_t len;
+    tpl_ref r; /* REF */
+    size_t n;  /* SPLICE: pieces; ARRAY, OBJECT: kids */
     tpl_piece *pieces;
     struct tpl_node *kids;
-    char **keys; /* OBJECT: kids[i] is member keys[i] (keylen[i] bytes) */
+    char **keys; /* OBJECT: kids[i] follows keys[i], its key written "\"key\":" */
     size_t *keylen;
 } tpl_node;
 
@@ -55,5 +57,10 @@ struct sg_template {
     size_t nsteps; /* the steps it may name */
     char **names;  /* names[i] of the steps it names (others NULL), for messages */
 };
+
+/* Appends v as compact JSON, keys in their order, reals in the fewest
+ * digits that read back the same (19.99, not 19.989999999999998).
+ * SG_ETOOBIG when b would pass its cap. */
+sg_status sg__tpl_write(sg_buf *b, const json_t *v);
 
 #endif

@@ -210,7 +210,22 @@ static void integers_past_64_bits(void **state)
 {
     (void)state;
     world w = {.request = "{\"n\":123456789012345678901234567890,\"s\":\"x\"}"};
-    renders("['${request.s}','${request.n}']", 0, &w, "[\"x\",1.2345678901234568e29]", 0);
+    renders("['${request.s}','${request.n}']", 0, &w, "[\"x\",1.2345678901234568e+29]", 0);
+}
+
+/* Reals in the fewest digits that read back the same: a price stays 19.99. */
+static void reals_read_back_the_same(void **state)
+{
+    (void)state;
+    world w = {.request = "{\"p\":19.99,\"q\":0.1,\"r\":0.30000000000000004,\"w\":3.0,"
+                          "\"e\":1e300,\"m\":-2.5E-3}"};
+    renders("['${request.p}','${request.q}','${request.r}','${request.w}','${request.e}',"
+            "'${request.m}']",
+            0, &w, "[19.99,0.1,0.30000000000000004,3.0,1e+300,-0.0025]", 0);
+    renders("'p=${request.p} q=${request.q} w=${request.w}'", 0, &w, "\"p=19.99 q=0.1 w=3.0\"", 0);
+    renders("{'rate':0.1,'total':'${request.p}','fixed':[1.1,2.0]}", 0, &w,
+            "{\"rate\":0.1,\"total\":19.99,\"fixed\":[1.1,2.0]}", 0);
+    renders("[0.1,0.2]", 0, &w, "[0.1,0.2]", 0);
 }
 
 static void render_errors(void **state)
@@ -366,6 +381,7 @@ int main(void)
         cmocka_unit_test(nested_templates_keep_key_order),
         cmocka_unit_test(nul_in_the_request_survives),
         cmocka_unit_test(integers_past_64_bits),
+        cmocka_unit_test(reals_read_back_the_same),
         cmocka_unit_test(render_errors),
         cmocka_unit_test(the_cap),
         cmocka_unit_test(compile_errors),
