@@ -228,7 +228,9 @@ static sg_status parse_retry(sg__dctx *c, const char *place, const json_t *o, sg
     }
     if ((st = sg__def_int(c, at, v, "max_backoff_ms", 0, MAX_BACKOFF_MS, 0, &max)) != SG_OK)
         return st;
-    if (max < backoff) {
+    /* Checked when the file sets either: the flags' own pair is theirs. */
+    int set = json_object_get(v, "backoff_ms") || json_object_get(v, "max_backoff_ms");
+    if (set && max < backoff) {
         char bat[SG__PLACE_MAX];
         if (json_object_get(v, "max_backoff_ms"))
             return sg__def_fail(c, sg__def_at(bat, at, "max_backoff_ms"), "less than backoff_ms");

@@ -345,6 +345,16 @@ static void step_fields(void **state)
     assert_null(e->compensation.headers[1]);
     defs_free(defs, n);
 
+    /* The flags' pair is not the file's to check: backoff 20000 over a cap
+     * of 10000 passes unless the file sets one of them. */
+    sg_def_defaults odd = {{1, 20000, 2.0, 10000}};
+    char *o = q(ORDER("[{'name':'a','http':{'url':'http://h/'},'retry':{'attempts':2}}]"));
+    char oerr[128] = "";
+    assert_int_equal(sg_defs_parse(o, strlen(o), &odd, &defs, &n, oerr, sizeof oerr), SG_OK);
+    assert_int_equal(defs[0]->steps[0].retry.backoff_ms, 20000);
+    defs_free(defs, n);
+    free(o);
+
     /* No defaults: the built-in policy. */
     char *t = q(ORDER("[" HTTP_STEP("a") "]")), err[128];
     assert_int_equal(sg_defs_parse(t, strlen(t), NULL, &defs, &n, err, sizeof err), SG_OK);
