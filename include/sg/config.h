@@ -39,7 +39,5 @@ sg_status sg_config_parse(sg_config *c, int argc, char **argv, char *err, size_t
 void sg_config_free(sg_config *c);
 /* The --help text. */
 const char *sg_config_usage(void);
-/* 1 if url is an absolute http(s) URL with a host. */
-int sg_config_http_url_ok(const char *url);
 
 #endif

@@ -2,7 +2,6 @@
  * sg_config before anything starts, and the --help text. */
 #include "sg/config.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stddef.h>
@@ -61,23 +60,6 @@ static const char usage[] =
 const char *sg_config_usage(void)
 {
     return usage;
-}
-
-int sg_config_http_url_ok(const char *url)
-{
-    int ok = 0;
-    CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL;
-    if (!u) return 0;
-    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) goto done;
-    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) goto done;
-    if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) goto done;
-    ok = (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0) && host[0];
-done:
-    curl_free(scheme);
-    curl_free(host);
-    curl_url_cleanup(u);
-    return ok;
 }
 
 static sg_status parse_long(const char *s, long min, long max, long *out)
@@ -277,7 +259,7 @@ static sg_status apply(sg_config *c, int id, const char *v, const char *from, ch
         return SG_EINVAL;
     case O_ANON:
     case O_AI:
-        if (sg_config_http_url_ok(v)) {
+        if (sg_http_url_ok(v)) {
             set_str(id == O_ANON ? &c->anonymizer_url : &c->ai_model_url, v);
             return SG_OK;
         }
