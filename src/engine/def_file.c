@@ -208,7 +208,7 @@ sg_status sg_defs_parse(const char *text, size_t len, const sg_def_defaults *dfl
     sg_def **defs = NULL;
     size_t count = 0, first;
     json_t *root = NULL;
-    const json_t *sagas;
+    const json_t *sagas = NULL;
     sg_status st;
     *out = NULL;
     *n = 0;

@@ -56,6 +56,7 @@ static void make_rec(sg_saga_rec *r, const char *request, size_t nsteps,
     memset(r, 0, sizeof *r);
     strcpy(r->id, "0f8fad5b-d9cb-469f-a165-70867728950e");
     r->def_name = sg_xstrdup("sta");
+    r->def_version = 1;
     r->request = sg_xstrdup(request);
     r->request_len = strlen(request);
     r->status = SG_SAGA_IN_PROGRESS;
@@ -125,6 +126,7 @@ static void test_completed_sta(void **state)
              "\"created_at\":\"2026-11-28T10:00:00.000000Z\",\"updated_at\":\"2026-11-28T10:00:01."
              "500000Z\","
              "\"error\":null,\"compensation_status\":\"NONE\","
+             "\"type\":\"sta\",\"version\":1,"
              "\"steps\":["
              "{\"name\":\"anonymizer\",\"status\":\"COMPLETED\",\"attempts\":1,"
              "\"started_at\":\"2026-11-28T10:00:00.000000Z\",\"finished_at\":\"2026-11-28T10:00:00."
@@ -174,6 +176,7 @@ static void test_failed_sta(void **state)
         "500000Z\","
         "\"error\":\"Error en Step 3 (AI Model Process): HTTP 500 \\\"boom\\\"\\n\","
         "\"compensation_status\":\"PENDING\","
+             "\"type\":\"sta\",\"version\":1,"
         "\"steps\":["
         "{\"name\":\"anonymizer\",\"status\":\"COMPLETED\",\"attempts\":1,"
         "\"started_at\":\"2026-11-28T10:00:00.000000Z\",\"finished_at\":\"2026-11-28T10:00:00."
@@ -215,6 +218,7 @@ static void test_in_progress(void **state)
         "\"created_at\":\"2026-11-28T10:00:00.000000Z\",\"updated_at\":\"2026-11-28T10:00:01."
         "500000Z\","
         "\"error\":null,\"compensation_status\":\"NONE\","
+             "\"type\":\"sta\",\"version\":1,"
         "\"steps\":["
         "{\"name\":\"anonymizer\",\"status\":\"COMPLETED\",\"attempts\":1,"
         "\"started_at\":\"2026-11-28T10:00:00.000000Z\",\"finished_at\":\"2026-11-28T10:00:00."
