@@ -255,7 +255,9 @@ static sg_status apply(sg_config *c, int id, const char *v, const char *from, ch
             return SG_OK;
         }
         snprintf(err, errlen, "%s: empty %s", from,
-                 id == O_DB ? "store path" : id == O_BUS ? "bus URL" : "file name");
+                 id == O_DB    ? "store path"
+                 : id == O_BUS ? "bus URL"
+                               : "file name");
         return SG_EINVAL;
     case O_ANON:
     case O_AI:

@@ -56,8 +56,7 @@ fail:
 
 /* The file parsed and checked against every known version; on failure
  * err has "FILE: place: why". */
-static sg_status parse_file(const sg_config *c, sg_def ***defs, size_t *n, char *err,
-                            size_t errlen)
+static sg_status parse_file(const sg_config *c, sg_def ***defs, size_t *n, char *err, size_t errlen)
 {
     char *text = NULL, why[512];
     size_t len = 0;
@@ -101,8 +100,10 @@ static void on_stored(void *arg, const char *name, int version, const char *cano
     sg_def *d = NULL;
     char why[512];
     if (sg_def_parse_one(name, canonical, &k->dflt, &d, why, sizeof why) != SG_OK) {
-        sg_log(SG_LOG_WARN, "stored definition %s version %d cannot be loaded (%s); its sagas "
-               "stay as they are", name, version, why);
+        sg_log(SG_LOG_WARN,
+               "stored definition %s version %d cannot be loaded (%s); its sagas "
+               "stay as they are",
+               name, version, why);
         return;
     }
     d->version = version;
@@ -115,8 +116,8 @@ static int keep_stored(const sg_config *c, sg_store *store, char *err, size_t er
     keep_ctx k = {.dflt = defaults_of(c)};
     if (sg_store_reader_open(store, &r, err, errlen) != SG_OK) return 1;
     sg_status st = sg_store_load_defs(r, on_stored, &k);
-    if (st != SG_OK) snprintf(err, errlen, "cannot read stored definitions: %s",
-                              sg_store_reader_error(r));
+    if (st != SG_OK)
+        snprintf(err, errlen, "cannot read stored definitions: %s", sg_store_reader_error(r));
     sg_store_reader_close(r);
     return st == SG_OK ? 0 : 1;
 }

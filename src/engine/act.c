@@ -158,8 +158,8 @@ static void call_http(saga *s)
         char why[256];
         free(s->body);
         s->body = NULL;
-        if (sg_template_render(d->action.body, &s->rec, &s->body, &req.body_len, why,
-                               sizeof why) != SG_OK) {
+        if (sg_template_render(d->action.body, &s->rec, &s->body, &req.body_len, why, sizeof why) !=
+            SG_OK) {
             /* Nothing another attempt could change: the same inputs. */
             char reason[320];
             snprintf(reason, sizeof reason, "cannot build the request body: %s", why);
