@@ -10,11 +10,14 @@ cp -n "$root"/tests/fuzz/corpus/"$target"/* "$out/corpus-$target/" 2>/dev/null |
 mkdir -p "$out/gen-$target"
 protoc-c --c_out="$out/gen-$target" -I"$root/src/bus" "$root/src/bus/pulsar.proto"
 srcs=("$root"/src/util/*.c "$root"/src/api/render.c "$root"/src/api/request.c "$root"/src/engine/outcome.c
-      "$root"/src/bus/*.c
+      "$root"/src/engine/def*.c "$root"/src/engine/template*.c "$root"/src/bus/*.c
       "$out/gen-$target/pulsar.pb-c.c" "$root"/src/http/*.c)
 clang -std=c17 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
   -fno-sanitize-recover=undefined -I"$root/include" -I"$root/src" -I"$root/src/bus" -I"$out/gen-$target" \
   "$root/tests/fuzz/fuzz_$target.c" "${srcs[@]}" \
   $(pkg-config --cflags --libs jansson libuv libcurl libnats libprotobuf-c openssl) -lpthread -o "$out/fuzz_$target"
+# A target may come with a dictionary of its input's words (tests/fuzz/TARGET.dict).
+dict=()
+[ -f "$root/tests/fuzz/$target.dict" ] && dict=(-dict="$root/tests/fuzz/$target.dict")
 "$out/fuzz_$target" -max_total_time="$secs" -max_len=65536 -timeout=10 \
-  -print_final_stats=1 "$out/corpus-$target"
+  -print_final_stats=1 "${dict[@]}" "$out/corpus-$target"

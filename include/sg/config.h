@@ -15,6 +15,7 @@ typedef struct sg_config {
     char *anonymizer_url; /* owned */
     char *ai_model_url;   /* owned */
     char *bus;            /* owned */
+    char *definitions;    /* saga types file (design §6), or NULL = the STA saga; owned */
     long step_timeout_ms;
     long step_retries;     /* extra attempts after a transient failure */
     long retry_backoff_ms; /* first backoff */
@@ -38,7 +39,5 @@ sg_status sg_config_parse(sg_config *c, int argc, char **argv, char *err, size_t
 void sg_config_free(sg_config *c);
 /* The --help text. */
 const char *sg_config_usage(void);
-/* 1 if url is an absolute http(s) URL with a host. */
-int sg_config_http_url_ok(const char *url);
 
 #endif

@@ -15,11 +15,11 @@ typedef struct sg_template sg_template; /* a body template (src/engine/template.
 
 typedef struct sg_action {
     sg_action_kind kind;
-    char *url;          /* HTTP: target, ${ENV} already expanded; owned */
-    char *method;       /* HTTP: "POST" (default), "PUT", "PATCH", "DELETE" or "GET"; owned */
-    char **headers;     /* HTTP: NULL-terminated "Name: value" lines, or NULL; owned */
-    sg_template *body;  /* HTTP: NULL = the request JSON as posted; owned */
-    char *topic;        /* PUBLISH: topic; owned */
+    char *url;         /* HTTP: target, ${ENV} already expanded; owned */
+    char *method;      /* HTTP: "POST" (default), "PUT", "PATCH", "DELETE" or "GET"; owned */
+    char **headers;    /* HTTP: NULL-terminated "Name: value" lines, or NULL; owned */
+    sg_template *body; /* HTTP: NULL = the request JSON as posted; owned */
+    char *topic;       /* PUBLISH: topic; owned */
 } sg_action;
 
 /* How often a step is tried (design §1): attempts in all (1 = no retry),
@@ -106,14 +106,15 @@ sg_status sg_def_check(const sg_def *d, char *err, size_t errlen);
  * version and canonical text) is dropped for the known one. */
 void sg_def_install(sg_def **defs, size_t n);
 /* Adds d (taken) as a known version that is not current: a version a
- * stored saga may still run on. Dropped if already known. */
+ * stored saga may still run on. Dropped if that name and version is
+ * already known, whatever its text. */
 void sg_def_keep(sg_def *d);
 /* The registry takes d and makes it the only current definition: for the
  * built-in STA saga and tests. */
 void sg_def_register(sg_def *d);
 const sg_def *sg_def_find(const char *name); /* current version; NULL if unknown */
 const sg_def *sg_def_find_version(const char *name, int version); /* any known; NULL if none */
-const sg_def *sg_def_default(void); /* NULL before any install */
+const sg_def *sg_def_default(void);                               /* NULL before any install */
 /* The current definitions in order (0 = the default type); NULL past the
  * end. A caller listing them all should take sg_def_generation() first
  * and start over if it changed meanwhile (a reload). */

@@ -51,6 +51,7 @@ typedef struct sg_http_request {
     size_t body_len;
     const char *const *headers; /* NULL-terminated "Name: value" list, copied */
     long timeout_ms;            /* whole attempt; connect included */
+    const char *method;         /* NULL = POST; GET sends no body; others send it */
 } sg_http_request;
 
 /* `loop` borrowed; must outlive the client. */
@@ -60,7 +61,8 @@ sg_status sg_http_client_create(sg_http_client **out, uv_loop_t *loop,
  * the loop must run afterwards so that close callbacks fire. NULL-safe. */
 void sg_http_client_destroy(sg_http_client *c);
 
-/* Starts POST req->url with Content-Type: application/json. Redirects are
+/* Starts req->method (POST by default) to req->url with Content-Type:
+ * application/json (unless req->headers set one). Redirects are
  * not followed. *call (may be NULL) gets a handle for sg_http_cancel, valid
  * until cb runs. On failure cb never runs. */
 sg_status sg_http_post(sg_http_client *c, const sg_http_request *req, sg_http_cb cb, void *arg,

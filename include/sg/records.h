@@ -51,7 +51,7 @@ typedef struct sg_step_rec {
     char *error;         /* NULL = none; the last attempt's reason while retrying */
     char *response;      /* raw JSON of a successful answer, or NULL */
     size_t response_len;
-    int64_t next_us; /* RUNNING, waiting out a backoff: wall time of the next attempt; else 0 */
+    int64_t next_us;  /* RUNNING, waiting out a backoff: wall time of the next attempt; else 0 */
     sg_comp_rec comp; /* read-only view of its compensation; ignored by writes */
 } sg_step_rec;
 
@@ -59,7 +59,7 @@ typedef struct sg_saga_rec {
     char id[SG_ID_LEN + 1];
     char *def_name;  /* definition that runs it, e.g. "sta" */
     int def_version; /* and its version (1 for sagas stored before versions) */
-    char *request;  /* raw JSON object as posted */
+    char *request;   /* raw JSON object as posted */
     size_t request_len;
     char *idem_key; /* Idempotency-Key of the starting POST, or NULL */
     sg_saga_status status;
@@ -81,7 +81,7 @@ typedef struct sg_event_rec {
     int64_t created_us;
     int64_t deadline_us; /* 0 = retried until delivered; else withdrawn after */
     int compensation;    /* 1 if it is a compensation of its saga */
-    int step_index;      /* step that published it, -1 for compensations */
+    int step_index;      /* step that published it, or that a compensation undoes */
     sg_event_status status;
     int attempts;
     char *last_error;   /* why the last attempt failed, or NULL */

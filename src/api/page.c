@@ -50,7 +50,7 @@ sg_status sg_api_page_add(sg_api_page *p, const sg_saga_rec *r)
     if (st == SG_OK && cap < start) st = SG_ETOOBIG;
     if (st == SG_OK) {
         b->max = cap;
-        st = sg_render_saga(b, r, r->def_name ? sg_def_find(r->def_name) : NULL);
+        st = sg_render_saga(b, r, sg_def_find_version(r->def_name, r->def_version));
         b->max = SIZE_MAX;
     }
     if (st != SG_OK) {

@@ -72,7 +72,7 @@ enum MHD_Result sg__serve_get(sg_api *a, struct MHD_Connection *c, const char *i
     }
     sg_buf b;
     sg_buf_init(&b, OUT_MAX_ONE);
-    if (sg_render_saga(&b, &rec, rec.def_name ? sg_def_find(rec.def_name) : NULL) != SG_OK) {
+    if (sg_render_saga(&b, &rec, sg_def_find_version(rec.def_name, rec.def_version)) != SG_OK) {
         sg_buf_free(&b);
         ret =
             sg__send_detail(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "record too large to render", NULL);
@@ -210,13 +210,21 @@ enum MHD_Result sg__serve_definitions(sg_api *a, struct MHD_Connection *c)
     (void)a;
     sg_buf b;
     sg_buf_init(&b, OUT_MAX_ONE);
-    sg_status st = sg_buf_adds(&b, "{\"definitions\":[");
-    const sg_def *d;
-    for (size_t i = 0; st == SG_OK && (d = sg_def_at(i)); i++) {
-        if (i) st = sg_buf_addc(&b, ',');
-        if (st == SG_OK) st = sg_render_definition(&b, d, i == 0);
-    }
-    if (st == SG_OK) st = sg_buf_adds(&b, "]}");
+    sg_status st;
+    unsigned gen;
+    do { /* one set: start over if a reload swapped it meanwhile */
+        gen = sg_def_generation();
+        sg_buf_reset(&b);
+        st = sg_buf_adds(&b, "{\"definitions\":[");
+        const sg_def *d;
+        for (size_t i = 0; st == SG_OK && (d = sg_def_at(i)); i++) {
+            int versions[64];
+            size_t n = sg_def_versions(d->name, versions, 64);
+            if (i) st = sg_buf_addc(&b, ',');
+            if (st == SG_OK) st = sg_render_definition(&b, d, i == 0, versions, n < 64 ? n : 64);
+        }
+        if (st == SG_OK) st = sg_buf_adds(&b, "]}");
+    } while (st == SG_OK && gen != sg_def_generation());
     if (st != SG_OK) {
         sg_buf_free(&b);
         return sg__send_detail(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "definitions too large", NULL);

@@ -83,6 +83,27 @@ static void put_results(emit *e, const sg_outcome *o)
     put(e, "}");
 }
 
+/* A step's compensation (design §6) in the words of a step: PENDING
+ * until tried, RUNNING while retried, COMPLETED once delivered, PARKED. */
+static void put_compensation(emit *e, const sg_comp_rec *c)
+{
+    const char *status = c->status == SG_EVENT_DELIVERED ? "COMPLETED"
+                         : c->status == SG_EVENT_PARKED  ? "PARKED"
+                         : c->attempts > 0               ? "RUNNING"
+                                                         : "PENDING";
+    put(e, ",\"compensation\":{\"status\":");
+    put_str(e, status);
+    put(e, ",\"attempts\":");
+    put_int(e, c->attempts);
+    put(e, ",\"started_at\":");
+    put_time(e, c->attempts > 0 ? c->created_us : 0);
+    put(e, ",\"finished_at\":");
+    put_time(e, c->status == SG_EVENT_DELIVERED ? c->updated_us : 0);
+    put(e, ",\"error\":");
+    put_str(e, c->error);
+    put(e, "}");
+}
+
 sg_status sg_render_saga(sg_buf *out, const sg_saga_rec *r, const sg_def *d)
 {
     emit e = {out, SG_OK};
@@ -113,6 +134,10 @@ sg_status sg_render_saga(sg_buf *out, const sg_saga_rec *r, const sg_def *d)
     put_str(&e, r->error);
     put(&e, ",\"compensation_status\":");
     put_str(&e, sg_comp_status_name(r->comp_status));
+    put(&e, ",\"type\":");
+    put_str(&e, r->def_name);
+    put(&e, ",\"version\":");
+    put_int(&e, r->def_version);
     put(&e, ",\"steps\":[");
     for (size_t i = 0; i < r->nsteps; i++) {
         const sg_step_rec *s = &r->steps[i];
@@ -128,6 +153,7 @@ sg_status sg_render_saga(sg_buf *out, const sg_saga_rec *r, const sg_def *d)
         put_time(&e, s->finished_us);
         put(&e, ",\"error\":");
         put_str(&e, s->error);
+        if (s->comp.present) put_compensation(&e, &s->comp);
         put(&e, "}");
     }
     put(&e, "]}");
@@ -212,7 +238,9 @@ sg_status sg_render_event(sg_buf *out, const sg_event_rec *ev)
 static void put_action(emit *e, const sg_action *a)
 {
     if (a->kind == SG_ACTION_HTTP) {
-        put(e, "{\"http\":{\"url\":");
+        put(e, "{\"http\":{\"method\":");
+        put_str(e, a->method ? a->method : "POST");
+        put(e, ",\"url\":");
         put_str(e, a->url);
     } else {
         put(e, "{\"publish\":{\"topic\":");
@@ -221,7 +249,8 @@ static void put_action(emit *e, const sg_action *a)
     put(e, "}}");
 }
 
-sg_status sg_render_definition(sg_buf *out, const sg_def *d, int is_default)
+sg_status sg_render_definition(sg_buf *out, const sg_def *d, int is_default, const int *versions,
+                               size_t nversions)
 {
     emit e = {out, SG_OK};
     size_t start = out->len;
@@ -229,6 +258,12 @@ sg_status sg_render_definition(sg_buf *out, const sg_def *d, int is_default)
     put_str(&e, d->name);
     put(&e, ",\"version\":");
     put_int(&e, d->version);
+    put(&e, ",\"versions\":[");
+    for (size_t i = 0; i < nversions; i++) {
+        if (i) put(&e, ",");
+        put_int(&e, versions[i]);
+    }
+    put(&e, "]");
     put(&e, is_default ? ",\"default\":true" : ",\"default\":false");
     put(&e, ",\"steps\":[");
     for (size_t i = 0; i < d->nsteps; i++) {
@@ -252,7 +287,12 @@ sg_status sg_render_definition(sg_buf *out, const sg_def *d, int is_default)
         put_int(&e, st->retry.backoff_ms);
         put(&e, ",\"max_backoff_ms\":");
         put_int(&e, st->retry.max_backoff_ms);
-        put(&e, "}}");
+        put(&e, "},\"timeout_ms\":");
+        if (st->timeout_ms > 0)
+            put_int(&e, st->timeout_ms);
+        else
+            put(&e, "null");
+        put(&e, "}");
     }
     put(&e, "]}");
     return finish(&e, start);

@@ -30,11 +30,13 @@ sg_status sg_render_outcome(sg_buf *out, const sg_outcome *o, int async, int *ht
  * "updated_at"}. */
 sg_status sg_render_event(sg_buf *out, const sg_event_rec *ev);
 
-/* One GET /definitions entry: {"name","version","default","steps":[{"name",
- * "label","output","action":{"http":{"url"}}|{"publish":{"topic"}},
+/* One GET /definitions entry: {"name","version" (current),"versions" (every
+ * known one, ascending),"default","steps":[{"name","label","output",
+ * "action":{"http":{"method","url"}}|{"publish":{"topic"}},
  * "compensate":<action>|null,"retry":{"attempts","backoff_ms",
- * "max_backoff_ms"}}]}. */
-sg_status sg_render_definition(sg_buf *out, const sg_def *d, int is_default);
+ * "max_backoff_ms"},"timeout_ms":N|null}]}. versions is borrowed. */
+sg_status sg_render_definition(sg_buf *out, const sg_def *d, int is_default, const int *versions,
+                               size_t nversions);
 
 /* {"detail": "<msg>"} */
 sg_status sg_render_detail(sg_buf *out, const char *msg);

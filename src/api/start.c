@@ -319,7 +319,7 @@ static stored_result answer_stored(sg_api *a, struct MHD_Connection *c, start_ct
         sg_outcome_fail(&o, SG_ECONFLICT, NULL);
         *ret = send_outcome(c, &o, x->async);
     } else if (rec.status != SG_SAGA_IN_PROGRESS || any) {
-        sg_outcome_of(&o, &rec, rec.def_name ? sg_def_find(rec.def_name) : NULL);
+        sg_outcome_of(&o, &rec, sg_def_find_version(rec.def_name, rec.def_version));
         *ret = send_outcome(c, &o, x->async);
         sg_outcome_clear(&o);
     } else {

@@ -1,6 +1,7 @@
 /* The sagad process: wires the components to one loop and runs it; shuts down
  * in order (stop accepting, drain, halt the engine, close the API, flush the store). */
 #include "app.h"
+#include "defs.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -27,9 +28,9 @@ typedef struct app {
     sg_bus *bus;
     sg_engine *engine;
     sg_api *api;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain;
-    int nhandles; /* how many of sigterm, sigint, drain (in that order) are open */
+    int nhandles; /* how many of sigterm, sigint, drain, sighup (in that order) are open */
     uint64_t stop_at;
     int stopping;
 } app;
@@ -48,7 +49,7 @@ static void raise_fd_limit(void)
 static void close_handles(app *a)
 {
     uv_handle_t *h[] = {(uv_handle_t *)&a->sigterm, (uv_handle_t *)&a->sigint,
-                        (uv_handle_t *)&a->drain};
+                        (uv_handle_t *)&a->drain, (uv_handle_t *)&a->sighup};
     for (int i = 0; i < a->nhandles; i++)
         uv_close(h[i], NULL);
     a->nhandles = 0;
@@ -83,6 +84,13 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_start(&a->drain, on_drain, 0, 20);
 }
 
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    app *a = s->data;
+    if (!a->stopping && a->store) sg_defs_reload(a->cfg, a->store);
+}
+
 /* Counts s in nhandles as soon as it is initialised, started or not. */
 static int catch_signal(app *a, uv_signal_t *s, int signum)
 {
@@ -90,7 +98,7 @@ static int catch_signal(app *a, uv_signal_t *s, int signum)
     if (rc != 0) return rc;
     a->nhandles++;
     s->data = a;
-    return uv_signal_start(s, on_signal, signum);
+    return uv_signal_start(s, signum == SIGHUP ? on_sighup : on_signal, signum);
 }
 
 /* The loop and the handles the app owns. Signals are caught from the
@@ -114,6 +122,8 @@ static int open_loop(app *a, char *err, size_t errlen)
     if ((rc = uv_timer_init(a->loop, &a->drain)) != 0) goto fail;
     a->nhandles++;
     a->drain.data = a;
+    what = "catch SIGHUP";
+    if ((rc = catch_signal(a, &a->sighup, SIGHUP)) != 0) goto fail;
     return 0;
 fail:
     snprintf(err, errlen, "cannot %s: %s", what, uv_strerror(rc));
@@ -157,27 +167,21 @@ static int open_parts(app *a, char *err, size_t errlen)
         snprintf(err, errlen, "--bus / SAGAD_BUS: %s", why);
         return 2;
     }
-    sg_def *def = NULL;
-    if (sg_def_create_sta(&def, c->anonymizer_url, c->ai_model_url) != SG_OK) {
-        snprintf(err, errlen, "cannot build the saga definition");
-        return 2;
-    }
-    sg_retry retry = SG_RETRY_DEFAULT;
-    retry.attempts = (int)c->step_retries + 1;
-    retry.backoff_ms = c->retry_backoff_ms;
-    if (retry.max_backoff_ms < retry.backoff_ms) retry.max_backoff_ms = retry.backoff_ms;
-    sg_def_set_retry(def, &retry);
-    sg_def_register(def);
+    int rc = sg_defs_validate(c, err, errlen);
+    if (rc != 0) return rc;
     /* A transient store failure (a lock held too long, an I/O hiccup) makes
      * the writer retry, never the engine drop a saga. */
     sg_store_options so = {.synchronous_full = 1, .retry_failed = 1};
     sg_status st = sg_store_open(&a->store, c->db, a->loop, &so, err, errlen);
     if (st != SG_OK) return st == SG_EINVAL ? 2 : 1;
+    rc = sg_defs_load(c, a->store, err, errlen);
+    if (rc != 0) return rc;
     sg_engine_options eo = {.step_timeout_ms = c->step_timeout_ms,
                             .max_inflight = c->max_inflight,
                             .max_inflight_bytes = c->max_inflight_bytes,
                             .park_after_s = c->park_after_s};
-    if (sg_engine_create(&a->engine, a->loop, &eo, a->store, a->bus, a->http, def) != SG_OK) {
+    if (sg_engine_create(&a->engine, a->loop, &eo, a->store, a->bus, a->http, sg_def_default()) !=
+        SG_OK) {
         snprintf(err, errlen, "cannot create the engine");
         return 1;
     }
@@ -194,7 +198,7 @@ static int open_parts(app *a, char *err, size_t errlen)
         snprintf(err, errlen, "cannot load unfinished sagas from the store: %s", why);
         return 1;
     }
-    if (sg_bus_is_log(a->bus))
+    if (sg_bus_is_log(a->bus) && sg_def_any_publish())
         sg_log(SG_LOG_WARN, "bus is log: events are printed to stdout and go nowhere else");
     return 0;
 }

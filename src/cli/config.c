@@ -2,7 +2,6 @@
  * sg_config before anything starts, and the --help text. */
 #include "sg/config.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stddef.h>
@@ -17,7 +16,8 @@ static const char usage[] =
     "usage: sagad [options]\n"
     "\n"
     "Saga orchestrator: runs the STA image saga (anonymizer -> tokenizer event ->\n"
-    "AI model) for every POST /saga, persists each step, compensates on failure.\n"
+    "AI model) for every POST /saga, or the saga types of a --definitions file;\n"
+    "persists each step, compensates on failure.\n"
     "\n"
     "  --listen HOST:PORT     address to serve the API on        [SAGAD_LISTEN]\n"
     "                         default 0.0.0.0:5000 (port 0 = any free port)\n"
@@ -49,6 +49,9 @@ static const char usage[] =
     "                         capped at 10 s), default 100      [SAGAD_RETRY_BACKOFF_MS]\n"
     "  --park-after S         park a compensation still undelivered after S seconds,\n"
     "                         default 86400                        [SAGAD_PARK_AFTER]\n"
+    "  --definitions FILE     saga types from a JSON file (docs/definitions.md);\n"
+    "                         SIGHUP reloads it; default: the STA saga of the URL\n"
+    "                         flags above                         [SAGAD_DEFINITIONS]\n"
     "  --log-level LEVEL      debug|info|warn|error, default info [SAGAD_LOG_LEVEL]\n"
     "  --help                 this text\n"
     "\n"
@@ -57,23 +60,6 @@ static const char usage[] =
 const char *sg_config_usage(void)
 {
     return usage;
-}
-
-int sg_config_http_url_ok(const char *url)
-{
-    int ok = 0;
-    CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL;
-    if (!u) return 0;
-    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) goto done;
-    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) goto done;
-    if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) goto done;
-    ok = (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0) && host[0];
-done:
-    curl_free(scheme);
-    curl_free(host);
-    curl_url_cleanup(u);
-    return ok;
 }
 
 static sg_status parse_long(const char *s, long min, long max, long *out)
@@ -135,6 +121,7 @@ enum {
     O_RETRIES,
     O_BACKOFF,
     O_PARK,
+    O_DEFS,
     O_LOGLEVEL,
     O_HELP,
     O_COUNT
@@ -158,6 +145,7 @@ static const struct option longopts[] = {
     {"step-retries", required_argument, NULL, O_RETRIES},
     {"retry-backoff-ms", required_argument, NULL, O_BACKOFF},
     {"park-after", required_argument, NULL, O_PARK},
+    {"definitions", required_argument, NULL, O_DEFS},
     {"log-level", required_argument, NULL, O_LOGLEVEL},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
@@ -182,6 +170,7 @@ static const char *env_names[O_COUNT - O_LISTEN] = {
     "SAGAD_STEP_RETRIES",
     "SAGAD_RETRY_BACKOFF_MS",
     "SAGAD_PARK_AFTER",
+    "SAGAD_DEFINITIONS",
     "SAGAD_LOG_LEVEL",
     NULL,
 };
@@ -260,15 +249,19 @@ static sg_status apply(sg_config *c, int id, const char *v, const char *from, ch
         return SG_EINVAL;
     case O_DB:
     case O_BUS:
+    case O_DEFS:
         if (v[0]) {
-            set_str(id == O_DB ? &c->db : &c->bus, v);
+            set_str(id == O_DB ? &c->db : id == O_BUS ? &c->bus : &c->definitions, v);
             return SG_OK;
         }
-        snprintf(err, errlen, "%s: empty %s", from, id == O_DB ? "store path" : "bus URL");
+        snprintf(err, errlen, "%s: empty %s", from,
+                 id == O_DB    ? "store path"
+                 : id == O_BUS ? "bus URL"
+                               : "file name");
         return SG_EINVAL;
     case O_ANON:
     case O_AI:
-        if (sg_config_http_url_ok(v)) {
+        if (sg_http_url_ok(v)) {
             set_str(id == O_ANON ? &c->anonymizer_url : &c->ai_model_url, v);
             return SG_OK;
         }
@@ -347,5 +340,6 @@ void sg_config_free(sg_config *c)
     free(c->anonymizer_url);
     free(c->ai_model_url);
     free(c->bus);
-    c->db = c->anonymizer_url = c->ai_model_url = c->bus = NULL;
+    free(c->definitions);
+    c->db = c->anonymizer_url = c->ai_model_url = c->bus = c->definitions = NULL;
 }

@@ -10,6 +10,7 @@
 #include "sg/crash.h"
 #include "sg/json.h"
 #include "sg/util.h"
+#include "template.h"
 
 /* ---- backoff -------------------------------------------------------------- */
 
@@ -98,6 +99,8 @@ static void on_http_done(void *arg, const sg_http_result *res)
     int transient = 1;
     long retry_after = -1;
     s->call = NULL;
+    free(s->body);
+    s->body = NULL;
     sg_crash_point("http_after");
     switch (res->outcome) {
     case SG_HTTP_DONE:
@@ -117,7 +120,7 @@ static void on_http_done(void *arg, const sg_http_result *res)
         break;
     case SG_HTTP_ERR_TIMEOUT:
         snprintf(reason, sizeof reason, "no answer from %s within %ld ms", url,
-                 s->eng->opt.step_timeout_ms);
+                 sg__step_timeout(s->eng, s->def, s->cur));
         break;
     case SG_HTTP_ERR_TOO_BIG:
         snprintf(reason, sizeof reason, "%s", res->error ? res->error : "answer too big");
@@ -130,23 +133,46 @@ static void on_http_done(void *arg, const sg_http_result *res)
     sg__saga_attempt_failed(s, reason, transient, retry_after);
 }
 
+#define MAX_HEADERS 40 /* ours, and the definition's (at most 32) */
+
 static void call_http(saga *s)
 {
     const sg_step_def *d = &s->def->steps[s->cur];
     char h_saga[64], h_idem[256];
     snprintf(h_saga, sizeof h_saga, "X-Saga-Id: %s", s->rec.id);
     snprintf(h_idem, sizeof h_idem, "Idempotency-Key: %s:%s", s->rec.id, d->name);
-    const char *headers[] = {h_saga, h_idem, NULL};
+    const char *headers[MAX_HEADERS + 1] = {h_saga, h_idem};
+    size_t nh = 2;
+    for (char **h = d->action.headers; h && *h && nh < MAX_HEADERS; h++)
+        headers[nh++] = *h;
+    headers[nh] = NULL;
     sg_http_request req = {
         .url = d->action.url,
+        .method = d->action.method,
         .body = s->rec.request,
         .body_len = s->rec.request_len,
         .headers = headers,
-        .timeout_ms = s->eng->opt.step_timeout_ms,
+        .timeout_ms = sg__step_timeout(s->eng, s->def, s->cur),
     };
+    if (d->action.body) {
+        char why[256];
+        free(s->body);
+        s->body = NULL;
+        if (sg_template_render(d->action.body, &s->rec, &s->body, &req.body_len, why, sizeof why) !=
+            SG_OK) {
+            /* Nothing another attempt could change: the same inputs. */
+            char reason[320];
+            snprintf(reason, sizeof reason, "cannot build the request body: %s", why);
+            sg__saga_attempt_failed(s, reason, 0, -1);
+            return;
+        }
+        req.body = s->body;
+    }
     sg_crash_point("http_before");
     if (sg_http_post(s->eng->http, &req, on_http_done, s, &s->call) != SG_OK) {
         s->call = NULL;
+        free(s->body);
+        s->body = NULL;
         sg__saga_attempt_failed(s, "could not start the HTTP call", 1, -1);
     }
 }
@@ -183,14 +209,14 @@ static void on_deadline(uv_timer_t *t)
     s->pub->pub = NULL;
     char reason[128];
     snprintf(reason, sizeof reason, "event not acknowledged within %ld ms",
-             s->eng->opt.step_timeout_ms);
+             sg__step_timeout(s->eng, s->def, s->cur));
     sg__saga_attempt_failed(s, reason, 1, -1);
 }
 
 static void publish(saga *s)
 {
     outbox_ev *ev = s->pub;
-    uint64_t timeout = (uint64_t)s->eng->opt.step_timeout_ms;
+    uint64_t timeout = (uint64_t)sg__step_timeout(s->eng, s->def, s->cur);
     ev->rec.attempts++;
     sg_crash_point("publish_before");
     if (sg_bus_publish(s->eng->bus, &ev->rec, (long)timeout, on_ack, s, &ev->pub) != SG_OK) {

@@ -117,11 +117,13 @@ void sg__start(sg_engine *e, start_req *req)
         sg__answer_fail(e, req, SG_EBUSY, "too many sagas in flight; retry later");
         return;
     }
-    const sg_def *def = req->in.def ? req->in.def : e->def;
+    const sg_def *def = req->in.def ? req->in.def : sg_def_default();
+    if (!def) def = e->def;
     saga *s = sg__saga_new(e, def);
     sg_saga_rec *r = &s->rec;
     sg_uuid_v4(r->id);
     r->def_name = sg_xstrdup(def->name);
+    r->def_version = def->version;
     r->request = req->in.body; /* taken: the request is done with it */
     r->request_len = req->in.body_len;
     req->in.body = NULL;
@@ -173,7 +175,8 @@ void sg__redrive(sg_engine *e, start_req *req)
         sg__saga_answer(running);
         return;
     }
-    const sg_def *def = sg_def_find(rec->def_name);
+    /* On the version it started with, whatever the file says now. */
+    const sg_def *def = sg_def_find_version(rec->def_name, rec->def_version);
     size_t f = 0;
     while (f < rec->nsteps && rec->steps[f].status != SG_STEP_FAILED)
         f++;

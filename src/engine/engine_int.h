@@ -43,6 +43,7 @@ struct saga {
     int in_doubt;           /* the PUBLISH step's event may have reached the consumer */
     uint64_t retry_due_ms;  /* in a backoff: monotonic ms of the next attempt */
     sg_http_call *call;     /* HTTP step in flight */
+    char *body;             /* its rendered body template, kept until it ends; owned */
     outbox_ev *pub;         /* PUBLISH step's event */
     start_req *waiters;     /* answered by sg__saga_answer */
     uv_timer_t timer;       /* publish deadline or backoff; closed before free */
@@ -86,6 +87,12 @@ struct sg_engine {
     uint64_t rng;          /* backoff jitter (act.c) */
     sg_recovery *recovery; /* recover.c's; NULL before start */
 };
+
+/* Each attempt's time limit for step i of d: its own, else the flag's. */
+static inline long sg__step_timeout(const sg_engine *e, const sg_def *d, size_t i)
+{
+    return d->steps[i].timeout_ms > 0 ? d->steps[i].timeout_ms : e->opt.step_timeout_ms;
+}
 
 /* Monotonic milliseconds, for deadlines kept in memory. */
 uint64_t sg__mono_ms(void);

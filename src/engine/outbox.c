@@ -194,6 +194,35 @@ static void on_http_ack(void *arg, const sg_http_result *res)
     failed(ev, st, why);
 }
 
+#define MAX_HEADERS 40 /* ours, and the definition's (at most 32) */
+
+/* An HTTP compensation: its topic holds its step's name; its extra
+ * headers are stored one per line. */
+static sg_status call(outbox_ev *ev, long timeout)
+{
+    char h_saga[64], h_idem[256];
+    snprintf(h_saga, sizeof h_saga, "X-Saga-Id: %s", ev->rec.saga_id);
+    snprintf(h_idem, sizeof h_idem, "Idempotency-Key: %s:%s:compensate", ev->rec.saga_id,
+             ev->rec.topic ? ev->rec.topic : "");
+    const char *headers[MAX_HEADERS + 1] = {h_saga, h_idem, "X-Saga-Compensation: true"};
+    size_t nh = 3;
+    char *lines = ev->rec.headers ? sg_xstrdup(ev->rec.headers) : NULL;
+    char *save = NULL;
+    for (char *h = lines ? strtok_r(lines, "\n", &save) : NULL; h && nh < MAX_HEADERS;
+         h = strtok_r(NULL, "\n", &save))
+        headers[nh++] = h;
+    headers[nh] = NULL;
+    sg_http_request req = {.url = ev->rec.target,
+                           .method = ev->rec.method,
+                           .body = ev->rec.payload,
+                           .body_len = ev->rec.payload_len,
+                           .headers = headers,
+                           .timeout_ms = timeout};
+    sg_status st = sg_http_post(ev->eng->http, &req, on_http_ack, ev, &ev->call);
+    free(lines); /* the client copied the headers */
+    return st;
+}
+
 static void attempt(outbox_ev *ev)
 {
     sg_engine *e = ev->eng;
@@ -201,22 +230,11 @@ static void attempt(outbox_ev *ev)
     ev->rec.attempts++;
     sg_crash_point("compensation_send");
     sg_status st;
-    if (ev->rec.target) {
-        /* An HTTP compensation's topic holds its step's name. */
-        char h_saga[64], h_idem[256];
-        snprintf(h_saga, sizeof h_saga, "X-Saga-Id: %s", ev->rec.saga_id);
-        snprintf(h_idem, sizeof h_idem, "Idempotency-Key: %s:%s:compensate", ev->rec.saga_id,
-                 ev->rec.topic ? ev->rec.topic : "");
-        const char *headers[] = {h_saga, h_idem, NULL};
-        sg_http_request req = {.url = ev->rec.target,
-                               .body = ev->rec.payload,
-                               .body_len = ev->rec.payload_len,
-                               .headers = headers,
-                               .timeout_ms = e->opt.step_timeout_ms};
-        st = sg_http_post(e->http, &req, on_http_ack, ev, &ev->call);
-    } else {
-        st = sg_bus_publish(e->bus, &ev->rec, e->opt.step_timeout_ms, on_bus_ack, ev, &ev->pub);
-    }
+    long timeout = ev->rec.timeout_ms > 0 ? ev->rec.timeout_ms : e->opt.step_timeout_ms;
+    if (ev->rec.target)
+        st = call(ev, timeout);
+    else
+        st = sg_bus_publish(e->bus, &ev->rec, timeout, on_bus_ack, ev, &ev->pub);
     if (st != SG_OK) failed(ev, SG_EUNAVAIL, sg_status_text(st));
 }
 

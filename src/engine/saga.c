@@ -13,6 +13,7 @@
 #include "sg/crash.h"
 #include "sg/json.h"
 #include "sg/util.h"
+#include "template.h"
 
 /* The continuation of a saga's one write in flight. */
 typedef struct pending_write {
@@ -66,6 +67,7 @@ void sg__saga_free(saga *s)
     sg__saga_fail_waiters(s, SG_ECLOSED, "sagad is shutting down");
     if (s->pub) sg__ev_free(s->pub);
     s->pub = NULL;
+    free(s->body);
     sg_saga_rec_free(&s->rec);
     e->nsagas--;
     uv_close((uv_handle_t *)&s->timer, on_timer_closed);
@@ -76,6 +78,8 @@ void sg__saga_halt(saga *s)
 {
     if (s->call) sg_http_cancel(s->eng->http, s->call);
     s->call = NULL;
+    free(s->body);
+    s->body = NULL;
     if (s->pub && s->pub->pub) sg_bus_cancel(s->eng->bus, s->pub->pub);
     if (s->pub) s->pub->pub = NULL;
     uv_timer_stop(&s->timer);
@@ -175,7 +179,8 @@ void sg__saga_begin_step(saga *s, size_t i, sg_write *w)
     ev.payload = sg_xmemdup(s->rec.request, s->rec.request_len);
     ev.payload_len = s->rec.request_len;
     ev.created_us = st->started_us;
-    ev.deadline_us = st->started_us + s->eng->opt.step_timeout_ms * 1000; /* the first attempt's */
+    /* The first attempt's. */
+    ev.deadline_us = st->started_us + sg__step_timeout(s->eng, s->def, i) * 1000;
     ev.step_index = (int)i;
     if (s->pub) sg__ev_free(s->pub);
     s->pub = sg__ev_create(s->eng, &ev);
@@ -259,6 +264,38 @@ void sg__saga_step_done(saga *s, const char *resp, size_t len)
     sg__saga_commit(s, w, NULL, after_final);
 }
 
+/* An HTTP compensation as an outbox entry: all it needs to be called
+ * after a restart, the body rendered now from what the saga has. */
+static void http_compensation(saga *s, size_t j, sg_event_rec *ev)
+{
+    const sg_step_def *d = &s->def->steps[j];
+    const sg_action *a = &d->compensation;
+    ev->topic = sg_xstrdup(d->name); /* its step, for the Idempotency-Key */
+    ev->target = sg_xstrdup(a->url);
+    ev->method = a->method && strcmp(a->method, "POST") != 0 ? sg_xstrdup(a->method) : NULL;
+    ev->timeout_ms = d->timeout_ms;
+    size_t n = 0;
+    for (char **h = a->headers; h && *h; h++)
+        n += strlen(*h) + 1;
+    if (n) {
+        ev->headers = sg_xmalloc(n);
+        ev->headers[0] = '\0';
+        for (char **h = a->headers; h && *h; h++) {
+            if (h != a->headers) strcat(ev->headers, "\n");
+            strcat(ev->headers, *h);
+        }
+    }
+    char why[256];
+    if (a->body && sg_template_render(a->body, &s->rec, &ev->payload, &ev->payload_len, why,
+                                      sizeof why) != SG_OK) {
+        /* Inputs were validated on the way in, so only memory or size can
+         * fail here: the compensation still runs, with the request. */
+        sg_log(SG_LOG_ERROR, "saga %s: compensation of %s sends the request as its body: %s",
+               s->rec.id, d->name, why);
+        ev->payload = NULL;
+    }
+}
+
 /* Compensation events, latest step first, inserted by w and returned as a
  * list to deliver once committed: one for each completed step before the
  * failed one, and one for the failed step itself when its event is in
@@ -273,14 +310,14 @@ static outbox_ev *plan_compensations(saga *s, sg_write *w)
         sg_event_rec ev = {0};
         sg_uuid_v4(ev.id);
         memcpy(ev.saga_id, s->rec.id, sizeof ev.saga_id);
-        if (d->compensation.kind == SG_ACTION_PUBLISH) {
+        if (d->compensation.kind == SG_ACTION_PUBLISH)
             ev.topic = sg_xstrdup(d->compensation.topic);
-        } else {
-            ev.topic = sg_xstrdup(d->name); /* an HTTP call: its step, for the key */
-            ev.target = sg_xstrdup(d->compensation.url);
+        else
+            http_compensation(s, j, &ev);
+        if (!ev.payload) {
+            ev.payload = sg_xmemdup(s->rec.request, s->rec.request_len);
+            ev.payload_len = s->rec.request_len;
         }
-        ev.payload = sg_xmemdup(s->rec.request, s->rec.request_len);
-        ev.payload_len = s->rec.request_len;
         ev.created_us = ev.updated_us = sg_now_us();
         ev.compensation = 1;
         ev.step_index = (int)j;
@@ -330,10 +367,10 @@ void sg__saga_step_failed(saga *s, const char *reason)
 
 void sg__saga_resume(sg_engine *e, sg_saga_rec *rec, outbox_ev *pending)
 {
-    const sg_def *def = sg_def_find(rec->def_name);
+    const sg_def *def = sg_def_find_version(rec->def_name, rec->def_version);
     if (!def || def->nsteps != rec->nsteps) {
-        sg_log(SG_LOG_ERROR, "saga %s: definition '%s' unknown or changed; left as is", rec->id,
-               rec->def_name ? rec->def_name : "?");
+        sg_log(SG_LOG_ERROR, "saga %s: definition '%s' version %d unknown or changed; left as is",
+               rec->id, rec->def_name ? rec->def_name : "?", rec->def_version);
         sg_saga_rec_free(rec);
         if (pending) sg__ev_free(pending);
         return;

@@ -327,9 +327,14 @@ sg_status sg_http_post(sg_http_client *c, const sg_http_request *req, sg_http_cb
     if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val)
     SET(CURLOPT_URL, req->url);
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    /* The easy handle is reused: every call sets its method afresh. */
+    int get = req->method && strcmp(req->method, "GET") == 0;
+    int custom = req->method && !get && strcmp(req->method, "POST") != 0;
     SET(CURLOPT_POST, 1L);
     SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
     SET(CURLOPT_POSTFIELDS, req->body ? req->body : ""); /* borrowed */
+    if (get) SET(CURLOPT_HTTPGET, 1L);
+    SET(CURLOPT_CUSTOMREQUEST, custom ? req->method : NULL);
     SET(CURLOPT_HTTPHEADER, call->headers);
     SET(CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 0L);
     SET(CURLOPT_FOLLOWLOCATION, 0L);

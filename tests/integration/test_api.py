@@ -16,7 +16,7 @@ from harness import OK_RESULT, SagadCase, jbody  # noqa: E402
 SEED_BODY = {"image_id": "img_123", "data": "datos de prueba"}
 RECORD_KEYS = {"id", "request_data", "step1_status", "step2_status", "step3_status",
                "overall_status", "processed_data", "created_at", "updated_at", "error",
-               "compensation_status", "steps"}
+               "compensation_status", "type", "version", "steps"}
 STEP_KEYS = {"name", "status", "attempts", "started_at", "finished_at", "error"}
 STEP_NAMES = ["anonymizer", "tokenizer", "ai_model"]
 
@@ -55,6 +55,7 @@ class ApiTest(SagadCase):
         rec = jbody(b)
         self.assertEqual(set(rec), RECORD_KEYS, rec)
         self.assertEqual(rec["id"], sid)
+        self.assertEqual((rec["type"], rec["version"]), ("sta", 1))
         self.assertEqual(rec["request_data"], SEED_BODY)
         for k in ("step1_status", "step2_status", "step3_status", "overall_status"):
             self.assertEqual(rec[k], "COMPLETED", k)

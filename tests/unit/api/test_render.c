@@ -16,30 +16,36 @@
 
 /* The STA definition of design §1, built here so the test does not depend
  * on the engine's sg_def_create_sta. Static strings: never freed. */
-#define RETRY {.attempts = 1, .backoff_ms = 100, .multiplier = 2.0, .max_backoff_ms = 10000}
 static sg_step_def sta_steps[] = {
-    {.name = "anonymizer",
-     .service = "Anonymizer",
-     .result_key = "anonymized",
-     .action = {.kind = SG_ACTION_HTTP, .url = "http://a/anonymize", .method = "POST"},
-     .retry = RETRY},
-    {.name = "tokenizer",
-     .service = "Tokenizer",
-     .result_key = "tokenizer_event",
-     .result_text = "event_published",
-     .action = {.kind = SG_ACTION_PUBLISH, .topic = "tokenizer_event"},
-     .has_compensation = 1,
-     .compensation = {.kind = SG_ACTION_PUBLISH, .topic = "tokenizer_compensation"},
-     .retry = RETRY},
-    {.name = "ai_model",
-     .service = "AI Model Process",
-     .result_key = "ai_result",
-     .action = {.kind = SG_ACTION_HTTP, .url = "http://m/process", .method = "POST"},
-     .retry = RETRY},
+    {"anonymizer",
+     "Anonymizer",
+     "anonymized",
+     NULL,
+     {.kind = SG_ACTION_HTTP, .url = "http://a/anonymize"},
+     0,
+     {0},
+     {1, 100, 2.0, 10000},
+     0},
+    {"tokenizer",
+     "Tokenizer",
+     "tokenizer_event",
+     "event_published",
+     {.kind = SG_ACTION_PUBLISH, .topic = "tokenizer_event"},
+     1,
+     {.kind = SG_ACTION_PUBLISH, .topic = "tokenizer_compensation"},
+     {1, 100, 2.0, 10000},
+     0},
+    {"ai_model",
+     "AI Model Process",
+     "ai_result",
+     NULL,
+     {.kind = SG_ACTION_HTTP, .url = "http://m/process"},
+     0,
+     {0},
+     {1, 100, 2.0, 10000},
+     0},
 };
-static sg_def sta = {
-    .name = "sta", .success_text = "Saga completada exitosamente", .nsteps = 3, .steps = sta_steps,
-    .version = 1};
+static sg_def sta = {"sta", "Saga completada exitosamente", 3, sta_steps, 1, NULL};
 
 /* A record with n steps named s1..sN (or STA names for n == 3), each in
  * the given status; responses for completed steps are added by callers. */
@@ -50,6 +56,7 @@ static void make_rec(sg_saga_rec *r, const char *request, size_t nsteps,
     memset(r, 0, sizeof *r);
     strcpy(r->id, "0f8fad5b-d9cb-469f-a165-70867728950e");
     r->def_name = sg_xstrdup("sta");
+    r->def_version = 1;
     r->request = sg_xstrdup(request);
     r->request_len = strlen(request);
     r->status = SG_SAGA_IN_PROGRESS;
@@ -119,6 +126,7 @@ static void test_completed_sta(void **state)
              "\"created_at\":\"2026-11-28T10:00:00.000000Z\",\"updated_at\":\"2026-11-28T10:00:01."
              "500000Z\","
              "\"error\":null,\"compensation_status\":\"NONE\","
+             "\"type\":\"sta\",\"version\":1,"
              "\"steps\":["
              "{\"name\":\"anonymizer\",\"status\":\"COMPLETED\",\"attempts\":1,"
              "\"started_at\":\"2026-11-28T10:00:00.000000Z\",\"finished_at\":\"2026-11-28T10:00:00."
@@ -168,6 +176,7 @@ static void test_failed_sta(void **state)
         "500000Z\","
         "\"error\":\"Error en Step 3 (AI Model Process): HTTP 500 \\\"boom\\\"\\n\","
         "\"compensation_status\":\"PENDING\","
+        "\"type\":\"sta\",\"version\":1,"
         "\"steps\":["
         "{\"name\":\"anonymizer\",\"status\":\"COMPLETED\",\"attempts\":1,"
         "\"started_at\":\"2026-11-28T10:00:00.000000Z\",\"finished_at\":\"2026-11-28T10:00:00."
@@ -209,6 +218,7 @@ static void test_in_progress(void **state)
         "\"created_at\":\"2026-11-28T10:00:00.000000Z\",\"updated_at\":\"2026-11-28T10:00:01."
         "500000Z\","
         "\"error\":null,\"compensation_status\":\"NONE\","
+        "\"type\":\"sta\",\"version\":1,"
         "\"steps\":["
         "{\"name\":\"anonymizer\",\"status\":\"COMPLETED\",\"attempts\":1,"
         "\"started_at\":\"2026-11-28T10:00:00.000000Z\",\"finished_at\":\"2026-11-28T10:00:00."
@@ -282,8 +292,7 @@ static void test_step_count(void **state)
 static void test_def_mismatch(void **state)
 {
     (void)state;
-    sg_def small = {.name = "sta", .success_text = "ok", .nsteps = 1, .steps = sta_steps,
-                    .version = 1};
+    sg_def small = {"sta", "ok", 1, sta_steps, 1, NULL};
     const sg_step_status st[] = {SG_STEP_COMPLETED, SG_STEP_COMPLETED};
     sg_saga_rec r;
     make_rec(&r, "{}", 2, st);

@@ -220,6 +220,7 @@ static void fill(sg_saga_rec *r, int running)
     memset(r, 0, sizeof *r);
     strcpy(r->id, running ? RUNNING_ID : KNOWN_ID);
     r->def_name = sg_xstrdup("sta");
+    r->def_version = 1;
     r->request = sg_xstrdup(running ? "{\"b\":2}" : "{\"a\":1}");
     r->request_len = strlen(r->request);
     r->idem_key = sg_xstrdup(running ? "k2" : "k1");
@@ -968,9 +969,11 @@ static void test_types(void **state)
 
     assert_int_equal(request(&r, "GET", "/definitions", NULL, NULL), 200);
     assert_non_null(strstr(r.body.ptr, "{\"definitions\":[{\"name\":\"sta\",\"version\":1,"
+                                       "\"versions\":[1],"
                                        "\"default\":true,\"steps\":[{\"name\":\"anonymizer\","
                                        "\"label\":\"Anonymizer\",\"output\":\"anonymized\","
-                                       "\"action\":{\"http\":{\"url\":\"http://a/anonymize\"}},"
+                                       "\"action\":{\"http\":{\"method\":\"POST\","
+                                       "\"url\":\"http://a/anonymize\"}},"
                                        "\"compensate\":null,"));
     assert_non_null(strstr(r.body.ptr, "\"compensate\":{\"publish\":{\"topic\":"
                                        "\"tokenizer_compensation\"}}"));

@@ -174,6 +174,7 @@ static void restart_resumes_a_running_step(void **state)
     sg_saga_rec rec = {0};
     strcpy(rec.id, "11111111-2222-4333-8444-555555555555");
     rec.def_name = "sta";
+    rec.def_version = 1;
     rec.request = "{\"r\":1}";
     rec.request_len = 7;
     rec.status = SG_SAGA_IN_PROGRESS;
@@ -212,6 +213,7 @@ static void recovery_withdraws_orphan_step_events(void **state)
     sg_saga_rec rec = {0};
     strcpy(rec.id, "21111111-2222-4333-8444-555555555555");
     rec.def_name = "sta";
+    rec.def_version = 1;
     rec.request = "{}";
     rec.request_len = 2;
     rec.status = SG_SAGA_FAILED;

@@ -1,6 +1,6 @@
 /* Unit tests for the util module: capped buffers, JSON validation and
- * string escaping, ids, timestamps, the monotonic clock and the records'
- * deep copies. */
+ * string escaping, ids, timestamps, the monotonic clock, the records'
+ * deep copies and URL checks. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -199,6 +199,18 @@ static void records_copy_deep(void **state)
     sg_event_rec_free(&ec);
 }
 
+static void http_urls(void **state)
+{
+    (void)state;
+    assert_true(sg_http_url_ok("http://stock/reserve"));
+    assert_true(sg_http_url_ok("https://127.0.0.1:8443/a?b=c"));
+    assert_false(sg_http_url_ok("ftp://host/x"));
+    assert_false(sg_http_url_ok("http://"));
+    assert_false(sg_http_url_ok("stock/reserve"));
+    assert_false(sg_http_url_ok(""));
+    assert_false(sg_http_url_ok(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -210,6 +222,7 @@ int main(void)
         cmocka_unit_test(ids_and_times),
         cmocka_unit_test(monotonic_clock),
         cmocka_unit_test(records_copy_deep),
+        cmocka_unit_test(http_urls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
