@@ -244,8 +244,8 @@ class ExampleFileTest(DefCase):
         st, _, b = self.sagad.http("GET", "/definitions")
         self.assertEqual(st, 200, b)
         listed = jbody(b)["definitions"]
-        self.assertEqual([(x["name"], x["version"], x["default"]) for x in listed],
-                         [("sta", 1, True), ("order", 1, False)])
+        self.assertEqual([(x["name"], x["version"], x["versions"], x["default"]) for x in listed],
+                         [("sta", 1, [1], True), ("order", 1, [1], False)])
         order = listed[1]
         self.assertEqual([s["name"] for s in order["steps"]], ["reserve", "charge", "confirm", "ship"])
         self.assertEqual([s["label"] for s in order["steps"]],
@@ -253,6 +253,8 @@ class ExampleFileTest(DefCase):
         self.assertEqual([s["output"] for s in order["steps"]],
                          ["reservation", "payment", "order_event", "shipment"])
         self.assertEqual(order["steps"][2]["compensate"], {"publish": {"topic": "order_cancelled"}})
+        self.assertEqual(order["steps"][3]["action"],
+                         {"http": {"method": "PUT", "url": self.stubs.url("/svc/shipping-create")}})
         self.assertIsNone(order["steps"][3]["compensate"])
 
 
@@ -585,10 +587,13 @@ V2 = saga(2, [http_step("a", "hup-a"), http_step("b", "hup-b"), http_step("c", "
 
 class ReloadTest(DefCase):
 
-    def versions(self, s):
+    def listing(self, s):
         st, _, b = s.http("GET", "/definitions")
         self.assertEqual(st, 200, b)
-        return {x["name"]: x["version"] for x in jbody(b)["definitions"]}
+        return {x["name"]: x for x in jbody(b)["definitions"]}
+
+    def versions(self, s):
+        return {name: x["version"] for name, x in self.listing(s).items()}
 
     def wait_version(self, s, name, version):
         wait_until(lambda: self.versions(s).get(name) == version, 10,
@@ -607,6 +612,7 @@ class ReloadTest(DefCase):
         s.write_definitions(defs({"hup": V2}))
         s.reload()
         self.wait_version(s, "hup", 2)
+        self.assertEqual(self.listing(s)["hup"]["versions"], [1, 2])
         new = self.run_one(s, "hup", {"v": 2})
         self.assertEqual((new["type"], new["version"]), ("hup", 2))
         self.assertStepsCompleted(new, ["a", "b", "c"])
@@ -621,6 +627,7 @@ class ReloadTest(DefCase):
         s.write_definitions(defs({"hup": v3}))
         s.reload()
         self.wait_version(s, "hup", 3)
+        self.assertEqual(self.listing(s)["hup"]["versions"], [1, 2, 3])
         third = self.run_one(s, "hup", {"v": 3})
         self.assertEqual(third["version"], 3)
         self.assertEqual([r["path"] for r in self.saga_requests(third["id"])],
@@ -749,6 +756,7 @@ class ReloadTest(DefCase):
             self.assertEqual([x["name"] for x in rec["steps"]], ["a", "b"])
             self.assertEqual(self.saga_requests(sid, "/svc/rs-x"), [])
         self.assertEqual(self.versions(s), {"order": 2})
+        self.assertEqual(self.listing(s)["order"]["versions"], [1, 2])
         new = self.run_one(s, "order", {"rs": "new"})
         self.assertEqual(new["version"], 2)
         self.assertStepsCompleted(new, ["a", "b", "x"])
