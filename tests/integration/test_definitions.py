@@ -151,8 +151,9 @@ class ExampleFileTest(DefCase):
             self.assertEqual(r["saga_id"], sid)
             self.assertEqual(r["idempotency_key"], "%s:%s" % (sid, step))
             self.assertEqual(r["status"], 200)
-        self.assertEqual(reserve["headers"], {"x-saga-compensation": None, "x-test-tenant": "shop-eu"})
-        self.assertEqual(charge["headers"], {"x-saga-compensation": None, "x-test-tenant": "shop-eu"})
+        custom = {"x-saga-compensation": None, "x-test-tenant": "shop-eu"}
+        self.assertEqual(reserve["headers"], custom)
+        self.assertEqual(charge["headers"], custom)
         self.assertEqual(ship["headers"], {"x-saga-compensation": None})
         # Typed values: a number stays a number, an object an object; a
         # ${…} inside a longer string is spliced in as text.
@@ -247,7 +248,8 @@ class ExampleFileTest(DefCase):
         self.assertEqual([(x["name"], x["version"], x["versions"], x["default"]) for x in listed],
                          [("sta", 1, [1], True), ("order", 1, [1], False)])
         order = listed[1]
-        self.assertEqual([s["name"] for s in order["steps"]], ["reserve", "charge", "confirm", "ship"])
+        self.assertEqual([s["name"] for s in order["steps"]],
+                         ["reserve", "charge", "confirm", "ship"])
         self.assertEqual([s["label"] for s in order["steps"]],
                          ["Stock", "Payment", "Order events", "Shipping"])
         self.assertEqual([s["output"] for s in order["steps"]],
@@ -471,18 +473,22 @@ def wide(n, service="wide"):
     return saga(1, [http_step("w%02d" % i, service) for i in range(n)])
 
 
-def start_fails(test, definitions, env=None):
-    """Starts sagad on a definitions file that must not load: (status, stderr)."""
+def start_fails(test, definitions, msg, env=None):
+    """Starts sagad on a definitions file that must not load: it exits
+    with status 2 and says `sagad: FILE: msg`, before it serves or
+    touches the store."""
     d = harness.tmpdir()
     path = os.path.join(d, "defs.json")
+    db = os.path.join(d, "s.db")
     harness.write_json_atomic(path, definitions)
     e = {"STUBS_URL": "http://127.0.0.1:9"}
     e.update(env or {})
-    rc, out, err = harness.run([harness.SAGAD, "--listen", "127.0.0.1:0", "--db",
-                                os.path.join(d, "s.db"), "--definitions", path],
-                               env=harness.clean_env(e), timeout=15)
+    rc, out, err = harness.run([harness.SAGAD, "--listen", "127.0.0.1:0", "--db", db,
+                                "--definitions", path], env=harness.clean_env(e), timeout=15)
+    test.assertEqual(rc, 2, err)
+    test.assertIn("sagad: %s: %s\n" % (path, msg), err)
     test.assertNotRegex(err, Sagad.LISTEN_RX)
-    return rc, err
+    test.assertFalse(os.path.exists(db), "the store was created")
 
 
 GOOD_ORDER = saga(1, [http_step("reserve", "v-reserve"), http_step("charge", "v-charge"),
@@ -509,9 +515,7 @@ class LimitsTest(DefCase):
                          ["%s:w%02d" % (d["id"], i) for i in range(64)])
 
     def test_65_steps_refused(self):
-        rc, err = start_fails(self, defs({"wide": wide(65)}))
-        self.assertEqual(rc, 2, err)
-        self.assertIn("sagas.wide.steps: more than 64 steps", err)
+        start_fails(self, defs({"wide": wide(65)}), "sagas.wide.steps: more than 64 steps")
 
     def test_http_only_without_bus(self):
         # No --bus at all: a saga of HTTP steps needs none.
@@ -561,16 +565,17 @@ class LimitsTest(DefCase):
             (order_with(1, later_ref), "sagas.order.steps[1].http.body.ref: "
              "${steps.ship.response.id} names a step that does not run before this one"),
             (order_with(1, bad_url), "sagas.order.steps[1].http.url: not an http(s) URL"),
-            (order_with(0, unset_env), "sagas.order.steps[0].http.url: ${SG_IT_UNSET_URL} is not set"),
+            (order_with(0, unset_env),
+             "sagas.order.steps[0].http.url: ${SG_IT_UNSET_URL} is not set"),
             (dict(defs({"order": GOOD_ORDER}), default="nope"),
              'default: "nope" is not a saga in this file'),
-            (defs({"order": saga(0, GOOD_ORDER["steps"])}), "sagas.order.version: must be 1 to "),
+            (defs({"order": saga(0, GOOD_ORDER["steps"])}),
+             "sagas.order.version: must be 1 to 2147483647"),
+            ('{"sagas": {"order": ', "line 1, column 20: unexpected token near end of file"),
         ]
         for bad, msg in cases:
             with self.subTest(msg=msg):
-                rc, err = start_fails(self, bad)
-                self.assertEqual(rc, 2, err)
-                self.assertIn(msg, err)
+                start_fails(self, bad, msg)
         # The same file with everything right starts.
         s = self.start_sagad(defs({"order": GOOD_ORDER}))
         st, _, d = s.post_type("order", {"ok": 1})
