@@ -38,6 +38,7 @@ typedef struct sg_comp_rec {
     sg_event_status status; /* PENDING, DELIVERED or PARKED */
     int attempts;
     int64_t created_us; /* when it was planned */
+    int64_t started_us; /* when its first attempt started; 0 = not tried yet */
     int64_t updated_us; /* last status change; 0 = never */
     char *error;        /* last_error, or NULL */
 } sg_comp_rec;

@@ -52,6 +52,9 @@ void sg_write_event_update(sg_write *w, const char *event_id, sg_event_status st
  * the rest of the batch unaffected) unless, when the guard runs, the saga
  * has status st and comp_status comp / the event has status st. Put them
  * first: they make a transition safe against a concurrent one. */
+/* Records when a compensation's first attempt started, unless one is
+ * recorded already (what its "started_at" shows). */
+void sg_write_event_tried(sg_write *w, const char *event_id, int64_t first_try_us);
 void sg_write_saga_expect(sg_write *w, const char *id, sg_saga_status st, sg_comp_status comp);
 void sg_write_event_expect(sg_write *w, const char *event_id, sg_event_status st);
 /* Keeps a definition version (design §6: the store keeps every version it

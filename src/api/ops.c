@@ -24,6 +24,9 @@ enum MHD_Result sg__redrive_finish(sg_api *a, struct MHD_Connection *c, start_ct
     else if (st != SG_OK)
         ret = sg__send_detailf(c, MHD_HTTP_SERVICE_UNAVAILABLE, "store error: %s",
                                sg_store_reader_error(r));
+    else if (rec.status == SG_SAGA_IN_PROGRESS)
+        /* Perhaps a concurrent retry's run: the engine joins it, or says no. */
+        ret = sg__start_hand_over(a, c, x, submit_redrive, &rec);
     else if (rec.status != SG_SAGA_FAILED)
         ret = sg__send_detailf(c, MHD_HTTP_CONFLICT,
                                "the saga is %s: only a FAILED saga can be retried",

@@ -96,7 +96,7 @@ static void put_compensation(emit *e, const sg_comp_rec *c)
     put(e, ",\"attempts\":");
     put_int(e, c->attempts);
     put(e, ",\"started_at\":");
-    put_time(e, c->attempts > 0 ? c->created_us : 0);
+    put_time(e, c->started_us);
     put(e, ",\"finished_at\":");
     put_time(e, c->status == SG_EVENT_DELIVERED ? c->updated_us : 0);
     put(e, ",\"error\":");

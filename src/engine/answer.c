@@ -1,6 +1,7 @@
 /* From start request to saga and back: a new start becomes a saga (or joins
  * the one its Idempotency-Key names), and every request waiting on a saga is
  * answered with a typed sg_outcome once what it reports has committed. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utlist.h>
@@ -170,9 +171,16 @@ void sg__redrive(sg_engine *e, start_req *req)
     sg_saga_rec *rec = &req->saga;
     saga *running = NULL;
     HASH_FIND(hh, e->sagas, rec->id, strlen(rec->id), running);
-    if (running) { /* a concurrent redrive started it: answer with that run */
+    if (running && running->redriven) { /* a concurrent redrive started it: join that run */
         DL_APPEND(running->waiters, req);
         sg__saga_answer(running);
+        return;
+    }
+    if (running || rec->status != SG_SAGA_FAILED) {
+        char why[96];
+        snprintf(why, sizeof why, "the saga is %s: only a FAILED saga can be retried",
+                 sg_saga_status_name(running ? running->rec.status : rec->status));
+        sg__answer_fail(e, req, SG_ECONFLICT, why);
         return;
     }
     /* On the version it started with, whatever the file says now. */
@@ -194,6 +202,7 @@ void sg__redrive(sg_engine *e, start_req *req)
     s->rec = *rec; /* takes the members */
     memset(rec, 0, sizeof *rec);
     s->durable = 1;
+    s->redriven = 1;
     s->cur = f;
     s->rec.status = SG_SAGA_IN_PROGRESS;
     free(s->rec.error);

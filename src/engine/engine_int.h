@@ -40,6 +40,7 @@ struct saga {
     int writing;            /* a store write is in flight: at most one at a time */
     size_t held;            /* request and answers kept, counted in eng->held_bytes */
     int finished;           /* final state committed */
+    int redriven;           /* started by POST /saga/{id}/retry: later retries join it */
     int in_doubt;           /* the PUBLISH step's event may have reached the consumer */
     uint64_t retry_due_ms;  /* in a backoff: monotonic ms of the next attempt */
     sg_http_call *call;     /* HTTP step in flight */
@@ -57,6 +58,7 @@ struct outbox_ev {
     sg_bus_pub *pub;        /* bus publish in flight */
     sg_http_call *call;     /* HTTP compensation in flight */
     uv_timer_t timer;       /* redelivery backoff */
+    int64_t first_try_us;   /* a compensation's first attempt in this process; 0 = none */
     comp_queue *q;          /* a compensation's: its saga's queue (outbox.c) */
     outbox_ev *prev, *next; /* q->list, or a list being built */
     UT_hash_handle hh;      /* recovery's step events by saga id */

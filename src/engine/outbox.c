@@ -124,6 +124,7 @@ static void delivered(outbox_ev *ev)
     sg_write *w = sg_write_create();
     ev->rec.status = SG_EVENT_DELIVERED;
     sg_write_event_update(w, ev->rec.id, SG_EVENT_DELIVERED, ev->rec.attempts, NULL, sg_now_us());
+    sg_write_event_tried(w, ev->rec.id, ev->first_try_us);
     if (sg_store_submit(ev->eng->store, w, on_delivered_committed, ev) != SG_OK)
         on_delivered_committed(ev, SG_ECLOSED);
 }
@@ -136,6 +137,7 @@ static void park(outbox_ev *ev, const char *why)
     /* The store sets the saga's compensation_status PARKED with it. */
     sg_write *w = sg_write_create();
     sg_write_event_update(w, ev->rec.id, SG_EVENT_PARKED, ev->rec.attempts, why, sg_now_us());
+    sg_write_event_tried(w, ev->rec.id, ev->first_try_us);
     sg_store_submit(ev->eng->store, w, NULL, NULL); /* if lost, the next start parks it again */
 }
 
@@ -158,6 +160,7 @@ static void failed(outbox_ev *ev, sg_status st, const char *why)
     /* What GET /events shows; the delivery never waits for it. */
     sg_write *w = sg_write_create();
     sg_write_event_update(w, ev->rec.id, SG_EVENT_PENDING, ev->rec.attempts, why, sg_now_us());
+    sg_write_event_tried(w, ev->rec.id, ev->first_try_us);
     sg_store_submit(e->store, w, NULL, NULL);
     if (uv_timer_start(&ev->timer, on_retry, delay, 0) != 0) abort(); /* a live handle */
 }
@@ -228,6 +231,7 @@ static void attempt(outbox_ev *ev)
     sg_engine *e = ev->eng;
     if (e->halted) return;
     ev->rec.attempts++;
+    if (!ev->first_try_us) ev->first_try_us = sg_now_us();
     sg_crash_point("compensation_send");
     sg_status st;
     long timeout = ev->rec.timeout_ms > 0 ? ev->rec.timeout_ms : e->opt.step_timeout_ms;

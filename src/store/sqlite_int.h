@@ -35,6 +35,7 @@ enum {
     Q_SAGA_EXPECT,
     Q_EVENT_EXPECT,
     Q_DEF_INSERT,
+    Q_EVENT_TRIED,
     Q_GET,
     Q_GET_IDEM,
     Q_STEPS,

@@ -147,6 +147,7 @@ static sg_status load_comps(rd *k, sg_saga_rec *r)
         c->created_us = sqlite3_column_int64(st, 3);
         c->updated_us = sqlite3_column_int64(st, 4);
         c->error = sg__sq_col_bytes(st, 5, NULL);
+        c->started_us = sqlite3_column_int64(st, 6);
     }
     if (rc == SQLITE_DONE) res = SG_OK;
 out:

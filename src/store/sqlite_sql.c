@@ -77,6 +77,8 @@ static const struct {
     /* A definition version is written once: the same text again touches
      * the row (one change: nothing to do), another text matches nothing
      * (no change: the write fails with SG_ECONFLICT). */
+    [Q_EVENT_TRIED] = {"record a first attempt",
+                       "UPDATE outbox SET started_us=?2 WHERE id=?1 AND started_us=0"},
     [Q_DEF_INSERT] = {"insert definition",
                       "INSERT INTO definitions(name, version, body, created_us) "
                       "VALUES(?1,?2,?3,?4) ON CONFLICT(name, version) DO UPDATE SET "
@@ -89,7 +91,8 @@ static const struct {
     /* A saga's compensations through outbox_saga (a saga has few outbox
      * rows), by step and then age: the reader keeps each step's newest. */
     [Q_COMPS] = {"get compensations",
-                 "SELECT step_index, status, attempts, created_us, updated_us, last_error FROM "
+                 "SELECT step_index, status, attempts, created_us, updated_us, last_error, "
+                 "started_us FROM "
                  "outbox WHERE saga_id=?1 AND compensation=1 ORDER BY step_index, created_us, "
                  "id"},
     [Q_LIST] = {"list sagas", LIST_SQL("")},
@@ -193,7 +196,8 @@ const char sg__sq_schema[] =
     " updated_us INTEGER NOT NULL DEFAULT 0,"
     " method TEXT,"                            /* an HTTP compensation's; NULL = POST */
     " headers TEXT,"                           /* its extra header lines, '\n'-joined */
-    " timeout_ms INTEGER NOT NULL DEFAULT 0);" /* per attempt; 0 = the engine's */
+    " timeout_ms INTEGER NOT NULL DEFAULT 0,"  /* per attempt; 0 = the engine's */
+    " started_us INTEGER NOT NULL DEFAULT 0);" /* a compensation's first attempt */
     "CREATE TABLE IF NOT EXISTS definitions("
     " name TEXT NOT NULL,"
     " version INTEGER NOT NULL,"
@@ -224,6 +228,7 @@ static const char upgrade_v3[] =
     "ALTER TABLE outbox ADD COLUMN method TEXT;"
     "ALTER TABLE outbox ADD COLUMN headers TEXT;"
     "ALTER TABLE outbox ADD COLUMN timeout_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE outbox ADD COLUMN started_us INTEGER NOT NULL DEFAULT 0;"
     "CREATE TABLE IF NOT EXISTS definitions(name TEXT NOT NULL, version INTEGER NOT NULL,"
     " body TEXT NOT NULL, created_us INTEGER NOT NULL, PRIMARY KEY(name, version))"
     " WITHOUT ROWID;"

@@ -289,6 +289,13 @@ static sg_status apply_op(txn *t, const sg_write_op *op)
         return apply_expect(t, op);
     case SG_WOP_DEF_INSERT:
         return apply_def_insert(t, op);
+    case SG_WOP_EVENT_TRIED: {
+        binder b;
+        if (!prep(t, Q_EVENT_TRIED, &b)) return SG_EIO;
+        bind_text(&b, 1, op->u.event_tried.id);
+        bind_int(&b, 2, op->u.event_tried.us);
+        return run(t, &b, 0);
+    }
     case SG_WOP_WITHDRAW_ORPHANS: {
         binder b;
         if (!prep(t, Q_WITHDRAW_ORPHANS, &b)) return SG_EIO;

@@ -41,6 +41,7 @@ typedef enum sg_write_kind {
     SG_WOP_SAGA_EXPECT,
     SG_WOP_EVENT_EXPECT,
     SG_WOP_DEF_INSERT,
+    SG_WOP_EVENT_TRIED,
     SG_WOP_WITHDRAW_ORPHANS,
 } sg_write_kind;
 
@@ -85,6 +86,10 @@ typedef struct sg_write_op {
             char *canonical;
             int64_t created_us;
         } def_insert;
+        struct {
+            char *id;
+            int64_t us;
+        } event_tried;
     } u;
 } sg_write_op;
 

@@ -44,6 +44,9 @@ static void op_free(sg_write_op *op)
         free(op->u.def_insert.name);
         free(op->u.def_insert.canonical);
         break;
+    case SG_WOP_EVENT_TRIED:
+        free(op->u.event_tried.id);
+        break;
     case SG_WOP_WITHDRAW_ORPHANS:
         break;
     }
@@ -116,6 +119,14 @@ void sg_write_event_update(sg_write *w, const char *event_id, sg_event_status st
     op->u.event_update.attempts = attempts;
     op->u.event_update.last_error = sg_xstrdup(last_error);
     op->u.event_update.updated_us = updated_us;
+}
+
+void sg_write_event_tried(sg_write *w, const char *event_id, int64_t first_try_us)
+{
+    assert(event_id);
+    sg_write_op *op = push(w, SG_WOP_EVENT_TRIED);
+    op->u.event_tried.id = sg_xstrdup(event_id);
+    op->u.event_tried.us = first_try_us;
 }
 
 void sg_write_saga_expect(sg_write *w, const char *id, sg_saga_status st, sg_comp_status comp)

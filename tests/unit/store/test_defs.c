@@ -338,12 +338,29 @@ static void test_comp_view(void **state)
     sg_write_event_update(w, e2.id, SG_EVENT_DELIVERED, 2, NULL, 250);
     sg_write_event_update(w, e0old.id, SG_EVENT_DELIVERED, 1, NULL, 160);
     sg_write_event_update(w, e0.id, SG_EVENT_PARKED, 5, "HTTP 403 from stock", 400);
+    sg_write_event_tried(w, e2.id, 210);
+    sg_write_event_tried(w, e0.id, 310);
+    assert_int_equal(sg_store_commit_sync(s, w), SG_OK);
+    /* Only the first attempt's start is kept. */
+    w = sg_write_create();
+    sg_write_event_tried(w, e0.id, 390);
     assert_int_equal(sg_store_commit_sync(s, w), SG_OK);
 
     sg_comp_rec want[3] = {
-        {1, SG_EVENT_PARKED, 5, 300, 400, "HTTP 403 from stock"},
-        {0, SG_EVENT_PENDING, 0, 0, 0, NULL},
-        {1, SG_EVENT_DELIVERED, 2, 200, 250, NULL},
+        {.present = 1,
+         .status = SG_EVENT_PARKED,
+         .attempts = 5,
+         .created_us = 300,
+         .started_us = 310,
+         .updated_us = 400,
+         .error = "HTTP 403 from stock"},
+        {.status = SG_EVENT_PENDING},
+        {.present = 1,
+         .status = SG_EVENT_DELIVERED,
+         .attempts = 2,
+         .created_us = 200,
+         .started_us = 210,
+         .updated_us = 250},
     };
     sg_store_reader *r = NULL;
     assert_int_equal(sg_store_reader_open(s, &r, NULL, 0), SG_OK);
@@ -380,6 +397,7 @@ static void test_comp_view(void **state)
             assert_int_equal(c->status, want[i].status);
             assert_int_equal(c->attempts, want[i].attempts);
             assert_int_equal(c->created_us, want[i].created_us);
+            assert_int_equal(c->started_us, want[i].started_us);
             assert_int_equal(c->updated_us, want[i].updated_us);
             assert_str_eq_or_null(c->error, want[i].error);
         }

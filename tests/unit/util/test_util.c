@@ -161,7 +161,12 @@ static void records_copy_deep(void **state)
     r.nsteps = 2;
     r.steps = calloc(2, sizeof *r.steps);
     r.steps[0].name = strdup("reserve");
-    r.steps[0].comp = (sg_comp_rec){1, SG_EVENT_PARKED, 2, 10, 20, strdup("HTTP 404")};
+    r.steps[0].comp = (sg_comp_rec){.present = 1,
+                                    .status = SG_EVENT_PARKED,
+                                    .attempts = 2,
+                                    .created_us = 10,
+                                    .updated_us = 20,
+                                    .error = strdup("HTTP 404")};
     r.steps[1].name = strdup("charge");
     sg_saga_rec c;
     sg_saga_rec_copy(&c, &r);
