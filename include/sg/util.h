@@ -26,6 +26,9 @@ typedef enum { SG_LOG_DEBUG, SG_LOG_INFO, SG_LOG_WARN, SG_LOG_ERROR } sg_log_lev
 /* One line to stderr with a UTC timestamp. Thread-safe. */
 void sg_log(sg_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sg_log_set_level(sg_log_level lvl);
+/* Writes out the lines still gathered (info and debug lines go out within
+ * about 10 ms on their own); also runs at exit. Any thread. */
+void sg_log_flush(void);
 
 /* 1 if url is an absolute http(s) URL with a host (libcurl's parser);
  * 0 for NULL. Thread-safe. */

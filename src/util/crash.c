@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "sg/crash.h"
+#include "sg/util.h"
 
 #define STR(name) #name,
 static const char *const known[] = {SG_CRASH_POINT_LIST(STR)};
@@ -70,6 +71,7 @@ void sg_crash_pass(const char *name)
     if (atomic_fetch_add(&passes, 1) + 1 != armed_n) return;
     char line[128];
     snprintf(line, sizeof line, "sagad: crash point %s:%ld\n", armed, armed_n);
+    sg_log_flush(); /* the lines before it, as an unbuffered log would have them */
     say(line);
     _exit(77);
 }

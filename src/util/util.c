@@ -1,5 +1,4 @@
-/* Small utilities: random ids, the wall and monotonic clocks, timestamps,
- * logging. */
+/* Small utilities: random ids, the wall and monotonic clocks, timestamps. */
 #include "sg/util.h"
 
 #include <errno.h>
@@ -84,28 +83,4 @@ void sg_time_iso(int64_t us, char out[SG_TIME_LEN + 1])
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
     memcpy(out, tmp, SG_TIME_LEN);
     out[SG_TIME_LEN] = '\0';
-}
-
-static atomic_int log_level = SG_LOG_INFO;
-
-void sg_log_set_level(sg_log_level lvl)
-{
-    atomic_store(&log_level, (int)lvl);
-}
-
-void sg_log(sg_log_level lvl, const char *fmt, ...)
-{
-    static const char *names[] = {"debug", "info", "warn", "error"};
-    if ((int)lvl < atomic_load(&log_level)) return;
-    char ts[SG_TIME_LEN + 1], line[1024];
-    sg_time_iso(sg_now_us(), ts);
-    int n = snprintf(line, sizeof line, "%s %s ", ts, names[lvl]);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-    va_end(ap);
-    size_t len = strlen(line);
-    line[len++] = '\n';
-    /* One write per line so concurrent threads never interleave. */
-    fwrite(line, 1, len, stderr);
 }

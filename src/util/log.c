@@ -1,0 +1,118 @@
+/* Logging: one line per event on stderr. Lines at info and debug are
+ * gathered in a buffer that a background thread writes out every few
+ * milliseconds, so a saga transition costs a format and a copy on the
+ * loop thread, not a write(2); a warning or an error writes everything
+ * gathered so far, itself included, at once. Nothing is dropped: a full
+ * buffer is written out by the thread that fills it. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sg/util.h"
+
+#define LOG_BUF (256 * 1024)
+#define LOG_FLUSH_MS 10
+
+static atomic_int log_level = SG_LOG_INFO;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static char buf[LOG_BUF];
+static size_t used;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int flusher_ok;
+
+void sg_log_set_level(sg_log_level lvl)
+{
+    atomic_store(&log_level, (int)lvl);
+}
+
+/* Under mu. Partial writes and EINTR are retried; a failing stderr loses
+ * the lines rather than the process. */
+static void write_out(void)
+{
+    size_t off = 0;
+    while (off < used) {
+        ssize_t n = write(STDERR_FILENO, buf + off, used - off);
+        if (n > 0)
+            off += (size_t)n;
+        else if (n < 0 && errno == EINTR)
+            continue;
+        else
+            break;
+    }
+    used = 0;
+}
+
+static void *flusher(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&mu);
+    for (;;) {
+        while (used == 0)
+            pthread_cond_wait(&wake, &mu);
+        /* Let more lines gather: one write for many. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += LOG_FLUSH_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (used > 0 && used < LOG_BUF / 2 && pthread_cond_timedwait(&wake, &mu, &until) == 0)
+            continue;
+        write_out();
+    }
+    return NULL;
+}
+
+static void start_flusher(void)
+{
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    flusher_ok = pthread_create(&t, &a, flusher, NULL) == 0;
+    pthread_attr_destroy(&a);
+    if (flusher_ok) {
+        pthread_setname_np(t, "sg-log");
+        atexit(sg_log_flush);
+    }
+}
+
+void sg_log_flush(void)
+{
+    pthread_mutex_lock(&mu);
+    write_out();
+    pthread_mutex_unlock(&mu);
+}
+
+void sg_log(sg_log_level lvl, const char *fmt, ...)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    if ((int)lvl < atomic_load(&log_level)) return;
+    char ts[SG_TIME_LEN + 1], line[1024];
+    sg_time_iso(sg_now_us(), ts);
+    int n = snprintf(line, sizeof line, "%s %s ", ts, names[lvl]);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = strlen(line);
+    line[len++] = '\n';
+    pthread_once(&once, start_flusher);
+    pthread_mutex_lock(&mu);
+    if (used + len > LOG_BUF) write_out();
+    memcpy(buf + used, line, len); /* whole lines: threads never interleave */
+    used += len;
+    if (lvl >= SG_LOG_WARN || !flusher_ok)
+        write_out();
+    else if (used == len)
+        pthread_cond_signal(&wake); /* the first line wakes the flusher */
+    pthread_mutex_unlock(&mu);
+}
