@@ -14,7 +14,7 @@
 # Knobs (environment):
 #   DURATION=10        seconds per wrk run
 #   CONNS="1 16 64 256 1024"   connection counts of the matrix
-#   MODES="sync async" which sagad rows
+#   MODES="sync async" which sagad rows (MODES="" for none)
 #   THREADS=2          wrk threads (at most the connection count)
 #   STUBS=nginx        nginx from Debian with fixed answers (installed through
 #                      scripts/deps.sh when missing); STUBS=sta-stubs instead
@@ -38,7 +38,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-1 16 64 256 1024}
-MODES=${MODES:-sync async}
+MODES=${MODES-sync async}
 THREADS=${THREADS:-2}
 STUBS=${STUBS:-nginx}
 PEER=${PEER:-tuned}
@@ -62,6 +62,7 @@ if [ ! -x "$BUILD/sagad" ] || [ ! -x "$BUILD/sta-stubs" ]; then
   die "no $BUILD/sagad or $BUILD/sta-stubs: run make bench (or make build)"
 fi
 command -v wrk >/dev/null || ./scripts/deps.sh wrk
+if [ "$PROFILE" = 1 ] && ! command -v perf >/dev/null; then ./scripts/deps.sh linux-perf; fi
 case $STUBS in
   nginx)
     NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -73,6 +74,9 @@ case $STUBS in
   *) die "STUBS must be nginx or sta-stubs" ;;
 esac
 case $PEER in tuned | reference | none) ;; *) die "PEER must be tuned, reference or none" ;; esac
+for m in $MODES; do
+  case $m in sync | async) ;; *) die "MODES: sync and/or async (MODES=\"\" for none), not $m" ;; esac
+done
 
 work=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/sagad-bench.XXXXXX")
 ok=0
@@ -89,7 +93,8 @@ results=$work/results.jsonl
 sport=$(free_port)
 if [ "$STUBS" = nginx ]; then
   start_nginx "$work/nginx" "$sport"
-  stubs_desc="nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), worker_processes 1, keep-alive, fixed JSON answers (bench/lib/common.sh)"
+  stubs_desc="nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), worker_processes 1, keep-alive,"
+  stubs_desc+=" fixed JSON answers (config: start_nginx in bench/lib/common.sh)"
 else
   start_sta_stubs "$work/stubs" "$sport" --threads 2
   stubs_desc="sta-stubs --threads 2 --quiet"
@@ -114,34 +119,12 @@ done
 
 # ---------------------------------------------------------------- sagad
 profile_md=$work/profile.md
-# perf_profile DIR PID: per thread, the top symbols of DIR/perf.data.
-perf_profile() {
-  local d=$1 pid=$2 t tid comm cat
-  {
-    echo "## perf profile: sagad, synchronous, c=$PROFILE_CONNS (perf record -g, self time)"
-    echo
-    for t in /proc/"$pid"/task/*; do
-      tid=${t##*/}
-      comm=$(cat "/proc/$pid/task/$tid/comm" 2>/dev/null) || continue
-      case $comm in MHD*) cat=api ;; sagad-writer) cat=writer ;; *) [ "$tid" = "$pid" ] && cat=loop || cat=other ;; esac
-      echo "### $cat thread ($comm, tid $tid)"
-      echo
-      echo '```'
-      perf report -i "$d/perf.data" --no-children --sort dso,sym --stdio -g none \
-        --tid="$tid" --percentage relative --percent-limit 1 2>/dev/null |
-        grep -v '^#' | grep -v '^$' | head -"${PROFILE_LINES:-15}" || true
-      echo '```'
-      echo
-    done
-  } >"$profile_md"
-}
-
 # sagad_cell NAME MODE CONNS [BUS]: a fresh sagad and database.
 sagad_cell() {
   local name=$1 mode=$2 c=$3 bus=${4:-} d script=bench/post_saga.lua t0 perfpid=""
   d=$work/$name-$mode-$c
   [ "$mode" = async ] && script=bench/post_saga_async.lua
-  say "sagad $name $mode, c=$c"
+  say "$name $mode, c=$c"
   start_sagad "$d" "$STUBS_URL" "$bus"
   if [ "$PROFILE" = 1 ] && [ "$name" = sagad ] && [ "$mode" = sync ] && [ "$c" = "$PROFILE_CONNS" ]; then
     perf record -g -o "$d/perf.data" -p "$SAGAD_PID" -- sleep "$DURATION" >"$d/perf.log" 2>&1 &
@@ -157,7 +140,7 @@ sagad_cell() {
   if [ -n "$perfpid" ]; then
     wait "$perfpid" || true
     if [ -s "$d/perf.data" ]; then
-      perf_profile "$d" "$SAGAD_PID"
+      perf_profile "$d" "$SAGAD_PID" "$profile_md"
     else
       printf '## perf profile\n\nperf record failed (not allowed here?): %s\n' \
         "$(tail -2 "$d/perf.log" | tr '\n' ' ')" >"$profile_md"
@@ -170,6 +153,11 @@ sagad_cell() {
 for mode in $MODES; do
   for c in $CONNS; do sagad_cell sagad "$mode" "$c"; done
 done
+
+if [ "$PROFILE" = 1 ] && [ ! -f "$profile_md" ]; then
+  printf '## perf profile\n\nNo synchronous sagad row at c=%s in this run (PROFILE_CONNS).\n' \
+    "$PROFILE_CONNS" >"$profile_md"
+fi
 
 if [ "$NATS" = 1 ]; then
   NATS_SERVER=$(command -v nats-server || echo /usr/sbin/nats-server)
@@ -197,7 +185,8 @@ if [ "$PEER" != none ]; then
     curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' \
       "http://127.0.0.1:$pport/saga" -d '{"image_id":"warm-up","data":"datos de prueba"}'; then
     up=$(awk -v a="$start" -v b="$(now_us)" 'BEGIN{printf "%.1f", (b-a)/1e6}')
-    peer_desc="run-$PEER.sh ($(grep -o 'loop=[a-z]* http=[a-z0-9]*' "$d/peer.log" | head -1)), one process, WAL, synchronous=FULL; ready $up s after start"
+    peer_desc="run-$PEER.sh ($(grep -o 'loop=[a-z]* http=[a-z0-9]*' "$d/peer.log" | head -1)),"
+    peer_desc+=" one process, WAL, synchronous=FULL; ready $up s after start"
     for c in $PEER_CONNS; do
       dc=$d/c$c && mkdir -p "$dc"
       say "peer $PEER, c=$c"
@@ -243,10 +232,14 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
 build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
 crash=$(sed -n 's/^SG_CRASH_POINTS:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
-flags="DURATION=$DURATION CONNS=\"$CONNS\" THREADS=$THREADS STUBS=$STUBS PEER=$PEER PEER_CONNS=\"$PEER_CONNS\" INFLIGHT=$INFLIGHT NATS=$NATS PROFILE=$PROFILE LOG_LEVEL=$LOG_LEVEL SAGAD_ARGS=\"$SAGAD_ARGS\""
+flags="DURATION=$DURATION CONNS=\"$CONNS\" MODES=\"$MODES\" THREADS=$THREADS STUBS=$STUBS PEER=$PEER"
+flags+=" PEER_CONNS=\"$PEER_CONNS\" INFLIGHT=$INFLIGHT NATS=$NATS PROFILE=$PROFILE LOG_LEVEL=$LOG_LEVEL"
+flags+=" SAGAD_ARGS=\"$SAGAD_ARGS\""
 export B_DATE B_COMMIT B_BUILD B_BUILD_TYPE B_WRK B_FLAGS B_STUBS B_STUBS_DESC B_PEER_DESC B_SAGAD_CMD
+export B_INFLIGHT_DELAY_MS=$INFLIGHT_DELAY_MS
 B_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') B_COMMIT=$commit B_BUILD=$BUILD
-B_BUILD_TYPE="${build_type:-?}, crash points ${crash:-?}" B_WRK=$( (wrk --version 2>&1 || true) | awk 'NR == 1 {print $2}')
+B_BUILD_TYPE="${build_type:-?}, crash points ${crash:-?}"
+B_WRK=$( (wrk --version 2>&1 || true) | awk 'NR == 1 {print $2}')
 B_FLAGS="\`$flags\`" B_STUBS=$STUBS B_STUBS_DESC=$stubs_desc B_PEER_DESC=$peer_desc
 B_SAGAD_CMD="sagad --log-level $LOG_LEVEL${SAGAD_ARGS:+ $SAGAD_ARGS}"
 python3 -c '

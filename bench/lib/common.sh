@@ -2,7 +2,7 @@
 # shellcheck disable=SC2034 # STUBS_*, SAGAD_*: set here for bench/run.sh
 # Helpers of bench/run.sh (sourced): processes, ports, the stubs, sagad, wrk.
 # Expects: $work (the run's temp dir), $BUILD, $THREADS, $DURATION, $LOG_LEVEL,
-# $SAGAD_ARGS, $KEEP.
+# $SAGAD_ARGS, $KEEP, $PROFILE_CONNS.
 
 pids=()
 
@@ -155,4 +155,33 @@ tidy_cell() {
   if [ -f "$1/sagad.log" ]; then
     tail -50 "$1/sagad.log" >"$1/sagad.log.tail" && rm -f "$1/sagad.log"
   fi
+}
+
+# perf_profile DIR PID OUT: from DIR/perf.data, the share of each thread of
+# sagad PID, then its top symbols (self time), as markdown into OUT.
+perf_profile() {
+  local d=$1 pid=$2 out=$3 share tid comm cat
+  local rep=(perf report -i "$d/perf.data" --no-children --stdio -g none)
+  {
+    echo "## perf profile: sagad, synchronous, c=$PROFILE_CONNS, $DURATION s (perf record -g; self time)"
+    echo
+    echo "Samples by thread: $("${rep[@]}" --sort pid 2>/dev/null | grep -v '^#' | grep '%' |
+      awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $1}')"
+    echo
+    "${rep[@]}" --sort pid 2>/dev/null | grep -v '^#' | grep '%' | tr ':' ' ' |
+      while read -r share tid comm; do
+        case $comm in
+          MHD*) cat=api ;;
+          sagad-writer) cat=writer ;;
+          *) if [ "$tid" = "$pid" ]; then cat=loop; else cat=other; fi ;;
+        esac
+        echo "### $cat thread ($comm, tid $tid): $share of the samples"
+        echo
+        echo '```'
+        "${rep[@]}" --sort dso,sym --tid="$tid" --percentage relative --percent-limit 1 2>/dev/null |
+          grep -v '^#' | grep -v '^$' | head -"${PROFILE_LINES:-15}" || true
+        echo '```'
+        echo
+      done
+  } >"$out"
 }

@@ -86,7 +86,8 @@ def label(r, meta):
     if k == "peer":
         return "tuned Python peer, sync"
     if k == "inflight":
-        return "10,000 in flight (AI model 1 s), async"
+        return "%s in flight (AI model %s ms), async" % (num(r.get("posted")),
+                                                           meta.get("inflight_delay_ms", "?"))
     name = "sagad" if r["name"].startswith("sagad") else r["name"]
     if r["name"].startswith("nats"):
         name = "sagad, NATS JetStream bus"
@@ -160,11 +161,13 @@ def main():
                             num(r.get("verified")), r.get("e2e_s") or 0))
         if r["kind"] == "inflight":
             st = r.get("store") or {}
-            notes.append("in flight: %s sagas posted in %.1f s over %d connections; all "
-                         "completed %.1f s after the first was posted; at most %s in flight "
+            notes.append("in flight (sta-stubs with `--ai-model delay=%s` on a port of its own, "
+                         "all three services): %s sagas posted in %.1f s over %d connections; "
+                         "the last completed %.1f s after the first was posted; at most %s in flight "
                          "at once (from the store's created/updated times); peak RSS %s "
                          "(target < 100 MB)"
-                         % (num(r.get("posted")), r.get("post_s") or 0, r["conns"],
+                         % (meta.get("inflight_delay_ms", "?"), num(r.get("posted")),
+                            r.get("post_s") or 0, r["conns"],
                             r.get("e2e_s") or 0, num(st.get("peak_in_flight")),
                             "%.1f MB" % (r["rss_kb"] / 1024) if r.get("rss_kb") else "–"))
     busy = [r for r in results if (r.get("other_cores") or 0) > 0.2]
@@ -172,8 +175,9 @@ def main():
         notes.append("**other processes kept %s busy during %s: this machine was not idle, "
                      "the figures are disturbed**"
                      % ("%.1f cores" % max(r["other_cores"] for r in busy),
-                        ", ".join("%s c=%d" % (r["name"] if r["kind"] != "sagad" else r["mode"],
-                                               r["conns"]) for r in busy)))
+                        ", ".join("%s c=%d" % (r["name"] + (" " + r["mode"] if r["kind"] == "sagad"
+                                                            else ""), r["conns"])
+                                  for r in busy)))
     if notes:
         w("Notes:")
         w("")
@@ -245,7 +249,7 @@ def main():
         r = inf[0]
         st = r.get("store") or {}
         ok = (st.get("completed") == r.get("posted") and (r.get("rss_kb") or 1e99) < 100 * 1024)
-        target("10,000 in flight: all complete, peak RSS < 100 MB", ok,
+        target("%s in flight: all complete, peak RSS < 100 MB" % num(r.get("posted")), ok,
                "%s of %s COMPLETED, %s" % (num(st.get("completed")), num(r.get("posted")),
                                           "%.1f MB" % (r["rss_kb"] / 1024)
                                           if r.get("rss_kb") else "RSS ?"))
@@ -270,7 +274,8 @@ def main():
       "wrk run (async: until the last saga completed) / sagas. *cores*: CPU seconds per "
       "second of each thread class (/proc/PID/task/*/stat: loop = main thread, writer = "
       "`sagad-writer`, api = `MHD-*`). *stubs cores*: the stubs' processes over the same "
-      "window. *wrk cores*: the load generator's user+system time (bash's `time`; wrk, or the in-flight poster) / the window. *machine "
+      "window. *wrk cores*: the load generator's user+system time (bash's `time`; wrk, or "
+      "the in-flight poster) / the window. *machine "
       "idle*: idle+iowait share of all CPUs (/proc/stat); *others' cores*: busy CPUs not "
       "used by sagad (or the peer), the stubs or wrk: other load on the machine. *peak RSS*: "
       "VmHWM. *COMPLETED in store*: sagas with status COMPLETED created since the run "
