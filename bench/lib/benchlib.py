@@ -88,9 +88,10 @@ def snap_pid(pid):
 def machine_cpu():
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal (guest is inside user)
-    total = sum(v[:8])
-    return [total, v[3] + v[4]]
+    # user nice system idle iowait irq softirq steal (guest is inside user):
+    # [total, idle + iowait, user + nice + system, irq + softirq, steal]. Time
+    # in interrupts (loopback TCP's softirq work) is in no process's times.
+    return [sum(v[:8]), v[3] + v[4], v[0] + v[1] + v[2], v[5] + v[6], v[7]]
 
 
 def cmd_snap(out, *specs):
@@ -282,8 +283,13 @@ def wrk_result(path):
 def window(a, b):
     """CPU of each labelled process between two snaps."""
     wall = b["mono"] - a["mono"]
-    dt, di = b["cpu"][0] - a["cpu"][0], b["cpu"][1] - a["cpu"][1]
-    res = {"wall": wall, "idle": di / dt if dt > 0 else None, "procs": {}}
+    d = [y - x for x, y in zip(a["cpu"], b["cpu"])]
+    ncpu = os.cpu_count() or 1
+    # Each a share of all CPUs, times the CPUs: cores.
+    cores = [x / d[0] * ncpu if d[0] > 0 else None for x in d]
+    res = {"wall": wall, "idle": d[1] / d[0] if d[0] > 0 else None, "procs": {},
+           "idle_cores": cores[1], "task_cores": cores[2], "irq_cores": cores[3],
+           "steal_cores": cores[4]}
     for label, plist in b["procs"].items():
         before = {p["pid"]: p for p in a["procs"].get(label, [])}
         ticks, threads, hwm = 0, {}, 0
@@ -347,11 +353,12 @@ def cmd_cell(d, kind, mode, conns, name):
                 rec["wrk_cores"] = (float(u) + float(s)) / w["wall"]
             except (OSError, ValueError):
                 pass
-        busy = (1 - w["idle"]) * (os.cpu_count() or 1) if w["idle"] is not None else None
+        for k in ("idle_cores", "irq_cores", "steal_cores"):
+            rec[k] = w[k]
         ours = sum(p["cpu_s"] for p in w["procs"].values()) / w["wall"] if w["wall"] else 0
-        if busy is not None:
-            # What else kept the CPUs busy: other processes on the machine.
-            rec["other_cores"] = max(0.0, busy - ours - rec.get("wrk_cores", 0))
+        if w["task_cores"] is not None:
+            # User and system time of processes other than ours: other load.
+            rec["other_cores"] = max(0.0, w["task_cores"] - ours - rec.get("wrk_cores", 0))
         st = w["procs"].get("stubs")
         if st and w["wall"] > 0:
             rec["stubs_cores"] = st["cpu_s"] / w["wall"]

@@ -94,6 +94,11 @@ def label(r, meta):
     return "%s, %s" % (name, "sync" if r["mode"] == "sync" else "async (completed end to end)")
 
 
+def machine(r):
+    v = [r.get(k) for k in ("idle_cores", "irq_cores", "steal_cores", "other_cores")]
+    return "–" if v[0] is None else " / ".join("%.2f" % (x or 0) for x in v)
+
+
 def row(r, meta):
     if r.get("error"):
         return "| %s | %d | %s |" % (label(r, meta), r["conns"], r["error"]) + " |" * 12
@@ -105,8 +110,7 @@ def row(r, meta):
         cores(r),
         "–" if r.get("stubs_cores") is None else "%.2f" % r["stubs_cores"],
         "–" if r.get("wrk_cores") is None else "%.2f" % r["wrk_cores"],
-        "–" if r.get("idle") is None else "%.0f%% / %.2f" % (100 * r["idle"],
-                                                            r.get("other_cores") or 0),
+        machine(r),
         "–" if not rss else "%.1f MB" % (rss / 1024),
         num(r.get("answers")), verified(r)]) + " |"
 
@@ -143,7 +147,8 @@ def main():
     w("")
     w("| run | conns | sagas/s | p50 | p90 | p99 | errors | CPU ms/saga "
       "| cores: loop / writer / api / other | stubs cores | wrk cores "
-      "| machine idle / others' cores | peak RSS | 2xx answers | COMPLETED in store |")
+      "| machine cores: idle / irq / steal / others | peak RSS | 2xx answers "
+      "| COMPLETED in store |")
     w("|---|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---|")
     for r in results:
         w(row(r, meta))
@@ -170,14 +175,17 @@ def main():
                             r.get("post_s") or 0, r["conns"],
                             r.get("e2e_s") or 0, num(st.get("peak_in_flight")),
                             "%.1f MB" % (r["rss_kb"] / 1024) if r.get("rss_kb") else "–"))
-    busy = [r for r in results if (r.get("other_cores") or 0) > 0.2]
+    busy = [r for r in results
+            if (r.get("other_cores") or 0) + (r.get("steal_cores") or 0) > 0.2]
     if busy:
-        notes.append("**other processes kept %s busy during %s: this machine was not idle, "
-                     "the figures are disturbed**"
-                     % ("%.1f cores" % max(r["other_cores"] for r in busy),
-                        ", ".join("%s c=%d" % (r["name"] + (" " + r["mode"] if r["kind"] == "sagad"
-                                                            else ""), r["conns"])
-                                  for r in busy)))
+        names = ["%s c=%d" % (r["name"] + (" " + r["mode"] if r["kind"] == "sagad" else ""),
+                              r["conns"]) for r in busy]
+        notes.append("**other processes, or the hypervisor (steal), took up to %.1f cores during "
+                     "%s: this machine was not idle, the figures are disturbed**"
+                     % (max((r.get("other_cores") or 0) + (r.get("steal_cores") or 0)
+                            for r in busy),
+                        ", ".join(names) if len(names) <= 4
+                        else "%d of the %d rows" % (len(names), len(results))))
     if notes:
         w("Notes:")
         w("")
@@ -275,9 +283,10 @@ def main():
       "second of each thread class (/proc/PID/task/*/stat: loop = main thread, writer = "
       "`sagad-writer`, api = `MHD-*`). *stubs cores*: the stubs' processes over the same "
       "window. *wrk cores*: the load generator's user+system time (bash's `time`; wrk, or "
-      "the in-flight poster) / the window. *machine "
-      "idle*: idle+iowait share of all CPUs (/proc/stat); *others' cores*: busy CPUs not "
-      "used by sagad (or the peer), the stubs or wrk: other load on the machine. *peak RSS*: "
+      "the in-flight poster) / the window. *machine cores* (/proc/stat over the window): "
+      "idle (+iowait); irq (+softirq: mostly the loopback TCP of this benchmark, which no "
+      "process is charged for); steal (taken by the hypervisor); others: user+system time of "
+      "processes other than sagad (or the peer), the stubs and wrk. *peak RSS*: "
       "VmHWM. *COMPLETED in store*: sagas with status COMPLETED created since the run "
       "started, read-only from the SQLite file once no saga is IN_PROGRESS; ✓ when it is "
       "≥ the 2xx answers and none FAILED or unfinished.")
