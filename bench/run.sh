@@ -103,7 +103,7 @@ say "stubs ($STUBS) on $STUBS_URL, pids $STUBS_PIDS; results in $work"
 
 # cell_end DIR KIND MODE CONNS NAME: one JSON line into the results.
 cell_end() {
-  bl cell "$@" >>"$results"
+  bl cell "$@" >>"$results" || say "no result for $1"
   tidy_cell "$1"
 }
 
@@ -134,9 +134,9 @@ sagad_cell() {
   bl snap "$d/snap0.json" "server=$SAGAD_PID" "stubs=$STUBS_PIDS"
   run_wrk "$script" "$c" "$SAGAD_URL/saga" "$d/wrk.out"
   bl snap "$d/snap1.json" "server=$SAGAD_PID" "stubs=$STUBS_PIDS"
-  bl drain "$SAGAD_URL" "$DRAIN_TIMEOUT" "$d/drain.json"
+  bl drain "$SAGAD_URL" "$DRAIN_TIMEOUT" "$d/drain.json" "$SAGAD_PID"
   bl snap "$d/snap2.json" "server=$SAGAD_PID" "stubs=$STUBS_PIDS"
-  bl store "$d/sagad.db" "$t0" "$d/store.json"
+  bl store "$d/sagad.db" "$t0" "$d/store.json" || say "could not read $d/sagad.db"
   if [ -n "$perfpid" ]; then
     wait "$perfpid" || true
     if [ -s "$d/perf.data" ]; then
@@ -217,9 +217,9 @@ if [ "$INFLIGHT" = 1 ]; then
   bl snap "$d/snap0.json" "server=$SAGAD_PID" "stubs=$istubs"
   TIMEFORMAT='%U %S'
   { time bl post "$SAGAD_URL/saga" "$INFLIGHT_N" "$INFLIGHT_CONNS" "$d/post.json"; } 2>"$d/post.json.time"
-  bl drain "$SAGAD_URL" "$DRAIN_TIMEOUT" "$d/drain.json"
+  bl drain "$SAGAD_URL" "$DRAIN_TIMEOUT" "$d/drain.json" "$SAGAD_PID"
   bl snap "$d/snap2.json" "server=$SAGAD_PID" "stubs=$istubs"
-  bl store "$d/sagad.db" "$t0" "$d/store.json"
+  bl store "$d/sagad.db" "$t0" "$d/store.json" || say "could not read $d/sagad.db"
   stop_sagad
   stop_pid "${istubs%%,*}"
   cell_end "$d" inflight async "$INFLIGHT_CONNS" inflight

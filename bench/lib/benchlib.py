@@ -3,8 +3,8 @@
 
   snap OUT LABEL=PID[,PID...] ...   CPU ticks (process and per thread), VmHWM,
                                     the machine's /proc/stat, the time
-  drain URL TIMEOUT OUT             wait until GET URL/sagas?status=IN_PROGRESS&limit=1
-                                    lists nothing (sagad)
+  drain URL TIMEOUT OUT [PID]       wait until GET URL/sagas?status=IN_PROGRESS&limit=1
+                                    lists nothing (sagad; gives up if PID has exited)
   store DB SINCE_US OUT             sagad's store, read-only: sagas created since
                                     SINCE_US by status, first creation, last completion,
                                     peak number in flight
@@ -110,11 +110,14 @@ def http_get(url, timeout=5):
         return json.loads(r.read())
 
 
-def cmd_drain(url, timeout, out):
+def cmd_drain(url, timeout, out, pid=None):
     t0 = time.monotonic()
     deadline = t0 + float(timeout)
     drained, polls = False, 0
     while time.monotonic() < deadline:
+        if pid and not os.path.exists("/proc/%s" % pid):
+            break  # sagad is gone: nothing will finish
+
         polls += 1
         try:
             if not http_get(url.rstrip("/") + "/sagas?status=IN_PROGRESS&limit=1")["sagas"]:

@@ -165,6 +165,8 @@ perf_profile() {
   {
     echo "## perf profile: sagad, synchronous, c=$PROFILE_CONNS, $DURATION s (perf record -g; self time)"
     echo
+    echo "That row ran under perf: its figures in the table carry perf's overhead."
+    echo
     echo "Samples by thread: $("${rep[@]}" --sort pid 2>/dev/null | grep -v '^#' | grep '%' |
       awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $1}')"
     echo
