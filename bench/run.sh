@@ -185,8 +185,13 @@ if [ "$PEER" != none ]; then
     curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' \
       "http://127.0.0.1:$pport/saga" -d '{"image_id":"warm-up","data":"datos de prueba"}'; then
     up=$(awk -v a="$start" -v b="$(now_us)" 'BEGIN{printf "%.1f", (b-a)/1e6}')
-    peer_desc="run-$PEER.sh ($(grep -o 'loop=[a-z]* http=[a-z0-9]*' "$d/peer.log" | head -1)),"
-    peer_desc+=" one process, WAL, synchronous=FULL; ready $up s after start"
+    if [ "$PEER" = tuned ]; then
+      peer_desc="run-tuned.sh ($( (grep -o 'loop=[a-z]* http=[a-z0-9]*' "$d/peer.log" || true) | head -1)),"
+      peer_desc+=" one process, WAL, synchronous=FULL"
+    else
+      peer_desc="run-reference.sh (the seed as written: uvicorn, asyncio + h11, a connection per call)"
+    fi
+    peer_desc+="; ready $up s after start"
     for c in $PEER_CONNS; do
       dc=$d/c$c && mkdir -p "$dc"
       say "peer $PEER, c=$c"

@@ -84,7 +84,7 @@ def label(r, meta):
     if k == "stubs":
         return "stubs alone (%s `/anonymize`), requests/s" % meta["stubs"]
     if k == "peer":
-        return "tuned Python peer, sync"
+        return "%s Python peer, sync" % r["name"]
     if k == "inflight":
         return "%s in flight (AI model %s ms), async" % (num(r.get("posted")),
                                                            meta.get("inflight_delay_ms", "?"))
@@ -103,9 +103,10 @@ def row(r, meta):
     if r.get("error"):
         return "| %s | %d | %s |" % (label(r, meta), r["conns"], r["error"]) + " |" * 12
     rss = r.get("rss_kb")
+    lat = (lambda k: ms(r.get(k))) if r.get("answers") else (lambda k: "–")
     return "| " + " | ".join([
         label(r, meta), str(r["conns"]), num(r.get("rate")),
-        ms(r.get("p50_us")), ms(r.get("p90_us")), ms(r.get("p99_us")), errors(r),
+        lat("p50_us"), lat("p90_us"), lat("p99_us"), errors(r),
         "–" if r.get("cpu_ms_per_saga") is None else "%.3f" % r["cpu_ms_per_saga"],
         cores(r),
         "–" if r.get("stubs_cores") is None else "%.2f" % r["stubs_cores"],
@@ -203,8 +204,8 @@ def main():
             cpu = ""
             if s.get("cpu_ms_per_saga") and r.get("cpu_ms_per_saga"):
                 cpu = ", %.1f× less CPU per saga" % (r["cpu_ms_per_saga"] / s["cpu_ms_per_saga"])
-            rat.append("sagad / tuned peer at c=%d (sync): **%.1f×** the sagas/s%s"
-                       % (r["conns"], s["rate"] / r["rate"], cpu))
+            rat.append("sagad / %s peer at c=%d (sync): **%.1f×** the sagas/s%s"
+                       % (r["name"], r["conns"], s["rate"] / r["rate"], cpu))
     for mode in ("sync", "async"):
         parts = []
         for r in results:
