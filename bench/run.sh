@@ -1,105 +1,264 @@
 #!/usr/bin/env bash
-# Benchmark: synchronous POST /saga with wrk against sagad (webhook bus, then
-# NATS JetStream on a local nats-server) and, in the same run on the same
-# stubs and load, the tuned Python peer (shared/reference).
-# Prints requests/s, latency, sagad's peak RSS, and the ratio.
+# The benchmark (`make bench` builds, then runs this). One run measures, on
+# the same stubs and machine:
+#   - the stubs alone (wrk straight at /anonymize): the ceiling they impose;
+#   - sagad, synchronous POST /saga and asynchronous (Prefer: respond-async,
+#     counted when completed end to end), at each of CONNS connections, a
+#     fresh sagad and database per row;
+#   - the tuned Python peer (../shared/reference/run-tuned.sh), synchronous;
+#   - 10,000 async sagas in flight behind an AI model answering after 1 s;
+#   - optionally sagad with NATS JetStream as the bus, and a perf profile;
+# and prints one markdown table, also written to bench/results/<UTC time>.md
+# (and bench/results/latest.md). docs/benchmark.md explains every column.
 #
-#   bench/run.sh                 # 64 connections, 10 s each
-#   CONNS=256 DURATION=20 bench/run.sh
-#   PEER=none bench/run.sh       # sagad only
-#   NATS=0 bench/run.sh          # without the run on NATS JetStream (--bus nats://)
+# Knobs (environment):
+#   DURATION=10        seconds per wrk run
+#   CONNS="1 16 64 256 1024"   connection counts of the matrix
+#   MODES="sync async" which sagad rows (MODES="" for none)
+#   THREADS=2          wrk threads (at most the connection count)
+#   STUBS=nginx        nginx from Debian with fixed answers (installed through
+#                      scripts/deps.sh when missing); STUBS=sta-stubs instead
+#   PEER=tuned         the tuned Python peer; PEER=reference (the seed as
+#                      written) or PEER=none
+#   PEER_CONNS="64"    the peer's connection counts (it is slow)
+#   INFLIGHT=1         the 10,000-in-flight row (INFLIGHT_N=10000,
+#                      INFLIGHT_CONNS=256, INFLIGHT_DELAY_MS=1000); 0 skips it
+#   NATS=0             1 adds a synchronous row at NATS_CONNS (64) with
+#                      --bus nats:// on a local nats-server -js
+#   PROFILE=0          1: perf record -g on sagad during the synchronous row at
+#                      PROFILE_CONNS (64); per-thread top symbols in the report
+#   LOG_LEVEL=info     sagad's --log-level (info is its default)
+#   SAGAD_ARGS=""      extra sagad flags, e.g. "--threads 4"
+#   BUILD=build        where sagad and sta-stubs are
+#   BENCH_TMPDIR=/tmp  where the databases go (must be a disk, not tmpfs)
+#   DRAIN_TIMEOUT=300  seconds to wait for the sagas in flight to finish
+#   KEEP=0             1 keeps the temp dir (databases, logs, wrk output)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-CONNS=${CONNS:-64}
 DURATION=${DURATION:-10}
+CONNS=${CONNS:-1 16 64 256 1024}
+MODES=${MODES-sync async}
 THREADS=${THREADS:-2}
+STUBS=${STUBS:-nginx}
 PEER=${PEER:-tuned}
+PEER_CONNS=${PEER_CONNS:-64}
+INFLIGHT=${INFLIGHT:-1}
+INFLIGHT_N=${INFLIGHT_N:-10000}
+INFLIGHT_CONNS=${INFLIGHT_CONNS:-256}
+INFLIGHT_DELAY_MS=${INFLIGHT_DELAY_MS:-1000}
+NATS=${NATS:-0}
+NATS_CONNS=${NATS_CONNS:-64}
+PROFILE=${PROFILE:-0}
+PROFILE_CONNS=${PROFILE_CONNS:-64}
+LOG_LEVEL=${LOG_LEVEL:-info}
+SAGAD_ARGS=${SAGAD_ARGS:-}
+DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-300}
 REF=${REF:-$(cd .. && pwd)/shared/reference}
+# shellcheck source=bench/lib/common.sh
+. bench/lib/common.sh
+
+if [ ! -x "$BUILD/sagad" ] || [ ! -x "$BUILD/sta-stubs" ]; then
+  die "no $BUILD/sagad or $BUILD/sta-stubs: run make bench (or make build)"
+fi
 command -v wrk >/dev/null || ./scripts/deps.sh wrk
+if [ "$PROFILE" = 1 ] && ! command -v perf >/dev/null; then ./scripts/deps.sh linux-perf; fi
+case $STUBS in
+  nginx)
+    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+    if [ ! -x "$NGINX" ]; then
+      say "installing nginx (Debian)"
+      ./scripts/deps.sh nginx
+    fi ;;
+  sta-stubs) ;;
+  *) die "STUBS must be nginx or sta-stubs" ;;
+esac
+case $PEER in tuned | reference | none) ;; *) die "PEER must be tuned, reference or none" ;; esac
+for m in $MODES; do
+  case $m in sync | async) ;; *) die "MODES: sync and/or async (MODES=\"\" for none), not $m" ;; esac
+done
 
-work=$(mktemp -d /tmp/sagad-bench.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+work=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/sagad-bench.XXXXXX")
+ok=0
+cleanup() {
+  stop_all
+  if [ "${KEEP:-0}" = 1 ] || [ $ok = 0 ]; then say "kept $work"; else rm -rf "$work"; fi
+}
 trap cleanup EXIT
+trap 'exit 130' INT TERM
+results=$work/results.jsonl
+: >"$results"
 
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq ${2:-200}); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "not up: $1" >&2; return 1; }
-
+# ---------------------------------------------------------------- stubs
 sport=$(free_port)
-"$BUILD/sta-stubs" --listen "127.0.0.1:$sport" --quiet >"$work/stubs.log" 2>&1 &
-pids+=($!)
-wait_http "http://127.0.0.1:$sport/healthz"
-anon="http://127.0.0.1:$sport/anonymize" ai="http://127.0.0.1:$sport/process" bus="http://127.0.0.1:$sport/events"
+if [ "$STUBS" = nginx ]; then
+  start_nginx "$work/nginx" "$sport"
+  stubs_desc="nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), worker_processes 1, keep-alive,"
+  stubs_desc+=" fixed JSON answers (config: start_nginx in bench/lib/common.sh)"
+else
+  start_sta_stubs "$work/stubs" "$sport" --threads 2
+  stubs_desc="sta-stubs --threads 2 --quiet"
+fi
+say "stubs ($STUBS) on $STUBS_URL, pids $STUBS_PIDS; results in $work"
 
-run_wrk() { # name url
-  local out
-  wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s -s bench/post_saga.lua "$2/saga" >"$work/$1.wrk" 2>&1 || true
-  out=$(grep RESULT "$work/$1.wrk" || echo "RESULT rps=0")
-  echo "$1 $out"
+# cell_end DIR KIND MODE CONNS NAME: one JSON line into the results.
+cell_end() {
+  bl cell "$@" >>"$results" || say "no result for $1"
+  tidy_cell "$1"
 }
 
-gport=$(free_port)
-"$BUILD/sagad" --listen "127.0.0.1:$gport" --db "$work/sagad.db" --anonymizer-url "$anon" \
-  --ai-model-url "$ai" --bus "$bus" --log-level "${LOG_LEVEL:-info}" 2>"$work/sagad.log" &
-gpid=$!
-pids+=($gpid)
-wait_http "http://127.0.0.1:$gport/healthz"
-curl -fsS -o /dev/null -X POST "http://127.0.0.1:$gport/saga" -d '{"warm":1}'
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-# CPU milliseconds per saga of the server process during the wrk run.
-cpu_per_saga() { # before after result-line
-  local n; n=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$3")
-  python3 -c "t=($2-$1)*1000/$(getconf CLK_TCK); print('cpu_ms_per_saga=%.3f' % (t/max($n,1)))"
-}
-t0=$(ticks $gpid)
-sag=$(run_wrk sagad "http://127.0.0.1:$gport")
-t1=$(ticks $gpid)
-rss=$(awk '/VmHWM/{print $2}' /proc/$gpid/status)
-echo "$sag peak_rss_kb=$rss $(cpu_per_saga "$t0" "$t1" "$sag")"
-kill -TERM $gpid; wait $gpid || true
+# ---------------------------------------------------------------- stubs alone
+for c in $CONNS; do
+  d=$work/stubs-$c && mkdir -p "$d"
+  say "stubs alone, c=$c"
+  bl snap "$d/snap0.json" "stubs=$STUBS_PIDS"
+  run_wrk bench/post_saga.lua "$c" "$STUBS_URL/anonymize" "$d/wrk.out"
+  bl snap "$d/snap1.json" "stubs=$STUBS_PIDS"
+  cell_end "$d" stubs sync "$c" stubs
+done
 
-# The same load with events on NATS JetStream (a real nats-server -js) instead
-# of the webhook. NATS=0 skips it.
-if [ "${NATS:-1}" != 0 ]; then
-  command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || ./scripts/deps.sh nats-server
+# ---------------------------------------------------------------- sagad
+profile_md=$work/profile.md
+# sagad_cell NAME MODE CONNS [BUS]: a fresh sagad and database.
+sagad_cell() {
+  local name=$1 mode=$2 c=$3 bus=${4:-} d script=bench/post_saga.lua t0 perfpid=""
+  d=$work/$name-$mode-$c
+  [ "$mode" = async ] && script=bench/post_saga_async.lua
+  say "$name $mode, c=$c"
+  start_sagad "$d" "$STUBS_URL" "$bus"
+  if [ "$PROFILE" = 1 ] && [ "$name" = sagad ] && [ "$mode" = sync ] && [ "$c" = "$PROFILE_CONNS" ]; then
+    perf record -g -o "$d/perf.data" -p "$SAGAD_PID" -- sleep "$DURATION" >"$d/perf.log" 2>&1 &
+    perfpid=$!
+  fi
+  t0=$(now_us)
+  bl snap "$d/snap0.json" "server=$SAGAD_PID" "stubs=$STUBS_PIDS"
+  run_wrk "$script" "$c" "$SAGAD_URL/saga" "$d/wrk.out"
+  bl snap "$d/snap1.json" "server=$SAGAD_PID" "stubs=$STUBS_PIDS"
+  bl drain "$SAGAD_URL" "$DRAIN_TIMEOUT" "$d/drain.json" "$SAGAD_PID"
+  bl snap "$d/snap2.json" "server=$SAGAD_PID" "stubs=$STUBS_PIDS"
+  bl store "$d/sagad.db" "$t0" "$d/store.json" || say "could not read $d/sagad.db"
+  if [ -n "$perfpid" ]; then
+    wait "$perfpid" || true
+    if [ -s "$d/perf.data" ]; then
+      perf_profile "$d" "$SAGAD_PID" "$profile_md"
+    else
+      printf '## perf profile\n\nperf record failed (not allowed here?): %s\n' \
+        "$(tail -2 "$d/perf.log" | tr '\n' ' ')" >"$profile_md"
+    fi
+  fi
+  stop_sagad
+  cell_end "$d" sagad "$mode" "$c" "$name"
+}
+
+for mode in $MODES; do
+  for c in $CONNS; do sagad_cell sagad "$mode" "$c"; done
+done
+
+if [ "$PROFILE" = 1 ] && [ ! -f "$profile_md" ]; then
+  printf '## perf profile\n\nNo synchronous sagad row at c=%s in this run (PROFILE_CONNS).\n' \
+    "$PROFILE_CONNS" >"$profile_md"
+fi
+
+if [ "$NATS" = 1 ]; then
+  NATS_SERVER=$(command -v nats-server || echo /usr/sbin/nats-server)
+  [ -x "$NATS_SERVER" ] || ./scripts/deps.sh nats-server
   nport=$(free_port)
-  "$(command -v nats-server || echo /usr/sbin/nats-server)" -js -a 127.0.0.1 -p "$nport" \
-    -sd "$work/nats" >"$work/nats.log" 2>&1 &
+  mkdir -p "$work/nats"
+  "$NATS_SERVER" -js -a 127.0.0.1 -p "$nport" -sd "$work/nats" >"$work/nats/nats.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$nport") 2>/dev/null && break; sleep 0.05; done
-  nsport=$(free_port)
-  "$BUILD/sagad" --listen "127.0.0.1:$nsport" --db "$work/sagad-nats.db" --anonymizer-url "$anon" \
-    --ai-model-url "$ai" --bus "nats://127.0.0.1:$nport" --log-level "${LOG_LEVEL:-info}" \
-    2>"$work/sagad-nats.log" &
-  npid=$!
-  pids+=($npid)
-  wait_http "http://127.0.0.1:$nsport/readyz"
-  curl -fsS -o /dev/null -X POST "http://127.0.0.1:$nsport/saga" -d '{"warm":1}'
-  t0=$(ticks $npid)
-  nat=$(run_wrk sagad-nats "http://127.0.0.1:$nsport")
-  t1=$(ticks $npid)
-  rss=$(awk '/VmHWM/{print $2}' /proc/$npid/status)
-  echo "$nat peak_rss_kb=$rss $(cpu_per_saga "$t0" "$t1" "$nat")"
-  kill -TERM $npid; wait $npid || true
+  for c in $NATS_CONNS; do sagad_cell nats sync "$c" "nats://127.0.0.1:$nport"; done
 fi
 
-if [ "$PEER" = tuned ] || [ "$PEER" = reference ]; then
+# ---------------------------------------------------------------- peer
+peer_desc=""
+if [ "$PEER" != none ]; then
+  d=$work/peer && mkdir -p "$d"
   pport=$(free_port)
-  REF_BASE_DIR="$work/ref" bash "$REF/run-$PEER.sh" "$pport" "$anon" "$ai" "$work/peer.db" "$bus" \
-    >"$work/peer.log" 2>&1 &
-  ppid=$!
-  pids+=($ppid)
-  if wait_http "http://127.0.0.1:$pport/docs" 3000; then
-    t0=$(ticks $ppid)
-    peer=$(run_wrk "$PEER" "http://127.0.0.1:$pport")
-    t1=$(ticks $ppid)
-    echo "$peer $(cpu_per_saga "$t0" "$t1" "$peer")"
-    a=$(sed -n 's/.*rps=\([0-9.]*\).*/\1/p' <<<"$sag")
-    b=$(sed -n 's/.*rps=\([0-9.]*\).*/\1/p' <<<"$peer")
-    python3 -c "a,b=float('$a'),float('$b'); print('ratio sagad/$PEER = %.1fx' % (a/b if b else float('inf')))"
+  say "starting the $PEER Python peer (installs its Debian packages on first use)"
+  start=$(now_us)
+  REF_BASE_DIR="$work/ref" bash "$REF/run-$PEER.sh" "$pport" "$STUBS_URL/anonymize" \
+    "$STUBS_URL/process" "$d/peer.db" "$STUBS_URL/events" >"$d/peer.log" 2>&1 &
+  ppid_=$!
+  pids+=("$ppid_")
+  if wait_http "http://127.0.0.1:$pport/docs" 6000 &&
+    curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' \
+      "http://127.0.0.1:$pport/saga" -d '{"image_id":"warm-up","data":"datos de prueba"}'; then
+    up=$(awk -v a="$start" -v b="$(now_us)" 'BEGIN{printf "%.1f", (b-a)/1e6}')
+    if [ "$PEER" = tuned ]; then
+      peer_desc="run-tuned.sh ($( (grep -o 'loop=[a-z]* http=[a-z0-9]*' "$d/peer.log" || true) | head -1)),"
+      peer_desc+=" one process, WAL, synchronous=FULL"
+    else
+      peer_desc="run-reference.sh (the seed as written: uvicorn, asyncio + h11, a connection per call)"
+    fi
+    peer_desc+="; ready $up s after start"
+    for c in $PEER_CONNS; do
+      dc=$d/c$c && mkdir -p "$dc"
+      say "peer $PEER, c=$c"
+      bl peerstore "$d/peer.db" "$dc/peerstore0.json"
+      bl snap "$dc/snap0.json" "server=$ppid_" "stubs=$STUBS_PIDS"
+      run_wrk bench/post_saga.lua "$c" "http://127.0.0.1:$pport/saga" "$dc/wrk.out"
+      bl snap "$dc/snap1.json" "server=$ppid_" "stubs=$STUBS_PIDS"
+      bl peerdrain "$d/peer.db" 60 "$dc/drain.json"
+      bl peerstore "$d/peer.db" "$dc/peerstore1.json"
+      cell_end "$dc" peer sync "$c" "$PEER"
+    done
   else
-    echo "peer $PEER did not start; see $work/peer.log" >&2
-    tail -20 "$work/peer.log" >&2 || true
+    say "peer $PEER did not start; see $d/peer.log"
+    tail -20 "$d/peer.log" >&2 || true
+    peer_desc="run-$PEER.sh did not start (its log: $(tail -1 "$d/peer.log"))"
   fi
+  stop_pid "$ppid_"
 fi
+
+# ---------------------------------------------------------------- in flight
+if [ "$INFLIGHT" = 1 ]; then
+  d=$work/inflight && mkdir -p "$d"
+  say "$INFLIGHT_N sagas in flight behind an AI model answering after $INFLIGHT_DELAY_MS ms"
+  start_sta_stubs "$d/stubs" "$(free_port)" --threads 2 --ai-model "delay=$INFLIGHT_DELAY_MS"
+  istubs=$STUBS_PIDS
+  start_sagad "$d" "$STUBS_URL"
+  t0=$(now_us)
+  bl snap "$d/snap0.json" "server=$SAGAD_PID" "stubs=$istubs"
+  TIMEFORMAT='%U %S'
+  { time bl post "$SAGAD_URL/saga" "$INFLIGHT_N" "$INFLIGHT_CONNS" "$d/post.json"; } 2>"$d/post.json.time"
+  bl drain "$SAGAD_URL" "$DRAIN_TIMEOUT" "$d/drain.json" "$SAGAD_PID"
+  bl snap "$d/snap2.json" "server=$SAGAD_PID" "stubs=$istubs"
+  bl store "$d/sagad.db" "$t0" "$d/store.json" || say "could not read $d/sagad.db"
+  stop_sagad
+  stop_pid "${istubs%%,*}"
+  cell_end "$d" inflight async "$INFLIGHT_CONNS" inflight
+fi
+
+# ---------------------------------------------------------------- report
+stamp=$(date -u +%Y-%m-%dT%H-%M-%SZ)
+bl machine "$work" "$work/machine.json"
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
+build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
+crash=$(sed -n 's/^SG_CRASH_POINTS:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
+flags="DURATION=$DURATION CONNS=\"$CONNS\" MODES=\"$MODES\" THREADS=$THREADS STUBS=$STUBS PEER=$PEER"
+flags+=" PEER_CONNS=\"$PEER_CONNS\" INFLIGHT=$INFLIGHT NATS=$NATS PROFILE=$PROFILE LOG_LEVEL=$LOG_LEVEL"
+flags+=" SAGAD_ARGS=\"$SAGAD_ARGS\""
+export B_DATE B_COMMIT B_BUILD B_BUILD_TYPE B_WRK B_FLAGS B_STUBS B_STUBS_DESC B_PEER_DESC B_SAGAD_CMD
+export B_INFLIGHT_DELAY_MS=$INFLIGHT_DELAY_MS
+B_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') B_COMMIT=$commit B_BUILD=$BUILD
+B_BUILD_TYPE="${build_type:-?}, crash points ${crash:-?}"
+B_WRK=$( (wrk --version 2>&1 || true) | awk 'NR == 1 {print $2}')
+B_FLAGS="\`$flags\`" B_STUBS=$STUBS B_STUBS_DESC=$stubs_desc B_PEER_DESC=$peer_desc
+B_SAGAD_CMD="sagad --log-level $LOG_LEVEL${SAGAD_ARGS:+ $SAGAD_ARGS}"
+python3 -c '
+import json, os, sys
+m = {k[2:].lower(): v for k, v in os.environ.items() if k.startswith("B_")}
+m["machine"] = json.load(open(sys.argv[2]))
+json.dump(m, open(sys.argv[1], "w"))' "$work/meta.json" "$work/machine.json"
+mkdir -p bench/results
+out=bench/results/$stamp.md
+prof=()
+[ -f "$profile_md" ] && prof=("$profile_md")
+python3 bench/lib/report.py "$work/meta.json" "$results" "${prof[@]}" >"$out"
+cp "$out" bench/results/latest.md
+cat "$out"
+echo
+say "written to $out (and bench/results/latest.md)"
+ok=1

@@ -19,6 +19,7 @@
  * writes nothing new, so health comes back when the store does, not only
  * with the next write. */
 #include <assert.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <utlist.h>
@@ -182,6 +183,11 @@ static void writer_main(void *arg)
     char err[256];
     size_t n = 0;
     retry_state rs = {0};
+
+    /* Named so that per-thread CPU figures (/proc/PID/task/TID/comm, top -H,
+     * perf) tell the writer from the loop thread (the main thread, "sagad")
+     * and libmicrohttpd's "MHD-*" threads. At most 15 characters. */
+    pthread_setname_np(pthread_self(), "sagad-writer");
 
     uv_mutex_lock(&s->mu);
     for (;;) {
