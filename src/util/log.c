@@ -92,13 +92,36 @@ void sg_log_flush(void)
     pthread_mutex_unlock(&mu);
 }
 
+/* sg_time_iso's text for now, its date and seconds formatted once per
+ * second per thread: a busy loop logs thousands of lines a second. */
+static void stamp(char out[SG_TIME_LEN + 1])
+{
+    static _Thread_local int64_t last_s = -1;
+    static _Thread_local char last[SG_TIME_LEN + 1];
+    int64_t us = sg_now_us(), s = us / 1000000;
+    if (s != last_s) {
+        sg_time_iso(s * 1000000, last);
+        last_s = s;
+    }
+    memcpy(out, last, SG_TIME_LEN + 1);
+    /* "YYYY-MM-DDTHH:MM:SS.ffffffZ": the six digits before the Z. */
+    int64_t frac = us % 1000000;
+    for (int i = SG_TIME_LEN - 2; i >= SG_TIME_LEN - 7; i--) {
+        out[i] = (char)('0' + frac % 10);
+        frac /= 10;
+    }
+}
+
 void sg_log(sg_log_level lvl, const char *fmt, ...)
 {
-    static const char *names[] = {"debug", "info", "warn", "error"};
+    static const char *names[] = {"debug ", "info ", "warn ", "error "};
     if ((int)lvl < atomic_load(&log_level)) return;
-    char ts[SG_TIME_LEN + 1], line[1024];
-    sg_time_iso(sg_now_us(), ts);
-    int n = snprintf(line, sizeof line, "%s %s ", ts, names[lvl]);
+    char line[1024];
+    stamp(line);
+    line[SG_TIME_LEN] = ' ';
+    size_t nl = strlen(names[lvl]);
+    memcpy(line + SG_TIME_LEN + 1, names[lvl], nl);
+    int n = (int)(SG_TIME_LEN + 1 + nl);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
