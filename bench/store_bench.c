@@ -16,9 +16,11 @@
  *   CPU of the writer (the process's minus the loop thread's: the store
  *   has no other thread here), per saga.
  *
- *   store-bench [--sagas N] [--inflight C] [--db PATH] [--normal] [--v4]
+ *   store-bench [--sagas N] [--inflight C] [--db PATH] [--normal] [--v4] [--sql SQL]
  *
- * --v4 makes random (version 4) ids instead of time-ordered ones. */
+ * --v4 makes random (version 4) ids instead of time-ordered ones; --sql
+ * runs SQL on the database once the store has opened it (experiments:
+ * "DROP INDEX outbox_pending"). */
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -30,6 +32,7 @@
 #include <uv.h>
 
 #include "sg/records.h"
+#include "store/store_int.h"
 #include "sg/store.h"
 #include "sg/util.h"
 
@@ -64,9 +67,18 @@ static int sh_read(sqlite3_file *f, void *p, int n, sqlite3_int64 off)
     cnt.rbytes[s->kind] += (uint64_t)n;
     return s->real->pMethods->xRead(s->real, p, n, off);
 }
+/* With STORE_BENCH_PAGES set: WAL frames written per database page. */
+#define MAX_PGNO 1000000
+static _Atomic uint32_t *frames_of;
+
 static int sh_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
 {
     shim_file *s = (shim_file *)f;
+    if (frames_of && s->kind == F_WAL && n == 24) {
+        const unsigned char *h = p;
+        uint32_t pg = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+        if (pg < MAX_PGNO) frames_of[pg]++;
+    }
     cnt.writes[s->kind]++;
     cnt.wbytes[s->kind] += (uint64_t)n;
     return s->real->pMethods->xWrite(s->real, p, n, off);
@@ -282,7 +294,8 @@ static void step_running(bsaga *b, size_t i, int64_t now)
 
 static void on_done(void *arg, sg_status st);
 
-static void submit_next(bsaga *b)
+/* The write of b's current phase, as the engine would make it. */
+static sg_write *build_write(bsaga *b)
 {
     sg_write *w = sg_write_create();
     int64_t now = sg_now_us();
@@ -324,13 +337,11 @@ static void submit_next(bsaga *b)
         sg_write_saga_update(w, r->id, r->status, r->comp_status, NULL, now);
         break;
     }
-    if (sg_store_submit(store, w, on_done, b) != SG_OK) {
-        fprintf(stderr, "store-bench: submit failed\n");
-        exit(1);
-    }
+    return w;
 }
 
-static void start_saga(bsaga *b)
+/* A new saga in b, at phase 0. */
+static void new_saga(bsaga *b)
 {
     sg_saga_rec *r = &b->rec;
     sg_saga_rec_free(r);
@@ -347,6 +358,20 @@ static void start_saga(bsaga *b)
         r->steps[i].name = strdup(names[i]);
     step_running(b, 0, r->created_us);
     b->phase = 0;
+}
+
+static void submit_next(bsaga *b)
+{
+    sg_write *w = build_write(b);
+    if (sg_store_submit(store, w, on_done, b) != SG_OK) {
+        fprintf(stderr, "store-bench: submit failed\n");
+        exit(1);
+    }
+}
+
+static void start_saga(bsaga *b)
+{
+    new_saga(b);
     todo--;
     submit_next(b);
 }
@@ -363,6 +388,57 @@ static void on_done(void *arg, sg_status st)
     if (todo) start_saga(b);
 }
 
+/* Experiments: change the schema under the open store. */
+static int run_sql(const char *db, const char *sql)
+{
+    sqlite3 *x = NULL;
+    char *msg = NULL;
+    int rc = sqlite3_open(db, &x);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(x, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) fprintf(stderr, "store-bench: --sql: %s\n", msg ? msg : sqlite3_errmsg(x));
+    sqlite3_free(msg);
+    sqlite3_close(x);
+    return rc != SQLITE_OK;
+}
+
+/* Which B-tree the frames went to (the pages' owners at the end). */
+static void report_pages(const char *db, double sagas)
+{
+    if (!frames_of) return;
+    sqlite3 *x = NULL;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_open(db, &x) != SQLITE_OK ||
+        sqlite3_prepare_v2(x, "SELECT name, pageno FROM dbstat", -1, &st, NULL) != SQLITE_OK) {
+        fprintf(stderr, "store-bench: dbstat: %s\n", sqlite3_errmsg(x));
+        sqlite3_close(x);
+        return;
+    }
+    struct {
+        char name[64];
+        double frames;
+    } t[64];
+    int nt = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        int pg = sqlite3_column_int(st, 1);
+        if (pg <= 0 || pg >= MAX_PGNO || !frames_of[pg]) continue;
+        int k = 0;
+        while (k < nt && strcmp(t[k].name, name) != 0)
+            k++;
+        if (k == nt && nt < 64) {
+            snprintf(t[nt].name, sizeof t[0].name, "%s", name);
+            t[nt++].frames = 0;
+        }
+        if (k < nt) t[k].frames += frames_of[pg];
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(x);
+    printf("WAL frames per saga by B-tree:");
+    for (int k = 0; k < nt; k++)
+        printf(" %s=%.2f", t[k].name, t[k].frames / sagas);
+    printf("\n");
+}
+
 static double cpu_s(clockid_t c)
 {
     struct timespec ts;
@@ -370,37 +446,27 @@ static double cpu_s(clockid_t c)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-int main(int argc, char **argv)
+static void report(const char *mode, size_t n, size_t inflight, int full, double secs,
+                   double writer_s, double loop_s, double txns, double writes)
 {
-    size_t n = 20000, inflight = 64;
-    const char *db = NULL;
-    int full = 1;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--sagas") && i + 1 < argc)
-            n = strtoul(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--inflight") && i + 1 < argc)
-            inflight = strtoul(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--db") && i + 1 < argc)
-            db = argv[++i];
-        else if (!strcmp(argv[i], "--normal"))
-            full = 0;
-        else if (!strcmp(argv[i], "--v4"))
-            use_v4 = 1;
-        else {
-            fprintf(
-                stderr,
-                "usage: store-bench [--sagas N] [--inflight C] [--db PATH] [--normal] [--v4]\n");
-            return 2;
-        }
+    double dn = (double)n;
+    printf("%s sagas=%zu inflight=%zu %s ids=%s sagas_per_s=%.0f writer_cpu_ms=%.4f "
+           "loop_cpu_ms=%.4f txn_per_saga=%.3f writes_per_txn=%.1f stmts_per_saga=%.2f",
+           mode, n, inflight, full ? "FULL" : "NORMAL", use_v4 ? "v4" : "v7", dn / secs,
+           writer_s * 1e3 / dn, loop_s * 1e3 / dn, txns / dn, writes / (txns ? txns : 1),
+           (double)cnt.stmts / dn);
+    for (int k = 0; k < F_N; k++) {
+        if (!cnt.writes[k] && !cnt.reads[k] && !cnt.syncs[k]) continue;
+        printf(" %s:w=%.2f/%.0fB,r=%.2f/%.0fB,sync=%.3f", fnames[k], (double)cnt.writes[k] / dn,
+               (double)cnt.wbytes[k] / dn, (double)cnt.reads[k] / dn, (double)cnt.rbytes[k] / dn,
+               (double)cnt.syncs[k] / dn);
     }
-    char dir[] = "/tmp/store-bench-XXXXXX", path[64];
-    if (!db) {
-        if (!mkdtemp(dir)) return 1;
-        snprintf(path, sizeof path, "%s/b.db", dir);
-        db = path;
-    }
-    sg_log_set_level(SG_LOG_WARN);
-    shim_install();
+    printf(" failures=%zu\n", failures);
+}
+
+/* The real store: its writer thread groups whatever the loop submitted. */
+static int run_store(const char *db, const char *sql, size_t n, size_t inflight, int full)
+{
     uv_loop_t loop;
     uv_loop_init(&loop);
     char err[256];
@@ -409,7 +475,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "store-bench: %s\n", err);
         return 1;
     }
-    if (inflight > n) inflight = n;
+    if (sql && run_sql(db, sql) != 0) return 1;
     bsaga *bs = calloc(inflight, sizeof *bs);
     memset(&cnt, 0, sizeof cnt);
     uint64_t t0, w0;
@@ -425,29 +491,143 @@ int main(int argc, char **argv)
     double p1 = cpu_s(CLOCK_PROCESS_CPUTIME_ID), l1 = cpu_s(CLOCK_THREAD_CPUTIME_ID);
     uint64_t t1, w1;
     sg_store_stats(store, &t1, &w1);
-    double dn = (double)n;
-    printf("sagas=%zu inflight=%zu %s ids=%s sagas_per_s=%.0f writer_cpu_ms=%.4f loop_cpu_ms=%.4f "
-           "txn_per_saga=%.3f writes_per_txn=%.1f stmts_per_saga=%.2f",
-           n, inflight, full ? "FULL" : "NORMAL", use_v4 ? "v4" : "v7", dn / (r1 - r0),
-           ((p1 - p0) - (l1 - l0)) * 1e3 / dn, (l1 - l0) * 1e3 / dn, (double)(t1 - t0) / dn,
-           (double)(w1 - w0) / (double)(t1 - t0 ? t1 - t0 : 1), (double)cnt.stmts / dn);
-    for (int k = 0; k < F_N; k++) {
-        if (!cnt.writes[k] && !cnt.reads[k] && !cnt.syncs[k]) continue;
-        printf(" %s:w=%.2f/%.0fB,r=%.2f/%.0fB,sync=%.3f", fnames[k], (double)cnt.writes[k] / dn,
-               (double)cnt.wbytes[k] / dn, (double)cnt.reads[k] / dn, (double)cnt.rbytes[k] / dn,
-               (double)cnt.syncs[k] / dn);
-    }
-    printf(" failures=%zu\n", failures);
+    report("store", n, inflight, full, r1 - r0, (p1 - p0) - (l1 - l0), l1 - l0, (double)(t1 - t0),
+           (double)(w1 - w0));
     sg_store_close(store);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     for (size_t i = 0; i < inflight; i++)
         sg_saga_rec_free(&bs[i].rec);
     free(bs);
+    return 0;
+}
+
+#define MAX_ROUNDS 100000
+static double rt[MAX_ROUNDS]; /* wall time of each measured transaction */
+static size_t nrt;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The backend alone, in lockstep: each transaction holds the next write of
+ * every saga in flight, whose phases are spread evenly (a quarter of them
+ * insert, a quarter finish), so every batch is alike and the figures do
+ * not depend on thread scheduling. The calling thread runs it all. */
+static int run_batches(const char *db, const char *sql, size_t n, size_t inflight, int full)
+{
+    const struct sg_store_ops *ops = &sg_store_sqlite_ops;
+    sg_store_backend *be = NULL;
+    char err[256];
+    sg_store_options opt = {.max_batch = inflight, .synchronous_full = full};
+    if (ops->open(&be, db, db, &opt, err, sizeof err) != SG_OK) {
+        fprintf(stderr, "store-bench: %s\n", err);
+        return 1;
+    }
+    if (sql && run_sql(db, sql) != 0) return 1;
+    bsaga *bs = calloc(inflight, sizeof *bs);
+    sg_write **w = calloc(inflight, sizeof *w);
+    bsaga **who = calloc(inflight, sizeof *who);
+    sg_status *res = calloc(inflight, sizeof *res);
+    /* Saga i starts in round i % 4; measuring starts in round 4. */
+    size_t writes = 0, txns = 0, measured = 0;
+    double c0 = 0, r0 = 0;
+    for (size_t round = 0; measured < 4 * n; round++) {
+        if (round == 4) {
+            memset(&cnt, 0, sizeof cnt);
+            if (frames_of) memset(frames_of, 0, MAX_PGNO * sizeof *frames_of);
+            c0 = cpu_s(CLOCK_THREAD_CPUTIME_ID);
+            r0 = cpu_s(CLOCK_MONOTONIC);
+        }
+        size_t k = 0;
+        for (size_t i = 0; i < inflight; i++) {
+            if (round < i % 4) continue;
+            if (round == i % 4) new_saga(&bs[i]);
+            who[k] = &bs[i];
+            w[k++] = build_write(&bs[i]);
+        }
+        err[0] = '\0';
+        double t0 = cpu_s(CLOCK_MONOTONIC);
+        sg_status bst = ops->exec_batch(be, w, k, res, err, sizeof err);
+        if (round >= 4 && nrt < MAX_ROUNDS) rt[nrt++] = cpu_s(CLOCK_MONOTONIC) - t0;
+        if (bst != SG_OK) {
+            fprintf(stderr, "store-bench: %s\n", err);
+            return 1;
+        }
+        for (size_t i = 0; i < k; i++) {
+            if (res[i] != SG_OK) failures++;
+            sg_write_destroy(w[i]);
+            if (++who[i]->phase == 4) new_saga(who[i]);
+        }
+        if (round >= 4) {
+            measured += k;
+            writes += k;
+            txns++;
+        }
+    }
+    double c1 = cpu_s(CLOCK_THREAD_CPUTIME_ID), r1 = cpu_s(CLOCK_MONOTONIC);
+    qsort(rt, nrt, sizeof *rt, cmp_double);
+    if (nrt)
+        printf("transaction ms: p50=%.3f p90=%.3f p99=%.3f max=%.3f\n", rt[nrt / 2] * 1e3,
+               rt[nrt * 9 / 10] * 1e3, rt[nrt * 99 / 100] * 1e3, rt[nrt - 1] * 1e3);
+    report("batch", measured / 4, inflight, full, r1 - r0, c1 - c0, 0, (double)txns,
+           (double)writes);
+    ops->close(be);
+    report_pages(db, (double)(measured / 4));
+    for (size_t i = 0; i < inflight; i++)
+        sg_saga_rec_free(&bs[i].rec);
+    free(bs);
+    free(w);
+    free(who);
+    free(res);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    size_t n = 20000, inflight = 64;
+    const char *db = NULL, *sql = NULL;
+    int full = 1, batches = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--sagas") && i + 1 < argc)
+            n = strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--inflight") && i + 1 < argc)
+            inflight = strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--db") && i + 1 < argc)
+            db = argv[++i];
+        else if (!strcmp(argv[i], "--normal"))
+            full = 0;
+        else if (!strcmp(argv[i], "--sql") && i + 1 < argc)
+            sql = argv[++i];
+        else if (!strcmp(argv[i], "--v4"))
+            use_v4 = 1;
+        else if (!strcmp(argv[i], "--batch"))
+            batches = 1;
+        else {
+            fprintf(stderr, "usage: store-bench [--sagas N] [--inflight C] [--db PATH] [--normal] "
+                            "[--v4] [--batch] [--sql SQL]\n");
+            return 2;
+        }
+    }
+    if (inflight < 1) inflight = 1;
+    if (inflight > n) inflight = n;
+    char dir[] = "/tmp/store-bench-XXXXXX", path[64];
+    if (!db) {
+        if (!mkdtemp(dir)) return 1;
+        snprintf(path, sizeof path, "%s/b.db", dir);
+        db = path;
+    }
+    sg_log_set_level(SG_LOG_WARN);
+    if (getenv("STORE_BENCH_PAGES")) frames_of = calloc(MAX_PGNO, sizeof *frames_of);
+    shim_install();
+    int rc =
+        batches ? run_batches(db, sql, n, inflight, full) : run_store(db, sql, n, inflight, full);
     if (db == path) {
         char cmd[128];
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
         if (system(cmd) != 0) return 1;
     }
-    return failures ? 1 : 0;
+    return rc || failures ? 1 : 0;
 }
