@@ -2,9 +2,10 @@
  *
  * Writes are described as an sg_write (a list of operations that must
  * commit together) and submitted from the loop thread. One writer thread
- * commits the writes of many sagas in one transaction (group commit); each
- * write runs inside its own savepoint, so one failing write does not sink
- * the others. Completion callbacks run on the loop thread after the
+ * commits the writes of many sagas in one transaction (group commit); a
+ * write that fails by itself is rolled back alone (the batch runs again
+ * with a savepoint per write), so one failing write does not sink the
+ * others. Completion callbacks run on the loop thread after the
  * transaction is durable.
  *
  * Reads go through an sg_store_reader: one per thread, its own connection,

@@ -28,6 +28,13 @@
 #define EVENTS_SQL(where)                                                                          \
     "SELECT " EVENT_COLS " FROM outbox " where " ORDER BY created_us DESC, id DESC LIMIT ?1"
 
+/* The comp_status a saga's compensation events call for (the rule of
+ * Q_COMP_DONE), in an UPDATE of sagas. */
+#define COMP_STATUS                                                                                \
+    "(CASE WHEN EXISTS(SELECT 1 FROM outbox o WHERE o.saga_id=sagas.id AND o.compensation=1 AND "  \
+    "+o.status=3) THEN 3 WHEN EXISTS(SELECT 1 FROM outbox o WHERE o.saga_id=sagas.id AND "         \
+    "o.compensation=1 AND +o.status=0) THEN 1 ELSE 2 END)"
+
 static const struct {
     const char *name; /* for error messages */
     const char *sql;
@@ -47,6 +54,12 @@ static const struct {
                        "?10)"},
     [Q_SAGA_UPDATE] = {"update saga", "UPDATE sagas SET status=?2, comp_status=?3, error=?4, "
                                       "updated_us=?5 WHERE id=?1"},
+    /* The same for a saga whose status stays (most updates: a step moved
+     * on): status is not assigned, so SQLite leaves sagas_status alone
+     * instead of deleting and re-inserting the same entry. No row changed
+     * means another status (or no saga): Q_SAGA_UPDATE then. */
+    [Q_SAGA_TOUCH] = {"update saga", "UPDATE sagas SET comp_status=?3, error=?4, updated_us=?5 "
+                                     "WHERE id=?1 AND status=?2"},
     [Q_STEP_UPDATE] = {"update step",
                        "UPDATE steps SET status=?3, attempts=?4, started_us=?5, finished_us=?6, "
                        "error=?7, response=?8, next_us=?9 WHERE saga_id=?1 AND idx=?2"},
@@ -59,15 +72,14 @@ static const struct {
      * comp_status follows its compensation events (?1 is one of them):
      * PARKED (3) while one is parked, else PENDING (1) while one is pending
      * (0), else COMPLETED (2). The unary + keeps the planner on outbox_saga
-     * (a saga's few events) rather than a status index. */
+     * (a saga's few events) rather than a status index. The saga is
+     * found first, by a subquery run once: for an event that is not a
+     * compensation (most updates) it is NULL and the statement stops
+     * there, at the cost of one lookup. */
     [Q_COMP_DONE] = {"settle compensation status",
-                     "UPDATE sagas SET comp_status=c, updated_us=max(updated_us, ?2) FROM "
-                     "(SELECT s.id AS sid, CASE WHEN EXISTS(SELECT 1 FROM outbox o WHERE "
-                     "o.saga_id=s.id AND o.compensation=1 AND +o.status=3) THEN 3 WHEN "
-                     "EXISTS(SELECT 1 FROM outbox o WHERE o.saga_id=s.id AND o.compensation=1 "
-                     "AND +o.status=0) THEN 1 ELSE 2 END AS c FROM sagas s WHERE s.id=(SELECT "
-                     "saga_id FROM outbox WHERE id=?1 AND compensation=1)) WHERE sagas.id=sid "
-                     "AND comp_status<>c"},
+                     "UPDATE sagas SET comp_status=" COMP_STATUS ", updated_us=max(updated_us, ?2) "
+                     "WHERE id=(SELECT saga_id FROM outbox WHERE id=?1 AND compensation=1) AND "
+                     "comp_status<>" COMP_STATUS},
     /* Guards: they match the row only in the expected state (a write whose
      * guard matches nothing fails alone with SG_ECONFLICT). */
     [Q_SAGA_EXPECT] = {"check saga state", "UPDATE sagas SET status=status WHERE id=?1 AND "

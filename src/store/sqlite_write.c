@@ -1,6 +1,7 @@
-/* The SQLite backend's write transaction: exec_batch (one transaction, a
- * savepoint per write), the statements of each write operation, and the
- * failure injection countdown that reaches every error path of a batch. */
+/* The SQLite backend's write transaction: exec_batch (one transaction;
+ * a savepoint per write only when a write fails by itself), the
+ * statements of each write operation, and the failure injection countdown
+ * that reaches every error path of a batch. */
 #include <assert.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -173,16 +174,23 @@ static sg_status apply_saga_insert(txn *t, const sg_saga_rec *r)
     return st;
 }
 
+/* Tries Q_SAGA_TOUCH (the status stays, its index is left alone), then
+ * Q_SAGA_UPDATE. */
 static sg_status apply_saga_update(txn *t, const sg_write_op *op)
 {
     binder b;
-    if (!prep(t, Q_SAGA_UPDATE, &b)) return SG_EIO;
-    bind_text(&b, 1, op->u.saga_update.id);
-    bind_int(&b, 2, op->u.saga_update.status);
-    bind_int(&b, 3, op->u.saga_update.comp);
-    bind_text(&b, 4, op->u.saga_update.error);
-    bind_int(&b, 5, op->u.saga_update.updated_us);
-    return run(t, &b, 1);
+    sg_status st = SG_ENOTFOUND;
+    for (int q = Q_SAGA_TOUCH; st == SG_ENOTFOUND; q = Q_SAGA_UPDATE) {
+        if (!prep(t, q, &b)) return SG_EIO;
+        bind_text(&b, 1, op->u.saga_update.id);
+        bind_int(&b, 2, op->u.saga_update.status);
+        bind_int(&b, 3, op->u.saga_update.comp);
+        bind_text(&b, 4, op->u.saga_update.error);
+        bind_int(&b, 5, op->u.saga_update.updated_us);
+        st = run(t, &b, 1);
+        if (q == Q_SAGA_UPDATE) break;
+    }
+    return st;
 }
 
 static sg_status apply_step_update(txn *t, const sg_write_op *op)
@@ -298,33 +306,65 @@ static sg_status apply_op(txn *t, const sg_write_op *op)
     return SG_EINVAL;
 }
 
-/* exec_batch's transaction; see sg_store_ops.exec_batch. */
+/* One pass of exec_batch's transaction over writes[0..n). With
+ * savepoints (the careful pass) each write runs inside its own, and a
+ * write that fails by itself is rolled back to it alone. Without (the
+ * fast pass, tried first) a write that fails by itself ends the pass:
+ * the transaction is rolled back and *redo set, so that the caller runs
+ * the careful pass; nothing of the fast pass stays. Returns SG_OK when
+ * the pass committed (or must be redone), SG_EIO when the transaction
+ * failed. */
+static sg_status batch_pass(txn *t, sg_write *const *writes, size_t n, sg_status *results,
+                            int savepoints, int *redo)
+{
+    if (tx_simple(t, Q_BEGIN_W) != SQLITE_OK) return SG_EIO;
+    if (n == 0 && tx_simple(t, Q_PROBE) != SQLITE_OK) return SG_EIO;
+    for (size_t i = 0; i < n; i++) {
+        const sg_write *w = writes[i];
+        sg_status ws = SG_OK;
+        if (savepoints && tx_simple(t, Q_SAVEPOINT) != SQLITE_OK) return SG_EIO;
+        for (size_t k = 0; k < w->nops && ws == SG_OK; k++)
+            ws = apply_op(t, &w->ops[k]);
+        if (ws == SG_EIO) return SG_EIO;
+        if (ws != SG_OK && !savepoints) {
+            /* Part of this write may have applied: undo the whole pass. */
+            if (tx_simple(t, Q_ROLLBACK) != SQLITE_OK) return SG_EIO;
+            *redo = 1;
+            return SG_OK;
+        }
+        /* A write that failed by itself is undone alone; the savepoint is
+         * released either way so the next write starts clean. */
+        if (ws != SG_OK && tx_simple(t, Q_ROLLBACK_TO) != SQLITE_OK) return SG_EIO;
+        if (savepoints && tx_simple(t, Q_RELEASE) != SQLITE_OK) return SG_EIO;
+        results[i] = ws;
+    }
+    if (tx_simple(t, Q_COMMIT) != SQLITE_OK) return SG_EIO;
+    return SG_OK;
+}
+
+/* exec_batch's transaction; see sg_store_ops.exec_batch.
+ *
+ * A savepoint per write costs: every page a write touches is copied to
+ * the sub-journal first, and each write runs two more statements. But a
+ * write almost never fails by itself (a taken idempotency key, a guard,
+ * a changed definition), so the batch first runs without savepoints; only
+ * when a write does fail alone is that transaction rolled back and the
+ * batch run again with a savepoint per write, which gives every write the
+ * result it would have had, and the others commit. A failure of the
+ * transaction itself (I/O, full disk, a lost lock) fails it either way. */
 static sg_status run_batch(sg_store_backend *be, sg_write *const *writes, size_t n,
                            sg_status *results, char *err, size_t errlen)
 {
     txn t = {&be->w, err, errlen};
+    int redo = 0;
     for (size_t i = 0; i < n; i++)
         results[i] = SG_EIO;
     if (sg__sq_same_file(be, err, errlen) != SG_OK) goto fail;
     /* A transaction a failed batch could not roll back would make every
      * later BEGIN fail (and a retried batch fail forever): end it first. */
     if (!sqlite3_get_autocommit(be->w.db)) sqlite3_exec(be->w.db, "ROLLBACK", NULL, NULL, NULL);
-    if (tx_simple(&t, Q_BEGIN_W) != SQLITE_OK) goto fail;
-    if (n == 0 && tx_simple(&t, Q_PROBE) != SQLITE_OK) goto fail;
-    for (size_t i = 0; i < n; i++) {
-        const sg_write *w = writes[i];
-        sg_status ws = SG_OK;
-        if (tx_simple(&t, Q_SAVEPOINT) != SQLITE_OK) goto fail;
-        for (size_t k = 0; k < w->nops && ws == SG_OK; k++)
-            ws = apply_op(&t, &w->ops[k]);
-        if (ws == SG_EIO) goto fail;
-        /* A write that failed by itself is undone alone; the savepoint is
-         * released either way so the next write starts clean. */
-        if (ws != SG_OK && tx_simple(&t, Q_ROLLBACK_TO) != SQLITE_OK) goto fail;
-        if (tx_simple(&t, Q_RELEASE) != SQLITE_OK) goto fail;
-        results[i] = ws;
-    }
-    if (tx_simple(&t, Q_COMMIT) != SQLITE_OK) goto fail;
+    if (batch_pass(&t, writes, n, results, 0, &redo) != SG_OK) goto fail;
+    if (redo && batch_pass(&t, writes, n, results, 1, &redo) != SG_OK) goto fail;
     return SG_OK;
 
 fail:

@@ -121,10 +121,11 @@ struct sg_store_ops {
                       const sg_store_options *opt, char *err, size_t errlen);
     void (*close)(sg_store_backend *b); /* NULL-safe */
 
-    /* One transaction over writes[0..n). Each write runs in its own
-     * savepoint: a write that fails by itself (unique constraint →
-     * SG_ECONFLICT, missing row → SG_ENOTFOUND) is rolled back alone and
-     * the others commit. results[i] gets each write's status. Returns SG_OK
+    /* One transaction over writes[0..n). Each write is atomic: a write
+     * that fails by itself (unique constraint → SG_ECONFLICT, missing row
+     * → SG_ENOTFOUND) is rolled back alone and the others commit (SQLite
+     * runs the batch without savepoints, and again with one per write
+     * only when a write fails by itself). results[i] gets each write's status. Returns SG_OK
      * if the transaction committed; otherwise nothing was applied, every
      * results[i] is SG_EIO and err says why. writes are borrowed. n == 0
      * is a probe: a transaction that writes without changing anything,
