@@ -1,26 +1,36 @@
 /* store-bench: what the store's writer costs per saga, without HTTP.
  *
- * Runs N sagas of the STA shape through the real store (its writer thread,
- * group commit, synchronous=FULL by default), C of them in flight, each
- * submitting the four writes the engine submits for a saga that succeeds
- * (insert with step 1 RUNNING; step 1 done + step 2 RUNNING + its event;
- * step 2 done + event delivered + step 3 RUNNING; step 3 done + saga
- * COMPLETED), the next one as soon as the previous commits. Ids are made
+ * Runs N sagas of the STA shape, C of them in flight, each making the four
+ * writes the engine makes for a saga that succeeds (insert with step 1
+ * RUNNING; step 1 done + step 2 RUNNING + its event; step 2 done + event
+ * delivered + step 3 RUNNING; step 3 done + saga COMPLETED). Ids are made
  * as the engine makes them.
+ *   default   through the real store (its writer thread, group commit):
+ *             each saga submits its next write as soon as the previous
+ *             one commits; batches are whatever the writer finds queued.
+ *   --batch   through the backend alone, in lockstep: every transaction
+ *             holds the next write of each saga in flight, their phases
+ *             spread evenly, so every batch is alike and the figures do
+ *             not depend on thread scheduling (under valgrind too). Also
+ *             prints the wall time of the transactions (p50, p99).
  *
  * It counts, through a VFS shim registered as the default VFS and a
  * statement trace on every connection (sqlite3_auto_extension), so it
- * measures any store build the same way:
- *   statements run, WAL writes and bytes, database writes and bytes (the
- *   checkpoints), reads, fsyncs; transactions (sg_store_stats);
- *   CPU of the writer (the process's minus the loop thread's: the store
- *   has no other thread here), per saga.
+ * measures any store build the same way: statements run, WAL writes and
+ * bytes, database writes and bytes (the checkpoints), reads, fsyncs;
+ * transactions; CPU of the writer (default: the process's minus the loop
+ * thread's; --batch: the one thread's, building the writes included), per
+ * saga. STORE_BENCH_PAGES=1 also counts the WAL frames of each B-tree
+ * (--batch). The shim initialises SQLite before the store does, which
+ * defeats the store's sqlite3_config (MEMSTATUS off): STORE_BENCH_NOSHIM=1
+ * leaves it out (no counts then) to measure the store as sagad runs it.
  *
- *   store-bench [--sagas N] [--inflight C] [--db PATH] [--normal] [--v4] [--sql SQL]
+ *   store-bench [--sagas N] [--inflight C] [--db PATH] [--normal] [--v4]
+ *               [--batch] [--sql SQL]
  *
- * --v4 makes random (version 4) ids instead of time-ordered ones; --sql
- * runs SQL on the database once the store has opened it (experiments:
- * "DROP INDEX outbox_pending"). */
+ * --normal: synchronous=NORMAL; --v4 makes random (version 4) ids instead
+ * of time-ordered ones; --sql runs SQL on the database once the store has
+ * opened it (experiments: "DROP INDEX outbox_pending"). */
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -621,7 +631,7 @@ int main(int argc, char **argv)
     }
     sg_log_set_level(SG_LOG_WARN);
     if (getenv("STORE_BENCH_PAGES")) frames_of = calloc(MAX_PGNO, sizeof *frames_of);
-    shim_install();
+    if (!getenv("STORE_BENCH_NOSHIM")) shim_install();
     int rc =
         batches ? run_batches(db, sql, n, inflight, full) : run_store(db, sql, n, inflight, full);
     if (db == path) {
