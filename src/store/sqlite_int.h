@@ -91,6 +91,10 @@ extern const char sg__sq_schema[];
 /* The statements that upgrade a file of schema `from` to from + 1, or
  * NULL for a version that has none (0, current or newer). */
 const char *sg__sq_upgrade(int from);
+/* The i-th index that sg__sq_relayout may rebuild: its name, and in
+ * *create the statement that makes it as it should be (ascending); NULL
+ * past the last. */
+const char *sg__sq_relayout(size_t i, const char **create);
 
 /* ---- sqlite.c: connections ------------------------------------------------ */
 

@@ -16,8 +16,8 @@
     "status, attempts, last_error, updated_us, method, headers, timeout_ms"
 
 /* One keyset page of sagas, newest first: the row value comparison with
- * the cursor (?2, ?3) lets SQLite seek in a (…, created_us DESC, id DESC)
- * index; ?1 is the page size, ?4 a status, ?5 a definition name. Each
+ * the cursor (?2, ?3) lets SQLite seek in a (…, created_us, id) index,
+ * walked backwards; ?1 is the page size, ?4 a status, ?5 a definition name. Each
  * filter has its own statement (rather than "?5 IS NULL OR def_name=?5")
  * so that the planner, which sees no bound values, can pick the index of
  * that filter. */
@@ -161,6 +161,20 @@ const char *sg__sq_name(int q)
 
 /* ---- schema ---------------------------------------------------------------- */
 
+/* The keyset indexes of the listings, ascending. A listing walks them
+ * backwards for newest first (the plans are the same as with DESC
+ * columns: no sort, a seek for a cursor), while new rows, whose
+ * created_us is the largest, go at their right end, where SQLite appends
+ * to the last page. Descending columns (sagad before this) put every new
+ * row at the left end of the index, where each full page is split and
+ * rebalanced with its neighbours: about twice the pages written per
+ * transaction for each of these indexes. */
+#define IDX_SAGAS_CREATED "sagas_created ON sagas(created_us, id)"
+#define IDX_SAGAS_STATUS "sagas_status ON sagas(status, created_us, id)"
+#define IDX_SAGAS_TYPE "sagas_type ON sagas(def_name, created_us, id)"
+#define IDX_OUTBOX_CREATED "outbox_created ON outbox(created_us, id)"
+#define IDX_OUTBOX_STATUS "outbox_status ON outbox(status, created_us, id)"
+
 /* The current schema, for a new file. A file from an older sagad gets
  * the same tables, columns and indexes through the upgrades below (added
  * columns come last there; every statement names its columns). */
@@ -212,21 +226,21 @@ const char sg__sq_schema[] =
     " body TEXT NOT NULL," /* canonical JSON of the definition */
     " created_us INTEGER NOT NULL,"
     " PRIMARY KEY(name, version)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS sagas_created ON sagas(created_us DESC, id DESC);"
-    "CREATE INDEX IF NOT EXISTS sagas_status ON sagas(status, created_us DESC, id DESC);"
-    "CREATE INDEX IF NOT EXISTS sagas_type ON sagas(def_name, created_us DESC, id DESC);"
+    "CREATE INDEX IF NOT EXISTS " IDX_SAGAS_CREATED ";"
+    "CREATE INDEX IF NOT EXISTS " IDX_SAGAS_STATUS ";"
+    "CREATE INDEX IF NOT EXISTS " IDX_SAGAS_TYPE ";"
     "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(status) WHERE status=0;"
     "CREATE INDEX IF NOT EXISTS outbox_saga ON outbox(saga_id);"
-    "CREATE INDEX IF NOT EXISTS outbox_created ON outbox(created_us DESC, id DESC);"
-    "CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status, created_us DESC, id DESC);";
+    "CREATE INDEX IF NOT EXISTS " IDX_OUTBOX_CREATED ";"
+    "CREATE INDEX IF NOT EXISTS " IDX_OUTBOX_STATUS ";";
 
 /* From schema 1 (sagad before retries and parking) to 2. */
 static const char upgrade_v2[] =
     "ALTER TABLE steps ADD COLUMN next_us INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE outbox ADD COLUMN last_error TEXT;"
     "ALTER TABLE outbox ADD COLUMN updated_us INTEGER NOT NULL DEFAULT 0;"
-    "CREATE INDEX IF NOT EXISTS outbox_created ON outbox(created_us DESC, id DESC);"
-    "CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status, created_us DESC, id DESC);";
+    "CREATE INDEX IF NOT EXISTS " IDX_OUTBOX_CREATED ";"
+    "CREATE INDEX IF NOT EXISTS " IDX_OUTBOX_STATUS ";";
 
 /* From 2 to 3 (definitions with versions): sagas stored before ran on
  * version 1 of their type; their compensations were POSTs with the
@@ -239,10 +253,29 @@ static const char upgrade_v3[] =
     "CREATE TABLE IF NOT EXISTS definitions(name TEXT NOT NULL, version INTEGER NOT NULL,"
     " body TEXT NOT NULL, created_us INTEGER NOT NULL, PRIMARY KEY(name, version))"
     " WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS sagas_type ON sagas(def_name, created_us DESC, id DESC);";
+    "CREATE INDEX IF NOT EXISTS " IDX_SAGAS_TYPE ";";
 
 const char *sg__sq_upgrade(int from)
 {
     static const char *const steps[SG_SQ_SCHEMA_VERSION] = {[1] = upgrade_v2, [2] = upgrade_v3};
     return from >= 1 && from < SG_SQ_SCHEMA_VERSION ? steps[from] : NULL;
+}
+
+/* The indexes a file of the current version may still have with
+ * descending columns (made by an older sagad): sg__sq_relayout rebuilds
+ * them ascending. Same names, columns and plans, so this needs no new
+ * schema version: a sagad of the same version reads either layout. */
+static const char *const relayout[][2] = {
+    {"sagas_created", "CREATE INDEX " IDX_SAGAS_CREATED},
+    {"sagas_status", "CREATE INDEX " IDX_SAGAS_STATUS},
+    {"sagas_type", "CREATE INDEX " IDX_SAGAS_TYPE},
+    {"outbox_created", "CREATE INDEX " IDX_OUTBOX_CREATED},
+    {"outbox_status", "CREATE INDEX " IDX_OUTBOX_STATUS},
+};
+
+const char *sg__sq_relayout(size_t i, const char **create)
+{
+    if (i >= sizeof relayout / sizeof relayout[0]) return NULL;
+    *create = relayout[i][1];
+    return relayout[i][0];
 }
