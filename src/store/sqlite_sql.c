@@ -68,6 +68,12 @@ static const struct {
                         ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"},
     [Q_EVENT_UPDATE] = {"update event", "UPDATE outbox SET status=?2, attempts=?3, last_error=?4, "
                                         "updated_us=?5 WHERE id=?1"},
+    /* The same for a step event (most updates): the compensation rule
+     * does not apply to it. No row changed means a compensation (or no
+     * event): Q_EVENT_UPDATE and Q_COMP_DONE then. */
+    [Q_STEP_EVENT_UPDATE] = {"update event",
+                             "UPDATE outbox SET status=?2, attempts=?3, last_error=?4, "
+                             "updated_us=?5 WHERE id=?1 AND compensation=0"},
     /* The compensation rule of sg_write_event_update: a saga's
      * comp_status follows its compensation events (?1 is one of them):
      * PARKED (3) while one is parked, else PENDING (1) while one is pending

@@ -174,13 +174,16 @@ static sg_status apply_saga_insert(txn *t, const sg_saga_rec *r)
     return st;
 }
 
-/* Tries Q_SAGA_TOUCH (the status stays, its index is left alone), then
- * Q_SAGA_UPDATE. */
+/* An update to IN_PROGRESS (a step moved on: the saga was IN_PROGRESS
+ * already, but for a redrive) tries Q_SAGA_TOUCH first, which leaves the
+ * status index alone; if it matches nothing, and for any other status
+ * (which is usually new), Q_SAGA_UPDATE. */
 static sg_status apply_saga_update(txn *t, const sg_write_op *op)
 {
     binder b;
     sg_status st = SG_ENOTFOUND;
-    for (int q = Q_SAGA_TOUCH; st == SG_ENOTFOUND; q = Q_SAGA_UPDATE) {
+    int first = op->u.saga_update.status == SG_SAGA_IN_PROGRESS ? Q_SAGA_TOUCH : Q_SAGA_UPDATE;
+    for (int q = first; st == SG_ENOTFOUND; q = Q_SAGA_UPDATE) {
         if (!prep(t, q, &b)) return SG_EIO;
         bind_text(&b, 1, op->u.saga_update.id);
         bind_int(&b, 2, op->u.saga_update.status);
@@ -228,17 +231,24 @@ static sg_status apply_event_insert(txn *t, const sg_event_rec *e)
 }
 
 /* Also applies the compensation rule (Q_COMP_DONE): a compensation's
- * status change moves its saga's comp_status with it. */
+ * status change moves its saga's comp_status with it. A step event (most
+ * updates) is updated by Q_STEP_EVENT_UPDATE, and that is all; if that
+ * matches nothing, the event is a compensation (or missing). */
 static sg_status apply_event_update(txn *t, const sg_write_op *op)
 {
     binder b;
-    if (!prep(t, Q_EVENT_UPDATE, &b)) return SG_EIO;
-    bind_text(&b, 1, op->u.event_update.id);
-    bind_int(&b, 2, op->u.event_update.status);
-    bind_int(&b, 3, op->u.event_update.attempts);
-    bind_text(&b, 4, op->u.event_update.last_error);
-    bind_int(&b, 5, op->u.event_update.updated_us);
-    sg_status st = run(t, &b, 1);
+    sg_status st = SG_ENOTFOUND;
+    for (int q = Q_STEP_EVENT_UPDATE; st == SG_ENOTFOUND; q = Q_EVENT_UPDATE) {
+        if (!prep(t, q, &b)) return SG_EIO;
+        bind_text(&b, 1, op->u.event_update.id);
+        bind_int(&b, 2, op->u.event_update.status);
+        bind_int(&b, 3, op->u.event_update.attempts);
+        bind_text(&b, 4, op->u.event_update.last_error);
+        bind_int(&b, 5, op->u.event_update.updated_us);
+        st = run(t, &b, 1);
+        if (q == Q_STEP_EVENT_UPDATE && st == SG_OK) return SG_OK; /* a step event */
+        if (q == Q_EVENT_UPDATE) break;
+    }
     if (st != SG_OK || op->u.event_update.status == SG_EVENT_WITHDRAWN) return st;
     if (!prep(t, Q_COMP_DONE, &b)) return SG_EIO;
     bind_text(&b, 1, op->u.event_update.id);

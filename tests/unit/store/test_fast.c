@@ -202,6 +202,18 @@ static void test_saga_update_keeps_the_status_index(void **state)
     assert_int_equal(list_ids(r, SG_SAGA_IN_PROGRESS, ids, 4), 1);
     assert_string_equal(ids[0], other.id);
 
+    /* Back to IN_PROGRESS (a redrive): the first try matches nothing (the
+     * stored status differs), the full update moves it. */
+    w = sg_write_create();
+    sg_write_saga_update(w, a.id, SG_SAGA_IN_PROGRESS, SG_COMP_NONE, NULL, 14);
+    assert_int_equal(sg_store_commit_sync(s, w), SG_OK);
+    assert_int_equal(list_ids(r, SG_SAGA_FAILED, ids, 4), 0);
+    assert_int_equal(list_ids(r, SG_SAGA_IN_PROGRESS, ids, 4), 2);
+    assert_int_equal(sg_store_get(r, a.id, &got), SG_OK);
+    assert_int_equal(got.status, SG_SAGA_IN_PROGRESS);
+    assert_int_equal(got.updated_us, 14);
+    sg_saga_rec_free(&got);
+
     char missing[SG_ID_LEN + 1];
     sg_uuid_v7(missing);
     w = sg_write_create();
@@ -249,6 +261,26 @@ static void test_comp_rule_only_for_compensations(void **state)
     assert_int_equal(got.updated_us, 10);
     sg_saga_rec_free(&got);
 
+    sg_event_rec ev;
+    assert_int_equal(sg_store_get_event(r, step.id, &ev), SG_OK);
+    assert_int_equal(ev.status, SG_EVENT_DELIVERED);
+    assert_int_equal(ev.attempts, 1);
+    assert_int_equal(ev.updated_us, 20);
+    sg_event_rec_free(&ev);
+
+    /* A compensation parked with a reason, then delivered. */
+    w = sg_write_create();
+    sg_write_event_update(w, comp.id, SG_EVENT_PARKED, 3, "refused", 25);
+    assert_int_equal(sg_store_commit_sync(s, w), SG_OK);
+    assert_int_equal(sg_store_get(r, a.id, &got), SG_OK);
+    assert_int_equal(got.comp_status, SG_COMP_PARKED);
+    sg_saga_rec_free(&got);
+    assert_int_equal(sg_store_get_event(r, comp.id, &ev), SG_OK);
+    assert_int_equal(ev.status, SG_EVENT_PARKED);
+    assert_int_equal(ev.attempts, 3);
+    assert_string_equal(ev.last_error, "refused");
+    assert_int_equal(ev.updated_us, 25);
+    sg_event_rec_free(&ev);
     w = sg_write_create();
     sg_write_event_update(w, comp.id, SG_EVENT_DELIVERED, 1, NULL, 30);
     assert_int_equal(sg_store_commit_sync(s, w), SG_OK);
@@ -256,6 +288,13 @@ static void test_comp_rule_only_for_compensations(void **state)
     assert_int_equal(got.comp_status, SG_COMP_COMPLETED);
     assert_true(got.updated_us > 10); /* now: never backwards */
     sg_saga_rec_free(&got);
+
+    /* No such event: SG_ENOTFOUND, whichever statement looked. */
+    char missing[SG_ID_LEN + 1];
+    sg_uuid_v7(missing);
+    w = sg_write_create();
+    sg_write_event_update(w, missing, SG_EVENT_DELIVERED, 1, NULL, 40);
+    assert_int_equal(sg_store_commit_sync(s, w), SG_ENOTFOUND);
 
     sg_store_reader_close(r);
     sg_store_close(s);
