@@ -371,6 +371,11 @@ static sg_status sq_open(sg_store_backend **out, const char *url, const char *ta
         goto fail;
     res = create_schema(&b->w, b->path, err, errlen);
     if (res != SG_OK) goto fail;
+    rc = sqlite3_prepare_v2(b->w.db, "PRAGMA page_size", -1, &st, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    b->page_size = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 4096;
+    sqlite3_finalize(st);
+    st = NULL;
     *out = b;
     return SG_OK;
 fail:
@@ -416,4 +421,5 @@ const struct sg_store_ops sg_store_sqlite_ops = {
     .get_event = sg__sq_get_event,
     .list_events = sg__sq_list_events,
     .load_defs = sg__sq_load_defs,
+    .counts = sg__sq_counts,
 };

@@ -81,6 +81,11 @@ struct sg_store_backend {
     ino_t ino;
     conn w;              /* the writer connection */
     atomic_int in_batch; /* 1 while exec_batch runs: calls never overlap */
+    int page_size;       /* of the database, read at open */
+    /* Counts of the writer's work (written by its thread, read by any):
+     * statements run, pages written to the WAL. */
+    _Atomic uint64_t statements;
+    _Atomic uint64_t wal_pages;
 };
 
 /* ---- sqlite_sql.c: the SQL ------------------------------------------------ */
@@ -123,6 +128,8 @@ sg_status sg__sq_same_file(const sg_store_backend *be, char *err, size_t errlen)
 
 sg_status sg__sq_exec_batch(sg_store_backend *be, sg_write *const *writes, size_t n,
                             sg_status *results, char *err, size_t errlen);
+/* The counts of the writer's work (sg_store_ops.counts). */
+void sg__sq_counts(sg_store_backend *be, sg_store_counters *out);
 
 /* ---- sqlite_read.c, sqlite_read_events.c: helpers shared by the reads ---------- */
 

@@ -11,6 +11,7 @@
 
 /* State of one exec_batch call. */
 typedef struct txn {
+    sg_store_backend *be;
     conn *c;
     char *err; /* the caller's; holds the first failure */
     size_t errlen;
@@ -63,6 +64,7 @@ static int tx_run(txn *t, int q, sqlite3_stmt *st, int bind_rc)
 {
     int rc = bind_rc;
     const char *msg = NULL;
+    atomic_fetch_add_explicit(&t->be->statements, 1, memory_order_relaxed);
     if (rc != SQLITE_OK) {
         msg = sqlite3_errstr(rc);
     } else if (injected_fault()) {
@@ -365,7 +367,7 @@ static sg_status batch_pass(txn *t, sg_write *const *writes, size_t n, sg_status
 static sg_status run_batch(sg_store_backend *be, sg_write *const *writes, size_t n,
                            sg_status *results, char *err, size_t errlen)
 {
-    txn t = {&be->w, err, errlen};
+    txn t = {be, &be->w, err, errlen};
     int redo = 0;
     for (size_t i = 0; i < n; i++)
         results[i] = SG_EIO;
@@ -399,6 +401,20 @@ sg_status sg__sq_exec_batch(sg_store_backend *be, sg_write *const *writes, size_
     assert(!overlapping);
     (void)overlapping;
     sg_status st = run_batch(be, writes, n, results, err, errlen);
+    /* Pages written to the WAL (a failed transaction's too), read and
+     * reset: SQLite counts them per connection. */
+    int pages = 0, hi = 0;
+    if (sqlite3_db_status(be->w.db, SQLITE_DBSTATUS_CACHE_WRITE, &pages, &hi, 1) == SQLITE_OK &&
+        pages > 0)
+        atomic_fetch_add_explicit(&be->wal_pages, (uint64_t)pages, memory_order_relaxed);
     atomic_store(&be->in_batch, 0);
     return st;
+}
+
+void sg__sq_counts(sg_store_backend *be, sg_store_counters *out)
+{
+    out->statements = atomic_load_explicit(&be->statements, memory_order_relaxed);
+    out->wal_pages = atomic_load_explicit(&be->wal_pages, memory_order_relaxed);
+    /* Each WAL frame is a 24-byte header and the page. */
+    out->wal_bytes = out->wal_pages * ((uint64_t)be->page_size + 24);
 }

@@ -168,6 +168,10 @@ struct sg_store_ops {
     /* Every stored definition version by name, then version. Optional. */
     sg_status (*load_defs)(sg_store_breader *r, sg_def_row_cb cb, void *arg, char *err,
                            size_t errlen);
+    /* The backend's counts of the writer's work since open: statements,
+     * wal_pages and wal_bytes of out (any thread; the rest of out is the
+     * front end's). Optional: left 0. */
+    void (*counts)(sg_store_backend *b, sg_store_counters *out);
 };
 
 extern const struct sg_store_ops sg_store_sqlite_ops;

@@ -304,6 +304,36 @@ static void test_comp_rule_only_for_compensations(void **state)
     tmpdb_remove(&t);
 }
 
+/* sg_store_counts: the writer's transactions, writes, statements and
+ * the pages it wrote to the WAL, with their bytes (4 KiB pages, a 24-byte
+ * header each). */
+static void test_counts(void **state)
+{
+    (void)state;
+    tmpdb t;
+    tmpdb_make(&t);
+    sg_store *s = open_sync(t.path);
+    sg_store_counters c;
+    sg_store_counts(s, &c);
+    assert_int_equal(c.transactions, 0);
+    assert_int_equal(c.statements, 0);
+    assert_int_equal(c.wal_pages, 0);
+    sg_saga_rec a;
+    make_saga(&a, "{}", 2, NULL, 1);
+    insert_sync(s, &a); /* BEGIN, the saga, its 3 steps, COMMIT */
+    sg_store_counts(s, &c);
+    assert_int_equal(c.transactions, 1);
+    assert_int_equal(c.writes, 1);
+    assert_int_equal(c.statements, 6);
+    assert_true(c.wal_pages >= 2); /* the sagas and steps tables at least */
+    assert_int_equal(c.wal_bytes, c.wal_pages * (4096 + 24));
+    sg_store_counts(NULL, &c);
+    assert_int_equal(c.transactions + c.statements + c.wal_pages, 0);
+    sg_store_close(s);
+    sg_saga_rec_free(&a);
+    tmpdb_remove(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -311,6 +341,7 @@ int main(void)
         cmocka_unit_test(test_partly_applied_write_is_undone),
         cmocka_unit_test(test_saga_update_keeps_the_status_index),
         cmocka_unit_test(test_comp_rule_only_for_compensations),
+        cmocka_unit_test(test_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
