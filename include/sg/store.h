@@ -2,9 +2,10 @@
  *
  * Writes are described as an sg_write (a list of operations that must
  * commit together) and submitted from the loop thread. One writer thread
- * commits the writes of many sagas in one transaction (group commit); each
- * write runs inside its own savepoint, so one failing write does not sink
- * the others. Completion callbacks run on the loop thread after the
+ * commits the writes of many sagas in one transaction (group commit); a
+ * write that fails by itself is rolled back alone (the batch runs again
+ * with a savepoint per write), so one failing write does not sink the
+ * others. Completion callbacks run on the loop thread after the
  * transaction is durable.
  *
  * Reads go through an sg_store_reader: one per thread, its own connection,
@@ -141,6 +142,18 @@ sg_status sg_store_commit_sync(sg_store *s, sg_write *w);
 sg_status sg_store_health(sg_store *s, char *why, size_t n);
 /* Transactions committed and writes in them, since open (for tests/metrics). */
 void sg_store_stats(sg_store *s, uint64_t *transactions, uint64_t *writes);
+/* What the writer has done since open, for measurements (divide by the
+ * sagas run for a cost per saga). Any thread. */
+typedef struct sg_store_counters {
+    uint64_t transactions; /* committed */
+    uint64_t writes;       /* in them (as sg_store_stats) */
+    uint64_t statements;   /* SQL statements the writer ran, failed transactions included */
+    uint64_t wal_pages;    /* database pages the writer wrote to the WAL */
+    uint64_t wal_bytes;    /* their bytes, frame headers included */
+} sg_store_counters;
+/* Fills *out (zeroed for a NULL store; the backend's counts stay 0 if
+ * it keeps none). */
+void sg_store_counts(sg_store *s, sg_store_counters *out);
 
 /* ---- reads ------------------------------------------------------------ */
 

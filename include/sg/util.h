@@ -10,6 +10,15 @@
 
 /* Random (version 4) UUID into out[SG_ID_LEN + 1]. Thread-safe. */
 void sg_uuid_v4(char out[SG_ID_LEN + 1]);
+/* Time-ordered (version 7, RFC 9562) UUID into out[SG_ID_LEN + 1]: 48-bit
+ * Unix milliseconds, then a 12-bit counter started at a random value
+ * below 2048 each millisecond, then 62 random bits. The ids one thread
+ * makes are strictly increasing (as bytes and as lowercase text), also if
+ * the wall clock steps back; those of different threads differ by their
+ * random bits. Inserted in that order they land at the end of a B-tree
+ * instead of all over it. Thread-safe; randomness comes from a per-thread
+ * pool refilled in 4 KiB reads. Sagas and events get these ids. */
+void sg_uuid_v7(char out[SG_ID_LEN + 1]);
 /* 1 if s is a syntactically valid textual UUID (any version). */
 int sg_uuid_valid(const char *s, size_t len);
 

@@ -122,7 +122,7 @@ void sg__start(sg_engine *e, start_req *req)
     if (!def) def = e->def;
     saga *s = sg__saga_new(e, def);
     sg_saga_rec *r = &s->rec;
-    sg_uuid_v4(r->id);
+    sg_uuid_v7(r->id);
     r->def_name = sg_xstrdup(def->name);
     r->def_version = def->version;
     r->request = req->in.body; /* taken: the request is done with it */

@@ -173,7 +173,7 @@ void sg__saga_begin_step(saga *s, size_t i, sg_write *w)
     const sg_step_def *d = &s->def->steps[i];
     if (d->action.kind != SG_ACTION_PUBLISH) return;
     sg_event_rec ev = {0};
-    sg_uuid_v4(ev.id);
+    sg_uuid_v7(ev.id);
     memcpy(ev.saga_id, s->rec.id, sizeof ev.saga_id);
     ev.topic = sg_xstrdup(d->action.topic);
     ev.payload = sg_xmemdup(s->rec.request, s->rec.request_len);
@@ -308,7 +308,7 @@ static outbox_ev *plan_compensations(saga *s, sg_write *w)
         int due = j == s->cur ? s->in_doubt : s->rec.steps[j].status == SG_STEP_COMPLETED;
         if (!d->has_compensation || !due) continue;
         sg_event_rec ev = {0};
-        sg_uuid_v4(ev.id);
+        sg_uuid_v7(ev.id);
         memcpy(ev.saga_id, s->rec.id, sizeof ev.saga_id);
         if (d->compensation.kind == SG_ACTION_PUBLISH)
             ev.topic = sg_xstrdup(d->compensation.topic);

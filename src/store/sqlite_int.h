@@ -28,9 +28,11 @@ enum {
     Q_SAGA_INSERT,
     Q_STEP_INSERT,
     Q_SAGA_UPDATE,
+    Q_SAGA_TOUCH,
     Q_STEP_UPDATE,
     Q_EVENT_INSERT,
     Q_EVENT_UPDATE,
+    Q_STEP_EVENT_UPDATE,
     Q_COMP_DONE,
     Q_SAGA_EXPECT,
     Q_EVENT_EXPECT,
@@ -80,6 +82,11 @@ struct sg_store_backend {
     ino_t ino;
     conn w;              /* the writer connection */
     atomic_int in_batch; /* 1 while exec_batch runs: calls never overlap */
+    int page_size;       /* of the database, read at open */
+    /* Counts of the writer's work (written by its thread, read by any):
+     * statements run, pages written to the WAL. */
+    _Atomic uint64_t statements;
+    _Atomic uint64_t wal_pages;
 };
 
 /* ---- sqlite_sql.c: the SQL ------------------------------------------------ */
@@ -91,6 +98,10 @@ extern const char sg__sq_schema[];
 /* The statements that upgrade a file of schema `from` to from + 1, or
  * NULL for a version that has none (0, current or newer). */
 const char *sg__sq_upgrade(int from);
+/* The i-th index that sg__sq_relayout may rebuild: its name, and in
+ * *create the statement that makes it as it should be (ascending); NULL
+ * past the last. */
+const char *sg__sq_relayout(size_t i, const char **create);
 
 /* ---- sqlite.c: connections ------------------------------------------------ */
 
@@ -118,6 +129,8 @@ sg_status sg__sq_same_file(const sg_store_backend *be, char *err, size_t errlen)
 
 sg_status sg__sq_exec_batch(sg_store_backend *be, sg_write *const *writes, size_t n,
                             sg_status *results, char *err, size_t errlen);
+/* The counts of the writer's work (sg_store_ops.counts). */
+void sg__sq_counts(sg_store_backend *be, sg_store_counters *out);
 
 /* ---- sqlite_read.c, sqlite_read_events.c: helpers shared by the reads ---------- */
 

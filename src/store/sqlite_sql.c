@@ -16,8 +16,8 @@
     "status, attempts, last_error, updated_us, method, headers, timeout_ms"
 
 /* One keyset page of sagas, newest first: the row value comparison with
- * the cursor (?2, ?3) lets SQLite seek in a (…, created_us DESC, id DESC)
- * index; ?1 is the page size, ?4 a status, ?5 a definition name. Each
+ * the cursor (?2, ?3) lets SQLite seek in a (…, created_us, id) index,
+ * walked backwards; ?1 is the page size, ?4 a status, ?5 a definition name. Each
  * filter has its own statement (rather than "?5 IS NULL OR def_name=?5")
  * so that the planner, which sees no bound values, can pick the index of
  * that filter. */
@@ -27,6 +27,13 @@
 /* The same over the outbox (?4: an event status). */
 #define EVENTS_SQL(where)                                                                          \
     "SELECT " EVENT_COLS " FROM outbox " where " ORDER BY created_us DESC, id DESC LIMIT ?1"
+
+/* The comp_status a saga's compensation events call for (the rule of
+ * Q_COMP_DONE), in an UPDATE of sagas. */
+#define COMP_STATUS                                                                                \
+    "(CASE WHEN EXISTS(SELECT 1 FROM outbox o WHERE o.saga_id=sagas.id AND o.compensation=1 AND "  \
+    "+o.status=3) THEN 3 WHEN EXISTS(SELECT 1 FROM outbox o WHERE o.saga_id=sagas.id AND "         \
+    "o.compensation=1 AND +o.status=0) THEN 1 ELSE 2 END)"
 
 static const struct {
     const char *name; /* for error messages */
@@ -47,6 +54,12 @@ static const struct {
                        "?10)"},
     [Q_SAGA_UPDATE] = {"update saga", "UPDATE sagas SET status=?2, comp_status=?3, error=?4, "
                                       "updated_us=?5 WHERE id=?1"},
+    /* The same for a saga whose status stays (most updates: a step moved
+     * on): status is not assigned, so SQLite leaves sagas_status alone
+     * instead of deleting and re-inserting the same entry. No row changed
+     * means another status (or no saga): Q_SAGA_UPDATE then. */
+    [Q_SAGA_TOUCH] = {"update saga", "UPDATE sagas SET comp_status=?3, error=?4, updated_us=?5 "
+                                     "WHERE id=?1 AND status=?2"},
     [Q_STEP_UPDATE] = {"update step",
                        "UPDATE steps SET status=?3, attempts=?4, started_us=?5, finished_us=?6, "
                        "error=?7, response=?8, next_us=?9 WHERE saga_id=?1 AND idx=?2"},
@@ -55,19 +68,24 @@ static const struct {
                         ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"},
     [Q_EVENT_UPDATE] = {"update event", "UPDATE outbox SET status=?2, attempts=?3, last_error=?4, "
                                         "updated_us=?5 WHERE id=?1"},
+    /* The same for a step event (most updates): the compensation rule
+     * does not apply to it. No row changed means a compensation (or no
+     * event): Q_EVENT_UPDATE and Q_COMP_DONE then. */
+    [Q_STEP_EVENT_UPDATE] = {"update event",
+                             "UPDATE outbox SET status=?2, attempts=?3, last_error=?4, "
+                             "updated_us=?5 WHERE id=?1 AND compensation=0"},
     /* The compensation rule of sg_write_event_update: a saga's
      * comp_status follows its compensation events (?1 is one of them):
      * PARKED (3) while one is parked, else PENDING (1) while one is pending
      * (0), else COMPLETED (2). The unary + keeps the planner on outbox_saga
-     * (a saga's few events) rather than a status index. */
+     * (a saga's few events) rather than a status index. The saga is
+     * found first, by a subquery run once: for an event that is not a
+     * compensation (most updates) it is NULL and the statement stops
+     * there, at the cost of one lookup. */
     [Q_COMP_DONE] = {"settle compensation status",
-                     "UPDATE sagas SET comp_status=c, updated_us=max(updated_us, ?2) FROM "
-                     "(SELECT s.id AS sid, CASE WHEN EXISTS(SELECT 1 FROM outbox o WHERE "
-                     "o.saga_id=s.id AND o.compensation=1 AND +o.status=3) THEN 3 WHEN "
-                     "EXISTS(SELECT 1 FROM outbox o WHERE o.saga_id=s.id AND o.compensation=1 "
-                     "AND +o.status=0) THEN 1 ELSE 2 END AS c FROM sagas s WHERE s.id=(SELECT "
-                     "saga_id FROM outbox WHERE id=?1 AND compensation=1)) WHERE sagas.id=sid "
-                     "AND comp_status<>c"},
+                     "UPDATE sagas SET comp_status=" COMP_STATUS ", updated_us=max(updated_us, ?2) "
+                     "WHERE id=(SELECT saga_id FROM outbox WHERE id=?1 AND compensation=1) AND "
+                     "comp_status<>" COMP_STATUS},
     /* Guards: they match the row only in the expected state (a write whose
      * guard matches nothing fails alone with SG_ECONFLICT). */
     [Q_SAGA_EXPECT] = {"check saga state", "UPDATE sagas SET status=status WHERE id=?1 AND "
@@ -152,6 +170,20 @@ const char *sg__sq_name(int q)
 
 /* ---- schema ---------------------------------------------------------------- */
 
+/* The keyset indexes of the listings, ascending. A listing walks them
+ * backwards for newest first (the plans are the same as with DESC
+ * columns: no sort, a seek for a cursor), while new rows, whose
+ * created_us is the largest, go at their right end, where SQLite appends
+ * to the last page. Descending columns (sagad before this) put every new
+ * row at the left end of the index, where each full page is split and
+ * rebalanced with its neighbours: about twice the pages written per
+ * transaction for each of these indexes. */
+#define IDX_SAGAS_CREATED "sagas_created ON sagas(created_us, id)"
+#define IDX_SAGAS_STATUS "sagas_status ON sagas(status, created_us, id)"
+#define IDX_SAGAS_TYPE "sagas_type ON sagas(def_name, created_us, id)"
+#define IDX_OUTBOX_CREATED "outbox_created ON outbox(created_us, id)"
+#define IDX_OUTBOX_STATUS "outbox_status ON outbox(status, created_us, id)"
+
 /* The current schema, for a new file. A file from an older sagad gets
  * the same tables, columns and indexes through the upgrades below (added
  * columns come last there; every statement names its columns). */
@@ -204,21 +236,21 @@ const char sg__sq_schema[] =
     " body TEXT NOT NULL," /* canonical JSON of the definition */
     " created_us INTEGER NOT NULL,"
     " PRIMARY KEY(name, version)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS sagas_created ON sagas(created_us DESC, id DESC);"
-    "CREATE INDEX IF NOT EXISTS sagas_status ON sagas(status, created_us DESC, id DESC);"
-    "CREATE INDEX IF NOT EXISTS sagas_type ON sagas(def_name, created_us DESC, id DESC);"
+    "CREATE INDEX IF NOT EXISTS " IDX_SAGAS_CREATED ";"
+    "CREATE INDEX IF NOT EXISTS " IDX_SAGAS_STATUS ";"
+    "CREATE INDEX IF NOT EXISTS " IDX_SAGAS_TYPE ";"
     "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(status) WHERE status=0;"
     "CREATE INDEX IF NOT EXISTS outbox_saga ON outbox(saga_id);"
-    "CREATE INDEX IF NOT EXISTS outbox_created ON outbox(created_us DESC, id DESC);"
-    "CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status, created_us DESC, id DESC);";
+    "CREATE INDEX IF NOT EXISTS " IDX_OUTBOX_CREATED ";"
+    "CREATE INDEX IF NOT EXISTS " IDX_OUTBOX_STATUS ";";
 
 /* From schema 1 (sagad before retries and parking) to 2. */
 static const char upgrade_v2[] =
     "ALTER TABLE steps ADD COLUMN next_us INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE outbox ADD COLUMN last_error TEXT;"
     "ALTER TABLE outbox ADD COLUMN updated_us INTEGER NOT NULL DEFAULT 0;"
-    "CREATE INDEX IF NOT EXISTS outbox_created ON outbox(created_us DESC, id DESC);"
-    "CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status, created_us DESC, id DESC);";
+    "CREATE INDEX IF NOT EXISTS " IDX_OUTBOX_CREATED ";"
+    "CREATE INDEX IF NOT EXISTS " IDX_OUTBOX_STATUS ";";
 
 /* From 2 to 3 (definitions with versions): sagas stored before ran on
  * version 1 of their type; their compensations were POSTs with the
@@ -232,10 +264,29 @@ static const char upgrade_v3[] =
     "CREATE TABLE IF NOT EXISTS definitions(name TEXT NOT NULL, version INTEGER NOT NULL,"
     " body TEXT NOT NULL, created_us INTEGER NOT NULL, PRIMARY KEY(name, version))"
     " WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS sagas_type ON sagas(def_name, created_us DESC, id DESC);";
+    "CREATE INDEX IF NOT EXISTS " IDX_SAGAS_TYPE ";";
 
 const char *sg__sq_upgrade(int from)
 {
     static const char *const steps[SG_SQ_SCHEMA_VERSION] = {[1] = upgrade_v2, [2] = upgrade_v3};
     return from >= 1 && from < SG_SQ_SCHEMA_VERSION ? steps[from] : NULL;
+}
+
+/* The indexes a file of the current version may still have with
+ * descending columns (made by an older sagad): sg__sq_relayout rebuilds
+ * them ascending. Same names, columns and plans, so this needs no new
+ * schema version: a sagad of the same version reads either layout. */
+static const char *const relayout[][2] = {
+    {"sagas_created", "CREATE INDEX " IDX_SAGAS_CREATED},
+    {"sagas_status", "CREATE INDEX " IDX_SAGAS_STATUS},
+    {"sagas_type", "CREATE INDEX " IDX_SAGAS_TYPE},
+    {"outbox_created", "CREATE INDEX " IDX_OUTBOX_CREATED},
+    {"outbox_status", "CREATE INDEX " IDX_OUTBOX_STATUS},
+};
+
+const char *sg__sq_relayout(size_t i, const char **create)
+{
+    if (i >= sizeof relayout / sizeof relayout[0]) return NULL;
+    *create = relayout[i][1];
+    return relayout[i][0];
 }

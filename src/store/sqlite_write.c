@@ -1,6 +1,7 @@
-/* The SQLite backend's write transaction: exec_batch (one transaction, a
- * savepoint per write), the statements of each write operation, and the
- * failure injection countdown that reaches every error path of a batch. */
+/* The SQLite backend's write transaction: exec_batch (one transaction;
+ * a savepoint per write only when a write fails by itself), the
+ * statements of each write operation, and the failure injection countdown
+ * that reaches every error path of a batch. */
 #include <assert.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 /* State of one exec_batch call. */
 typedef struct txn {
+    sg_store_backend *be;
     conn *c;
     char *err; /* the caller's; holds the first failure */
     size_t errlen;
@@ -62,6 +64,7 @@ static int tx_run(txn *t, int q, sqlite3_stmt *st, int bind_rc)
 {
     int rc = bind_rc;
     const char *msg = NULL;
+    atomic_fetch_add_explicit(&t->be->statements, 1, memory_order_relaxed);
     if (rc != SQLITE_OK) {
         msg = sqlite3_errstr(rc);
     } else if (injected_fault()) {
@@ -173,16 +176,26 @@ static sg_status apply_saga_insert(txn *t, const sg_saga_rec *r)
     return st;
 }
 
+/* An update to IN_PROGRESS (a step moved on: the saga was IN_PROGRESS
+ * already, but for a redrive) tries Q_SAGA_TOUCH first, which leaves the
+ * status index alone; if it matches nothing, and for any other status
+ * (which is usually new), Q_SAGA_UPDATE. */
 static sg_status apply_saga_update(txn *t, const sg_write_op *op)
 {
     binder b;
-    if (!prep(t, Q_SAGA_UPDATE, &b)) return SG_EIO;
-    bind_text(&b, 1, op->u.saga_update.id);
-    bind_int(&b, 2, op->u.saga_update.status);
-    bind_int(&b, 3, op->u.saga_update.comp);
-    bind_text(&b, 4, op->u.saga_update.error);
-    bind_int(&b, 5, op->u.saga_update.updated_us);
-    return run(t, &b, 1);
+    sg_status st = SG_ENOTFOUND;
+    int first = op->u.saga_update.status == SG_SAGA_IN_PROGRESS ? Q_SAGA_TOUCH : Q_SAGA_UPDATE;
+    for (int q = first; st == SG_ENOTFOUND; q = Q_SAGA_UPDATE) {
+        if (!prep(t, q, &b)) return SG_EIO;
+        bind_text(&b, 1, op->u.saga_update.id);
+        bind_int(&b, 2, op->u.saga_update.status);
+        bind_int(&b, 3, op->u.saga_update.comp);
+        bind_text(&b, 4, op->u.saga_update.error);
+        bind_int(&b, 5, op->u.saga_update.updated_us);
+        st = run(t, &b, 1);
+        if (q == Q_SAGA_UPDATE) break;
+    }
+    return st;
 }
 
 static sg_status apply_step_update(txn *t, const sg_write_op *op)
@@ -220,17 +233,24 @@ static sg_status apply_event_insert(txn *t, const sg_event_rec *e)
 }
 
 /* Also applies the compensation rule (Q_COMP_DONE): a compensation's
- * status change moves its saga's comp_status with it. */
+ * status change moves its saga's comp_status with it. A step event (most
+ * updates) is updated by Q_STEP_EVENT_UPDATE, and that is all; if that
+ * matches nothing, the event is a compensation (or missing). */
 static sg_status apply_event_update(txn *t, const sg_write_op *op)
 {
     binder b;
-    if (!prep(t, Q_EVENT_UPDATE, &b)) return SG_EIO;
-    bind_text(&b, 1, op->u.event_update.id);
-    bind_int(&b, 2, op->u.event_update.status);
-    bind_int(&b, 3, op->u.event_update.attempts);
-    bind_text(&b, 4, op->u.event_update.last_error);
-    bind_int(&b, 5, op->u.event_update.updated_us);
-    sg_status st = run(t, &b, 1);
+    sg_status st = SG_ENOTFOUND;
+    for (int q = Q_STEP_EVENT_UPDATE; st == SG_ENOTFOUND; q = Q_EVENT_UPDATE) {
+        if (!prep(t, q, &b)) return SG_EIO;
+        bind_text(&b, 1, op->u.event_update.id);
+        bind_int(&b, 2, op->u.event_update.status);
+        bind_int(&b, 3, op->u.event_update.attempts);
+        bind_text(&b, 4, op->u.event_update.last_error);
+        bind_int(&b, 5, op->u.event_update.updated_us);
+        st = run(t, &b, 1);
+        if (q == Q_STEP_EVENT_UPDATE && st == SG_OK) return SG_OK; /* a step event */
+        if (q == Q_EVENT_UPDATE) break;
+    }
     if (st != SG_OK || op->u.event_update.status == SG_EVENT_WITHDRAWN) return st;
     if (!prep(t, Q_COMP_DONE, &b)) return SG_EIO;
     bind_text(&b, 1, op->u.event_update.id);
@@ -305,33 +325,65 @@ static sg_status apply_op(txn *t, const sg_write_op *op)
     return SG_EINVAL;
 }
 
-/* exec_batch's transaction; see sg_store_ops.exec_batch. */
+/* One pass of exec_batch's transaction over writes[0..n). With
+ * savepoints (the careful pass) each write runs inside its own, and a
+ * write that fails by itself is rolled back to it alone. Without (the
+ * fast pass, tried first) a write that fails by itself ends the pass:
+ * the transaction is rolled back and *redo set, so that the caller runs
+ * the careful pass; nothing of the fast pass stays. Returns SG_OK when
+ * the pass committed (or must be redone), SG_EIO when the transaction
+ * failed. */
+static sg_status batch_pass(txn *t, sg_write *const *writes, size_t n, sg_status *results,
+                            int savepoints, int *redo)
+{
+    if (tx_simple(t, Q_BEGIN_W) != SQLITE_OK) return SG_EIO;
+    if (n == 0 && tx_simple(t, Q_PROBE) != SQLITE_OK) return SG_EIO;
+    for (size_t i = 0; i < n; i++) {
+        const sg_write *w = writes[i];
+        sg_status ws = SG_OK;
+        if (savepoints && tx_simple(t, Q_SAVEPOINT) != SQLITE_OK) return SG_EIO;
+        for (size_t k = 0; k < w->nops && ws == SG_OK; k++)
+            ws = apply_op(t, &w->ops[k]);
+        if (ws == SG_EIO) return SG_EIO;
+        if (ws != SG_OK && !savepoints) {
+            /* Part of this write may have applied: undo the whole pass. */
+            if (tx_simple(t, Q_ROLLBACK) != SQLITE_OK) return SG_EIO;
+            *redo = 1;
+            return SG_OK;
+        }
+        /* A write that failed by itself is undone alone; the savepoint is
+         * released either way so the next write starts clean. */
+        if (ws != SG_OK && tx_simple(t, Q_ROLLBACK_TO) != SQLITE_OK) return SG_EIO;
+        if (savepoints && tx_simple(t, Q_RELEASE) != SQLITE_OK) return SG_EIO;
+        results[i] = ws;
+    }
+    if (tx_simple(t, Q_COMMIT) != SQLITE_OK) return SG_EIO;
+    return SG_OK;
+}
+
+/* exec_batch's transaction; see sg_store_ops.exec_batch.
+ *
+ * A savepoint per write costs: every page a write touches is copied to
+ * the sub-journal first, and each write runs two more statements. But a
+ * write almost never fails by itself (a taken idempotency key, a guard,
+ * a changed definition), so the batch first runs without savepoints; only
+ * when a write does fail alone is that transaction rolled back and the
+ * batch run again with a savepoint per write, which gives every write the
+ * result it would have had, and the others commit. A failure of the
+ * transaction itself (I/O, full disk, a lost lock) fails it either way. */
 static sg_status run_batch(sg_store_backend *be, sg_write *const *writes, size_t n,
                            sg_status *results, char *err, size_t errlen)
 {
-    txn t = {&be->w, err, errlen};
+    txn t = {be, &be->w, err, errlen};
+    int redo = 0;
     for (size_t i = 0; i < n; i++)
         results[i] = SG_EIO;
     if (sg__sq_same_file(be, err, errlen) != SG_OK) goto fail;
     /* A transaction a failed batch could not roll back would make every
      * later BEGIN fail (and a retried batch fail forever): end it first. */
     if (!sqlite3_get_autocommit(be->w.db)) sqlite3_exec(be->w.db, "ROLLBACK", NULL, NULL, NULL);
-    if (tx_simple(&t, Q_BEGIN_W) != SQLITE_OK) goto fail;
-    if (n == 0 && tx_simple(&t, Q_PROBE) != SQLITE_OK) goto fail;
-    for (size_t i = 0; i < n; i++) {
-        const sg_write *w = writes[i];
-        sg_status ws = SG_OK;
-        if (tx_simple(&t, Q_SAVEPOINT) != SQLITE_OK) goto fail;
-        for (size_t k = 0; k < w->nops && ws == SG_OK; k++)
-            ws = apply_op(&t, &w->ops[k]);
-        if (ws == SG_EIO) goto fail;
-        /* A write that failed by itself is undone alone; the savepoint is
-         * released either way so the next write starts clean. */
-        if (ws != SG_OK && tx_simple(&t, Q_ROLLBACK_TO) != SQLITE_OK) goto fail;
-        if (tx_simple(&t, Q_RELEASE) != SQLITE_OK) goto fail;
-        results[i] = ws;
-    }
-    if (tx_simple(&t, Q_COMMIT) != SQLITE_OK) goto fail;
+    if (batch_pass(&t, writes, n, results, 0, &redo) != SG_OK) goto fail;
+    if (redo && batch_pass(&t, writes, n, results, 1, &redo) != SG_OK) goto fail;
     return SG_OK;
 
 fail:
@@ -356,6 +408,20 @@ sg_status sg__sq_exec_batch(sg_store_backend *be, sg_write *const *writes, size_
     assert(!overlapping);
     (void)overlapping;
     sg_status st = run_batch(be, writes, n, results, err, errlen);
+    /* Pages written to the WAL (a failed transaction's too), read and
+     * reset: SQLite counts them per connection. */
+    int pages = 0, hi = 0;
+    if (sqlite3_db_status(be->w.db, SQLITE_DBSTATUS_CACHE_WRITE, &pages, &hi, 1) == SQLITE_OK &&
+        pages > 0)
+        atomic_fetch_add_explicit(&be->wal_pages, (uint64_t)pages, memory_order_relaxed);
     atomic_store(&be->in_batch, 0);
     return st;
+}
+
+void sg__sq_counts(sg_store_backend *be, sg_store_counters *out)
+{
+    out->statements = atomic_load_explicit(&be->statements, memory_order_relaxed);
+    out->wal_pages = atomic_load_explicit(&be->wal_pages, memory_order_relaxed);
+    /* Each WAL frame is a 24-byte header and the page. */
+    out->wal_bytes = out->wal_pages * ((uint64_t)be->page_size + 24);
 }

@@ -177,6 +177,15 @@ void sg_store_close(sg_store *s)
 {
     if (!s) return;
     sg__store_writer_stop(s);
+    sg_store_counters c;
+    sg_store_counts(s, &c);
+    if (c.transactions)
+        sg_log(SG_LOG_INFO,
+               "store: closed after %llu transactions of %llu writes: %llu statements, %llu "
+               "pages (%llu bytes) written to the WAL",
+               (unsigned long long)c.transactions, (unsigned long long)c.writes,
+               (unsigned long long)c.statements, (unsigned long long)c.wal_pages,
+               (unsigned long long)c.wal_bytes);
     s->ops->close(s->be);
     uv_cond_destroy(&s->sync_cv);
     uv_cond_destroy(&s->work_cv);
@@ -257,6 +266,15 @@ void sg_store_stats(sg_store *s, uint64_t *transactions, uint64_t *writes)
     }
     if (transactions) *transactions = t;
     if (writes) *writes = w;
+}
+
+void sg_store_counts(sg_store *s, sg_store_counters *out)
+{
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    if (!s) return;
+    if (s->ops->counts) s->ops->counts(s->be, out);
+    sg_store_stats(s, &out->transactions, &out->writes);
 }
 
 /* ---- reads ------------------------------------------------------------------ */

@@ -126,10 +126,11 @@ struct sg_store_ops {
                       const sg_store_options *opt, char *err, size_t errlen);
     void (*close)(sg_store_backend *b); /* NULL-safe */
 
-    /* One transaction over writes[0..n). Each write runs in its own
-     * savepoint: a write that fails by itself (unique constraint →
-     * SG_ECONFLICT, missing row → SG_ENOTFOUND) is rolled back alone and
-     * the others commit. results[i] gets each write's status. Returns SG_OK
+    /* One transaction over writes[0..n). Each write is atomic: a write
+     * that fails by itself (unique constraint → SG_ECONFLICT, missing row
+     * → SG_ENOTFOUND) is rolled back alone and the others commit (SQLite
+     * runs the batch without savepoints, and again with one per write
+     * only when a write fails by itself). results[i] gets each write's status. Returns SG_OK
      * if the transaction committed; otherwise nothing was applied, every
      * results[i] is SG_EIO and err says why. writes are borrowed. n == 0
      * is a probe: a transaction that writes without changing anything,
@@ -172,6 +173,10 @@ struct sg_store_ops {
     /* Every stored definition version by name, then version. Optional. */
     sg_status (*load_defs)(sg_store_breader *r, sg_def_row_cb cb, void *arg, char *err,
                            size_t errlen);
+    /* The backend's counts of the writer's work since open: statements,
+     * wal_pages and wal_bytes of out (any thread; the rest of out is the
+     * front end's). Optional: left 0. */
+    void (*counts)(sg_store_backend *b, sg_store_counters *out);
 };
 
 extern const struct sg_store_ops sg_store_sqlite_ops;

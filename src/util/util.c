@@ -1,7 +1,9 @@
-/* Small utilities: random ids, the wall and monotonic clocks, timestamps. */
+/* Small utilities: ids (random v4, time-ordered v7), the wall and
+ * monotonic clocks, timestamps. */
 #include "sg/util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,13 +12,39 @@
 #include <sys/random.h>
 #include <time.h>
 
-void sg_uuid_v4(char out[SG_ID_LEN + 1])
+/* ---- ids -------------------------------------------------------------------- */
+
+/* Randomness comes from a per-thread pool refilled by one getrandom() per
+ * 4 KiB (a v7 id takes 8 bytes, a v4 id 16): one system call per hundreds
+ * of ids instead of one per id. A fork copies the pool, so the child
+ * would repeat the parent's bytes: a fork bumps pool_gen and every pool
+ * of the older generation is refilled before its next use. */
+#define POOL_SIZE 4096
+typedef struct rand_pool {
+    unsigned char buf[POOL_SIZE];
+    size_t used; /* bytes of buf handed out; POOL_SIZE = empty */
+    unsigned gen;
+} rand_pool;
+
+static _Thread_local rand_pool pool = {.used = POOL_SIZE};
+static atomic_uint pool_gen;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void after_fork_child(void)
 {
-    static const char hex[] = "0123456789abcdef";
-    unsigned char r[16];
+    atomic_fetch_add(&pool_gen, 1);
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, after_fork_child);
+}
+
+static void fill_random(unsigned char *p, size_t len)
+{
     size_t got = 0;
-    while (got < sizeof r) {
-        ssize_t n = getrandom(r + got, sizeof r - got, 0);
+    while (got < len) {
+        ssize_t n = getrandom(p + got, len - got, 0);
         if (n > 0) {
             got += (size_t)n;
         } else if (n < 0 && errno != EINTR) {
@@ -26,8 +54,27 @@ void sg_uuid_v4(char out[SG_ID_LEN + 1])
             abort();
         }
     }
-    r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);
-    r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);
+}
+
+/* n (at most POOL_SIZE) random bytes from this thread's pool. */
+static void take_random(unsigned char *out, size_t n)
+{
+    pthread_once(&atfork_once, register_atfork);
+    unsigned gen = atomic_load_explicit(&pool_gen, memory_order_relaxed);
+    if (pool.gen != gen || POOL_SIZE - pool.used < n) {
+        fill_random(pool.buf, POOL_SIZE);
+        pool.used = 0;
+        pool.gen = gen;
+    }
+    memcpy(out, pool.buf + pool.used, n);
+    /* Bytes handed out are not left behind in the pool. */
+    memset(pool.buf + pool.used, 0, n);
+    pool.used += n;
+}
+
+static void uuid_text(const unsigned char r[16], char out[SG_ID_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
     char *p = out;
     for (int i = 0; i < 16; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10) *p++ = '-';
@@ -35,6 +82,49 @@ void sg_uuid_v4(char out[SG_ID_LEN + 1])
         *p++ = hex[r[i] & 15];
     }
     *p = '\0';
+}
+
+void sg_uuid_v4(char out[SG_ID_LEN + 1])
+{
+    unsigned char r[16];
+    take_random(r, sizeof r);
+    r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);
+    r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);
+    uuid_text(r, out);
+}
+
+/* This thread's last v7 id: its millisecond and its 12-bit counter. */
+static _Thread_local struct {
+    uint64_t ms;
+    unsigned counter;
+} v7_last;
+
+void sg_uuid_v7(char out[SG_ID_LEN + 1])
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    unsigned char r[16];
+    take_random(r + 8, 8); /* rand_b, and two bytes to seed a counter */
+    if (ms > v7_last.ms) {
+        /* A new millisecond: the counter starts at a random value below
+         * 2048, so at least 2048 more ids fit in this millisecond. */
+        v7_last.ms = ms;
+        v7_last.counter = ((unsigned)r[8] << 8 | r[9]) & 0x7ff;
+    } else if (++v7_last.counter > 0xfff) {
+        /* The clock went back, or this millisecond's counter is spent:
+         * carry on from the next millisecond, ahead of the clock, rather
+         * than repeat or go back (RFC 9562 §6.2). */
+        v7_last.ms++;
+        v7_last.counter = ((unsigned)r[8] << 8 | r[9]) & 0x7ff;
+    }
+    ms = v7_last.ms;
+    for (int i = 0; i < 6; i++)
+        r[i] = (unsigned char)(ms >> (40 - 8 * i));
+    r[6] = (unsigned char)(0x70 | (v7_last.counter >> 8));
+    r[7] = (unsigned char)(v7_last.counter & 0xff);
+    r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);
+    uuid_text(r, out);
 }
 
 int sg_uuid_valid(const char *s, size_t len)

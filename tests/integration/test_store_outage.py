@@ -240,7 +240,11 @@ class StoreFailureTest(unittest.TestCase):
         filler = os.path.join(mnt, "filler")
 
         def fill():
-            with open(filler, "wb") as f:
+            # Unbuffered: a buffered file keeps the tail of the write the
+            # full disk refused and raises ENOSPC again from close(), out
+            # of the try below (whenever the free space is 60 KiB modulo
+            # 64 KiB, which depends only on the size of the WAL then).
+            with open(filler, "wb", buffering=0) as f:
                 try:
                     while True:
                         f.write(b"\0" * 65536)
