@@ -99,15 +99,15 @@ join <(sort "$d/t0") <(sort "$d/t1") 2>/dev/null | awk -v n="$n" -v hz="$(getcon
    printf "%-16s %8.1f\n", "all", s * 1e6 / hz / n}' | sort -k2 -nr
 echo '```'
 echo
-if grep -q 'store counts' "$d/sagad.log"; then
+if grep -q 'store: closed after' "$d/sagad.log"; then
   echo "## Store writer per saga"
   echo
   echo '```'
-  grep 'store counts' "$d/sagad.log" | tail -1 | sed 's/.*store counts: //' |
-    python3 -c "
+  grep 'store: closed after' "$d/sagad.log" | tail -1 | python3 -c "
 import re, sys
 n = max(int(sys.argv[1]), 1)
-for k, v in re.findall(r'([a-z_ ]+?)[ =]+([0-9]+)', sys.stdin.read()):
-    print('%-16s %10.2f' % (k.strip(), int(v) / n))" "$n"
+m = re.search(r'after ([0-9]+) transactions of ([0-9]+) writes: ([0-9]+) statements, ([0-9]+) pages \(([0-9]+) bytes\)', sys.stdin.read())
+for name, v in zip(('transactions', 'writes', 'statements', 'WAL pages', 'WAL bytes'), m.groups()):
+    print('%-16s %10.2f' % (name, int(v) / n))" "$n"
   echo '```'
 fi
