@@ -41,6 +41,8 @@ struct saga {
     size_t held;            /* request and answers kept, counted in eng->held_bytes */
     int finished;           /* final state committed */
     int redriven;           /* started by POST /saga/{id}/retry: later retries join it */
+    size_t done_unlogged;   /* 1 + a step completed by the write in flight, not yet logged */
+    int failed_unlogged;    /* the current step failed for good; logged with the saga's end */
     int in_doubt;           /* the PUBLISH step's event may have reached the consumer */
     uint64_t retry_due_ms;  /* in a backoff: monotonic ms of the next attempt */
     sg_http_call *call;     /* HTTP step in flight */

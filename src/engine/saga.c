@@ -155,6 +155,14 @@ static void after_advance(saga *s, sg_status st);
 void sg__saga_log_step(saga *s, size_t i)
 {
     const sg_step_rec *st = &s->rec.steps[i];
+    if (s->done_unlogged) { /* one line for the transition: the step done and the next */
+        size_t d = s->done_unlogged - 1;
+        s->done_unlogged = 0;
+        sg_log(SG_LOG_INFO, "saga %s step %zu/%zu %s COMPLETED; step %zu/%zu %s %s%s%s", s->rec.id,
+               d + 1, s->rec.nsteps, s->rec.steps[d].name, i + 1, s->rec.nsteps, st->name,
+               sg_step_status_name(st->status), st->error ? ": " : "", st->error ? st->error : "");
+        return;
+    }
     sg_log(SG_LOG_INFO, "saga %s step %zu/%zu %s %s%s%s", s->rec.id, i + 1, s->rec.nsteps, st->name,
            sg_step_status_name(st->status), st->error ? ": " : "", st->error ? st->error : "");
 }
@@ -207,8 +215,21 @@ static void after_final(saga *s, sg_status st)
         return;
     }
     s->finished = 1;
-    sg_log(SG_LOG_INFO, "saga %s %s%s", s->rec.id, sg_saga_status_name(s->rec.status),
-           s->rec.comp_status == SG_COMP_PENDING ? " (compensation pending)" : "");
+    if (s->done_unlogged) { /* the last step: one line for the step and the saga */
+        size_t d = s->done_unlogged - 1;
+        s->done_unlogged = 0;
+        sg_log(SG_LOG_INFO, "saga %s step %zu/%zu %s COMPLETED; saga %s", s->rec.id, d + 1,
+               s->rec.nsteps, s->rec.steps[d].name, sg_saga_status_name(s->rec.status));
+    } else if (s->failed_unlogged) { /* one line for the failed step and the saga */
+        const sg_step_rec *f = &s->rec.steps[s->cur];
+        s->failed_unlogged = 0;
+        sg_log(SG_LOG_INFO, "saga %s step %zu/%zu %s FAILED: %s; saga %s%s", s->rec.id, s->cur + 1,
+               s->rec.nsteps, f->name, f->error ? f->error : "", sg_saga_status_name(s->rec.status),
+               s->rec.comp_status == SG_COMP_PENDING ? " (compensation pending)" : "");
+    } else {
+        sg_log(SG_LOG_INFO, "saga %s %s%s", s->rec.id, sg_saga_status_name(s->rec.status),
+               s->rec.comp_status == SG_COMP_PENDING ? " (compensation pending)" : "");
+    }
     sg__saga_answer(s);
     sg__saga_free(s);
 }
@@ -238,7 +259,7 @@ void sg__saga_step_done(saga *s, const char *resp, size_t len)
     st->response_len = resp ? len : 0;
     s->held += st->response_len; /* kept for the final answer */
     s->eng->held_bytes += st->response_len;
-    sg__saga_log_step(s, s->cur);
+    s->done_unlogged = s->cur + 1; /* logged with the transition, once durable */
 
     sg_write *w = sg_write_create();
     sg_write_step_update(w, s->rec.id, s->cur, st);
@@ -337,7 +358,7 @@ void sg__saga_step_failed(saga *s, const char *reason)
     st->next_us = 0;
     free(st->error);
     st->error = sg_xstrdup(reason);
-    sg__saga_log_step(s, s->cur);
+    s->failed_unlogged = 1; /* logged with the saga's end, once durable */
 
     size_t n = strlen(reason) + strlen(d->service) + 64;
     free(s->rec.error);
