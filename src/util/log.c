@@ -1,9 +1,9 @@
 /* Logging: one line per event on stderr. Lines at info and debug are
  * gathered in a buffer that a background thread writes out every few
  * milliseconds, so a saga transition costs a format and a copy on the
- * loop thread, not a write(2); a warning or an error writes everything
- * gathered so far, itself included, at once. Nothing is dropped: a full
- * buffer is written out by the thread that fills it. */
+ * loop thread, never a write(2) or a wait for one; a warning or an error
+ * writes everything gathered so far, itself included, at once. Nothing
+ * is dropped: a full buffer is written out by the thread that fills it. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -20,9 +20,15 @@
 #define LOG_FLUSH_MS 10
 
 static atomic_int log_level = SG_LOG_INFO;
+/* Two buffers: loggers append to `fill` under mu; a drain swaps it for the
+ * other and writes the full one without mu, so a slow stderr holds up
+ * only the thread writing (and a logger that finds `fill` full). wmu makes
+ * drains one at a time, so lines go out in the order they were logged. */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t wmu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
-static char buf[LOG_BUF];
+static char bufs[2][LOG_BUF];
+static char *fill = bufs[0];
 static size_t used;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int flusher_ok;
@@ -32,28 +38,41 @@ void sg_log_set_level(sg_log_level lvl)
     atomic_store(&log_level, (int)lvl);
 }
 
-/* Under mu. Partial writes and EINTR are retried; a failing stderr loses
- * the lines rather than the process. */
-static void write_out(void)
+/* Partial writes and EINTR are retried; a failing stderr loses the lines
+ * rather than the process. */
+static void write_all(const char *p, size_t n)
 {
     size_t off = 0;
-    while (off < used) {
-        ssize_t n = write(STDERR_FILENO, buf + off, used - off);
-        if (n > 0)
-            off += (size_t)n;
-        else if (n < 0 && errno == EINTR)
+    while (off < n) {
+        ssize_t w = write(STDERR_FILENO, p + off, n - off);
+        if (w > 0)
+            off += (size_t)w;
+        else if (w < 0 && errno == EINTR)
             continue;
         else
             break;
     }
+}
+
+/* Writes out what is gathered. Neither lock held by the caller. */
+static void drain(void)
+{
+    pthread_mutex_lock(&wmu);
+    pthread_mutex_lock(&mu);
+    char *out = fill;
+    size_t n = used;
+    fill = fill == bufs[0] ? bufs[1] : bufs[0]; /* written out by the last drain */
     used = 0;
+    pthread_mutex_unlock(&mu);
+    write_all(out, n);
+    pthread_mutex_unlock(&wmu);
 }
 
 static void *flusher(void *arg)
 {
     (void)arg;
-    pthread_mutex_lock(&mu);
     for (;;) {
+        pthread_mutex_lock(&mu);
         while (used == 0)
             pthread_cond_wait(&wake, &mu);
         /* Let more lines gather: one write for many. */
@@ -66,7 +85,8 @@ static void *flusher(void *arg)
         }
         while (used > 0 && used < LOG_BUF / 2 && pthread_cond_timedwait(&wake, &mu, &until) == 0)
             continue;
-        write_out();
+        pthread_mutex_unlock(&mu);
+        drain();
     }
     return NULL;
 }
@@ -87,9 +107,7 @@ static void start_flusher(void)
 
 void sg_log_flush(void)
 {
-    pthread_mutex_lock(&mu);
-    write_out();
-    pthread_mutex_unlock(&mu);
+    drain();
 }
 
 /* sg_time_iso's text for now, its date and seconds formatted once per
@@ -130,12 +148,15 @@ void sg_log(sg_log_level lvl, const char *fmt, ...)
     line[len++] = '\n';
     pthread_once(&once, start_flusher);
     pthread_mutex_lock(&mu);
-    if (used + len > LOG_BUF) write_out();
-    memcpy(buf + used, line, len); /* whole lines: threads never interleave */
+    while (used + len > LOG_BUF) { /* full: write it out here, then append */
+        pthread_mutex_unlock(&mu);
+        drain();
+        pthread_mutex_lock(&mu);
+    }
+    memcpy(fill + used, line, len); /* whole lines: threads never interleave */
     used += len;
-    if (lvl >= SG_LOG_WARN || !flusher_ok)
-        write_out();
-    else if (used == len)
-        pthread_cond_signal(&wake); /* the first line wakes the flusher */
+    int now = lvl >= SG_LOG_WARN || !flusher_ok;
+    if (!now && used == len) pthread_cond_signal(&wake); /* the first line wakes the flusher */
     pthread_mutex_unlock(&mu);
+    if (now) drain();
 }
