@@ -74,7 +74,8 @@ typedef struct sg_def_defaults {
 } sg_def_defaults;
 
 #define SG_DEF_MAX_STEPS 64
-#define SG_DEF_MAX_NAME 64 /* bytes of a saga type, step, output or label name */
+#define SG_DEF_MAX_HEADERS 32 /* a step's own headers */
+#define SG_DEF_MAX_NAME 64    /* bytes of a saga type, step, output or label name */
 
 /* Parses and validates the text of a definitions file. On success *out is
  * a malloc'd array of *n definitions (the caller's: sg_def_destroy each,

@@ -167,14 +167,18 @@ static int open_parts(app *a, char *err, size_t errlen)
         snprintf(err, errlen, "--bus / SAGAD_BUS: %s", why);
         return 2;
     }
-    int rc = sg_defs_validate(c, err, errlen);
+    sg_defs_file file;
+    int rc = sg_defs_read(c, &file, err, errlen);
     if (rc != 0) return rc;
     /* A transient store failure (a lock held too long, an I/O hiccup) makes
      * the writer retry, never the engine drop a saga. */
     sg_store_options so = {.synchronous_full = 1, .retry_failed = 1};
     sg_status st = sg_store_open(&a->store, c->db, a->loop, &so, err, errlen);
-    if (st != SG_OK) return st == SG_EINVAL ? 2 : 1;
-    rc = sg_defs_load(c, a->store, err, errlen);
+    if (st != SG_OK) {
+        sg_defs_file_clear(&file);
+        return st == SG_EINVAL ? 2 : 1;
+    }
+    rc = sg_defs_load(c, a->store, &file, err, errlen);
     if (rc != 0) return rc;
     sg_engine_options eo = {.step_timeout_ms = c->step_timeout_ms,
                             .max_inflight = c->max_inflight,

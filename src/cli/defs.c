@@ -54,28 +54,45 @@ fail:
     return SG_EINVAL;
 }
 
-/* The file parsed and checked against every known version; on failure
- * err has "FILE: place: why". */
-static sg_status parse_file(const sg_config *c, sg_def ***defs, size_t *n, char *err, size_t errlen)
+static void defs_free(sg_def **defs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sg_def_destroy(defs[i]);
+    free(defs);
+}
+
+void sg_defs_file_clear(sg_defs_file *f)
+{
+    defs_free(f->defs, f->n);
+    f->defs = NULL;
+    f->n = 0;
+}
+
+/* The file read and validated; on failure err has "FILE: place: why". */
+static sg_status parse_file(const sg_config *c, sg_defs_file *f, char *err, size_t errlen)
 {
     char *text = NULL, why[512];
     size_t len = 0;
-    *defs = NULL;
-    *n = 0;
     if (read_file(c->definitions, &text, &len, err, errlen) != SG_OK) return SG_EINVAL;
     sg_def_defaults dflt = defaults_of(c);
-    sg_status st = sg_defs_parse(text, len, &dflt, defs, n, why, sizeof why);
+    sg_status st = sg_defs_parse(text, len, &dflt, &f->defs, &f->n, why, sizeof why);
     free(text);
-    for (size_t i = 0; st == SG_OK && i < *n; i++)
-        st = sg_def_check((*defs)[i], why, sizeof why);
-    if (st == SG_OK) return SG_OK;
-    snprintf(err, errlen, "%s: %s", c->definitions, why);
-    for (size_t i = 0; i < *n; i++)
-        sg_def_destroy((*defs)[i]);
-    free(*defs);
-    *defs = NULL;
-    *n = 0;
-    return st == SG_ECONFLICT ? SG_ECONFLICT : SG_EINVAL;
+    if (st != SG_OK) snprintf(err, errlen, "%s: %s", c->definitions, why);
+    return st;
+}
+
+/* Every definition of f against the versions known by now; on failure f
+ * is cleared and err says which changed without a new version. */
+static sg_status check_file(const sg_config *c, sg_defs_file *f, char *err, size_t errlen)
+{
+    char why[512];
+    for (size_t i = 0; i < f->n; i++) {
+        if (sg_def_check(f->defs[i], why, sizeof why) == SG_OK) continue;
+        snprintf(err, errlen, "%s: %s", c->definitions, why);
+        sg_defs_file_clear(f);
+        return SG_ECONFLICT;
+    }
+    return SG_OK;
 }
 
 static sg_write *insert_versions(sg_def **defs, size_t n)
@@ -133,19 +150,15 @@ static void log_current(const char *what)
     sg_log(SG_LOG_INFO, "%s: %s", what, list);
 }
 
-int sg_defs_validate(const sg_config *c, char *err, size_t errlen)
+int sg_defs_read(const sg_config *c, sg_defs_file *f, char *err, size_t errlen)
 {
-    sg_def **defs = NULL;
-    size_t n = 0;
+    f->defs = NULL;
+    f->n = 0;
     if (!c->definitions) return 0;
-    if (parse_file(c, &defs, &n, err, errlen) != SG_OK) return 2;
-    for (size_t i = 0; i < n; i++)
-        sg_def_destroy(defs[i]);
-    free(defs);
-    return 0;
+    return parse_file(c, f, err, errlen) == SG_OK ? 0 : 2;
 }
 
-int sg_defs_load(const sg_config *c, sg_store *store, char *err, size_t errlen)
+int sg_defs_load(const sg_config *c, sg_store *store, sg_defs_file *f, char *err, size_t errlen)
 {
     if (!c->definitions) {
         sg_def *sta = NULL;
@@ -160,22 +173,23 @@ int sg_defs_load(const sg_config *c, sg_store *store, char *err, size_t errlen)
     }
     /* Stored versions first: the file is checked against them. */
     int rc = keep_stored(c, store, err, errlen);
-    if (rc != 0) return rc;
-    sg_def **defs = NULL;
-    size_t n = 0;
-    if (parse_file(c, &defs, &n, err, errlen) != SG_OK) return 2;
-    sg_status st = sg_store_commit_sync(store, insert_versions(defs, n));
+    if (rc != 0) {
+        sg_defs_file_clear(f);
+        return rc;
+    }
+    if (check_file(c, f, err, errlen) != SG_OK) return 2;
+    sg_status st = sg_store_commit_sync(store, insert_versions(f->defs, f->n));
     if (st != SG_OK) {
         snprintf(err, errlen, "%s: %s", c->definitions,
                  st == SG_ECONFLICT ? "a definition changed without a new version number "
                                       "(another sagad stored it meanwhile)"
                                     : "cannot store the definitions");
-        for (size_t i = 0; i < n; i++)
-            sg_def_destroy(defs[i]);
-        free(defs);
+        sg_defs_file_clear(f);
         return st == SG_ECONFLICT ? 2 : 1;
     }
-    sg_def_install(defs, n);
+    sg_def_install(f->defs, f->n); /* takes them */
+    f->defs = NULL;
+    f->n = 0;
     log_current("definitions");
     return 0;
 }
@@ -183,8 +197,7 @@ int sg_defs_load(const sg_config *c, sg_store *store, char *err, size_t errlen)
 /* ---- SIGHUP --------------------------------------------------------------- */
 
 typedef struct reload {
-    sg_def **defs;
-    size_t n;
+    sg_defs_file file;
     char *path;
 } reload;
 
@@ -192,15 +205,15 @@ static void on_versions_stored(void *arg, sg_status st)
 {
     reload *r = arg;
     if (st == SG_OK) {
-        sg_def_install(r->defs, r->n); /* takes them */
+        sg_def_install(r->file.defs, r->file.n); /* takes them */
+        r->file.defs = NULL;
+        r->file.n = 0;
         log_current("definitions reloaded");
     } else {
         sg_log(SG_LOG_ERROR, "%s: not reloaded, the old definitions stay: %s", r->path,
                st == SG_ECONFLICT ? "a definition changed without a new version number"
                                   : sg_status_text(st));
-        for (size_t i = 0; i < r->n; i++)
-            sg_def_destroy(r->defs[i]);
-        free(r->defs);
+        sg_defs_file_clear(&r->file);
     }
     free(r->path);
     free(r);
@@ -213,13 +226,15 @@ void sg_defs_reload(const sg_config *c, sg_store *store)
         return;
     }
     char err[768];
-    reload *r = sg_xcalloc(1, sizeof *r);
-    if (parse_file(c, &r->defs, &r->n, err, sizeof err) != SG_OK) {
+    sg_defs_file f = {0};
+    if (parse_file(c, &f, err, sizeof err) != SG_OK ||
+        check_file(c, &f, err, sizeof err) != SG_OK) {
         sg_log(SG_LOG_ERROR, "%s; not reloaded, the old definitions stay", err);
-        free(r);
         return;
     }
+    reload *r = sg_xcalloc(1, sizeof *r);
+    r->file = f;
     r->path = sg_xstrdup(c->definitions);
-    if (sg_store_submit(store, insert_versions(r->defs, r->n), on_versions_stored, r) != SG_OK)
+    if (sg_store_submit(store, insert_versions(f.defs, f.n), on_versions_stored, r) != SG_OK)
         on_versions_stored(r, SG_ECLOSED);
 }

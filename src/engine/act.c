@@ -133,17 +133,15 @@ static void on_http_done(void *arg, const sg_http_result *res)
     sg__saga_attempt_failed(s, reason, transient, retry_after);
 }
 
-#define MAX_HEADERS 40 /* ours, and the definition's (at most 32) */
-
 static void call_http(saga *s)
 {
     const sg_step_def *d = &s->def->steps[s->cur];
     char h_saga[64], h_idem[256];
     snprintf(h_saga, sizeof h_saga, "X-Saga-Id: %s", s->rec.id);
     snprintf(h_idem, sizeof h_idem, "Idempotency-Key: %s:%s", s->rec.id, d->name);
-    const char *headers[MAX_HEADERS + 1] = {h_saga, h_idem};
+    const char *headers[SG__CALL_HEADERS + 1] = {h_saga, h_idem};
     size_t nh = 2;
-    for (char **h = d->action.headers; h && *h && nh < MAX_HEADERS; h++)
+    for (char **h = d->action.headers; h && *h && nh < SG__CALL_HEADERS; h++)
         headers[nh++] = *h;
     headers[nh] = NULL;
     sg_http_request req = {

@@ -15,7 +15,6 @@
 #include "template.h"
 
 #define MAX_URL 2048
-#define MAX_HEADERS 32
 #define MAX_HEADER_NAME 64
 #define MAX_HEADER_VALUE 1024
 #define MAX_TOPIC 255
@@ -97,8 +96,8 @@ static sg_status parse_headers(sg__dctx *c, const char *place, const json_t *h, 
     char at[SG__PLACE_MAX];
     size_t n = 0;
     if (!json_is_object(h)) return sg__def_fail(c, place, "expected an object");
-    if (json_object_size(h) > MAX_HEADERS)
-        return sg__def_fail(c, place, "more than %d headers", MAX_HEADERS);
+    if (json_object_size(h) > SG_DEF_MAX_HEADERS)
+        return sg__def_fail(c, place, "more than %d headers", SG_DEF_MAX_HEADERS);
     if (json_object_size(h) == 0) return SG_OK;
     a->headers = sg_xcalloc(json_object_size(h) + 1, sizeof *a->headers);
     for (void *it = json_object_iter((json_t *)h); it;

@@ -92,6 +92,10 @@ struct sg_engine {
     sg_recovery *recovery; /* recover.c's; NULL before start */
 };
 
+/* Headers of one downstream call: sagad's own (X-Saga-Id,
+ * Idempotency-Key, X-Saga-Compensation) and the definition's. */
+#define SG__CALL_HEADERS (SG_DEF_MAX_HEADERS + 3)
+
 /* Each attempt's time limit for step i of d: its own, else the flag's. */
 static inline long sg__step_timeout(const sg_engine *e, const sg_def *d, size_t i)
 {

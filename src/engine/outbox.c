@@ -197,8 +197,6 @@ static void on_http_ack(void *arg, const sg_http_result *res)
     failed(ev, st, why);
 }
 
-#define MAX_HEADERS 40 /* ours, and the definition's (at most 32) */
-
 /* An HTTP compensation: its topic holds its step's name; its extra
  * headers are stored one per line. */
 static sg_status call(outbox_ev *ev, long timeout)
@@ -207,11 +205,11 @@ static sg_status call(outbox_ev *ev, long timeout)
     snprintf(h_saga, sizeof h_saga, "X-Saga-Id: %s", ev->rec.saga_id);
     snprintf(h_idem, sizeof h_idem, "Idempotency-Key: %s:%s:compensate", ev->rec.saga_id,
              ev->rec.topic ? ev->rec.topic : "");
-    const char *headers[MAX_HEADERS + 1] = {h_saga, h_idem, "X-Saga-Compensation: true"};
+    const char *headers[SG__CALL_HEADERS + 1] = {h_saga, h_idem, "X-Saga-Compensation: true"};
     size_t nh = 3;
     char *lines = ev->rec.headers ? sg_xstrdup(ev->rec.headers) : NULL;
     char *save = NULL;
-    for (char *h = lines ? strtok_r(lines, "\n", &save) : NULL; h && nh < MAX_HEADERS;
+    for (char *h = lines ? strtok_r(lines, "\n", &save) : NULL; h && nh < SG__CALL_HEADERS;
          h = strtok_r(NULL, "\n", &save))
         headers[nh++] = h;
     headers[nh] = NULL;
