@@ -308,7 +308,7 @@ static sg_status pulsar_create(void **state, const char *scheme, const char *url
     pb->service = sg__ep_get(pb, o.host, o.port, o.tls);
     pb->service->service = 1;
     char h[400];
-    snprintf(h, sizeof h, "connecting to %s", pb->service->url);
+    snprintf(h, sizeof h, "not connected yet: connecting to %s", pb->service->url);
     sg__pulsar_health(pb, 0, h);
     if (o.insecure)
         sg_log(SG_LOG_WARN, "pulsar: insecure=1: the broker's certificate is not checked");
