@@ -29,6 +29,11 @@
 #                      PROFILE_CONNS (64); per-thread top symbols in the report
 #   LOG_LEVEL=info     sagad's --log-level (info is its default)
 #   SAGAD_ARGS=""      extra sagad flags, e.g. "--threads 4"
+#   STORE=sqlite       sagad's store: a SQLite file per row; STORE=postgres or
+#                      STORE=redis start one local server (PostgreSQL as
+#                      nobody when root; Redis with appendfsync always) and
+#                      give each row a fresh database; the store column is
+#                      then read through sagad's GET /sagas
 #   BUILD=build        where sagad and sta-stubs are
 #   BENCH_TMPDIR=/tmp  where the databases go (must be a disk, not tmpfs)
 #   DRAIN_TIMEOUT=300  seconds to wait for the sagas in flight to finish
@@ -100,6 +105,9 @@ else
   stubs_desc="sta-stubs --threads 2 --quiet"
 fi
 say "stubs ($STUBS) on $STUBS_URL, pids $STUBS_PIDS; results in $work"
+STORE_DESC="SQLite (a file per row), synchronous=FULL"
+start_store "$work"
+say "store: $STORE_DESC"
 
 # cell_end DIR KIND MODE CONNS NAME: one JSON line into the results.
 cell_end() {
@@ -136,7 +144,7 @@ sagad_cell() {
   bl snap "$d/snap1.json" "server=$SAGAD_PID" "stubs=$STUBS_PIDS"
   bl drain "$SAGAD_URL" "$DRAIN_TIMEOUT" "$d/drain.json" "$SAGAD_PID"
   bl snap "$d/snap2.json" "server=$SAGAD_PID" "stubs=$STUBS_PIDS"
-  bl store "$d/sagad.db" "$t0" "$d/store.json" || say "could not read $d/sagad.db"
+  store_check "$d" "$t0" "$d/store.json"
   if [ -n "$perfpid" ]; then
     wait "$perfpid" || true
     if [ -s "$d/perf.data" ]; then
@@ -224,7 +232,7 @@ if [ "$INFLIGHT" = 1 ]; then
   { time bl post "$SAGAD_URL/saga" "$INFLIGHT_N" "$INFLIGHT_CONNS" "$d/post.json"; } 2>"$d/post.json.time"
   bl drain "$SAGAD_URL" "$DRAIN_TIMEOUT" "$d/drain.json" "$SAGAD_PID"
   bl snap "$d/snap2.json" "server=$SAGAD_PID" "stubs=$istubs"
-  bl store "$d/sagad.db" "$t0" "$d/store.json" || say "could not read $d/sagad.db"
+  store_check "$d" "$t0" "$d/store.json"
   stop_sagad
   stop_pid "${istubs%%,*}"
   cell_end "$d" inflight async "$INFLIGHT_CONNS" inflight
@@ -239,7 +247,8 @@ build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/
 crash=$(sed -n 's/^SG_CRASH_POINTS:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
 flags="DURATION=$DURATION CONNS=\"$CONNS\" MODES=\"$MODES\" THREADS=$THREADS STUBS=$STUBS PEER=$PEER"
 flags+=" PEER_CONNS=\"$PEER_CONNS\" INFLIGHT=$INFLIGHT NATS=$NATS PROFILE=$PROFILE LOG_LEVEL=$LOG_LEVEL"
-flags+=" SAGAD_ARGS=\"$SAGAD_ARGS\""
+flags+=" SAGAD_ARGS=\"$SAGAD_ARGS\" STORE=$STORE"
+export B_STORE_DESC=$STORE_DESC
 export B_DATE B_COMMIT B_BUILD B_BUILD_TYPE B_WRK B_FLAGS B_STUBS B_STUBS_DESC B_PEER_DESC B_SAGAD_CMD
 export B_INFLIGHT_DELAY_MS=$INFLIGHT_DELAY_MS
 B_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') B_COMMIT=$commit B_BUILD=$BUILD

@@ -17,6 +17,7 @@
 """
 
 import asyncio
+import datetime
 import json
 import os
 import sqlite3
@@ -170,6 +171,42 @@ def cmd_store(db, since_us, out):
     write_json(out, {"in_progress": by[0], "completed": by[1], "failed": by[2],
                      "first_created_us": first, "last_completed_us": last_done,
                      "peak_in_flight": peak_in_flight(rows)})
+
+
+def iso_us(s):
+    """'2026-11-28T10:00:00.000000Z' -> microseconds since the epoch."""
+    d = datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return int(d.replace(tzinfo=datetime.timezone.utc).timestamp()) * 1000000 + d.microsecond
+
+
+def cmd_store_api(url, since_us, out):
+    """cmd_store for any store: the same figures read through sagad's own
+    listing (GET /sagas, newest first, 1000 a page) instead of the SQLite
+    file, for --db postgres:// and redis://."""
+    since = int(since_us)
+    by = {"IN_PROGRESS": 0, "COMPLETED": 0, "FAILED": 0}
+    rows, after = [], None
+    base = url.rstrip("/") + "/sagas?limit=1000"
+    while True:
+        page = http_get(base + ("&after=" + urllib.parse.quote(after) if after else ""), 60)
+        older = False
+        for r in page["sagas"]:
+            c = iso_us(r["created_at"])
+            if c < since:
+                older = True
+                break
+            st = r["overall_status"]
+            by[st] = by.get(st, 0) + 1
+            rows.append((c, None if st == "IN_PROGRESS" else iso_us(r["updated_at"]), st))
+        after = page.get("next")
+        if older or not after:
+            break
+    done = [e for _, e, st in rows if st == "COMPLETED"]
+    write_json(out, {"in_progress": by["IN_PROGRESS"], "completed": by["COMPLETED"],
+                     "failed": by["FAILED"],
+                     "first_created_us": min((c for c, _, _ in rows), default=None),
+                     "last_completed_us": max(done, default=None),
+                     "peak_in_flight": peak_in_flight([(c, e) for c, e, _ in rows])})
 
 
 def peer_counts(db):
@@ -453,7 +490,7 @@ def read_first(p):
 
 
 def main(argv):
-    cmds = {"snap": cmd_snap, "drain": cmd_drain, "store": cmd_store,
+    cmds = {"snap": cmd_snap, "drain": cmd_drain, "store": cmd_store, "store-api": cmd_store_api,
             "peerstore": cmd_peerstore, "peerdrain": cmd_peerdrain, "post": cmd_post,
             "machine": cmd_machine}
     if len(argv) < 2:

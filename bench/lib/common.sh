@@ -109,17 +109,110 @@ start_sta_stubs() {
   wait_http "$STUBS_URL/healthz" || { cat "$d/stubs.log" >&2; die "sta-stubs did not start"; }
 }
 
+# ---------------------------------------------------------------- stores
+
+# STORE=sqlite (a file per cell), postgres or redis (one server for the
+# run, emptied for each cell). start_store DIR starts the server if any.
+STORE=${STORE:-sqlite}
+PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
+store_cell=0
+
+# as_db_user CMD...: PostgreSQL refuses to run as root; run it as nobody.
+as_db_user() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u nobody -- "$@"; else "$@"; fi
+}
+
+start_store() {
+  local d=$1
+  case $STORE in
+    sqlite) ;;
+    postgres)
+      [ -x "$PG_BIN/initdb" ] || ./scripts/deps.sh postgresql
+      PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+      mkdir -p "$d/pg"
+      [ "$(id -u)" -eq 0 ] && chown nobody "$d/pg" && chmod 755 "$d"
+      as_db_user "$PG_BIN/initdb" -D "$d/pg/data" -U sagad --auth=trust -E UTF8 >"$d/pg.log" 2>&1 ||
+        { cat "$d/pg.log" >&2; die "initdb failed"; }
+      PG_PORT=$(free_port)
+      # Durable like sagad's SQLite default: fsync and synchronous commit on.
+      as_db_user "$PG_BIN/postgres" -D "$d/pg/data" -p "$PG_PORT" -k "$d/pg" \
+        -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on \
+        -c max_connections=300 -c shared_buffers=256MB >>"$d/pg.log" 2>&1 &
+      pids+=($!)
+      STORE_PIDS=$!
+      local i
+      for ((i = 0; i < 200; i++)); do
+        "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break
+        sleep 0.05
+      done
+      "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" || { cat "$d/pg.log" >&2; die "postgres did not start"; }
+      STORE_DESC="PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}'), fsync=on, synchronous_commit=on"
+      ;;
+    redis)
+      command -v redis-server >/dev/null || ./scripts/deps.sh redis-server
+      mkdir -p "$d/redis"
+      REDIS_PORT=$(free_port)
+      redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$d/redis" --appendonly yes \
+        --appendfsync always --save '' >"$d/redis.log" 2>&1 &
+      pids+=($!)
+      STORE_PIDS=$!
+      wait_redis || { cat "$d/redis.log" >&2; die "redis-server did not start"; }
+      STORE_DESC="Redis $(redis-server --version | awk '{print $3}'), appendonly yes, appendfsync always"
+      ;;
+    *) die "STORE=$STORE: sqlite, postgres or redis" ;;
+  esac
+}
+
+wait_redis() {
+  local i
+  for ((i = 0; i < 200; i++)); do
+    [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# store_url DIR N: the --db of a fresh, empty store for cell N.
+store_url() {
+  local store_cell=$2
+  case $STORE in
+    sqlite) echo "$1/sagad.db" ;;
+    postgres)
+      "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U sagad "cell$store_cell" ||
+        die "createdb failed"
+      echo "postgres://sagad@127.0.0.1:$PG_PORT/cell$store_cell"
+      ;;
+    redis)
+      redis-cli -p "$REDIS_PORT" flushall >/dev/null || die "redis flushall failed"
+      echo "redis://127.0.0.1:$REDIS_PORT/0"
+      ;;
+  esac
+}
+
+# store_check DIR SINCE_US OUT: the cell's sagas as the store holds them
+# (benchlib.py store: the SQLite file; store-api: through sagad's listing,
+# so sagad must still run).
+store_check() {
+  if [ "$STORE" = sqlite ]; then
+    bl store "$1/sagad.db" "$2" "$3" || say "could not read $1/sagad.db"
+  else
+    bl store-api "$SAGAD_URL" "$2" "$3" || say "could not list the sagas of $SAGAD_URL"
+  fi
+}
+
 # ---------------------------------------------------------------- sagad
 
 # start_sagad DIR STUBS_URL [BUS] [FLAGS...]: a fresh sagad on a fresh
 # database DIR/sagad.db, one warm-up saga. Sets SAGAD_PID, SAGAD_URL.
 start_sagad() {
-  local d=$1 stubs=$2 bus=${3:-} port
+  local d=$1 stubs=$2 bus=${3:-} port db
   shift 3 || shift $#
   mkdir -p "$d"
   port=$(free_port)
+  store_cell=$((store_cell + 1))
+  db=$(store_url "$d" "$store_cell") || die "no store for $d"
   # shellcheck disable=SC2086 # SAGAD_ARGS: extra flags, split on spaces
-  "$BUILD/sagad" --listen "127.0.0.1:$port" --db "$d/sagad.db" \
+  "$BUILD/sagad" --listen "127.0.0.1:$port" --db "$db" \
     --anonymizer-url "$stubs/anonymize" --ai-model-url "$stubs/process" \
     --bus "${bus:-$stubs/events}" --log-level "$LOG_LEVEL" $SAGAD_ARGS "$@" 2>"$d/sagad.log" &
   SAGAD_PID=$!

@@ -143,6 +143,7 @@ def main():
     w("- sagad: `%s`, a fresh sagad and database for every row (one warm-up saga "
       "first, not counted)" % meta["sagad_cmd"])
     w("- stubs: %s" % meta["stubs_desc"])
+    w("- store: %s" % meta.get("store_desc", "SQLite"))
     if meta.get("peer_desc"):
         w("- peer: %s" % meta["peer_desc"])
     w("")
@@ -289,7 +290,7 @@ def main():
       "process is charged for); steal (taken by the hypervisor); others: user+system time of "
       "processes other than sagad (or the peer), the stubs and wrk. *peak RSS*: "
       "VmHWM. *COMPLETED in store*: sagas with status COMPLETED created since the run "
-      "started, read-only from the SQLite file once no saga is IN_PROGRESS; ✓ when it is "
+      "started, read-only from the SQLite file (with STORE=postgres or redis: through sagad's GET /sagas) once no saga is IN_PROGRESS; ✓ when it is "
       "≥ the 2xx answers and none FAILED or unfinished.")
     if profile:
         w("")
