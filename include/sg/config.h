@@ -20,6 +20,7 @@ typedef struct sg_config {
     long step_retries;     /* extra attempts after a transient failure */
     long retry_backoff_ms; /* first backoff */
     long park_after_s;     /* compensations undelivered this long are parked */
+    long lease_ms;         /* a shared store's lease (design §7) */
     size_t max_body;
     size_t max_response;
     long max_connections; /* calls at once per downstream host */

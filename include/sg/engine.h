@@ -45,6 +45,11 @@ typedef struct sg_engine_options {
     size_t max_inflight_bytes; /* request and compensation bytes held, default 1 GiB */
     long park_after_s;         /* a compensation still undelivered after this is parked;
                                   default 86400 */
+    /* Shared stores: runs once, on the loop thread, when this process has
+     * lost its store lease (another sagad may own its sagas now; the engine
+     * starts nothing more). sagad exits. NULL = only the log line. */
+    void (*on_fenced)(void *arg);
+    void *fenced_arg;
 } sg_engine_options;
 
 /* All pointers borrowed; they outlive the engine. */

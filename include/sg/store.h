@@ -103,7 +103,13 @@ typedef struct sg_store_options {
     /* How long a connection waits for a lock held by another connection
      * before the statement fails as busy; 0 = default, 5000 ms. */
     int busy_timeout_ms;
+    /* Shared backends (sg_store_shared): how long this process's lease
+     * lasts without a renewal (design §7, --lease-ms); 0 = default,
+     * SG_STORE_LEASE_MS. Others ignore it. */
+    long lease_ms;
 } sg_store_options;
+
+#define SG_STORE_LEASE_MS 10000 /* lease_ms default */
 
 #define SG_STORE_BUSY_TIMEOUT_MS 5000 /* busy_timeout_ms default */
 #define SG_STORE_RETRY_MIN_MS 10      /* first backoff of retry_failed */
@@ -154,6 +160,38 @@ typedef struct sg_store_counters {
 /* Fills *out (zeroed for a NULL store; the backend's counts stay 0 if
  * it keeps none). */
 void sg_store_counts(sg_store *s, sg_store_counters *out);
+
+/* ---- several sagad on one database (design §7) ------------------------- */
+
+/* A shared store (PostgreSQL, Redis) may be opened by several sagad at
+ * once. Each process holds a lease: an owner id made at open, an epoch
+ * (a number the database hands out, larger for every new lease: the
+ * fencing token) and an expiry the writer renews in every transaction and,
+ * when idle, every lease_ms / 3. Every saga belongs to the process that
+ * started or adopted it; every transaction first checks that the lease is
+ * still this process's, else all its writes fail with SG_EFENCED and the
+ * lease is gone for good (the process must stop: another owns its sagas).
+ * Other stores have one owner (a lock) and no lease. */
+int sg_store_shared(const sg_store *s); /* 1 for a shared store; 0 otherwise or NULL */
+/* Monotonic milliseconds (uv_hrtime() / 1e6) before which this process
+ * still holds its lease, measured from the start of its last renewal (so
+ * never later than the database's own expiry): an action with effects
+ * outside (a downstream call, a publish) may start only before it. 0 once
+ * the lease is lost; UINT64_MAX for a store that is not shared. Any thread. */
+uint64_t sg_store_lease_until(sg_store *s);
+/* "<owner id>/<epoch>" of this process's lease, "" when not shared.
+ * out is the caller's buffer. Any thread. */
+#define SG_OWNER_MAX 64
+void sg_store_owner(sg_store *s, char out[SG_OWNER_MAX]);
+/* The lease's length in ms (sg_store_options.lease_ms); 0 when not shared. */
+uint64_t sg_store_lease_ms(const sg_store *s);
+/* Takes over the sagas (and their outbox events) of every process whose
+ * lease has expired: they become this process's, and the expired leases
+ * are removed. Two processes never take the same ones. *sagas gets how
+ * many unfinished sagas and undelivered events changed hands. The
+ * recovery reads below then return them (on a shared store they return
+ * only this process's). SG_EINVAL on a store that is not shared. */
+sg_status sg_store_adopt(sg_store_reader *r, size_t *taken);
 
 /* ---- reads ------------------------------------------------------------ */
 

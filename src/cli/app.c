@@ -35,6 +35,20 @@ typedef struct app {
     int stopping;
 } app;
 
+/* The store lease is lost: another sagad may own these sagas now, and this
+ * process may write nothing more (the store refuses it) nor start any
+ * call. Stop at once, without the graceful drain: nothing in flight here
+ * can be finished by this process. A supervisor restarts it, as a new
+ * owner. */
+#define EXIT_FENCED 3
+static void on_fenced(void *arg)
+{
+    (void)arg;
+    sg_log(SG_LOG_ERROR, "exiting (status %d): the store lease is lost", EXIT_FENCED);
+    sg_log_flush();
+    _exit(EXIT_FENCED);
+}
+
 static void raise_fd_limit(void)
 {
     struct rlimit rl;
@@ -172,7 +186,7 @@ static int open_parts(app *a, char *err, size_t errlen)
     if (rc != 0) return rc;
     /* A transient store failure (a lock held too long, an I/O hiccup) makes
      * the writer retry, never the engine drop a saga. */
-    sg_store_options so = {.synchronous_full = 1, .retry_failed = 1};
+    sg_store_options so = {.synchronous_full = 1, .retry_failed = 1, .lease_ms = c->lease_ms};
     sg_status st = sg_store_open(&a->store, c->db, a->loop, &so, err, errlen);
     if (st != SG_OK) {
         sg_defs_file_clear(&file);
@@ -183,7 +197,8 @@ static int open_parts(app *a, char *err, size_t errlen)
     sg_engine_options eo = {.step_timeout_ms = c->step_timeout_ms,
                             .max_inflight = c->max_inflight,
                             .max_inflight_bytes = c->max_inflight_bytes,
-                            .park_after_s = c->park_after_s};
+                            .park_after_s = c->park_after_s,
+                            .on_fenced = on_fenced};
     if (sg_engine_create(&a->engine, a->loop, &eo, a->store, a->bus, a->http, sg_def_default()) !=
         SG_OK) {
         snprintf(err, errlen, "cannot create the engine");

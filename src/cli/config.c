@@ -49,6 +49,9 @@ static const char usage[] =
     "                         capped at 10 s), default 100      [SAGAD_RETRY_BACKOFF_MS]\n"
     "  --park-after S         park a compensation still undelivered after S seconds,\n"
     "                         default 86400                        [SAGAD_PARK_AFTER]\n"
+    "  --lease-ms N           with a shared store (postgres://, redis://): how long\n"
+    "                         this process owns its sagas without renewing,\n"
+    "                         default 10000                        [SAGAD_LEASE_MS]\n"
     "  --definitions FILE     saga types from a JSON file (docs/definitions.md);\n"
     "                         SIGHUP reloads it; default: the STA saga of the URL\n"
     "                         flags above                         [SAGAD_DEFINITIONS]\n"
@@ -121,6 +124,7 @@ enum {
     O_RETRIES,
     O_BACKOFF,
     O_PARK,
+    O_LEASE,
     O_DEFS,
     O_LOGLEVEL,
     O_HELP,
@@ -145,6 +149,7 @@ static const struct option longopts[] = {
     {"step-retries", required_argument, NULL, O_RETRIES},
     {"retry-backoff-ms", required_argument, NULL, O_BACKOFF},
     {"park-after", required_argument, NULL, O_PARK},
+    {"lease-ms", required_argument, NULL, O_LEASE},
     {"definitions", required_argument, NULL, O_DEFS},
     {"log-level", required_argument, NULL, O_LOGLEVEL},
     {"help", no_argument, NULL, O_HELP},
@@ -170,6 +175,7 @@ static const char *env_names[O_COUNT - O_LISTEN] = {
     "SAGAD_STEP_RETRIES",
     "SAGAD_RETRY_BACKOFF_MS",
     "SAGAD_PARK_AFTER",
+    "SAGAD_LEASE_MS",
     "SAGAD_DEFINITIONS",
     "SAGAD_LOG_LEVEL",
     NULL,
@@ -209,6 +215,7 @@ static const struct numopt {
     {O_RETRIES, 0, 1000, "", FIELD(step_retries)},
     {O_BACKOFF, 1, 3600000, "milliseconds ", FIELD(retry_backoff_ms)},
     {O_PARK, 1, 31536000, "seconds ", FIELD(park_after_s)},
+    {O_LEASE, 200, 3600000, "milliseconds ", FIELD(lease_ms)},
 };
 
 static void set_num(sg_config *c, const struct numopt *o, long n)
@@ -288,6 +295,7 @@ sg_status sg_config_parse(sg_config *c, int argc, char **argv, char *err, size_t
     c->step_retries = 0;
     c->retry_backoff_ms = 100;
     c->park_after_s = 86400;
+    c->lease_ms = 10000;
     c->max_body = 1 << 20;
     c->max_response = (size_t)8 << 20;
     c->max_connections = 4096;

@@ -141,6 +141,11 @@ static void call_http(saga *s)
     snprintf(h_idem, sizeof h_idem, "Idempotency-Key: %s:%s", s->rec.id, d->name);
     const char *headers[SG__CALL_HEADERS + 1] = {h_saga, h_idem};
     size_t nh = 2;
+    char h_owner[SG_OWNER_MAX + 16];
+    if (s->eng->owner[0]) { /* shared store: which lease made the call (a fencing token) */
+        snprintf(h_owner, sizeof h_owner, "X-Saga-Owner: %s", s->eng->owner);
+        headers[nh++] = h_owner;
+    }
     for (char **h = d->action.headers; h && *h && nh < SG__CALL_HEADERS; h++)
         headers[nh++] = *h;
     headers[nh] = NULL;
@@ -228,6 +233,7 @@ static void publish(saga *s)
 
 void sg__saga_act(saga *s)
 {
+    if (!sg__lease_held(s->eng)) return; /* another sagad may run it now */
     if (s->def->steps[s->cur].action.kind == SG_ACTION_HTTP)
         call_http(s);
     else

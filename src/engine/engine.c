@@ -65,6 +65,8 @@ sg_status sg_engine_create(sg_engine **out, uv_loop_t *loop, const sg_engine_opt
         if (opt->park_after_s > 0) e->opt.park_after_s = opt->park_after_s;
         if (opt->max_inflight > 0) e->opt.max_inflight = opt->max_inflight;
         if (opt->max_inflight_bytes > 0) e->opt.max_inflight_bytes = opt->max_inflight_bytes;
+        e->opt.on_fenced = opt->on_fenced;
+        e->opt.fenced_arg = opt->fenced_arg;
     }
     e->store = store;
     e->bus = bus;
@@ -87,7 +89,8 @@ fail:
 
 sg_status sg_engine_start(sg_engine *e, char *err, size_t errlen)
 {
-    return sg__recover_start(e, err, errlen);
+    sg_status st = sg__recover_start(e, err, errlen);
+    return st == SG_OK ? sg__lease_start(e, err, errlen) : st;
 }
 
 /* Queues req for the loop; SG_ECLOSED (req not queued) once halted. */
@@ -180,6 +183,7 @@ void sg_engine_halt(sg_engine *e)
     HASH_ITER(hh, e->sagas, s, tmp) sg__saga_halt(s);
     sg__comp_halt(e);
     sg__recover_halt(e);
+    sg__lease_halt(e);
 }
 
 static void on_async_closed(uv_handle_t *h)
@@ -197,5 +201,6 @@ void sg_engine_destroy(sg_engine *e)
     HASH_ITER(hh, e->sagas, s, tmp) sg__saga_free(s);
     sg__comp_free_all(e);
     sg__recover_free(e);
+    sg__lease_free(e);
     uv_close((uv_handle_t *)&e->async, on_async_closed);
 }

@@ -15,6 +15,7 @@ typedef struct saga saga;
 typedef struct outbox_ev outbox_ev;
 typedef struct comp_queue comp_queue;
 typedef struct sg_recovery sg_recovery;
+typedef struct sg_adopter sg_adopter;
 
 /* What the API hands over: a start, a redrive or a redelivery. */
 typedef enum { REQ_START, REQ_REDRIVE, REQ_REDELIVER } req_kind;
@@ -86,15 +87,19 @@ struct sg_engine {
     comp_queue *cqueues; /* undelivered compensations, one queue per saga */
     size_t nsagas;
     size_t nwaiting;
-    size_t held_bytes;     /* what sagas in memory hold (requests, answers, queued
-                              writes) + compensation payloads: --max-inflight-bytes */
-    uint64_t rng;          /* backoff jitter (act.c) */
-    sg_recovery *recovery; /* recover.c's; NULL before start */
+    size_t held_bytes;        /* what sagas in memory hold (requests, answers, queued
+                                 writes) + compensation payloads: --max-inflight-bytes */
+    uint64_t rng;             /* backoff jitter (act.c) */
+    sg_recovery *recovery;    /* recover.c's; NULL before start */
+    int recover_again;        /* a takeover brought sagas: another recovery pass */
+    sg_adopter *adopter;      /* lease.c's; NULL unless the store is shared */
+    int fenced;               /* the store lease is lost: nothing more starts */
+    char owner[SG_OWNER_MAX]; /* "<owner>/<epoch>" on a shared store, else "" */
 };
 
 /* Headers of one downstream call: sagad's own (X-Saga-Id,
- * Idempotency-Key, X-Saga-Compensation) and the definition's. */
-#define SG__CALL_HEADERS (SG_DEF_MAX_HEADERS + 3)
+ * Idempotency-Key, X-Saga-Compensation, X-Saga-Owner) and the definition's. */
+#define SG__CALL_HEADERS (SG_DEF_MAX_HEADERS + 4)
 
 /* Each attempt's time limit for step i of d: its own, else the flag's. */
 static inline long sg__step_timeout(const sg_engine *e, const sg_def *d, size_t i)
@@ -150,7 +155,23 @@ void sg__recover_more(sg_engine *e);
 void sg__recover_halt(sg_engine *e); /* waits for a read in flight */
 void sg__recover_free(sg_engine *e);
 
+/* recover.c: after a takeover, one more pass over this process's
+ * unfinished sagas (those already in memory are skipped), as soon as the
+ * pass in progress, if any, is done. */
+void sg__recover_again(sg_engine *e);
+
+/* lease.c: shared stores (design §7). */
+/* 1 while this process holds its store lease (always, for a store that is
+ * not shared); else reports the loss once (opt.on_fenced) and returns 0:
+ * nothing with effects outside may start. */
+int sg__lease_held(sg_engine *e);
+sg_status sg__lease_start(sg_engine *e, char *err, size_t errlen);
+void sg__lease_halt(sg_engine *e); /* waits for an adoption read in flight */
+void sg__lease_free(sg_engine *e);
+
 /* outbox.c */
+/* 1 if rec's event is already queued for delivery here. */
+int sg__comp_known(sg_engine *e, const sg_event_rec *rec);
 outbox_ev *sg__ev_create(sg_engine *e, const sg_event_rec *rec);
 void sg__ev_free(outbox_ev *ev);
 /* Takes ev: queues it behind its saga's earlier compensations and

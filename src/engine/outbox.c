@@ -207,6 +207,11 @@ static sg_status call(outbox_ev *ev, long timeout)
              ev->rec.topic ? ev->rec.topic : "");
     const char *headers[SG__CALL_HEADERS + 1] = {h_saga, h_idem, "X-Saga-Compensation: true"};
     size_t nh = 3;
+    char h_owner[SG_OWNER_MAX + 16];
+    if (ev->eng->owner[0]) { /* shared store: which lease made the call */
+        snprintf(h_owner, sizeof h_owner, "X-Saga-Owner: %s", ev->eng->owner);
+        headers[nh++] = h_owner;
+    }
     char *lines = ev->rec.headers ? sg_xstrdup(ev->rec.headers) : NULL;
     char *save = NULL;
     for (char *h = lines ? strtok_r(lines, "\n", &save) : NULL; h && nh < SG__CALL_HEADERS;
@@ -227,7 +232,7 @@ static sg_status call(outbox_ev *ev, long timeout)
 static void attempt(outbox_ev *ev)
 {
     sg_engine *e = ev->eng;
-    if (e->halted) return;
+    if (e->halted || !sg__lease_held(e)) return;
     ev->rec.attempts++;
     if (!ev->first_try_us) ev->first_try_us = sg_now_us();
     sg_crash_point("compensation_send");
@@ -257,6 +262,11 @@ static outbox_ev *find(sg_engine *e, const sg_event_rec *rec)
     for (ev = q ? q->list : NULL; ev && strcmp(ev->rec.id, rec->id) != 0; ev = ev->next)
         continue;
     return ev;
+}
+
+int sg__comp_known(sg_engine *e, const sg_event_rec *rec)
+{
+    return find(e, rec) != NULL;
 }
 
 static void on_requeued(void *arg, sg_status st)

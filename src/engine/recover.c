@@ -172,7 +172,9 @@ static void after_page(uv_work_t *w, int status)
         return;
     }
     take_page(r);
-    sg__recover_more(r->e);
+    sg_engine *e = r->e;
+    sg__recover_more(e);
+    if (e->recover_again && r->done) sg__recover_again(e); /* frees r */
 }
 
 void sg__recover_more(sg_engine *e)
@@ -191,6 +193,41 @@ void sg__recover_more(sg_engine *e)
     }
 }
 
+static sg_recovery *recovery_new(sg_engine *e)
+{
+    sg_recovery *r = sg_xcalloc(1, sizeof *r);
+    r->e = e;
+    r->start_us = sg_now_us();
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    return r;
+}
+
+static void recovery_free(sg_recovery *r)
+{
+    drop_items(r);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+void sg__recover_again(sg_engine *e)
+{
+    sg_recovery *r = e->recovery;
+    e->recover_again = 1;
+    if (e->halted || (r && (!r->done || r->busy))) return; /* after_page calls again */
+    e->recover_again = 0;
+    if (r) recovery_free(r);
+    r = e->recovery = recovery_new(e);
+    char err[256];
+    if (sg_store_reader_open(e->store, &r->reader, err, sizeof err) != SG_OK) {
+        sg_log(SG_LOG_ERROR, "takeover: %s; the adopted sagas resume at the next start", err);
+        finish(r);
+        return;
+    }
+    sg__recover_more(e); /* pages are read off the loop, as room frees up */
+}
+
 static void on_compensation(void *arg, sg_event_rec *rec)
 {
     sg_recovery *r = arg;
@@ -202,11 +239,7 @@ static void on_compensation(void *arg, sg_event_rec *rec)
 
 sg_status sg__recover_start(sg_engine *e, char *err, size_t errlen)
 {
-    sg_recovery *r = sg_xcalloc(1, sizeof *r);
-    r->e = e;
-    r->start_us = sg_now_us();
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
+    sg_recovery *r = recovery_new(e);
     e->recovery = r;
     sg_status st = sg_store_reader_open(e->store, &r->reader, err, errlen);
     if (st != SG_OK) goto fail;
@@ -263,8 +296,5 @@ void sg__recover_free(sg_engine *e)
         r->e = NULL;
         return;
     }
-    drop_items(r);
-    pthread_cond_destroy(&r->cv);
-    pthread_mutex_destroy(&r->mu);
-    free(r);
+    recovery_free(r);
 }

@@ -6,6 +6,7 @@
  * Nothing here knows about SQLite: backends live behind struct sg_store_ops
  * (store_int.h). */
 #include <assert.h>
+#include <stdatomic.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +132,7 @@ sg_status sg_store_open(sg_store **out, const char *url, uv_loop_t *loop,
     if (o.max_batch > MAX_MAX_BATCH) o.max_batch = MAX_MAX_BATCH;
     if (o.busy_timeout_ms <= 0) o.busy_timeout_ms = SG_STORE_BUSY_TIMEOUT_MS;
     o.retry_failed = o.retry_failed != 0;
+    if (o.lease_ms <= 0) o.lease_ms = SG_STORE_LEASE_MS;
 
     ops = find_backend(url, &target);
     if (!ops) {
@@ -145,6 +147,8 @@ sg_status sg_store_open(sg_store **out, const char *url, uv_loop_t *loop,
     s->max_batch = o.max_batch;
     s->retry_failed = o.retry_failed;
     s->healthy = 1;
+    s->lease_ms = ops->shared ? (uint64_t)o.lease_ms : 0;
+    s->lease_until = UINT64_MAX;
     if (uv_mutex_init(&s->mu) != 0) goto fail_sys;
     mu_ok = 1;
     if (uv_cond_init(&s->work_cv) != 0) goto fail_sys;
@@ -152,8 +156,11 @@ sg_status sg_store_open(sg_store **out, const char *url, uv_loop_t *loop,
     if (uv_cond_init(&s->sync_cv) != 0) goto fail_sys;
     sync_ok = 1;
 
+    /* A shared backend takes its lease in open: it lasts from before. */
+    uint64_t t0 = uv_hrtime() / 1000000;
     st = ops->open(&s->be, url, target, &o, err, errlen);
     if (st != SG_OK) goto fail;
+    if (ops->shared) s->lease_until = t0 + s->lease_ms;
 
     if (sg__store_writer_start(s, loop) != SG_OK) goto fail_sys;
     *out = s;
@@ -191,6 +198,33 @@ void sg_store_close(sg_store *s)
     uv_cond_destroy(&s->work_cv);
     uv_mutex_destroy(&s->mu);
     free(s);
+}
+
+/* ---- leases ----------------------------------------------------------------- */
+
+int sg_store_shared(const sg_store *s)
+{
+    return s && s->ops->shared;
+}
+
+uint64_t sg_store_lease_until(sg_store *s)
+{
+    return s ? atomic_load(&s->lease_until) : 0;
+}
+
+uint64_t sg_store_lease_ms(const sg_store *s)
+{
+    return s ? s->lease_ms : 0;
+}
+
+void sg_store_owner(sg_store *s, char out[SG_OWNER_MAX])
+{
+    char id[SG_ID_LEN + 1] = "";
+    int64_t epoch = 0;
+    out[0] = '\0';
+    if (!sg_store_shared(s) || !s->ops->owner) return;
+    s->ops->owner(s->be, id, &epoch);
+    snprintf(out, SG_OWNER_MAX, "%s/%lld", id, (long long)epoch);
 }
 
 /* Appends w to the submission queue, unless the store is closing
@@ -436,4 +470,12 @@ sg_status sg_store_get_event(sg_store_reader *r, const char *id, sg_event_rec *o
     if (!begin(r)) return SG_EINVAL;
     if (!id || !out || !r->ops->get_event) return finish(r, SG_EINVAL);
     return finish(r, r->ops->get_event(r->br, id, out, r->err, sizeof r->err));
+}
+
+sg_status sg_store_adopt(sg_store_reader *r, size_t *taken)
+{
+    if (taken) *taken = 0;
+    if (!begin(r)) return SG_EINVAL;
+    if (!taken || !r->ops->shared || !r->ops->adopt) return finish(r, SG_EINVAL);
+    return finish(r, r->ops->adopt(r->br, taken, r->err, sizeof r->err));
 }

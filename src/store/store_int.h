@@ -118,6 +118,16 @@ typedef struct sg_store_breader sg_store_breader;
 struct sg_store_ops {
     const char *const *schemes; /* NULL-terminated, e.g. {"sqlite", "file", NULL} */
     int plain_paths;            /* 1: a URL without a scheme is a path for this backend */
+    /* 1: several processes may open one database (sg_store_shared). Such
+     * a backend takes a lease in open() (opt->lease_ms, never 0 there),
+     * renews it at the start of every exec_batch (a probe, n == 0,
+     * included), and when the lease is no longer this process's makes
+     * exec_batch apply nothing and return SG_EFENCED, for good; it fills
+     * owner() and adopt(), and its recovery reads (load_unfinished*,
+     * has_orphans, load_compensations, load_pending_events) return only
+     * this process's sagas and events. close() gives the lease up so that
+     * others may adopt at once. */
+    int shared;
 
     /* url is the whole URL as given (borrowed); target is what follows
      * "scheme:" and an optional "//" (the whole url for a plain path). On
@@ -173,6 +183,11 @@ struct sg_store_ops {
     /* Every stored definition version by name, then version. Optional. */
     sg_status (*load_defs)(sg_store_breader *r, sg_def_row_cb cb, void *arg, char *err,
                            size_t errlen);
+    /* Shared backends: this process's owner id and epoch (any thread;
+     * immutable after open). */
+    void (*owner)(sg_store_backend *b, char id[SG_ID_LEN + 1], int64_t *epoch);
+    /* Shared backends: sg_store_adopt (see sg/store.h). */
+    sg_status (*adopt)(sg_store_breader *r, size_t *taken, char *err, size_t errlen);
     /* The backend's counts of the writer's work since open: statements,
      * wal_pages and wal_bytes of out (any thread; the rest of out is the
      * front end's). Optional: left 0. */

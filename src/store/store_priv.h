@@ -25,6 +25,11 @@ struct sg_store {
     int closing;       /* no new submissions; the writer drains the queue and exits */
     uint64_t close_ns; /* uv_hrtime() when closing was set */
 
+    /* Shared stores: lease_ms, and the monotonic ms the lease lasts until
+     * (sg_store_lease_until); UINT64_MAX for others. */
+    uint64_t lease_ms;
+    _Atomic uint64_t lease_until;
+
     int healthy; /* the last transaction committed (or none ran yet) */
     char why[256];
     uint64_t transactions;

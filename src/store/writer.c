@@ -17,9 +17,17 @@
  * broken; nothing of it was stored or sent). With nothing left to retry,
  * the writer probes the store at the same pace with a transaction that
  * writes nothing new, so health comes back when the store does, not only
- * with the next write. */
+ * with the next write.
+ *
+ * Leases (shared stores): every transaction renews this process's lease
+ * first; an idle writer runs an empty one every lease_ms / 3 for that
+ * alone. A commit moves lease_until to its start + lease_ms. A
+ * transaction fenced off (SG_EFENCED: another process owns the lease now)
+ * zeroes lease_until for good, and this and every later write complete
+ * with SG_EFENCED without reaching the store. */
 #include <assert.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <utlist.h>
@@ -171,6 +179,24 @@ static void fail_new_sagas_locked(sg_store *s, sg_write **batch, size_t *n, sg_w
     *n = keep;
 }
 
+/* Shared stores: how long an idle writer may wait before it renews the
+ * lease (at due_ms, monotonic), in ns; 0 = now. UINT64_MAX when there is
+ * no lease to keep. */
+static uint64_t renew_wait_ns(sg_store *s, uint64_t due_ms)
+{
+    if (!s->lease_ms || !atomic_load(&s->lease_until)) return UINT64_MAX;
+    uint64_t now = uv_hrtime() / 1000000;
+    return due_ms > now ? (due_ms - now) * 1000000 : 0;
+}
+
+/* Completes writes[0..n) with SG_EFENCED. Caller holds s->mu. */
+static void fence_locked(sg_store *s, sg_write **writes, sg_status *results, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        results[i] = SG_EFENCED;
+    complete_locked(s, writes, results, n);
+}
+
 static void writer_main(void *arg)
 {
     sg_store *s = arg;
@@ -183,6 +209,9 @@ static void writer_main(void *arg)
     char err[256];
     size_t n = 0;
     retry_state rs = {0};
+    /* The next renewal of an idle writer: a third of the lease after the
+     * last one (open took it), sooner again after a failed attempt. */
+    uint64_t renew_due_ms = uv_hrtime() / 1000000 + s->lease_ms / 3;
 
     /* Named so that per-thread CPU figures (/proc/PID/task/TID/comm, top -H,
      * perf) tell the writer from the loop thread (the main thread, "sagad")
@@ -194,8 +223,13 @@ static void writer_main(void *arg)
         /* A failing store with nothing to retry runs an empty batch: the
          * probe (retry_wait_locked has waited the backoff already). */
         int probe = s->retry_failed && rs.failures && !rs.give_up;
-        while (n == 0 && !s->queue && !s->closing && !probe)
-            uv_cond_wait(&s->work_cv, &s->mu);
+        while (n == 0 && !s->queue && !s->closing && !probe) {
+            uint64_t wait_ns = renew_wait_ns(s, renew_due_ms);
+            if (wait_ns == UINT64_MAX)
+                uv_cond_wait(&s->work_cv, &s->mu);
+            else if (wait_ns == 0 || uv_cond_timedwait(&s->work_cv, &s->mu, wait_ns) != 0)
+                probe = 1; /* the lease is due: an empty transaction renews it */
+        }
         if (n == 0 && !s->queue && s->closing) break; /* closing and drained */
 
         /* Top up: writes submitted while a batch was being retried join it. */
@@ -206,6 +240,11 @@ static void writer_main(void *arg)
             batch[n++] = w;
         }
 
+        if (s->lease_ms && !atomic_load(&s->lease_until)) {
+            fence_locked(s, batch, results, n); /* fenced off for good */
+            n = 0;
+            continue;
+        }
         if (rs.give_up) {
             /* Close spent its retry budget on a failing store: everything
              * still queued fails without another attempt. */
@@ -219,13 +258,27 @@ static void writer_main(void *arg)
         uv_mutex_unlock(&s->mu);
 
         err[0] = '\0';
+        uint64_t t0_ms = uv_hrtime() / 1000000;
         sg_status st = s->ops->exec_batch(s->be, batch, n, results, err, sizeof err);
+        if (st == SG_EFENCED) {
+            sg_log(SG_LOG_ERROR, "store: %s", err[0] ? err : sg_status_text(st));
+            uv_mutex_lock(&s->mu);
+            atomic_store(&s->lease_until, 0);
+            set_health(s, st, err);
+            fence_locked(s, batch, results, n);
+            n = 0;
+            continue;
+        }
+        if (s->lease_ms) {
+            renew_due_ms = t0_ms + (st == SG_OK ? s->lease_ms / 3 : s->lease_ms / 20 + 1);
+            if (st == SG_OK) atomic_store(&s->lease_until, t0_ms + s->lease_ms);
+        }
         if (st != SG_OK) {
             /* The backend promises this already; be certain no write
              * reports success for a transaction that did not commit. */
             for (size_t i = 0; i < n; i++)
                 results[i] = SG_EIO;
-            if (!s->retry_failed)
+            if (!s->retry_failed && n) /* a failed lease renewal shows in health */
                 sg_log(SG_LOG_ERROR, "store: transaction of %zu writes failed: %s", n,
                        err[0] ? err : sg_status_text(st));
         }

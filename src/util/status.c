@@ -34,6 +34,8 @@ const char *sg_status_text(sg_status s)
         return "already exists";
     case SG_EREFUSED:
         return "refused";
+    case SG_EFENCED:
+        return "lease lost";
     }
     return "unknown status";
 }
