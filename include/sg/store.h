@@ -64,6 +64,11 @@ void sg_write_event_expect(sg_write *w, const char *event_id, sg_event_status st
  * SG_ECONFLICT. */
 void sg_write_def_insert(sg_write *w, const char *name, int version, const char *canonical,
                          int64_t created_us);
+/* Shared stores: makes the saga this process's (its lease's owner and
+ * epoch), whoever owned it: for a saga that no process is running (a
+ * FAILED saga redriven, a parked compensation redelivered), behind a guard
+ * that says so. A store with one owner does nothing. */
+void sg_write_saga_claim(sg_write *w, const char *id);
 /* Withdraws every PENDING step event whose saga has ended (at start-up:
  * nothing may deliver it any more). */
 void sg_write_withdraw_orphans(sg_write *w);

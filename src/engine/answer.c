@@ -214,6 +214,8 @@ void sg__redrive(sg_engine *e, start_req *req)
     sg_write *w = sg_write_create();
     /* Only from the state the API saw; the store decides any race. */
     sg_write_saga_expect(w, s->rec.id, SG_SAGA_FAILED, SG_COMP_NONE);
+    /* Another sagad may have run it: it is no one's until this commits. */
+    if (sg_store_shared(e->store)) sg_write_saga_claim(w, s->rec.id);
     sg__saga_begin_step(s, f, w); /* a new attempt, a new event for a publish */
     sg_write_step_update(w, s->rec.id, f, &s->rec.steps[f]);
     sg_write_saga_update(w, s->rec.id, s->rec.status, s->rec.comp_status, NULL, s->rec.updated_us);

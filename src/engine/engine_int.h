@@ -167,6 +167,9 @@ void sg__recover_again(sg_engine *e);
 int sg__lease_held(sg_engine *e);
 sg_status sg__lease_start(sg_engine *e, char *err, size_t errlen);
 void sg__lease_halt(sg_engine *e); /* waits for an adoption read in flight */
+/* Reads this process's undelivered compensations again (off the loop) and
+ * delivers those not queued yet: after a redelivery claimed a saga. */
+void sg__lease_resync(sg_engine *e);
 void sg__lease_free(sg_engine *e);
 
 /* outbox.c */

@@ -30,7 +30,9 @@ struct sg_adopter {
     sg_store_reader *reader; /* owned; the work function's while busy */
     uv_timer_t tick;
     uv_work_t work;
-    int busy; /* a work item is queued: after_adopt has not run */
+    int busy;   /* a work item is queued: after_adopt has not run */
+    int resync; /* read the compensations even if nothing was adopted */
+    int again;  /* a resync was asked for while busy */
     /* What the work found, handed to the loop in after_adopt. */
     size_t taken;
     sg_status st;
@@ -76,7 +78,8 @@ static void adopt_work(uv_work_t *w)
 {
     sg_adopter *a = w->data;
     a->st = sg_store_adopt(a->reader, &a->taken);
-    if (a->st == SG_OK && a->taken) a->st = sg_store_load_compensations(a->reader, on_comp, a);
+    if (a->st == SG_OK && (a->taken || a->resync))
+        a->st = sg_store_load_compensations(a->reader, on_comp, a);
     if (a->st != SG_OK) snprintf(a->err, sizeof a->err, "%s", sg_store_reader_error(a->reader));
     pthread_mutex_lock(&a->mu);
     a->reading = 0;
@@ -121,29 +124,47 @@ static void after_adopt(uv_work_t *w, int status)
         drop_comps(a);
         return;
     }
-    if (!a->taken) return;
-    sg_log(SG_LOG_WARN, "takeover: adopted %zu saga(s) and event(s) of sagad whose lease expired",
-           a->taken);
+    if (a->taken)
+        sg_log(SG_LOG_WARN,
+               "takeover: adopted %zu saga(s) and event(s) of sagad whose lease expired", a->taken);
     for (size_t i = 0; i < a->ncomps; i++) {
         if (sg__comp_known(e, &a->comps[i])) continue; /* ours already, being delivered */
         sg__comp_deliver(e, sg__ev_create(e, &a->comps[i]));
         memset(&a->comps[i], 0, sizeof a->comps[i]); /* taken */
     }
     drop_comps(a);
-    sg__recover_again(e);
+    if (a->taken) sg__recover_again(e);
+    if (a->again) {
+        a->again = 0;
+        sg__lease_resync(e);
+    }
 }
 
-static void on_tick(uv_timer_t *t)
+static void run(sg_adopter *a, int resync)
 {
-    sg_adopter *a = t->data;
     sg_engine *e = a->e;
-    if (e->halted || !sg__lease_held(e) || a->busy) return;
+    if (e->halted || !sg__lease_held(e)) return;
+    if (a->busy) {
+        a->again |= resync;
+        return;
+    }
     a->busy = a->reading = 1;
+    a->resync = resync;
     a->taken = 0;
     a->err[0] = '\0';
     a->work.data = a;
     if (uv_queue_work(e->loop, &a->work, adopt_work, after_adopt) != 0)
         a->busy = a->reading = 0; /* the next tick tries again */
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    run(t->data, 0);
+}
+
+void sg__lease_resync(sg_engine *e)
+{
+    if (e->adopter) run(e->adopter, 1);
 }
 
 sg_status sg__lease_start(sg_engine *e, char *err, size_t errlen)

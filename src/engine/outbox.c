@@ -285,6 +285,7 @@ static void on_requeued(void *arg, sg_status st)
         sg_log(SG_LOG_INFO, "saga %s compensation %s (event %s) redelivered by request",
                ev->rec.saga_id, ev->rec.topic, ev->rec.id);
         if (ev->q->list == ev && !ev->pub && !ev->call) attempt(ev);
+        if (sg_store_shared(e->store)) sg__lease_resync(e); /* the saga's other compensations */
     }
     r->cb(r->arg, st == SG_ECONFLICT ? SG_ECONFLICT : st,
           st == SG_ECONFLICT ? "the event is not parked" : NULL);
@@ -302,6 +303,9 @@ void sg__comp_redeliver(sg_engine *e, sg_event_rec *rec, sg_cmd_cb cb, void *arg
     r->arg = arg;
     sg_write *w = sg_write_create();
     sg_write_event_expect(w, r->rec.id, SG_EVENT_PARKED);
+    /* A parked compensation holds up its saga's: whoever ran them, this
+     * process delivers them from now on (then picks up the rest). */
+    if (sg_store_shared(e->store)) sg_write_saga_claim(w, r->rec.saga_id);
     sg_write_event_update(w, r->rec.id, SG_EVENT_PENDING, r->rec.attempts, r->rec.last_error,
                           sg_now_us());
     if (sg_store_submit(e->store, w, on_requeued, r) != SG_OK) on_requeued(r, SG_ECLOSED);

@@ -43,6 +43,7 @@ typedef enum sg_write_kind {
     SG_WOP_DEF_INSERT,
     SG_WOP_EVENT_TRIED,
     SG_WOP_WITHDRAW_ORPHANS,
+    SG_WOP_SAGA_CLAIM,
 } sg_write_kind;
 
 /* One operation; every pointer inside is an owned deep copy, freed by
@@ -90,6 +91,7 @@ typedef struct sg_write_op {
             char *id;
             int64_t us;
         } event_tried;
+        char *saga_claim; /* the saga's id */
     } u;
 } sg_write_op;
 

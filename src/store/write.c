@@ -49,6 +49,9 @@ static void op_free(sg_write_op *op)
         break;
     case SG_WOP_WITHDRAW_ORPHANS:
         break;
+    case SG_WOP_SAGA_CLAIM:
+        free(op->u.saga_claim);
+        break;
     }
 }
 
@@ -127,6 +130,12 @@ void sg_write_event_tried(sg_write *w, const char *event_id, int64_t first_try_u
     sg_write_op *op = push(w, SG_WOP_EVENT_TRIED);
     op->u.event_tried.id = sg_xstrdup(event_id);
     op->u.event_tried.us = first_try_us;
+}
+
+void sg_write_saga_claim(sg_write *w, const char *id)
+{
+    assert(id);
+    push(w, SG_WOP_SAGA_CLAIM)->u.saga_claim = sg_xstrdup(id);
 }
 
 void sg_write_saga_expect(sg_write *w, const char *id, sg_saga_status st, sg_comp_status comp)
