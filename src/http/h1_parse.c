@@ -55,7 +55,8 @@ static h1_rc fail(h1_parser *p, const char *why)
     return H1_ERROR;
 }
 
-/* A line of at most `cap` bytes (its terminator included): 1 with *line and
+/* A line whose bytes in this read are at most `cap` (its terminator
+ * included): 1 with *line and
  * *len (no CRLF) when complete, 0 when the bytes went into the line buffer
  * to wait for the rest, -1 when over cap, -2 for a bare CR. *adv gets the
  * bytes consumed. */
@@ -64,7 +65,7 @@ static int take_line(h1_parser *p, const char *d, size_t n, size_t cap, size_t *
 {
     const char *nl = memchr(d, '\n', n);
     size_t take = nl ? (size_t)(nl - d) + 1 : n;
-    if (p->line.len + take > cap) return -1;
+    if (take > cap) return -1;
     *adv = take;
     if (!nl || p->line.len) {
         if (sg_buf_add(&p->line, d, take) != SG_OK) return -1;
@@ -185,7 +186,8 @@ static h1_rc header_line(h1_parser *p, const char *l, size_t n)
         p->chunked = 1;
     } else if (name_is(l, nl, "Connection")) {
         if (has_token(v, vl, "close")) p->keep_alive = 0;
-    } else if (name_is(l, nl, "Retry-After") && !p->retry_after[0]) {
+    } else if (name_is(l, nl, "Retry-After") && !p->retry_after_seen) {
+        p->retry_after_seen = 1; /* the first one counts, as with curl */
         if (vl <= H1_RETRY_AFTER_MAX) {
             memcpy(p->retry_after, v, vl);
             p->retry_after[vl] = '\0';
@@ -318,7 +320,7 @@ h1_rc sg__h1_feed(h1_parser *p, const char *d, size_t n, size_t *used)
             break;
         default: {
             int head = p->state == S_STATUS || p->state == S_HEADER || p->state == S_TRAILER;
-            size_t cap = head ? H1_HEADERS_MAX - p->head_bytes : CHUNK_LINE_MAX;
+            size_t cap = head ? H1_HEADERS_MAX - p->head_bytes : CHUNK_LINE_MAX - p->line.len;
             const char *line;
             size_t len;
             int got = take_line(p, d + off, n - off, cap, &adv, &line, &len);

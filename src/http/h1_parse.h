@@ -35,7 +35,8 @@ typedef struct sg_h1_parser {
     sg_buf line;       /* owned: a line split across reads, capped */
     sg_buf *body;      /* borrowed: the answer body goes here (max = body cap) */
     const char *error; /* static text when H1_ERROR */
-    char retry_after[H1_RETRY_AFTER_MAX + 1]; /* raw value, "" if absent */
+    char retry_after[H1_RETRY_AFTER_MAX + 1]; /* raw value, "" if absent or too long */
+    int retry_after_seen;
 } h1_parser;
 
 /* body borrowed until sg__h1_free or the next sg__h1_reset. */
