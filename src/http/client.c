@@ -231,7 +231,7 @@ sg_status sg_http_post(sg_http_client *c, const sg_http_request *req, sg_http_cb
     /* Plain http:// natively; SG_ETYPE from it means a URL it leaves to
      * libcurl (user info, say), which also reports unknown schemes. */
     call->ops = &sg__http_curl_ops;
-    if (strncasecmp(req->url, "http://", 7) == 0) {
+    if (!c->curl_only && strncasecmp(req->url, "http://", 7) == 0) {
         call->ops = &sg__http_h1_ops;
         st = call->ops->prepare(c, call, req);
         if (st == SG_ETYPE) {
@@ -279,6 +279,11 @@ void sg_http_cancel(sg_http_client *c, sg_http_call *call)
     h->nrunning--;
     call_recycle(c, call);
     promote(c, h); /* a slot is free */
+}
+
+void sg__http_client_curl_only(sg_http_client *c)
+{
+    c->curl_only = 1;
 }
 
 size_t sg_http_inflight(const sg_http_client *c)

@@ -114,6 +114,7 @@ struct sg_http_client {
     sock_ctx *socks; /* open poll contexts, so that closing can close them */
     char *rbuf;      /* owned: h1_conn.c's read buffer, shared by its connections */
     int h1_starting; /* inside sg__h1_start: failures are reported on the next tick */
+    int curl_only;   /* sg__http_client_curl_only ran */
     int closing;     /* sg_http_client_destroy ran; no more work */
     int in_cleanup;  /* inside curl_multi_cleanup: its socket hash is going */
 };
@@ -137,6 +138,9 @@ void sg__http_finish(sg_http_client *c, sg_http_call *call, const sg_http_result
 /* client.c: a Retry-After value (delta-seconds or an HTTP date) in ms from
  * now, capped at SG_HTTP_RETRY_AFTER_MAX_MS; -1 if not understood. */
 long sg__http_retry_after(const char *v);
+/* client.c: every later call goes through libcurl, http:// too, so that
+ * the unit tests can hold both transports to the same behaviour. */
+void sg__http_client_curl_only(sg_http_client *c);
 /* client.c: whether the header line sets `name` (case-insensitive). */
 int sg__http_header_is(const char *line, const char *name);
 
