@@ -61,10 +61,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     result whole = run(data, size, size ? size : 1, cap, &a);
     result cut = run(data, size, step, cap, &b);
     if (whole.rc != cut.rc) abort();
-    if (whole.rc == H1_DONE &&
-        (whole.status != cut.status || whole.keep_alive != cut.keep_alive ||
-         whole.used != cut.used || whole.body_len != cut.body_len ||
-         memcmp(a.ptr ? a.ptr : "", b.ptr ? b.ptr : "", a.len) != 0))
+    if (whole.rc == H1_DONE && (whole.status != cut.status || whole.keep_alive != cut.keep_alive ||
+                                whole.used != cut.used || whole.body_len != cut.body_len ||
+                                memcmp(a.ptr ? a.ptr : "", b.ptr ? b.ptr : "", a.len) != 0))
         abort();
     if (whole.rc == H1_DONE && (whole.status < 200 || whole.status > 999)) abort();
     sg_buf_free(&a);
