@@ -419,7 +419,11 @@ sg_status sg__h1_start(sg_http_client *c, sg_http_call *call)
 {
     host_slots *h = call->host;
     call->h1.t0 = uv_now(c->loop);
-    call->h1.deadline = call->timeout_ms > 0 ? call->h1.t0 + (uint64_t)call->timeout_ms : 0;
+    /* Strictly after timeout_ms: a caller timing the same attempt with a
+     * timer of its own of the same length (the engine times a publish that
+     * way) hears from its timer first, as it did with libcurl, whose
+     * timeouts fire on a later check than a libuv timer due then. */
+    call->h1.deadline = call->timeout_ms > 0 ? call->h1.t0 + (uint64_t)call->timeout_ms + 1 : 0;
     c->h1_starting = 1;
     h1_conn *conn = h->idle;
     if (conn) {
@@ -430,7 +434,7 @@ sg_status sg__h1_start(sg_http_client *c, sg_http_call *call)
         sg__h1_reset(&conn->parser, &call->body);
         conn->parser.no_body = call->h1.no_body;
         if (call->h1.deadline)
-            uv_timer_start(&conn->timer, on_timer, (uint64_t)call->timeout_ms, 0);
+            uv_timer_start(&conn->timer, on_timer, call->h1.deadline - call->h1.t0, 0);
         conn_send(conn);
     } else {
         conn_open(c, call);
