@@ -1,0 +1,414 @@
+/* The Redis backend's group commit: exec_batch sends a batch's writes as
+ * MULTI, one EVALSHA of the write script per write (redis_lua.c), EXEC,
+ * in one round trip, and reads the replies. The script makes each write
+ * all or nothing and answers its status; MULTI/EXEC makes the batch all
+ * or nothing (a connection lost before EXEC discards it). With
+ * appendfsync always, Redis answers EXEC only once its AOF is on disk,
+ * so the batch is durable when the replies are in. */
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "redis_int.h"
+#include "sg/alloc.h"
+#include "sg/util.h"
+
+/* ---- the arguments of one command ------------------------------------------ */
+
+/* Arguments point either into the sg_write (borrowed: it outlives the
+ * command) or into the builder's arena (numbers, flags, members), kept as
+ * offsets until the arena stops growing. */
+typedef struct args {
+    const char **v; /* owned array */
+    size_t *len;    /* owned */
+    size_t *off;    /* owned: arena offset + 1, or 0 for a borrowed value */
+    size_t n, cap;
+    char *arena; /* owned */
+    size_t alen, acap;
+} args;
+
+static void args_grow(args *a)
+{
+    if (a->n < a->cap) return;
+    a->cap = a->cap ? a->cap * 2 : 64;
+    a->v = sg_xrealloc(a->v, a->cap * sizeof *a->v);
+    a->len = sg_xrealloc(a->len, a->cap * sizeof *a->len);
+    a->off = sg_xrealloc(a->off, a->cap * sizeof *a->off);
+}
+
+static void add_ref(args *a, const char *p, size_t n)
+{
+    args_grow(a);
+    a->v[a->n] = p ? p : "";
+    a->len[a->n] = p ? n : 0;
+    a->off[a->n++] = 0;
+}
+
+static void add_str(args *a, const char *s)
+{
+    add_ref(a, s, s ? strlen(s) : 0);
+}
+
+/* A copy into the arena. */
+static void add_copy(args *a, const char *p, size_t n)
+{
+    if (a->alen + n + 1 > a->acap) {
+        a->acap = (a->alen + n + 1) * 2;
+        a->arena = sg_xrealloc(a->arena, a->acap);
+    }
+    memcpy(a->arena + a->alen, p, n);
+    a->arena[a->alen + n] = '\0';
+    args_grow(a);
+    a->v[a->n] = NULL;
+    a->len[a->n] = n;
+    a->off[a->n++] = a->alen + 1;
+    a->alen += n + 1;
+}
+
+static void add_int(args *a, int64_t v)
+{
+    char b[24];
+    int n = snprintf(b, sizeof b, "%" PRId64, v);
+    add_copy(a, b, (size_t)n);
+}
+
+static void add_member(args *a, int64_t created_us, const char *id)
+{
+    char m[SG_RD_KEY_LEN + 1];
+    sg__rd_member(m, created_us, id);
+    add_copy(a, m, strlen(m));
+}
+
+/* Points the arena arguments at their bytes (the arena is final). */
+static void args_fix(args *a)
+{
+    for (size_t i = 0; i < a->n; i++)
+        if (a->off[i]) a->v[i] = a->arena + a->off[i] - 1;
+}
+
+static void args_free(args *a)
+{
+    free(a->v);
+    free(a->len);
+    free(a->off);
+    free(a->arena);
+    memset(a, 0, sizeof *a);
+}
+
+/* ---- encoding the operations (layout: sg__rd_lua_write) -------------------------- */
+
+static void add_step_state(args *a, const sg_step_rec *s)
+{
+    add_int(a, s->status);
+    add_int(a, s->attempts);
+    add_int(a, s->started_us);
+    add_int(a, s->finished_us);
+}
+
+static void enc_saga_insert(args *a, const sg_saga_rec *r)
+{
+    size_t nn = 4 + 3 * r->nsteps;
+    char *nulls = sg_xmalloc(nn + 1);
+    nulls[0] = r->def_name ? '0' : '1';
+    nulls[1] = r->request ? '0' : '1';
+    nulls[2] = r->idem_key ? '0' : '1';
+    nulls[3] = r->error ? '0' : '1';
+    for (size_t i = 0; i < r->nsteps; i++) {
+        nulls[4 + 3 * i] = r->steps[i].name ? '0' : '1';
+        nulls[5 + 3 * i] = r->steps[i].error ? '0' : '1';
+        nulls[6 + 3 * i] = r->steps[i].response ? '0' : '1';
+    }
+    add_str(a, "SI");
+    add_copy(a, nulls, nn);
+    free(nulls);
+    add_member(a, r->created_us, r->id);
+    add_str(a, r->id);
+    add_str(a, r->def_name);
+    add_int(a, r->def_version);
+    add_ref(a, r->request, r->request_len);
+    add_str(a, r->idem_key);
+    add_int(a, r->status);
+    add_int(a, r->comp_status);
+    add_str(a, r->error);
+    add_int(a, r->created_us);
+    add_int(a, r->updated_us);
+    add_int(a, (int64_t)r->nsteps);
+    for (size_t i = 0; i < r->nsteps; i++) {
+        const sg_step_rec *s = &r->steps[i];
+        add_str(a, s->name);
+        add_step_state(a, s);
+        add_str(a, s->error);
+        add_ref(a, s->response, s->response_len);
+        add_int(a, s->next_us);
+    }
+}
+
+static void enc_event_insert(args *a, const sg_event_rec *e)
+{
+    char nulls[6] = {e->topic ? '0' : '1',      e->target ? '0' : '1', e->payload ? '0' : '1',
+                     e->last_error ? '0' : '1', e->method ? '0' : '1', e->headers ? '0' : '1'};
+    add_str(a, "EI");
+    add_copy(a, nulls, sizeof nulls);
+    add_member(a, e->created_us, e->id);
+    add_str(a, e->id);
+    add_str(a, e->saga_id);
+    add_str(a, e->topic);
+    add_str(a, e->target);
+    add_ref(a, e->payload, e->payload_len);
+    add_int(a, e->created_us);
+    add_int(a, e->deadline_us);
+    add_int(a, e->compensation);
+    add_int(a, e->step_index);
+    add_int(a, e->status);
+    add_int(a, e->attempts);
+    add_str(a, e->last_error);
+    add_int(a, e->updated_us);
+    add_str(a, e->method);
+    add_str(a, e->headers);
+    add_int(a, e->timeout_ms);
+}
+
+static void enc_op(args *a, const sg_write_op *op)
+{
+    switch (op->kind) {
+    case SG_WOP_SAGA_INSERT:
+        enc_saga_insert(a, &op->u.saga_insert);
+        break;
+    case SG_WOP_SAGA_UPDATE:
+        add_str(a, "SU");
+        add_str(a, op->u.saga_update.error ? "0" : "1");
+        add_str(a, op->u.saga_update.id);
+        add_int(a, op->u.saga_update.status);
+        add_int(a, op->u.saga_update.comp);
+        add_str(a, op->u.saga_update.error);
+        add_int(a, op->u.saga_update.updated_us);
+        break;
+    case SG_WOP_STEP_UPDATE: {
+        const sg_step_rec *s = &op->u.step_update.step;
+        char nulls[2] = {s->error ? '0' : '1', s->response ? '0' : '1'};
+        add_str(a, "TU");
+        add_copy(a, nulls, 2);
+        add_str(a, op->u.step_update.saga_id);
+        /* An index past int64 matches no step, as in SQLite. */
+        add_int(a, op->u.step_update.index > INT64_MAX ? -1 : (int64_t)op->u.step_update.index);
+        add_step_state(a, s);
+        add_str(a, s->error);
+        add_ref(a, s->response, s->response_len);
+        add_int(a, s->next_us);
+        break;
+    }
+    case SG_WOP_EVENT_INSERT:
+        enc_event_insert(a, &op->u.event_insert);
+        break;
+    case SG_WOP_EVENT_UPDATE:
+        add_str(a, "EU");
+        add_str(a, op->u.event_update.last_error ? "0" : "1");
+        add_str(a, op->u.event_update.id);
+        add_int(a, op->u.event_update.status);
+        add_int(a, op->u.event_update.attempts);
+        add_str(a, op->u.event_update.last_error);
+        add_int(a, op->u.event_update.updated_us);
+        break;
+    case SG_WOP_SAGA_EXPECT:
+        add_str(a, "SX");
+        add_str(a, op->u.saga_expect.id);
+        add_int(a, op->u.saga_expect.status);
+        add_int(a, op->u.saga_expect.comp);
+        break;
+    case SG_WOP_EVENT_EXPECT:
+        add_str(a, "EX");
+        add_str(a, op->u.event_expect.id);
+        add_int(a, op->u.event_expect.status);
+        break;
+    case SG_WOP_DEF_INSERT: {
+        char nulls[2] = {op->u.def_insert.name ? '0' : '1', op->u.def_insert.canonical ? '0' : '1'};
+        add_str(a, "DI");
+        add_copy(a, nulls, 2);
+        add_str(a, op->u.def_insert.name);
+        add_int(a, op->u.def_insert.version);
+        add_str(a, op->u.def_insert.canonical);
+        add_int(a, op->u.def_insert.created_us);
+        break;
+    }
+    case SG_WOP_EVENT_TRIED:
+        add_str(a, "ET");
+        add_str(a, op->u.event_tried.id);
+        add_int(a, op->u.event_tried.us);
+        break;
+    case SG_WOP_WITHDRAW_ORPHANS:
+        add_str(a, "WO");
+        break;
+    }
+}
+
+/* ---- the batch ---------------------------------------------------------------- */
+
+/* Failure injection: 1 if one of the next ncmd commands must fail (the
+ * countdown reaches it); the batch then fails before anything is sent. */
+static int injected_fault(size_t ncmd)
+{
+    int v = atomic_load(&sg_store_fail_countdown);
+    while (v > 0) {
+        int next = (size_t)v <= ncmd ? 0 : v - (int)ncmd;
+        if (atomic_compare_exchange_weak(&sg_store_fail_countdown, &v, next))
+            return (size_t)v <= ncmd;
+    }
+    return 0;
+}
+
+/* Drops the writer's connection after a failure: its state (a MULTI
+ * half sent, replies unread) is unknown; the next batch reconnects. */
+static void drop_conn(sg_store_backend *b)
+{
+    if (b->w) redisFree(b->w);
+    b->w = NULL;
+}
+
+static sg_status write_status(long long v)
+{
+    switch (v) {
+    case 0:
+        return SG_OK;
+    case 1:
+        return SG_ECONFLICT;
+    case 2:
+        return SG_ENOTFOUND;
+    case 3:
+        return SG_EINVAL;
+    default:
+        return SG_EIO;
+    }
+}
+
+/* Reads the replies of MULTI, n queued commands and EXEC into results.
+ * *noscript is set when the server had lost the scripts (restarted):
+ * nothing was applied then, and the caller loads them and runs again. */
+static sg_status read_replies(sg_store_backend *b, size_t n, sg_status *results, int *noscript,
+                              char *err, size_t errlen)
+{
+    redisReply *r = NULL;
+    sg_status st = SG_EIO;
+    for (size_t i = 0; i < n + 2; i++) {
+        void *p = NULL;
+        if (redisGetReply(b->w, &p) != REDIS_OK || !p) {
+            snprintf(err, errlen, "Redis %s: %s", b->a.shown,
+                     b->w->errstr[0] ? b->w->errstr : "connection lost");
+            drop_conn(b);
+            return SG_EIO;
+        }
+        if (r) freeReplyObject(r);
+        r = p;
+        /* MULTI answers +OK, each command +QUEUED (or an error that makes
+         * EXEC refuse the whole transaction: reported from EXEC). */
+        if (i < n + 1 && r->type == REDIS_REPLY_ERROR && !err[0]) {
+            if (!strncmp(sg__rd_reply_text(r), "NOSCRIPT", 8)) *noscript = 1;
+            snprintf(err, errlen, "Redis %s: %s", b->a.shown, sg__rd_reply_text(r));
+        }
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != (n ? n : 1)) {
+        if (!err[0] || r->type == REDIS_REPLY_ERROR)
+            snprintf(err, errlen, "Redis %s: EXEC: %s", b->a.shown, sg__rd_reply_text(r));
+        goto out;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *e = r->element[i];
+        if (e->type == REDIS_REPLY_ERROR) {
+            if (!strncmp(e->str, "NOSCRIPT", 8)) *noscript = 1;
+            if (!strncmp(e->str, "SGOWNER", 7))
+                snprintf(err, errlen,
+                         "store %s is in use by another sagad (it took the owner key sagad:owner "
+                         "while this one could not refresh it)",
+                         b->a.shown);
+            else
+                snprintf(err, errlen, "Redis %s: %s", b->a.shown, e->str);
+            goto out;
+        }
+        if (e->type != REDIS_REPLY_INTEGER) {
+            snprintf(err, errlen, "Redis %s: unexpected reply to a write", b->a.shown);
+            goto out;
+        }
+        if (n) results[i] = write_status(e->integer);
+        if (!n && e->integer != 1) {
+            snprintf(err, errlen, "store %s is in use by another sagad (owner key sagad:owner)",
+                     b->a.shown);
+            goto out;
+        }
+    }
+    st = SG_OK;
+out:
+    freeReplyObject(r);
+    return st;
+}
+
+/* One attempt: MULTI, the writes (or the owner script for a probe), EXEC. */
+static sg_status run_batch(sg_store_backend *b, sg_write *const *writes, size_t n,
+                           sg_status *results, int *noscript, char *err, size_t errlen)
+{
+    char ttl[16], now[24];
+    snprintf(ttl, sizeof ttl, "%d", SG_RD_OWNER_TTL_MS);
+    snprintf(now, sizeof now, "%" PRId64, sg_now_us());
+    if (redisAppendCommand(b->w, "MULTI") != REDIS_OK) goto fail;
+    if (n == 0) {
+        /* A probe: refreshing the owner key is a write (it goes through the
+         * AOF) that changes nothing. */
+        const char *argv[] = {"EVALSHA", b->sha_owner, "0", b->token, ttl, "keep"};
+        if (redisAppendCommandArgv(b->w, 6, argv, NULL) != REDIS_OK) goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        args a = {0};
+        add_str(&a, "EVALSHA");
+        add_str(&a, b->sha_write);
+        add_str(&a, "0");
+        add_str(&a, b->token);
+        add_str(&a, ttl);
+        add_str(&a, now);
+        for (size_t k = 0; k < writes[i]->nops; k++)
+            enc_op(&a, &writes[i]->ops[k]);
+        args_fix(&a);
+        int rc = redisAppendCommandArgv(b->w, (int)a.n, a.v, a.len);
+        args_free(&a);
+        if (rc != REDIS_OK) goto fail;
+    }
+    if (redisAppendCommand(b->w, "EXEC") != REDIS_OK) goto fail;
+    atomic_fetch_add_explicit(&b->commands, n + 2 + (n == 0), memory_order_relaxed);
+    return read_replies(b, n ? n : 0, results, noscript, err, errlen);
+fail:
+    snprintf(err, errlen, "Redis %s: %s", b->a.shown,
+             b->w->errstr[0] ? b->w->errstr : "out of memory");
+    drop_conn(b);
+    return SG_EIO;
+}
+
+sg_status sg__rd_exec_batch(sg_store_backend *b, sg_write *const *writes, size_t n,
+                            sg_status *results, char *err, size_t errlen)
+{
+    sg_status st = SG_EIO;
+    for (size_t i = 0; i < n; i++)
+        results[i] = SG_EIO;
+    err[0] = '\0';
+    if (injected_fault(n + 2)) {
+        snprintf(err, errlen, "Redis %s: injected I/O error", b->a.shown);
+        return SG_EIO;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int noscript = 0;
+        if (!b->w && !(b->w = sg__rd_connect(&b->a, b, err, errlen))) break;
+        err[0] = '\0';
+        st = run_batch(b, writes, n, results, &noscript, err, errlen);
+        if (st == SG_OK || !noscript) break;
+        /* The server lost its scripts (a restart, SCRIPT FLUSH): nothing
+         * ran; load them on a new connection and send the batch again. */
+        drop_conn(b);
+    }
+    if (st != SG_OK)
+        for (size_t i = 0; i < n; i++)
+            results[i] = SG_EIO;
+    return st;
+}
+
+void sg__rd_counts(sg_store_backend *b, sg_store_counters *out)
+{
+    out->statements = atomic_load_explicit(&b->commands, memory_order_relaxed);
+}
