@@ -18,6 +18,13 @@
 #define SG_RD_OWNER_REFRESH_MS 1000
 /* A reply bigger than this (in elements of one array) is refused. */
 #define SG_RD_MAX_ELEMENTS 1000000
+/* How long a writer whose connection broke before EXEC's reply waits for
+ * the server to come back and tell whether its batch committed. */
+#define SG_RD_RESOLVE_MS 2000
+/* How long Redis keeps a write's outcome (sagad:done:<fingerprint>): a
+ * batch retried within this time never applies a write twice. */
+#define SG_RD_DONE_TTL_MS 300000
+#define SG_RD_FP_LEN 32
 /* Records per read script call when a reader walks a whole index. */
 #define SG_RD_CHUNK 500
 

@@ -11,38 +11,53 @@
  * readings that a double holds exactly. */
 #include "redis_int.h"
 
-/* One sg_write. ARGV: owner token, owner TTL (ms), now (us), then the
- * operations, each a code and its arguments (a first argument "nulls"
- * holds one '0'/'1' per nullable field of the operation, '1' = NULL):
- *   SI nulls key id def_name def_version request idem_key status comp error
- *      created updated nsteps, then per step name status attempts started
- *      finished error response next_us      (nulls: def_name request idem_key
- *      error, then per step name error response)
- *   SU nulls id status comp error updated                 (nulls: error)
- *   TU nulls saga_id index status attempts started finished error response
- *      next_us                                             (nulls: error response)
- *   EI nulls key id saga_id topic target payload created deadline compensation
- *      step_index status attempts last_error updated method headers timeout_ms
+/* clang-format off */
+/* One sg_write. ARGV: owner token, owner TTL (ms), now (us), the write's
+ * fingerprint and how long to keep its outcome (ms), then the operations,
+ * each a code and its arguments (a first argument "nulls" holds one
+ * '0'/'1' per nullable field of the operation, '1' = NULL):
+ *   SI nulls key id def_name def_version request idem_key status comp
+ *      error created updated nsteps, then per step: name status attempts
+ *      started finished error response next_us
+ *      (nulls: def_name request idem_key error, then per step name error
+ *      response)
+ *   SU nulls id status comp error updated              (nulls: error)
+ *   TU nulls saga_id index status attempts started finished error
+ *      response next_us                                (nulls: error response)
+ *   EI nulls key id saga_id topic target payload created deadline
+ *      compensation step_index status attempts last_error updated method
+ *      headers timeout_ms
  *      (nulls: topic target payload last_error method headers)
- *   EU nulls id status attempts last_error updated        (nulls: last_error)
- *   SX id status comp      EX id status      DI nulls name version canonical
- *   created (nulls: name canonical)      ET id us      WO
+ *   EU nulls id status attempts last_error updated     (nulls: last_error)
+ *   SX id status comp
+ *   EX id status
+ *   DI nulls name version canonical created            (nulls: name canonical)
+ *   ET id us
+ *   WO
  * Every check runs first, against the stored state as the earlier
  * operations of the write would leave it; only when all pass does
  * anything change, so a write applies whole or not at all (a Lua script
- * is not rolled back by Redis). Returns 0 (applied), 1 (conflict), 2 (a row
- * is missing) or 3 (invalid: a NOT NULL field is NULL); an error reply
- * "SGOWNER" when another sagad owns the database. */
+ * is not rolled back by Redis). Returns 0 (applied), 1 (conflict), 2 (a
+ * row is missing) or 3 (invalid: a NOT NULL field is NULL); an error
+ * reply "SGOWNER" when another sagad owns the database. The status is
+ * also kept, for a while, under sagad:done:<fingerprint> in the same
+ * transaction: a writer whose connection broke before the reply came
+ * reads there whether (and how) the write committed, and the same write
+ * sent again answers that status instead of applying twice. */
+/* clang-format on */
 const char sg__rd_lua_write[] =
     "local P='sagad:'\n"
+    "local function body()\n"
     "local tok=ARGV[1]\n"
     "local o=redis.call('GET',P..'owner')\n"
     "if o~=tok then\n"
     "  if o then return redis.error_reply('SGOWNER another sagad owns this database') end\n"
     "  redis.call('SET',P..'owner',tok,'PX',ARGV[2])\n"
     "end\n"
+    "local done=redis.call('GET',P..'done:'..ARGV[4])\n"
+    "if done then return tonumber(done) end\n"
     "local NARGS={SU=6,TU=10,EI=18,EU=6,SX=3,EX=2,DI=5,ET=2,WO=0}\n"
-    "local ops,i={},4\n"
+    "local ops,i={},6\n"
     "local function take(n) local t={} for j=1,n do t[j]=ARGV[i] i=i+1 end return t end\n"
     "while i<=#ARGV do\n"
     "  local k=ARGV[i] i=i+1\n"
@@ -209,7 +224,12 @@ const char sg__rd_lua_write[] =
     "    end\n"
     "  end\n"
     "end\n"
-    "return 0\n";
+    "return 0\n"
+    "end\n"
+    /* The outcome, for a writer that lost the reply (sg__rd_exec_batch). */
+    "local st=body()\n"
+    "if type(st)=='number' then redis.call('SET',P..'done:'..ARGV[4],st,'PX',ARGV[5]) end\n"
+    "return st\n";
 
 /* The owner key. ARGV: token, TTL (ms), mode: "keep" takes the key if it
  * is free or refreshes it if it is ours; "drop" deletes it if it is ours.

@@ -284,9 +284,11 @@ static sg_status write_status(long long v)
 
 /* Reads the replies of MULTI, n queued commands and EXEC into results.
  * *noscript is set when the server had lost the scripts (restarted):
- * nothing was applied then, and the caller loads them and runs again. */
+ * nothing was applied then, and the caller loads them and runs again.
+ * *in_doubt is set when the connection broke before EXEC's reply came:
+ * the batch may have committed. */
 static sg_status read_replies(sg_store_backend *b, size_t n, sg_status *results, int *noscript,
-                              char *err, size_t errlen)
+                              int *in_doubt, char *err, size_t errlen)
 {
     redisReply *r = NULL;
     sg_status st = SG_EIO;
@@ -296,6 +298,8 @@ static sg_status read_replies(sg_store_backend *b, size_t n, sg_status *results,
             snprintf(err, errlen, "Redis %s: %s", b->a.shown,
                      b->w->errstr[0] ? b->w->errstr : "connection lost");
             drop_conn(b);
+            if (r) freeReplyObject(r);
+            *in_doubt = 1; /* EXEC may have run: the caller finds out */
             return SG_EIO;
         }
         if (r) freeReplyObject(r);
@@ -342,12 +346,39 @@ out:
     return st;
 }
 
-/* One attempt: MULTI, the writes (or the owner script for a probe), EXEC. */
-static sg_status run_batch(sg_store_backend *b, sg_write *const *writes, size_t n,
-                           sg_status *results, int *noscript, char *err, size_t errlen)
+/* A write's fingerprint: two 64-bit FNV-1a hashes (different seeds) of
+ * the owner token and the encoded operations (a->v[from..]), in hex. The
+ * same write sent again (a retried batch) has the same one; another
+ * write, or the same from another sagad process, has another. */
+static void fingerprint(const sg_store_backend *b, const args *a, size_t from,
+                        char out[SG_RD_FP_LEN + 1])
 {
-    char ttl[16], now[24];
+    uint64_t h[2] = {14695981039346656037ull, 0x84222325cbf29ce4ull};
+    const uint64_t prime = 1099511628211ull;
+    for (int k = 0; k < 2; k++) {
+        for (const char *p = b->token; *p; p++)
+            h[k] = (h[k] ^ (unsigned char)*p) * prime;
+        for (size_t i = from; i < a->n; i++) {
+            /* Length first, so that argument boundaries count. */
+            for (int s = 0; s < 64; s += 8)
+                h[k] = (h[k] ^ ((a->len[i] >> s) & 0xff)) * prime;
+            for (size_t j = 0; j < a->len[i]; j++)
+                h[k] = (h[k] ^ (unsigned char)a->v[i][j]) * prime;
+        }
+    }
+    snprintf(out, SG_RD_FP_LEN + 1, "%016llx%016llx", (unsigned long long)h[0],
+             (unsigned long long)h[1]);
+}
+
+/* One attempt: MULTI, the writes (or the owner script for a probe), EXEC.
+ * fps[i] gets write i's fingerprint. */
+static sg_status run_batch(sg_store_backend *b, sg_write *const *writes, size_t n,
+                           sg_status *results, char (*fps)[SG_RD_FP_LEN + 1], int *noscript,
+                           int *in_doubt, char *err, size_t errlen)
+{
+    char ttl[16], now[24], keep[16];
     snprintf(ttl, sizeof ttl, "%d", SG_RD_OWNER_TTL_MS);
+    snprintf(keep, sizeof keep, "%d", SG_RD_DONE_TTL_MS);
     snprintf(now, sizeof now, "%" PRId64, sg_now_us());
     if (redisAppendCommand(b->w, "MULTI") != REDIS_OK) goto fail;
     if (n == 0) {
@@ -364,16 +395,21 @@ static sg_status run_batch(sg_store_backend *b, sg_write *const *writes, size_t 
         add_str(&a, b->token);
         add_str(&a, ttl);
         add_str(&a, now);
+        add_str(&a, ""); /* the fingerprint, once the operations are encoded */
+        add_str(&a, keep);
         for (size_t k = 0; k < writes[i]->nops; k++)
             enc_op(&a, &writes[i]->ops[k]);
         args_fix(&a);
+        fingerprint(b, &a, 8, fps[i]);
+        a.v[6] = fps[i];
+        a.len[6] = strlen(fps[i]);
         int rc = redisAppendCommandArgv(b->w, (int)a.n, a.v, a.len);
         args_free(&a);
         if (rc != REDIS_OK) goto fail;
     }
     if (redisAppendCommand(b->w, "EXEC") != REDIS_OK) goto fail;
     atomic_fetch_add_explicit(&b->commands, n + 2 + (n == 0), memory_order_relaxed);
-    return read_replies(b, n ? n : 0, results, noscript, err, errlen);
+    return read_replies(b, n, results, noscript, in_doubt, err, errlen);
 fail:
     snprintf(err, errlen, "Redis %s: %s", b->a.shown,
              b->w->errstr[0] ? b->w->errstr : "out of memory");
@@ -381,22 +417,77 @@ fail:
     return SG_EIO;
 }
 
+/* After a lost EXEC reply: whether the writes committed, read from their
+ * sagad:done:<fingerprint> keys on a new connection (waiting up to
+ * SG_RD_RESOLVE_MS for the server to come back, as a restart takes a
+ * moment). SG_OK with results filled if they did; SG_EIO if they did not
+ * or if that cannot be known yet: then the batch is sent again later, and
+ * a write that did commit answers its status from its key rather than
+ * applying twice. */
+static sg_status resolve(sg_store_backend *b, char (*fps)[SG_RD_FP_LEN + 1], size_t n,
+                         sg_status *results, char *err)
+{
+    uint64_t until = uv_hrtime() + (uint64_t)SG_RD_RESOLVE_MS * 1000000u;
+    char e2[256];
+    while (!b->w && !(b->w = sg__rd_connect(&b->a, b, e2, sizeof e2))) {
+        if (uv_hrtime() > until) return SG_EIO;
+        uv_sleep(50);
+    }
+    args a = {0};
+    add_str(&a, "MGET");
+    for (size_t i = 0; i < n; i++) {
+        char key[SG_RD_FP_LEN + 16];
+        int kl = snprintf(key, sizeof key, "sagad:done:%s", fps[i]);
+        add_copy(&a, key, (size_t)kl);
+    }
+    args_fix(&a);
+    redisReply *r = sg__rd_cmd(&b->w, (int)a.n, a.v, a.len, "MGET", e2, sizeof e2);
+    args_free(&a);
+    atomic_fetch_add_explicit(&b->commands, 1, memory_order_relaxed);
+    if (!r) return SG_EIO;
+    size_t ours = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == n) {
+        for (size_t i = 0; i < n; i++) {
+            const redisReply *e = r->element[i];
+            if (e->type != REDIS_REPLY_STRING) continue;
+            results[i] = write_status(strtol(e->str, NULL, 10));
+            ours++;
+        }
+    }
+    freeReplyObject(r);
+    if (ours == n) {
+        err[0] = '\0';
+        return SG_OK;
+    }
+    for (size_t i = 0; i < n; i++)
+        results[i] = SG_EIO;
+    return SG_EIO;
+}
+
 sg_status sg__rd_exec_batch(sg_store_backend *b, sg_write *const *writes, size_t n,
                             sg_status *results, char *err, size_t errlen)
 {
     sg_status st = SG_EIO;
+    char(*fps)[SG_RD_FP_LEN + 1] = n ? sg_xcalloc(n, sizeof *fps) : NULL; /* owned */
     for (size_t i = 0; i < n; i++)
         results[i] = SG_EIO;
     err[0] = '\0';
     if (injected_fault(n + 2)) {
         snprintf(err, errlen, "Redis %s: injected I/O error", b->a.shown);
+        free(fps);
         return SG_EIO;
     }
     for (int attempt = 0; attempt < 2; attempt++) {
-        int noscript = 0;
+        int noscript = 0, in_doubt = 0;
         if (!b->w && !(b->w = sg__rd_connect(&b->a, b, err, errlen))) break;
         err[0] = '\0';
-        st = run_batch(b, writes, n, results, &noscript, err, errlen);
+        st = run_batch(b, writes, n, results, fps, &noscript, &in_doubt, err, errlen);
+        if (in_doubt && n > 0) {
+            /* Find out at once if the server is back soon: a batch that
+             * did commit completes now rather than after a retry. */
+            if (resolve(b, fps, n, results, err) == SG_OK) st = SG_OK;
+            break;
+        }
         if (st == SG_OK || !noscript) break;
         /* The server lost its scripts (a restart, SCRIPT FLUSH): nothing
          * ran; load them on a new connection and send the batch again. */
@@ -405,6 +496,7 @@ sg_status sg__rd_exec_batch(sg_store_backend *b, sg_write *const *writes, size_t
     if (st != SG_OK)
         for (size_t i = 0; i < n; i++)
             results[i] = SG_EIO;
+    free(fps);
     return st;
 }
 

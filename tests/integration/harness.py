@@ -715,6 +715,37 @@ class Sagad:
                         for n in [c.command("ZCARD", "sagad:sagas:st:%d" % st)] if n}
         return dict(self.db_query("SELECT status, count(*) FROM sagas GROUP BY 1"))
 
+    def unsettled_count(self):
+        """Sagas IN_PROGRESS or with a compensation PENDING."""
+        if self.db.startswith("redis://"):
+            with self._redis() as c:
+                ids = set(c.command("ZRANGE", "sagad:sagas:st:0", 0, -1))
+                for m in c.command("ZRANGE", "sagad:sagas", 0, -1):
+                    if c.command("HGET", b"sagad:saga:" + m[21:], "comp_status") == b"1":
+                        ids.add(m)
+                return len(ids)
+        return self.db_query("SELECT count(*) FROM sagas WHERE status = 0 OR comp_status = 1")[0][0]
+
+    def all_outbox(self):
+        """Every outbox entry: dicts of id, saga_id, topic, compensation,
+        step_index, status, attempts."""
+        keys = ("id", "saga_id", "topic", "compensation", "step_index", "status", "attempts")
+        if self.db.startswith("redis://"):
+            out = []
+            with self._redis() as c:
+                for m in c.command("ZRANGE", "sagad:events", 0, -1):
+                    h = c.command("HGETALL", b"sagad:event:" + m[21:])
+                    h = dict(zip(h[0::2], h[1::2]))
+                    row = {}
+                    for k in keys:
+                        v = h.get(k.encode())
+                        row[k] = int(v) if k in keys[3:] else (v.decode() if v is not None
+                                                               else None)
+                    out.append(row)
+            return out
+        return [dict(zip(keys, r)) for r in self.db_query(
+            "SELECT id, saga_id, topic, compensation, step_index, status, attempts FROM outbox")]
+
     def saga_count(self, status=None):
         counts = self.saga_counts()
         return sum(counts.values()) if status is None else counts.get(status, 0)
