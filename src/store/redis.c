@@ -363,6 +363,7 @@ static void rd_free(sg_store_backend *b)
         uv_mutex_destroy(&b->mu);
     }
     if (b->w) redisFree(b->w);
+    free(b->doubt);
     free(b);
 }
 

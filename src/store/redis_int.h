@@ -51,6 +51,13 @@ struct sg_store_backend {
     char token[SG_ID_LEN + 1];                       /* this owner's random token; immutable */
     redisContext *w;                                 /* the writer's connection; NULL = reconnect */
     _Atomic uint64_t commands;                       /* commands the writer sent */
+    /* Sagas inserted by a batch whose reply was lost and whose outcome
+     * could not be read back (the writer's only): removed on the next
+     * batch if they were stored, since their clients were told the insert
+     * failed and nothing runs them. Owned array of ndoubt (capacity
+     * doubt_cap). */
+    char (*doubt)[SG_ID_LEN + 1];
+    size_t ndoubt, doubt_cap;
 
     /* The keeper thread refreshes the owner key on its own connection. */
     uv_thread_t keeper;
@@ -78,6 +85,28 @@ redisReply *sg__rd_cmd(redisContext **c, int n, const char **argv, const size_t 
                        const char *what, char *err, size_t errlen);
 /* Text of an error or unexpected reply, for messages. */
 const char *sg__rd_reply_text(const redisReply *r);
+
+/* ---- redis_args.c: the arguments of one command ------------------------- */
+
+/* Arguments point either into the sg_write (borrowed: it outlives the
+ * command) or into the builder's arena (numbers, flags, members), kept as
+ * offsets until the arena stops growing. */
+typedef struct rd_args {
+    const char **v; /* owned array */
+    size_t *len;    /* owned */
+    size_t *off;    /* owned: arena offset + 1, or 0 for a borrowed value */
+    size_t n, cap;
+    char *arena; /* owned */
+    size_t alen, acap;
+} rd_args;
+void sg__rd_add_ref(rd_args *a, const char *p, size_t n);  /* borrowed; NULL = "" */
+void sg__rd_add_str(rd_args *a, const char *s);            /* borrowed; NULL = "" */
+void sg__rd_add_copy(rd_args *a, const char *p, size_t n); /* copied into the arena */
+void sg__rd_add_int(rd_args *a, int64_t v);
+void sg__rd_add_member(rd_args *a, int64_t created_us, const char *id); /* sg__rd_member */
+/* Points the arena arguments at their bytes: call once all are added. */
+void sg__rd_args_fix(rd_args *a);
+void sg__rd_args_free(rd_args *a); /* leaves a zeroed */
 
 /* ---- redis_write.c ------------------------------------------------------------ */
 

@@ -34,6 +34,9 @@
  *   DI nulls name version canonical created            (nulls: name canonical)
  *   ET id us
  *   WO
+ *   UI id        (not an sg_write operation: removes a saga and its
+ *                 events, for a batch whose outcome was lost; see
+ *                 redis_write.c)
  * Every check runs first, against the stored state as the earlier
  * operations of the write would leave it; only when all pass does
  * anything change, so a write applies whole or not at all (a Lua script
@@ -56,7 +59,7 @@ const char sg__rd_lua_write[] =
     "end\n"
     "local done=redis.call('GET',P..'done:'..ARGV[4])\n"
     "if done then return tonumber(done) end\n"
-    "local NARGS={SU=6,TU=10,EI=18,EU=6,SX=3,EX=2,DI=5,ET=2,WO=0}\n"
+    "local NARGS={SU=6,TU=10,EI=18,EU=6,SX=3,EX=2,DI=5,ET=2,WO=0,UI=1}\n"
     "local ops,i={},6\n"
     "local function take(n) local t={} for j=1,n do t[j]=ARGV[i] i=i+1 end return t end\n"
     "while i<=#ARGV do\n"
@@ -211,6 +214,22 @@ const char sg__rd_lua_write[] =
     "    local h=P..'event:'..a[1]\n"
     "    if redis.call('HGET',h,'started_us')=='0' then redis.call('HSET',h,'started_us',a[2]) "
     "end\n"
+    "  elseif k=='UI' then\n"
+    "    local id=a[1] local h=P..'saga:'..id\n"
+    "    local c=redis.call('HMGET',h,'status','def_name','k','idem_key')\n"
+    "    if c[3] then\n"
+    "      redis.call('ZREM',P..'sagas',c[3]) sidx(c[1],c[2],c[3],false)\n"
+    "      if c[4] and redis.call('HGET',P..'idem',c[4])==id then "
+    "redis.call('HDEL',P..'idem',c[4]) end\n"
+    "      for _,m in ipairs(redis.call('ZRANGE',P..'sev:'..id,0,-1)) do\n"
+    "        local eh=P..'event:'..string.sub(m,22)\n"
+    "        local e=redis.call('HMGET',eh,'status','compensation')\n"
+    "        redis.call('ZREM',P..'events',m)\n"
+    "        if e[1] then evidx(e[1],e[2],m,false) end\n"
+    "        redis.call('DEL',eh)\n"
+    "      end\n"
+    "      redis.call('DEL',P..'sev:'..id,h)\n"
+    "    end\n"
     "  elseif k=='WO' then\n"
     "    for _,m in ipairs(redis.call('ZRANGE',P..'events:st:0',0,-1)) do\n"
     "      local h=P..'event:'..string.sub(m,22)\n"

@@ -15,99 +15,17 @@
 #include "sg/alloc.h"
 #include "sg/util.h"
 
-/* ---- the arguments of one command ------------------------------------------ */
-
-/* Arguments point either into the sg_write (borrowed: it outlives the
- * command) or into the builder's arena (numbers, flags, members), kept as
- * offsets until the arena stops growing. */
-typedef struct args {
-    const char **v; /* owned array */
-    size_t *len;    /* owned */
-    size_t *off;    /* owned: arena offset + 1, or 0 for a borrowed value */
-    size_t n, cap;
-    char *arena; /* owned */
-    size_t alen, acap;
-} args;
-
-static void args_grow(args *a)
-{
-    if (a->n < a->cap) return;
-    a->cap = a->cap ? a->cap * 2 : 64;
-    a->v = sg_xrealloc(a->v, a->cap * sizeof *a->v);
-    a->len = sg_xrealloc(a->len, a->cap * sizeof *a->len);
-    a->off = sg_xrealloc(a->off, a->cap * sizeof *a->off);
-}
-
-static void add_ref(args *a, const char *p, size_t n)
-{
-    args_grow(a);
-    a->v[a->n] = p ? p : "";
-    a->len[a->n] = p ? n : 0;
-    a->off[a->n++] = 0;
-}
-
-static void add_str(args *a, const char *s)
-{
-    add_ref(a, s, s ? strlen(s) : 0);
-}
-
-/* A copy into the arena. */
-static void add_copy(args *a, const char *p, size_t n)
-{
-    if (a->alen + n + 1 > a->acap) {
-        a->acap = (a->alen + n + 1) * 2;
-        a->arena = sg_xrealloc(a->arena, a->acap);
-    }
-    memcpy(a->arena + a->alen, p, n);
-    a->arena[a->alen + n] = '\0';
-    args_grow(a);
-    a->v[a->n] = NULL;
-    a->len[a->n] = n;
-    a->off[a->n++] = a->alen + 1;
-    a->alen += n + 1;
-}
-
-static void add_int(args *a, int64_t v)
-{
-    char b[24];
-    int n = snprintf(b, sizeof b, "%" PRId64, v);
-    add_copy(a, b, (size_t)n);
-}
-
-static void add_member(args *a, int64_t created_us, const char *id)
-{
-    char m[SG_RD_KEY_LEN + 1];
-    sg__rd_member(m, created_us, id);
-    add_copy(a, m, strlen(m));
-}
-
-/* Points the arena arguments at their bytes (the arena is final). */
-static void args_fix(args *a)
-{
-    for (size_t i = 0; i < a->n; i++)
-        if (a->off[i]) a->v[i] = a->arena + a->off[i] - 1;
-}
-
-static void args_free(args *a)
-{
-    free(a->v);
-    free(a->len);
-    free(a->off);
-    free(a->arena);
-    memset(a, 0, sizeof *a);
-}
-
 /* ---- encoding the operations (layout: sg__rd_lua_write) -------------------------- */
 
-static void add_step_state(args *a, const sg_step_rec *s)
+static void add_step_state(rd_args *a, const sg_step_rec *s)
 {
-    add_int(a, s->status);
-    add_int(a, s->attempts);
-    add_int(a, s->started_us);
-    add_int(a, s->finished_us);
+    sg__rd_add_int(a, s->status);
+    sg__rd_add_int(a, s->attempts);
+    sg__rd_add_int(a, s->started_us);
+    sg__rd_add_int(a, s->finished_us);
 }
 
-static void enc_saga_insert(args *a, const sg_saga_rec *r)
+static void enc_saga_insert(rd_args *a, const sg_saga_rec *r)
 {
     size_t nn = 4 + 3 * r->nsteps;
     char *nulls = sg_xmalloc(nn + 1);
@@ -120,125 +38,126 @@ static void enc_saga_insert(args *a, const sg_saga_rec *r)
         nulls[5 + 3 * i] = r->steps[i].error ? '0' : '1';
         nulls[6 + 3 * i] = r->steps[i].response ? '0' : '1';
     }
-    add_str(a, "SI");
-    add_copy(a, nulls, nn);
+    sg__rd_add_str(a, "SI");
+    sg__rd_add_copy(a, nulls, nn);
     free(nulls);
-    add_member(a, r->created_us, r->id);
-    add_str(a, r->id);
-    add_str(a, r->def_name);
-    add_int(a, r->def_version);
-    add_ref(a, r->request, r->request_len);
-    add_str(a, r->idem_key);
-    add_int(a, r->status);
-    add_int(a, r->comp_status);
-    add_str(a, r->error);
-    add_int(a, r->created_us);
-    add_int(a, r->updated_us);
-    add_int(a, (int64_t)r->nsteps);
+    sg__rd_add_member(a, r->created_us, r->id);
+    sg__rd_add_str(a, r->id);
+    sg__rd_add_str(a, r->def_name);
+    sg__rd_add_int(a, r->def_version);
+    sg__rd_add_ref(a, r->request, r->request_len);
+    sg__rd_add_str(a, r->idem_key);
+    sg__rd_add_int(a, r->status);
+    sg__rd_add_int(a, r->comp_status);
+    sg__rd_add_str(a, r->error);
+    sg__rd_add_int(a, r->created_us);
+    sg__rd_add_int(a, r->updated_us);
+    sg__rd_add_int(a, (int64_t)r->nsteps);
     for (size_t i = 0; i < r->nsteps; i++) {
         const sg_step_rec *s = &r->steps[i];
-        add_str(a, s->name);
+        sg__rd_add_str(a, s->name);
         add_step_state(a, s);
-        add_str(a, s->error);
-        add_ref(a, s->response, s->response_len);
-        add_int(a, s->next_us);
+        sg__rd_add_str(a, s->error);
+        sg__rd_add_ref(a, s->response, s->response_len);
+        sg__rd_add_int(a, s->next_us);
     }
 }
 
-static void enc_event_insert(args *a, const sg_event_rec *e)
+static void enc_event_insert(rd_args *a, const sg_event_rec *e)
 {
     char nulls[6] = {e->topic ? '0' : '1',      e->target ? '0' : '1', e->payload ? '0' : '1',
                      e->last_error ? '0' : '1', e->method ? '0' : '1', e->headers ? '0' : '1'};
-    add_str(a, "EI");
-    add_copy(a, nulls, sizeof nulls);
-    add_member(a, e->created_us, e->id);
-    add_str(a, e->id);
-    add_str(a, e->saga_id);
-    add_str(a, e->topic);
-    add_str(a, e->target);
-    add_ref(a, e->payload, e->payload_len);
-    add_int(a, e->created_us);
-    add_int(a, e->deadline_us);
-    add_int(a, e->compensation);
-    add_int(a, e->step_index);
-    add_int(a, e->status);
-    add_int(a, e->attempts);
-    add_str(a, e->last_error);
-    add_int(a, e->updated_us);
-    add_str(a, e->method);
-    add_str(a, e->headers);
-    add_int(a, e->timeout_ms);
+    sg__rd_add_str(a, "EI");
+    sg__rd_add_copy(a, nulls, sizeof nulls);
+    sg__rd_add_member(a, e->created_us, e->id);
+    sg__rd_add_str(a, e->id);
+    sg__rd_add_str(a, e->saga_id);
+    sg__rd_add_str(a, e->topic);
+    sg__rd_add_str(a, e->target);
+    sg__rd_add_ref(a, e->payload, e->payload_len);
+    sg__rd_add_int(a, e->created_us);
+    sg__rd_add_int(a, e->deadline_us);
+    sg__rd_add_int(a, e->compensation);
+    sg__rd_add_int(a, e->step_index);
+    sg__rd_add_int(a, e->status);
+    sg__rd_add_int(a, e->attempts);
+    sg__rd_add_str(a, e->last_error);
+    sg__rd_add_int(a, e->updated_us);
+    sg__rd_add_str(a, e->method);
+    sg__rd_add_str(a, e->headers);
+    sg__rd_add_int(a, e->timeout_ms);
 }
 
-static void enc_op(args *a, const sg_write_op *op)
+static void enc_op(rd_args *a, const sg_write_op *op)
 {
     switch (op->kind) {
     case SG_WOP_SAGA_INSERT:
         enc_saga_insert(a, &op->u.saga_insert);
         break;
     case SG_WOP_SAGA_UPDATE:
-        add_str(a, "SU");
-        add_str(a, op->u.saga_update.error ? "0" : "1");
-        add_str(a, op->u.saga_update.id);
-        add_int(a, op->u.saga_update.status);
-        add_int(a, op->u.saga_update.comp);
-        add_str(a, op->u.saga_update.error);
-        add_int(a, op->u.saga_update.updated_us);
+        sg__rd_add_str(a, "SU");
+        sg__rd_add_str(a, op->u.saga_update.error ? "0" : "1");
+        sg__rd_add_str(a, op->u.saga_update.id);
+        sg__rd_add_int(a, op->u.saga_update.status);
+        sg__rd_add_int(a, op->u.saga_update.comp);
+        sg__rd_add_str(a, op->u.saga_update.error);
+        sg__rd_add_int(a, op->u.saga_update.updated_us);
         break;
     case SG_WOP_STEP_UPDATE: {
         const sg_step_rec *s = &op->u.step_update.step;
         char nulls[2] = {s->error ? '0' : '1', s->response ? '0' : '1'};
-        add_str(a, "TU");
-        add_copy(a, nulls, 2);
-        add_str(a, op->u.step_update.saga_id);
+        sg__rd_add_str(a, "TU");
+        sg__rd_add_copy(a, nulls, 2);
+        sg__rd_add_str(a, op->u.step_update.saga_id);
         /* An index past int64 matches no step, as in SQLite. */
-        add_int(a, op->u.step_update.index > INT64_MAX ? -1 : (int64_t)op->u.step_update.index);
+        sg__rd_add_int(a,
+                       op->u.step_update.index > INT64_MAX ? -1 : (int64_t)op->u.step_update.index);
         add_step_state(a, s);
-        add_str(a, s->error);
-        add_ref(a, s->response, s->response_len);
-        add_int(a, s->next_us);
+        sg__rd_add_str(a, s->error);
+        sg__rd_add_ref(a, s->response, s->response_len);
+        sg__rd_add_int(a, s->next_us);
         break;
     }
     case SG_WOP_EVENT_INSERT:
         enc_event_insert(a, &op->u.event_insert);
         break;
     case SG_WOP_EVENT_UPDATE:
-        add_str(a, "EU");
-        add_str(a, op->u.event_update.last_error ? "0" : "1");
-        add_str(a, op->u.event_update.id);
-        add_int(a, op->u.event_update.status);
-        add_int(a, op->u.event_update.attempts);
-        add_str(a, op->u.event_update.last_error);
-        add_int(a, op->u.event_update.updated_us);
+        sg__rd_add_str(a, "EU");
+        sg__rd_add_str(a, op->u.event_update.last_error ? "0" : "1");
+        sg__rd_add_str(a, op->u.event_update.id);
+        sg__rd_add_int(a, op->u.event_update.status);
+        sg__rd_add_int(a, op->u.event_update.attempts);
+        sg__rd_add_str(a, op->u.event_update.last_error);
+        sg__rd_add_int(a, op->u.event_update.updated_us);
         break;
     case SG_WOP_SAGA_EXPECT:
-        add_str(a, "SX");
-        add_str(a, op->u.saga_expect.id);
-        add_int(a, op->u.saga_expect.status);
-        add_int(a, op->u.saga_expect.comp);
+        sg__rd_add_str(a, "SX");
+        sg__rd_add_str(a, op->u.saga_expect.id);
+        sg__rd_add_int(a, op->u.saga_expect.status);
+        sg__rd_add_int(a, op->u.saga_expect.comp);
         break;
     case SG_WOP_EVENT_EXPECT:
-        add_str(a, "EX");
-        add_str(a, op->u.event_expect.id);
-        add_int(a, op->u.event_expect.status);
+        sg__rd_add_str(a, "EX");
+        sg__rd_add_str(a, op->u.event_expect.id);
+        sg__rd_add_int(a, op->u.event_expect.status);
         break;
     case SG_WOP_DEF_INSERT: {
         char nulls[2] = {op->u.def_insert.name ? '0' : '1', op->u.def_insert.canonical ? '0' : '1'};
-        add_str(a, "DI");
-        add_copy(a, nulls, 2);
-        add_str(a, op->u.def_insert.name);
-        add_int(a, op->u.def_insert.version);
-        add_str(a, op->u.def_insert.canonical);
-        add_int(a, op->u.def_insert.created_us);
+        sg__rd_add_str(a, "DI");
+        sg__rd_add_copy(a, nulls, 2);
+        sg__rd_add_str(a, op->u.def_insert.name);
+        sg__rd_add_int(a, op->u.def_insert.version);
+        sg__rd_add_str(a, op->u.def_insert.canonical);
+        sg__rd_add_int(a, op->u.def_insert.created_us);
         break;
     }
     case SG_WOP_EVENT_TRIED:
-        add_str(a, "ET");
-        add_str(a, op->u.event_tried.id);
-        add_int(a, op->u.event_tried.us);
+        sg__rd_add_str(a, "ET");
+        sg__rd_add_str(a, op->u.event_tried.id);
+        sg__rd_add_int(a, op->u.event_tried.us);
         break;
     case SG_WOP_WITHDRAW_ORPHANS:
-        add_str(a, "WO");
+        sg__rd_add_str(a, "WO");
         break;
     }
 }
@@ -350,7 +269,7 @@ out:
  * the owner token and the encoded operations (a->v[from..]), in hex. The
  * same write sent again (a retried batch) has the same one; another
  * write, or the same from another sagad process, has another. */
-static void fingerprint(const sg_store_backend *b, const args *a, size_t from,
+static void fingerprint(const sg_store_backend *b, const rd_args *a, size_t from,
                         char out[SG_RD_FP_LEN + 1])
 {
     uint64_t h[2] = {14695981039346656037ull, 0x84222325cbf29ce4ull};
@@ -388,23 +307,23 @@ static sg_status run_batch(sg_store_backend *b, sg_write *const *writes, size_t 
         if (redisAppendCommandArgv(b->w, 6, argv, NULL) != REDIS_OK) goto fail;
     }
     for (size_t i = 0; i < n; i++) {
-        args a = {0};
-        add_str(&a, "EVALSHA");
-        add_str(&a, b->sha_write);
-        add_str(&a, "0");
-        add_str(&a, b->token);
-        add_str(&a, ttl);
-        add_str(&a, now);
-        add_str(&a, ""); /* the fingerprint, once the operations are encoded */
-        add_str(&a, keep);
+        rd_args a = {0};
+        sg__rd_add_str(&a, "EVALSHA");
+        sg__rd_add_str(&a, b->sha_write);
+        sg__rd_add_str(&a, "0");
+        sg__rd_add_str(&a, b->token);
+        sg__rd_add_str(&a, ttl);
+        sg__rd_add_str(&a, now);
+        sg__rd_add_str(&a, ""); /* the fingerprint, once the operations are encoded */
+        sg__rd_add_str(&a, keep);
         for (size_t k = 0; k < writes[i]->nops; k++)
             enc_op(&a, &writes[i]->ops[k]);
-        args_fix(&a);
+        sg__rd_args_fix(&a);
         fingerprint(b, &a, 8, fps[i]);
         a.v[6] = fps[i];
         a.len[6] = strlen(fps[i]);
         int rc = redisAppendCommandArgv(b->w, (int)a.n, a.v, a.len);
-        args_free(&a);
+        sg__rd_args_free(&a);
         if (rc != REDIS_OK) goto fail;
     }
     if (redisAppendCommand(b->w, "EXEC") != REDIS_OK) goto fail;
@@ -433,16 +352,16 @@ static sg_status resolve(sg_store_backend *b, char (*fps)[SG_RD_FP_LEN + 1], siz
         if (uv_hrtime() > until) return SG_EIO;
         uv_sleep(50);
     }
-    args a = {0};
-    add_str(&a, "MGET");
+    rd_args a = {0};
+    sg__rd_add_str(&a, "MGET");
     for (size_t i = 0; i < n; i++) {
         char key[SG_RD_FP_LEN + 16];
         int kl = snprintf(key, sizeof key, "sagad:done:%s", fps[i]);
-        add_copy(&a, key, (size_t)kl);
+        sg__rd_add_copy(&a, key, (size_t)kl);
     }
-    args_fix(&a);
+    sg__rd_args_fix(&a);
     redisReply *r = sg__rd_cmd(&b->w, (int)a.n, a.v, a.len, "MGET", e2, sizeof e2);
-    args_free(&a);
+    sg__rd_args_free(&a);
     atomic_fetch_add_explicit(&b->commands, 1, memory_order_relaxed);
     if (!r) return SG_EIO;
     size_t ours = 0;
@@ -464,6 +383,69 @@ static sg_status resolve(sg_store_backend *b, char (*fps)[SG_RD_FP_LEN + 1], siz
     return SG_EIO;
 }
 
+/* Remembers the sagas that writes[0..n) insert: their batch's outcome is
+ * unknown (see undo_doubts). */
+static void add_doubts(sg_store_backend *b, sg_write *const *writes, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < writes[i]->nops; k++) {
+            if (writes[i]->ops[k].kind != SG_WOP_SAGA_INSERT) continue;
+            if (b->ndoubt == b->doubt_cap) {
+                b->doubt_cap = b->doubt_cap ? b->doubt_cap * 2 : 16;
+                b->doubt = sg_xrealloc(b->doubt, b->doubt_cap * sizeof *b->doubt);
+            }
+            memcpy(b->doubt[b->ndoubt++], writes[i]->ops[k].u.saga_insert.id, SG_ID_LEN + 1);
+        }
+    }
+}
+
+/* A new saga's client is answered as soon as its insert fails (the
+ * writer does not retry inserts), so an insert whose batch did commit
+ * after all, unknown to us, would leave a saga nothing runs until the
+ * next start. Once the server answers again, such sagas are removed
+ * (with anything of theirs), which makes the store agree with what the
+ * clients were told. SG_OK when none is left in doubt. */
+static sg_status undo_doubts(sg_store_backend *b, char *err, size_t errlen)
+{
+    char ttl[16], now[24];
+    snprintf(ttl, sizeof ttl, "%d", SG_RD_OWNER_TTL_MS);
+    snprintf(now, sizeof now, "%" PRId64, sg_now_us());
+    char fp[SG_ID_LEN + 1];
+    sg_uuid_v4(fp); /* one of its own: this write is never a replay */
+    rd_args a = {0};
+    sg__rd_add_str(&a, "EVALSHA");
+    sg__rd_add_str(&a, b->sha_write);
+    sg__rd_add_str(&a, "0");
+    sg__rd_add_str(&a, b->token);
+    sg__rd_add_str(&a, ttl);
+    sg__rd_add_str(&a, now);
+    sg__rd_add_str(&a, fp);
+    sg__rd_add_str(&a, "1000");
+    for (size_t i = 0; i < b->ndoubt; i++) {
+        sg__rd_add_str(&a, "UI");
+        sg__rd_add_str(&a, b->doubt[i]);
+    }
+    sg__rd_args_fix(&a);
+    redisReply *r = sg__rd_cmd(&b->w, (int)a.n, a.v, a.len, "removing sagas in doubt", err, errlen);
+    sg__rd_args_free(&a);
+    atomic_fetch_add_explicit(&b->commands, 1, memory_order_relaxed);
+    if (!r) return SG_EIO;
+    sg_status st = SG_EIO;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+        sg_log(SG_LOG_WARN,
+               "store: %s: %zu new sagas whose insert had an unknown outcome (the reply was "
+               "lost) are removed if they were stored: their clients were told it failed",
+               b->a.shown, b->ndoubt);
+        b->ndoubt = 0;
+        st = SG_OK;
+    } else {
+        snprintf(err, errlen, "Redis %s: removing sagas in doubt: %s", b->a.shown,
+                 sg__rd_reply_text(r));
+    }
+    freeReplyObject(r);
+    return st;
+}
+
 sg_status sg__rd_exec_batch(sg_store_backend *b, sg_write *const *writes, size_t n,
                             sg_status *results, char *err, size_t errlen)
 {
@@ -481,11 +463,15 @@ sg_status sg__rd_exec_batch(sg_store_backend *b, sg_write *const *writes, size_t
         int noscript = 0, in_doubt = 0;
         if (!b->w && !(b->w = sg__rd_connect(&b->a, b, err, errlen))) break;
         err[0] = '\0';
+        if (b->ndoubt && undo_doubts(b, err, errlen) != SG_OK) break;
         st = run_batch(b, writes, n, results, fps, &noscript, &in_doubt, err, errlen);
         if (in_doubt && n > 0) {
             /* Find out at once if the server is back soon: a batch that
              * did commit completes now rather than after a retry. */
-            if (resolve(b, fps, n, results, err) == SG_OK) st = SG_OK;
+            if (resolve(b, fps, n, results, err) == SG_OK)
+                st = SG_OK;
+            else
+                add_doubts(b, writes, n);
             break;
         }
         if (st == SG_OK || !noscript) break;
