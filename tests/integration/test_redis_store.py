@@ -12,6 +12,7 @@ Each test starts its own redis-server (tests/integration/redisserver.py);
 the module runs in both suite modes, since it chooses its store itself."""
 
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -26,8 +27,11 @@ from harness import Sagad, Stubs, jbody, wait_until  # noqa: E402
 
 N_SAGAS = 240
 THREADS = 4
+NEEDS_REDIS = unittest.skipUnless(shutil.which(redisserver.REDIS_SERVER),
+                                  "redis-server is not installed (scripts/deps.sh installs it)")
 
 
+@NEEDS_REDIS
 class RedisRestartTest(harness.SagadCase):
     @classmethod
     def setUpClass(cls):
@@ -134,6 +138,7 @@ class RedisRestartTest(harness.SagadCase):
         self.load_with_restart(signal.SIGKILL)
 
 
+@NEEDS_REDIS
 class RedisOwnershipTest(unittest.TestCase):
     def test_second_sagad_on_the_same_database_is_refused(self):
         srv = redisserver.RedisServer()
@@ -160,6 +165,7 @@ class RedisOwnershipTest(unittest.TestCase):
         self.assertLess(time.monotonic() - t0, 10)
 
 
+@NEEDS_REDIS
 class RedisSettingsTest(unittest.TestCase):
     def refused(self, extra, needle):
         srv = redisserver.RedisServer(extra=extra)
