@@ -1,12 +1,10 @@
 /* sg_http_client's calls: post and cancel, the per-host connection slots and
- * their waiting queues, and completion. The libcurl multi <-> libuv glue
- * (sockets, timer) is curl_uv.c's.
+ * their waiting queues, completion, and the choice of transport by scheme:
+ * plain http:// goes through the native HTTP/1.1 client (h1_*.c), anything
+ * else (https://) through libcurl (curl_*.c).
  *
- * Connections live in the multi handle's connection cache, so consecutive
- * calls to the same host reuse a keep-alive connection. Finished calls go
- * back to a small free list so that their easy handle (and its buffers) is
- * reused as well. */
-#include <pthread.h>
+ * Finished calls go back to a small free list so that their buffers (and a
+ * curl call's easy handle) are reused as well. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,14 +19,6 @@
 #define DEFAULT_MAX_RESPONSE ((size_t)8 << 20)
 #define DEFAULT_MAX_CONNECTIONS 4096L
 #define FREE_LIST_MAX 64
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc = CURLE_OK;
-
-static void curl_init_once(void)
-{
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 /* ---------------------------------------------------------------- calls */
 
@@ -48,18 +38,19 @@ static void inflight_remove(sg_http_client *c, sg_http_call *call)
 static void call_free(sg_http_call *call)
 {
     if (!call) return;
-    if (call->easy) curl_easy_cleanup(call->easy);
-    curl_slist_free_all(call->headers);
+    if (call->curl.easy) curl_easy_cleanup(call->curl.easy);
+    curl_slist_free_all(call->curl.headers);
+    sg_buf_free(&call->h1.head);
     sg_buf_free(&call->body);
     free(call);
 }
 
-/* Returns a finished (already removed from the multi) call to the free list,
- * or frees it when the list is full or the client is closing. */
+/* Returns a finished, aborted or never started call to the free list, or
+ * frees it when the list is full or the client is closing. */
 static void call_recycle(sg_http_client *c, sg_http_call *call)
 {
-    curl_slist_free_all(call->headers);
-    call->headers = NULL;
+    if (call->ops) call->ops->release(call);
+    call->ops = NULL;
     call->cb = NULL;
     call->arg = NULL;
     call->state = CALL_IDLE;
@@ -67,36 +58,35 @@ static void call_recycle(sg_http_client *c, sg_http_call *call)
         call_free(call);
         return;
     }
-    /* Keep small answer buffers for the next call; drop big ones. */
+    /* Keep small buffers for the next call; drop big ones. */
     if (call->body.cap > 64 * 1024)
         sg_buf_free(&call->body);
     else
         sg_buf_reset(&call->body);
+    if (call->h1.head.cap > 16 * 1024) sg_buf_free(&call->h1.head);
     LL_PREPEND(c->free_list, call);
     c->nfree++;
 }
 
-static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
+static sg_http_call *call_get(sg_http_client *c)
 {
-    sg_http_call *call = userp;
-    size_t n = size * nmemb;
-    if (sg_buf_add(&call->body, data, n) != SG_OK) {
-        /* Returning a short count makes curl abort with CURLE_WRITE_ERROR. */
-        call->too_big = 1;
-        return 0;
+    sg_http_call *call = c->free_list;
+    if (call) {
+        LL_DELETE(c->free_list, call); /* the head: O(1) */
+        c->nfree--;
+        call->next = NULL;
+        return call;
     }
-    return n;
+    call = sg_xcalloc(1, sizeof *call);
+    sg_buf_init(&call->body, c->opt.max_response);
+    sg_buf_init(&call->h1.head, (size_t)-1); /* built from our own, already bounded input */
+    return call;
 }
 
-/* Retry-After of the answer: delta-seconds or an HTTP date (RFC 9110),
- * in ms from now, capped; -1 if absent or not understood. */
-static long retry_after_ms(CURL *easy)
+long sg__http_retry_after(const char *v)
 {
-    struct curl_header *h = NULL;
-    if (curl_easy_header(easy, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK || !h)
-        return -1;
-    const char *v = h->value;
     long ms;
+    if (!v || !*v) return -1;
     if (v[0] >= '0' && v[0] <= '9' && strspn(v, "0123456789") == strlen(v)) {
         ms = strlen(v) > 7 ? SG_HTTP_RETRY_AFTER_MAX_MS : atol(v) * 1000L;
     } else {
@@ -108,46 +98,10 @@ static long retry_after_ms(CURL *easy)
     return ms > SG_HTTP_RETRY_AFTER_MAX_MS ? SG_HTTP_RETRY_AFTER_MAX_MS : ms;
 }
 
-static void complete(sg_http_client *c, sg_http_call *call, CURLcode rc)
+int sg__http_header_is(const char *line, const char *name)
 {
-    sg_http_result res = {.retry_after_ms = -1};
-    long request_size = 0;
-    curl_easy_getinfo(call->easy, CURLINFO_REQUEST_SIZE, &request_size);
-    char reason[CURL_ERROR_SIZE + 128];
-    const char *detail = call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc);
-
-    if (rc == CURLE_OK) {
-        res.outcome = SG_HTTP_DONE;
-        curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &res.status);
-        res.body = call->body.ptr ? call->body.ptr : "";
-        res.body_len = call->body.len;
-        res.retry_after_ms = retry_after_ms(call->easy);
-    } else if (call->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
-        res.outcome = SG_HTTP_ERR_TOO_BIG;
-        snprintf(reason, sizeof reason, "response larger than %zu bytes", c->opt.max_response);
-    } else if (rc == CURLE_OPERATION_TIMEDOUT) {
-        res.outcome = SG_HTTP_ERR_TIMEOUT;
-        snprintf(reason, sizeof reason, "timed out after %ld ms", call->timeout_ms);
-    } else if ((rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-                rc == CURLE_COULDNT_RESOLVE_PROXY) &&
-               request_size == 0) {
-        /* Only when nothing went out: curl retries a request whose
-         * keep-alive connection died on a fresh one, and if that connect
-         * fails the first may still have arrived (a transport error). */
-        res.outcome = SG_HTTP_ERR_CONNECT;
-        snprintf(reason, sizeof reason, "%s", detail);
-    } else {
-        res.outcome = SG_HTTP_ERR_TRANSPORT;
-        snprintf(reason, sizeof reason, "%s", detail);
-    }
-    if (res.outcome != SG_HTTP_DONE) res.error = reason;
-
-    /* The call is no longer cancellable; the callback may start new calls
-     * (they never get this struct: it is recycled only after cb returns)
-     * or destroy the client (then recycling frees it). */
-    call->state = CALL_DONE;
-    call->cb(call->arg, &res);
-    call_recycle(c, call);
+    size_t n = strlen(name);
+    return strncasecmp(line, name, n) == 0 && line[n] == ':';
 }
 
 /* The slots of the host a URL names ("scheme://authority"), created on
@@ -173,9 +127,14 @@ static void promote(sg_http_client *c, host_slots *h)
         sg_http_call *call = h->queue;
         DL_DELETE2(h->queue, call, qprev, qnext);
         call->qprev = call->qnext = NULL;
-        if (curl_multi_add_handle(c->multi, call->easy) != CURLM_OK) {
+        if (call->ops->start(c, call) != SG_OK) {
             inflight_remove(c, call);
-            complete(c, call, CURLE_FAILED_INIT);
+            sg_http_result res = {.outcome = SG_HTTP_ERR_TRANSPORT,
+                                  .error = "could not start the transfer",
+                                  .retry_after_ms = -1};
+            call->state = CALL_DONE;
+            call->cb(call->arg, &res);
+            call_recycle(c, call);
             continue;
         }
         call->state = CALL_RUNNING;
@@ -183,25 +142,19 @@ static void promote(sg_http_client *c, host_slots *h)
     }
 }
 
-void sg__http_drain(sg_http_client *c)
+void sg__http_finish(sg_http_client *c, sg_http_call *call, const sg_http_result *res)
 {
-    CURLMsg *msg;
-    int left;
-    /* Nothing is cached across a callback: it may post, cancel or destroy. */
-    while (!c->closing && (msg = curl_multi_info_read(c->multi, &left))) {
-        if (msg->msg != CURLMSG_DONE) continue;
-        CURL *easy = msg->easy_handle;
-        CURLcode rc = msg->data.result;
-        char *priv = NULL;
-        curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
-        sg_http_call *call = (sg_http_call *)priv;
-        curl_multi_remove_handle(c->multi, easy);
-        inflight_remove(c, call);
-        host_slots *h = call->host;
-        h->nrunning--;
-        complete(c, call, rc);
-        promote(c, h);
-    }
+    host_slots *h = call->host;
+    inflight_remove(c, call);
+    h->nrunning--;
+    /* The call is no longer cancellable; the callback may start new calls
+     * (they never get this struct: it is recycled only after cb returns)
+     * or destroy the client (then recycling frees it, and promote stops at
+     * c->closing before touching the freed host). */
+    call->state = CALL_DONE;
+    call->cb(call->arg, res);
+    call_recycle(c, call);
+    promote(c, h);
 }
 
 /* --------------------------------------------------------------- client */
@@ -212,17 +165,15 @@ sg_status sg_http_client_create(sg_http_client **out, uv_loop_t *loop,
     sg_http_client *c = NULL;
     *out = NULL;
     if (!loop) return SG_EINVAL;
-    pthread_once(&curl_once, curl_init_once);
-    if (curl_init_rc != CURLE_OK) return SG_EIO;
-
     c = sg_xcalloc(1, sizeof *c);
     c->loop = loop;
     if (opt) c->opt = *opt;
     if (!c->opt.max_response) c->opt.max_response = DEFAULT_MAX_RESPONSE;
     if (c->opt.max_connections <= 0) c->opt.max_connections = DEFAULT_MAX_CONNECTIONS;
-    if (sg__http_multi_open(c) != SG_OK) {
+    sg_status st = sg__http_multi_open(c);
+    if (st != SG_OK) {
         free(c);
-        return SG_ENOMEM;
+        return st;
     }
     /* We never run more than max_connections calls per host, so curl's own
      * per-host cap is only a backstop and never queues behind our back. */
@@ -249,36 +200,15 @@ void sg_http_client_destroy(sg_http_client *c)
     host_slots *h, *htmp;
     HASH_ITER(hh, c->hosts, h, htmp)
     {
+        sg__h1_host_close(h);
         HASH_DEL(c->hosts, h);
         free(h->key);
+        free(h->name);
         free(h);
     }
+    free(c->rbuf); /* no connection reads any more: all are closing */
+    c->rbuf = NULL;
     sg__http_multi_close(c); /* frees c from the timer's close callback */
-}
-
-/* Case-insensitive "does this header line set Name?". */
-static int header_is(const char *line, const char *name)
-{
-    size_t n = strlen(name);
-    return strncasecmp(line, name, n) == 0 && line[n] == ':';
-}
-
-static sg_http_call *call_get(sg_http_client *c)
-{
-    sg_http_call *call = c->free_list;
-    if (call) {
-        LL_DELETE(c->free_list, call); /* the head: O(1) */
-        c->nfree--;
-        call->next = NULL;
-        curl_easy_reset(call->easy);
-        return call;
-    }
-    CURL *easy = curl_easy_init();
-    if (!easy) return NULL;
-    call = sg_xcalloc(1, sizeof *call);
-    call->easy = easy;
-    sg_buf_init(&call->body, c->opt.max_response);
-    return call;
 }
 
 sg_status sg_http_post(sg_http_client *c, const sg_http_request *req, sg_http_cb cb, void *arg,
@@ -291,78 +221,34 @@ sg_status sg_http_post(sg_http_client *c, const sg_http_request *req, sg_http_cb
     if (c->closing) return SG_ECLOSED;
 
     call = call_get(c);
-    if (!call) {
-        st = SG_ENOMEM;
-        goto fail;
-    }
     call->cb = cb;
     call->arg = arg;
     call->timeout_ms = req->timeout_ms;
-    call->too_big = 0;
-    call->errbuf[0] = '\0';
     sg_buf_reset(&call->body);
     call->body.max = c->opt.max_response;
+    call->host = host_of(c, req->url);
 
-    /* Headers: ours first unless the request overrides them; "Expect:" with
-     * no value stops curl from waiting for 100-continue on big bodies. */
-    int has_ct = 0;
-    for (const char *const *h = req->headers; h && *h; h++)
-        if (header_is(*h, "Content-Type")) has_ct = 1;
-    struct curl_slist *hl = NULL, *tmp;
-    const char *defaults[] = {has_ct ? NULL : "Content-Type: application/json", "Expect:"};
-    for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++) {
-        if (!defaults[i]) continue;
-        if (!(tmp = curl_slist_append(hl, defaults[i]))) goto oom;
-        hl = tmp;
+    /* Plain http:// natively; SG_ETYPE from it means a URL it leaves to
+     * libcurl (user info, say), which also reports unknown schemes. */
+    call->ops = &sg__http_curl_ops;
+    if (!c->curl_only && strncasecmp(req->url, "http://", 7) == 0) {
+        call->ops = &sg__http_h1_ops;
+        st = call->ops->prepare(c, call, req);
+        if (st == SG_ETYPE) {
+            call->ops->release(call);
+            call->ops = &sg__http_curl_ops;
+        }
     }
-    for (const char *const *h = req->headers; h && *h; h++) {
-        if (!(tmp = curl_slist_append(hl, *h))) goto oom;
-        hl = tmp;
-    }
-    call->headers = hl;
+    if (call->ops == &sg__http_curl_ops) st = call->ops->prepare(c, call, req);
+    if (st != SG_OK) goto fail;
 
-    CURL *e = call->easy;
-    CURLcode rc = CURLE_OK;
-#define SET(opt, val)                                                                              \
-    if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val)
-    SET(CURLOPT_URL, req->url);
-    SET(CURLOPT_PROTOCOLS_STR, "http,https");
-    /* The easy handle is reused: every call sets its method afresh. */
-    int get = req->method && strcmp(req->method, "GET") == 0;
-    int custom = req->method && !get && strcmp(req->method, "POST") != 0;
-    SET(CURLOPT_POST, 1L);
-    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-    SET(CURLOPT_POSTFIELDS, req->body ? req->body : ""); /* borrowed */
-    if (get) SET(CURLOPT_HTTPGET, 1L);
-    SET(CURLOPT_CUSTOMREQUEST, custom ? req->method : NULL);
-    SET(CURLOPT_HTTPHEADER, call->headers);
-    SET(CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 0L);
-    SET(CURLOPT_FOLLOWLOCATION, 0L);
-    SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_TCP_NODELAY, 1L);
-    /* Answers are small JSON; a small receive buffer keeps thousands of
-     * calls in flight cheap (curl allocates one per running transfer). */
-    SET(CURLOPT_BUFFERSIZE, 4096L);
-    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->opt.max_response);
-    SET(CURLOPT_WRITEFUNCTION, on_write);
-    SET(CURLOPT_WRITEDATA, call);
-    SET(CURLOPT_ERRORBUFFER, call->errbuf);
-    SET(CURLOPT_PRIVATE, call);
-#undef SET
-    if (rc != CURLE_OK) {
-        st = rc == CURLE_OUT_OF_MEMORY ? SG_ENOMEM : SG_EINVAL;
-        goto fail;
-    }
-    host_slots *h = call->host = host_of(c, req->url);
+    host_slots *h = call->host;
     if (h->nrunning >= (size_t)c->opt.max_connections) {
         call->state = CALL_QUEUED;
         DL_APPEND2(h->queue, call, qprev, qnext);
     } else {
-        /* Adding only arms curl's timer; no callback can run from here. */
-        if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
-            st = SG_EIO;
-            goto fail;
-        }
+        /* Starting never calls back from here. */
+        if ((st = call->ops->start(c, call)) != SG_OK) goto fail;
         call->state = CALL_RUNNING;
         h->nrunning++;
     }
@@ -370,9 +256,6 @@ sg_status sg_http_post(sg_http_client *c, const sg_http_request *req, sg_http_cb
     if (out) *out = call;
     return SG_OK;
 
-oom:
-    curl_slist_free_all(hl);
-    st = SG_ENOMEM;
 fail:
     if (call) call_recycle(c, call);
     return st;
@@ -391,12 +274,16 @@ void sg_http_cancel(sg_http_client *c, sg_http_call *call)
         return;
     }
     if (call->state != CALL_RUNNING) return;
-    /* Also drops a DONE message still queued for this handle. */
-    curl_multi_remove_handle(c->multi, call->easy);
+    call->ops->abort(c, call);
     inflight_remove(c, call);
     h->nrunning--;
     call_recycle(c, call);
     promote(c, h); /* a slot is free */
+}
+
+void sg__http_client_curl_only(sg_http_client *c)
+{
+    c->curl_only = 1;
 }
 
 size_t sg_http_inflight(const sg_http_client *c)

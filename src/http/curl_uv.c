@@ -6,6 +6,7 @@
  *
  * libuv rule: a handle's memory is freed only in its close callback. Poll
  * contexts and the client itself (which embeds the timer) obey it. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -13,6 +14,14 @@
 
 #include "http_int.h"
 #include "sg/alloc.h"
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc = CURLE_OK;
+
+static void curl_init_once(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
 /* One per socket curl asks us to watch; freed in its close callback. */
 struct sock_ctx {
@@ -107,6 +116,8 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 
 sg_status sg__http_multi_open(sg_http_client *c)
 {
+    pthread_once(&curl_once, curl_init_once);
+    if (curl_init_rc != CURLE_OK) return SG_EIO;
     c->multi = curl_multi_init();
     if (!c->multi) return SG_ENOMEM;
     /* Last fallible step: once the timer is initialised the client may only

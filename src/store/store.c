@@ -27,6 +27,7 @@ _Atomic int sg_store_fail_countdown;
  * PostgreSQL will be listed here once src/store/postgres.c exists. */
 static const struct sg_store_ops *const backends[] = {
     &sg_store_sqlite_ops,
+    &sg_store_redis_ops,
 };
 
 struct sg_store_reader {
@@ -137,7 +138,8 @@ sg_status sg_store_open(sg_store **out, const char *url, uv_loop_t *loop,
     ops = find_backend(url, &target);
     if (!ops) {
         snprintf(err, errlen,
-                 "unsupported store URL scheme '%.*s' in '%s' (use sqlite:PATH or a path)",
+                 "unsupported store URL scheme '%.*s' in '%s' (use sqlite:PATH, a path or "
+                 "redis://host:port/N)",
                  (int)scheme_len(url), url, url);
         goto fail;
     }

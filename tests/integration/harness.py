@@ -498,6 +498,20 @@ def file_mode():
     return os.environ.get("SAGAD_IT_DEFINITIONS") == "1"
 
 
+def store_mode():
+    """The store every Sagad gets: "sqlite" (a file in its workdir), or
+    "redis" with SAGAD_IT_STORE=redis (a fresh database of one
+    redis-server per test process, tests/integration/redisserver.py)."""
+    return os.environ.get("SAGAD_IT_STORE", "sqlite")
+
+
+def default_db(workdir):
+    if store_mode() == "redis":
+        import redisserver
+        return redisserver.new_url()
+    return os.path.join(workdir, "saga.db")
+
+
 def write_json_atomic(path, obj):
     """Writes obj (json.dumps'ed; str or bytes as is) to path through a
     rename, so that a reader never sees half a file."""
@@ -527,7 +541,7 @@ class Sagad:
         and STUBS_URL (http://127.0.0.1:<port>) pointing at them (a
         variable in env wins), and no --anonymizer-url/--ai-model-url."""
         self.workdir = workdir or tmpdir()
-        self.db = db or os.path.join(self.workdir, "saga.db")
+        self.db = db or default_db(self.workdir)
         self.stubs = stubs
         self.fixed_port = port
         if definitions is None and file_mode():
@@ -664,11 +678,93 @@ class Sagad:
             con.close()
 
     def outbox(self, saga_id):
+        keys = ("id", "topic", "payload", "compensation", "step_index", "status", "attempts", "target")
+        if self.db.startswith("redis://"):
+            out = []
+            with self._redis() as c:
+                for m in c.command("ZRANGE", "sagad:sev:" + saga_id, 0, -1):
+                    h = c.command("HGETALL", b"sagad:event:" + m[21:])
+                    h = dict(zip(h[0::2], h[1::2]))
+                    row = {}
+                    for k in keys:
+                        v = h.get(k.encode())
+                        if k in ("compensation", "step_index", "status", "attempts"):
+                            v = int(v)
+                        elif v is not None and k != "payload":
+                            v = v.decode()
+                        row[k] = v
+                    out.append(row)
+            return out
         rows = self.db_query(
             "SELECT id, topic, payload, compensation, step_index, status, attempts, target "
             "FROM outbox WHERE saga_id = ? ORDER BY created_us", (saga_id,))
-        keys = ("id", "topic", "payload", "compensation", "step_index", "status", "attempts", "target")
         return [dict(zip(keys, r)) for r in rows]
+
+    # Store-neutral looks under the store (SQLite file or Redis database).
+    def _redis(self):
+        import contextlib
+        import redisserver
+        port, db = redisserver.parse_url(self.db)
+        return contextlib.closing(redisserver.Client(port, db))
+
+    def saga_counts(self):
+        """{status (0 IN_PROGRESS, 1 COMPLETED, 2 FAILED): number of sagas}."""
+        if self.db.startswith("redis://"):
+            with self._redis() as c:
+                return {st: n for st in (0, 1, 2)
+                        for n in [c.command("ZCARD", "sagad:sagas:st:%d" % st)] if n}
+        return dict(self.db_query("SELECT status, count(*) FROM sagas GROUP BY 1"))
+
+    def unsettled_count(self):
+        """Sagas IN_PROGRESS or with a compensation PENDING."""
+        if self.db.startswith("redis://"):
+            with self._redis() as c:
+                ids = set(c.command("ZRANGE", "sagad:sagas:st:0", 0, -1))
+                for m in c.command("ZRANGE", "sagad:sagas", 0, -1):
+                    if c.command("HGET", b"sagad:saga:" + m[21:], "comp_status") == b"1":
+                        ids.add(m)
+                return len(ids)
+        return self.db_query("SELECT count(*) FROM sagas WHERE status = 0 OR comp_status = 1")[0][0]
+
+    def all_outbox(self):
+        """Every outbox entry: dicts of id, saga_id, topic, compensation,
+        step_index, status, attempts."""
+        keys = ("id", "saga_id", "topic", "compensation", "step_index", "status", "attempts")
+        if self.db.startswith("redis://"):
+            out = []
+            with self._redis() as c:
+                for m in c.command("ZRANGE", "sagad:events", 0, -1):
+                    h = c.command("HGETALL", b"sagad:event:" + m[21:])
+                    h = dict(zip(h[0::2], h[1::2]))
+                    row = {}
+                    for k in keys:
+                        v = h.get(k.encode())
+                        row[k] = int(v) if k in keys[3:] else (v.decode() if v is not None
+                                                               else None)
+                    out.append(row)
+            return out
+        return [dict(zip(keys, r)) for r in self.db_query(
+            "SELECT id, saga_id, topic, compensation, step_index, status, attempts FROM outbox")]
+
+    def saga_count(self, status=None):
+        counts = self.saga_counts()
+        return sum(counts.values()) if status is None else counts.get(status, 0)
+
+    def has_saga(self, sid):
+        if self.db.startswith("redis://"):
+            with self._redis() as c:
+                return c.command("EXISTS", "sagad:saga:" + sid) == 1
+        return len(self.db_query("SELECT id FROM sagas WHERE id = ?", (sid,))) == 1
+
+    def saga_fields(self, field, status=None):
+        """The field (request, error, ...) of every saga (of a status)."""
+        if self.db.startswith("redis://"):
+            key = "sagad:sagas" if status is None else "sagad:sagas:st:%d" % status
+            with self._redis() as c:
+                return [c.command("HGET", b"sagad:saga:" + m[21:], field)
+                        for m in c.command("ZRANGE", key, 0, -1)]
+        where = "" if status is None else " WHERE status = %d" % int(status)
+        return [r[0] for r in self.db_query("SELECT %s FROM sagas%s" % (field, where))]
 
     def rss_kb(self):
         with open("/proc/%d/status" % self.proc.pid) as f:

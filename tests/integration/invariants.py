@@ -123,8 +123,7 @@ def settle(sagad, timeout=40.0):
     """Waits until no saga is IN_PROGRESS and no compensation is PENDING;
     returns whether that happened (the 'final' check reports what is left)."""
     def done():
-        rows = sagad.db_query("SELECT count(*) FROM sagas WHERE status = 0 OR comp_status = 1")
-        return rows[0][0] == 0
+        return sagad.unsettled_count() == 0
     try:
         harness.wait_until(done, timeout, 0.2, "every saga final")
         return True
@@ -211,10 +210,8 @@ def check(sagad, records, designs, answers=None, keys=None, strict=True):
         tag = r["request_data"].get("tag") if isinstance(r["request_data"], dict) else None
         by_tag[tag].append(sid)
     outbox = collections.defaultdict(list)
-    for row in sagad.db_query("SELECT id, saga_id, topic, compensation, step_index, status, "
-                              "attempts FROM outbox"):
-        outbox[row[1]].append(dict(zip(("id", "saga_id", "topic", "compensation",
-                                        "step_index", "status", "attempts"), row)))
+    for row in sagad.all_outbox():
+        outbox[row["saga_id"]].append(row)
     reqs = collections.defaultdict(list)  # tag -> [(rec, envelope, parsed body)]
     t0 = min((r["time_us"] for r in records), default=0)
     for rec in records:
@@ -466,7 +463,42 @@ def _check_saga(rep, r, tag, design, reqs, rows, answers, t0, strict):
                 bad("answers", "%s: a client was answered 202 for %s" % (who, b.get("id")))
 
 
+def _check_store_redis(rep, sagad):
+    """The Redis layout's coherence (docs/store.md): every saga has its
+    steps and sits in its status index alone; every event's saga exists;
+    no step event of a finished saga is PENDING."""
+    with sagad._redis() as c:
+        status = {}
+        for st in (0, 1, 2):
+            for m in c.command("ZRANGE", "sagad:sagas:st:%d" % st, 0, -1):
+                sid = m[21:].decode()
+                if sid in status:
+                    rep.add("store", "saga %s is in two status indexes" % sid)
+                status[sid] = st
+        if len(status) != c.command("ZCARD", "sagad:sagas"):
+            rep.add("store", "%d sagas in the status indexes, %d in sagad:sagas"
+                    % (len(status), c.command("ZCARD", "sagad:sagas")))
+        for sid, st in status.items():
+            h = c.command("HGETALL", "sagad:saga:" + sid)
+            h = dict(zip(h[0::2], h[1::2]))
+            if int(h.get(b"status", -1)) != st:
+                rep.add("store", "saga %s has status %s but is in index %d"
+                        % (sid, h.get(b"status"), st))
+            n = int(h.get(b"nsteps", 0))
+            for i in range(n):
+                if b"s%d.status" % i not in h:
+                    rep.add("store", "saga %s lacks step %d of %d" % (sid, i, n))
+        for row in sagad.all_outbox():
+            if row["saga_id"] not in status:
+                rep.add("store", "event %s belongs to no saga (%s)" % (row["id"], row["saga_id"]))
+            elif row["status"] == 0 and not row["compensation"] and status[row["saga_id"]] != 0:
+                rep.add("store", "event %s (%s) of finished saga %s is still PENDING"
+                        % (row["id"], row["topic"], row["saga_id"]))
+
+
 def _check_store(rep, sagad):
+    if sagad.db.startswith("redis://"):
+        return _check_store_redis(rep, sagad)
     q = sagad.db_query
     ic = q("PRAGMA integrity_check")
     if ic != [("ok",)]:

@@ -191,8 +191,7 @@ class ApiTest(SagadCase):
         self.assertUuid(d["id"])
         self.assertEqual(h.get("location"), "/saga/" + d["id"])
         # Durable before the 202 was sent.
-        rows = self.sagad.db_query("SELECT id FROM sagas WHERE id = ?", (d["id"],))
-        self.assertEqual(len(rows), 1)
+        self.assertTrue(self.sagad.has_saga(d["id"]))
         rec = self.sagad.get_saga(d["id"])
         self.assertEqual(rec["overall_status"], "IN_PROGRESS")
         self.assertEqual(rec["step3_status"] in ("PENDING", "RUNNING"), True, rec)

@@ -115,10 +115,10 @@ class BadInputTest(SagadCase):
         self.assertTrue(h.get("content-type", "").startswith("application/json"), (what, h))
 
     def no_new_sagas(self, before):
-        self.assertEqual(self.sagad.db_query("SELECT count(*) FROM sagas")[0][0], before)
+        self.assertEqual(self.sagad.saga_count(), before)
 
     def saga_count(self):
-        return self.sagad.db_query("SELECT count(*) FROM sagas")[0][0]
+        return self.sagad.saga_count()
 
     def test_malformed_json_400(self):
         n = self.saga_count()

@@ -228,7 +228,7 @@ class CrashPointTest(unittest.TestCase):
     @staticmethod
     def in_flight(sagad):
         try:
-            return sagad.db_query("SELECT count(*) FROM sagas WHERE status = 0")[0][0]
+            return sagad.saga_count(0)
         except Exception:
             return 0
 

@@ -2,6 +2,7 @@
 flight at once behind a slow AI model, with bounded memory (design §5: no
 thread per saga, one loop drives thousands concurrently)."""
 
+import collections
 import json
 import os
 import sys
@@ -55,8 +56,7 @@ class SyncLoadTest(harness.SagadCase):
             self.assertEqual(jbody(r[2])["result"], harness.OK_RESULT)
         # Concurrent, not one after the other (that would take 200 x 0.3 s).
         self.assertLess(elapsed, 15.0)
-        self.assertEqual(self.sagad.db_query("SELECT count(*) FROM sagas WHERE status = 1")[0][0],
-                         N_SYNC)
+        self.assertEqual(self.sagad.saga_count(1), N_SYNC)
 
 
 class AsyncLoadTest(harness.unittest.TestCase):
@@ -70,7 +70,7 @@ class AsyncLoadTest(harness.unittest.TestCase):
         cls.addClassCleanup(cls.sagad.proc.kill)
 
     def count(self, status):
-        return self.sagad.db_query("SELECT count(*) FROM sagas WHERE status = ?", (status,))[0][0]
+        return self.sagad.saga_count(status)
 
     def test_10000_async_in_flight(self):
         ids = [None] * N_ASYNC
@@ -142,9 +142,9 @@ class AsyncLoadTest(harness.unittest.TestCase):
         max_rss = max(samples["rss"] or [0])
         sys.stderr.write("all finished after %.1fs; max RSS %d kB\n" % (total_s, max_rss))
         self.assertLess(max_rss, rss_bound_kb(), "RSS while %d sagas in flight" % N_ASYNC)
-        failed = self.sagad.db_query(
-            "SELECT substr(error, 1, 40), count(*) FROM sagas WHERE status = 2 GROUP BY 1")
-        example = self.sagad.db_query("SELECT error FROM sagas WHERE status = 2 LIMIT 1")
+        errors = self.sagad.saga_fields("error", 2)
+        failed = collections.Counter(e[:40] for e in errors)
+        example = errors[:1]
         self.assertEqual(self.count(2), 0, "failed sagas by error: %r; e.g. %r" % (failed, example))
         self.assertEqual(self.count(1), N_ASYNC)
         # The API agrees: walk /sagas?status=COMPLETED.

@@ -28,6 +28,11 @@ import invariants  # noqa: E402
 from harness import Sagad, Stubs, wait_until  # noqa: E402
 
 
+SQLITE_ONLY = ("about SQLite files (write lock, full disk, read-only or replaced file); "
+               "the Redis equivalents are in test_redis_store.py")
+
+
+@unittest.skipIf(harness.store_mode() != "sqlite", SQLITE_ONLY)
 class StoreOutageTest(harness.SagadCase):
     @classmethod
     def setUpClass(cls):
@@ -93,6 +98,7 @@ class StoreOutageTest(harness.SagadCase):
         self.assertEqual(st, 200)
 
 
+@unittest.skipIf(harness.store_mode() != "sqlite", SQLITE_ONLY)
 class StoreFailureTest(unittest.TestCase):
     """Each test: a sagad on its own database, sagas in flight (sync ones in
     step 3, async ones in step 1), then the store breaks; new starts are

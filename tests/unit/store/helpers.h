@@ -22,11 +22,24 @@ typedef struct tmpdb {
     char path[128]; /* dir/saga.db */
 } tmpdb;
 
+/* With SG_TEST_STORE_URL set (redis://host:port, by with_redis.sh), a
+ * test's store is a fresh database number of that server instead of a
+ * file: each tmpdb_make takes the next one. */
+static inline const char *test_store_url(void)
+{
+    const char *u = getenv("SG_TEST_STORE_URL");
+    return u && u[0] ? u : NULL;
+}
+
 static inline void tmpdb_make(tmpdb *t)
 {
+    static int next_db = 1;
     snprintf(t->dir, sizeof t->dir, "/tmp/sg-store-test-XXXXXX");
     assert_non_null(mkdtemp(t->dir));
-    snprintf(t->path, sizeof t->path, "%s/saga.db", t->dir);
+    if (test_store_url())
+        snprintf(t->path, sizeof t->path, "%s/%d", test_store_url(), next_db++);
+    else
+        snprintf(t->path, sizeof t->path, "%s/saga.db", t->dir);
 }
 
 static inline int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
