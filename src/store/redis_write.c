@@ -159,6 +159,8 @@ static void enc_op(rd_args *a, const sg_write_op *op)
     case SG_WOP_WITHDRAW_ORPHANS:
         sg__rd_add_str(a, "WO");
         break;
+    case SG_WOP_SAGA_CLAIM:
+        break; /* one owner (the owner key): every saga is this process's */
     }
 }
 
