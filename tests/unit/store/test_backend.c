@@ -98,6 +98,9 @@ static void both(pair *p, sg_write *w, sg_status want)
         case SG_WOP_WITHDRAW_ORPHANS:
             sg_write_withdraw_orphans(copy);
             break;
+        case SG_WOP_SAGA_CLAIM:
+            sg_write_saga_claim(copy, op->u.saga_claim);
+            break;
         }
     }
     assert_int_equal(sg_store_commit_sync(p->ref, copy), want);
