@@ -10,23 +10,65 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "sg/alloc.h"
 #include "sg/records.h"
 #include "sg/store.h"
 #include "sg/util.h"
 
-/* ---- temporary directory ------------------------------------------------ */
+/* ---- temporary database ------------------------------------------------- */
 
+/* With SG_TEST_STORE_URL set (postgres://user@host:port, no database: the
+ * @postgres CTest entries run the tests under tests/integration/pgserver.py
+ * run), each tmpdb is a fresh PostgreSQL database and path its URL;
+ * otherwise an SQLite file in a temporary directory. */
 typedef struct tmpdb {
     char dir[64];
-    char path[128]; /* dir/saga.db */
+    char path[256]; /* dir/saga.db, or the database's URL */
+    char db[64];    /* the PostgreSQL database's name; "" for SQLite */
 } tmpdb;
+
+/* The PostgreSQL server's URL, or NULL when testing SQLite. */
+static inline const char *test_pg_url(void)
+{
+    const char *u = getenv("SG_TEST_STORE_URL");
+    return u && u[0] ? u : NULL;
+}
+
+/* Tests about SQLite files skip themselves on PostgreSQL. */
+#define SKIP_ON_POSTGRES()                                                                             do {                                                                                                   if (test_pg_url()) {                                                                                   fprintf(stderr, "skipped: about SQLite files\n");                                                   skip();                                                                                        }                                                                                              } while (0)
+
+/* Runs sql on the server's database db ("postgres" for the catalog);
+ * fails the test on error. */
+static inline void pg_exec(const char *db, const char *sql)
+{
+    char url[320];
+    snprintf(url, sizeof url, "%s/%s", test_pg_url(), db);
+    PGconn *c = PQconnectdb(url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
+    assert_true(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK);
+    PQclear(r);
+    PQfinish(c);
+}
 
 static inline void tmpdb_make(tmpdb *t)
 {
     snprintf(t->dir, sizeof t->dir, "/tmp/sg-store-test-XXXXXX");
     assert_non_null(mkdtemp(t->dir));
     snprintf(t->path, sizeof t->path, "%s/saga.db", t->dir);
+    t->db[0] = '\0';
+    if (test_pg_url()) {
+        char id[SG_ID_LEN + 1], sql[128];
+        sg_uuid_v4(id);
+        snprintf(t->db, sizeof t->db, "sgt_%.8s%.4s", id, id + 9);
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", t->db);
+        pg_exec("postgres", sql);
+        snprintf(t->path, sizeof t->path, "%s/%s", test_pg_url(), t->db);
+    }
 }
 
 static inline int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
@@ -40,6 +82,11 @@ static inline int rm_entry(const char *p, const struct stat *sb, int flag, struc
 static inline void tmpdb_remove(tmpdb *t)
 {
     nftw(t->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    if (t->db[0]) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", t->db);
+        pg_exec("postgres", sql);
+    }
 }
 
 /* ---- records -------------------------------------------------------------- */

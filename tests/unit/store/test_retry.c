@@ -368,7 +368,7 @@ static void test_retry_file_replaced(void **state)
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
     sg_store *s = open_retry(t.path, &loop, 512);
-    char moved[160], why[256];
+    char moved[320], why[256];
     snprintf(moved, sizeof moved, "%s.moved", t.path);
     assert_int_equal(rename(t.path, moved), 0);
     FILE *f = fopen(t.path, "w");
