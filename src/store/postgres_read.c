@@ -169,7 +169,6 @@ static sg_status load_steps(rd *k, sg_saga_rec *r, int comps)
     p_text(&p, 1, r->id, strlen(r->id));
     PGresult *res = rd_exec(k, P_STEPS, &p);
     if (!res) return SG_EIO;
-    r->steps = r->nsteps ? sg_xcalloc(r->nsteps, sizeof *r->steps) : NULL;
     for (int i = 0; i < PQntuples(res); i++) {
         int64_t idx = sg__pg_int(res, i, 0);
         if (idx < 0 || (uint64_t)idx >= r->nsteps) continue; /* not part of this saga's shape */
@@ -217,8 +216,12 @@ static sg_status collect_sagas(rd *k, int q, const params *p, int comps, sg_saga
     size_t rows = (size_t)PQntuples(res);
     if (max && rows > max) rows = max;
     if (rows) *v = sg_xrealloc(*v, (*n + rows) * sizeof **v);
-    for (size_t i = 0; i < rows; i++)
-        row_to_saga(res, (int)i, &(*v)[(*n)++]);
+    for (size_t i = 0; i < rows; i++) {
+        sg_saga_rec *r = &(*v)[(*n)++];
+        row_to_saga(res, (int)i, r);
+        /* Now: sg_saga_rec_free expects nsteps of them, even on failure. */
+        r->steps = r->nsteps ? sg_xcalloc(r->nsteps, sizeof *r->steps) : NULL;
+    }
     PQclear(res);
     for (size_t i = *n - rows; i < *n; i++) {
         if (load_steps(k, &(*v)[i], comps) != SG_OK) return SG_EIO;

@@ -37,22 +37,55 @@ static inline const char *test_pg_url(void)
 }
 
 /* Tests about SQLite files skip themselves on PostgreSQL. */
-#define SKIP_ON_POSTGRES()                                                                             do {                                                                                                   if (test_pg_url()) {                                                                                   fprintf(stderr, "skipped: about SQLite files\n");                                                   skip();                                                                                        }                                                                                              } while (0)
+#define SKIP_ON_POSTGRES()                                                                         \
+    do {                                                                                           \
+        if (test_pg_url()) {                                                                       \
+            fprintf(stderr, "skipped: about SQLite files\n");                                      \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
 
-/* Runs sql on the server's database db ("postgres" for the catalog);
- * fails the test on error. */
-static inline void pg_exec(const char *db, const char *sql)
+/* The backend's name as its messages start ("SQLite get steps: ..."). */
+#define STORE_NAME (test_pg_url() ? "PostgreSQL" : "SQLite")
+
+/* 1 if path is a PostgreSQL URL (a tmpdb's path in PostgreSQL mode). */
+static inline int pg_path(const char *path)
 {
-    char url[320];
-    snprintf(url, sizeof url, "%s/%s", test_pg_url(), db);
+    return strncmp(path, "postgres", 8) == 0;
+}
+
+/* Runs sql on the database at url; fails the test on error. The first
+ * column of the first row as an integer (text result), 0 without rows. */
+static inline long long pg_exec_url(const char *url, const char *sql)
+{
     PGconn *c = PQconnectdb(url);
     assert_int_equal(PQstatus(c), CONNECTION_OK);
     PGresult *r = PQexec(c, sql);
     if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
         fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
     assert_true(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK);
+    long long v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0
+                      ? strtoll(PQgetvalue(r, 0, 0), NULL, 10)
+                      : 0;
     PQclear(r);
     PQfinish(c);
+    return v;
+}
+
+/* The same on the server's database db ("postgres" for the catalog). */
+static inline void pg_exec(const char *db, const char *sql)
+{
+    char url[320];
+    snprintf(url, sizeof url, "%s/%s", test_pg_url(), db);
+    (void)pg_exec_url(url, sql);
+}
+
+/* Rows in table of the PostgreSQL database at url. */
+static inline int pg_count(const char *url, const char *table)
+{
+    char sql[64];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+    return (int)pg_exec_url(url, sql);
 }
 
 static inline void tmpdb_make(tmpdb *t)

@@ -96,6 +96,13 @@ static void test_defs_store_and_load(void **state)
     assert_int_equal(sg_store_health(s, NULL, 0), SG_OK);
     sg_store_close(s);
 
+    if (pg_path(t.path)) {
+        assert_int_equal(pg_exec_url(t.path, "SELECT created_us FROM definitions WHERE "
+                                             "name='order' AND version=2"),
+                         20);
+        tmpdb_remove(&t);
+        return;
+    }
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
     sqlite3_stmt *st = NULL;
@@ -124,7 +131,7 @@ static void test_defs_conflict_in_batch(void **state)
     assert_int_equal(put_def(s, "order", 1, "{\"v\":1}", 1), SG_OK);
     sg_store_close(s);
 
-    const struct sg_store_ops *ops = &sg_store_sqlite_ops;
+    const struct sg_store_ops *ops = test_pg_url() ? &sg_store_postgres_ops : &sg_store_sqlite_ops;
     sg_store_backend *b = NULL;
     char err[256] = "";
     assert_int_equal(ops->open(&b, t.path, t.path, NULL, err, sizeof err), SG_OK);
@@ -254,6 +261,7 @@ static void test_type_filter(void **state)
 static void test_type_filter_plan(void **state)
 {
     (void)state;
+    SKIP_ON_POSTGRES(); /* SQLite's query plans */
     static const struct {
         int q;
         const char *index; /* NULL: sagas_type or sagas_status */
