@@ -171,12 +171,13 @@ class PgServer:
     def drop_db(self, name):
         self.psql("postgres", 'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
 
-    def query(self, db, sql):
-        """Rows of sql as lists of strings (None for NULL); sql must not
-        return values holding newlines or the field separator."""
+    def query(self, db, sql, header=False):
+        """Rows of sql as lists of strings (None for NULL), after a row of
+        the column names if header; sql must not return values holding
+        newlines or the field separator."""
         r = subprocess.run([PSQL, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                            "-d", db, "-v", "ON_ERROR_STOP=1", "-AtX", "-F", "\x1f",
-                            "-P", "null=\x01"],
+                            "-d", db, "-v", "ON_ERROR_STOP=1", "-AX" + ("" if header else "t"),
+                            "-F", "\x1f", "-P", "null=\x01", "-P", "footer=off"],
                            input=sql, capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError("psql %s: %s" % (db, r.stderr.strip()))
