@@ -138,8 +138,28 @@ class PgServer:
             self.proc.wait()
         self.proc = None
 
-    def restart(self, down_s=0.0):
-        self.stop()
+    def crash(self, timeout=30):
+        """Immediate shutdown (SIGQUIT): every session ends at once, nothing
+        is flushed beyond what was committed, and the next start recovers
+        from the WAL, as after a crash."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self.log:
+            self.log.close()
+            self.log = None
+
+    def restart(self, down_s=0.0, crash=False):
+        """Stops (fast shutdown, or a crash) and starts on the same port."""
+        if crash:
+            self.crash()
+        else:
+            self.stop()
         if down_s:
             time.sleep(down_s)
         return self.start()

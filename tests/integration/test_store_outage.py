@@ -7,6 +7,11 @@ store's reason, /readyz is 503 with it, nothing is half-written, and sagad
 recovers by itself once the store does. A second sagad on the same
 database is refused.
 
+With SAGAD_IT_STORE=postgres (integration/test_store_outage@postgres) the
+lock is a PostgreSQL table lock held past sagad's lock_timeout, the cases
+about SQLite files skip, and the database server is restarted (crashed)
+under load instead: no saga that was answered is lost.
+
 The disk-full and read-only cases need root (mount, chattr) and an ext2/3/4
 temp directory for chattr; they skip, saying why, where those are missing."""
 
@@ -42,7 +47,14 @@ class StoreOutageTest(harness.SagadCase):
 
     def hold_write_lock(self, seconds):
         """Holds SQLite's write lock from another connection for `seconds`
-        (longer than sagad's 5 s busy timeout)."""
+        (longer than sagad's 5 s busy timeout); on PostgreSQL, a lock on
+        the tables past sagad's lock_timeout (5 s)."""
+        if self.sagad.db.startswith("postgres"):
+            lock = PgTableLock(self.sagad.db)
+            lock.take()
+            t = threading.Timer(seconds, lock.release)
+            t.start()
+            return t
         db = sqlite3.connect(self.sagad.db, timeout=10, isolation_level=None,
                              check_same_thread=False)
         db.execute("BEGIN IMMEDIATE")
@@ -91,6 +103,38 @@ class StoreOutageTest(harness.SagadCase):
         self.assertIn("in use by another sagad", err)
         st, _, _ = self.sagad.http("GET", "/healthz")
         self.assertEqual(st, 200)
+
+
+class PgTableLock:
+    """Another session holding an EXCLUSIVE lock on sagad's tables: its
+    writes wait, then fail after lock_timeout, as SQLite's do after the
+    busy timeout. Reads still run."""
+
+    def __init__(self, url):
+        pg = harness.pg_server()
+        self.p = subprocess.Popen(
+            ["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-X", "-q",
+             "-v", "ON_ERROR_STOP=1", "-d", url.rsplit("/", 1)[1]],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def take(self):
+        self.p.stdin.write("BEGIN; LOCK TABLE sagas, steps, outbox IN EXCLUSIVE MODE;\n"
+                           "SELECT 'locked';\n")
+        self.p.stdin.flush()
+        line = self.p.stdout.readline()
+        assert "locked" in line, line
+
+    def release(self):
+        if self.p.poll() is None:
+            self.p.stdin.write("COMMIT;\n")
+            self.p.stdin.close()
+            self.p.wait(10)
+
+
+def skip_on_postgres(test):
+    if harness.store_mode() == "postgres":
+        test.skipTest("about SQLite files (SAGAD_IT_STORE=postgres: "
+                      "see test_postgres_restart_mid_load)")
 
 
 class StoreFailureTest(unittest.TestCase):
@@ -230,6 +274,7 @@ class StoreFailureTest(unittest.TestCase):
     # ---- the cases
 
     def test_disk_full(self):
+        skip_on_postgres(self)
         mnt = os.path.join(harness.tmpdir(), "small")
         os.mkdir(mnt)
         rc, _, err = harness.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt])
@@ -255,6 +300,7 @@ class StoreFailureTest(unittest.TestCase):
         self.outage(fill, lambda: os.unlink(filler), r"full")
 
     def test_read_only_database(self):
+        skip_on_postgres(self)
         d = harness.tmpdir()
         db = os.path.join(d, "saga.db")
         probe = os.path.join(d, "probe")
@@ -280,6 +326,7 @@ class StoreFailureTest(unittest.TestCase):
         self.outage(lock_files, unlock_files, r"(?i)(read-only|readonly|disk I/O|permit)")
 
     def test_database_file_replaced(self):
+        skip_on_postgres(self)
         d = harness.tmpdir()
         db = os.path.join(d, "saga.db")
         self.start_sagad(db)
@@ -311,6 +358,12 @@ class StoreFailureTest(unittest.TestCase):
         # stores it with the event), so with a shorter step timeout the
         # sagas waiting in step 1 -> 2 would fail at step 2 for the wait.
         self.start_sagad(None, step_timeout_ms=30000)
+        if self.sagad.db.startswith("postgres"):
+            pg_lock = PgTableLock(self.sagad.db)
+            self.addCleanup(pg_lock.release)
+            # PostgreSQL: "canceling statement due to lock timeout".
+            self.outage(pg_lock.take, pg_lock.release, r"lock timeout", refuse_s=13.0)
+            return
         db = sqlite3.connect(self.sagad.db, timeout=10, isolation_level=None,
                              check_same_thread=False)
         self.addCleanup(db.close)
@@ -325,6 +378,59 @@ class StoreFailureTest(unittest.TestCase):
         # Each attempt waits out the 5 s busy timeout: a start may wait for
         # the attempt under way, a backoff, and its own attempt.
         self.outage(lock, unlock, r"locked", refuse_s=13.0)
+
+    def test_postgres_restart_mid_load(self):
+        """The database server crashes (immediate shutdown) and comes back
+        after 2 s while sagas run and new ones keep coming: sagad reconnects
+        by itself, every saga it answered for is there and finishes as
+        designed, and the invariants hold (also after a restart)."""
+        if harness.store_mode() != "postgres":
+            self.skipTest("PostgreSQL only (SAGAD_IT_STORE=postgres)")
+        self.start_sagad(None, step_timeout_ms=30000)
+        tag = self.new_tag("ok")
+        st, b = self.post(tag, invariants.body_for(tag, "ok"))
+        self.assertEqual(st, 200, b)
+        threads = self.start_in_flight()
+        stop = threading.Event()
+        tags = threading.Lock()
+
+        def stream(k):
+            while not stop.is_set():
+                with tags:
+                    tag = self.new_tag("ok" if k % 2 == 0 else "fail3")
+                headers = {"Prefer": "respond-async"} if k % 2 else {}
+                self.post(tag, invariants.body_for(tag, self.designs[tag]), headers,
+                          timeout=60)
+                time.sleep(0.05)
+
+        streams = [threading.Thread(target=stream, args=(k,)) for k in range(4)]
+        for t in streams:
+            t.start()
+        time.sleep(1.0)
+        harness.pg_server().restart(down_s=2.0, crash=True)
+        time.sleep(1.5)
+        stop.set()
+        for t in streams + threads:
+            t.join(60)
+        wait_until(lambda: self.ready()[0] == 200, 15, msg="/readyz 200 after the restart")
+        self.assertTrue(invariants.settle(self.sagad, 60))
+        answered = [b for a in self.answers.values() for st, b in a
+                    if st in (200, 202, 400) and isinstance(b, dict)]
+        self.assertGreater(len(answered), 10)
+        for b in answered:
+            sid = b.get("id") or (b.get("detail") or {}).get("id")
+            self.assertTrue(sid, b)
+            st, _, body = self.sagad.http("GET", "/saga/" + sid)
+            self.assertEqual(st, 200, "answered saga %s lost: %r" % (sid, body[:200]))
+        records = [r for r in self.stubs.recorded() if self.run_id in r["body"]]
+        rep = invariants.check(self.sagad, records, self.designs, self.answers, strict=True)
+        self.assertEqual(rep.violations, [], rep.text())
+        self.assertEqual(self.sagad.stop(), 0)
+        self.sagad.start()
+        rep = invariants.check(self.sagad, [r for r in self.stubs.recorded()
+                                            if self.run_id in r["body"]],
+                               self.designs, self.answers, strict=True)
+        self.assertEqual(rep.violations, [], rep.text())
 
 
 if __name__ == "__main__":
