@@ -113,7 +113,7 @@ class PgTableLock:
     def __init__(self, url):
         pg = harness.pg_server()
         self.p = subprocess.Popen(
-            ["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-X", "-q",
+            ["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-X", "-q", "-At",
              "-v", "ON_ERROR_STOP=1", "-d", url.rsplit("/", 1)[1]],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -129,6 +129,7 @@ class PgTableLock:
             self.p.stdin.write("COMMIT;\n")
             self.p.stdin.close()
             self.p.wait(10)
+            self.p.stdout.close()
 
 
 def skip_on_postgres(test):
@@ -417,6 +418,9 @@ class StoreFailureTest(unittest.TestCase):
         answered = [b for a in self.answers.values() for st, b in a
                     if st in (200, 202, 400) and isinstance(b, dict)]
         self.assertGreater(len(answered), 10)
+        refused = sum(1 for a in self.answers.values() for st, _ in a if st == 503)
+        sys.stderr.write("\n  %d sagas answered, %d starts refused (503) around the restart\n"
+                         % (len(answered), refused))
         for b in answered:
             sid = b.get("id") or (b.get("detail") or {}).get("id")
             self.assertTrue(sid, b)
