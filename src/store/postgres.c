@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <uv.h>
+
 #include "postgres_int.h"
 #include "sg/alloc.h"
 #include "sg/util.h"
@@ -15,6 +17,8 @@
  * database until leases let several sagad share one. PostgreSQL frees it
  * when the session ends, so a crashed sagad never leaves it behind. */
 #define SG_PG_OWNER_LOCK 0x73616761645f6f77LL
+#define OWNER_TRIES 20
+#define OWNER_WAIT_MS 50
 
 /* Parameter types in libpq's terms (pg_type OIDs). */
 #define OID_BYTEA 17
@@ -116,18 +120,25 @@ sg_status sg__pg_connect(pgc *c, const sg_store_backend *be, int owner, char *er
              be->busy_ms, be->sync_commit ? "on" : "off");
     if (exec_simple(c->pg, sql, "session settings", err, errlen) != 0) goto fail;
     if (owner) {
+        /* A previous owner that just went away (killed, or its session
+         * dropped) may hold the lock until the server has noticed: ask a
+         * few times over about a second before refusing. */
+        int got = 0;
         snprintf(sql, sizeof sql, "SELECT pg_try_advisory_lock(%lld)", (long long)SG_PG_OWNER_LOCK);
-        PGresult *r = PQexec(c->pg, sql);
-        int got = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+        for (int i = 0; i < OWNER_TRIES && !got; i++) {
+            if (i) uv_sleep(OWNER_WAIT_MS);
+            PGresult *r = PQexec(c->pg, sql);
+            got = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
                   strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-        int failed = PQresultStatus(r) != PGRES_TUPLES_OK;
-        if (failed) {
-            char m[200];
-            sg__pg_msg(m, sizeof m, c->pg, r);
-            snprintf(err, errlen, "PostgreSQL owner lock: %s", m);
+            int failed = PQresultStatus(r) != PGRES_TUPLES_OK;
+            if (failed) {
+                char m[200];
+                sg__pg_msg(m, sizeof m, c->pg, r);
+                snprintf(err, errlen, "PostgreSQL owner lock: %s", m);
+            }
+            PQclear(r);
+            if (failed) goto fail;
         }
-        PQclear(r);
-        if (failed) goto fail;
         if (!got) {
             snprintf(err, errlen,
                      "store %s is in use by another sagad (PostgreSQL advisory lock %lld held "
@@ -237,7 +248,15 @@ fail:
 static void pg_close(sg_store_backend *b)
 {
     if (!b) return;
-    /* Ending the session frees the owner lock. */
+    /* Ending the session frees the owner lock, but only once the server
+     * has processed the end: unlock first, so that the next owner (a
+     * restart) finds it free at once. */
+    if (b->w.pg && PQstatus(b->w.pg) == CONNECTION_OK) {
+        if (PQpipelineStatus(b->w.pg) != PQ_PIPELINE_OFF) PQexitPipelineMode(b->w.pg);
+        char sql[96];
+        snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock(%lld)", (long long)SG_PG_OWNER_LOCK);
+        PQclear(PQexec(b->w.pg, sql));
+    }
     sg__pg_disconnect(&b->w);
     free(b->url);
     free(b);

@@ -1,6 +1,7 @@
 /* PostgreSQL backend internals shared by postgres.c (connections, the
  * schema, open), postgres_sql.c (the SQL), postgres_write.c (the write
- * transaction) and postgres_read.c (readers).
+ * transaction), postgres_read.c (readers, sagas) and
+ * postgres_read_events.c (the outbox and definitions).
  *
  * Wire format: every parameter and every result column travels in binary
  * (integers as BIGINT, big-endian; TEXT and BYTEA as their bytes), so a
@@ -121,6 +122,38 @@ void sg__pg_counts(sg_store_backend *be, sg_store_counters *out);
 int64_t sg__pg_int(const PGresult *res, int row, int col);
 char *sg__pg_bytes(const PGresult *res, int row, int col, size_t *len); /* NULL for SQL NULL */
 void sg__pg_id(const PGresult *res, int row, int col, char out[SG_ID_LEN + 1]);
+
+/* One read call: the reader and the caller's buffer for its failure. */
+typedef struct rd {
+    sg_store_breader *r;
+    char *err;
+    size_t errlen;
+} rd;
+
+/* Parameters of one read statement, all binary; unset ones are NULL. */
+typedef struct params {
+    const char *v[8];
+    int len[8];
+    int fmt[8];
+    unsigned char ib[8][8];
+} params;
+
+void sg__pg_p_text(params *p, int i, const char *s, size_t n);
+void sg__pg_p_int(params *p, int i, int64_t v);
+/* Runs statement q with p (NULL: none); the result (rows or a command's
+ * status) is the caller's to PQclear. NULL on failure, with err set; a
+ * lost connection is dropped, and the next call connects again. */
+PGresult *sg__pg_rd_exec(rd *k, int q, const params *p);
+/* The parameters of one keyset page ($1 limit + 1, $2 and $3 the cursor,
+ * $4 status, $5 type) and the query of qs for them (qs as SQLite's
+ * sg__sq_page_stmt). SG_EINVAL for a malformed cursor. */
+sg_status sg__pg_page_params(rd *k, const sg_list_query *q, const int *qs, int *qi, params *p,
+                             char cid[SG_ID_LEN + 1]);
+/* Runs event query q and appends up to max rows (0 = all) to *v, *n,
+ * which the caller frees (sg__pg_free_events) even on failure. */
+sg_status sg__pg_collect_events(rd *k, int q, const params *p, size_t max, sg_event_rec **v,
+                                size_t *n);
+void sg__pg_free_events(sg_event_rec *v, size_t n);
 
 sg_status sg__pg_reader_open(sg_store_backend *be, sg_store_breader **out, char *err,
                              size_t errlen);

@@ -61,52 +61,16 @@ static void row_to_saga(const PGresult *res, int i, sg_saga_rec *r)
     r->def_version = (int)sg__pg_int(res, i, 10);
 }
 
-static void row_to_event(const PGresult *res, int i, sg_event_rec *e)
-{
-    memset(e, 0, sizeof *e);
-    sg__pg_id(res, i, 0, e->id);
-    sg__pg_id(res, i, 1, e->saga_id);
-    e->topic = sg__pg_bytes(res, i, 2, NULL);
-    e->target = sg__pg_bytes(res, i, 3, NULL);
-    e->payload = sg__pg_bytes(res, i, 4, &e->payload_len);
-    e->created_us = sg__pg_int(res, i, 5);
-    e->deadline_us = sg__pg_int(res, i, 6);
-    e->compensation = (int)sg__pg_int(res, i, 7);
-    e->step_index = (int)sg__pg_int(res, i, 8);
-    e->status = (sg_event_status)sg__pg_int(res, i, 9);
-    e->attempts = (int)sg__pg_int(res, i, 10);
-    e->last_error = sg__pg_bytes(res, i, 11, NULL);
-    e->updated_us = sg__pg_int(res, i, 12);
-    e->method = sg__pg_bytes(res, i, 13, NULL);
-    e->headers = sg__pg_bytes(res, i, 14, NULL);
-    e->timeout_ms = (long)sg__pg_int(res, i, 15);
-}
-
 /* ---- statements ---------------------------------------------------------- */
 
-/* One read call: the reader and the caller's buffer for its failure. */
-typedef struct rd {
-    sg_store_breader *r;
-    char *err;
-    size_t errlen;
-} rd;
-
-/* Parameters of one read statement, all binary; unset ones are NULL. */
-typedef struct params {
-    const char *v[8];
-    int len[8];
-    int fmt[8];
-    unsigned char ib[8][8];
-} params;
-
-static void p_text(params *p, int i, const char *s, size_t n)
+void sg__pg_p_text(params *p, int i, const char *s, size_t n)
 {
     p->v[i - 1] = s ? (n ? s : "") : NULL;
     p->len[i - 1] = (int)n;
     p->fmt[i - 1] = 1;
 }
 
-static void p_int(params *p, int i, int64_t v)
+void sg__pg_p_int(params *p, int i, int64_t v)
 {
     uint64_t u = (uint64_t)v;
     for (int k = 7; k >= 0; k--, u >>= 8)
@@ -119,7 +83,7 @@ static void p_int(params *p, int i, int64_t v)
 /* Runs statement q with p (NULL: none); the result (rows or a command's
  * status) is the caller's to PQclear. NULL on failure, with err set; a
  * lost connection is dropped, and the next call connects again. */
-static PGresult *rd_exec(rd *k, int q, const params *p)
+PGresult *sg__pg_rd_exec(rd *k, int q, const params *p)
 {
     pgc *c = &k->r->c;
     if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
@@ -146,7 +110,7 @@ static PGresult *rd_exec(rd *k, int q, const params *p)
 
 static sg_status rd_begin(rd *k)
 {
-    PGresult *res = rd_exec(k, P_BEGIN_R, NULL);
+    PGresult *res = sg__pg_rd_exec(k, P_BEGIN_R, NULL);
     PQclear(res);
     return res ? SG_OK : SG_EIO;
 }
@@ -166,8 +130,8 @@ static void rd_end(rd *k)
 static sg_status load_steps(rd *k, sg_saga_rec *r, int comps)
 {
     params p = {0};
-    p_text(&p, 1, r->id, strlen(r->id));
-    PGresult *res = rd_exec(k, P_STEPS, &p);
+    sg__pg_p_text(&p, 1, r->id, strlen(r->id));
+    PGresult *res = sg__pg_rd_exec(k, P_STEPS, &p);
     if (!res) return SG_EIO;
     for (int i = 0; i < PQntuples(res); i++) {
         int64_t idx = sg__pg_int(res, i, 0);
@@ -186,7 +150,7 @@ static sg_status load_steps(rd *k, sg_saga_rec *r, int comps)
     PQclear(res);
     if (!comps) return SG_OK;
     /* Rows come by step, oldest first: a step with several keeps its newest. */
-    res = rd_exec(k, P_COMPS, &p);
+    res = sg__pg_rd_exec(k, P_COMPS, &p);
     if (!res) return SG_EIO;
     for (int i = 0; i < PQntuples(res); i++) {
         int64_t idx = sg__pg_int(res, i, 0);
@@ -211,7 +175,7 @@ static sg_status load_steps(rd *k, sg_saga_rec *r, int comps)
 static sg_status collect_sagas(rd *k, int q, const params *p, int comps, sg_saga_rec **v, size_t *n,
                                size_t max)
 {
-    PGresult *res = rd_exec(k, q, p);
+    PGresult *res = sg__pg_rd_exec(k, q, p);
     if (!res) return SG_EIO;
     size_t rows = (size_t)PQntuples(res);
     if (max && rows > max) rows = max;
@@ -245,28 +209,6 @@ static void free_sagas(sg_saga_rec *v, size_t n)
     free(v);
 }
 
-static void free_events(sg_event_rec *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        sg_event_rec_free(&v[i]);
-    free(v);
-}
-
-/* Runs event query q and appends up to max rows (0 = all) to *v, *n. */
-static sg_status collect_events(rd *k, int q, const params *p, size_t max, sg_event_rec **v,
-                                size_t *n)
-{
-    PGresult *res = rd_exec(k, q, p);
-    if (!res) return SG_EIO;
-    size_t rows = (size_t)PQntuples(res);
-    if (max && rows > max) rows = max;
-    if (rows) *v = sg_xrealloc(*v, (*n + rows) * sizeof **v);
-    for (size_t i = 0; i < rows; i++)
-        row_to_event(res, (int)i, &(*v)[(*n)++]);
-    PQclear(res);
-    return SG_OK;
-}
-
 /* ---- the backend's read methods ------------------------------------------------ */
 
 sg_status sg__pg_reader_open(sg_store_backend *be, sg_store_breader **out, char *err, size_t errlen)
@@ -296,7 +238,7 @@ static sg_status get_one(sg_store_breader *r, int q, const char *key, sg_saga_re
     sg_saga_rec *v = NULL;
     size_t n = 0;
     params p = {0};
-    p_text(&p, 1, key, strlen(key));
+    sg__pg_p_text(&p, 1, key, strlen(key));
     sg_status res = read_sagas(&k, q, &p, 1, &v, &n, 1);
     if (res != SG_OK || n == 0) {
         free_sagas(v, n);
@@ -322,7 +264,7 @@ sg_status sg__pg_get_by_idem(sg_store_breader *r, const char *key, sg_saga_rec *
 /* The parameters of one keyset page ($1 limit + 1, $2 and $3 the cursor,
  * $4 status, $5 type) and the query of qs (see sqlite's page_stmt) for
  * them. SG_EINVAL for a malformed cursor. */
-static sg_status page_params(rd *k, const sg_list_query *q, const int *qs, int *qi, params *p,
+sg_status sg__pg_page_params(rd *k, const sg_list_query *q, const int *qs, int *qi, params *p,
                              char cid[SG_ID_LEN + 1])
 {
     int64_t cus = 0;
@@ -332,13 +274,13 @@ static sg_status page_params(rd *k, const sg_list_query *q, const int *qs, int *
         return SG_EINVAL;
     }
     *qi = qs[(q->type != NULL) * 4 + (q->status >= 0) * 2 + after];
-    p_int(p, 1, (int64_t)q->limit + 1);
+    sg__pg_p_int(p, 1, (int64_t)q->limit + 1);
     if (after) {
-        p_int(p, 2, cus);
-        p_text(p, 3, cid, strlen(cid));
+        sg__pg_p_int(p, 2, cus);
+        sg__pg_p_text(p, 3, cid, strlen(cid));
     }
-    if (q->status >= 0) p_int(p, 4, q->status);
-    if (q->type) p_text(p, 5, q->type, strlen(q->type));
+    if (q->status >= 0) sg__pg_p_int(p, 4, q->status);
+    if (q->type) sg__pg_p_text(p, 5, q->type, strlen(q->type));
     return SG_OK;
 }
 
@@ -353,7 +295,7 @@ sg_status sg__pg_list(sg_store_breader *r, const sg_list_query *q, sg_saga_rec *
     int qi;
     params p = {0};
     char cid[SG_ID_LEN + 1];
-    sg_status res = page_params(&k, q, qs, &qi, &p, cid);
+    sg_status res = sg__pg_page_params(&k, q, qs, &qi, &p, cid);
     if (res != SG_OK) return res;
     res = read_sagas(&k, qi, &p, 1, &v, &got, q->limit + 1);
     if (res != SG_OK) {
@@ -402,9 +344,9 @@ sg_status sg__pg_load_unfinished_page(sg_store_breader *r, const char *after, si
         return SG_EINVAL;
     }
     params p = {0};
-    p_int(&p, 1, cus);
-    p_text(&p, 2, cid, strlen(cid));
-    p_int(&p, 3, (int64_t)limit);
+    sg__pg_p_int(&p, 1, cus);
+    sg__pg_p_text(&p, 2, cid, strlen(cid));
+    sg__pg_p_int(&p, 3, (int64_t)limit);
     sg_saga_rec *v = NULL;
     size_t n = 0;
     sg_event_rec **evs = NULL;
@@ -417,15 +359,15 @@ sg_status sg__pg_load_unfinished_page(sg_store_breader *r, const char *after, si
     }
     for (size_t i = 0; i < n && res == SG_OK; i++) {
         params ep = {0};
-        p_text(&ep, 1, v[i].id, strlen(v[i].id));
-        res = collect_events(&k, P_STEP_EVENTS, &ep, 0, &evs[i], &nevs[i]);
+        sg__pg_p_text(&ep, 1, v[i].id, strlen(v[i].id));
+        res = sg__pg_collect_events(&k, P_STEP_EVENTS, &ep, 0, &evs[i], &nevs[i]);
     }
     rd_end(&k);
     if (res == SG_OK && n == limit) sg_store_cursor_format(next, v[n - 1].created_us, v[n - 1].id);
     for (size_t i = 0; i < n; i++) {
         if (res != SG_OK) {
             sg_saga_rec_free(&v[i]);
-            free_events(evs[i], nevs[i]);
+            sg__pg_free_events(evs[i], nevs[i]);
             continue;
         }
         sg_saga_rec *rec = sg_xmalloc(sizeof *rec);
@@ -436,118 +378,4 @@ sg_status sg__pg_load_unfinished_page(sg_store_breader *r, const char *after, si
     free(evs);
     free(nevs);
     return res;
-}
-
-static sg_status load_events(sg_store_breader *r, int q, void (*cb)(void *arg, sg_event_rec *ev),
-                             void *arg, char *err, size_t errlen)
-{
-    rd k = {r, err, errlen};
-    sg_event_rec *v = NULL;
-    size_t n = 0;
-    if (collect_events(&k, q, NULL, 0, &v, &n) != SG_OK) {
-        free_events(v, n);
-        return SG_EIO;
-    }
-    for (size_t i = 0; i < n; i++) {
-        sg_event_rec *ev = sg_xmalloc(sizeof *ev);
-        *ev = v[i];
-        cb(arg, ev);
-    }
-    free(v);
-    return SG_OK;
-}
-
-sg_status sg__pg_load_pending_events(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
-                                     void *arg, char *err, size_t errlen)
-{
-    return load_events(r, P_PENDING_EVENTS, cb, arg, err, errlen);
-}
-
-sg_status sg__pg_load_compensations(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
-                                    void *arg, char *err, size_t errlen)
-{
-    return load_events(r, P_COMPENSATIONS, cb, arg, err, errlen);
-}
-
-sg_status sg__pg_has_orphans(sg_store_breader *r, int *yes, char *err, size_t errlen)
-{
-    rd k = {r, err, errlen};
-    PGresult *res = rd_exec(&k, P_ORPHANS_EXIST, NULL);
-    *yes = res && PQntuples(res) > 0;
-    PQclear(res);
-    return res ? SG_OK : SG_EIO;
-}
-
-sg_status sg__pg_list_events(sg_store_breader *r, const sg_list_query *q, sg_event_rec **out,
-                             size_t *n, char next[SG_CURSOR_MAX], char *err, size_t errlen)
-{
-    static const int qs[4] = {P_EVENTS, P_EVENTS_AFTER, P_EVENTS_ST, P_EVENTS_ST_AFTER};
-    rd k = {r, err, errlen};
-    sg_event_rec *v = NULL;
-    size_t got = 0;
-    int qi;
-    params p = {0};
-    char cid[SG_ID_LEN + 1];
-    sg_list_query eq = *q;
-    eq.type = NULL; /* events have no type */
-    sg_status res = page_params(&k, &eq, qs, &qi, &p, cid);
-    if (res != SG_OK) return res;
-    if (collect_events(&k, qi, &p, q->limit + 1, &v, &got) != SG_OK) {
-        free_events(v, got);
-        return SG_EIO;
-    }
-    if (got > q->limit) {
-        sg_event_rec_free(&v[q->limit]);
-        got = q->limit;
-        sg_store_cursor_format(next, v[got - 1].created_us, v[got - 1].id);
-    }
-    *out = v;
-    *n = got;
-    return SG_OK;
-}
-
-sg_status sg__pg_get_event(sg_store_breader *r, const char *id, sg_event_rec *out, char *err,
-                           size_t errlen)
-{
-    rd k = {r, err, errlen};
-    params p = {0};
-    p_text(&p, 1, id, strlen(id));
-    PGresult *res = rd_exec(&k, P_GET_EVENT, &p);
-    if (!res) return SG_EIO;
-    sg_status st = SG_ENOTFOUND;
-    if (PQntuples(res) > 0) {
-        row_to_event(res, 0, out);
-        st = SG_OK;
-    }
-    PQclear(res);
-    return st;
-}
-
-sg_status sg__pg_load_defs(sg_store_breader *r, sg_def_row_cb cb, void *arg, char *err,
-                           size_t errlen)
-{
-    rd k = {r, err, errlen};
-    PGresult *res = rd_exec(&k, P_DEFS, NULL);
-    if (!res) return SG_EIO;
-    /* Copies first: the callback may use the reader (and so this result's
-     * connection) itself. */
-    int n = PQntuples(res);
-    char **names = n ? sg_xcalloc((size_t)n, sizeof *names) : NULL;
-    char **bodies = n ? sg_xcalloc((size_t)n, sizeof *bodies) : NULL;
-    int *versions = n ? sg_xcalloc((size_t)n, sizeof *versions) : NULL;
-    for (int i = 0; i < n; i++) {
-        names[i] = sg__pg_bytes(res, i, 0, NULL);
-        versions[i] = (int)sg__pg_int(res, i, 1);
-        bodies[i] = sg__pg_bytes(res, i, 2, NULL);
-    }
-    PQclear(res);
-    for (int i = 0; i < n; i++) {
-        cb(arg, names[i] ? names[i] : "", versions[i], bodies[i] ? bodies[i] : "");
-        free(names[i]);
-        free(bodies[i]);
-    }
-    free(names);
-    free(bodies);
-    free(versions);
-    return SG_OK;
 }
