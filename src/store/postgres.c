@@ -53,6 +53,23 @@ static void redact(char *out, size_t n, const char *url)
         snprintf(out, n, "%s", url);
 }
 
+void sg__pg_p_text(params *p, int i, const void *s, size_t n)
+{
+    p->v[i - 1] = s ? (n ? s : "") : NULL;
+    p->len[i - 1] = (int)n;
+    p->fmt[i - 1] = 1;
+}
+
+void sg__pg_p_int(params *p, int i, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+    for (int k = 7; k >= 0; k--, u >>= 8)
+        p->ib[i - 1][k] = (unsigned char)u;
+    p->v[i - 1] = (const char *)p->ib[i - 1];
+    p->len[i - 1] = 8;
+    p->fmt[i - 1] = 1;
+}
+
 void sg__pg_disconnect(pgc *c)
 {
     if (c->pg) PQfinish(c->pg);
@@ -154,10 +171,56 @@ fail:
     return res;
 }
 
+/* Connects the writer if it has no live connection, prepares the write
+ * statements and enters pipeline mode. */
+sg_status sg__pg_writer_ready(sg_store_backend *be, char *err, size_t errlen)
+{
+    if (!be->w.pg || PQstatus(be->w.pg) != CONNECTION_OK) {
+        if (sg__pg_connect(&be->w, be, 1, err, errlen) != SG_OK) return SG_EIO;
+    }
+    for (int q = P_BEGIN; q <= P_PROBE; q++) {
+        if (sg__pg_prepare(&be->w, q, err, errlen) != 0) {
+            if (PQstatus(be->w.pg) != CONNECTION_OK) sg__pg_disconnect(&be->w);
+            return SG_EIO;
+        }
+    }
+    if (be->pipeline && !PQenterPipelineMode(be->w.pg)) {
+        char m[200];
+        sg__pg_msg(m, sizeof m, be->w.pg, NULL);
+        snprintf(err, errlen, "PostgreSQL pipeline mode: %s", m);
+        sg__pg_disconnect(&be->w);
+        return SG_EIO;
+    }
+    return SG_OK;
+}
+
+int sg__pg_commit_landed(sg_store_backend *be, int64_t seq, char *err, size_t errlen)
+{
+    uint64_t deadline = uv_hrtime() + (uint64_t)SG_PG_VERIFY_MS * 1000000u;
+    char why[256] = "";
+    for (;;) {
+        if (sg__pg_connect(&be->w, be, 1, why, sizeof why) == SG_OK) {
+            PGresult *r = PQexec(be->w.pg, "SELECT seq FROM sg_batch WHERE id=1");
+            int known = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+            long long v = known ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+            if (!known) sg__pg_msg(why, sizeof why, be->w.pg, r);
+            PQclear(r);
+            if (known) return v == seq;
+        }
+        if (uv_hrtime() >= deadline) break;
+        uv_sleep(100);
+    }
+    snprintf(err, errlen,
+             "PostgreSQL commit in doubt: the connection was lost before COMMIT was answered, "
+             "and the server could not be asked since (%s)",
+             why);
+    return -1;
+}
+
 /* Creates the schema in a new database, or checks an existing one's
  * version: one from a newer sagad is refused untouched (SG_EINVAL). All
  * in one transaction, under the owner lock. */
-static sg_status create_schema(pgc *c, const char *shown, char *err, size_t errlen)
+static sg_status create_schema(pgc *c, const char *shown, int64_t *seq, char *err, size_t errlen)
 {
     sg_status res = SG_EIO;
     PGresult *r = NULL;
@@ -199,6 +262,16 @@ static sg_status create_schema(pgc *c, const char *shown, char *err, size_t errl
         if (exec_simple(c->pg, sql, "setting schema version", err, errlen) != 0) goto fail;
     }
     /* Upgrades from older versions go here, one step at a time. */
+    r = PQexec(c->pg, "SELECT seq FROM sg_batch WHERE id=1");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        char m[200];
+        sg__pg_msg(m, sizeof m, c->pg, r);
+        snprintf(err, errlen, "PostgreSQL reading the batch mark: %s", m);
+        goto fail;
+    }
+    *seq = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    r = NULL;
     if (exec_simple(c->pg, "COMMIT", "commit", err, errlen) != 0) goto fail;
     return SG_OK;
 fail:
@@ -232,7 +305,7 @@ static sg_status pg_open(sg_store_backend **out, const char *url, const char *ta
      * is refused. */
     res = sg__pg_connect(&b->w, b, 1, err, errlen);
     if (res != SG_OK) goto fail;
-    res = create_schema(&b->w, shown, err, errlen);
+    res = create_schema(&b->w, shown, &b->seq, err, errlen);
     if (res != SG_OK) goto fail;
     *out = b;
     return SG_OK;

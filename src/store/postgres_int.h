@@ -39,6 +39,7 @@ enum {
     P_DEF_INSERT,
     P_EVENT_TRIED,
     P_WITHDRAW_ORPHANS,
+    P_MARK,
     P_PROBE,
     /* reads */
     P_BEGIN_R,
@@ -89,6 +90,7 @@ struct sg_store_backend {
     int sync_commit; /* synchronous_commit on (1) or off (0) */
     int pipeline;    /* exec_batch pipelines its statements; immutable */
     pgc w;           /* the writer connection, holding the owner lock */
+    int64_t seq;     /* the last batch's mark (sg_batch.seq); writer thread only */
     atomic_int in_batch;
     _Atomic uint64_t statements;
 };
@@ -107,6 +109,16 @@ sg_status sg__pg_connect(pgc *c, const sg_store_backend *be, int owner, char *er
 void sg__pg_disconnect(pgc *c); /* leaves c zeroed */
 /* Prepares statement q on c unless done. 0 on success, else -1 with err. */
 int sg__pg_prepare(pgc *c, int q, char *err, size_t errlen);
+/* Connects the writer if it has no live connection (taking the owner
+ * lock), prepares the write statements and enters pipeline mode when the
+ * backend pipelines. SG_EIO with err on failure. */
+sg_status sg__pg_writer_ready(sg_store_backend *be, char *err, size_t errlen);
+/* After the connection was lost with a COMMIT unanswered: connects the
+ * writer again (for up to about SG_PG_VERIFY_MS) and reads the batch mark.
+ * 1 if the batch marked seq committed, 0 if not, -1 if the server could
+ * not be asked (err says why). */
+#define SG_PG_VERIFY_MS 10000
+int sg__pg_commit_landed(sg_store_backend *be, int64_t seq, char *err, size_t errlen);
 /* The first line of libpq's message for c (or res when non-NULL). */
 void sg__pg_msg(char *out, size_t n, PGconn *pg, const PGresult *res);
 
@@ -132,13 +144,15 @@ typedef struct rd {
 
 /* Parameters of one read statement, all binary; unset ones are NULL. */
 typedef struct params {
-    const char *v[8];
-    int len[8];
-    int fmt[8];
-    unsigned char ib[8][8];
+    const char *v[16];
+    int len[16];
+    int fmt[16];
+    unsigned char ib[16][8]; /* BIGINTs, big-endian */
 } params;
 
-void sg__pg_p_text(params *p, int i, const char *s, size_t n);
+/* Parameter i (from 1): n bytes at s (TEXT or BYTEA; NULL is SQL NULL, a
+ * non-NULL empty value stays empty), or a BIGINT. */
+void sg__pg_p_text(params *p, int i, const void *s, size_t n);
 void sg__pg_p_int(params *p, int i, int64_t v);
 /* Runs statement q with p (NULL: none); the result (rows or a command's
  * status) is the caller's to PQclear. NULL on failure, with err set; a

@@ -63,23 +63,6 @@ static void row_to_saga(const PGresult *res, int i, sg_saga_rec *r)
 
 /* ---- statements ---------------------------------------------------------- */
 
-void sg__pg_p_text(params *p, int i, const char *s, size_t n)
-{
-    p->v[i - 1] = s ? (n ? s : "") : NULL;
-    p->len[i - 1] = (int)n;
-    p->fmt[i - 1] = 1;
-}
-
-void sg__pg_p_int(params *p, int i, int64_t v)
-{
-    uint64_t u = (uint64_t)v;
-    for (int k = 7; k >= 0; k--, u >>= 8)
-        p->ib[i - 1][k] = (unsigned char)u;
-    p->v[i - 1] = (const char *)p->ib[i - 1];
-    p->len[i - 1] = 8;
-    p->fmt[i - 1] = 1;
-}
-
 /* Runs statement q with p (NULL: none); the result (rows or a command's
  * status) is the caller's to PQclear. NULL on failure, with err set; a
  * lost connection is dropped, and the next call connects again. */

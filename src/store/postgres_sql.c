@@ -96,6 +96,9 @@ static const struct {
     [P_WITHDRAW_ORPHANS] = {"withdraw orphan events", "",
                             "UPDATE outbox SET status=2 WHERE status=0 AND compensation=0 AND "
                             "saga_id IN (SELECT id FROM sagas WHERE status<>0)"},
+    /* Each batch marks itself: after a connection lost with its COMMIT
+     * unanswered, the mark tells whether it committed. */
+    [P_MARK] = {"mark the batch", "i", "UPDATE sg_batch SET seq=$1 WHERE id=1"},
     /* Writes a row unchanged: a transaction that must write, to probe a
      * store that failed. */
     [P_PROBE] = {"probe", "", "UPDATE sg_schema SET version=version WHERE id=1"},
@@ -214,6 +217,8 @@ const char sg__pg_schema[] =
     " body TEXT NOT NULL,"
     " created_us BIGINT NOT NULL,"
     " PRIMARY KEY(name, version));"
+    "CREATE TABLE IF NOT EXISTS sg_batch(id BIGINT PRIMARY KEY, seq BIGINT NOT NULL);"
+    "INSERT INTO sg_batch(id, seq) VALUES(1, 0) ON CONFLICT(id) DO NOTHING;"
     "CREATE INDEX IF NOT EXISTS sagas_created ON sagas(created_us, id);"
     "CREATE INDEX IF NOT EXISTS sagas_status ON sagas(status, created_us, id);"
     "CREATE INDEX IF NOT EXISTS sagas_type ON sagas(def_name, created_us, id);"

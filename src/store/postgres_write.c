@@ -11,9 +11,9 @@
  * while the others commit. Without pipelining (SAGAD_PG_PIPELINE=0) the
  * same statements run one round trip each.
  *
- * A lost connection fails the batch (SG_EIO, the store's retry_failed
- * then decides); the next batch connects again, takes the owner lock
- * again and prepares the statements again. */
+ * A lost connection fails the batch (SG_EIO; retry_failed decides) unless
+ * its COMMIT was sent and unanswered: then the batch's mark, read on a new
+ * connection, tells whether it committed. The next batch reconnects. */
 #include <assert.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,17 +47,17 @@ typedef struct txn {
     int failed;        /* a statement failed since the last clear */
     sg_status fail_st; /* SG_EIO, or the failing write's own status */
     int broken;        /* the connection is in an unknown state: drop it */
+    int commit_sent;   /* COMMIT went out... */
+    int commit_ok;     /* ...and was answered: committed */
+    int aborted;       /* a statement failed on a live connection: not committed */
 } txn;
 
-/* One statement's parameters, all binary. Pointers are borrowed from the
- * sg_write, which outlives the call that sends them. */
+/* One statement and its parameters (borrowed from the sg_write, which
+ * outlives the call that sends them). */
 typedef struct binder {
     int q;
     int n;
-    const char *v[16];
-    int len[16];
-    int fmt[16];
-    unsigned char ib[16][8]; /* BIGINTs, big-endian */
+    params p;
 } binder;
 
 static void b_init(binder *b, int q)
@@ -65,30 +65,21 @@ static void b_init(binder *b, int q)
     memset(b, 0, sizeof *b);
     b->q = q;
     b->n = (int)strlen(sg__pg_params(q));
-    for (int i = 0; i < 16; i++)
-        b->fmt[i] = 1;
 }
 
 static void b_text(binder *b, int i, const char *s)
 {
-    b->v[i - 1] = s;
-    b->len[i - 1] = s ? (int)strlen(s) : 0;
+    sg__pg_p_text(&b->p, i, s, s ? strlen(s) : 0);
 }
 
 static void b_blob(binder *b, int i, const void *p, size_t n)
 {
-    /* A non-NULL empty value stays an empty value, not NULL. */
-    b->v[i - 1] = p ? (n ? p : "") : NULL;
-    b->len[i - 1] = (int)n;
+    sg__pg_p_text(&b->p, i, p, n);
 }
 
 static void b_int(binder *b, int i, int64_t v)
 {
-    uint64_t u = (uint64_t)v;
-    for (int k = 7; k >= 0; k--, u >>= 8)
-        b->ib[i - 1][k] = (unsigned char)u;
-    b->v[i - 1] = (const char *)b->ib[i - 1];
-    b->len[i - 1] = 8;
+    sg__pg_p_int(&b->p, i, v);
 }
 
 /* Failure injection: 1 if the statement about to run must fail. */
@@ -126,7 +117,10 @@ static sg_status classify(const char *state, const sent *s)
 static void check(txn *t, PGresult *res, const sent *s)
 {
     ExecStatusType st = PQresultStatus(res);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        if (s->q == P_COMMIT) t->commit_ok = 1;
+        return;
+    }
     if (st == PGRES_PIPELINE_ABORTED) {
         /* Skipped after an earlier failure, which is recorded already. */
         if (!t->failed) fail(t, SG_EIO, sg__pg_name(s->q), "pipeline aborted");
@@ -136,7 +130,10 @@ static void check(txn *t, PGresult *res, const sent *s)
     sg__pg_msg(m, sizeof m, t->pg, res);
     fail(t, classify(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL, s), sg__pg_name(s->q),
          m);
-    if (PQstatus(t->pg) != CONNECTION_OK) t->broken = 1;
+    if (PQstatus(t->pg) != CONNECTION_OK)
+        t->broken = 1;
+    else
+        t->aborted = 1;
 }
 
 /* Reads back the results of everything pipelined, through the Sync. */
@@ -200,13 +197,14 @@ static void tx_send(txn *t, const binder *b, size_t w, sg_status zero)
     char name[16];
     snprintf(name, sizeof name, "q%d", b->q);
     sent s = {b->q, w, zero};
+    if (b->q == P_COMMIT) t->commit_sent = 1;
     if (!t->pipeline) {
-        PGresult *res = PQexecPrepared(t->pg, name, b->n, b->v, b->len, b->fmt, 1);
+        PGresult *res = PQexecPrepared(t->pg, name, b->n, b->p.v, b->p.len, b->p.fmt, 1);
         check(t, res, &s);
         PQclear(res);
         return;
     }
-    if (!PQsendQueryPrepared(t->pg, name, b->n, b->v, b->len, b->fmt, 1)) {
+    if (!PQsendQueryPrepared(t->pg, name, b->n, b->p.v, b->p.len, b->p.fmt, 1)) {
         char m[200];
         sg__pg_msg(m, sizeof m, t->pg, NULL);
         fail(t, SG_EIO, sg__pg_name(b->q), m);
@@ -221,6 +219,16 @@ static void send_simple(txn *t, int q)
 {
     binder b;
     b_init(&b, q);
+    tx_send(t, &b, NO_WRITE, SG_EIO);
+}
+
+/* BEGIN and the batch's mark (a new seq for each attempt). */
+static void begin(txn *t)
+{
+    binder b;
+    send_simple(t, P_BEGIN);
+    b_init(&b, P_MARK);
+    b_int(&b, 1, ++t->be->seq);
     tx_send(t, &b, NO_WRITE, SG_EIO);
 }
 
@@ -383,7 +391,7 @@ static void apply_write(txn *t, const sg_write *w, size_t i)
  * transaction was rolled back; SG_EIO when the transaction failed. */
 static sg_status fast_pass(txn *t, sg_write *const *writes, size_t n, sg_status *results, int *redo)
 {
-    send_simple(t, P_BEGIN);
+    begin(t);
     if (n == 0) send_simple(t, P_PROBE);
     for (size_t i = 0; i < n; i++)
         apply_write(t, writes[i], i);
@@ -407,7 +415,7 @@ static sg_status fast_pass(txn *t, sg_write *const *writes, size_t n, sg_status 
  * learn whether to keep it. */
 static sg_status careful_pass(txn *t, sg_write *const *writes, size_t n, sg_status *results)
 {
-    send_simple(t, P_BEGIN);
+    begin(t);
     for (size_t i = 0; i < n; i++) {
         send_simple(t, P_SAVEPOINT);
         apply_write(t, writes[i], i);
@@ -430,35 +438,12 @@ static sg_status careful_pass(txn *t, sg_write *const *writes, size_t n, sg_stat
     return t->failed ? SG_EIO : SG_OK;
 }
 
-/* Connects the writer if it has no live connection, prepares the write
- * statements and enters pipeline mode. */
-static sg_status writer_ready(sg_store_backend *be, char *err, size_t errlen)
-{
-    if (!be->w.pg || PQstatus(be->w.pg) != CONNECTION_OK) {
-        if (sg__pg_connect(&be->w, be, 1, err, errlen) != SG_OK) return SG_EIO;
-    }
-    for (int q = P_BEGIN; q <= P_PROBE; q++) {
-        if (sg__pg_prepare(&be->w, q, err, errlen) != 0) {
-            if (PQstatus(be->w.pg) != CONNECTION_OK) sg__pg_disconnect(&be->w);
-            return SG_EIO;
-        }
-    }
-    if (be->pipeline && !PQenterPipelineMode(be->w.pg)) {
-        char m[200];
-        sg__pg_msg(m, sizeof m, be->w.pg, NULL);
-        snprintf(err, errlen, "PostgreSQL pipeline mode: %s", m);
-        sg__pg_disconnect(&be->w);
-        return SG_EIO;
-    }
-    return SG_OK;
-}
-
 static sg_status run_batch(sg_store_backend *be, sg_write *const *writes, size_t n,
                            sg_status *results, char *err, size_t errlen)
 {
     for (size_t i = 0; i < n; i++)
         results[i] = SG_EIO;
-    if (writer_ready(be, err, errlen) != SG_OK) goto fail_early;
+    if (sg__pg_writer_ready(be, err, errlen) != SG_OK) goto fail_early;
     txn *t = sg_xcalloc(1, sizeof *t);
     t->be = be;
     t->pg = be->w.pg;
@@ -470,7 +455,18 @@ static sg_status run_batch(sg_store_backend *be, sg_write *const *writes, size_t
     if (st == SG_OK && redo) st = careful_pass(t, writes, n, results);
     tx_sync(t); /* whatever a failure left in flight */
     int broken = t->broken;
+    int doubt = st != SG_OK && t->commit_sent && !t->commit_ok && !t->aborted;
     free(t);
+    if (doubt) {
+        /* The server may have committed before the connection went: ask
+         * it, rather than fail (and maybe retry) writes that are stored. */
+        sg__pg_disconnect(&be->w);
+        if (sg__pg_commit_landed(be, be->seq, err, errlen) != 1) goto fail_early;
+        for (size_t i = 0; i < n && !redo; i++)
+            results[i] = SG_OK; /* the careful pass set its own */
+        err[0] = '\0';
+        return SG_OK;
+    }
     if (be->pipeline && !broken && !PQexitPipelineMode(be->w.pg)) broken = 1;
     if (st == SG_OK && !broken) return SG_OK;
     if (st == SG_OK) {

@@ -414,7 +414,11 @@ class StoreFailureTest(unittest.TestCase):
         for t in streams + threads:
             t.join(60)
         wait_until(lambda: self.ready()[0] == 200, 15, msg="/readyz 200 after the restart")
-        self.assertTrue(invariants.settle(self.sagad, 60))
+        if not invariants.settle(self.sagad, 60):
+            left = self.sagad.db_query("SELECT id, status, comp_status, error FROM sagas "
+                                       "WHERE status = 0 OR comp_status = 1")
+            self.fail("not settled: %d sagas, e.g. %r\n%s" % (len(left), left[:5],
+                                                              self.sagad.log(150)))
         answered = [b for a in self.answers.values() for st, b in a
                     if st in (200, 202, 400) and isinstance(b, dict)]
         self.assertGreater(len(answered), 10)
