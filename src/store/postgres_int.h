@@ -117,7 +117,7 @@ sg_status sg__pg_writer_ready(sg_store_backend *be, char *err, size_t errlen);
  * writer again (for up to about SG_PG_VERIFY_MS) and reads the batch mark.
  * 1 if the batch marked seq committed, 0 if not, -1 if the server could
  * not be asked (err says why). */
-#define SG_PG_VERIFY_MS 10000
+#define SG_PG_VERIFY_MS 5000
 int sg__pg_commit_landed(sg_store_backend *be, int64_t seq, char *err, size_t errlen);
 /* The first line of libpq's message for c (or res when non-NULL). */
 void sg__pg_msg(char *out, size_t n, PGconn *pg, const PGresult *res);
