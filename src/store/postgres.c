@@ -114,6 +114,14 @@ int sg__pg_prepare(pgc *c, int q, char *err, size_t errlen)
     return ok ? 0 : -1;
 }
 
+/* Server notices (WARNING, NOTICE) would go to stderr: the backend never
+ * logs; what matters comes back as errors. */
+static void no_notices(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
 sg_status sg__pg_connect(pgc *c, const sg_store_backend *be, int owner, char *err, size_t errlen)
 {
     char shown[256], sql[128];
@@ -130,6 +138,7 @@ sg_status sg__pg_connect(pgc *c, const sg_store_backend *be, int owner, char *er
         snprintf(err, errlen, "cannot connect to PostgreSQL '%s': %s", shown, m);
         goto fail;
     }
+    PQsetNoticeProcessor(c->pg, no_notices, NULL);
     /* lock_timeout plays SQLite's busy timeout: a lock held by another
      * session fails the statement after that long rather than never. */
     snprintf(sql, sizeof sql,
