@@ -23,11 +23,11 @@
 
 _Atomic int sg_store_fail_countdown;
 
-/* Backends, tried in order; the first with plain_paths takes plain paths.
- * PostgreSQL will be listed here once src/store/postgres.c exists. */
+/* Backends, tried in order; the first with plain_paths takes plain paths. */
 static const struct sg_store_ops *const backends[] = {
     &sg_store_sqlite_ops,
     &sg_store_redis_ops,
+    &sg_store_postgres_ops,
 };
 
 struct sg_store_reader {
@@ -138,8 +138,8 @@ sg_status sg_store_open(sg_store **out, const char *url, uv_loop_t *loop,
     ops = find_backend(url, &target);
     if (!ops) {
         snprintf(err, errlen,
-                 "unsupported store URL scheme '%.*s' in '%s' (use sqlite:PATH, a path or "
-                 "redis://host:port/N)",
+                 "unsupported store URL scheme '%.*s' in '%s' (use sqlite:PATH, a path, "
+                 "postgres://... or redis://host:port/N)",
                  (int)scheme_len(url), url, url);
         goto fail;
     }

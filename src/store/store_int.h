@@ -2,8 +2,8 @@
  *
  * A backend is a table of function pointers (like SQLite's sqlite3_vfs or
  * Redis's ConnectionType) found by URL scheme at run time; store.c holds no
- * backend specifics. One backend per prefix of files: sqlite*.c today,
- * postgres*.c later. Methods marked optional may be NULL; the public
+ * backend specifics. One backend per prefix of files: sqlite*.c and
+ * postgres*.c. Methods marked optional may be NULL; the public
  * wrappers then answer SG_EINVAL.
  *
  * Errors: a method that can fail returns an sg_status and writes a
@@ -198,6 +198,7 @@ struct sg_store_ops {
 
 extern const struct sg_store_ops sg_store_sqlite_ops;
 extern const struct sg_store_ops sg_store_redis_ops; /* redis.c */
+extern const struct sg_store_ops sg_store_postgres_ops; /* postgres:// and postgresql:// */
 
 /* ---- helpers shared by backends (store.c) ------------------------------ */
 

@@ -65,6 +65,9 @@ def main():
     if file_mode():
         sys.stderr.write("file mode (SAGAD_IT_DEFINITIONS=1): sagad runs the STA saga "
                          "from a definitions file\n")
+    if store_mode() != "sqlite":
+        sys.stderr.write("store mode (SAGAD_IT_STORE=%s): each Sagad gets a fresh database\n"
+                         % store_mode())
     prog = unittest.main(verbosity=2, exit=False)
     ok = prog.result.wasSuccessful()
     reports = sanitizer_reports()
@@ -131,6 +134,8 @@ def _kill_all():
             p.wait(timeout=5)
         except Exception:
             pass
+    if _pg is not None:
+        _pg.cleanup()
     if not os.environ.get("SAGAD_IT_KEEP"):
         for d in _tmpdirs:
             shutil.rmtree(d, ignore_errors=True)
@@ -499,17 +504,82 @@ def file_mode():
 
 
 def store_mode():
-    """The store every Sagad gets: "sqlite" (a file in its workdir), or
-    "redis" with SAGAD_IT_STORE=redis (a fresh database of one
-    redis-server per test process, tests/integration/redisserver.py)."""
-    return os.environ.get("SAGAD_IT_STORE", "sqlite")
+    """The store every Sagad without an explicit db gets (SAGAD_IT_STORE):
+    "sqlite" (default: a file in its workdir); "postgres": a fresh database
+    on one PostgreSQL server started for this test process (pgserver.py);
+    "redis": a fresh database of one redis-server per test process
+    (redisserver.py)."""
+    return os.environ.get("SAGAD_IT_STORE") or "sqlite"
 
 
 def default_db(workdir):
     if store_mode() == "redis":
         import redisserver
         return redisserver.new_url()
-    return os.path.join(workdir, "saga.db")
+    return fresh_store() or os.path.join(workdir, "saga.db")
+
+
+_pg = None
+_pg_dbs = 0
+
+
+def pg_server():
+    """The test process's PostgreSQL server (pgserver.PgServer), started
+    on first use and stopped at exit."""
+    global _pg
+    if _pg is None:
+        import pgserver
+        _pg = pgserver.PgServer().start()
+    return _pg
+
+
+def fresh_store():
+    """A --db value for a new, empty store in the current store mode, or
+    None for SQLite (the Sagad's own file)."""
+    global _pg_dbs
+    if store_mode() != "postgres":
+        return None
+    _pg_dbs += 1
+    return pg_server().create_db("it_%d_%d" % (os.getpid(), _pg_dbs))
+
+
+# Columns that are BLOBs in SQLite (bytes in Python); the other BYTEA
+# columns of PostgreSQL are TEXT in SQLite (str in Python).
+_BLOB_COLS = {"request", "payload", "response"}
+
+
+def _pg_literal(v):
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool) or isinstance(v, int):
+        return str(int(v))
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def pg_query(url, sql, args=()):
+    """db_query for a PostgreSQL store: sql in SQLite's dialect as the tests
+    write it ('?' parameters), rows as tuples with SQLite's Python types."""
+    for a in args:
+        sql = sql.replace("?", _pg_literal(a), 1)
+    sql = sql.replace("CAST(request AS TEXT)", "convert_from(request, 'UTF8')")
+    db = url.rsplit("/", 1)[1]
+    out = pg_server().query(db, sql, header=True)
+    if not out:
+        return []
+    names, rows = out[0], out[1:]
+    res = []
+    for r in rows:
+        vals = []
+        for name, v in zip(names, r):
+            if v is not None and v.startswith("\\x"):
+                v = bytes.fromhex(v[2:])
+                if name not in _BLOB_COLS:
+                    v = v.decode("utf-8", "replace")
+            elif v is not None and re.fullmatch(r"-?\d+", v):
+                v = int(v)
+            vals.append(v)
+        res.append(tuple(vals))
+    return res
 
 
 def write_json_atomic(path, obj):
@@ -525,7 +595,8 @@ def write_json_atomic(path, obj):
 
 
 class Sagad:
-    """A running sagad on a free port with its own SQLite file."""
+    """A running sagad on a free port with its own SQLite file (or its own
+    database in store mode, see store_mode())."""
 
     LISTEN_RX = r"sagad listening on (\S+):(\d+)"
 
@@ -671,6 +742,8 @@ class Sagad:
 
     # store
     def db_query(self, sql, args=()):
+        if self.db.startswith("postgres"):
+            return pg_query(self.db, sql, args)
         con = sqlite3.connect("file:%s?mode=ro" % self.db, uri=True, timeout=10)
         try:
             return con.execute(sql, args).fetchall()

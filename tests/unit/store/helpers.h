@@ -10,25 +10,99 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "sg/alloc.h"
 #include "sg/records.h"
 #include "sg/store.h"
 #include "sg/util.h"
 
-/* ---- temporary directory ------------------------------------------------ */
+/* ---- temporary database ------------------------------------------------- */
 
+/* SG_TEST_STORE_URL names a server to test instead of SQLite files:
+ * - postgres://user@host:port (no database: the @postgres CTest entries
+ *   run the tests under tests/integration/pgserver.py run): each tmpdb is a
+ *   fresh PostgreSQL database and path its URL;
+ * - redis://host:port (by with_redis.sh): each tmpdb is the next database
+ *   number of that server.
+ * Otherwise a tmpdb is an SQLite file in a temporary directory. */
 typedef struct tmpdb {
     char dir[64];
-    char path[128]; /* dir/saga.db */
+    char path[256]; /* dir/saga.db, or the database's URL */
+    char db[64];    /* the PostgreSQL database's name; "" otherwise */
 } tmpdb;
 
-/* With SG_TEST_STORE_URL set (redis://host:port, by with_redis.sh), a
- * test's store is a fresh database number of that server instead of a
- * file: each tmpdb_make takes the next one. */
+/* The server's URL (either kind), or NULL when testing SQLite. */
 static inline const char *test_store_url(void)
 {
     const char *u = getenv("SG_TEST_STORE_URL");
     return u && u[0] ? u : NULL;
+}
+
+/* The PostgreSQL server's URL, or NULL when testing another store. */
+static inline const char *test_pg_url(void)
+{
+    const char *u = test_store_url();
+    return u && strncmp(u, "postgres", 8) == 0 ? u : NULL;
+}
+
+/* What a backend's open() gets as its target: what follows "scheme://". */
+static inline const char *store_target(const char *path)
+{
+    const char *p = strstr(path, "://");
+    return p ? p + 3 : path;
+}
+
+/* Tests about SQLite files skip themselves on PostgreSQL. */
+#define SKIP_ON_POSTGRES()                                                                         \
+    do {                                                                                           \
+        if (test_pg_url()) {                                                                       \
+            fprintf(stderr, "skipped: about SQLite files\n");                                      \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* The backend's name as its messages start ("SQLite get steps: ..."). */
+#define STORE_NAME (test_pg_url() ? "PostgreSQL" : "SQLite")
+
+/* 1 if path is a PostgreSQL URL (a tmpdb's path in PostgreSQL mode). */
+static inline int pg_path(const char *path)
+{
+    return strncmp(path, "postgres", 8) == 0;
+}
+
+/* Runs sql on the database at url; fails the test on error. The first
+ * column of the first row as an integer (text result), 0 without rows. */
+static inline long long pg_exec_url(const char *url, const char *sql)
+{
+    PGconn *c = PQconnectdb(url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
+    assert_true(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK);
+    long long v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0
+                      ? strtoll(PQgetvalue(r, 0, 0), NULL, 10)
+                      : 0;
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
+/* The same on the server's database db ("postgres" for the catalog). */
+static inline void pg_exec(const char *db, const char *sql)
+{
+    char url[320];
+    snprintf(url, sizeof url, "%s/%s", test_pg_url(), db);
+    (void)pg_exec_url(url, sql);
+}
+
+/* Rows in table of the PostgreSQL database at url. */
+static inline int pg_count(const char *url, const char *table)
+{
+    char sql[64];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+    return (int)pg_exec_url(url, sql);
 }
 
 static inline void tmpdb_make(tmpdb *t)
@@ -36,10 +110,18 @@ static inline void tmpdb_make(tmpdb *t)
     static int next_db = 1;
     snprintf(t->dir, sizeof t->dir, "/tmp/sg-store-test-XXXXXX");
     assert_non_null(mkdtemp(t->dir));
-    if (test_store_url())
+    snprintf(t->path, sizeof t->path, "%s/saga.db", t->dir);
+    t->db[0] = '\0';
+    if (test_store_url() && !test_pg_url()) {
         snprintf(t->path, sizeof t->path, "%s/%d", test_store_url(), next_db++);
-    else
-        snprintf(t->path, sizeof t->path, "%s/saga.db", t->dir);
+    } else if (test_pg_url()) {
+        char id[SG_ID_LEN + 1], sql[128];
+        sg_uuid_v4(id);
+        snprintf(t->db, sizeof t->db, "sgt_%.8s%.4s", id, id + 9);
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", t->db);
+        pg_exec("postgres", sql);
+        snprintf(t->path, sizeof t->path, "%s/%s", test_pg_url(), t->db);
+    }
 }
 
 static inline int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
@@ -53,6 +135,11 @@ static inline int rm_entry(const char *p, const struct stat *sb, int flag, struc
 static inline void tmpdb_remove(tmpdb *t)
 {
     nftw(t->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    if (t->db[0]) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", t->db);
+        pg_exec("postgres", sql);
+    }
 }
 
 /* ---- records -------------------------------------------------------------- */

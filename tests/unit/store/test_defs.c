@@ -96,22 +96,29 @@ static void test_defs_store_and_load(void **state)
     assert_int_equal(sg_store_health(s, NULL, 0), SG_OK);
     sg_store_close(s);
 
-    /* The first write's time, under the store (SQLite only: no read
-     * returns it). */
-    if (!test_store_url()) {
-        sqlite3 *db = NULL;
-        assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
-        sqlite3_stmt *st = NULL;
-        assert_int_equal(sqlite3_prepare_v2(db,
-                                            "SELECT created_us FROM definitions WHERE "
-                                            "name='order' AND version=2",
-                                            -1, &st, NULL),
-                         SQLITE_OK);
-        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-        assert_int_equal(sqlite3_column_int64(st, 0), 20);
-        sqlite3_finalize(st);
-        sqlite3_close(db);
+    if (pg_path(t.path)) {
+        assert_int_equal(pg_exec_url(t.path, "SELECT created_us FROM definitions WHERE "
+                                             "name='order' AND version=2"),
+                         20);
+        tmpdb_remove(&t);
+        return;
     }
+    if (test_store_url()) { /* Redis: no read returns it */
+        tmpdb_remove(&t);
+        return;
+    }
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT created_us FROM definitions WHERE name='order' "
+                                        "AND version=2",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(st, 0), 20);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
     tmpdb_remove(&t);
 }
 
@@ -128,12 +135,14 @@ static void test_defs_conflict_in_batch(void **state)
     assert_int_equal(put_def(s, "order", 1, "{\"v\":1}", 1), SG_OK);
     sg_store_close(s);
 
-    /* The backend of the store under test (SG_TEST_STORE_URL: Redis). */
-    const struct sg_store_ops *ops = test_store_url() ? &sg_store_redis_ops : &sg_store_sqlite_ops;
+    /* The backend of the store under test (SG_TEST_STORE_URL). */
+    const struct sg_store_ops *ops = test_pg_url()      ? &sg_store_postgres_ops
+                                     : test_store_url() ? &sg_store_redis_ops
+                                                        : &sg_store_sqlite_ops;
     sg_store_backend *b = NULL;
     char err[256] = "";
     assert_int_equal(
-        ops->open(&b, t.path, test_store_url() ? t.path + 8 : t.path, NULL, err, sizeof err),
+        ops->open(&b, t.path, store_target(t.path), NULL, err, sizeof err),
         SG_OK);
     sg_saga_rec a, bad, c;
     make_saga(&a, "{}", 2, NULL, 1);

@@ -1,0 +1,227 @@
+/* The PostgreSQL backend's SQL: the schema and every statement the
+ * connections prepare, by id (postgres_int.h).
+ *
+ * What it relies on, chosen so that PostgreSQL-compatible distributed
+ * databases (CockroachDB, YugabyteDB) accept it too: plain tables with
+ * primary keys and secondary indexes (no partial or expression indexes,
+ * no triggers, no stored procedures, no sequences), BIGINT, TEXT
+ * (COLLATE "C": ids and names compare as bytes, as in SQLite) and BYTEA,
+ * INSERT ... ON CONFLICT ... DO UPDATE ... WHERE, row-value comparison
+ * for keyset pages, data-modifying WITH (UPDATE/INSERT ... RETURNING),
+ * SELECT ... FOR UPDATE, GREATEST, savepoints, REPEATABLE READ read-only
+ * transactions, prepared statements with binary parameters and results,
+ * and (interim, single owner) a session-level pg_try_advisory_lock. */
+#include "postgres_int.h"
+
+#define SAGA_COLS                                                                                  \
+    "id, def_name, request, idem_key, status, comp_status, error, created_us, updated_us, "        \
+    "nsteps, def_version"
+#define EVENT_COLS                                                                                 \
+    "id, saga_id, topic, target, payload, created_us, deadline_us, compensation, step_index, "     \
+    "status, attempts, last_error, updated_us, method, headers, timeout_ms"
+
+/* A write that must match a row: no row makes the statement fail with
+ * division_by_zero (SQLSTATE 22012), which exec_batch maps to the write's
+ * own failure (SG_ENOTFOUND, or SG_ECONFLICT for a guard). An error,
+ * unlike a row count, stops a pipeline on the server at once, so a batch
+ * can be sent with its COMMIT in one round trip. */
+#define MUST(stmt) "WITH u AS (" stmt " RETURNING 1) SELECT 1/count(*) FROM u"
+/* A guard locks its row without writing a new version of it. */
+#define GUARD(where) "WITH u AS (SELECT 1 FROM " where " FOR UPDATE) SELECT 1/count(*) FROM u"
+
+/* One keyset page, newest first: $1 the page size, ($2, $3) the cursor,
+ * $4 a status, $5 a definition name; one statement per filter. */
+#define LIST_SQL(where)                                                                            \
+    "SELECT " SAGA_COLS " FROM sagas " where " ORDER BY created_us DESC, id DESC LIMIT $1"
+#define EVENTS_SQL(where)                                                                          \
+    "SELECT " EVENT_COLS " FROM outbox " where " ORDER BY created_us DESC, id DESC LIMIT $1"
+#define AFTER "(created_us, id) < ($2, $3)"
+
+/* The comp_status a saga's compensation events call for: PARKED (3)
+ * while one is parked, else PENDING (1) while one is pending (0), else
+ * COMPLETED (2). */
+#define COMP_STATUS                                                                                \
+    "(CASE WHEN EXISTS(SELECT 1 FROM outbox o WHERE o.saga_id=sagas.id AND o.compensation=1 AND "  \
+    "o.status=3) THEN 3 WHEN EXISTS(SELECT 1 FROM outbox o WHERE o.saga_id=sagas.id AND "          \
+    "o.compensation=1 AND o.status=0) THEN 1 ELSE 2 END)"
+
+static const struct {
+    const char *name;
+    const char *params;
+    const char *sql;
+} queries[P_COUNT] = {
+    [P_BEGIN] = {"begin", "", "BEGIN"},
+    [P_COMMIT] = {"commit", "", "COMMIT"},
+    [P_ROLLBACK] = {"rollback", "", "ROLLBACK"},
+    [P_SAVEPOINT] = {"savepoint", "", "SAVEPOINT w"},
+    [P_RELEASE] = {"release", "", "RELEASE SAVEPOINT w"},
+    [P_ROLLBACK_TO] = {"rollback to", "", "ROLLBACK TO SAVEPOINT w"},
+    [P_SAGA_INSERT] = {"insert saga", "ttbbiibiiii",
+                       "INSERT INTO sagas(" SAGA_COLS
+                       ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"},
+    [P_STEP_INSERT] = {"insert step", "titiiiibbi",
+                       "INSERT INTO steps(saga_id, idx, name, status, attempts, started_us, "
+                       "finished_us, error, response, next_us) VALUES($1,$2,$3,$4,$5,$6,$7,$8,"
+                       "$9,$10)"},
+    [P_SAGA_UPDATE] = {"update saga", "tiibi",
+                       MUST("UPDATE sagas SET status=$2, comp_status=$3, error=$4, updated_us=$5 "
+                            "WHERE id=$1")},
+    [P_STEP_UPDATE] = {"update step", "tiiiiibbi",
+                       MUST("UPDATE steps SET status=$3, attempts=$4, started_us=$5, "
+                            "finished_us=$6, error=$7, response=$8, next_us=$9 WHERE saga_id=$1 "
+                            "AND idx=$2")},
+    [P_EVENT_INSERT] = {"insert event", "tttbbiiiiiibitbi",
+                        "INSERT INTO outbox(" EVENT_COLS
+                        ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)"},
+    [P_EVENT_UPDATE] = {"update event", "tiibi",
+                        MUST("UPDATE outbox SET status=$2, attempts=$3, last_error=$4, "
+                             "updated_us=$5 WHERE id=$1")},
+    /* The compensation rule of sg_write_event_update ($1 the event):
+     * nothing for a step event (the subquery finds no saga). */
+    [P_COMP_DONE] = {"settle compensation status", "ti",
+                     "UPDATE sagas SET comp_status=" COMP_STATUS
+                     ", updated_us=GREATEST(updated_us, $2) WHERE id=(SELECT saga_id FROM outbox "
+                     "WHERE id=$1 AND compensation=1) AND comp_status<>" COMP_STATUS},
+    [P_SAGA_EXPECT] = {"check saga state", "tii",
+                       GUARD("sagas WHERE id=$1 AND status=$2 AND comp_status=$3")},
+    [P_EVENT_EXPECT] = {"check event state", "ti", GUARD("outbox WHERE id=$1 AND status=$2")},
+    /* Written once: the same text again updates the row to itself, another
+     * text matches nothing (the write fails with SG_ECONFLICT). */
+    [P_DEF_INSERT] = {"insert definition", "titi",
+                      MUST("INSERT INTO definitions(name, version, body, created_us) "
+                           "VALUES($1,$2,$3,$4) ON CONFLICT(name, version) DO UPDATE SET "
+                           "body=excluded.body WHERE definitions.body=excluded.body")},
+    [P_EVENT_TRIED] = {"record a first attempt", "ti",
+                       "UPDATE outbox SET started_us=$2 WHERE id=$1 AND started_us=0"},
+    [P_WITHDRAW_ORPHANS] = {"withdraw orphan events", "",
+                            "UPDATE outbox SET status=2 WHERE status=0 AND compensation=0 AND "
+                            "saga_id IN (SELECT id FROM sagas WHERE status<>0)"},
+    /* Each batch marks itself: after a connection lost with its COMMIT
+     * unanswered, the mark tells whether it committed. */
+    [P_MARK] = {"mark the batch", "i", "UPDATE sg_batch SET seq=$1 WHERE id=1"},
+    /* Writes a row unchanged: a transaction that must write, to probe a
+     * store that failed. */
+    [P_PROBE] = {"probe", "", "UPDATE sg_schema SET version=version WHERE id=1"},
+
+    [P_BEGIN_R] = {"begin", "", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"},
+    [P_GET] = {"get saga", "t", "SELECT " SAGA_COLS " FROM sagas WHERE id=$1"},
+    [P_GET_IDEM] = {"get saga by key", "b", "SELECT " SAGA_COLS " FROM sagas WHERE idem_key=$1"},
+    [P_STEPS] = {"get steps", "t",
+                 "SELECT idx, name, status, attempts, started_us, finished_us, next_us, error, "
+                 "response FROM steps WHERE saga_id=$1 ORDER BY idx"},
+    [P_COMPS] = {"get compensations", "t",
+                 "SELECT step_index, status, attempts, created_us, updated_us, last_error, "
+                 "started_us FROM outbox WHERE saga_id=$1 AND compensation=1 ORDER BY "
+                 "step_index, created_us, id"},
+    [P_LIST] = {"list sagas", "iitit", LIST_SQL("")},
+    [P_LIST_AFTER] = {"list sagas", "iitit", LIST_SQL("WHERE " AFTER)},
+    [P_LIST_ST] = {"list sagas", "iitit", LIST_SQL("WHERE status=$4")},
+    [P_LIST_ST_AFTER] = {"list sagas", "iitit", LIST_SQL("WHERE status=$4 AND " AFTER)},
+    [P_LIST_T] = {"list sagas", "iitit", LIST_SQL("WHERE def_name=$5")},
+    [P_LIST_T_AFTER] = {"list sagas", "iitit", LIST_SQL("WHERE def_name=$5 AND " AFTER)},
+    [P_LIST_ST_T] = {"list sagas", "iitit", LIST_SQL("WHERE status=$4 AND def_name=$5")},
+    [P_LIST_ST_T_AFTER] = {"list sagas", "iitit",
+                           LIST_SQL("WHERE status=$4 AND def_name=$5 AND " AFTER)},
+    [P_UNFINISHED] = {"load unfinished", "",
+                      "SELECT " SAGA_COLS " FROM sagas WHERE status=0 ORDER BY created_us, id"},
+    [P_UNFINISHED_PAGE] = {"load unfinished", "iti",
+                           "SELECT " SAGA_COLS " FROM sagas WHERE status=0 AND (created_us, id) "
+                           "> ($1, $2) ORDER BY created_us, id LIMIT $3"},
+    [P_STEP_EVENTS] = {"load step events", "t",
+                       "SELECT " EVENT_COLS " FROM outbox WHERE saga_id=$1 AND compensation=0 "
+                       "AND status=0 ORDER BY created_us, id"},
+    [P_PENDING_EVENTS] = {"load pending events", "",
+                          "SELECT " EVENT_COLS " FROM outbox WHERE status=0 OR status=3 ORDER BY "
+                          "created_us, id"},
+    [P_COMPENSATIONS] = {"load compensations", "",
+                         "SELECT " EVENT_COLS " FROM outbox WHERE compensation=1 AND (status=0 "
+                         "OR status=3) ORDER BY created_us, id"},
+    [P_ORPHANS_EXIST] = {"look for orphan events", "",
+                         "SELECT 1 FROM outbox WHERE status=0 AND compensation=0 AND saga_id IN "
+                         "(SELECT id FROM sagas WHERE status<>0) LIMIT 1"},
+    [P_GET_EVENT] = {"get event", "t", "SELECT " EVENT_COLS " FROM outbox WHERE id=$1"},
+    [P_EVENTS] = {"list events", "iiti", EVENTS_SQL("")},
+    [P_EVENTS_AFTER] = {"list events", "iiti", EVENTS_SQL("WHERE " AFTER)},
+    [P_EVENTS_ST] = {"list events", "iiti", EVENTS_SQL("WHERE status=$4")},
+    [P_EVENTS_ST_AFTER] = {"list events", "iiti", EVENTS_SQL("WHERE status=$4 AND " AFTER)},
+    [P_DEFS] = {"load definitions", "",
+                "SELECT name, version, body FROM definitions ORDER BY name, version"},
+};
+
+const char *sg__pg_sql(int q)
+{
+    return queries[q].sql;
+}
+
+const char *sg__pg_name(int q)
+{
+    return queries[q].name;
+}
+
+const char *sg__pg_params(int q)
+{
+    return queries[q].params;
+}
+
+/* Ids and names are COLLATE "C" so that keyset order and the definitions'
+ * order are byte order, as in SQLite, whatever the database's locale.
+ * Values that may hold any bytes (request and response bodies, payloads,
+ * error texts that quote a peer, headers, targets, idempotency keys) are
+ * BYTEA: TEXT would refuse invalid UTF-8 and NUL. */
+const char sg__pg_schema[] =
+    "CREATE TABLE IF NOT EXISTS sagas("
+    " id TEXT COLLATE \"C\" PRIMARY KEY,"
+    " def_name TEXT COLLATE \"C\","
+    " def_version BIGINT NOT NULL DEFAULT 1,"
+    " request BYTEA NOT NULL,"
+    " idem_key BYTEA UNIQUE,"
+    " status BIGINT NOT NULL,"
+    " comp_status BIGINT NOT NULL,"
+    " error BYTEA,"
+    " created_us BIGINT NOT NULL,"
+    " updated_us BIGINT NOT NULL,"
+    " nsteps BIGINT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS steps("
+    " saga_id TEXT COLLATE \"C\" NOT NULL,"
+    " idx BIGINT NOT NULL,"
+    " name TEXT,"
+    " status BIGINT NOT NULL,"
+    " attempts BIGINT NOT NULL,"
+    " started_us BIGINT NOT NULL,"
+    " finished_us BIGINT NOT NULL,"
+    " error BYTEA,"
+    " response BYTEA,"
+    " next_us BIGINT NOT NULL DEFAULT 0,"
+    " PRIMARY KEY(saga_id, idx));"
+    "CREATE TABLE IF NOT EXISTS outbox("
+    " id TEXT COLLATE \"C\" PRIMARY KEY,"
+    " saga_id TEXT COLLATE \"C\" NOT NULL,"
+    " topic TEXT,"
+    " target BYTEA,"
+    " payload BYTEA,"
+    " created_us BIGINT NOT NULL,"
+    " deadline_us BIGINT NOT NULL,"
+    " compensation BIGINT NOT NULL,"
+    " step_index BIGINT NOT NULL,"
+    " status BIGINT NOT NULL,"
+    " attempts BIGINT NOT NULL,"
+    " last_error BYTEA,"
+    " updated_us BIGINT NOT NULL DEFAULT 0,"
+    " method TEXT,"
+    " headers BYTEA,"
+    " timeout_ms BIGINT NOT NULL DEFAULT 0,"
+    " started_us BIGINT NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS definitions("
+    " name TEXT COLLATE \"C\" NOT NULL,"
+    " version BIGINT NOT NULL,"
+    " body TEXT NOT NULL,"
+    " created_us BIGINT NOT NULL,"
+    " PRIMARY KEY(name, version));"
+    "CREATE TABLE IF NOT EXISTS sg_batch(id BIGINT PRIMARY KEY, seq BIGINT NOT NULL);"
+    "INSERT INTO sg_batch(id, seq) VALUES(1, 0) ON CONFLICT(id) DO NOTHING;"
+    "CREATE INDEX IF NOT EXISTS sagas_created ON sagas(created_us, id);"
+    "CREATE INDEX IF NOT EXISTS sagas_status ON sagas(status, created_us, id);"
+    "CREATE INDEX IF NOT EXISTS sagas_type ON sagas(def_name, created_us, id);"
+    "CREATE INDEX IF NOT EXISTS outbox_saga ON outbox(saga_id);"
+    "CREATE INDEX IF NOT EXISTS outbox_created ON outbox(created_us, id);"
+    "CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status, created_us, id);";

@@ -1,0 +1,306 @@
+/* What only the PostgreSQL backend has: the owner lock on the database
+ * (interim, until leases), the schema version table, password-free
+ * messages, and connections lost under the store (the server ended them,
+ * as on a restart): the failed batch follows retry_failed, the writer and
+ * the readers connect again on their next call, the owner lock comes back
+ * with the writer; a COMMIT lost unanswered is resolved by asking. Runs on a throwaway server
+ * (unit/store/test_pg@postgres); without SG_TEST_STORE_URL every case skips. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <stdatomic.h>
+
+#include "store/helpers.h"
+#include "store/store_int.h"
+
+#define NEED_SERVER()                                                                              \
+    do {                                                                                           \
+        if (!test_pg_url()) {                                                                      \
+            fprintf(stderr, "skipped: no SG_TEST_STORE_URL (run as test_pg@postgres)\n");          \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+static sg_status try_open(const char *url, const sg_store_options *o, sg_store **out, char *err,
+                          size_t n)
+{
+    err[0] = '\0';
+    return sg_store_open(out, url, NULL, o, err, n);
+}
+
+/* Ends every other session on t's database, as a server restart would. */
+static void kill_sessions(const tmpdb *t)
+{
+    pg_exec_url(t->path, "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE "
+                         "datname=current_database() AND pid<>pg_backend_pid()");
+}
+
+static sg_status insert_one(sg_store *s, sg_saga_rec *r, int64_t created)
+{
+    make_saga(r, "{}", 2, NULL, created);
+    sg_write *w = sg_write_create();
+    sg_write_saga_insert(w, r);
+    return sg_store_commit_sync(s, w);
+}
+
+static void test_owner_lock(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    tmpdb t, u;
+    tmpdb_make(&t);
+    tmpdb_make(&u);
+    char err[512];
+    sg_store *first = open_sync(t.path), *second = NULL;
+    assert_int_equal(try_open(t.path, NULL, &second, err, sizeof err), SG_EUNAVAIL);
+    assert_null(second);
+    assert_non_null(strstr(err, "is in use by another sagad"));
+    /* postgresql:// is the same backend. */
+    char url[400];
+    snprintf(url, sizeof url, "postgresql://%s", t.path + strlen("postgres://"));
+    assert_int_equal(try_open(url, NULL, &second, err, sizeof err), SG_EUNAVAIL);
+    /* Another database of the same server has its own owner. */
+    second = open_sync(u.path);
+    sg_store_close(second);
+    /* Released on close. */
+    sg_store_close(first);
+    first = open_sync(t.path);
+    sg_store_close(first);
+    tmpdb_remove(&u);
+    tmpdb_remove(&t);
+}
+
+static void test_schema_version(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    tmpdb t;
+    tmpdb_make(&t);
+    sg_store *s = open_sync(t.path);
+    sg_store_close(s);
+    assert_int_equal(pg_exec_url(t.path, "SELECT version FROM sg_schema WHERE id=1"), 1);
+    pg_exec_url(t.path, "UPDATE sg_schema SET version=99 WHERE id=1");
+    char err[512];
+    assert_int_equal(try_open(t.path, NULL, &s, err, sizeof err), SG_EINVAL);
+    assert_non_null(strstr(err, "schema version 99, newer than this sagad supports"));
+    pg_exec_url(t.path, "UPDATE sg_schema SET version=1 WHERE id=1");
+    /* The refused open let go of the owner lock. */
+    s = open_sync(t.path);
+    sg_store_close(s);
+    tmpdb_remove(&t);
+}
+
+static void test_no_server(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    char err[512];
+    sg_store *s = NULL;
+    /* Port 1: nothing listens there. */
+    assert_int_equal(try_open("postgres://sagad:s3cret@127.0.0.1:1/x?connect_timeout=2", NULL, &s,
+                              err, sizeof err),
+                     SG_EIO);
+    assert_null(s);
+    assert_non_null(strstr(err, "cannot connect to PostgreSQL"));
+    assert_null(strstr(err, "s3cret")); /* never the password */
+    assert_non_null(strstr(err, "sagad:***@"));
+}
+
+/* The server ends every session: the batch in flight fails (SG_EIO,
+ * retry_failed off), health says why; the next batch connects again and
+ * commits, health recovers, and the owner lock is held again. A reader's
+ * next call fails, the one after succeeds. */
+static void test_connection_lost(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    tmpdb t;
+    tmpdb_make(&t);
+    sg_store *s = open_sync(t.path);
+    sg_store_reader *rd = NULL;
+    assert_int_equal(sg_store_reader_open(s, &rd, NULL, 0), SG_OK);
+    sg_saga_rec a, b, c, got;
+    assert_int_equal(insert_one(s, &a, 1), SG_OK);
+    assert_int_equal(sg_store_get(rd, a.id, &got), SG_OK);
+    sg_saga_rec_free(&got);
+
+    kill_sessions(&t);
+    assert_int_equal(insert_one(s, &b, 2), SG_EIO);
+    char why[256];
+    assert_int_equal(sg_store_health(s, why, sizeof why), SG_EIO);
+    assert_non_null(strstr(why, "PostgreSQL"));
+    assert_int_equal(insert_one(s, &c, 3), SG_OK);
+    assert_int_equal(sg_store_health(s, why, sizeof why), SG_OK);
+
+    assert_int_equal(sg_store_get(rd, a.id, &got), SG_EIO);
+    assert_non_null(strstr(sg_store_reader_error(rd), "PostgreSQL"));
+    assert_int_equal(sg_store_get(rd, c.id, &got), SG_OK);
+    sg_saga_rec_free(&got);
+    assert_int_equal(sg_store_get(rd, b.id, &got), SG_ENOTFOUND);
+
+    /* The writer's new session holds the owner lock again. */
+    sg_store *other = NULL;
+    char err[512];
+    assert_int_equal(try_open(t.path, NULL, &other, err, sizeof err), SG_EUNAVAIL);
+
+    sg_store_reader_close(rd);
+    sg_store_close(s);
+    sg_saga_rec_free(&a);
+    sg_saga_rec_free(&b);
+    sg_saga_rec_free(&c);
+    tmpdb_remove(&t);
+}
+
+typedef struct counted {
+    int done;
+    int ok;
+} counted;
+
+static void on_counted(void *arg, sg_status st)
+{
+    counted *c = arg;
+    c->done++;
+    c->ok += st == SG_OK;
+}
+
+/* With retry_failed (what sagad runs with), writes caught by the lost
+ * connection are retried on a new one: none fails, none is lost. */
+static void test_connection_lost_retried(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    tmpdb t;
+    tmpdb_make(&t);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    sg_store_options o = {.retry_failed = 1, .synchronous_full = 1};
+    sg_store *s = NULL;
+    char err[512];
+    assert_int_equal(sg_store_open(&s, t.path, &loop, &o, err, sizeof err), SG_OK);
+    sg_saga_rec a;
+    assert_int_equal(insert_one(s, &a, 1), SG_OK);
+
+    kill_sessions(&t);
+    enum { N = 20 };
+    sg_event_rec ev[N];
+    counted c = {0, 0};
+    for (int i = 0; i < N; i++) {
+        make_event(&ev[i], a.id, "tokenizer_event", 0, 10 + i);
+        sg_write *w = sg_write_create();
+        sg_write_event_insert(w, &ev[i]);
+        sg_write_saga_update(w, a.id, SG_SAGA_IN_PROGRESS, SG_COMP_NONE, NULL, 10 + i);
+        assert_int_equal(sg_store_submit(s, w, on_counted, &c), SG_OK);
+    }
+    while (c.done < N)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(c.ok, N);
+    assert_int_equal(pg_count(t.path, "outbox"), N);
+    assert_int_equal(sg_store_health(s, NULL, 0), SG_OK);
+    sg_store_close(s);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    for (int i = 0; i < N; i++)
+        sg_event_rec_free(&ev[i]);
+    sg_saga_rec_free(&a);
+    tmpdb_remove(&t);
+}
+
+typedef struct doubt_arg {
+    sg_store *s;
+    sg_saga_rec r;
+    sg_status st;
+} doubt_arg;
+
+static void insert_in_thread(void *arg)
+{
+    doubt_arg *d = arg;
+    d->st = insert_one(d->s, &d->r, 7);
+}
+
+/* A COMMIT that the server made durable but never answered: with a
+ * synchronous standby required that does not exist, the commit is written
+ * locally and then waits; the session is ended during that wait. The
+ * writer must ask the server (the batch's mark) and report the write as
+ * committed, not as failed. */
+static void test_commit_in_doubt(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    tmpdb t;
+    tmpdb_make(&t);
+    sg_store *s = open_sync(t.path);
+    pg_exec("postgres", "ALTER SYSTEM SET synchronous_standby_names = 'sg_no_such_standby'");
+    pg_exec("postgres", "SELECT pg_reload_conf()");
+    usleep(300 * 1000); /* the reload reaches the sessions */
+    doubt_arg d = {.s = s, .st = SG_EINVAL};
+    uv_thread_t th;
+    assert_int_equal(uv_thread_create(&th, insert_in_thread, &d), 0);
+    long long waiting = 0;
+    for (int i = 0; i < 100 && !waiting; i++) {
+        usleep(50 * 1000);
+        waiting = pg_exec_url(t.path, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                      "datname=current_database() AND wait_event='SyncRep'");
+    }
+    /* Ended while it waits (resetting the setting first would let the
+     * commit be answered). */
+    pg_exec_url(t.path, "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE "
+                        "datname=current_database() AND wait_event='SyncRep'");
+    pg_exec("postgres", "ALTER SYSTEM RESET synchronous_standby_names");
+    pg_exec("postgres", "SELECT pg_reload_conf()");
+    assert_int_equal(waiting, 1);
+    uv_thread_join(&th);
+    assert_int_equal(d.st, SG_OK);
+    assert_int_equal(sg_store_health(s, NULL, 0), SG_OK);
+    assert_int_equal(pg_count(t.path, "sagas"), 1);
+    sg_saga_rec b;
+    assert_int_equal(insert_one(s, &b, 8), SG_OK); /* and the writer goes on */
+    assert_int_equal(pg_count(t.path, "sagas"), 2);
+    sg_store_close(s);
+    sg_saga_rec_free(&d.r);
+    sg_saga_rec_free(&b);
+    tmpdb_remove(&t);
+}
+
+/* Values that TEXT would refuse (NUL, invalid UTF-8) in the byte columns
+ * come back as they went in. */
+static void test_any_bytes(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    tmpdb t;
+    tmpdb_make(&t);
+    sg_store *s = open_sync(t.path);
+    sg_saga_rec r, got;
+    static const char req[] = "{\"a\":\"\xff\xfe\"}\0tail";
+    make_saga(&r, req, sizeof req, "key-\xc3\x28", 5);
+    r.steps[0].response = sg_xmemdup("\x00\x01\xff", 3);
+    r.steps[0].response_len = 3;
+    r.steps[0].error = sg_xstrdup("bad \xe2\x82 byte");
+    insert_sync(s, &r);
+    sg_store_reader *rd = NULL;
+    assert_int_equal(sg_store_reader_open(s, &rd, NULL, 0), SG_OK);
+    assert_int_equal(sg_store_get_by_idem(rd, "key-\xc3\x28", &got), SG_OK);
+    assert_saga_eq(&r, &got);
+    sg_saga_rec_free(&got);
+    sg_store_reader_close(rd);
+    sg_store_close(s);
+    sg_saga_rec_free(&r);
+    tmpdb_remove(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_owner_lock),
+        cmocka_unit_test(test_schema_version),
+        cmocka_unit_test(test_no_server),
+        cmocka_unit_test(test_connection_lost),
+        cmocka_unit_test(test_connection_lost_retried),
+        cmocka_unit_test(test_commit_in_doubt),
+        cmocka_unit_test(test_any_bytes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
