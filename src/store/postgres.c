@@ -1,6 +1,6 @@
 /* The PostgreSQL backend: connections (session settings, prepared
- * statements), the owner lock, the schema and its version, open and close,
- * and the backend's table of methods. libpq takes the URL as given
+ * statements), the schema and its version, open and close, and the
+ * backend's table of methods (leases: postgres_lease.c). libpq takes the URL as given
  * (postgres://user:pass@host:port/db?params, or postgresql://). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,13 +12,9 @@
 #include "sg/alloc.h"
 #include "sg/util.h"
 
-/* The session-level advisory lock the writer connection holds while this
- * sagad owns the database ("sagad_ow" in ASCII). Interim: one owner per
- * database until leases let several sagad share one. PostgreSQL frees it
- * when the session ends, so a crashed sagad never leaves it behind. */
-#define SG_PG_OWNER_LOCK 0x73616761645f6f77LL
-#define OWNER_TRIES 20
-#define OWNER_WAIT_MS 50
+/* Two sagad starting on a new database at once may collide creating the
+ * same tables: the loser tries again and finds them. */
+#define SCHEMA_TRIES 5
 
 /* Parameter types in libpq's terms (pg_type OIDs). */
 #define OID_BYTEA 17
@@ -122,9 +118,9 @@ static void no_notices(void *arg, const char *msg)
     (void)msg;
 }
 
-sg_status sg__pg_connect(pgc *c, const sg_store_backend *be, int owner, char *err, size_t errlen)
+sg_status sg__pg_connect(pgc *c, const sg_store_backend *be, int writer, char *err, size_t errlen)
 {
-    char shown[256], sql[128];
+    char shown[256], sql[192];
     sg_status res = SG_EIO;
     sg__pg_disconnect(c);
     redact(shown, sizeof shown, be->url);
@@ -140,40 +136,16 @@ sg_status sg__pg_connect(pgc *c, const sg_store_backend *be, int owner, char *er
     }
     PQsetNoticeProcessor(c->pg, no_notices, NULL);
     /* lock_timeout plays SQLite's busy timeout: a lock held by another
-     * session fails the statement after that long rather than never. */
+     * session fails the statement after that long rather than never. A
+     * writer's transaction left idle for a lease (its process paused
+     * mid-batch) is ended by the server, so its lease row is free for the
+     * process taking its sagas over. */
     snprintf(sql, sizeof sql,
-             "SET lock_timeout=%d; SET synchronous_commit=%s; SET client_min_messages=warning",
-             be->busy_ms, be->sync_commit ? "on" : "off");
+             "SET lock_timeout=%d; SET synchronous_commit=%s; SET client_min_messages=warning; "
+             "SET idle_in_transaction_session_timeout=%lld",
+             be->busy_ms, be->sync_commit ? "on" : "off",
+             writer && be->lease_ms > 0 ? (long long)be->lease_ms : 0LL);
     if (exec_simple(c->pg, sql, "session settings", err, errlen) != 0) goto fail;
-    if (owner) {
-        /* A previous owner that just went away (killed, or its session
-         * dropped) may hold the lock until the server has noticed: ask a
-         * few times over about a second before refusing. */
-        int got = 0;
-        snprintf(sql, sizeof sql, "SELECT pg_try_advisory_lock(%lld)", (long long)SG_PG_OWNER_LOCK);
-        for (int i = 0; i < OWNER_TRIES && !got; i++) {
-            if (i) uv_sleep(OWNER_WAIT_MS);
-            PGresult *r = PQexec(c->pg, sql);
-            got = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-                  strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-            int failed = PQresultStatus(r) != PGRES_TUPLES_OK;
-            if (failed) {
-                char m[200];
-                sg__pg_msg(m, sizeof m, c->pg, r);
-                snprintf(err, errlen, "PostgreSQL owner lock: %s", m);
-            }
-            PQclear(r);
-            if (failed) goto fail;
-        }
-        if (!got) {
-            snprintf(err, errlen,
-                     "store %s is in use by another sagad (PostgreSQL advisory lock %lld held "
-                     "by another session)",
-                     shown, (long long)SG_PG_OWNER_LOCK);
-            res = SG_EUNAVAIL;
-            goto fail;
-        }
-    }
     return SG_OK;
 fail:
     sg__pg_disconnect(c);
@@ -209,9 +181,14 @@ int sg__pg_commit_landed(sg_store_backend *be, int64_t seq, char *err, size_t er
     char why[256] = "";
     for (;;) {
         if (sg__pg_connect(&be->w, be, 1, why, sizeof why) == SG_OK) {
-            PGresult *r = PQexec(be->w.pg, "SELECT seq FROM sg_batch WHERE id=1");
-            int known = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
-            long long v = known ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+            char sql[128];
+            /* The owner id is a UUID: safe in a literal. */
+            snprintf(sql, sizeof sql, "SELECT seq FROM sg_leases WHERE owner='%s'", be->owner);
+            PGresult *r = PQexec(be->w.pg, sql);
+            /* No row: the lease was taken over, so nothing of it landed
+             * after that (every batch renews it first). */
+            int known = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) <= 1;
+            long long v = known && PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
             if (!known) sg__pg_msg(why, sizeof why, be->w.pg, r);
             PQclear(r);
             if (known) return v == seq;
@@ -228,8 +205,8 @@ int sg__pg_commit_landed(sg_store_backend *be, int64_t seq, char *err, size_t er
 
 /* Creates the schema in a new database, or checks an existing one's
  * version: one from a newer sagad is refused untouched (SG_EINVAL). All
- * in one transaction, under the owner lock. */
-static sg_status create_schema(pgc *c, const char *shown, int64_t *seq, char *err, size_t errlen)
+ * in one transaction. */
+static sg_status create_schema(pgc *c, const char *shown, char *err, size_t errlen)
 {
     sg_status res = SG_EIO;
     PGresult *r = NULL;
@@ -271,16 +248,6 @@ static sg_status create_schema(pgc *c, const char *shown, int64_t *seq, char *er
         if (exec_simple(c->pg, sql, "setting schema version", err, errlen) != 0) goto fail;
     }
     /* Upgrades from older versions go here, one step at a time. */
-    r = PQexec(c->pg, "SELECT seq FROM sg_batch WHERE id=1");
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        char m[200];
-        sg__pg_msg(m, sizeof m, c->pg, r);
-        snprintf(err, errlen, "PostgreSQL reading the batch mark: %s", m);
-        goto fail;
-    }
-    *seq = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    r = NULL;
     if (exec_simple(c->pg, "COMMIT", "commit", err, errlen) != 0) goto fail;
     return SG_OK;
 fail:
@@ -310,11 +277,19 @@ static sg_status pg_open(sg_store_backend **out, const char *url, const char *ta
      * measuring what pipelining gains. */
     const char *pl = getenv("SAGAD_PG_PIPELINE");
     b->pipeline = !(pl && strcmp(pl, "0") == 0);
-    /* Ownership first: a second sagad must not touch the schema before it
-     * is refused. */
+    b->lease_ms = opt && opt->lease_ms > 0 ? opt->lease_ms : SG_STORE_LEASE_MS;
     res = sg__pg_connect(&b->w, b, 1, err, errlen);
     if (res != SG_OK) goto fail;
-    res = create_schema(&b->w, shown, &b->seq, err, errlen);
+    res = SG_EIO;
+    for (int i = 0; i < SCHEMA_TRIES && res == SG_EIO; i++) {
+        if (i) uv_sleep(20 * (unsigned)i);
+        res = create_schema(&b->w, shown, err, errlen);
+    }
+    if (res != SG_OK) goto fail;
+    /* Several sagad may share the database: each runs its own sagas under
+     * a lease (postgres_lease.c). */
+    res = sg__pg_lease_take(b, err, errlen);
+    if (res == SG_OK) res = sg__pg_adopt_at_open(b, err, errlen);
     if (res != SG_OK) goto fail;
     *out = b;
     return SG_OK;
@@ -330,15 +305,10 @@ fail:
 static void pg_close(sg_store_backend *b)
 {
     if (!b) return;
-    /* Ending the session frees the owner lock, but only once the server
-     * has processed the end: unlock first, so that the next owner (a
-     * restart) finds it free at once. */
-    if (b->w.pg && PQstatus(b->w.pg) == CONNECTION_OK) {
-        if (PQpipelineStatus(b->w.pg) != PQ_PIPELINE_OFF) PQexitPipelineMode(b->w.pg);
-        char sql[96];
-        snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock(%lld)", (long long)SG_PG_OWNER_LOCK);
-        PQclear(PQexec(b->w.pg, sql));
-    }
+    if (b->w.pg && PQstatus(b->w.pg) == CONNECTION_OK &&
+        PQpipelineStatus(b->w.pg) != PQ_PIPELINE_OFF)
+        PQexitPipelineMode(b->w.pg);
+    sg__pg_lease_drop(b); /* its unfinished sagas go to the others at once */
     sg__pg_disconnect(&b->w);
     free(b->url);
     free(b);
@@ -349,6 +319,7 @@ static const char *const postgres_schemes[] = {"postgres", "postgresql", NULL};
 const struct sg_store_ops sg_store_postgres_ops = {
     .schemes = postgres_schemes,
     .plain_paths = 0,
+    .shared = 1,
     .open = pg_open,
     .close = pg_close,
     .exec_batch = sg__pg_exec_batch,
@@ -366,4 +337,6 @@ const struct sg_store_ops sg_store_postgres_ops = {
     .list_events = sg__pg_list_events,
     .load_defs = sg__pg_load_defs,
     .counts = sg__pg_counts,
+    .owner = sg__pg_owner,
+    .adopt = sg__pg_adopt,
 };

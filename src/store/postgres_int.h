@@ -39,7 +39,8 @@ enum {
     P_DEF_INSERT,
     P_EVENT_TRIED,
     P_WITHDRAW_ORPHANS,
-    P_MARK,
+    P_SAGA_CLAIM,
+    P_LEASE,
     P_PROBE,
     /* reads */
     P_BEGIN_R,
@@ -89,8 +90,12 @@ struct sg_store_backend {
     int busy_ms;     /* lock_timeout of every connection; immutable too */
     int sync_commit; /* synchronous_commit on (1) or off (0) */
     int pipeline;    /* exec_batch pipelines its statements; immutable */
-    pgc w;           /* the writer connection, holding the owner lock */
-    int64_t seq;     /* the last batch's mark (sg_batch.seq); writer thread only */
+    pgc w;           /* the writer connection */
+    int64_t seq;     /* the last batch's mark (sg_leases.seq); writer thread only */
+    /* This process's lease (design §7), taken at open; immutable after. */
+    char owner[SG_ID_LEN + 1];
+    int64_t epoch;
+    int64_t lease_ms;
     atomic_int in_batch;
     _Atomic uint64_t statements;
 };
@@ -103,15 +108,16 @@ struct sg_store_breader {
 /* ---- postgres.c ---------------------------------------------------------- */
 
 /* Connects c to be's database (closing what c had): the session settings
- * every connection gets; with owner, also the owner lock. On failure c is
- * closed and err says why (SG_EUNAVAIL: another sagad owns the database). */
-sg_status sg__pg_connect(pgc *c, const sg_store_backend *be, int owner, char *err, size_t errlen);
+ * every connection gets; the writer's (writer = 1) also ends a transaction
+ * left idle past the lease, so that a paused process never holds the rows
+ * others need to take its sagas over. On failure c is closed and err says
+ * why. */
+sg_status sg__pg_connect(pgc *c, const sg_store_backend *be, int writer, char *err, size_t errlen);
 void sg__pg_disconnect(pgc *c); /* leaves c zeroed */
 /* Prepares statement q on c unless done. 0 on success, else -1 with err. */
 int sg__pg_prepare(pgc *c, int q, char *err, size_t errlen);
-/* Connects the writer if it has no live connection (taking the owner
- * lock), prepares the write statements and enters pipeline mode when the
- * backend pipelines. SG_EIO with err on failure. */
+/* Connects the writer if it has no live connection, prepares the write statements and enters
+ * pipeline mode when the backend pipelines. SG_EIO with err on failure. */
 sg_status sg__pg_writer_ready(sg_store_backend *be, char *err, size_t errlen);
 /* After the connection was lost with a COMMIT unanswered: connects the
  * writer again (for up to about SG_PG_VERIFY_MS) and reads the batch mark.
@@ -121,6 +127,23 @@ sg_status sg__pg_writer_ready(sg_store_backend *be, char *err, size_t errlen);
 int sg__pg_commit_landed(sg_store_backend *be, int64_t seq, char *err, size_t errlen);
 /* The first line of libpq's message for c (or res when non-NULL). */
 void sg__pg_msg(char *out, size_t n, PGconn *pg, const PGresult *res);
+
+/* ---- postgres_lease.c ------------------------------------------------------ */
+
+/* The database's clock in microseconds, as SQL: every expiry is on it, so
+ * the processes' clocks never need to agree. */
+#define SG_PG_NOW_US "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT"
+/* Takes a new lease for be on the writer connection: a fresh owner id, the
+ * next epoch, an expiry lease_ms from now. SG_EIO with err on failure. */
+sg_status sg__pg_lease_take(sg_store_backend *be, char *err, size_t errlen);
+/* Gives the lease up (it expires now), so others adopt at once. */
+void sg__pg_lease_drop(sg_store_backend *be);
+void sg__pg_owner(sg_store_backend *be, char id[SG_ID_LEN + 1], int64_t *epoch);
+sg_status sg__pg_adopt(sg_store_breader *r, size_t *taken, char *err, size_t errlen);
+/* At open, on the writer connection: takes over what expired leases left
+ * (a previous sagad that closed cleanly, or died a lease ago), so that the
+ * start-up recovery reads find it at once. */
+sg_status sg__pg_adopt_at_open(sg_store_backend *be, char *err, size_t errlen);
 
 /* ---- postgres_write.c ---------------------------------------------------- */
 

@@ -301,7 +301,9 @@ sg_status sg__pg_load_unfinished(sg_store_breader *r, void (*cb)(void *arg, sg_s
     rd k = {r, err, errlen};
     sg_saga_rec *v = NULL;
     size_t n = 0;
-    sg_status res = read_sagas(&k, P_UNFINISHED, NULL, 0, &v, &n, 0);
+    params p = {0};
+    sg__pg_p_text(&p, 1, r->be->owner, strlen(r->be->owner)); /* this process's only */
+    sg_status res = read_sagas(&k, P_UNFINISHED, &p, 0, &v, &n, 0);
     if (res != SG_OK) {
         free_sagas(v, n);
         return res;
@@ -330,6 +332,7 @@ sg_status sg__pg_load_unfinished_page(sg_store_breader *r, const char *after, si
     sg__pg_p_int(&p, 1, cus);
     sg__pg_p_text(&p, 2, cid, strlen(cid));
     sg__pg_p_int(&p, 3, (int64_t)limit);
+    sg__pg_p_text(&p, 4, r->be->owner, strlen(r->be->owner)); /* this process's only */
     sg_saga_rec *v = NULL;
     size_t n = 0;
     sg_event_rec **evs = NULL;

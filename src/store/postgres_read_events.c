@@ -57,7 +57,9 @@ static sg_status load_events(sg_store_breader *r, int q, void (*cb)(void *arg, s
     rd k = {r, err, errlen};
     sg_event_rec *v = NULL;
     size_t n = 0;
-    if (sg__pg_collect_events(&k, q, NULL, 0, &v, &n) != SG_OK) {
+    params p = {0};
+    sg__pg_p_text(&p, 1, r->be->owner, strlen(r->be->owner)); /* this process's sagas' */
+    if (sg__pg_collect_events(&k, q, &p, 0, &v, &n) != SG_OK) {
         sg__pg_free_events(v, n);
         return SG_EIO;
     }
@@ -85,7 +87,9 @@ sg_status sg__pg_load_compensations(sg_store_breader *r, void (*cb)(void *arg, s
 sg_status sg__pg_has_orphans(sg_store_breader *r, int *yes, char *err, size_t errlen)
 {
     rd k = {r, err, errlen};
-    PGresult *res = sg__pg_rd_exec(&k, P_ORPHANS_EXIST, NULL);
+    params p = {0};
+    sg__pg_p_text(&p, 1, r->be->owner, strlen(r->be->owner));
+    PGresult *res = sg__pg_rd_exec(&k, P_ORPHANS_EXIST, &p);
     *yes = res && PQntuples(res) > 0;
     PQclear(res);
     return res ? SG_OK : SG_EIO;

@@ -56,16 +56,18 @@ static const struct {
     [P_SAVEPOINT] = {"savepoint", "", "SAVEPOINT w"},
     [P_RELEASE] = {"release", "", "RELEASE SAVEPOINT w"},
     [P_ROLLBACK_TO] = {"rollback to", "", "ROLLBACK TO SAVEPOINT w"},
-    [P_SAGA_INSERT] = {"insert saga", "ttbbiibiiii",
+    [P_SAGA_INSERT] = {"insert saga", "ttbbiibiiiiti",
                        "INSERT INTO sagas(" SAGA_COLS
-                       ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"},
+                       ", owner, epoch) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"},
     [P_STEP_INSERT] = {"insert step", "titiiiibbi",
                        "INSERT INTO steps(saga_id, idx, name, status, attempts, started_us, "
                        "finished_us, error, response, next_us) VALUES($1,$2,$3,$4,$5,$6,$7,$8,"
                        "$9,$10)"},
-    [P_SAGA_UPDATE] = {"update saga", "tiibi",
+    /* Only a saga of this process's ($6): one another process took (a
+     * redrive, a redelivery) is not found here. */
+    [P_SAGA_UPDATE] = {"update saga", "tiibit",
                        MUST("UPDATE sagas SET status=$2, comp_status=$3, error=$4, updated_us=$5 "
-                            "WHERE id=$1")},
+                            "WHERE id=$1 AND owner=$6")},
     [P_STEP_UPDATE] = {"update step", "tiiiiibbi",
                        MUST("UPDATE steps SET status=$3, attempts=$4, started_us=$5, "
                             "finished_us=$6, error=$7, response=$8, next_us=$9 WHERE saga_id=$1 "
@@ -93,12 +95,19 @@ static const struct {
                            "body=excluded.body WHERE definitions.body=excluded.body")},
     [P_EVENT_TRIED] = {"record a first attempt", "ti",
                        "UPDATE outbox SET started_us=$2 WHERE id=$1 AND started_us=0"},
-    [P_WITHDRAW_ORPHANS] = {"withdraw orphan events", "",
+    [P_WITHDRAW_ORPHANS] = {"withdraw orphan events", "t",
                             "UPDATE outbox SET status=2 WHERE status=0 AND compensation=0 AND "
-                            "saga_id IN (SELECT id FROM sagas WHERE status<>0)"},
+                            "saga_id IN (SELECT id FROM sagas WHERE status<>0 AND owner=$1)"},
+    [P_SAGA_CLAIM] = {"claim saga", "tti", MUST("UPDATE sagas SET owner=$2, epoch=$3 WHERE id=$1")},
+    /* First in every transaction: renews this process's lease ($1, $2) by
+     * $3 ms and marks the batch ($4), only while the lease is still this
+     * process's and unexpired. Matching nothing means another process may
+     * have taken its sagas over: the transaction is fenced off. */
+    [P_LEASE] = {"renew the lease", "tiii",
+                 MUST("UPDATE sg_leases SET expires_us=" SG_PG_NOW_US "+$3*1000, seq=$4 WHERE "
+                      "owner=$1 AND epoch=$2 AND expires_us>" SG_PG_NOW_US)},
     /* Each batch marks itself: after a connection lost with its COMMIT
      * unanswered, the mark tells whether it committed. */
-    [P_MARK] = {"mark the batch", "i", "UPDATE sg_batch SET seq=$1 WHERE id=1"},
     /* Writes a row unchanged: a transaction that must write, to probe a
      * store that failed. */
     [P_PROBE] = {"probe", "", "UPDATE sg_schema SET version=version WHERE id=1"},
@@ -122,23 +131,27 @@ static const struct {
     [P_LIST_ST_T] = {"list sagas", "iitit", LIST_SQL("WHERE status=$4 AND def_name=$5")},
     [P_LIST_ST_T_AFTER] = {"list sagas", "iitit",
                            LIST_SQL("WHERE status=$4 AND def_name=$5 AND " AFTER)},
-    [P_UNFINISHED] = {"load unfinished", "",
-                      "SELECT " SAGA_COLS " FROM sagas WHERE status=0 ORDER BY created_us, id"},
-    [P_UNFINISHED_PAGE] = {"load unfinished", "iti",
-                           "SELECT " SAGA_COLS " FROM sagas WHERE status=0 AND (created_us, id) "
-                           "> ($1, $2) ORDER BY created_us, id LIMIT $3"},
+    /* Recovery reads: only this process's sagas ($1 or $4, its owner id). */
+    [P_UNFINISHED] = {"load unfinished", "t",
+                      "SELECT " SAGA_COLS " FROM sagas WHERE status=0 AND owner=$1 ORDER BY "
+                      "created_us, id"},
+    [P_UNFINISHED_PAGE] = {"load unfinished", "itit",
+                           "SELECT " SAGA_COLS " FROM sagas WHERE status=0 AND owner=$4 AND "
+                           "(created_us, id) > ($1, $2) ORDER BY created_us, id LIMIT $3"},
     [P_STEP_EVENTS] = {"load step events", "t",
                        "SELECT " EVENT_COLS " FROM outbox WHERE saga_id=$1 AND compensation=0 "
                        "AND status=0 ORDER BY created_us, id"},
-    [P_PENDING_EVENTS] = {"load pending events", "",
-                          "SELECT " EVENT_COLS " FROM outbox WHERE status=0 OR status=3 ORDER BY "
-                          "created_us, id"},
-    [P_COMPENSATIONS] = {"load compensations", "",
+    [P_PENDING_EVENTS] = {"load pending events", "t",
+                          "SELECT " EVENT_COLS " FROM outbox WHERE (status=0 OR status=3) AND "
+                          "saga_id IN (SELECT id FROM sagas WHERE owner=$1) ORDER BY created_us, "
+                          "id"},
+    [P_COMPENSATIONS] = {"load compensations", "t",
                          "SELECT " EVENT_COLS " FROM outbox WHERE compensation=1 AND (status=0 "
-                         "OR status=3) ORDER BY created_us, id"},
-    [P_ORPHANS_EXIST] = {"look for orphan events", "",
+                         "OR status=3) AND saga_id IN (SELECT id FROM sagas WHERE owner=$1) "
+                         "ORDER BY created_us, id"},
+    [P_ORPHANS_EXIST] = {"look for orphan events", "t",
                          "SELECT 1 FROM outbox WHERE status=0 AND compensation=0 AND saga_id IN "
-                         "(SELECT id FROM sagas WHERE status<>0) LIMIT 1"},
+                         "(SELECT id FROM sagas WHERE status<>0 AND owner=$1) LIMIT 1"},
     [P_GET_EVENT] = {"get event", "t", "SELECT " EVENT_COLS " FROM outbox WHERE id=$1"},
     [P_EVENTS] = {"list events", "iiti", EVENTS_SQL("")},
     [P_EVENTS_AFTER] = {"list events", "iiti", EVENTS_SQL("WHERE " AFTER)},
@@ -180,7 +193,9 @@ const char sg__pg_schema[] =
     " error BYTEA,"
     " created_us BIGINT NOT NULL,"
     " updated_us BIGINT NOT NULL,"
-    " nsteps BIGINT NOT NULL);"
+    " nsteps BIGINT NOT NULL,"
+    " owner TEXT COLLATE \"C\"," /* the lease of the process running it */
+    " epoch BIGINT NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS steps("
     " saga_id TEXT COLLATE \"C\" NOT NULL,"
     " idx BIGINT NOT NULL,"
@@ -217,8 +232,13 @@ const char sg__pg_schema[] =
     " body TEXT NOT NULL,"
     " created_us BIGINT NOT NULL,"
     " PRIMARY KEY(name, version));"
-    "CREATE TABLE IF NOT EXISTS sg_batch(id BIGINT PRIMARY KEY, seq BIGINT NOT NULL);"
-    "INSERT INTO sg_batch(id, seq) VALUES(1, 0) ON CONFLICT(id) DO NOTHING;"
+    /* One row per process's lease (design §7); seq marks its last batch. */
+    "CREATE TABLE IF NOT EXISTS sg_leases(owner TEXT COLLATE \"C\" PRIMARY KEY, epoch BIGINT NOT "
+    "NULL, expires_us BIGINT NOT NULL, seq BIGINT NOT NULL DEFAULT 0);"
+    /* Epochs: a counter row (no sequences: not every compatible database
+     * has them). */
+    "CREATE TABLE IF NOT EXISTS sg_counters(name TEXT PRIMARY KEY, value BIGINT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS sagas_owner ON sagas(owner, status);"
     "CREATE INDEX IF NOT EXISTS sagas_created ON sagas(created_us, id);"
     "CREATE INDEX IF NOT EXISTS sagas_status ON sagas(status, created_us, id);"
     "CREATE INDEX IF NOT EXISTS sagas_type ON sagas(def_name, created_us, id);"

@@ -20,67 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "postgres_int.h"
+#include "postgres_txn.h"
 #include "sg/alloc.h"
 #include "sg/util.h"
 
-#define PIPE_CHUNK 256 /* statements per Sync in a pipelined pass */
-#define NO_WRITE SIZE_MAX
-
-/* A statement sent and not yet read back. */
-typedef struct sent {
-    int q;
-    size_t w;       /* the write it belongs to, NO_WRITE for BEGIN, COMMIT... */
-    sg_status zero; /* the write's failure if it matches no row (MUST) */
-} sent;
-
-/* State of one exec_batch call. */
-typedef struct txn {
-    sg_store_backend *be;
-    PGconn *pg;
-    int pipeline;
-    char *err; /* the caller's; holds the first failure */
-    size_t errlen;
-    sent q[PIPE_CHUNK]; /* pipelined, awaiting their results */
-    size_t nq;
-    size_t cur;        /* the write being applied */
-    int failed;        /* a statement failed since the last clear */
-    sg_status fail_st; /* SG_EIO, or the failing write's own status */
-    int broken;        /* the connection is in an unknown state: drop it */
-    int commit_sent;   /* COMMIT went out... */
-    int commit_ok;     /* ...and was answered: committed */
-    int aborted;       /* a statement failed on a live connection: not committed */
-} txn;
-
-/* One statement and its parameters (borrowed from the sg_write, which
- * outlives the call that sends them). */
-typedef struct binder {
-    int q;
-    int n;
-    params p;
-} binder;
-
-static void b_init(binder *b, int q)
-{
-    memset(b, 0, sizeof *b);
-    b->q = q;
-    b->n = (int)strlen(sg__pg_params(q));
-}
-
-static void b_text(binder *b, int i, const char *s)
-{
-    sg__pg_p_text(&b->p, i, s, s ? strlen(s) : 0);
-}
-
-static void b_blob(binder *b, int i, const void *p, size_t n)
-{
-    sg__pg_p_text(&b->p, i, p, n);
-}
-
-static void b_int(binder *b, int i, int64_t v)
-{
-    sg__pg_p_int(&b->p, i, v);
-}
 
 /* Failure injection: 1 if the statement about to run must fail. */
 static int injected_fault(void)
@@ -92,11 +35,18 @@ static int injected_fault(void)
     return 0;
 }
 
-/* Records a failure: the first one's text stays in err, but an SG_EIO
- * outranks a write's own failure (the transaction is lost either way). */
-static void fail(txn *t, sg_status st, const char *what, const char *why)
+/* How much a failure says about the transaction: a lost lease outranks an
+ * SG_EIO, which outranks a write's own failure. */
+static int rank(sg_status st)
 {
-    if (t->failed && (t->fail_st == SG_EIO || st != SG_EIO)) return;
+    return st == SG_EFENCED ? 2 : st == SG_EIO ? 1 : 0;
+}
+
+/* Records a failure: the first one's text stays in err unless a later one
+ * outranks it. */
+void sg__pg_tx_fail(txn *t, sg_status st, const char *what, const char *why)
+{
+    if (t->failed && rank(t->fail_st) >= rank(st)) return;
     t->failed = 1;
     t->fail_st = st;
     snprintf(t->err, t->errlen, "PostgreSQL %s: %s", what, why);
@@ -106,6 +56,7 @@ static void fail(txn *t, sg_status st, const char *what, const char *why)
  * its write alone; anything else sinks the transaction (SG_EIO). */
 static sg_status classify(const char *state, const sent *s)
 {
+    if (s->w == LEASE_STMT) return state && strcmp(state, "22012") == 0 ? SG_EFENCED : SG_EIO;
     if (!state || s->w == NO_WRITE) return SG_EIO;
     if (strcmp(state, "23505") == 0) return SG_ECONFLICT; /* unique_violation */
     if (strcmp(state, "22012") == 0) return s->zero;      /* MUST matched no row */
@@ -123,13 +74,13 @@ static void check(txn *t, PGresult *res, const sent *s)
     }
     if (st == PGRES_PIPELINE_ABORTED) {
         /* Skipped after an earlier failure, which is recorded already. */
-        if (!t->failed) fail(t, SG_EIO, sg__pg_name(s->q), "pipeline aborted");
+        if (!t->failed) sg__pg_tx_fail(t, SG_EIO, sg__pg_name(s->q), "pipeline aborted");
         return;
     }
     char m[200];
     sg__pg_msg(m, sizeof m, t->pg, res);
-    fail(t, classify(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL, s), sg__pg_name(s->q),
-         m);
+    sg__pg_tx_fail(t, classify(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL, s),
+                   sg__pg_name(s->q), m);
     if (PQstatus(t->pg) != CONNECTION_OK)
         t->broken = 1;
     else
@@ -143,7 +94,7 @@ static void tx_sync(txn *t)
     char m[200];
     if (!PQpipelineSync(t->pg)) {
         sg__pg_msg(m, sizeof m, t->pg, NULL);
-        fail(t, SG_EIO, "sync", m);
+        sg__pg_tx_fail(t, SG_EIO, "sync", m);
         t->broken = 1;
         t->nq = 0;
         return;
@@ -157,7 +108,7 @@ static void tx_sync(txn *t)
              * dead connection, means nothing else is coming. */
             if (PQstatus(t->pg) != CONNECTION_OK || ++nulls > 1) {
                 sg__pg_msg(m, sizeof m, t->pg, NULL);
-                fail(t, SG_EIO, "reading results", m);
+                sg__pg_tx_fail(t, SG_EIO, "reading results", m);
                 t->broken = 1;
                 break;
             }
@@ -172,13 +123,13 @@ static void tx_sync(txn *t)
         if (i < t->nq) {
             check(t, res, &t->q[i++]);
         } else {
-            fail(t, SG_EIO, "reading results", "more results than statements");
+            sg__pg_tx_fail(t, SG_EIO, "reading results", "more results than statements");
             t->broken = 1;
         }
         PQclear(res);
     }
     if (i < t->nq && !t->broken) {
-        fail(t, SG_EIO, "reading results", "fewer results than statements");
+        sg__pg_tx_fail(t, SG_EIO, "reading results", "fewer results than statements");
         t->broken = 1;
     }
     t->nq = 0;
@@ -186,12 +137,12 @@ static void tx_sync(txn *t)
 
 /* Sends (pipelined) or runs b's statement for the current write w. After
  * a failure nothing more is sent until the failure is cleared. */
-static void tx_send(txn *t, const binder *b, size_t w, sg_status zero)
+void sg__pg_tx_send(txn *t, const binder *b, size_t w, sg_status zero)
 {
     if (t->failed) return;
     atomic_fetch_add_explicit(&t->be->statements, 1, memory_order_relaxed);
     if (injected_fault()) {
-        fail(t, SG_EIO, sg__pg_name(b->q), "injected I/O error");
+        sg__pg_tx_fail(t, SG_EIO, sg__pg_name(b->q), "injected I/O error");
         return;
     }
     char name[16];
@@ -207,7 +158,7 @@ static void tx_send(txn *t, const binder *b, size_t w, sg_status zero)
     if (!PQsendQueryPrepared(t->pg, name, b->n, b->p.v, b->p.len, b->p.fmt, 1)) {
         char m[200];
         sg__pg_msg(m, sizeof m, t->pg, NULL);
-        fail(t, SG_EIO, sg__pg_name(b->q), m);
+        sg__pg_tx_fail(t, SG_EIO, sg__pg_name(b->q), m);
         t->broken = 1;
         return;
     }
@@ -219,169 +170,21 @@ static void send_simple(txn *t, int q)
 {
     binder b;
     b_init(&b, q);
-    tx_send(t, &b, NO_WRITE, SG_EIO);
+    sg__pg_tx_send(t, &b, NO_WRITE, SG_EIO);
 }
 
-/* BEGIN and the batch's mark (a new seq for each attempt). */
+/* BEGIN, then the lease renewed with the batch's mark (a new seq for
+ * each attempt): nothing of the batch applies once the lease is lost. */
 static void begin(txn *t)
 {
     binder b;
     send_simple(t, P_BEGIN);
-    b_init(&b, P_MARK);
-    b_int(&b, 1, ++t->be->seq);
-    tx_send(t, &b, NO_WRITE, SG_EIO);
-}
-
-/* ---- the statements of each operation ---------------------------------- */
-
-static void bind_step_state(binder *b, int first, const sg_step_rec *s)
-{
-    b_int(b, first, s->status);
-    b_int(b, first + 1, s->attempts);
-    b_int(b, first + 2, s->started_us);
-    b_int(b, first + 3, s->finished_us);
-    b_blob(b, first + 4, s->error, s->error ? strlen(s->error) : 0);
-    b_blob(b, first + 5, s->response, s->response_len);
-    b_int(b, first + 6, s->next_us);
-}
-
-static void saga_insert(txn *t, const sg_saga_rec *r)
-{
-    binder b;
-    b_init(&b, P_SAGA_INSERT);
-    b_text(&b, 1, r->id);
-    b_text(&b, 2, r->def_name);
-    b_blob(&b, 3, r->request, r->request_len);
-    b_blob(&b, 4, r->idem_key, r->idem_key ? strlen(r->idem_key) : 0);
-    b_int(&b, 5, r->status);
-    b_int(&b, 6, r->comp_status);
-    b_blob(&b, 7, r->error, r->error ? strlen(r->error) : 0);
-    b_int(&b, 8, r->created_us);
-    b_int(&b, 9, r->updated_us);
-    b_int(&b, 10, (int64_t)r->nsteps);
-    b_int(&b, 11, r->def_version);
-    tx_send(t, &b, t->cur, SG_EIO);
-    for (size_t i = 0; i < r->nsteps; i++) {
-        const sg_step_rec *s = &r->steps[i];
-        b_init(&b, P_STEP_INSERT);
-        b_text(&b, 1, r->id);
-        b_int(&b, 2, (int64_t)i);
-        b_text(&b, 3, s->name);
-        bind_step_state(&b, 4, s);
-        tx_send(t, &b, t->cur, SG_EIO);
-    }
-}
-
-static void event_insert(txn *t, const sg_event_rec *e)
-{
-    binder b;
-    b_init(&b, P_EVENT_INSERT);
-    b_text(&b, 1, e->id);
-    b_text(&b, 2, e->saga_id);
-    b_text(&b, 3, e->topic);
-    b_blob(&b, 4, e->target, e->target ? strlen(e->target) : 0);
-    b_blob(&b, 5, e->payload, e->payload_len);
-    b_int(&b, 6, e->created_us);
-    b_int(&b, 7, e->deadline_us);
-    b_int(&b, 8, e->compensation);
-    b_int(&b, 9, e->step_index);
-    b_int(&b, 10, e->status);
-    b_int(&b, 11, e->attempts);
-    b_blob(&b, 12, e->last_error, e->last_error ? strlen(e->last_error) : 0);
-    b_int(&b, 13, e->updated_us);
-    b_text(&b, 14, e->method);
-    b_blob(&b, 15, e->headers, e->headers ? strlen(e->headers) : 0);
-    b_int(&b, 16, e->timeout_ms);
-    tx_send(t, &b, t->cur, SG_EIO);
-}
-
-static void apply_op(txn *t, const sg_write_op *op)
-{
-    binder b;
-    switch (op->kind) {
-    case SG_WOP_SAGA_INSERT:
-        saga_insert(t, &op->u.saga_insert);
-        return;
-    case SG_WOP_SAGA_UPDATE:
-        b_init(&b, P_SAGA_UPDATE);
-        b_text(&b, 1, op->u.saga_update.id);
-        b_int(&b, 2, op->u.saga_update.status);
-        b_int(&b, 3, op->u.saga_update.comp);
-        b_blob(&b, 4, op->u.saga_update.error,
-               op->u.saga_update.error ? strlen(op->u.saga_update.error) : 0);
-        b_int(&b, 5, op->u.saga_update.updated_us);
-        tx_send(t, &b, t->cur, SG_ENOTFOUND);
-        return;
-    case SG_WOP_STEP_UPDATE:
-        if (op->u.step_update.index > INT64_MAX) {
-            fail(t, SG_ENOTFOUND, "update step", "no such step");
-            return;
-        }
-        b_init(&b, P_STEP_UPDATE);
-        b_text(&b, 1, op->u.step_update.saga_id);
-        b_int(&b, 2, (int64_t)op->u.step_update.index);
-        bind_step_state(&b, 3, &op->u.step_update.step);
-        tx_send(t, &b, t->cur, SG_ENOTFOUND);
-        return;
-    case SG_WOP_EVENT_INSERT:
-        event_insert(t, &op->u.event_insert);
-        return;
-    case SG_WOP_EVENT_UPDATE:
-        b_init(&b, P_EVENT_UPDATE);
-        b_text(&b, 1, op->u.event_update.id);
-        b_int(&b, 2, op->u.event_update.status);
-        b_int(&b, 3, op->u.event_update.attempts);
-        b_blob(&b, 4, op->u.event_update.last_error,
-               op->u.event_update.last_error ? strlen(op->u.event_update.last_error) : 0);
-        b_int(&b, 5, op->u.event_update.updated_us);
-        tx_send(t, &b, t->cur, SG_ENOTFOUND);
-        /* The compensation rule; a step event's saga is not found. */
-        if (op->u.event_update.status == SG_EVENT_WITHDRAWN) return;
-        b_init(&b, P_COMP_DONE);
-        b_text(&b, 1, op->u.event_update.id);
-        b_int(&b, 2, sg_now_us());
-        tx_send(t, &b, t->cur, SG_EIO);
-        return;
-    case SG_WOP_SAGA_EXPECT:
-        b_init(&b, P_SAGA_EXPECT);
-        b_text(&b, 1, op->u.saga_expect.id);
-        b_int(&b, 2, op->u.saga_expect.status);
-        b_int(&b, 3, op->u.saga_expect.comp);
-        tx_send(t, &b, t->cur, SG_ECONFLICT);
-        return;
-    case SG_WOP_EVENT_EXPECT:
-        b_init(&b, P_EVENT_EXPECT);
-        b_text(&b, 1, op->u.event_expect.id);
-        b_int(&b, 2, op->u.event_expect.status);
-        tx_send(t, &b, t->cur, SG_ECONFLICT);
-        return;
-    case SG_WOP_DEF_INSERT:
-        b_init(&b, P_DEF_INSERT);
-        b_text(&b, 1, op->u.def_insert.name);
-        b_int(&b, 2, op->u.def_insert.version);
-        b_text(&b, 3, op->u.def_insert.canonical);
-        b_int(&b, 4, op->u.def_insert.created_us);
-        tx_send(t, &b, t->cur, SG_ECONFLICT);
-        return;
-    case SG_WOP_EVENT_TRIED:
-        b_init(&b, P_EVENT_TRIED);
-        b_text(&b, 1, op->u.event_tried.id);
-        b_int(&b, 2, op->u.event_tried.us);
-        tx_send(t, &b, t->cur, SG_EIO);
-        return;
-    case SG_WOP_WITHDRAW_ORPHANS:
-        b_init(&b, P_WITHDRAW_ORPHANS);
-        tx_send(t, &b, t->cur, SG_EIO);
-        return;
-    }
-    fail(t, SG_EINVAL, "write", "unknown operation");
-}
-
-static void apply_write(txn *t, const sg_write *w, size_t i)
-{
-    t->cur = i;
-    for (size_t k = 0; k < w->nops && !t->failed; k++)
-        apply_op(t, &w->ops[k]);
+    b_init(&b, P_LEASE);
+    b_text(&b, 1, t->be->owner);
+    b_int(&b, 2, t->be->epoch);
+    b_int(&b, 3, t->be->lease_ms);
+    b_int(&b, 4, ++t->be->seq);
+    sg__pg_tx_send(t, &b, LEASE_STMT, SG_EFENCED);
 }
 
 /* ---- passes --------------------------------------------------------------- */
@@ -394,7 +197,7 @@ static sg_status fast_pass(txn *t, sg_write *const *writes, size_t n, sg_status 
     begin(t);
     if (n == 0) send_simple(t, P_PROBE);
     for (size_t i = 0; i < n; i++)
-        apply_write(t, writes[i], i);
+        sg__pg_apply_write(t, writes[i], i);
     send_simple(t, P_COMMIT);
     tx_sync(t);
     if (!t->failed) {
@@ -402,7 +205,7 @@ static sg_status fast_pass(txn *t, sg_write *const *writes, size_t n, sg_status 
             results[i] = SG_OK;
         return SG_OK;
     }
-    if (t->fail_st == SG_EIO) return SG_EIO;
+    if (rank(t->fail_st)) return t->fail_st;
     t->failed = 0;
     send_simple(t, P_ROLLBACK);
     tx_sync(t);
@@ -418,14 +221,14 @@ static sg_status careful_pass(txn *t, sg_write *const *writes, size_t n, sg_stat
     begin(t);
     for (size_t i = 0; i < n; i++) {
         send_simple(t, P_SAVEPOINT);
-        apply_write(t, writes[i], i);
+        sg__pg_apply_write(t, writes[i], i);
         send_simple(t, P_RELEASE);
         tx_sync(t);
         if (!t->failed) {
             results[i] = SG_OK;
             continue;
         }
-        if (t->fail_st == SG_EIO) return SG_EIO;
+        if (rank(t->fail_st)) return t->fail_st;
         results[i] = t->fail_st;
         t->failed = 0;
         send_simple(t, P_ROLLBACK_TO);
@@ -483,6 +286,15 @@ static sg_status run_batch(sg_store_backend *be, sg_write *const *writes, size_t
         PQclear(res);
     }
     if (broken || PQstatus(be->w.pg) != CONNECTION_OK) sg__pg_disconnect(&be->w);
+    if (st == SG_EFENCED) {
+        for (size_t i = 0; i < n; i++)
+            results[i] = SG_EFENCED;
+        snprintf(err, errlen,
+                 "store lease %s/%lld lost: another sagad may run its sagas now; nothing of "
+                 "this transaction was stored",
+                 be->owner, (long long)be->epoch);
+        return SG_EFENCED;
+    }
 fail_early:
     for (size_t i = 0; i < n; i++)
         results[i] = SG_EIO;

@@ -78,7 +78,7 @@ typedef struct stub_answer {
 sg_status stub_ring_create(stub_ring **out, size_t max_entries, size_t max_bytes, size_t max_body,
                            const char *file, char *err, size_t errlen);
 void stub_ring_destroy(stub_ring *r); /* NULL-safe */
-#define STUB_REC_HEADERS 16           /* X-Test-* headers kept per request */
+#define STUB_REC_HEADERS 16           /* X-Test-* and X-Saga-Owner headers kept per request */
 
 typedef struct stub_header {
     const char *name, *value;

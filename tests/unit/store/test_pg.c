@@ -1,9 +1,9 @@
-/* What only the PostgreSQL backend has: the owner lock on the database
- * (interim, until leases), the schema version table, password-free
- * messages, and connections lost under the store (the server ended them,
- * as on a restart): the failed batch follows retry_failed, the writer and
- * the readers connect again on their next call, the owner lock comes back
- * with the writer; a COMMIT lost unanswered is resolved by asking. Runs on a throwaway server
+/* What only the PostgreSQL backend has: leases for several processes on
+ * one database, the schema version table, password-free messages, and
+ * connections lost under the store (the server ended them, as on a
+ * restart): the failed batch follows retry_failed, the writer and the
+ * readers connect again on their next call, the lease outlives the
+ * session; a COMMIT lost unanswered is resolved by asking. Runs on a throwaway server
  * (unit/store/test_pg@postgres); without SG_TEST_STORE_URL every case skips. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -46,30 +46,121 @@ static sg_status insert_one(sg_store *s, sg_saga_rec *r, int64_t created)
     return sg_store_commit_sync(s, w);
 }
 
-static void test_owner_lock(void **state)
+static void count_cb(void *arg, sg_saga_rec *rec, sg_event_rec *evs, size_t nevs)
+{
+    (*(int *)arg)++;
+    sg_saga_rec_free(rec);
+    free(rec);
+    for (size_t i = 0; i < nevs; i++)
+        sg_event_rec_free(&evs[i]);
+    free(evs);
+}
+
+/* Unfinished sagas s's recovery would resume: its own only. */
+static int count_unfinished(sg_store *s)
+{
+    sg_store_reader *r = NULL;
+    char next[SG_CURSOR_MAX];
+    int n = 0;
+    assert_int_equal(sg_store_reader_open(s, &r, NULL, 0), SG_OK);
+    assert_int_equal(sg_store_load_unfinished_page(r, NULL, 1000, count_cb, &n, next), SG_OK);
+    sg_store_reader_close(r);
+    return n;
+}
+
+static size_t adopt(sg_store *s)
+{
+    sg_store_reader *r = NULL;
+    size_t taken = 0;
+    assert_int_equal(sg_store_reader_open(s, &r, NULL, 0), SG_OK);
+    assert_int_equal(sg_store_adopt(r, &taken), SG_OK);
+    sg_store_reader_close(r);
+    return taken;
+}
+
+static long long epoch_of(sg_store *s)
+{
+    char o[SG_OWNER_MAX];
+    sg_store_owner(s, o);
+    const char *slash = strchr(o, '/');
+    assert_non_null(slash);
+    return strtoll(slash + 1, NULL, 10);
+}
+
+/* Several processes on one database (design §7): each its own lease and
+ * its own sagas; a lease lost fences every later write; the expired
+ * lease's sagas are adopted by another, once; a clean close hands them
+ * over at once. */
+static void test_leases(void **state)
 {
     (void)state;
     NEED_SERVER();
-    tmpdb t, u;
+    tmpdb t;
     tmpdb_make(&t);
-    tmpdb_make(&u);
-    char err[512];
-    sg_store *first = open_sync(t.path), *second = NULL;
-    assert_int_equal(try_open(t.path, NULL, &second, err, sizeof err), SG_EUNAVAIL);
-    assert_null(second);
-    assert_non_null(strstr(err, "is in use by another sagad"));
-    /* postgresql:// is the same backend. */
-    char url[400];
+    sg_store *a = open_sync(t.path), *b = NULL;
+    char url[400], err[512];
+    /* postgresql:// is the same backend and the same database. */
     snprintf(url, sizeof url, "postgresql://%s", t.path + strlen("postgres://"));
-    assert_int_equal(try_open(url, NULL, &second, err, sizeof err), SG_EUNAVAIL);
-    /* Another database of the same server has its own owner. */
-    second = open_sync(u.path);
-    sg_store_close(second);
-    /* Released on close. */
-    sg_store_close(first);
-    first = open_sync(t.path);
-    sg_store_close(first);
-    tmpdb_remove(&u);
+    assert_int_equal(try_open(url, NULL, &b, err, sizeof err), SG_OK);
+    assert_true(sg_store_shared(a) && sg_store_shared(b));
+    char oa[SG_OWNER_MAX], ob[SG_OWNER_MAX];
+    sg_store_owner(a, oa);
+    sg_store_owner(b, ob);
+    assert_string_not_equal(oa, ob);
+    assert_true(epoch_of(b) > epoch_of(a)); /* the fencing token only grows */
+    assert_true(sg_store_lease_until(a) > uv_hrtime() / 1000000);
+
+    sg_saga_rec x, y;
+    assert_int_equal(insert_one(a, &x, 1), SG_OK);
+    assert_int_equal(count_unfinished(a), 1);
+    assert_int_equal(count_unfinished(b), 0); /* a's, not b's */
+    assert_int_equal(adopt(b), 0);            /* a's lease holds */
+
+    /* a's lease runs out (a paused process): b takes its saga over. */
+    char sql[256];
+    snprintf(sql, sizeof sql, "UPDATE sg_leases SET expires_us=0 WHERE owner='%.36s'", oa);
+    pg_exec_url(t.path, sql);
+    assert_int_equal(adopt(b), 1);
+    assert_int_equal(adopt(b), 0); /* once */
+    assert_int_equal(count_unfinished(b), 1);
+    assert_int_equal(pg_exec_url(t.path, "SELECT count(*) FROM sg_leases"), 1);
+
+    /* a wakes: nothing it writes lands, ever again. */
+    sg_write *w = sg_write_create();
+    sg_write_saga_update(w, x.id, SG_SAGA_FAILED, SG_COMP_NONE, "late", 5);
+    assert_int_equal(sg_store_commit_sync(a, w), SG_EFENCED);
+    assert_int_equal(sg_store_lease_until(a), 0);
+    assert_int_equal(sg_store_health(a, err, sizeof err), SG_EIO);
+    assert_non_null(strstr(err, "lease"));
+    assert_int_equal(insert_one(a, &y, 2), SG_EFENCED);
+    assert_int_equal(pg_exec_url(t.path, "SELECT count(*) FROM sagas"), 1);
+    assert_int_equal(pg_exec_url(t.path, "SELECT count(*) FROM sagas WHERE status=0"), 1);
+    sg_store_close(a);
+
+    /* b finishes it; a FAILED saga is claimed by whoever redrives it. */
+    w = sg_write_create();
+    sg_write_saga_update(w, x.id, SG_SAGA_FAILED, SG_COMP_NONE, "failed", 6);
+    assert_int_equal(sg_store_commit_sync(b, w), SG_OK);
+    sg_store *c = open_sync(t.path);
+    w = sg_write_create();
+    sg_write_saga_update(w, x.id, SG_SAGA_IN_PROGRESS, SG_COMP_NONE, NULL, 7);
+    assert_int_equal(sg_store_commit_sync(c, w), SG_ENOTFOUND); /* b's, not c's */
+    w = sg_write_create();
+    sg_write_saga_expect(w, x.id, SG_SAGA_FAILED, SG_COMP_NONE);
+    sg_write_saga_claim(w, x.id);
+    sg_write_saga_update(w, x.id, SG_SAGA_IN_PROGRESS, SG_COMP_NONE, NULL, 7);
+    assert_int_equal(sg_store_commit_sync(c, w), SG_OK);
+    assert_int_equal(count_unfinished(c), 1);
+    assert_int_equal(count_unfinished(b), 0);
+
+    /* A clean close gives the lease up: the next store takes over at once. */
+    sg_store_close(c);
+    sg_store *d = open_sync(t.path);
+    assert_int_equal(count_unfinished(d), 1);
+    sg_store_close(d);
+    sg_store_close(b);
+    sg_saga_rec_free(&x);
+    sg_saga_rec_free(&y);
     tmpdb_remove(&t);
 }
 
@@ -87,7 +178,7 @@ static void test_schema_version(void **state)
     assert_int_equal(try_open(t.path, NULL, &s, err, sizeof err), SG_EINVAL);
     assert_non_null(strstr(err, "schema version 99, newer than this sagad supports"));
     pg_exec_url(t.path, "UPDATE sg_schema SET version=1 WHERE id=1");
-    /* The refused open let go of the owner lock. */
+    /* The refused open left nothing behind. */
     s = open_sync(t.path);
     sg_store_close(s);
     tmpdb_remove(&t);
@@ -141,10 +232,9 @@ static void test_connection_lost(void **state)
     sg_saga_rec_free(&got);
     assert_int_equal(sg_store_get(rd, b.id, &got), SG_ENOTFOUND);
 
-    /* The writer's new session holds the owner lock again. */
-    sg_store *other = NULL;
-    char err[512];
-    assert_int_equal(try_open(t.path, NULL, &other, err, sizeof err), SG_EUNAVAIL);
+    /* The lease outlived the session: the new one renews it. */
+    assert_true(sg_store_lease_until(s) > uv_hrtime() / 1000000);
+    assert_int_equal(pg_exec_url(t.path, "SELECT count(*) FROM sg_leases"), 1);
 
     sg_store_reader_close(rd);
     sg_store_close(s);
@@ -294,7 +384,7 @@ static void test_any_bytes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_owner_lock),
+        cmocka_unit_test(test_leases),
         cmocka_unit_test(test_schema_version),
         cmocka_unit_test(test_no_server),
         cmocka_unit_test(test_connection_lost),

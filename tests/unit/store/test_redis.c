@@ -94,7 +94,7 @@ static void test_durability_settings(void **state)
     tmpdb t;
     tmpdb_make(&t);
     redisContext *c = raw(0);
-    char err[512], url[160];
+    char err[512], url[320];
     sg_store *s;
     raw_ok(c, "CONFIG SET %s %s", "appendfsync", "everysec");
     assert_int_equal(try_open(t.path, err, sizeof err, &s), SG_EUNAVAIL);
