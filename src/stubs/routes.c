@@ -234,9 +234,7 @@ static enum MHD_Result collect_test_header(void *cls, enum MHD_ValueKind kind, c
 {
     (void)kind;
     header_box *b = cls;
-    /* X-Saga-Owner: which sagad lease made the call (several on one store). */
-    int kept = strncasecmp(key, "X-Test-", 7) == 0 || strcasecmp(key, "X-Saga-Owner") == 0;
-    if (value && kept && b->n < STUB_REC_HEADERS)
+    if (value && strncasecmp(key, "X-Test-", 7) == 0 && b->n < STUB_REC_HEADERS)
         b->h[b->n++] = (stub_header){key, value};
     return MHD_YES;
 }
@@ -267,6 +265,7 @@ static void record(stub_server *s, stub_req *r, const char *saga_id)
         .idem_key = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key"),
         .compensation =
             MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Saga-Compensation"),
+        .owner = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Saga-Owner"),
         .headers = hb.h,
         .nheaders = hb.n,
         .body = r->body.ptr ? r->body.ptr : "",

@@ -78,7 +78,7 @@ typedef struct stub_answer {
 sg_status stub_ring_create(stub_ring **out, size_t max_entries, size_t max_bytes, size_t max_body,
                            const char *file, char *err, size_t errlen);
 void stub_ring_destroy(stub_ring *r); /* NULL-safe */
-#define STUB_REC_HEADERS 16           /* X-Test-* and X-Saga-Owner headers kept per request */
+#define STUB_REC_HEADERS 16           /* X-Test-* headers kept per request */
 
 typedef struct stub_header {
     const char *name, *value;
@@ -91,6 +91,7 @@ typedef struct stub_rec_in {
     const char *saga_id;        /* X-Saga-Id, or NULL */
     const char *idem_key;       /* Idempotency-Key, or NULL */
     const char *compensation;   /* X-Saga-Compensation, or NULL */
+    const char *owner;          /* X-Saga-Owner (the calling sagad's lease), or NULL */
     const stub_header *headers; /* X-Test-*, at most STUB_REC_HEADERS */
     size_t nheaders;
     const char *body;

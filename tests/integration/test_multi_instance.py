@@ -54,10 +54,7 @@ class Node:
 
 
 def owner_of(req):
-    for k, v in (req.get("headers") or {}).items():
-        if k.lower() == "x-saga-owner":
-            return v
-    return None
+    return req.get("owner")
 
 
 class MultiInstanceTest(unittest.TestCase):

@@ -144,7 +144,7 @@ class NamedServicesTest(unittest.TestCase):
         self.assertEqual((recs[2]["path"], recs[2]["method"], recs[2]["headers"]),
                          ("/process", "POST", {"x-saga-compensation": None}))
         self.assertEqual(set(r), {"seq", "time_us", "path", "method", "headers", "saga_id",
-                                  "idempotency_key", "status", "mode", "delay_ms", "body",
+                                  "idempotency_key", "owner", "status", "mode", "delay_ms", "body",
                                   "truncated"})
 
     def test_stats_count_named(self):
