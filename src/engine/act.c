@@ -233,9 +233,23 @@ static void publish(saga *s)
 
 void sg__saga_act(saga *s)
 {
-    if (!sg__lease_held(s->eng)) return; /* another sagad may run it now */
+    if (!sg__lease_held(s->eng)) { /* another sagad may run it now */
+        s->lease_waiting = 1;
+        return;
+    }
     if (s->def->steps[s->cur].action.kind == SG_ACTION_HTTP)
         call_http(s);
     else
         publish(s);
+}
+
+void sg__saga_lease_resume(sg_engine *e)
+{
+    saga *s, *tmp;
+    HASH_ITER(hh, e->sagas, s, tmp)
+    {
+        if (!s->lease_waiting) continue;
+        s->lease_waiting = 0;
+        sg__saga_act(s);
+    }
 }

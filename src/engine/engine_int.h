@@ -45,6 +45,7 @@ struct saga {
     size_t done_unlogged;   /* 1 + a step completed by the write in flight, not yet logged */
     int failed_unlogged;    /* the current step failed for good; logged with the saga's end */
     int in_doubt;           /* the PUBLISH step's event may have reached the consumer */
+    int lease_waiting;      /* its action waits for the store lease to be renewed */
     uint64_t retry_due_ms;  /* in a backoff: monotonic ms of the next attempt */
     sg_http_call *call;     /* HTTP step in flight */
     char *body;             /* its rendered body template, kept until it ends; owned */
@@ -62,6 +63,7 @@ struct outbox_ev {
     sg_http_call *call;     /* HTTP compensation in flight */
     uv_timer_t timer;       /* redelivery backoff */
     int64_t first_try_us;   /* a compensation's first attempt in this process; 0 = none */
+    int lease_waiting;      /* its attempt waits for the store lease to be renewed */
     comp_queue *q;          /* a compensation's: its saga's queue (outbox.c) */
     outbox_ev *prev, *next; /* q->list, or a list being built */
     UT_hash_handle hh;      /* recovery's step events by saga id */
@@ -94,6 +96,7 @@ struct sg_engine {
     int recover_again;        /* a takeover brought sagas: another recovery pass */
     sg_adopter *adopter;      /* lease.c's; NULL unless the store is shared */
     int fenced;               /* the store lease is lost: nothing more starts */
+    int lease_lapsed;         /* not renewed in time: actions wait for a renewal */
     char owner[SG_OWNER_MAX]; /* "<owner>/<epoch>" on a shared store, else "" */
 };
 
@@ -162,9 +165,15 @@ void sg__recover_again(sg_engine *e);
 
 /* lease.c: shared stores (design §7). */
 /* 1 while this process holds its store lease (always, for a store that is
- * not shared); else reports the loss once (opt.on_fenced) and returns 0:
- * nothing with effects outside may start. */
+ * not shared); else 0: nothing with effects outside may start. A lease
+ * lost for good (another process took its sagas over) is reported once
+ * (opt.on_fenced); one merely not renewed in time (the store out of
+ * reach) makes actions wait (their lease_waiting flags) until a renewal,
+ * when the lease tick starts them again. */
 int sg__lease_held(sg_engine *e);
+/* act.c / outbox.c: start what waited for the lease. */
+void sg__saga_lease_resume(sg_engine *e);
+void sg__comp_lease_resume(sg_engine *e);
 sg_status sg__lease_start(sg_engine *e, char *err, size_t errlen);
 void sg__lease_halt(sg_engine *e); /* waits for an adoption read in flight */
 /* Reads this process's undelivered compensations again (off the loop) and

@@ -49,8 +49,8 @@ struct sg_adopter {
 int sg__lease_held(sg_engine *e)
 {
     if (!sg_store_shared(e->store)) return 1;
-    if (!e->fenced && sg__mono_ms() < sg_store_lease_until(e->store)) return 1;
-    if (!e->fenced) {
+    uint64_t until = sg_store_lease_until(e->store);
+    if (!e->fenced && until == 0) { /* the store says another process took over */
         e->fenced = 1;
         sg_log(SG_LOG_ERROR,
                "lease %s lost: another sagad may own these sagas now; this one starts "
@@ -58,6 +58,14 @@ int sg__lease_held(sg_engine *e)
                e->owner);
         if (e->opt.on_fenced) e->opt.on_fenced(e->opt.fenced_arg);
     }
+    if (e->fenced) return 0;
+    if (sg__mono_ms() < until) return 1;
+    if (!e->lease_lapsed)
+        sg_log(SG_LOG_WARN,
+               "lease %s not renewed in time (is the store out of reach?): no call, publish "
+               "or compensation starts until it is",
+               e->owner);
+    e->lease_lapsed = 1;
     return 0;
 }
 
@@ -159,7 +167,18 @@ static void run(sg_adopter *a, int resync)
 
 static void on_tick(uv_timer_t *t)
 {
-    run(t->data, 0);
+    sg_adopter *a = t->data;
+    sg_engine *e = a->e;
+    if (e->halted) return;
+    int lapsed = e->lease_lapsed;
+    if (!sg__lease_held(e)) return; /* also notices a loss while idle */
+    if (lapsed) {
+        e->lease_lapsed = 0;
+        sg_log(SG_LOG_INFO, "lease %s renewed again: what waited for it starts", e->owner);
+        sg__saga_lease_resume(e);
+        sg__comp_lease_resume(e);
+    }
+    run(a, 0);
 }
 
 void sg__lease_resync(sg_engine *e)

@@ -232,7 +232,11 @@ static sg_status call(outbox_ev *ev, long timeout)
 static void attempt(outbox_ev *ev)
 {
     sg_engine *e = ev->eng;
-    if (e->halted || !sg__lease_held(e)) return;
+    if (e->halted) return;
+    if (!sg__lease_held(e)) {
+        ev->lease_waiting = 1;
+        return;
+    }
     ev->rec.attempts++;
     if (!ev->first_try_us) ev->first_try_us = sg_now_us();
     sg_crash_point("compensation_send");
@@ -309,6 +313,21 @@ void sg__comp_redeliver(sg_engine *e, sg_event_rec *rec, sg_cmd_cb cb, void *arg
     sg_write_event_update(w, r->rec.id, SG_EVENT_PENDING, r->rec.attempts, r->rec.last_error,
                           sg_now_us());
     if (sg_store_submit(e->store, w, on_requeued, r) != SG_OK) on_requeued(r, SG_ECLOSED);
+}
+
+void sg__comp_lease_resume(sg_engine *e)
+{
+    comp_queue *q, *qtmp;
+    HASH_ITER(hh, e->cqueues, q, qtmp)
+    {
+        outbox_ev *ev, *etmp;
+        DL_FOREACH_SAFE(q->list, ev, etmp)
+        {
+            if (!ev->lease_waiting) continue;
+            ev->lease_waiting = 0;
+            attempt(ev);
+        }
+    }
 }
 
 /* ---- shutdown ------------------------------------------------------------------- */

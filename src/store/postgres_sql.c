@@ -100,12 +100,15 @@ static const struct {
                             "saga_id IN (SELECT id FROM sagas WHERE status<>0 AND owner=$1)"},
     [P_SAGA_CLAIM] = {"claim saga", "tti", MUST("UPDATE sagas SET owner=$2, epoch=$3 WHERE id=$1")},
     /* First in every transaction: renews this process's lease ($1, $2) by
-     * $3 ms and marks the batch ($4), only while the lease is still this
-     * process's and unexpired. Matching nothing means another process may
-     * have taken its sagas over: the transaction is fenced off. */
+     * $3 ms and marks the batch ($4) while the lease row is still this
+     * process's, even past its expiry: a takeover deletes the row in the
+     * transaction that moves the sagas, so a row still there means no one
+     * took them (the database was out of reach for everyone, say).
+     * Matching nothing means another process did: the transaction is
+     * fenced off. */
     [P_LEASE] = {"renew the lease", "tiii",
                  MUST("UPDATE sg_leases SET expires_us=" SG_PG_NOW_US "+$3*1000, seq=$4 WHERE "
-                      "owner=$1 AND epoch=$2 AND expires_us>" SG_PG_NOW_US)},
+                      "owner=$1 AND epoch=$2")},
     /* Each batch marks itself: after a connection lost with its COMMIT
      * unanswered, the mark tells whether it committed. */
     /* Writes a row unchanged: a transaction that must write, to probe a

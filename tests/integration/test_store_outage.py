@@ -102,6 +102,9 @@ class StoreOutageTest(harness.SagadCase):
         self.assertEqual(harness.jbody(b)["sagas"], [])
 
     def test_second_sagad_on_the_same_store_is_refused(self):
+        if self.sagad.db.startswith("postgres"):
+            self.skipTest("several sagad share a PostgreSQL database through leases: "
+                          "test_multi_instance")
         argv = [harness.SAGAD, "--listen", "127.0.0.1:0", "--db", self.sagad.db]
         rc, _, err = harness.run(argv, timeout=20, env=harness.clean_env())
         self.assertNotEqual(rc, 0)
