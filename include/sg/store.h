@@ -57,6 +57,9 @@ void sg_write_event_update(sg_write *w, const char *event_id, sg_event_status st
  * recorded already (what its "started_at" shows). */
 void sg_write_event_tried(sg_write *w, const char *event_id, int64_t first_try_us);
 void sg_write_saga_expect(sg_write *w, const char *id, sg_saga_status st, sg_comp_status comp);
+/* The same guard, put before every operation already in w. */
+void sg_write_saga_expect_first(sg_write *w, const char *id, sg_saga_status st,
+                                sg_comp_status comp);
 void sg_write_event_expect(sg_write *w, const char *event_id, sg_event_status st);
 /* Keeps a definition version (design §6: the store keeps every version it
  * has run). Inserting a (name, version) already stored with the same text

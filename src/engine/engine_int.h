@@ -36,24 +36,28 @@ struct saga {
     sg_engine *eng;
     sg_saga_rec rec; /* mirror of the committed state (plus what is committing) */
     const sg_def *def;
-    size_t cur;             /* step being run */
-    int durable;            /* its insert has committed */
-    int writing;            /* a store write is in flight: at most one at a time */
-    size_t held;            /* request and answers kept, counted in eng->held_bytes */
-    int finished;           /* final state committed */
-    int redriven;           /* started by POST /saga/{id}/retry: later retries join it */
-    size_t done_unlogged;   /* 1 + a step completed by the write in flight, not yet logged */
-    int failed_unlogged;    /* the current step failed for good; logged with the saga's end */
-    int in_doubt;           /* the PUBLISH step's event may have reached the consumer */
-    int lease_waiting;      /* its action waits for the store lease to be renewed */
-    uint64_t retry_due_ms;  /* in a backoff: monotonic ms of the next attempt */
-    sg_http_call *call;     /* HTTP step in flight */
-    char *body;             /* its rendered body template, kept until it ends; owned */
-    outbox_ev *pub;         /* PUBLISH step's event */
-    start_req *waiters;     /* answered by sg__saga_answer */
-    uv_timer_t timer;       /* publish deadline or backoff; closed before free */
-    UT_hash_handle hh;      /* eng->sagas by rec.id */
-    UT_hash_handle hh_idem; /* eng->by_idem by rec.idem_key */
+    size_t cur;                 /* step being run */
+    int durable;                /* its insert has committed */
+    int writing;                /* a store write is in flight: at most one at a time */
+    size_t held;                /* request and answers kept, counted in eng->held_bytes */
+    int finished;               /* final state committed */
+    int redriven;               /* started by POST /saga/{id}/retry: later retries join it */
+    size_t done_unlogged;       /* 1 + a step completed by the write in flight, not yet logged */
+    int failed_unlogged;        /* the current step failed for good; logged with the saga's end */
+    int in_doubt;               /* the PUBLISH step's event may have reached the consumer */
+    int lease_waiting;          /* its action waits for the store lease to be renewed */
+    int resume_guard;           /* resumed from the store: its first write checks the state
+                                   it was read in (a later recovery pass may have read it
+                                   again while it ran here and ended) */
+    sg_comp_status resume_comp; /* the comp_status it was read with */
+    uint64_t retry_due_ms;      /* in a backoff: monotonic ms of the next attempt */
+    sg_http_call *call;         /* HTTP step in flight */
+    char *body;                 /* its rendered body template, kept until it ends; owned */
+    outbox_ev *pub;             /* PUBLISH step's event */
+    start_req *waiters;         /* answered by sg__saga_answer */
+    uv_timer_t timer;           /* publish deadline or backoff; closed before free */
+    UT_hash_handle hh;          /* eng->sagas by rec.id */
+    UT_hash_handle hh_idem;     /* eng->by_idem by rec.idem_key */
 };
 
 struct outbox_ev {

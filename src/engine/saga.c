@@ -21,6 +21,7 @@ typedef struct pending_write {
     size_t bytes; /* what the queued write holds, counted in held_bytes */
     sg__then_fn then;
     outbox_ev *comps; /* compensations to deliver once committed */
+    int guarded;      /* the saga's first write after a resume (resume_guard) */
 } pending_write;
 
 /* ---- lifetime ---------------------------------------------------------- */
@@ -96,6 +97,20 @@ static void on_committed(void *arg, sg_status st)
     assert(s->writing);
     s->writing = 0;
     s->eng->held_bytes -= pw->bytes;
+    if (pw->guarded && st == SG_ECONFLICT && !s->eng->halted) {
+        /* The store has it past the state it was resumed from: this copy
+         * is stale (another pass resumed and ended it). */
+        sg_log(SG_LOG_INFO, "saga %s: resumed twice; this copy stops", s->rec.id);
+        outbox_ev *ev, *tmp;
+        DL_FOREACH_SAFE(pw->comps, ev, tmp)
+        {
+            DL_DELETE(pw->comps, ev);
+            sg__ev_free(ev);
+        }
+        free(pw);
+        sg__saga_free(s);
+        return;
+    }
     if (pw->comps && st == SG_OK) sg_crash_point("commit_before_delivery");
     if (s->eng->halted) {
         /* Not delivered now; still PENDING in the store if committed, so the
@@ -129,6 +144,11 @@ void sg__saga_commit(saga *s, sg_write *w, outbox_ev *comps, sg__then_fn then)
     pw->s = s;
     pw->then = then;
     pw->comps = comps;
+    if (s->resume_guard) {
+        s->resume_guard = 0;
+        pw->guarded = 1;
+        sg_write_saga_expect_first(w, s->rec.id, SG_SAGA_IN_PROGRESS, s->resume_comp);
+    }
     pw->bytes = sg_write_size(w);
     s->eng->held_bytes += pw->bytes;
     assert(!s->writing); /* one write in flight per saga: one continuation */
@@ -400,6 +420,8 @@ void sg__saga_resume(sg_engine *e, sg_saga_rec *rec, outbox_ev *pending)
     s->rec = *rec; /* takes the members */
     memset(rec, 0, sizeof *rec);
     s->durable = 1;
+    s->resume_guard = 1;
+    s->resume_comp = s->rec.comp_status;
     sg__saga_index(s);
     while (s->cur < s->rec.nsteps && s->rec.steps[s->cur].status == SG_STEP_COMPLETED)
         s->cur++;

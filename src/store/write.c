@@ -132,6 +132,14 @@ void sg_write_event_tried(sg_write *w, const char *event_id, int64_t first_try_u
     op->u.event_tried.us = first_try_us;
 }
 
+void sg_write_saga_expect_first(sg_write *w, const char *id, sg_saga_status st, sg_comp_status comp)
+{
+    sg_write_saga_expect(w, id, st, comp);
+    sg_write_op guard = w->ops[w->nops - 1];
+    memmove(&w->ops[1], &w->ops[0], (w->nops - 1) * sizeof *w->ops);
+    w->ops[0] = guard;
+}
+
 void sg_write_saga_claim(sg_write *w, const char *id)
 {
     assert(id);
