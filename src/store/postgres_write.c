@@ -24,7 +24,6 @@
 #include "sg/alloc.h"
 #include "sg/util.h"
 
-
 /* Failure injection: 1 if the statement about to run must fail. */
 static int injected_fault(void)
 {

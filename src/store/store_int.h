@@ -197,7 +197,7 @@ struct sg_store_ops {
 };
 
 extern const struct sg_store_ops sg_store_sqlite_ops;
-extern const struct sg_store_ops sg_store_redis_ops; /* redis.c */
+extern const struct sg_store_ops sg_store_redis_ops;    /* redis.c */
 extern const struct sg_store_ops sg_store_postgres_ops; /* postgres:// and postgresql:// */
 
 /* ---- helpers shared by backends (store.c) ------------------------------ */

@@ -131,8 +131,7 @@ void stub_ring_add(stub_ring *r, const stub_rec_in *in, const stub_answer *ans)
     if (truncated) len = r->max_body;
     size_t nh = in->nheaders < STUB_REC_HEADERS ? in->nheaders : STUB_REC_HEADERS;
     size_t size = sizeof(rec) + opt_len(in->path) + opt_len(in->method) + opt_len(in->saga_id) +
-                  opt_len(in->idem_key) + opt_len(in->compensation) + opt_len(in->owner) + len +
-                  1;
+                  opt_len(in->idem_key) + opt_len(in->compensation) + opt_len(in->owner) + len + 1;
     for (size_t i = 0; i < nh; i++)
         size += opt_len(in->headers[i].name) + opt_len(in->headers[i].value);
     /* One allocation per entry, outside the lock: the lock only guards

@@ -141,9 +141,7 @@ static void test_defs_conflict_in_batch(void **state)
                                                         : &sg_store_sqlite_ops;
     sg_store_backend *b = NULL;
     char err[256] = "";
-    assert_int_equal(
-        ops->open(&b, t.path, store_target(t.path), NULL, err, sizeof err),
-        SG_OK);
+    assert_int_equal(ops->open(&b, t.path, store_target(t.path), NULL, err, sizeof err), SG_OK);
     sg_saga_rec a, bad, c;
     make_saga(&a, "{}", 2, NULL, 1);
     make_saga(&bad, "{}", 2, NULL, 2);
