@@ -452,9 +452,10 @@ static void test_wrong_shapes(void **state)
     tmpdb_remove(&t);
 }
 
-/* Redis refuses SIGTERM while it writes its first AOF ("Writing initial
- * AOF, can't exit"), which would leave with_redis.sh waiting for a server
- * that never stops when the tests finish quickly: wait for that AOF. */
+/* Redis refuses SIGTERM while it writes an initial AOF ("Writing initial
+ * AOF, can't exit"; test_durability_settings turns appendonly back on,
+ * which starts one), which would leave with_redis.sh waiting for a
+ * server that never stops when the tests finish quickly: wait for it. */
 static void wait_initial_aof(void)
 {
     if (!test_store_url() || !getenv("SG_TEST_REDIS_PORT")) return;
@@ -473,7 +474,6 @@ static void wait_initial_aof(void)
 
 int main(void)
 {
-    wait_initial_aof();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_errors),
         cmocka_unit_test(test_durability_settings),
@@ -483,5 +483,7 @@ int main(void)
         cmocka_unit_test(test_connection_lost),
         cmocka_unit_test(test_wrong_shapes),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    wait_initial_aof();
+    return failed;
 }
