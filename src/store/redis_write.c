@@ -217,7 +217,8 @@ static sg_status read_replies(sg_store_backend *b, size_t n, sg_status *results,
 {
     redisReply *r = NULL;
     sg_status st = SG_EIO;
-    for (size_t i = 0; i < n + 2; i++) {
+    size_t queued = n ? n : 1; /* a probe queues the lease's renewal */
+    for (size_t i = 0; i < queued + 2; i++) {
         void *p = NULL;
         if (redisGetReply(b->w, &p) != REDIS_OK || !p) {
             snprintf(err, errlen, "Redis %s: %s", b->a.shown,
@@ -231,12 +232,12 @@ static sg_status read_replies(sg_store_backend *b, size_t n, sg_status *results,
         r = p;
         /* MULTI answers +OK, each command +QUEUED (or an error that makes
          * EXEC refuse the whole transaction: reported from EXEC). */
-        if (i < n + 1 && r->type == REDIS_REPLY_ERROR && !err[0]) {
+        if (i < queued + 1 && r->type == REDIS_REPLY_ERROR && !err[0]) {
             if (!strncmp(sg__rd_reply_text(r), "NOSCRIPT", 8)) *noscript = 1;
             snprintf(err, errlen, "Redis %s: %s", b->a.shown, sg__rd_reply_text(r));
         }
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != (n ? n : 1)) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != queued) {
         if (!err[0] || r->type == REDIS_REPLY_ERROR)
             snprintf(err, errlen, "Redis %s: EXEC: %s", b->a.shown, sg__rd_reply_text(r));
         goto out;

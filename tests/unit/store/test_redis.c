@@ -326,11 +326,20 @@ static void test_probe_fenced(void **state)
     skip_without_redis();
     tmpdb t;
     tmpdb_make(&t);
-    char oa[SG_ID_LEN + 1], ls[64];
-    sg_store *a = open_sync(t.path);
+    char oa[SG_ID_LEN + 1], ls[64], err[256];
+    /* A short lease: the idle writer probes (renews) every 100 ms. */
+    sg_store_options o = {.lease_ms = 300};
+    sg_store *a = NULL;
+    assert_int_equal(sg_store_open(&a, t.path, NULL, &o, err, sizeof err), SG_OK);
     long long ea = epoch_of(a, oa);
     redisContext *c = raw(db_of(&t));
-    assert_int_equal(sg_store_commit_sync(a, sg_write_create()), SG_OK);
+    /* Probes one after another, then a write: replies stay in step, and
+     * the lease outlives its length. */
+    uv_sleep(700);
+    assert_true(sg_store_lease_until(a) > uv_hrtime() / 1000000);
+    sg_saga_rec first;
+    assert_int_equal(insert_one(a, &first, 1), SG_OK);
+    sg_saga_rec_free(&first);
     snprintf(ls, sizeof ls, "%lld 0", ea);
     raw_ok(c, "HSET sagad:leases %s %s", oa, ls);
     assert_int_equal(sg_store_commit_sync(a, sg_write_create()), SG_EFENCED);
