@@ -353,6 +353,26 @@ static sg_status take_lease(sg_store_backend *b, char *err, size_t errlen)
     return SG_OK;
 }
 
+/* A database of layout 1 (one sagad at a time, no leases) becomes
+ * layout 2, its sagas this process's; refused while an older sagad runs
+ * on it (its owner key lives). */
+static sg_status upgrade(sg_store_backend *b, char *err, size_t errlen)
+{
+    long long n = 0;
+    if (sg__rd_lease_call(b, &b->w, "upgrade", 0, NULL, &n, err, errlen) != 0) return SG_EIO;
+    if (n < 0) {
+        snprintf(err, errlen,
+                 "store %s is in use by an older sagad (layout 1, key sagad:owner): stop it "
+                 "first; this one then upgrades the database to layout %d",
+                 b->a.shown, SG_RD_LAYOUT_VERSION);
+        return SG_EUNAVAIL;
+    }
+    if (n > 0)
+        sg_log(SG_LOG_INFO, "store: %s: upgraded to layout %d; its %lld sagas are this process's",
+               b->a.shown, SG_RD_LAYOUT_VERSION, n);
+    return SG_OK;
+}
+
 /* Gives the lease up (it expires now): others may take its sagas at once. */
 static void drop_lease(sg_store_backend *b)
 {
@@ -416,6 +436,7 @@ static sg_status rd_open(sg_store_backend **out, const char *url, const char *ta
     if (!b->a.relaxed && (st = check_durability(b, err, errlen)) != SG_OK) goto fail;
     if ((st = check_version(b, err, errlen)) != SG_OK) goto fail;
     if ((st = take_lease(b, err, errlen)) != SG_OK) goto fail;
+    if ((st = upgrade(b, err, errlen)) != SG_OK) goto fail;
     /* A sagad restarted after a clean close (or after its lease ran out)
      * resumes its sagas at once rather than at the first adoption. */
     size_t taken = 0;

@@ -10,8 +10,9 @@
 
 #include "store_int.h"
 
-/* The layout this sagad writes (key sagad:version): 1 the first. */
-#define SG_RD_LAYOUT_VERSION 1
+/* The layout this sagad writes (key sagad:version): 1 the first (one
+ * owner), 2 with leases (upgraded from 1 at open). */
+#define SG_RD_LAYOUT_VERSION 2
 /* A reply bigger than this (in elements of one array) is refused. */
 #define SG_RD_MAX_ELEMENTS 1000000
 /* How long a writer whose connection broke before EXEC's reply waits for

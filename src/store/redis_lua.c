@@ -334,7 +334,9 @@ const char sg__rd_lua_write[] =
  *   adopt OWNER EPOCH: -1 when this lease is lost; else every other
  *     expired lease is deleted and its live sagas (with their events)
  *     become OWNER's; returns how many. One script: atomic, so two
- *     processes never take the same sagas. */
+ *     processes never take the same sagas.
+ *   upgrade OWNER: layout 1 (one owner, no leases) to 2: every saga
+ *     becomes OWNER's; -1 while a sagad of layout 1 holds sagad:owner. */
 const char sg__rd_lua_lease[] =
     "local P='sagad:'\n" SG_RD_LUA_LEASE "local mode,ME=ARGV[1],ARGV[2]\n" SG_RD_LUA_OWNED
     "if mode=='take' then\n"
@@ -367,6 +369,17 @@ const char sg__rd_lua_lease[] =
     "    end\n"
     "  end\n"
     "  return n\n"
+    "end\n"
+    "if mode=='upgrade' then\n"
+    "  if redis.call('GET',P..'version')~='1' then return 0 end\n"
+    "  if redis.call('EXISTS',P..'owner')==1 then return -1 end\n"
+    "  local n=0\n"
+    "  for _,m in ipairs(redis.call('ZRANGE',P..'sagas',0,-1)) do\n"
+    "    local sid=string.sub(m,22) local h=P..'saga:'..sid\n"
+    "    if redis.call('HEXISTS',h,'owner')==0 then\n"
+    "      redis.call('HSET',h,'owner',ME) own_all(sid) n=n+1 end\n"
+    "  end\n"
+    "  redis.call('SET',P..'version','2') return n\n"
     "end\n"
     "return redis.error_reply('SGARGS bad lease mode')\n";
 

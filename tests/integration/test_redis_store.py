@@ -47,8 +47,12 @@ class RedisRestartTest(harness.SagadCase):
                            "ai_model": {"delay_ms": 300}})
         self.srv = redisserver.RedisServer()
         self.addCleanup(self.srv.cleanup)
+        # The lease outlasts the outage: a sagad that cannot renew its
+        # lease for longer stops (status 3) rather than risk running
+        # sagas another took over.
         self.sagad = Sagad(self.stubs, db=self.srv.url(1), step_timeout_ms=10000,
-                           args=("--log-level", "warn"), port=harness.free_port())
+                           args=("--log-level", "warn", "--lease-ms", "15000"),
+                           port=harness.free_port())
         type(self).sagad = self.sagad
         self.addCleanup(lambda: self.sagad.proc.alive() and self.sagad.kill9())
 

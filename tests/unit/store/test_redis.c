@@ -362,13 +362,58 @@ static void test_newer_layout_refused(void **state)
     char err[512];
     sg_store *s;
     assert_int_equal(try_open(t.path, err, sizeof err, &s), SG_EINVAL);
-    assert_non_null(strstr(err, "layout version 99, newer than this sagad supports (1)"));
+    assert_non_null(strstr(err, "layout version 99, newer than this sagad supports (2)"));
     raw_ok(c, "SET sagad:version %s", "garbage", NULL);
     assert_int_equal(try_open(t.path, err, sizeof err, &s), SG_EINVAL);
     /* Refused before it took a lease. */
     redisReply *rep = redisCommand(c, "EXISTS sagad:leases");
     assert_int_equal(rep->integer, 0);
     freeReplyObject(rep);
+    redisFree(c);
+    tmpdb_remove(&t);
+}
+
+/* A database of layout 1 (one owner, no leases): refused while its
+ * sagad's owner key lives, then upgraded at open, its sagas this
+ * process's. */
+static void test_upgrade_from_layout_1(void **state)
+{
+    (void)state;
+    skip_without_redis();
+    tmpdb t;
+    tmpdb_make(&t);
+    sg_store *s = open_sync(t.path);
+    sg_saga_rec r;
+    assert_int_equal(insert_one(s, &r, 1), SG_OK);
+    sg_store_close(s);
+    /* What layout 1 left: no owners, no per-owner indexes, no leases. */
+    redisContext *c = raw(db_of(&t));
+    char key[80];
+    snprintf(key, sizeof key, "sagad:saga:%s", r.id);
+    raw_ok(c, "HDEL %s owner", key, NULL);
+    redisReply *rep = redisCommand(c, "KEYS sagad:o:*");
+    assert_int_equal(rep->type, REDIS_REPLY_ARRAY);
+    for (size_t i = 0; i < rep->elements; i++)
+        raw_ok(c, "DEL %s", rep->element[i]->str, NULL);
+    freeReplyObject(rep);
+    raw_ok(c, "DEL sagad:leases", NULL, NULL);
+    raw_ok(c, "SET sagad:version %s", "1", NULL);
+    raw_ok(c, "SET sagad:owner %s", "older-sagad", NULL);
+    char err[512];
+    assert_int_equal(try_open(t.path, err, sizeof err, &s), SG_EUNAVAIL);
+    assert_non_null(strstr(err, "in use by an older sagad"));
+    raw_ok(c, "DEL sagad:owner", NULL, NULL);
+    s = open_sync(t.path);
+    assert_int_equal(count_unfinished(s), 1);
+    char me[SG_ID_LEN + 1];
+    epoch_of(s, me);
+    rep = redisCommand(c, "HGET %s owner", key);
+    assert_int_equal(rep->type, REDIS_REPLY_STRING);
+    assert_string_equal(rep->str, me);
+    freeReplyObject(rep);
+    assert_int_equal(raw_int(c, "GET sagad:version", NULL), 2);
+    sg_store_close(s);
+    sg_saga_rec_free(&r);
     redisFree(c);
     tmpdb_remove(&t);
 }
@@ -488,6 +533,7 @@ int main(void)
         cmocka_unit_test(test_durability_settings),
         cmocka_unit_test(test_leases),
         cmocka_unit_test(test_probe_fenced),
+        cmocka_unit_test(test_upgrade_from_layout_1),
         cmocka_unit_test(test_newer_layout_refused),
         cmocka_unit_test(test_connection_lost),
         cmocka_unit_test(test_wrong_shapes),
