@@ -305,6 +305,12 @@ int sg__rd_lease_call(const sg_store_backend *b, redisContext **c, const char *m
         res = 0;
     } else {
         snprintf(err, errlen, "Redis %s lease: %s", b->a.shown, sg__rd_reply_text(r));
+        /* The server lost its scripts (SCRIPT FLUSH): a new connection
+         * loads them. */
+        if (!strncmp(sg__rd_reply_text(r), "NOSCRIPT", 8)) {
+            redisFree(*c);
+            *c = NULL;
+        }
     }
     freeReplyObject(r);
     return res;
@@ -331,9 +337,15 @@ static sg_status adopt_on(const sg_store_backend *b, redisContext **c, size_t *t
 
 sg_status sg__rd_adopt(sg_store_breader *r, size_t *taken, char *err, size_t errlen)
 {
+    sg_status st = SG_EIO;
     *taken = 0;
-    if (!r->c && !(r->c = sg__rd_connect(&r->be->a, r->be, err, errlen))) return SG_EIO;
-    return adopt_on(r->be, &r->c, taken, err, errlen);
+    /* Once more on a new connection if the first one was lost. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!r->c && !(r->c = sg__rd_connect(&r->be->a, r->be, err, errlen))) return SG_EIO;
+        st = adopt_on(r->be, &r->c, taken, err, errlen);
+        if (st != SG_EIO || r->c) break;
+    }
+    return st;
 }
 
 /* A fresh owner id and the next epoch, the lease expiring lease_ms on. */

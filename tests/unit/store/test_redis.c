@@ -244,6 +244,14 @@ static void test_leases(void **state)
     assert_int_equal(comps, 0);
     assert_int_equal(pending, 0);
     assert_int_equal(adopt(b), 0); /* a's lease holds */
+    /* The server lost its scripts: a reader's adoption loads them again. */
+    sg_store_reader *rb = NULL;
+    size_t taken = 9;
+    assert_int_equal(sg_store_reader_open(b, &rb, NULL, 0), SG_OK);
+    raw_ok(c, "SCRIPT FLUSH", NULL, NULL);
+    assert_int_equal(sg_store_adopt(rb, &taken), SG_OK);
+    assert_int_equal(taken, 0);
+    sg_store_reader_close(rb);
 
     /* b may not update a's saga. */
     w = sg_write_create();
