@@ -81,11 +81,21 @@ redisReply *sg__rd_cmd(redisContext **c, int n, const char **argv, const size_t 
 /* Text of an error or unexpected reply, for messages. */
 const char *sg__rd_reply_text(const redisReply *r);
 
+/* ---- redis_lease.c ---------------------------------------------------------- */
+
 /* Runs the lease script (mode, then argv[0..n) after the owner id) on
  * *c: its integer answer in *out, or -1 with err set. */
 int sg__rd_lease_call(const sg_store_backend *b, redisContext **c, const char *mode, int n,
                       const char **argv, long long *out, char *err, size_t errlen);
-/* sg_store_adopt on the reader's connection. */
+/* At open, on the writer's connection: a fresh owner id and epoch; a
+ * layout-1 database upgraded; the sagas of expired leases adopted. */
+sg_status sg__rd_lease_take(sg_store_backend *b, char *err, size_t errlen);
+sg_status sg__rd_lease_upgrade(sg_store_backend *b, char *err, size_t errlen);
+sg_status sg__rd_adopt_at_open(sg_store_backend *b, size_t *taken, char *err, size_t errlen);
+/* At close (or a failed open): the lease expires now (logged if not). */
+void sg__rd_lease_drop(sg_store_backend *b);
+/* The ops' owner() and adopt() (sg_store_adopt, on the reader's connection). */
+void sg__rd_owner(sg_store_backend *b, char id[SG_ID_LEN + 1], int64_t *epoch);
 sg_status sg__rd_adopt(sg_store_breader *r, size_t *taken, char *err, size_t errlen);
 
 /* ---- redis_args.c: the arguments of one command ------------------------- */
