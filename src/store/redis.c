@@ -1,6 +1,6 @@
 /* The Redis backend (redis://[[user]:pass@]host[:port][/N][?durability=
  * relaxed]): URL, connections, open (layout version, durability
- * settings, ownership) and close. The writes are in redis_write.c, the
+ * settings, the lease) and close. The writes are in redis_write.c, the
  * reads in redis_read.c, the scripts in redis_lua.c; the key layout is in
  * docs/store.md. */
 #include <ctype.h>
@@ -207,7 +207,7 @@ redisContext *sg__rd_connect(const rd_addr *a, const sg_store_backend *b, char *
     if (!r) goto fail;
     freeReplyObject(r);
     if (b && (load_script(&c, sg__rd_lua_write, b->sha_write, err, errlen) != 0 ||
-              load_script(&c, sg__rd_lua_owner, b->sha_owner, err, errlen) != 0 ||
+              load_script(&c, sg__rd_lua_lease, b->sha_lease, err, errlen) != 0 ||
               load_script(&c, sg__rd_lua_read, b->sha_read, err, errlen) != 0))
         goto fail;
     return c;
@@ -291,77 +291,8 @@ static sg_status check_version(sg_store_backend *b, char *err, size_t errlen)
     return st;
 }
 
-/* Runs the owner script (mode "keep" or "drop") on *c: 1 ours, 0 held by
- * another, -1 failed (err says why). */
-static int owner_call(sg_store_backend *b, redisContext **c, const char *mode, char *err,
-                      size_t errlen)
-{
-    char ttl[16];
-    snprintf(ttl, sizeof ttl, "%d", SG_RD_OWNER_TTL_MS);
-    const char *argv[] = {"EVALSHA", b->sha_owner, "0", b->token, ttl, mode};
-    redisReply *r = sg__rd_cmd(c, 6, argv, NULL, "owner key", err, errlen);
-    if (!r) return -1;
-    int res = -1;
-    if (r->type == REDIS_REPLY_INTEGER)
-        res = r->integer == 1;
-    else
-        snprintf(err, errlen, "Redis owner key: %s", sg__rd_reply_text(r));
-    freeReplyObject(r);
-    return res;
-}
-
-/* Ownership: another sagad's key expires SG_RD_OWNER_TTL_MS after it
- * stopped refreshing it (it died), so wait that long before refusing. */
-static sg_status take_owner(sg_store_backend *b, char *err, size_t errlen)
-{
-    uint64_t until = uv_hrtime() + (uint64_t)(SG_RD_OWNER_TTL_MS + 500) * 1000000u;
-    for (;;) {
-        int got = owner_call(b, &b->w, "keep", err, errlen);
-        if (got < 0) return SG_EIO;
-        if (got) return SG_OK;
-        if (uv_hrtime() > until) break;
-        uv_sleep(100);
-    }
-    snprintf(err, errlen,
-             "store %s is in use by another sagad (owner key sagad:owner; it is released when "
-             "that sagad stops, or %d ms after it dies)",
-             b->a.shown, SG_RD_OWNER_TTL_MS);
-    return SG_EUNAVAIL;
-}
-
-/* The keeper thread: refreshes the owner key on its own connection while
- * the store is open. A failure is left to the writes to report (each
- * checks the key). */
-static void keeper_main(void *arg)
-{
-    sg_store_backend *b = arg;
-    redisContext *c = NULL;
-    char err[256];
-    uv_mutex_lock(&b->mu);
-    while (!b->stop) {
-        uv_mutex_unlock(&b->mu);
-        if (!c) c = sg__rd_connect(&b->a, b, err, sizeof err);
-        if (c && owner_call(b, &c, "keep", err, sizeof err) == 0)
-            sg_log(SG_LOG_ERROR, "store: %s: another sagad took the owner key", b->a.shown);
-        uv_mutex_lock(&b->mu);
-        if (!b->stop)
-            uv_cond_timedwait(&b->cv, &b->mu, (uint64_t)SG_RD_OWNER_REFRESH_MS * 1000000u);
-    }
-    uv_mutex_unlock(&b->mu);
-    if (c) redisFree(c);
-}
-
 static void rd_free(sg_store_backend *b)
 {
-    if (b->keeper_started) {
-        uv_mutex_lock(&b->mu);
-        b->stop = 1;
-        uv_cond_signal(&b->cv);
-        uv_mutex_unlock(&b->mu);
-        uv_thread_join(&b->keeper);
-        uv_cond_destroy(&b->cv);
-        uv_mutex_destroy(&b->mu);
-    }
     if (b->w) redisFree(b->w);
     free(b->doubt);
     free(b);
@@ -392,38 +323,28 @@ static sg_status rd_open(sg_store_backend **out, const char *url, const char *ta
     if (parse_url(&b->a, url, target, err, errlen) != SG_OK) goto fail;
     int busy = opt && opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : SG_STORE_BUSY_TIMEOUT_MS;
     b->a.timeout_ms = busy * 2;
-    sg_uuid_v4(b->token);
+    b->lease_ms = opt && opt->lease_ms > 0 ? opt->lease_ms : SG_STORE_LEASE_MS;
     st = SG_EIO;
     b->w = sg__rd_connect(&b->a, NULL, err, errlen);
     if (!b->w) goto fail;
     if (script_sha(&b->w, sg__rd_lua_write, b->sha_write, err, errlen) != 0 ||
-        script_sha(&b->w, sg__rd_lua_owner, b->sha_owner, err, errlen) != 0 ||
+        script_sha(&b->w, sg__rd_lua_lease, b->sha_lease, err, errlen) != 0 ||
         script_sha(&b->w, sg__rd_lua_read, b->sha_read, err, errlen) != 0)
         goto fail;
     if (!b->a.relaxed && (st = check_durability(b, err, errlen)) != SG_OK) goto fail;
-    /* Ownership before anything is written (even the version key). */
-    if ((st = take_owner(b, err, errlen)) != SG_OK) goto fail;
     if ((st = check_version(b, err, errlen)) != SG_OK) goto fail;
-    st = SG_EIO;
-    if (uv_mutex_init(&b->mu) != 0) goto fail;
-    if (uv_cond_init(&b->cv) != 0) {
-        uv_mutex_destroy(&b->mu);
-        goto fail;
-    }
-    if (uv_thread_create(&b->keeper, keeper_main, b) != 0) {
-        uv_cond_destroy(&b->cv);
-        uv_mutex_destroy(&b->mu);
-        snprintf(err, errlen, "Redis store: cannot start the owner key thread");
-        goto fail;
-    }
-    b->keeper_started = 1;
+    if ((st = sg__rd_lease_take(b, err, errlen)) != SG_OK) goto fail;
+    if ((st = sg__rd_lease_upgrade(b, err, errlen)) != SG_OK) goto fail;
+    /* A sagad restarted after a clean close (or after its lease ran out)
+     * resumes its sagas at once rather than at the first adoption. */
+    size_t taken = 0;
+    if ((st = sg__rd_adopt_at_open(b, &taken, err, errlen)) != SG_OK) goto fail;
+    if (taken)
+        sg_log(SG_LOG_INFO, "store: %s: took over %zu sagas of expired leases", b->a.shown, taken);
     *out = b;
     return SG_OK;
 fail:
-    if (b->w && st != SG_EUNAVAIL) {
-        char e2[64];
-        (void)owner_call(b, &b->w, "drop", e2, sizeof e2);
-    }
+    sg__rd_lease_drop(b);
     rd_free(b);
     return st;
 }
@@ -431,23 +352,13 @@ fail:
 static void rd_close(sg_store_backend *b)
 {
     if (!b) return;
-    char err[256];
-    /* The keeper stops first, so it cannot take the key back. */
-    if (b->keeper_started) {
-        uv_mutex_lock(&b->mu);
-        b->stop = 1;
-        uv_cond_signal(&b->cv);
-        uv_mutex_unlock(&b->mu);
-        uv_thread_join(&b->keeper);
-        uv_cond_destroy(&b->cv);
-        uv_mutex_destroy(&b->mu);
-        b->keeper_started = 0;
-    }
-    if (!b->w) b->w = sg__rd_connect(&b->a, b, err, sizeof err);
-    if (b->w && owner_call(b, &b->w, "drop", err, sizeof err) < 0)
-        sg_log(SG_LOG_WARN, "store: %s: owner key not released (%s); it expires in %d ms",
-               b->a.shown, err, SG_RD_OWNER_TTL_MS);
+    if (!b->fenced) sg__rd_lease_drop(b);
     rd_free(b);
+}
+
+void sg__rd_own_index(char *out, size_t n, const sg_store_backend *b, const char *which)
+{
+    snprintf(out, n, "o:%s:%s", b->owner, which);
 }
 
 void sg__rd_member(char out[SG_RD_KEY_LEN + 1], int64_t created_us, const char *id)
@@ -461,6 +372,7 @@ static const char *const redis_schemes[] = {"redis", NULL};
 const struct sg_store_ops sg_store_redis_ops = {
     .schemes = redis_schemes,
     .plain_paths = 0,
+    .shared = 1,
     .open = rd_open,
     .close = rd_close,
     .exec_batch = sg__rd_exec_batch,
@@ -478,4 +390,6 @@ const struct sg_store_ops sg_store_redis_ops = {
     .list_events = sg__rd_list_events,
     .load_defs = sg__rd_load_defs,
     .counts = sg__rd_counts,
+    .owner = sg__rd_owner,
+    .adopt = sg__rd_adopt,
 };

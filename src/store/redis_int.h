@@ -1,5 +1,5 @@
 /* Redis backend internals shared by redis.c (URL, connections, open,
- * ownership), redis_lua.c (the scripts), redis_write.c (exec_batch) and
+ * leases), redis_lua.c (the scripts), redis_write.c (exec_batch) and
  * redis_read.c (readers). The key layout is described in docs/store.md. */
 #ifndef SG_STORE_REDIS_INT_H
 #define SG_STORE_REDIS_INT_H
@@ -10,12 +10,9 @@
 
 #include "store_int.h"
 
-/* The layout this sagad writes (key sagad:version): 1 the first. */
-#define SG_RD_LAYOUT_VERSION 1
-/* Ownership (interim, until leases): the owner key lives this long
- * unless its holder refreshes it, which it does every third of it. */
-#define SG_RD_OWNER_TTL_MS 3000
-#define SG_RD_OWNER_REFRESH_MS 1000
+/* The layout this sagad writes (key sagad:version): 1 the first (one
+ * owner), 2 with leases (upgraded from 1 at open). */
+#define SG_RD_LAYOUT_VERSION 2
 /* A reply bigger than this (in elements of one array) is refused. */
 #define SG_RD_MAX_ELEMENTS 1000000
 /* How long a writer whose connection broke before EXEC's reply waits for
@@ -30,7 +27,7 @@
 
 /* The scripts (redis_lua.c). */
 extern const char sg__rd_lua_write[]; /* one sg_write: checks everything, then applies */
-extern const char sg__rd_lua_owner[]; /* take / keep / drop the owner key */
+extern const char sg__rd_lua_lease[]; /* take / renew / drop a lease; adopt */
 extern const char sg__rd_lua_read[];  /* the readers' queries */
 
 /* Where and how to connect (parsed from the URL; immutable after open). */
@@ -47,10 +44,15 @@ typedef struct rd_addr {
 
 struct sg_store_backend {
     rd_addr a;                                       /* immutable after open */
-    char sha_write[41], sha_owner[41], sha_read[41]; /* immutable after open */
-    char token[SG_ID_LEN + 1];                       /* this owner's random token; immutable */
-    redisContext *w;                                 /* the writer's connection; NULL = reconnect */
-    _Atomic uint64_t commands;                       /* commands the writer sent */
+    char sha_write[41], sha_lease[41], sha_read[41]; /* immutable after open */
+    /* This process's lease (design §7): owner id, epoch, length; all
+     * immutable after open. */
+    char owner[SG_ID_LEN + 1];
+    int64_t epoch;
+    long lease_ms;
+    int fenced;                /* the writer's: the lease is lost for good */
+    redisContext *w;           /* the writer's connection; NULL = reconnect */
+    _Atomic uint64_t commands; /* commands the writer sent */
     /* Sagas inserted by a batch whose reply was lost and whose outcome
      * could not be read back (the writer's only): removed on the next
      * batch if they were stored, since their clients were told the insert
@@ -58,13 +60,6 @@ struct sg_store_backend {
      * doubt_cap). */
     char (*doubt)[SG_ID_LEN + 1];
     size_t ndoubt, doubt_cap;
-
-    /* The keeper thread refreshes the owner key on its own connection. */
-    uv_thread_t keeper;
-    int keeper_started;
-    uv_mutex_t mu; /* guards stop */
-    uv_cond_t cv;
-    int stop;
 };
 
 struct sg_store_breader {
@@ -85,6 +80,23 @@ redisReply *sg__rd_cmd(redisContext **c, int n, const char **argv, const size_t 
                        const char *what, char *err, size_t errlen);
 /* Text of an error or unexpected reply, for messages. */
 const char *sg__rd_reply_text(const redisReply *r);
+
+/* ---- redis_lease.c ---------------------------------------------------------- */
+
+/* Runs the lease script (mode, then argv[0..n) after the owner id) on
+ * *c: its integer answer in *out, or -1 with err set. */
+int sg__rd_lease_call(const sg_store_backend *b, redisContext **c, const char *mode, int n,
+                      const char **argv, long long *out, char *err, size_t errlen);
+/* At open, on the writer's connection: a fresh owner id and epoch; a
+ * layout-1 database upgraded; the sagas of expired leases adopted. */
+sg_status sg__rd_lease_take(sg_store_backend *b, char *err, size_t errlen);
+sg_status sg__rd_lease_upgrade(sg_store_backend *b, char *err, size_t errlen);
+sg_status sg__rd_adopt_at_open(sg_store_backend *b, size_t *taken, char *err, size_t errlen);
+/* At close (or a failed open): the lease expires now (logged if not). */
+void sg__rd_lease_drop(sg_store_backend *b);
+/* The ops' owner() and adopt() (sg_store_adopt, on the reader's connection). */
+void sg__rd_owner(sg_store_backend *b, char id[SG_ID_LEN + 1], int64_t *epoch);
+sg_status sg__rd_adopt(sg_store_breader *r, size_t *taken, char *err, size_t errlen);
 
 /* ---- redis_args.c: the arguments of one command ------------------------- */
 
@@ -160,6 +172,9 @@ void sg__rd_free_events(sg_event_rec *v, size_t n);
  * (20 digits of created_us + 2^63), ':' and its id, so that members of
  * equal score sort as (created_us, id), ascending. */
 #define SG_RD_KEY_LEN (20 + 1 + SG_ID_LEN)
+/* The key (without "sagad:") of one of b's per-owner indexes, "o:<owner
+ * id>:<which>" (run, live, ev, comps: see redis_lua.c). */
+void sg__rd_own_index(char *out, size_t n, const sg_store_backend *b, const char *which);
 void sg__rd_member(char out[SG_RD_KEY_LEN + 1], int64_t created_us, const char *id);
 
 #endif

@@ -12,8 +12,68 @@
 #include "redis_int.h"
 
 /* clang-format off */
-/* One sg_write. ARGV: owner token, owner TTL (ms), now (us), the write's
- * fingerprint and how long to keep its outcome (ms), then the operations,
+/* The lease check the scripts share (P defined): lease_ok(owner, epoch)
+ * is true while sagad:leases holds "<epoch> <expiry ms>" for owner with
+ * that epoch, unexpired on the server's clock (TIME: allowed in scripts
+ * since Redis 7 replicates a script's effects, not the script). */
+#define SG_RD_LUA_LEASE \
+    "local function now_ms() local t=redis.call('TIME')\n" \
+    "  return tonumber(t[1])*1000+math.floor(tonumber(t[2])/1000) end\n" \
+    "local function lease_ok(o,ep)\n" \
+    "  local l=redis.call('HGET',P..'leases',o) if not l then return false end\n" \
+    "  local e,x=string.match(l,'^(%d+) (%d+)$')\n" \
+    "  return e==ep and tonumber(x)>now_ms()\n" \
+    "end\n" \
+    "local function renew(o,ep,ms) redis.call('HSET',P..'leases',o,\n" \
+    "  ep..' '..string.format('%.0f',now_ms()+tonumber(ms))) end\n"
+
+/* First in the write script: a write of a lost lease touches nothing. */
+#define SG_RD_LUA_LEASE_CHECK \
+    SG_RD_LUA_LEASE \
+    "if not lease_ok(ARGV[1],ARGV[2]) then return 4 end\n" \
+    "if ARGV[6]~='0' then renew(ARGV[1],ARGV[2],ARGV[6]) end\n"
+
+/* The per-owner indexes (ME this process's owner id): sagad:o:<owner>:run
+ * (its sagas IN_PROGRESS), :live (those or with compensations PENDING or
+ * PARKED: what a takeover moves), :ev (events PENDING or PARKED of its
+ * sagas), :comps (those that are compensations). reidx_* put a record in
+ * or out of its owner's indexes from its stored state; unown takes a
+ * saga and its events out of owner o's; own_all puts them in their
+ * (new) owner's. */
+#define SG_RD_LUA_OWNED \
+    "local function oidx(o,n) return P..'o:'..o..':'..n end\n" \
+    "local function zset(k,m,on) if on then redis.call('ZADD',k,0,m) else\n" \
+    "  redis.call('ZREM',k,m) end end\n" \
+    "local function reidx_saga(id)\n" \
+    "  local c=redis.call('HMGET',P..'saga:'..id,'owner','status','comp_status','k')\n" \
+    "  if not c[1] or not c[4] then return end\n" \
+    "  zset(oidx(c[1],'run'),c[4],c[2]=='0')\n" \
+    "  zset(oidx(c[1],'live'),c[4],c[2]=='0' or c[3]=='1' or c[3]=='3')\n" \
+    "end\n" \
+    "local function reidx_event(id)\n" \
+    "  local e=redis.call('HMGET',P..'event:'..id,'saga_id','status','compensation','k')\n" \
+    "  if not e[1] or not e[4] then return end\n" \
+    "  local o=redis.call('HGET',P..'saga:'..e[1],'owner') if not o then return end\n" \
+    "  local open=e[2]=='0' or e[2]=='3'\n" \
+    "  zset(oidx(o,'ev'),e[4],open) zset(oidx(o,'comps'),e[4],open and e[3]=='1')\n" \
+    "end\n" \
+    "local function unown(sid,o)\n" \
+    "  local m=redis.call('HGET',P..'saga:'..sid,'k')\n" \
+    "  if m then redis.call('ZREM',oidx(o,'run'),m) redis.call('ZREM',oidx(o,'live'),m) end\n" \
+    "  for _,em in ipairs(redis.call('ZRANGE',P..'sev:'..sid,0,-1)) do\n" \
+    "    redis.call('ZREM',oidx(o,'ev'),em) redis.call('ZREM',oidx(o,'comps'),em) end\n" \
+    "end\n" \
+    "local function own_all(sid)\n" \
+    "  reidx_saga(sid)\n" \
+    "  for _,em in ipairs(redis.call('ZRANGE',P..'sev:'..sid,0,-1)) do\n" \
+    "    reidx_event(string.sub(em,22)) end\n" \
+    "end\n"
+/* clang-format on */
+
+/* clang-format off */
+/* One sg_write. ARGV: this process's owner id and epoch, now (us), the
+ * write's fingerprint, how long to keep its outcome (ms), how long to
+ * renew the lease for (ms; "0" = only check it), then the operations,
  * each a code and its arguments (a first argument "nulls" holds one
  * '0'/'1' per nullable field of the operation, '1' = NULL):
  *   SI nulls key id def_name def_version request idem_key status comp
@@ -34,6 +94,7 @@
  *   DI nulls name version canonical created            (nulls: name canonical)
  *   ET id us
  *   WO
+ *   SC id        (claim: the saga becomes this owner's)
  *   UI id        (not an sg_write operation: removes a saga and its
  *                 events, for a batch whose outcome was lost; see
  *                 redis_write.c)
@@ -41,26 +102,22 @@
  * operations of the write would leave it; only when all pass does
  * anything change, so a write applies whole or not at all (a Lua script
  * is not rolled back by Redis). Returns 0 (applied), 1 (conflict), 2 (a
- * row is missing) or 3 (invalid: a NOT NULL field is NULL); an error
- * reply "SGOWNER" when another sagad owns the database. The status is
+ * row is missing, or a saga to update is another owner's) or 3 (invalid:
+ * a NOT NULL field is NULL); 4 (fenced) when this process's lease
+ * (sagad:leases) is gone, has another epoch or has expired on the
+ * server's clock, before anything else is read or written. The status is
  * also kept, for a while, under sagad:done:<fingerprint> in the same
  * transaction: a writer whose connection broke before the reply came
  * reads there whether (and how) the write committed, and the same write
  * sent again answers that status instead of applying twice. */
 /* clang-format on */
 const char sg__rd_lua_write[] =
-    "local P='sagad:'\n"
+    "local P='sagad:'\n" SG_RD_LUA_LEASE_CHECK "local ME=ARGV[1]\n"
     "local function body()\n"
-    "local tok=ARGV[1]\n"
-    "local o=redis.call('GET',P..'owner')\n"
-    "if o~=tok then\n"
-    "  if o then return redis.error_reply('SGOWNER another sagad owns this database') end\n"
-    "  redis.call('SET',P..'owner',tok,'PX',ARGV[2])\n"
-    "end\n"
     "local done=redis.call('GET',P..'done:'..ARGV[4])\n"
     "if done then return tonumber(done) end\n"
-    "local NARGS={SU=6,TU=10,EI=18,EU=6,SX=3,EX=2,DI=5,ET=2,WO=0,UI=1}\n"
-    "local ops,i={},6\n"
+    "local NARGS={SU=6,TU=10,EI=18,EU=6,SX=3,EX=2,DI=5,ET=2,WO=0,UI=1,SC=1}\n"
+    "local ops,i={},7\n"
     "local function take(n) local t={} for j=1,n do t[j]=ARGV[i] i=i+1 end return t end\n"
     "while i<=#ARGV do\n"
     "  local k=ARGV[i] i=i+1\n"
@@ -75,8 +132,8 @@ const char sg__rd_lua_write[] =
     "local vs,ve,vd,vi={},{},{},{}\n"
     "local function saga(id)\n"
     "  local v=vs[id] if v~=nil then return v end\n"
-    "  local r=redis.call('HMGET',P..'saga:'..id,'status','comp_status','nsteps')\n"
-    "  if r[1] then v={st=r[1],comp=r[2],n=tonumber(r[3])} else v=false end\n"
+    "  local r=redis.call('HMGET',P..'saga:'..id,'status','comp_status','nsteps','owner')\n"
+    "  if r[1] then v={st=r[1],comp=r[2],n=tonumber(r[3]),own=r[4]} else v=false end\n"
     "  vs[id]=v return v\n"
     "end\n"
     "local function event(id)\n"
@@ -95,10 +152,13 @@ const char sg__rd_lua_write[] =
     "      if vi[a[7]] or redis.call('HEXISTS',P..'idem',a[7])==1 then return 1 end\n"
     "      vi[a[7]]=true\n"
     "    end\n"
-    "    vs[a[3]]={st=a[8],comp=a[9],n=tonumber(a[13])}\n"
+    "    vs[a[3]]={st=a[8],comp=a[9],n=tonumber(a[13]),own=ME}\n"
     "  elseif k=='SU' then\n"
-    "    local v=saga(a[2]) if not v then return 2 end\n"
+    "    local v=saga(a[2]) if not v or v.own~=ME then return 2 end\n"
     "    v.st=a[3] v.comp=a[4]\n"
+    "  elseif k=='SC' then\n"
+    "    local v=saga(a[1]) if not v then return 2 end\n"
+    "    v.own=ME\n"
     "  elseif k=='TU' then\n"
     "    local v=saga(a[2]) local x=tonumber(a[3])\n"
     "    if not v or not x or x<0 or x>=v.n then return 2 end\n"
@@ -121,7 +181,7 @@ const char sg__rd_lua_write[] =
     "  end\n"
     "end\n"
     /* apply */
-    "local function hset(h,f) for j=1,#f,200 do\n"
+    "local ts,te={},{}\n" SG_RD_LUA_OWNED "local function hset(h,f) for j=1,#f,200 do\n"
     "  redis.call('HSET',h,unpack(f,j,math.min(j+199,#f))) end end\n"
     "local function opt(h,f,nul,v) if nul then redis.call('HDEL',h,f) else\n"
     "  redis.call('HSET',h,f,v) end end\n"
@@ -146,6 +206,7 @@ const char sg__rd_lua_write[] =
     "  local up=cur[2]\n"
     "  if tonumber(ARGV[3])>tonumber(up) then up=ARGV[3] end\n"
     "  redis.call('HSET',h,'comp_status',want,'updated_us',up)\n"
+    "  ts[sid]=true\n"
     "end\n"
     "local function evidx(st,comp,m,add)\n"
     "  if add then redis.call('ZADD',P..'events:st:'..st,0,m) else\n"
@@ -159,7 +220,7 @@ const char sg__rd_lua_write[] =
     "  if k=='SI' then\n"
     "    local h=P..'saga:'..a[3]\n"
     "    local f={'id',a[3],'k',a[2],'def_version',a[5],'status',a[8],'comp_status',a[9],\n"
-    "      'created_us',a[11],'updated_us',a[12],'nsteps',a[13]}\n"
+    "      'created_us',a[11],'updated_us',a[12],'nsteps',a[13],'owner',ME}\n"
     "    local function add(j,name,v) if not isnull(a,j) then f[#f+1]=name f[#f+1]=v end end\n"
     "    add(1,'def_name',a[4]) add(2,'request',a[6]) add(3,'idem_key',a[7]) add(4,'error',a[10])\n"
     "    local s=a.steps\n"
@@ -175,12 +236,21 @@ const char sg__rd_lua_write[] =
     "    redis.call('ZADD',P..'sagas',0,a[2])\n"
     "    sidx(a[8],(not isnull(a,1)) and a[4] or nil,a[2],true)\n"
     "    if not isnull(a,3) then redis.call('HSET',P..'idem',a[7],a[3]) end\n"
+    "    ts[a[3]]=true\n"
     "  elseif k=='SU' then\n"
     "    local h=P..'saga:'..a[2]\n"
     "    local cur=redis.call('HMGET',h,'status','def_name','k')\n"
     "    if cur[1]~=a[3] then sidx(cur[1],cur[2],cur[3],false) sidx(a[3],cur[2],cur[3],true) end\n"
     "    redis.call('HSET',h,'status',a[3],'comp_status',a[4],'updated_us',a[6])\n"
     "    opt(h,'error',isnull(a,1),a[5])\n"
+    "    ts[a[2]]=true\n"
+    "  elseif k=='SC' then\n"
+    "    local h=P..'saga:'..a[1]\n"
+    "    local o=redis.call('HGET',h,'owner')\n"
+    "    if o~=ME then\n"
+    "      if o then unown(a[1],o) end\n"
+    "      redis.call('HSET',h,'owner',ME) own_all(a[1])\n"
+    "    end\n"
     "  elseif k=='TU' then\n"
     "    local h,p=P..'saga:'..a[2],'s'..a[3]..'.'\n"
     "    redis.call('HSET',h,p..'status',a[4],p..'attempts',a[5],p..'started_us',a[6],\n"
@@ -198,6 +268,7 @@ const char sg__rd_lua_write[] =
     "    redis.call('ZADD',P..'events',0,a[2])\n"
     "    redis.call('ZADD',P..'sev:'..a[4],0,a[2])\n"
     "    evidx(a[12],a[10],a[2],true)\n"
+    "    te[a[3]]=true\n"
     "  elseif k=='EU' then\n"
     "    local h=P..'event:'..a[2]\n"
     "    local cur=redis.call('HMGET',h,'status','compensation','k','saga_id')\n"
@@ -205,6 +276,7 @@ const char sg__rd_lua_write[] =
     "end\n"
     "    redis.call('HSET',h,'status',a[3],'attempts',a[4],'updated_us',a[6])\n"
     "    opt(h,'last_error',isnull(a,1),a[5])\n"
+    "    te[a[2]]=true\n"
     "    if cur[2]=='1' and a[3]~='2' then comp_rule(cur[4]) end\n"
     "  elseif k=='DI' then\n"
     "    local f=a[2]..'\\n'..a[3]\n"
@@ -216,8 +288,9 @@ const char sg__rd_lua_write[] =
     "end\n"
     "  elseif k=='UI' then\n"
     "    local id=a[1] local h=P..'saga:'..id\n"
-    "    local c=redis.call('HMGET',h,'status','def_name','k','idem_key')\n"
+    "    local c=redis.call('HMGET',h,'status','def_name','k','idem_key','owner')\n"
     "    if c[3] then\n"
+    "      if c[5] then unown(id,c[5]) end\n"
     "      redis.call('ZREM',P..'sagas',c[3]) sidx(c[1],c[2],c[3],false)\n"
     "      if c[4] and redis.call('HGET',P..'idem',c[4])==id then "
     "redis.call('HDEL',P..'idem',c[4]) end\n"
@@ -235,14 +308,17 @@ const char sg__rd_lua_write[] =
     "      local h=P..'event:'..string.sub(m,22)\n"
     "      local e=redis.call('HMGET',h,'compensation','saga_id')\n"
     "      if e[1]=='0' then\n"
-    "        local st=redis.call('HGET',P..'saga:'..e[2],'status')\n"
-    "        if st and st~='0' then\n"
+    "        local sg=redis.call('HMGET',P..'saga:'..e[2],'status','owner')\n"
+    "        if sg[1] and sg[1]~='0' and sg[2]==ME then\n"
     "          redis.call('HSET',h,'status','2') evidx('0','0',m,false) evidx('2','0',m,true)\n"
+    "          te[string.sub(m,22)]=true\n"
     "        end\n"
     "      end\n"
     "    end\n"
     "  end\n"
     "end\n"
+    "for id in pairs(ts) do reidx_saga(id) end\n"
+    "for id in pairs(te) do reidx_event(id) end\n"
     "return 0\n"
     "end\n"
     /* The outcome, for a writer that lost the reply (sg__rd_exec_batch). */
@@ -250,17 +326,62 @@ const char sg__rd_lua_write[] =
     "if type(st)=='number' then redis.call('SET',P..'done:'..ARGV[4],st,'PX',ARGV[5]) end\n"
     "return st\n";
 
-/* The owner key. ARGV: token, TTL (ms), mode: "keep" takes the key if it
- * is free or refreshes it if it is ours; "drop" deletes it if it is ours.
- * Returns 1, or 0 when another token holds it. */
-const char sg__rd_lua_owner[] =
-    "local k='sagad:owner'\n"
-    "local o=redis.call('GET',k)\n"
-    "if ARGV[3]=='drop' then if o==ARGV[1] then redis.call('DEL',k) end return 1 end\n"
-    "if o==ARGV[1] then redis.call('PEXPIRE',k,ARGV[2]) return 1 end\n"
-    "if o then return 0 end\n"
-    "redis.call('SET',k,ARGV[1],'PX',ARGV[2])\n"
-    "return 1\n";
+/* The lease (ARGV[1] the mode, ARGV[2] the owner id):
+ *   take OWNER MS: the next epoch (sagad:epoch) and a lease expiring MS
+ *     later; returns the epoch
+ *   renew OWNER EPOCH MS: 1 and the lease renewed, or 0 when it is lost
+ *   drop OWNER EPOCH: expires it now (others may take its sagas); 1
+ *   adopt OWNER EPOCH: -1 when this lease is lost; else every other
+ *     expired lease is deleted and its live sagas (with their events)
+ *     become OWNER's; returns how many. One script: atomic, so two
+ *     processes never take the same sagas.
+ *   upgrade OWNER: layout 1 (one owner, no leases) to 2: every saga
+ *     becomes OWNER's; -1 while a sagad of layout 1 holds sagad:owner. */
+const char sg__rd_lua_lease[] =
+    "local P='sagad:'\n" SG_RD_LUA_LEASE "local mode,ME=ARGV[1],ARGV[2]\n" SG_RD_LUA_OWNED
+    "if mode=='take' then\n"
+    "  local ep=tostring(redis.call('INCR',P..'epoch'))\n"
+    "  renew(ME,ep,ARGV[3]) return tonumber(ep)\n"
+    "end\n"
+    "if mode=='renew' then\n"
+    "  if not lease_ok(ME,ARGV[3]) then return 0 end\n"
+    "  renew(ME,ARGV[3],ARGV[4]) return 1\n"
+    "end\n"
+    "if mode=='drop' then\n"
+    "  local l=redis.call('HGET',P..'leases',ME)\n"
+    "  if l and string.match(l,'^(%d+) ')==ARGV[3] then\n"
+    "    redis.call('HSET',P..'leases',ME,ARGV[3]..' 0') end\n"
+    "  return 1\n"
+    "end\n"
+    "if mode=='adopt' then\n"
+    "  if not lease_ok(ME,ARGV[3]) then return -1 end\n"
+    "  local now,n,all=now_ms(),0,redis.call('HGETALL',P..'leases')\n"
+    "  for j=1,#all,2 do\n"
+    "    local o=all[j] local x=tonumber(string.match(all[j+1],' (%d+)$') or '0')\n"
+    "    if o~=ME and x<=now then\n"
+    "      for _,m in ipairs(redis.call('ZRANGE',oidx(o,'live'),0,-1)) do\n"
+    "        local sid=string.sub(m,22) local h=P..'saga:'..sid\n"
+    "        if redis.call('HGET',h,'owner')==o then\n"
+    "          redis.call('HSET',h,'owner',ME) own_all(sid) n=n+1 end\n"
+    "      end\n"
+    "      redis.call('DEL',oidx(o,'run'),oidx(o,'live'),oidx(o,'ev'),oidx(o,'comps'))\n"
+    "      redis.call('HDEL',P..'leases',o)\n"
+    "    end\n"
+    "  end\n"
+    "  return n\n"
+    "end\n"
+    "if mode=='upgrade' then\n"
+    "  if redis.call('GET',P..'version')~='1' then return 0 end\n"
+    "  if redis.call('EXISTS',P..'owner')==1 then return -1 end\n"
+    "  local n=0\n"
+    "  for _,m in ipairs(redis.call('ZRANGE',P..'sagas',0,-1)) do\n"
+    "    local sid=string.sub(m,22) local h=P..'saga:'..sid\n"
+    "    if redis.call('HEXISTS',h,'owner')==0 then\n"
+    "      redis.call('HSET',h,'owner',ME) own_all(sid) n=n+1 end\n"
+    "  end\n"
+    "  redis.call('SET',P..'version','2') return n\n"
+    "end\n"
+    "return redis.error_reply('SGARGS bad lease mode')\n";
 
 /* The readers' queries, one call each, so that a saga and its events come
  * from one moment. ARGV[1] says which:
@@ -269,7 +390,8 @@ const char sg__rd_lua_owner[] =
  *     (a key without "sagad:") walked ascending or descending (DIR "asc",
  *     "desc") from BOUND (a ZRANGEBYLEX bound)
  *   events INDEX DIR BOUND LIMIT: {{event}...} the same way
- *   orphans: 1 if a PENDING step event belongs to a saga that has ended
+ *   orphans OWNER: 1 if a PENDING step event of one of OWNER's sagas
+ *     belongs to a saga that has ended
  * A saga or event is its HGETALL; MODE picks the saga's events that come
  * with it: "c" its compensations, "p" its PENDING step events, "n" none. */
 const char sg__rd_lua_read[] =
@@ -309,9 +431,10 @@ const char sg__rd_lua_read[] =
     "  return out\n"
     "end\n"
     "if op=='orphans' then\n"
-    "  for _,m in ipairs(redis.call('ZRANGE',P..'events:st:0',0,-1)) do\n"
-    "    local e=redis.call('HMGET',P..'event:'..string.sub(m,22),'compensation','saga_id')\n"
-    "    if e[1]=='0' then\n"
+    "  for _,m in ipairs(redis.call('ZRANGE',P..'o:'..ARGV[2]..':ev',0,-1)) do\n"
+    "    local e=redis.call('HMGET',P..'event:'..string.sub(m,22),'compensation','saga_id',"
+    "'status')\n"
+    "    if e[1]=='0' and e[3]=='0' then\n"
     "      local st=redis.call('HGET',P..'saga:'..e[2],'status')\n"
     "      if st and st~='0' then return 1 end\n"
     "    end\n"

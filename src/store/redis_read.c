@@ -424,11 +424,12 @@ sg_status sg__rd_load_unfinished(sg_store_breader *r, void (*cb)(void *arg, sg_s
     sg_saga_rec *v = NULL;
     size_t n = 0, cap = 0, got = SG_RD_CHUNK;
     sg_status st = SG_OK;
+    char index[64];
+    sg__rd_own_index(index, sizeof index, r->be, "run");
     while (st == SG_OK && got == SG_RD_CHUNK) {
         int after = n > 0;
-        st = page_up(r, "sagas:st:0", after, after ? v[n - 1].created_us : 0,
-                     after ? v[n - 1].id : "", SG_RD_CHUNK, "n", &v, &n, &cap, NULL, NULL, &got,
-                     err, errlen);
+        st = page_up(r, index, after, after ? v[n - 1].created_us : 0, after ? v[n - 1].id : "",
+                     SG_RD_CHUNK, "n", &v, &n, &cap, NULL, NULL, &got, err, errlen);
     }
     if (st != SG_OK) {
         free_sagas(v, n);
@@ -456,8 +457,10 @@ sg_status sg__rd_load_unfinished_page(sg_store_breader *r, const char *after, si
     sg_saga_rec *v = NULL;
     sg_event_rec **evs = NULL;
     size_t *nevs = NULL, n = 0, cap = 0, got = 0;
-    sg_status st = page_up(r, "sagas:st:0", after != NULL, cus, cid, limit, "p", &v, &n, &cap, &evs,
-                           &nevs, &got, err, errlen);
+    char index[64];
+    sg__rd_own_index(index, sizeof index, r->be, "run");
+    sg_status st = page_up(r, index, after != NULL, cus, cid, limit, "p", &v, &n, &cap, &evs, &nevs,
+                           &got, err, errlen);
     if (st == SG_OK && n == limit && n > 0)
         sg_store_cursor_format(next, v[n - 1].created_us, v[n - 1].id);
     for (size_t i = 0; i < n; i++) {
@@ -478,8 +481,8 @@ sg_status sg__rd_load_unfinished_page(sg_store_breader *r, const char *after, si
 
 sg_status sg__rd_has_orphans(sg_store_breader *r, int *yes, char *err, size_t errlen)
 {
-    const char *args[] = {"orphans"};
-    redisReply *rep = sg__rd_script(r, 1, args, err, errlen);
+    const char *args[] = {"orphans", r->be->owner};
+    redisReply *rep = sg__rd_script(r, 2, args, err, errlen);
     if (!rep) return SG_EIO;
     sg_status st = SG_OK;
     if (rep->type == REDIS_REPLY_INTEGER) {

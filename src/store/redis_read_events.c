@@ -89,14 +89,18 @@ static sg_status load_events(sg_store_breader *r, const char *const *idx, size_t
 sg_status sg__rd_load_pending_events(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
                                      void *arg, char *err, size_t errlen)
 {
-    static const char *const idx[] = {"events:st:0", "events:st:3"};
-    return load_events(r, idx, 2, cb, arg, err, errlen);
+    char index[64];
+    sg__rd_own_index(index, sizeof index, r->be, "ev");
+    const char *const idx[] = {index};
+    return load_events(r, idx, 1, cb, arg, err, errlen);
 }
 
 sg_status sg__rd_load_compensations(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
                                     void *arg, char *err, size_t errlen)
 {
-    static const char *const idx[] = {"comps"};
+    char index[64];
+    sg__rd_own_index(index, sizeof index, r->be, "comps");
+    const char *const idx[] = {index};
     return load_events(r, idx, 1, cb, arg, err, errlen);
 }
 

@@ -160,7 +160,9 @@ static void enc_op(rd_args *a, const sg_write_op *op)
         sg__rd_add_str(a, "WO");
         break;
     case SG_WOP_SAGA_CLAIM:
-        break; /* one owner (the owner key): every saga is this process's */
+        sg__rd_add_str(a, "SC");
+        sg__rd_add_str(a, op->u.saga_claim);
+        break;
     }
 }
 
@@ -198,6 +200,8 @@ static sg_status write_status(long long v)
         return SG_ENOTFOUND;
     case 3:
         return SG_EINVAL;
+    case 4:
+        return SG_EFENCED;
     default:
         return SG_EIO;
     }
@@ -213,7 +217,8 @@ static sg_status read_replies(sg_store_backend *b, size_t n, sg_status *results,
 {
     redisReply *r = NULL;
     sg_status st = SG_EIO;
-    for (size_t i = 0; i < n + 2; i++) {
+    size_t queued = n ? n : 1; /* a probe queues the lease's renewal */
+    for (size_t i = 0; i < queued + 2; i++) {
         void *p = NULL;
         if (redisGetReply(b->w, &p) != REDIS_OK || !p) {
             snprintf(err, errlen, "Redis %s: %s", b->a.shown,
@@ -227,12 +232,12 @@ static sg_status read_replies(sg_store_backend *b, size_t n, sg_status *results,
         r = p;
         /* MULTI answers +OK, each command +QUEUED (or an error that makes
          * EXEC refuse the whole transaction: reported from EXEC). */
-        if (i < n + 1 && r->type == REDIS_REPLY_ERROR && !err[0]) {
+        if (i < queued + 1 && r->type == REDIS_REPLY_ERROR && !err[0]) {
             if (!strncmp(sg__rd_reply_text(r), "NOSCRIPT", 8)) *noscript = 1;
             snprintf(err, errlen, "Redis %s: %s", b->a.shown, sg__rd_reply_text(r));
         }
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != (n ? n : 1)) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != queued) {
         if (!err[0] || r->type == REDIS_REPLY_ERROR)
             snprintf(err, errlen, "Redis %s: EXEC: %s", b->a.shown, sg__rd_reply_text(r));
         goto out;
@@ -241,25 +246,19 @@ static sg_status read_replies(sg_store_backend *b, size_t n, sg_status *results,
         redisReply *e = r->element[i];
         if (e->type == REDIS_REPLY_ERROR) {
             if (!strncmp(e->str, "NOSCRIPT", 8)) *noscript = 1;
-            if (!strncmp(e->str, "SGOWNER", 7))
-                snprintf(err, errlen,
-                         "store %s is in use by another sagad (it took the owner key sagad:owner "
-                         "while this one could not refresh it)",
-                         b->a.shown);
-            else
-                snprintf(err, errlen, "Redis %s: %s", b->a.shown, e->str);
+            snprintf(err, errlen, "Redis %s: %s", b->a.shown, e->str);
             goto out;
         }
         if (e->type != REDIS_REPLY_INTEGER) {
             snprintf(err, errlen, "Redis %s: unexpected reply to a write", b->a.shown);
             goto out;
         }
-        if (n) results[i] = write_status(e->integer);
-        if (!n && e->integer != 1) {
-            snprintf(err, errlen, "store %s is in use by another sagad (owner key sagad:owner)",
-                     b->a.shown);
+        /* The lease script answers 0 for a lost lease, a write 4. */
+        if (n ? e->integer == 4 : e->integer != 1) {
+            st = SG_EFENCED;
             goto out;
         }
+        if (n) results[i] = write_status(e->integer);
     }
     st = SG_OK;
 out:
@@ -268,7 +267,7 @@ out:
 }
 
 /* A write's fingerprint: two 64-bit FNV-1a hashes (different seeds) of
- * the owner token and the encoded operations (a->v[from..]), in hex. The
+ * the owner id and the encoded operations (a->v[from..]), in hex. The
  * same write sent again (a retried batch) has the same one; another
  * write, or the same from another sagad process, has another. */
 static void fingerprint(const sg_store_backend *b, const rd_args *a, size_t from,
@@ -277,7 +276,7 @@ static void fingerprint(const sg_store_backend *b, const rd_args *a, size_t from
     uint64_t h[2] = {14695981039346656037ull, 0x84222325cbf29ce4ull};
     const uint64_t prime = 1099511628211ull;
     for (int k = 0; k < 2; k++) {
-        for (const char *p = b->token; *p; p++)
+        for (const char *p = b->owner; *p; p++)
             h[k] = (h[k] ^ (unsigned char)*p) * prime;
         for (size_t i = from; i < a->n; i++) {
             /* Length first, so that argument boundaries count. */
@@ -291,37 +290,41 @@ static void fingerprint(const sg_store_backend *b, const rd_args *a, size_t from
              (unsigned long long)h[1]);
 }
 
-/* One attempt: MULTI, the writes (or the owner script for a probe), EXEC.
- * fps[i] gets write i's fingerprint. */
+/* One attempt: MULTI, the writes (or the lease's renewal for a probe),
+ * EXEC. The first write renews the lease; every write checks it, so the
+ * whole batch applies only while the lease is this process's. fps[i]
+ * gets write i's fingerprint. */
 static sg_status run_batch(sg_store_backend *b, sg_write *const *writes, size_t n,
                            sg_status *results, char (*fps)[SG_RD_FP_LEN + 1], int *noscript,
                            int *in_doubt, char *err, size_t errlen)
 {
-    char ttl[16], now[24], keep[16];
-    snprintf(ttl, sizeof ttl, "%d", SG_RD_OWNER_TTL_MS);
+    char ep[24], ms[24], now[24], keep[16];
+    snprintf(ep, sizeof ep, "%lld", (long long)b->epoch);
+    snprintf(ms, sizeof ms, "%ld", b->lease_ms);
     snprintf(keep, sizeof keep, "%d", SG_RD_DONE_TTL_MS);
     snprintf(now, sizeof now, "%" PRId64, sg_now_us());
     if (redisAppendCommand(b->w, "MULTI") != REDIS_OK) goto fail;
     if (n == 0) {
-        /* A probe: refreshing the owner key is a write (it goes through the
-         * AOF) that changes nothing. */
-        const char *argv[] = {"EVALSHA", b->sha_owner, "0", b->token, ttl, "keep"};
-        if (redisAppendCommandArgv(b->w, 6, argv, NULL) != REDIS_OK) goto fail;
+        /* A probe: renewing the lease is a write (it goes through the
+         * AOF) that changes no record. */
+        const char *argv[] = {"EVALSHA", b->sha_lease, "0", "renew", b->owner, ep, ms};
+        if (redisAppendCommandArgv(b->w, 7, argv, NULL) != REDIS_OK) goto fail;
     }
     for (size_t i = 0; i < n; i++) {
         rd_args a = {0};
         sg__rd_add_str(&a, "EVALSHA");
         sg__rd_add_str(&a, b->sha_write);
         sg__rd_add_str(&a, "0");
-        sg__rd_add_str(&a, b->token);
-        sg__rd_add_str(&a, ttl);
+        sg__rd_add_str(&a, b->owner);
+        sg__rd_add_str(&a, ep);
         sg__rd_add_str(&a, now);
         sg__rd_add_str(&a, ""); /* the fingerprint, once the operations are encoded */
         sg__rd_add_str(&a, keep);
+        sg__rd_add_str(&a, i == 0 ? ms : "0");
         for (size_t k = 0; k < writes[i]->nops; k++)
             enc_op(&a, &writes[i]->ops[k]);
         sg__rd_args_fix(&a);
-        fingerprint(b, &a, 8, fps[i]);
+        fingerprint(b, &a, 9, fps[i]);
         a.v[6] = fps[i];
         a.len[6] = strlen(fps[i]);
         int rc = redisAppendCommandArgv(b->w, (int)a.n, a.v, a.len);
@@ -409,8 +412,8 @@ static void add_doubts(sg_store_backend *b, sg_write *const *writes, size_t n)
  * clients were told. SG_OK when none is left in doubt. */
 static sg_status undo_doubts(sg_store_backend *b, char *err, size_t errlen)
 {
-    char ttl[16], now[24];
-    snprintf(ttl, sizeof ttl, "%d", SG_RD_OWNER_TTL_MS);
+    char ep[24], now[24];
+    snprintf(ep, sizeof ep, "%lld", (long long)b->epoch);
     snprintf(now, sizeof now, "%" PRId64, sg_now_us());
     char fp[SG_ID_LEN + 1];
     sg_uuid_v4(fp); /* one of its own: this write is never a replay */
@@ -418,11 +421,12 @@ static sg_status undo_doubts(sg_store_backend *b, char *err, size_t errlen)
     sg__rd_add_str(&a, "EVALSHA");
     sg__rd_add_str(&a, b->sha_write);
     sg__rd_add_str(&a, "0");
-    sg__rd_add_str(&a, b->token);
-    sg__rd_add_str(&a, ttl);
+    sg__rd_add_str(&a, b->owner);
+    sg__rd_add_str(&a, ep);
     sg__rd_add_str(&a, now);
     sg__rd_add_str(&a, fp);
     sg__rd_add_str(&a, "1000");
+    sg__rd_add_str(&a, "0");
     for (size_t i = 0; i < b->ndoubt; i++) {
         sg__rd_add_str(&a, "UI");
         sg__rd_add_str(&a, b->doubt[i]);
@@ -433,7 +437,10 @@ static sg_status undo_doubts(sg_store_backend *b, char *err, size_t errlen)
     atomic_fetch_add_explicit(&b->commands, 1, memory_order_relaxed);
     if (!r) return SG_EIO;
     sg_status st = SG_EIO;
-    if (r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 4) {
+        snprintf(err, errlen, "store lease lost");
+        st = SG_EFENCED;
+    } else if (r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
         sg_log(SG_LOG_WARN,
                "store: %s: %zu new sagas whose insert had an unknown outcome (the reply was "
                "lost) are removed if they were stored: their clients were told it failed",
@@ -452,6 +459,7 @@ sg_status sg__rd_exec_batch(sg_store_backend *b, sg_write *const *writes, size_t
                             sg_status *results, char *err, size_t errlen)
 {
     sg_status st = SG_EIO;
+    if (b->fenced) goto fenced; /* for good: another process may run its sagas */
     char(*fps)[SG_RD_FP_LEN + 1] = n ? sg_xcalloc(n, sizeof *fps) : NULL; /* owned */
     for (size_t i = 0; i < n; i++)
         results[i] = SG_EIO;
@@ -465,7 +473,10 @@ sg_status sg__rd_exec_batch(sg_store_backend *b, sg_write *const *writes, size_t
         int noscript = 0, in_doubt = 0;
         if (!b->w && !(b->w = sg__rd_connect(&b->a, b, err, errlen))) break;
         err[0] = '\0';
-        if (b->ndoubt && undo_doubts(b, err, errlen) != SG_OK) break;
+        if (b->ndoubt && (st = undo_doubts(b, err, errlen)) != SG_OK) {
+            if (st != SG_EFENCED) st = SG_EIO;
+            break;
+        }
         st = run_batch(b, writes, n, results, fps, &noscript, &in_doubt, err, errlen);
         if (in_doubt && n > 0) {
             /* Find out at once if the server is back soon: a batch that
@@ -481,11 +492,23 @@ sg_status sg__rd_exec_batch(sg_store_backend *b, sg_write *const *writes, size_t
          * ran; load them on a new connection and send the batch again. */
         drop_conn(b);
     }
+    free(fps);
+    if (st == SG_EFENCED) {
+        b->fenced = 1;
+        goto fenced;
+    }
     if (st != SG_OK)
         for (size_t i = 0; i < n; i++)
             results[i] = SG_EIO;
-    free(fps);
     return st;
+fenced:
+    for (size_t i = 0; i < n; i++)
+        results[i] = SG_EFENCED;
+    snprintf(err, errlen,
+             "store lease %s/%lld lost: another sagad may run its sagas now; nothing of this "
+             "batch was stored",
+             b->owner, (long long)b->epoch);
+    return SG_EFENCED;
 }
 
 void sg__rd_counts(sg_store_backend *b, sg_store_counters *out)

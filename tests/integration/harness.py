@@ -628,7 +628,7 @@ class Sagad:
                 "--step-timeout-ms", str(step_timeout_ms)]
         if self.definitions:
             argv += ["--definitions", self.definitions]
-        if self.db.startswith("postgres") and "--lease-ms" not in args:
+        if self.db.startswith(("postgres", "redis")) and "--lease-ms" not in args:
             # A sagad killed by a test resumes on its restart once its lease
             # expires: 2 s rather than the default 10 keeps the suite quick.
             argv += ["--lease-ms", "2000"]

@@ -34,7 +34,8 @@ def shared_store(name):
     """A fresh database on the test process's shared-store server."""
     kind = os.environ.get("SAGAD_IT_SHARED", "postgres")
     if kind == "redis":
-        return harness.redis_server().create_db()
+        import redisserver
+        return redisserver.new_url()
     return harness.pg_server().create_db("%s_%d_%s" % (name, os.getpid(), uuid.uuid4().hex[:8]))
 
 
