@@ -12,25 +12,30 @@
 #include "redis_int.h"
 
 /* clang-format off */
-/* The lease check the scripts share (P defined): lease_ok(owner, epoch)
- * is true while sagad:leases holds "<epoch> <expiry ms>" for owner with
- * that epoch, unexpired on the server's clock (TIME: allowed in scripts
- * since Redis 7 replicates a script's effects, not the script). */
+/* The lease checks the scripts share (P defined): lease_mine(owner,
+ * epoch) is true while sagad:leases holds "<epoch> <expiry ms>" for owner
+ * with that epoch, expired or not: a takeover deletes the field in the
+ * script that moves the sagas, so a field still there means no one took
+ * them (Redis was out of reach for everyone); lease_ok also wants it
+ * unexpired on the server's clock (TIME: allowed in scripts since Redis 7
+ * replicates a script's effects, not the script). */
 #define SG_RD_LUA_LEASE \
     "local function now_ms() local t=redis.call('TIME')\n" \
     "  return tonumber(t[1])*1000+math.floor(tonumber(t[2])/1000) end\n" \
-    "local function lease_ok(o,ep)\n" \
-    "  local l=redis.call('HGET',P..'leases',o) if not l then return false end\n" \
+    "local function lease_of(o,ep)\n" \
+    "  local l=redis.call('HGET',P..'leases',o) if not l then return nil end\n" \
     "  local e,x=string.match(l,'^(%d+) (%d+)$')\n" \
-    "  return e==ep and tonumber(x)>now_ms()\n" \
+    "  if e~=ep then return nil end return tonumber(x)\n" \
     "end\n" \
+    "local function lease_mine(o,ep) return lease_of(o,ep)~=nil end\n" \
+    "local function lease_ok(o,ep) local x=lease_of(o,ep) return x~=nil and x>now_ms() end\n" \
     "local function renew(o,ep,ms) redis.call('HSET',P..'leases',o,\n" \
     "  ep..' '..string.format('%.0f',now_ms()+tonumber(ms))) end\n"
 
 /* First in the write script: a write of a lost lease touches nothing. */
 #define SG_RD_LUA_LEASE_CHECK \
     SG_RD_LUA_LEASE \
-    "if not lease_ok(ARGV[1],ARGV[2]) then return 4 end\n" \
+    "if not lease_mine(ARGV[1],ARGV[2]) then return 4 end\n" \
     "if ARGV[6]~='0' then renew(ARGV[1],ARGV[2],ARGV[6]) end\n"
 
 /* The per-owner indexes (ME this process's owner id): sagad:o:<owner>:run
@@ -104,8 +109,8 @@
  * is not rolled back by Redis). Returns 0 (applied), 1 (conflict), 2 (a
  * row is missing, or a saga to update is another owner's) or 3 (invalid:
  * a NOT NULL field is NULL); 4 (fenced) when this process's lease
- * (sagad:leases) is gone, has another epoch or has expired on the
- * server's clock, before anything else is read or written. The status is
+ * (sagad:leases) is gone (taken over) or has another epoch, before
+ * anything else is read or written. The status is
  * also kept, for a while, under sagad:done:<fingerprint> in the same
  * transaction: a writer whose connection broke before the reply came
  * reads there whether (and how) the write committed, and the same write
@@ -344,7 +349,7 @@ const char sg__rd_lua_lease[] =
     "  renew(ME,ep,ARGV[3]) return tonumber(ep)\n"
     "end\n"
     "if mode=='renew' then\n"
-    "  if not lease_ok(ME,ARGV[3]) then return 0 end\n"
+    "  if not lease_mine(ME,ARGV[3]) then return 0 end\n"
     "  renew(ME,ARGV[3],ARGV[4]) return 1\n"
     "end\n"
     "if mode=='drop' then\n"

@@ -90,7 +90,9 @@ class RetriesTest(harness.SagadCase):
         st, _, d = self.sagad.post_saga({"r": 4})
         self.assertEqual(st, 400, d)
         sid = d["detail"]["id"]
-        self.stubs.config({"anonymizer": None})
+        # Slow enough that the second retry arrives while the first runs
+        # (an instant one could end before it, which answers 409).
+        self.stubs.config({"anonymizer": {"delay_ms": 400}})
         # Two at once start it once; both get its answer.
         results = []
 
@@ -101,6 +103,7 @@ class RetriesTest(harness.SagadCase):
             t.start()
         for t in threads:
             t.join()
+        self.stubs.config({"anonymizer": None})
         self.assertEqual(sorted(r[0] for r in results), [200, 200], results)
         for st, _, b in results:
             self.assertEqual(jbody(b)["id"], sid)
