@@ -2,6 +2,7 @@
 takeover and fencing, on a real PostgreSQL server (pgserver.py; Redis too
 when SAGAD_IT_SHARED=redis).
 
+- one Idempotency-Key posted to the three at once: one saga;
 - three sagad on one database under load: every saga completes, each
   downstream HTTP call carries the lease (X-Saga-Owner: <owner>/<epoch>) of the
   process that started the saga;
@@ -87,6 +88,38 @@ class MultiInstanceTest(unittest.TestCase):
         self.assertEqual(len(owners), 3, "each process has its own owner id")
         epochs = [n.epoch for n in self.nodes]
         self.assertEqual(len(set(epochs)), 3, "each lease its own epoch: %s" % epochs)
+
+    def test_idempotency_key_across_processes(self):
+        """The same Idempotency-Key posted to all three at once: one saga,
+        every answer for it; another body with that key is refused."""
+        for round_ in range(5):
+            key = "multi-%s-%d" % (uuid.uuid4().hex[:8], round_)
+            answers, errors = [], []
+
+            def post(node):
+                try:
+                    answers.append(node.sagad.post_saga(dict(BODY, k=round_),
+                                                        headers={"Idempotency-Key": key}))
+                except Exception as e:  # noqa: BLE001 - reported below
+                    errors.append(repr(e))
+
+            threads = [threading.Thread(target=post, args=(n,)) for n in self.nodes]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            self.assertEqual(errors, [])
+            ids = {b["id"] for st, _, b in answers if st == 200}
+            self.assertEqual(len(ids), 1, answers)
+            for st, _, b in answers:
+                self.assertIn(st, (200, 202), b)
+                self.assertEqual(b["id"], next(iter(ids)), b)
+            sid = next(iter(ids))
+            self.assertEqual(len([r for r in self.stubs.requests(saga_id=sid)
+                                  if r["path"] == "/anonymize"]), 1)
+            st, _, b = self.nodes[1].sagad.post_saga({"other": 1},
+                                                     headers={"Idempotency-Key": key})
+            self.assertEqual(st, 422, b)
 
     def test_three_processes_under_load(self):
         results, errors = [], []
