@@ -279,7 +279,13 @@ static void on_requeued(void *arg, sg_status st)
     sg_engine *e = r->e;
     if (st == SG_OK && !e->halted) {
         outbox_ev *ev = find(e, &r->rec);
-        if (!ev) { /* parked before this start, or by a lost write: take it up */
+        /* Not queued here: parked before this start, by a lost write, or
+         * by another sagad on a shared store (then the claim made the saga
+         * ours, and its other compensations are read again below; a saga
+         * queued here has them queued already, and a read now could bring
+         * back one delivered meanwhile). */
+        int taken_up = !ev;
+        if (!ev) {
             r->rec.status = SG_EVENT_PENDING;
             ev = sg__ev_create(e, &r->rec);
             memset(&r->rec, 0, sizeof r->rec);
@@ -289,7 +295,7 @@ static void on_requeued(void *arg, sg_status st)
         sg_log(SG_LOG_INFO, "saga %s compensation %s (event %s) redelivered by request",
                ev->rec.saga_id, ev->rec.topic, ev->rec.id);
         if (ev->q->list == ev && !ev->pub && !ev->call) attempt(ev);
-        if (sg_store_shared(e->store)) sg__lease_resync(e); /* the saga's other compensations */
+        if (taken_up && sg_store_shared(e->store)) sg__lease_resync(e);
     }
     r->cb(r->arg, st == SG_ECONFLICT ? SG_ECONFLICT : st,
           st == SG_ECONFLICT ? "the event is not parked" : NULL);
