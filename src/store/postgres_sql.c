@@ -241,7 +241,7 @@ const char sg__pg_schema[] =
     /* Epochs: a counter row (no sequences: not every compatible database
      * has them). */
     "CREATE TABLE IF NOT EXISTS sg_counters(name TEXT PRIMARY KEY, value BIGINT NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS sagas_owner ON sagas(owner, status);"
+    "CREATE INDEX IF NOT EXISTS sagas_owner ON sagas(owner, status, created_us, id);"
     "CREATE INDEX IF NOT EXISTS sagas_created ON sagas(created_us, id);"
     "CREATE INDEX IF NOT EXISTS sagas_status ON sagas(status, created_us, id);"
     "CREATE INDEX IF NOT EXISTS sagas_type ON sagas(def_name, created_us, id);"
