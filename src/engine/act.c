@@ -141,11 +141,7 @@ static void call_http(saga *s)
     snprintf(h_idem, sizeof h_idem, "Idempotency-Key: %s:%s", s->rec.id, d->name);
     const char *headers[SG__CALL_HEADERS + 1] = {h_saga, h_idem};
     size_t nh = 2;
-    char h_owner[SG_OWNER_MAX + 16];
-    if (s->eng->owner[0]) { /* shared store: which lease made the call (a fencing token) */
-        snprintf(h_owner, sizeof h_owner, "X-Saga-Owner: %s", s->eng->owner);
-        headers[nh++] = h_owner;
-    }
+    if (s->eng->owner_header[0]) headers[nh++] = s->eng->owner_header;
     for (char **h = d->action.headers; h && *h && nh < SG__CALL_HEADERS; h++)
         headers[nh++] = *h;
     headers[nh] = NULL;

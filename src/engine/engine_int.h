@@ -102,6 +102,9 @@ struct sg_engine {
     int fenced;               /* the store lease is lost: nothing more starts */
     int lease_lapsed;         /* not renewed in time: actions wait for a renewal */
     char owner[SG_OWNER_MAX]; /* "<owner>/<epoch>" on a shared store, else "" */
+    /* "X-Saga-Owner: <owner>/<epoch>", sent on every downstream call (a
+     * fencing token); "" when the store is not shared. Made once. */
+    char owner_header[SG_OWNER_MAX + 16];
 };
 
 /* Headers of one downstream call: sagad's own (X-Saga-Id,

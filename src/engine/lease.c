@@ -14,6 +14,7 @@
  * recovery resumes them, and their undelivered compensations go back to
  * delivery. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -190,6 +191,7 @@ sg_status sg__lease_start(sg_engine *e, char *err, size_t errlen)
 {
     if (!sg_store_shared(e->store)) return SG_OK;
     sg_store_owner(e->store, e->owner);
+    snprintf(e->owner_header, sizeof e->owner_header, "X-Saga-Owner: %s", e->owner);
     sg_adopter *a = sg_xcalloc(1, sizeof *a);
     a->e = e;
     pthread_mutex_init(&a->mu, NULL);

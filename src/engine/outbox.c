@@ -207,11 +207,7 @@ static sg_status call(outbox_ev *ev, long timeout)
              ev->rec.topic ? ev->rec.topic : "");
     const char *headers[SG__CALL_HEADERS + 1] = {h_saga, h_idem, "X-Saga-Compensation: true"};
     size_t nh = 3;
-    char h_owner[SG_OWNER_MAX + 16];
-    if (ev->eng->owner[0]) { /* shared store: which lease made the call */
-        snprintf(h_owner, sizeof h_owner, "X-Saga-Owner: %s", ev->eng->owner);
-        headers[nh++] = h_owner;
-    }
+    if (ev->eng->owner_header[0]) headers[nh++] = ev->eng->owner_header;
     char *lines = ev->rec.headers ? sg_xstrdup(ev->rec.headers) : NULL;
     char *save = NULL;
     for (char *h = lines ? strtok_r(lines, "\n", &save) : NULL; h && nh < SG__CALL_HEADERS;

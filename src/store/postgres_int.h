@@ -187,10 +187,9 @@ PGresult *sg__pg_rd_exec(rd *k, int q, const params *p);
 sg_status sg__pg_page_params(rd *k, const sg_list_query *q, const int *qs, int *qi, params *p,
                              char cid[SG_ID_LEN + 1]);
 /* Runs event query q and appends up to max rows (0 = all) to *v, *n,
- * which the caller frees (sg__pg_free_events) even on failure. */
+ * which the caller frees (sg_store_free_events) even on failure. */
 sg_status sg__pg_collect_events(rd *k, int q, const params *p, size_t max, sg_event_rec **v,
                                 size_t *n);
-void sg__pg_free_events(sg_event_rec *v, size_t n);
 
 sg_status sg__pg_reader_open(sg_store_backend *be, sg_store_breader **out, char *err,
                              size_t errlen);

@@ -185,13 +185,6 @@ static sg_status read_sagas(rd *k, int q, const params *p, int comps, sg_saga_re
     return res;
 }
 
-static void free_sagas(sg_saga_rec *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        sg_saga_rec_free(&v[i]);
-    free(v);
-}
-
 /* ---- the backend's read methods ------------------------------------------------ */
 
 sg_status sg__pg_reader_open(sg_store_backend *be, sg_store_breader **out, char *err, size_t errlen)
@@ -224,7 +217,7 @@ static sg_status get_one(sg_store_breader *r, int q, const char *key, sg_saga_re
     sg__pg_p_text(&p, 1, key, strlen(key));
     sg_status res = read_sagas(&k, q, &p, 1, &v, &n, 1);
     if (res != SG_OK || n == 0) {
-        free_sagas(v, n);
+        sg_store_free_sagas(v, n);
         return res != SG_OK ? res : SG_ENOTFOUND;
     }
     *out = v[0];
@@ -282,7 +275,7 @@ sg_status sg__pg_list(sg_store_breader *r, const sg_list_query *q, sg_saga_rec *
     if (res != SG_OK) return res;
     res = read_sagas(&k, qi, &p, 1, &v, &got, q->limit + 1);
     if (res != SG_OK) {
-        free_sagas(v, got);
+        sg_store_free_sagas(v, got);
         return res;
     }
     if (got > q->limit) {
@@ -305,15 +298,10 @@ sg_status sg__pg_load_unfinished(sg_store_breader *r, void (*cb)(void *arg, sg_s
     sg__pg_p_text(&p, 1, r->be->owner, strlen(r->be->owner)); /* this process's only */
     sg_status res = read_sagas(&k, P_UNFINISHED, &p, 0, &v, &n, 0);
     if (res != SG_OK) {
-        free_sagas(v, n);
+        sg_store_free_sagas(v, n);
         return res;
     }
-    for (size_t i = 0; i < n; i++) {
-        sg_saga_rec *rec = sg_xmalloc(sizeof *rec);
-        *rec = v[i];
-        cb(arg, rec);
-    }
-    free(v);
+    sg_store_hand_sagas(v, n, cb, arg);
     return SG_OK;
 }
 
@@ -350,18 +338,5 @@ sg_status sg__pg_load_unfinished_page(sg_store_breader *r, const char *after, si
     }
     rd_end(&k);
     if (res == SG_OK && n == limit) sg_store_cursor_format(next, v[n - 1].created_us, v[n - 1].id);
-    for (size_t i = 0; i < n; i++) {
-        if (res != SG_OK) {
-            sg_saga_rec_free(&v[i]);
-            sg__pg_free_events(evs[i], nevs[i]);
-            continue;
-        }
-        sg_saga_rec *rec = sg_xmalloc(sizeof *rec);
-        *rec = v[i];
-        cb(arg, rec, evs[i], nevs[i]);
-    }
-    free(v);
-    free(evs);
-    free(nevs);
-    return res;
+    return sg_store_hand_page(res, v, evs, nevs, n, cb, arg);
 }

@@ -29,13 +29,6 @@ static void row_to_event(const PGresult *res, int i, sg_event_rec *e)
     e->timeout_ms = (long)sg__pg_int(res, i, 15);
 }
 
-void sg__pg_free_events(sg_event_rec *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        sg_event_rec_free(&v[i]);
-    free(v);
-}
-
 /* Runs event query q and appends up to max rows (0 = all) to *v, *n. */
 sg_status sg__pg_collect_events(rd *k, int q, const params *p, size_t max, sg_event_rec **v,
                                 size_t *n)
@@ -60,15 +53,10 @@ static sg_status load_events(sg_store_breader *r, int q, void (*cb)(void *arg, s
     params p = {0};
     sg__pg_p_text(&p, 1, r->be->owner, strlen(r->be->owner)); /* this process's sagas' */
     if (sg__pg_collect_events(&k, q, &p, 0, &v, &n) != SG_OK) {
-        sg__pg_free_events(v, n);
+        sg_store_free_events(v, n);
         return SG_EIO;
     }
-    for (size_t i = 0; i < n; i++) {
-        sg_event_rec *ev = sg_xmalloc(sizeof *ev);
-        *ev = v[i];
-        cb(arg, ev);
-    }
-    free(v);
+    sg_store_hand_events(v, n, cb, arg);
     return SG_OK;
 }
 
@@ -110,7 +98,7 @@ sg_status sg__pg_list_events(sg_store_breader *r, const sg_list_query *q, sg_eve
     sg_status res = sg__pg_page_params(&k, &eq, qs, &qi, &p, cid);
     if (res != SG_OK) return res;
     if (sg__pg_collect_events(&k, qi, &p, q->limit + 1, &v, &got) != SG_OK) {
-        sg__pg_free_events(v, got);
+        sg_store_free_events(v, got);
         return SG_EIO;
     }
     if (got > q->limit) {

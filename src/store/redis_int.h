@@ -166,7 +166,6 @@ void sg__rd_to_event(const redisReply *h, sg_event_rec *e);
 /* A ZRANGEBYLEX bound: "(member" of (cus, cid) if after, else the end
  * the walk starts from ("+" descending, "-" ascending). */
 void sg__rd_page_bound(char *out, size_t n, int desc, int64_t cus, const char *cid, int after);
-void sg__rd_free_events(sg_event_rec *v, size_t n);
 
 /* The index member of a record: its created_us made sortable as text
  * (20 digits of created_us + 2^63), ':' and its id, so that members of

@@ -264,20 +264,6 @@ static void entry_events(const redisReply *e, sg_event_rec **evs, size_t *nevs)
         sg__rd_to_event(e->element[k], &(*evs)[k - 1]);
 }
 
-void sg__rd_free_events(sg_event_rec *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        sg_event_rec_free(&v[i]);
-    free(v);
-}
-
-static void free_sagas(sg_saga_rec *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        sg_saga_rec_free(&v[i]);
-    free(v);
-}
-
 /* Appends the sagas of rep to *v (n, cap); mode "c" applies their
  * compensations; with evs (mode "p") each saga's events go there. */
 static void take_sagas(const redisReply *rep, int comps, sg_saga_rec **v, size_t *n, size_t *cap,
@@ -432,15 +418,10 @@ sg_status sg__rd_load_unfinished(sg_store_breader *r, void (*cb)(void *arg, sg_s
                      SG_RD_CHUNK, "n", &v, &n, &cap, NULL, NULL, &got, err, errlen);
     }
     if (st != SG_OK) {
-        free_sagas(v, n);
+        sg_store_free_sagas(v, n);
         return st;
     }
-    for (size_t i = 0; i < n; i++) {
-        sg_saga_rec *rec = sg_xmalloc(sizeof *rec);
-        *rec = v[i];
-        cb(arg, rec);
-    }
-    free(v);
+    sg_store_hand_sagas(v, n, cb, arg);
     return SG_OK;
 }
 
@@ -463,20 +444,7 @@ sg_status sg__rd_load_unfinished_page(sg_store_breader *r, const char *after, si
                            &got, err, errlen);
     if (st == SG_OK && n == limit && n > 0)
         sg_store_cursor_format(next, v[n - 1].created_us, v[n - 1].id);
-    for (size_t i = 0; i < n; i++) {
-        if (st != SG_OK) {
-            sg_saga_rec_free(&v[i]);
-            sg__rd_free_events(evs[i], nevs[i]);
-            continue;
-        }
-        sg_saga_rec *rec = sg_xmalloc(sizeof *rec);
-        *rec = v[i];
-        cb(arg, rec, evs[i], nevs[i]);
-    }
-    free(v);
-    free(evs);
-    free(nevs);
-    return st;
+    return sg_store_hand_page(st, v, evs, nevs, n, cb, arg);
 }
 
 sg_status sg__rd_has_orphans(sg_store_breader *r, int *yes, char *err, size_t errlen)

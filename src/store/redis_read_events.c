@@ -71,18 +71,13 @@ static sg_status load_events(sg_store_breader *r, const char *const *idx, size_t
     size_t n = 0, cap = 0;
     for (size_t i = 0; i < nidx; i++) {
         if (events_all(r, idx[i], &v, &n, &cap, err, errlen) != SG_OK) {
-            sg__rd_free_events(v, n);
+            sg_store_free_events(v, n);
             return SG_EIO;
         }
     }
     /* Several indexes: one order, as SQLite's ORDER BY created_us, id. */
     if (nidx > 1 && n > 1) qsort(v, n, sizeof *v, cmp_events);
-    for (size_t i = 0; i < n; i++) {
-        sg_event_rec *ev = sg_xmalloc(sizeof *ev);
-        *ev = v[i];
-        cb(arg, ev);
-    }
-    free(v);
+    sg_store_hand_events(v, n, cb, arg);
     return SG_OK;
 }
 
@@ -122,7 +117,7 @@ sg_status sg__rd_list_events(sg_store_breader *r, const sg_list_query *q, sg_eve
     size_t got = 0, cap = 0, came = 0;
     if (events_page(r, index, 1, bound, q->limit + 1, &v, &got, &cap, &came, err, errlen) !=
         SG_OK) {
-        sg__rd_free_events(v, got);
+        sg_store_free_events(v, got);
         return SG_EIO;
     }
     if (got > q->limit) {

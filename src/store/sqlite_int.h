@@ -165,12 +165,11 @@ sqlite3_stmt *sg__sq_page_stmt(rd *k, const sg_list_query *q, const int *qs, int
                                sg_status *res);
 /* Steps statement q (st, bound by the caller; bind_rc its first bind
  * failure) for up to max event rows (0 = all) into *v and *n, which the
- * caller frees (sg__sq_free_events) even on failure. One statement, so
+ * caller frees (sg_store_free_events) even on failure. One statement, so
  * one snapshot without a read transaction. The statement is reset and
  * its bindings cleared. */
 sg_status sg__sq_collect_events(rd *k, int q, sqlite3_stmt *st, int bind_rc, size_t max,
                                 sg_event_rec **v, size_t *n);
-void sg__sq_free_events(sg_event_rec *v, size_t n);
 
 /* ---- the read methods (sqlite_read.c, sqlite_read_events.c) ----------------------- */
 

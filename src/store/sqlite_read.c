@@ -210,13 +210,6 @@ static sg_status read_sagas(rd *k, int q, sqlite3_stmt *st, int bind_rc, int com
     return res;
 }
 
-static void free_sagas(sg_saga_rec *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        sg_saga_rec_free(&v[i]);
-    free(v);
-}
-
 /* ---- the backend's read methods ------------------------------------------------ */
 
 sg_status sg__sq_reader_open(sg_store_backend *be, sg_store_breader **out, char *err, size_t errlen)
@@ -254,7 +247,7 @@ static sg_status get_one(sg_store_breader *r, int q, const char *key, sg_saga_re
     int rc = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sg_status res = read_sagas(&k, q, st, rc, 1, &v, &n, 1);
     if (res != SG_OK || n == 0) {
-        free_sagas(v, n);
+        sg_store_free_sagas(v, n);
         return res != SG_OK ? res : SG_ENOTFOUND;
     }
     *out = v[0]; /* the record's members move to the caller */
@@ -311,7 +304,7 @@ sg_status sg__sq_list(sg_store_breader *r, const sg_list_query *q, sg_saga_rec *
     if (!st) return res;
     res = read_sagas(&k, qi, st, rc, 1, &v, &got, q->limit + 1);
     if (res != SG_OK) {
-        free_sagas(v, got);
+        sg_store_free_sagas(v, got);
         return res;
     }
     if (got > q->limit) {
@@ -335,17 +328,12 @@ sg_status sg__sq_load_unfinished(sg_store_breader *r, void (*cb)(void *arg, sg_s
     /* Recovery needs no compensation views: the outbox is loaded apart. */
     sg_status res = read_sagas(&k, Q_UNFINISHED, st, SQLITE_OK, 0, &v, &n, 0);
     if (res != SG_OK) {
-        free_sagas(v, n);
+        sg_store_free_sagas(v, n);
         return res;
     }
     /* Callbacks run outside the read transaction, so they may use the
      * reader themselves. Each takes a heap record it must free. */
-    for (size_t i = 0; i < n; i++) {
-        sg_saga_rec *rec = sg_xmalloc(sizeof *rec);
-        *rec = v[i];
-        cb(arg, rec);
-    }
-    free(v);
+    sg_store_hand_sagas(v, n, cb, arg);
     return SG_OK;
 }
 
@@ -377,18 +365,5 @@ sg_status sg__sq_load_unfinished_page(sg_store_breader *r, const char *after, si
         res = sg__sq_collect_events(&k, Q_STEP_EVENTS, es, rc, 0, &evs[i], &nevs[i]);
     }
     if (res == SG_OK && n == limit) sg_store_cursor_format(next, v[n - 1].created_us, v[n - 1].id);
-    for (size_t i = 0; i < n; i++) {
-        if (res != SG_OK) {
-            sg_saga_rec_free(&v[i]);
-            sg__sq_free_events(evs[i], nevs[i]);
-            continue;
-        }
-        sg_saga_rec *rec = sg_xmalloc(sizeof *rec);
-        *rec = v[i];
-        cb(arg, rec, evs[i], nevs[i]);
-    }
-    free(v);
-    free(evs);
-    free(nevs);
-    return res;
+    return sg_store_hand_page(res, v, evs, nevs, n, cb, arg);
 }

@@ -48,13 +48,6 @@ sg_status sg__sq_collect_events(rd *k, int q, sqlite3_stmt *st, int bind_rc, siz
     return res;
 }
 
-void sg__sq_free_events(sg_event_rec *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        sg_event_rec_free(&v[i]);
-    free(v);
-}
-
 /* Runs event query q (no parameters) and hands each row to cb as a heap
  * record it owns. */
 static sg_status load_events(sg_store_breader *r, int q, void (*cb)(void *arg, sg_event_rec *ev),
@@ -66,15 +59,10 @@ static sg_status load_events(sg_store_breader *r, int q, void (*cb)(void *arg, s
     sqlite3_stmt *st = sg__sq_rd_stmt(&k, q);
     if (!st) return SG_EIO;
     if (sg__sq_collect_events(&k, q, st, SQLITE_OK, 0, &v, &n) != SG_OK) {
-        sg__sq_free_events(v, n);
+        sg_store_free_events(v, n);
         return SG_EIO;
     }
-    for (size_t i = 0; i < n; i++) {
-        sg_event_rec *ev = sg_xmalloc(sizeof *ev);
-        *ev = v[i];
-        cb(arg, ev);
-    }
-    free(v);
+    sg_store_hand_events(v, n, cb, arg);
     return SG_OK;
 }
 
@@ -117,7 +105,7 @@ sg_status sg__sq_list_events(sg_store_breader *r, const sg_list_query *q, sg_eve
     sqlite3_stmt *st = sg__sq_page_stmt(&k, &eq, qs, &qi, &rc, &res);
     if (!st) return res;
     if (sg__sq_collect_events(&k, qi, st, rc, q->limit + 1, &v, &got) != SG_OK) {
-        sg__sq_free_events(v, got);
+        sg_store_free_events(v, got);
         return SG_EIO;
     }
     if (got > q->limit) {

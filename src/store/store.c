@@ -71,38 +71,6 @@ static const struct sg_store_ops *find_backend(const char *url, const char **tar
     return NULL;
 }
 
-/* ---- cursors -------------------------------------------------------------- */
-
-sg_status sg_store_cursor_parse(const char *cursor, int64_t *created_us, char id[SG_ID_LEN + 1])
-{
-    const char *p = cursor;
-    int64_t v = 0;
-    size_t digits = 0;
-    if (!cursor) return SG_EINVAL;
-    /* 19 digits may still overflow int64_t, so check before multiplying. */
-    for (; *p >= '0' && *p <= '9'; p++, digits++) {
-        int d = *p - '0';
-        if (v > (INT64_MAX - d) / 10) return SG_EINVAL;
-        v = v * 10 + d;
-    }
-    if (digits == 0 || *p != '.') return SG_EINVAL;
-    p++;
-    if (strlen(p) != SG_ID_LEN || !sg_uuid_valid(p, SG_ID_LEN)) return SG_EINVAL;
-    *created_us = v;
-    memcpy(id, p, SG_ID_LEN + 1);
-    return SG_OK;
-}
-
-void sg_store_cursor_format(char out[SG_CURSOR_MAX], int64_t created_us, const char *id)
-{
-    snprintf(out, SG_CURSOR_MAX, "%lld.%s", (long long)created_us, id);
-}
-
-void sg_store_cursor(const sg_saga_rec *r, char out[SG_CURSOR_MAX])
-{
-    sg_store_cursor_format(out, r->created_us, r->id);
-}
-
 /* ---- lifecycle ------------------------------------------------------------ */
 
 sg_status sg_store_open(sg_store **out, const char *url, uv_loop_t *loop,

@@ -200,12 +200,27 @@ extern const struct sg_store_ops sg_store_sqlite_ops;
 extern const struct sg_store_ops sg_store_redis_ops;    /* redis.c */
 extern const struct sg_store_ops sg_store_postgres_ops; /* postgres:// and postgresql:// */
 
-/* ---- helpers shared by backends (store.c) ------------------------------ */
+/* ---- helpers shared by backends (backend_util.c; the countdown: store.c) -- */
 
 /* Strict cursor syntax "<created_us>.<id>": 1-19 decimal digits, '.', a
  * 36-character UUID, nothing else. SG_EINVAL otherwise. id gets the UUID. */
 sg_status sg_store_cursor_parse(const char *cursor, int64_t *created_us, char id[SG_ID_LEN + 1]);
 void sg_store_cursor_format(char out[SG_CURSOR_MAX], int64_t created_us, const char *id);
+
+/* Frees the n records of v and v itself (NULL-safe). */
+void sg_store_free_sagas(sg_saga_rec *v, size_t n);
+void sg_store_free_events(sg_event_rec *v, size_t n);
+/* The end of a read that hands records to a callback: each of v[0..n)
+ * moves into a heap record cb takes (and frees), then v is freed. */
+void sg_store_hand_sagas(sg_saga_rec *v, size_t n, void (*cb)(void *arg, sg_saga_rec *rec),
+                         void *arg);
+void sg_store_hand_events(sg_event_rec *v, size_t n, void (*cb)(void *arg, sg_event_rec *ev),
+                          void *arg);
+/* The end of load_unfinished_page: with st SG_OK each saga v[i] goes to cb
+ * with its events evs[i] (nevs[i] of them); otherwise all are freed. The
+ * arrays are freed either way; returns st. */
+sg_status sg_store_hand_page(sg_status st, sg_saga_rec *v, sg_event_rec **evs, size_t *nevs,
+                             size_t n, sg_unfinished_cb cb, void *arg);
 
 /* Failure injection for tests (SQLite's countdown style): when set to N > 0,
  * the Nth statement that exec_batch runs from then on (BEGIN, SAVEPOINT,

@@ -308,4 +308,37 @@ static inline void on_done(void *arg, sg_status st)
     (*d->counter)++;
 }
 
+/* ---- shared stores (leases) ---------------------------------------------- */
+
+/* Commits a new 3-step saga made by make_saga (r: the caller frees). */
+static inline sg_status insert_one(sg_store *s, sg_saga_rec *r, int64_t created)
+{
+    make_saga(r, "{}", 2, NULL, created);
+    sg_write *w = sg_write_create();
+    sg_write_saga_insert(w, r);
+    return sg_store_commit_sync(s, w);
+}
+
+/* An sg_unfinished_cb that counts into *(int *)arg and frees. */
+static inline void count_cb(void *arg, sg_saga_rec *rec, sg_event_rec *evs, size_t nevs)
+{
+    (*(int *)arg)++;
+    sg_saga_rec_free(rec);
+    free(rec);
+    for (size_t i = 0; i < nevs; i++)
+        sg_event_rec_free(&evs[i]);
+    free(evs);
+}
+
+/* sg_store_adopt on a reader of its own: how many changed hands. */
+static inline size_t adopt(sg_store *s)
+{
+    sg_store_reader *r = NULL;
+    size_t taken = 0;
+    assert_int_equal(sg_store_reader_open(s, &r, NULL, 0), SG_OK);
+    assert_int_equal(sg_store_adopt(r, &taken), SG_OK);
+    sg_store_reader_close(r);
+    return taken;
+}
+
 #endif

@@ -38,24 +38,6 @@ static void kill_sessions(const tmpdb *t)
                          "datname=current_database() AND pid<>pg_backend_pid()");
 }
 
-static sg_status insert_one(sg_store *s, sg_saga_rec *r, int64_t created)
-{
-    make_saga(r, "{}", 2, NULL, created);
-    sg_write *w = sg_write_create();
-    sg_write_saga_insert(w, r);
-    return sg_store_commit_sync(s, w);
-}
-
-static void count_cb(void *arg, sg_saga_rec *rec, sg_event_rec *evs, size_t nevs)
-{
-    (*(int *)arg)++;
-    sg_saga_rec_free(rec);
-    free(rec);
-    for (size_t i = 0; i < nevs; i++)
-        sg_event_rec_free(&evs[i]);
-    free(evs);
-}
-
 /* Unfinished sagas s's recovery would resume: its own only. */
 static int count_unfinished(sg_store *s)
 {
@@ -66,16 +48,6 @@ static int count_unfinished(sg_store *s)
     assert_int_equal(sg_store_load_unfinished_page(r, NULL, 1000, count_cb, &n, next), SG_OK);
     sg_store_reader_close(r);
     return n;
-}
-
-static size_t adopt(sg_store *s)
-{
-    sg_store_reader *r = NULL;
-    size_t taken = 0;
-    assert_int_equal(sg_store_reader_open(s, &r, NULL, 0), SG_OK);
-    assert_int_equal(sg_store_adopt(r, &taken), SG_OK);
-    sg_store_reader_close(r);
-    return taken;
 }
 
 static long long epoch_of(sg_store *s)

@@ -115,24 +115,6 @@ static void test_durability_settings(void **state)
     tmpdb_remove(&t);
 }
 
-static sg_status insert_one(sg_store *s, sg_saga_rec *r, int64_t created)
-{
-    make_saga(r, "{}", 2, NULL, created);
-    sg_write *w = sg_write_create();
-    sg_write_saga_insert(w, r);
-    return sg_store_commit_sync(s, w);
-}
-
-static void count_cb(void *arg, sg_saga_rec *rec, sg_event_rec *evs, size_t nevs)
-{
-    (*(int *)arg)++;
-    sg_saga_rec_free(rec);
-    free(rec);
-    for (size_t i = 0; i < nevs; i++)
-        sg_event_rec_free(&evs[i]);
-    free(evs);
-}
-
 static void count_event(void *arg, sg_event_rec *ev)
 {
     (*(int *)arg)++;
@@ -170,16 +152,6 @@ static int count_unfinished3(sg_store *s, int *comps, int *pending)
 static int count_unfinished(sg_store *s)
 {
     return count_unfinished3(s, NULL, NULL);
-}
-
-static size_t adopt(sg_store *s)
-{
-    sg_store_reader *r = NULL;
-    size_t taken = 0;
-    assert_int_equal(sg_store_reader_open(s, &r, NULL, 0), SG_OK);
-    assert_int_equal(sg_store_adopt(r, &taken), SG_OK);
-    sg_store_reader_close(r);
-    return taken;
 }
 
 static long long epoch_of(sg_store *s, char id[SG_ID_LEN + 1])
