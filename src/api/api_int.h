@@ -27,6 +27,8 @@ typedef enum sg_api_route_kind {
     SG_ROUTE_EVENTS,      /* GET /events */
     SG_ROUTE_REDELIVER,   /* POST /events/{id}/redeliver; *id points into url */
     SG_ROUTE_DEFINITIONS, /* GET /definitions */
+    SG_ROUTE_ASSET,       /* a file compiled in (assets_int.h): /openapi.json, /docs, /ui/ */
+    SG_ROUTE_REDIRECT,    /* GET /ui: 308 to /ui/ (*allow: the target) */
 } sg_api_route_kind;
 
 #define SG_API_TYPE_MAX 64

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "assets_int.h"
 #include "sg/json.h"
 #include "sg/records.h"
 
@@ -85,6 +86,16 @@ sg_api_route_kind sg_api_route(const char *method, const char *url, const char *
         if (is_get(method)) return reads[i].kind;
         *allow = "GET, HEAD";
         return SG_ROUTE_BAD_METHOD;
+    }
+    int redirect = strcmp(url, "/ui") == 0;
+    if (redirect || sg_asset_find(url)) {
+        if (!is_get(method)) {
+            *allow = "GET, HEAD";
+            return SG_ROUTE_BAD_METHOD;
+        }
+        if (!redirect) return SG_ROUTE_ASSET;
+        *allow = "/ui/";
+        return SG_ROUTE_REDIRECT;
     }
     return SG_ROUTE_NOT_FOUND;
 }

@@ -72,3 +72,31 @@ enum MHD_Result sg__send_detailf(struct MHD_Connection *c, unsigned status, cons
     va_end(ap);
     return sg__send_detail(c, status, msg, NULL);
 }
+
+enum MHD_Result sg__send_asset(struct MHD_Connection *c, const sg_asset *f)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(f->len, (void *)f->data, MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    static const char *const headers[][2] = {
+        {MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache"},
+        {"X-Content-Type-Options", "nosniff"},
+        {"Content-Security-Policy",
+         "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"},
+    };
+    enum MHD_Result ret = MHD_NO;
+    if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, f->mime) != MHD_YES) goto fail;
+    for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++)
+        if (MHD_add_response_header(resp, headers[i][0], headers[i][1]) != MHD_YES) goto fail;
+    ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+fail:
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+enum MHD_Result sg__send_redirect(struct MHD_Connection *c, const char *location)
+{
+    static const char body[] = "{\"detail\":\"Moved\"}";
+    return sg__send_json(c, MHD_HTTP_PERMANENT_REDIRECT, sg_xstrdup(body), sizeof body - 1, NULL,
+                         location);
+}

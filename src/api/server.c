@@ -98,6 +98,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return sg__send_literal(c, MHD_HTTP_OK, "{\"status\":\"ok\"}");
     case SG_ROUTE_READY:
         return sg__serve_ready(a, c);
+    case SG_ROUTE_ASSET:
+        return sg__send_asset(c, sg_asset_find(url));
+    case SG_ROUTE_REDIRECT:
+        return sg__send_redirect(c, allow);
     case SG_ROUTE_BAD_METHOD:
         return sg__send_detail(c, MHD_HTTP_METHOD_NOT_ALLOWED, "Method Not Allowed", allow);
     case SG_ROUTE_START: /* not reached: these have a start_ctx */

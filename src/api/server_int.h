@@ -12,6 +12,7 @@
 
 #include "sg/api.h"
 #include "api_int.h"
+#include "assets_int.h"
 #include "sg/buf.h"
 
 typedef struct start_ctx start_ctx;
@@ -57,6 +58,12 @@ enum MHD_Result sg__send_detail(struct MHD_Connection *c, unsigned status, const
                                 const char *allow);
 enum MHD_Result sg__send_detailf(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* A file compiled into the binary (static, never NULL here). The pages
+ * may load only what the binary serves (Content-Security-Policy). */
+enum MHD_Result sg__send_asset(struct MHD_Connection *c, const sg_asset *f);
+/* 308 to location (a static string) with a {"detail"} body. */
+enum MHD_Result sg__send_redirect(struct MHD_Connection *c, const char *location);
 
 /* ---- reads.c: GET routes --------------------------------------------------- */
 

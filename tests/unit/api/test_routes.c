@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "api/api_int.h"
+#include "api/assets_int.h"
 #include "sg/records.h"
 
 static void test_route(void **state)
@@ -188,6 +189,32 @@ static void test_types(void **state)
     assert_null(q.type);
 }
 
+/* The compiled-in files answer only at their exact paths, only to GET. */
+static void test_assets(void **state)
+{
+    (void)state;
+    const char *allow = NULL;
+    assert_int_equal(sg_api_route("GET", "/openapi.json", NULL, NULL), SG_ROUTE_ASSET);
+    assert_int_equal(sg_api_route("HEAD", "/docs", NULL, NULL), SG_ROUTE_ASSET);
+    assert_int_equal(sg_api_route("GET", "/ui/", NULL, NULL), SG_ROUTE_ASSET);
+    assert_int_equal(sg_api_route("GET", "/ui", NULL, &allow), SG_ROUTE_REDIRECT);
+    assert_string_equal(allow, "/ui/");
+    assert_int_equal(sg_api_route("POST", "/ui/", NULL, &allow), SG_ROUTE_BAD_METHOD);
+    assert_string_equal(allow, "GET, HEAD");
+    assert_int_equal(sg_api_route("GET", "/ui/nope.js", NULL, NULL), SG_ROUTE_NOT_FOUND);
+    assert_int_equal(sg_api_route("GET", "/ui/../openapi.json", NULL, NULL), SG_ROUTE_NOT_FOUND);
+    assert_int_equal(sg_api_route("GET", "/web/openapi.json", NULL, NULL), SG_ROUTE_NOT_FOUND);
+    const sg_asset *f = sg_asset_find("/ui/");
+    assert_non_null(f);
+    assert_string_equal(f->path, "/ui/index.html");
+    assert_non_null(strstr(f->mime, "text/html"));
+    assert_int_equal(f->data[f->len], 0);
+    f = sg_asset_find("/openapi.json");
+    assert_non_null(f);
+    assert_string_equal(f->mime, "application/json");
+    assert_non_null(strstr((const char *)f->data, "\"openapi\""));
+}
+
 static void test_check_body(void **state)
 {
     (void)state;
@@ -222,7 +249,7 @@ int main(void)
         cmocka_unit_test(test_route),      cmocka_unit_test(test_prefer),
         cmocka_unit_test(test_idem_key),   cmocka_unit_test(test_content_length),
         cmocka_unit_test(test_list_query), cmocka_unit_test(test_check_body),
-        cmocka_unit_test(test_types),
+        cmocka_unit_test(test_types),      cmocka_unit_test(test_assets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
