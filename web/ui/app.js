@@ -343,7 +343,13 @@
     p.next = null;
   }
 
+  // A later render supersedes an earlier one still waiting for its answer
+  // (a filter changed during an auto-refresh): only the latest is shown.
+  let sagasSeq = 0;
+  let eventsSeq = 0;
+
   async function renderSagas() {
+    const seq = ++sagasSeq;
     await loadDefinitions();
     const params = {
       status: $('f-status').value,
@@ -352,6 +358,7 @@
       after: sagaPages.cursors[sagaPages.index],
     };
     const r = await api('GET', '/sagas' + qs(params));
+    if (seq !== sagasSeq) return;
     if (!r.ok) {
       notice('GET /sagas: ' + r.status + ' ' + detailText(r.body));
       return;
@@ -540,8 +547,12 @@
     refreshCounters();
   }
 
+  let sagaSeq = 0;
+
   async function renderSaga(id) {
+    const seq = ++sagaSeq;
     const r = await api('GET', '/saga/' + encodeURIComponent(id));
+    if (seq !== sagaSeq) return;
     if (r.status === 404) {
       notice('No saga ' + id + '.');
       $('view-saga').hidden = true;
@@ -551,7 +562,8 @@
       notice('GET /saga: ' + r.status + ' ' + detailText(r.body));
       return;
     }
-    await loadDefinitions().catch(() => {});
+    await loadDefinitions();
+    if (seq !== sagaSeq) return;
     notice('');
     const s = r.body;
     if (currentSaga !== id) {
@@ -578,7 +590,7 @@
     $('s-processed').textContent = pretty(s.processed_data);
 
     const ev = await sagaEvents(id);
-    if (currentSaga !== id) return;
+    if (seq !== sagaSeq) return;
     $('s-events-body').replaceChildren(
       ...ev.list.map((e) => eventRow(e, false, $('s-event-answer'))),
     );
@@ -614,11 +626,13 @@
   const eventPages = { cursors: [''], index: 0, next: null };
 
   async function renderEvents() {
+    const seq = ++eventsSeq;
     const r = await api(
       'GET',
       '/events' +
         qs({ status: $('e-status').value, limit: 50, after: eventPages.cursors[eventPages.index] }),
     );
+    if (seq !== eventsSeq) return;
     if (!r.ok) {
       notice('GET /events: ' + r.status + ' ' + detailText(r.body));
       return;
