@@ -13,7 +13,7 @@ test test-fast: SG_WERROR = ON
 SG_CRASH_POINTS ?= OFF
 test test-fast: SG_CRASH_POINTS = ON
 
-.PHONY: all deps build build-asan run test test-fast bench format format-check clean
+.PHONY: all deps build build-asan run test test-fast bench install format format-check clean
 
 all: build
 
@@ -44,6 +44,12 @@ test-fast: build
 # The benchmark (bench/run.sh, docs/benchmark.md): never part of test or CI.
 bench: build
 	BUILD=$(BUILD) ./bench/run.sh
+
+# make install [PREFIX=/usr/local] [DESTDIR=staging]: sagad, sta-stubs,
+# sagad(8) and lib/systemd/system/sagad.service under PREFIX.
+PREFIX ?= /usr/local
+install: build
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
