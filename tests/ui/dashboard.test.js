@@ -144,10 +144,10 @@ async function counters(page) {
 /* ------------------------------------------------------------ scenario */
 
 let expectConflict = false;
+let metricsStatus = 0; // GET /metrics: 200 once sagad has it, else 404
 
-async function makeSagas() {
-  await stubConfig({ anonymizer: null, tokenizer: null, ai_model: null });
-  const made = { all: [], completed: [], failed: [], echo: [] };
+async function makeSagas(first) {
+  const made = { all: [first], completed: [first], failed: [], echo: [] };
   const add = (id, status) => {
     made.all.push(id);
     made[status].push(id);
@@ -221,6 +221,8 @@ async function checkList(page, made) {
     return v.failed === String(made.failed.length) && v.parked === '2' ? v : null;
   });
   assert.equal(c.completed, String(made.completed.length));
+  const source = await text(page, '#c-source');
+  assert.ok(source.includes(metricsStatus === 200 ? '/metrics' : 'stored'), source);
   assert.equal(c.inflight, '0');
   assert.equal(c.pending, '0');
 
@@ -377,7 +379,7 @@ async function screenshot(page, made) {
   await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
 }
 
-async function checkToken(browser) {
+async function checkToken(browser, metrics) {
   const base = process.env.SAGAD_TOKEN_URL;
   const tok = process.env.SAGAD_TOKEN;
   if (!base) return;
@@ -385,8 +387,12 @@ async function checkToken(browser) {
   const r = await call(base, 'POST', '/saga', { t: 1 }, { Authorization: 'Bearer ' + tok });
   assert.equal(r.status, 200, r.text);
   // The page's own loads answer 401 until a token is given: expected.
-  const { context, page, seen } = await openPage(browser, base, (t) =>
-    /status of 401|status of 404 .*metrics/.test(t) || /status of 401/.test(t),
+  const { context, page, seen } = await openPage(
+    browser,
+    base,
+    (t, where) =>
+      /status of 401/.test(t) ||
+      (metrics === 404 && /status of 404/.test(t) && where.endsWith('/metrics')),
   );
   await page.goto(base + '/ui/');
   await page.waitForSelector('#token-form:not([hidden])');
@@ -408,9 +414,9 @@ async function checkToken(browser) {
 
 async function main() {
   assert.ok(SAGAD && STUBS, 'SAGAD_URL and STUBS_URL must be set (tests/ui/test_dashboard.py does)');
-  const made = await makeSagas();
+  await stubConfig({ anonymizer: null, tokenizer: null, ai_model: null });
   const metrics = (await call(SAGAD, 'GET', '/metrics')).status;
-  log('sagas made: ' + made.all.length + '; GET /metrics -> ' + metrics);
+  metricsStatus = metrics;
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   try {
     // Chromium logs every 4xx load as a console error. Expected ones:
@@ -424,6 +430,23 @@ async function main() {
         (expectConflict && /status of 409/.test(t) && where.endsWith('/' + made.step3 + '/retry')),
     );
     await page.goto(SAGAD + '/ui/');
+    await sagaRows(page, 0);
+    await page.waitForSelector('#sagas-empty:not([hidden])');
+    log('live counters: a slow saga in flight, then completed');
+    const slow = await call(
+      SAGAD,
+      'POST',
+      '/saga',
+      { n: 'slow', _stub: { ai_model: { delay_ms: 6000 } } },
+      { Prefer: 'respond-async' },
+    );
+    assert.equal(slow.status, 202, slow.text);
+    await waitFor('1 in flight', async () => (await text(page, '#c-inflight')) === '1', 5000);
+    await waitFor('completed', async () => (await text(page, '#c-completed')) === '1', 12000);
+    assert.equal(await text(page, '#c-inflight'), '0');
+    const made = await makeSagas(slow.json.id);
+    log('sagas made: ' + made.all.length + '; GET /metrics -> ' + metrics);
+    await page.reload();
     await checkList(page, made);
     await checkFailedTimeline(page, made);
     await checkRetry(page, made);
@@ -432,7 +455,7 @@ async function main() {
     await screenshot(page, made);
     checkClean(seen, 'dashboard');
     assert.ok(seen.requests.length > 20, 'the page made its requests');
-    await checkToken(browser);
+    await checkToken(browser, metrics);
   } finally {
     await browser.close();
   }
