@@ -199,6 +199,9 @@ static void json_member(char *out, size_t cap, size_t *n, const char *key, const
         if (c == '"' || c == '\\') {
             out[o++] = '\\';
             out[o++] = (char)c;
+        } else if (c == '\n' || c == '\t' || c == '\r') {
+            out[o++] = '\\';
+            out[o++] = c == '\n' ? 'n' : c == '\t' ? 't' : 'r';
         } else if (c < 0x20 || c == 0x7f) {
             memcpy(out + o, "\\u00", 4);
             out[o + 4] = hex[c >> 4];
