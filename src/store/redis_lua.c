@@ -344,8 +344,10 @@ const char sg__rd_lua_write[] =
  *     expired lease is deleted and its live sagas (with their events)
  *     become OWNER's; returns how many. One script: atomic, so two
  *     processes never take the same sagas.
- *   upgrade OWNER: layout 1 (one owner, no leases) to 2: every saga
- *     becomes OWNER's; -1 while a sagad of layout 1 holds sagad:owner. */
+ *   upgrade OWNER: layout 1 (one owner, no leases) to the current one:
+ *     every saga becomes OWNER's; -1 while a sagad of layout 1 holds
+ *     sagad:owner. Layout 2 becomes 3 as it is (a saga without trace
+ *     fields has no trace). */
 const char sg__rd_lua_lease[] =
     "local P='sagad:'\n" SG_RD_LUA_LEASE "local mode,ME=ARGV[1],ARGV[2]\n" SG_RD_LUA_OWNED
     "if mode=='take' then\n"
