@@ -29,8 +29,9 @@ typedef struct sg_config {
     unsigned threads;
     long grace_ms;
     unsigned conn_timeout_s;
-    int log_level; /* sg_log_level */
-    int help;      /* --help was given */
+    int log_level;  /* sg_log_level */
+    int log_format; /* sg_log_format */
+    int help;       /* --help was given */
 } sg_config;
 
 /* Fills c from argv and the environment (envp-style lookup via getenv).

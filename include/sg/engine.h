@@ -19,13 +19,16 @@
 typedef struct sg_engine sg_engine;
 
 /* A POST /saga as the API hands it over. On a successful sg_engine_submit
- * the engine takes body and idem_key (and sets them to NULL here). */
+ * the engine takes body, idem_key and tracestate (and sets them to NULL
+ * here). */
 typedef struct sg_start {
     char *body; /* raw JSON object, validated by the caller; malloc'd */
     size_t body_len;
     char *idem_key;    /* Idempotency-Key or NULL; malloc'd */
     int async;         /* Prefer: respond-async: answer once durable */
     const sg_def *def; /* the saga type to run; NULL = the engine's default; borrowed */
+    sg_trace trace;    /* the client's trace to continue; trace_id "" = start a new one */
+    char *tracestate;  /* its tracestate (checked by sg_tracestate_ok) or NULL; malloc'd */
 } sg_start;
 
 /* Runs once per accepted start, on the loop thread: a synchronous start
@@ -64,10 +67,11 @@ sg_status sg_engine_start(sg_engine *e, char *err, size_t errlen);
 sg_status sg_engine_submit(sg_engine *e, sg_start *start, sg_start_cb cb, void *arg);
 /* POST /saga/{id}/retry: runs the FAILED saga rec (as the caller read it:
  * FAILED, no compensation published) again from its failed step, with the
- * same id; answered like a start through cb (SG_ECONFLICT with a detail if
- * it is no longer safe, decided by the store). A redrive of a saga already
- * running again joins it. Any thread; on SG_OK the engine takes rec's
- * members (rec is left zeroed); on failure cb never runs. */
+ * same id and in the same trace (rec->trace; one without a trace, stored
+ * by an older sagad, runs in a new one); answered like a start through cb (SG_ECONFLICT with a
+ * detail if it is no longer safe, decided by the store). A redrive of a saga already running again
+ * joins it. Any thread; on SG_OK the engine takes rec's members (rec is left zeroed); on failure cb
+ * never runs. */
 sg_status sg_engine_redrive(sg_engine *e, sg_saga_rec *rec, int async, sg_start_cb cb, void *arg);
 /* POST /events/{id}/redeliver: puts the PARKED compensation ev (as the
  * caller read it) back to delivery; cb gets SG_OK once that is durable,

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "sg/status.h"
+#include "sg/trace.h"
 #include "sg/util.h"
 
 typedef enum { SG_STEP_PENDING, SG_STEP_RUNNING, SG_STEP_COMPLETED, SG_STEP_FAILED } sg_step_status;
@@ -70,6 +71,8 @@ typedef struct sg_saga_rec {
     int64_t updated_us;
     size_t nsteps;
     sg_step_rec *steps; /* owned array of nsteps */
+    sg_trace trace;     /* W3C trace it runs in; trace_id "" for sagas stored before */
+    char *tracestate;   /* the starting request's tracestate, passed on; or NULL */
 } sg_saga_rec;
 
 typedef struct sg_event_rec {
@@ -96,6 +99,12 @@ typedef struct sg_event_rec {
 void sg_step_rec_free(sg_step_rec *s);   /* frees members, not s */
 void sg_saga_rec_free(sg_saga_rec *r);   /* frees members and steps, not r */
 void sg_event_rec_free(sg_event_rec *e); /* frees members, not e */
+/* The value of header `name` (any case) among e->headers' "Name: value"
+ * lines, blanks around it trimmed, into out[n]; 1 if found and it fits,
+ * else 0 (out is ""). On a bus event the lines are its trace context
+ * (traceparent, tracestate), which the transport carries as headers or
+ * properties; on an HTTP compensation, the call's extra headers. */
+int sg_event_header(const sg_event_rec *e, const char *name, char *out, size_t n);
 /* Deep copies; dst is overwritten (not freed first). */
 void sg_step_rec_copy(sg_step_rec *dst, const sg_step_rec *src);
 void sg_saga_rec_copy(sg_saga_rec *dst, const sg_saga_rec *src);

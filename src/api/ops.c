@@ -1,12 +1,25 @@
 /* The operators' POST routes (design §1): POST /saga/{id}/retry runs a
  * FAILED saga again, POST /events/{id}/redeliver re-queues a parked
  * compensation. Both ride start.c's suspend/resume protocol. */
+#include <stdlib.h>
+
 #include "server_int.h"
 #include "start_int.h"
 
 static sg_status submit_redrive(sg_api *a, start_ctx *x, void *rec)
 {
     return sg_engine_redrive(a->engine, rec, sg__start_async(x), sg__start_on_outcome, x);
+}
+
+/* A redrive stays in the saga's trace; one stored before sagad traced
+ * takes the request's, as a start would. */
+static void redrive_trace(struct MHD_Connection *c, sg_saga_rec *rec)
+{
+    if (rec->trace.trace_id[0]) return;
+    char *state = NULL;
+    sg__api_trace(c, &rec->trace, &state);
+    free(rec->tracestate);
+    rec->tracestate = state;
 }
 
 /* POST /saga/{id}/retry (design §1): a FAILED saga whose failure published
@@ -36,8 +49,10 @@ enum MHD_Result sg__redrive_finish(sg_api *a, struct MHD_Connection *c, start_ct
                               "its compensation was already published: running the saga again "
                               "could redo what the compensation undid",
                               NULL);
-    else
+    else {
+        redrive_trace(c, &rec);
         ret = sg__start_hand_over(a, c, x, submit_redrive, &rec);
+    }
     sg_saga_rec_free(&rec); /* empty if the engine took it */
     return ret;
 }

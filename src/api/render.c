@@ -138,6 +138,8 @@ sg_status sg_render_saga(sg_buf *out, const sg_saga_rec *r, const sg_def *d)
     put_str(&e, r->def_name);
     put(&e, ",\"version\":");
     put_int(&e, r->def_version);
+    put(&e, ",\"trace_id\":"); /* null for a saga stored before sagad traced */
+    put_str(&e, r->trace.trace_id[0] ? r->trace.trace_id : NULL);
     put(&e, ",\"steps\":[");
     for (size_t i = 0; i < r->nsteps; i++) {
         const sg_step_rec *s = &r->steps[i];

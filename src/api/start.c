@@ -364,9 +364,11 @@ static sg_status submit_start(sg_api *a, start_ctx *x, void *key)
     sg_start start = {.async = x->async, .def = x->def};
     start.body = sg_buf_take(&x->body, &start.body_len);
     start.idem_key = key ? sg_xstrdup(key) : NULL;
+    sg__api_trace(x->conn, &start.trace, &start.tracestate);
     sg_status st = sg_engine_submit(a->engine, &start, sg__start_on_outcome, x);
     free(start.body); /* NULL once taken */
     free(start.idem_key);
+    free(start.tracestate);
     return st;
 }
 

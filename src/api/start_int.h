@@ -20,6 +20,11 @@ void sg__start_on_requeued(void *arg, sg_status st, const char *detail);
 const char *sg__start_id(const start_ctx *x); /* the URL's id; borrowed */
 int sg__start_async(const start_ctx *x);      /* Prefer: respond-async */
 
+/* trace.c: the request's traceparent, if valid, into *out (else out's
+ * trace_id is "": start a new trace) and its tracestate (malloc'd, the
+ * caller's) into *state, or NULL. */
+void sg__api_trace(struct MHD_Connection *c, sg_trace *out, char **state);
+
 /* ops.c: the whole request is in. */
 enum MHD_Result sg__redrive_finish(sg_api *a, struct MHD_Connection *c, start_ctx *x);
 enum MHD_Result sg__redeliver_finish(sg_api *a, struct MHD_Connection *c, start_ctx *x);

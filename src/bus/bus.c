@@ -70,6 +70,18 @@ sg_status sg__bus_einval(char *err, size_t errlen, const char *fmt, ...)
     return SG_EINVAL;
 }
 
+void sg__bus_trace(const sg_event_rec *ev, sg__bus_trace_ctx *t)
+{
+    sg_trace tr;
+    /* Read back from the store: checked again before it goes out. */
+    if (!sg_event_header(ev, "traceparent", t->parent, sizeof t->parent) ||
+        !sg_trace_parse(t->parent, strlen(t->parent), &tr, NULL))
+        t->parent[0] = '\0';
+    if (!t->parent[0] || !sg_event_header(ev, "tracestate", t->state, sizeof t->state) ||
+        !sg_tracestate_ok(t->state, strlen(t->state)))
+        t->state[0] = '\0';
+}
+
 static const struct sg_bus_ops *backend_of(const char *scheme)
 {
     for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)

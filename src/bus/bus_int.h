@@ -49,6 +49,15 @@ extern const struct sg_bus_ops sg_bus_webhook_ops;
 extern const struct sg_bus_ops sg_bus_nats_ops;
 extern const struct sg_bus_ops sg_bus_pulsar_ops;
 
+/* An event's trace context as a transport carries it (the webhook and NATS
+ * as headers, Pulsar as message properties, each named as the header):
+ * "" where the event has none (or none valid). */
+typedef struct sg__bus_trace_ctx {
+    char parent[SG_TRACEPARENT_LEN + 1]; /* traceparent */
+    char state[SG_TRACESTATE_MAX + 1];   /* tracestate */
+} sg__bus_trace_ctx;
+void sg__bus_trace(const sg_event_rec *ev, sg__bus_trace_ctx *t);
+
 /* Writes the reason (printf-style) into err (when err and errlen) and
  * returns SG_EINVAL: for create's refusals. */
 sg_status sg__bus_einval(char *err, size_t errlen, const char *fmt, ...)

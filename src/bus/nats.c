@@ -133,6 +133,10 @@ static sg_status nats_publish(void *state, const sg_event_rec *ev, char *envelop
     natsStatus s = natsMsg_Create(&msg, ev->topic, NULL, envelope, (int)len);
     free(envelope); /* copied */
     if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Msg-Id", ev->id);
+    sg__bus_trace_ctx tc;
+    sg__bus_trace(ev, &tc);
+    if (s == NATS_OK && tc.parent[0]) s = natsMsgHeader_Set(msg, "traceparent", tc.parent);
+    if (s == NATS_OK && tc.state[0]) s = natsMsgHeader_Set(msg, "tracestate", tc.state);
     if (s != NATS_OK) {
         natsMsg_Destroy(msg);
         return s == NATS_INVALID_SUBJECT ? SG_EINVAL : SG_EIO;

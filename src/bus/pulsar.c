@@ -351,6 +351,7 @@ static sg_status pulsar_publish(void *state, const sg_event_rec *ev, char *envel
     p->len = len;
     snprintf(p->event_id, sizeof p->event_id, "%s", ev->id);
     snprintf(p->saga_id, sizeof p->saga_id, "%s", ev->saga_id);
+    sg__bus_trace(ev, &p->trace);
     p->timeout_ms = timeout_ms;
     p->due_ms = uv_now(pb->loop) + (timeout_ms > 0 ? (uint64_t)timeout_ms : 0);
     p->done = done;

@@ -112,9 +112,10 @@ struct ppub {
     size_t len;
     char event_id[40];
     char saga_id[40];
-    uint64_t seq;        /* valid in PUB_SENT */
-    uint64_t publish_ms; /* wall clock of the first send */
-    uint64_t due_ms;     /* uv_now deadline */
+    sg__bus_trace_ctx trace; /* sent as properties "traceparent", "tracestate" */
+    uint64_t seq;            /* valid in PUB_SENT */
+    uint64_t publish_ms;     /* wall clock of the first send */
+    uint64_t due_ms;         /* uv_now deadline */
     long timeout_ms;
     int written;      /* handed to a socket at least once: in doubt */
     outframe *queued; /* its frame in a session's output queue, or NULL */

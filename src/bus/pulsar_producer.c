@@ -120,20 +120,30 @@ static void request(producer *pr)
 static void send_pub(producer *pr, ppub *p)
 {
     pulsar_bus *pb = pr->pb;
-    Pulsar__Proto__KeyValue kv[3] = {PULSAR__PROTO__KEY_VALUE__INIT, PULSAR__PROTO__KEY_VALUE__INIT,
+    Pulsar__Proto__KeyValue kv[5] = {PULSAR__PROTO__KEY_VALUE__INIT, PULSAR__PROTO__KEY_VALUE__INIT,
+                                     PULSAR__PROTO__KEY_VALUE__INIT, PULSAR__PROTO__KEY_VALUE__INIT,
                                      PULSAR__PROTO__KEY_VALUE__INIT};
-    Pulsar__Proto__KeyValue *props[3] = {&kv[0], &kv[1], &kv[2]};
+    Pulsar__Proto__KeyValue *props[5] = {&kv[0], &kv[1], &kv[2], &kv[3], &kv[4]};
+    size_t nprops = 3;
     kv[0].key = "event_id";
     kv[0].value = p->event_id;
     kv[1].key = "saga_id";
     kv[1].value = p->saga_id;
     kv[2].key = "topic";
     kv[2].value = pr->evtopic;
+    if (p->trace.parent[0]) {
+        kv[nprops].key = "traceparent";
+        kv[nprops++].value = p->trace.parent;
+    }
+    if (p->trace.state[0]) {
+        kv[nprops].key = "tracestate";
+        kv[nprops++].value = p->trace.state;
+    }
     pmeta md = PULSAR__PROTO__MESSAGE_METADATA__INIT;
     md.producer_name = pr->name;
     md.sequence_id = p->seq;
     md.publish_time = p->publish_ms;
-    md.n_properties = 3;
+    md.n_properties = nprops;
     md.properties = props;
     md.partition_key = p->saga_id;
     Pulsar__Proto__CommandSend sd = PULSAR__PROTO__COMMAND_SEND__INIT;

@@ -152,7 +152,16 @@ static sg_status webhook_publish(void *state, const sg_event_rec *ev, char *enve
     snprintf(p->hdr[1], sizeof p->hdr[1], "X-Saga-Id: %s", ev->saga_id);
     snprintf(p->hdr[2], sizeof p->hdr[2], "Idempotency-Key: %s", ev->id);
     snprintf(p->hdr[3], sizeof p->hdr[3], "X-Event-Topic: %.100s", ev->topic ? ev->topic : "");
-    const char *headers[] = {p->hdr[0], p->hdr[1], p->hdr[2], p->hdr[3], NULL};
+    sg__bus_trace_ctx tc;
+    sg__bus_trace(ev, &tc);
+    char h_parent[16 + sizeof tc.parent], h_state[16 + sizeof tc.state];
+    snprintf(h_parent, sizeof h_parent, "traceparent: %s", tc.parent);
+    snprintf(h_state, sizeof h_state, "tracestate: %s", tc.state);
+    const char *headers[7] = {p->hdr[0], p->hdr[1], p->hdr[2], p->hdr[3]};
+    size_t nh = 4;
+    if (tc.parent[0]) headers[nh++] = h_parent;
+    if (tc.state[0]) headers[nh++] = h_state;
+    headers[nh] = NULL;
     sg_http_request req = {
         .url = wb->url,
         .body = p->envelope,

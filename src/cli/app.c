@@ -239,6 +239,7 @@ int sg_app_run(const sg_config *cfg)
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
     sg_log_set_level((sg_log_level)cfg->log_level);
+    sg_log_set_format((sg_log_format)cfg->log_format);
     app a = {.cfg = cfg};
     char err[512] = "";
     if (open_loop(&a, err, sizeof err) != 0) {

@@ -56,6 +56,8 @@ static const char usage[] =
     "                         SIGHUP reloads it; default: the STA saga of the URL\n"
     "                         flags above                         [SAGAD_DEFINITIONS]\n"
     "  --log-level LEVEL      debug|info|warn|error, default info [SAGAD_LOG_LEVEL]\n"
+    "  --log-format FORMAT    text|json: json writes one JSON object a line, with\n"
+    "                         each saga's id, type and trace id  [SAGAD_LOG_FORMAT]\n"
     "  --help                 this text\n"
     "\n"
     "A flag wins over its environment variable. Exit status 2 on a bad flag or value.\n";
@@ -127,6 +129,7 @@ enum {
     O_LEASE,
     O_DEFS,
     O_LOGLEVEL,
+    O_LOGFORMAT,
     O_HELP,
     O_COUNT
 };
@@ -152,6 +155,7 @@ static const struct option longopts[] = {
     {"lease-ms", required_argument, NULL, O_LEASE},
     {"definitions", required_argument, NULL, O_DEFS},
     {"log-level", required_argument, NULL, O_LOGLEVEL},
+    {"log-format", required_argument, NULL, O_LOGFORMAT},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -178,6 +182,7 @@ static const char *env_names[O_COUNT - O_LISTEN] = {
     "SAGAD_LEASE_MS",
     "SAGAD_DEFINITIONS",
     "SAGAD_LOG_LEVEL",
+    "SAGAD_LOG_FORMAT",
     NULL,
 };
 
@@ -278,6 +283,15 @@ static sg_status apply(sg_config *c, int id, const char *v, const char *from, ch
         if (parse_level(v, &c->log_level) == SG_OK) return SG_OK;
         snprintf(err, errlen, "%s: expected debug, info, warn or error, got '%s'", from, v);
         return SG_EINVAL;
+    case O_LOGFORMAT: {
+        sg_log_format f;
+        if (sg_log_format_parse(v, &f) == SG_OK) {
+            c->log_format = (int)f;
+            return SG_OK;
+        }
+        snprintf(err, errlen, "%s: expected text or json, got '%s'", from, v);
+        return SG_EINVAL;
+    }
     }
     return SG_EINVAL;
 }

@@ -74,9 +74,10 @@ void sg__saga_attempt_failed(saga *s, const char *reason, int transient, long re
     /* Stored in wall time for a restart; waited out on the monotonic clock. */
     st->next_us = sg_now_us() + (int64_t)wait * 1000;
     s->retry_due_ms = sg__mono_ms() + wait;
-    sg_log(SG_LOG_INFO, "saga %s step %zu/%zu %s attempt %d failed: %s; next attempt in %llu ms",
-           s->rec.id, s->cur + 1, s->rec.nsteps, st->name, st->attempts, reason,
-           (unsigned long long)wait);
+    sg__saga_logf(s, SG_LOG_INFO, st->name, "RETRYING",
+                  "saga %s step %zu/%zu %s attempt %d failed: %s; next attempt in %llu ms",
+                  s->rec.id, s->cur + 1, s->rec.nsteps, st->name, st->attempts, reason,
+                  (unsigned long long)wait);
     sg_write *w = sg_write_create();
     sg_write_step_update(w, s->rec.id, s->cur, st);
     sg__saga_commit(s, w, NULL, after_retry_saved);
@@ -142,6 +143,8 @@ static void call_http(saga *s)
     const char *headers[SG__CALL_HEADERS + 1] = {h_saga, h_idem};
     size_t nh = 2;
     if (s->eng->owner_header[0]) headers[nh++] = s->eng->owner_header;
+    sg__trace_hdrs th; /* each attempt is a call of its own: a new span id */
+    nh += sg__trace_headers(&s->rec, &th, headers + nh);
     for (char **h = d->action.headers; h && *h && nh < SG__CALL_HEADERS; h++)
         headers[nh++] = *h;
     headers[nh] = NULL;

@@ -15,6 +15,7 @@ void sg__answer(sg_engine *e, start_req *req, const sg_outcome *o)
     req->cb(req->arg, o);
     free(req->in.body);
     free(req->in.idem_key);
+    free(req->in.tracestate);
     sg_saga_rec_free(&req->saga);
     free(req);
     e->nwaiting--;
@@ -129,6 +130,14 @@ void sg__start(sg_engine *e, start_req *req)
     r->request_len = req->in.body_len;
     req->in.body = NULL;
     r->idem_key = sg_xstrdup(req->in.idem_key);
+    /* The client's trace goes on (design §7), else the saga starts one. */
+    if (req->in.trace.trace_id[0]) {
+        r->trace = req->in.trace;
+        r->tracestate = req->in.tracestate; /* taken */
+        req->in.tracestate = NULL;
+    } else {
+        sg_trace_new(&r->trace);
+    }
     r->status = SG_SAGA_IN_PROGRESS;
     r->comp_status = SG_COMP_NONE;
     r->created_us = r->updated_us = sg_now_us();
@@ -208,6 +217,9 @@ void sg__redrive(sg_engine *e, start_req *req)
     free(s->rec.error);
     s->rec.error = NULL;
     s->rec.updated_us = sg_now_us();
+    /* A saga stored before sagad traced: this run gets a trace (the
+     * API's, or a new one), kept in memory only. */
+    if (!s->rec.trace.trace_id[0]) sg_trace_new(&s->rec.trace);
     sg__saga_index(s);
     DL_APPEND(s->waiters, req);
 
@@ -219,6 +231,7 @@ void sg__redrive(sg_engine *e, start_req *req)
     sg__saga_begin_step(s, f, w); /* a new attempt, a new event for a publish */
     sg_write_step_update(w, s->rec.id, f, &s->rec.steps[f]);
     sg_write_saga_update(w, s->rec.id, s->rec.status, s->rec.comp_status, NULL, s->rec.updated_us);
-    sg_log(SG_LOG_INFO, "saga %s redriven from step %zu/%zu", s->rec.id, f + 1, s->rec.nsteps);
+    sg__saga_logf(s, SG_LOG_INFO, s->rec.steps[f].name, "REDRIVEN",
+                  "saga %s redriven from step %zu/%zu", s->rec.id, f + 1, s->rec.nsteps);
     sg__saga_commit(s, w, NULL, after_redrive);
 }

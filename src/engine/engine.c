@@ -119,7 +119,7 @@ sg_status sg_engine_submit(sg_engine *e, sg_start *start, sg_start_cb cb, void *
         free(req);
         return SG_ECLOSED;
     }
-    start->body = start->idem_key = NULL; /* taken */
+    start->body = start->idem_key = start->tracestate = NULL; /* taken */
     return SG_OK;
 }
 

@@ -108,8 +108,9 @@ struct sg_engine {
 };
 
 /* Headers of one downstream call: sagad's own (X-Saga-Id,
- * Idempotency-Key, X-Saga-Compensation, X-Saga-Owner) and the definition's. */
-#define SG__CALL_HEADERS (SG_DEF_MAX_HEADERS + 4)
+ * Idempotency-Key, X-Saga-Compensation, X-Saga-Owner, traceparent,
+ * tracestate) and the definition's. */
+#define SG__CALL_HEADERS (SG_DEF_MAX_HEADERS + 6)
 
 /* Each attempt's time limit for step i of d: its own, else the flag's. */
 static inline long sg__step_timeout(const sg_engine *e, const sg_def *d, size_t i)
@@ -156,6 +157,26 @@ void sg__saga_attempt_failed(saga *s, const char *reason, int transient, long re
 /* Arms the timer for the next attempt at s->retry_due_ms. */
 void sg__saga_wait(saga *s);
 void sg__saga_log_step(saga *s, size_t i);
+
+/* trace.c: the saga's trace on downstream calls, events and log lines. */
+typedef struct sg__trace_hdrs {
+    char parent[16 + SG_TRACEPARENT_LEN]; /* "traceparent: <value>" */
+    char state[16 + SG_TRACESTATE_MAX];   /* "tracestate: <value>" */
+} sg__trace_hdrs;
+/* The header lines of one downstream call in r's trace (a new span id),
+ * kept in h, pointed to from out[0..1]; returns how many (0 for a saga
+ * without a trace, 2 with a tracestate). */
+size_t sg__trace_headers(const sg_saga_rec *r, sg__trace_hdrs *h, const char **out);
+/* Appends those lines (a new span id) to ev->headers: an event carries
+ * its trace context through the outbox, across restarts. */
+void sg__trace_event(const sg_saga_rec *r, sg_event_rec *ev);
+/* A transition's log line with s's id, type and trace id (step and status
+ * may be NULL). */
+void sg__saga_logf(const saga *s, sg_log_level lvl, const char *step, const char *status,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* The same for an outbox event (its trace id read from its traceparent). */
+void sg__ev_logf(const sg_event_rec *ev, sg_log_level lvl, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* recover.c: start-up recovery, streamed as room frees up. */
 sg_status sg__recover_start(sg_engine *e, char *err, size_t errlen);

@@ -114,8 +114,9 @@ static void on_delivered_committed(void *arg, sg_status st)
         if (uv_timer_start(&ev->timer, on_retry, 0, 0) != 0) abort(); /* a live handle */
         return;
     }
-    sg_log(SG_LOG_INFO, "saga %s compensation %s delivered (event %s)", ev->rec.saga_id,
-           ev->rec.topic, ev->rec.id);
+    sg__ev_logf(&ev->rec, SG_LOG_INFO, "compensation_delivered",
+                "saga %s compensation %s delivered (event %s)", ev->rec.saga_id, ev->rec.topic,
+                ev->rec.id);
     dequeue(ev);
 }
 
@@ -131,8 +132,9 @@ static void delivered(outbox_ev *ev)
 
 static void park(outbox_ev *ev, const char *why)
 {
-    sg_log(SG_LOG_ERROR, "saga %s: compensation %s (event %s) parked after %d attempt(s): %s",
-           ev->rec.saga_id, ev->rec.topic, ev->rec.id, ev->rec.attempts, why);
+    sg__ev_logf(&ev->rec, SG_LOG_ERROR, "compensation_parked",
+                "saga %s: compensation %s (event %s) parked after %d attempt(s): %s",
+                ev->rec.saga_id, ev->rec.topic, ev->rec.id, ev->rec.attempts, why);
     ev->rec.status = SG_EVENT_PARKED;
     /* The store sets the saga's compensation_status PARKED with it. */
     sg_write *w = sg_write_create();
@@ -153,10 +155,10 @@ static void failed(outbox_ev *ev, sg_status st, const char *why)
     for (int i = 1; i < ev->rec.attempts && delay < (uint64_t)e->opt.retry_max_ms; i++)
         delay *= 2;
     if (delay > (uint64_t)e->opt.retry_max_ms) delay = (uint64_t)e->opt.retry_max_ms;
-    sg_log(SG_LOG_WARN,
-           "saga %s: compensation %s (event %s) attempt %d failed: %s; retry in %llu ms",
-           ev->rec.saga_id, ev->rec.topic, ev->rec.id, ev->rec.attempts, why,
-           (unsigned long long)delay);
+    sg__ev_logf(&ev->rec, SG_LOG_WARN, "compensation_failed",
+                "saga %s: compensation %s (event %s) attempt %d failed: %s; retry in %llu ms",
+                ev->rec.saga_id, ev->rec.topic, ev->rec.id, ev->rec.attempts, why,
+                (unsigned long long)delay);
     /* What GET /events shows; the delivery never waits for it. */
     sg_write *w = sg_write_create();
     sg_write_event_update(w, ev->rec.id, SG_EVENT_PENDING, ev->rec.attempts, why, sg_now_us());
@@ -288,8 +290,9 @@ static void on_requeued(void *arg, sg_status st)
             enqueue(e, ev);
         }
         ev->rec.status = SG_EVENT_PENDING;
-        sg_log(SG_LOG_INFO, "saga %s compensation %s (event %s) redelivered by request",
-               ev->rec.saga_id, ev->rec.topic, ev->rec.id);
+        sg__ev_logf(&ev->rec, SG_LOG_INFO, "compensation_redelivered",
+                    "saga %s compensation %s (event %s) redelivered by request", ev->rec.saga_id,
+                    ev->rec.topic, ev->rec.id);
         if (ev->q->list == ev && !ev->pub && !ev->call) attempt(ev);
         if (taken_up && sg_store_shared(e->store)) sg__lease_resync(e);
     }

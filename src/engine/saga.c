@@ -178,13 +178,17 @@ void sg__saga_log_step(saga *s, size_t i)
     if (s->done_unlogged) { /* one line for the transition: the step done and the next */
         size_t d = s->done_unlogged - 1;
         s->done_unlogged = 0;
-        sg_log(SG_LOG_INFO, "saga %s step %zu/%zu %s COMPLETED; step %zu/%zu %s %s%s%s", s->rec.id,
-               d + 1, s->rec.nsteps, s->rec.steps[d].name, i + 1, s->rec.nsteps, st->name,
-               sg_step_status_name(st->status), st->error ? ": " : "", st->error ? st->error : "");
+        sg__saga_logf(s, SG_LOG_INFO, st->name, sg_step_status_name(st->status),
+                      "saga %s step %zu/%zu %s COMPLETED; step %zu/%zu %s %s%s%s", s->rec.id, d + 1,
+                      s->rec.nsteps, s->rec.steps[d].name, i + 1, s->rec.nsteps, st->name,
+                      sg_step_status_name(st->status), st->error ? ": " : "",
+                      st->error ? st->error : "");
         return;
     }
-    sg_log(SG_LOG_INFO, "saga %s step %zu/%zu %s %s%s%s", s->rec.id, i + 1, s->rec.nsteps, st->name,
-           sg_step_status_name(st->status), st->error ? ": " : "", st->error ? st->error : "");
+    sg__saga_logf(s, SG_LOG_INFO, st->name, sg_step_status_name(st->status),
+                  "saga %s step %zu/%zu %s %s%s%s", s->rec.id, i + 1, s->rec.nsteps, st->name,
+                  sg_step_status_name(st->status), st->error ? ": " : "",
+                  st->error ? st->error : "");
 }
 
 /* Marks step i RUNNING in memory; a PUBLISH step also gets its outbox event,
@@ -213,6 +217,7 @@ void sg__saga_begin_step(saga *s, size_t i, sg_write *w)
     if (s->pub) sg__ev_free(s->pub);
     s->pub = sg__ev_create(s->eng, &ev);
     s->in_doubt = 0;
+    sg__trace_event(&s->rec, &s->pub->rec);
     sg_write_event_insert(w, &s->pub->rec);
 }
 
@@ -238,17 +243,21 @@ static void after_final(saga *s, sg_status st)
     if (s->done_unlogged) { /* the last step: one line for the step and the saga */
         size_t d = s->done_unlogged - 1;
         s->done_unlogged = 0;
-        sg_log(SG_LOG_INFO, "saga %s step %zu/%zu %s COMPLETED; saga %s", s->rec.id, d + 1,
-               s->rec.nsteps, s->rec.steps[d].name, sg_saga_status_name(s->rec.status));
+        sg__saga_logf(s, SG_LOG_INFO, s->rec.steps[d].name, sg_saga_status_name(s->rec.status),
+                      "saga %s step %zu/%zu %s COMPLETED; saga %s", s->rec.id, d + 1, s->rec.nsteps,
+                      s->rec.steps[d].name, sg_saga_status_name(s->rec.status));
     } else if (s->failed_unlogged) { /* one line for the failed step and the saga */
         const sg_step_rec *f = &s->rec.steps[s->cur];
         s->failed_unlogged = 0;
-        sg_log(SG_LOG_INFO, "saga %s step %zu/%zu %s FAILED: %s; saga %s%s", s->rec.id, s->cur + 1,
-               s->rec.nsteps, f->name, f->error ? f->error : "", sg_saga_status_name(s->rec.status),
-               s->rec.comp_status == SG_COMP_PENDING ? " (compensation pending)" : "");
+        sg__saga_logf(s, SG_LOG_INFO, f->name, sg_saga_status_name(s->rec.status),
+                      "saga %s step %zu/%zu %s FAILED: %s; saga %s%s", s->rec.id, s->cur + 1,
+                      s->rec.nsteps, f->name, f->error ? f->error : "",
+                      sg_saga_status_name(s->rec.status),
+                      s->rec.comp_status == SG_COMP_PENDING ? " (compensation pending)" : "");
     } else {
-        sg_log(SG_LOG_INFO, "saga %s %s%s", s->rec.id, sg_saga_status_name(s->rec.status),
-               s->rec.comp_status == SG_COMP_PENDING ? " (compensation pending)" : "");
+        sg__saga_logf(s, SG_LOG_INFO, NULL, sg_saga_status_name(s->rec.status), "saga %s %s%s",
+                      s->rec.id, sg_saga_status_name(s->rec.status),
+                      s->rec.comp_status == SG_COMP_PENDING ? " (compensation pending)" : "");
     }
     sg__saga_answer(s);
     sg__saga_free(s);
@@ -362,6 +371,7 @@ static outbox_ev *plan_compensations(saga *s, sg_write *w)
         ev.created_us = ev.updated_us = sg_now_us();
         ev.compensation = 1;
         ev.step_index = (int)j;
+        sg__trace_event(&s->rec, &ev);
         outbox_ev *oe = sg__ev_create(s->eng, &ev);
         sg_write_event_insert(w, &oe->rec);
         DL_APPEND(list, oe);
@@ -426,7 +436,8 @@ void sg__saga_resume(sg_engine *e, sg_saga_rec *rec, outbox_ev *pending)
     while (s->cur < s->rec.nsteps && s->rec.steps[s->cur].status == SG_STEP_COMPLETED)
         s->cur++;
 
-    sg_log(SG_LOG_INFO, "saga %s resumed at step %zu/%zu", s->rec.id, s->cur + 1, s->rec.nsteps);
+    sg__saga_logf(s, SG_LOG_INFO, s->rec.steps[s->cur].name, "RESUMED",
+                  "saga %s resumed at step %zu/%zu", s->rec.id, s->cur + 1, s->rec.nsteps);
     sg_step_rec *cur = s->cur < s->rec.nsteps ? &s->rec.steps[s->cur] : NULL;
     int publish_step = cur && s->def->steps[s->cur].action.kind == SG_ACTION_PUBLISH;
     if (cur && cur->status == SG_STEP_RUNNING && (!publish_step || pending)) {

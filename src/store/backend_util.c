@@ -94,3 +94,22 @@ void sg_store_cursor(const sg_saga_rec *r, char out[SG_CURSOR_MAX])
 {
     sg_store_cursor_format(out, r->created_us, r->id);
 }
+
+/* ---- trace ------------------------------------------------------------------- */
+
+void sg_store_set_trace(sg_saga_rec *r, const char *id, size_t idlen, int64_t flags,
+                        const char *state, size_t statelen)
+{
+    memset(&r->trace, 0, sizeof r->trace);
+    free(r->tracestate);
+    r->tracestate = NULL;
+    if (!id || idlen != SG_TRACE_ID_HEX) return;
+    memcpy(r->trace.trace_id, id, SG_TRACE_ID_HEX);
+    r->trace.trace_id[SG_TRACE_ID_HEX] = '\0';
+    if (!sg_trace_id_ok(r->trace.trace_id) || flags < 0 || flags > 255) {
+        memset(&r->trace, 0, sizeof r->trace);
+        return;
+    }
+    r->trace.flags = (uint8_t)flags;
+    if (state && sg_tracestate_ok(state, statelen)) r->tracestate = sg_xmemdup(state, statelen);
+}

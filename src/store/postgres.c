@@ -247,7 +247,14 @@ static sg_status create_schema(pgc *c, const char *shown, char *err, size_t errl
                  SG_PG_SCHEMA_VERSION);
         if (exec_simple(c->pg, sql, "setting schema version", err, errlen) != 0) goto fail;
     }
-    /* Upgrades from older versions go here, one step at a time. */
+    /* Upgrades from older versions, one step at a time. */
+    if (version == 1) {
+        if (exec_simple(c->pg, sg__pg_upgrade_v2, "upgrading schema from version 1", err, errlen) !=
+                0 ||
+            exec_simple(c->pg, "UPDATE sg_schema SET version=2 WHERE id=1",
+                        "setting schema version", err, errlen) != 0)
+            goto fail;
+    }
     if (exec_simple(c->pg, "COMMIT", "commit", err, errlen) != 0) goto fail;
     return SG_OK;
 fail:

@@ -16,8 +16,10 @@
 #include "store_int.h"
 
 /* The schema this sagad writes (table sg_schema; its own numbering,
- * independent of SQLite's user_version): 1 the first. */
-#define SG_PG_SCHEMA_VERSION 1
+ * independent of SQLite's user_version): 1 the first, 2 trace context. */
+#define SG_PG_SCHEMA_VERSION 2
+/* The statements that upgrade schema 1 to 2. */
+extern const char sg__pg_upgrade_v2[];
 
 /* Every statement a connection may prepare (SQL in postgres_sql.c). */
 enum {

@@ -37,6 +37,9 @@ static void saga_insert(txn *t, const sg_saga_rec *r)
     b_int(&b, 11, r->def_version);
     b_text(&b, 12, t->be->owner);
     b_int(&b, 13, t->be->epoch);
+    b_text(&b, 14, r->trace.trace_id[0] ? r->trace.trace_id : NULL);
+    b_int(&b, 15, r->trace.flags);
+    b_text(&b, 16, r->tracestate);
     sg__pg_tx_send(t, &b, t->cur, SG_EIO);
     for (size_t i = 0; i < r->nsteps; i++) {
         const sg_step_rec *s = &r->steps[i];

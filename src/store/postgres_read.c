@@ -59,6 +59,11 @@ static void row_to_saga(const PGresult *res, int i, sg_saga_rec *r)
     int64_t n = sg__pg_int(res, i, 9);
     r->nsteps = n > 0 && n < 100000 ? (size_t)n : 0; /* a sane bound on a corrupt row */
     r->def_version = (int)sg__pg_int(res, i, 10);
+    size_t idn = 0, stn = 0;
+    char *id = sg__pg_bytes(res, i, 11, &idn), *state = sg__pg_bytes(res, i, 13, &stn);
+    sg_store_set_trace(r, id, idn, sg__pg_int(res, i, 12), state, stn);
+    free(id);
+    free(state);
 }
 
 /* ---- statements ---------------------------------------------------------- */

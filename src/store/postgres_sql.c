@@ -15,7 +15,7 @@
 
 #define SAGA_COLS                                                                                  \
     "id, def_name, request, idem_key, status, comp_status, error, created_us, updated_us, "        \
-    "nsteps, def_version"
+    "nsteps, def_version, trace_id, trace_flags, tracestate"
 #define EVENT_COLS                                                                                 \
     "id, saga_id, topic, target, payload, created_us, deadline_us, compensation, step_index, "     \
     "status, attempts, last_error, updated_us, method, headers, timeout_ms"
@@ -56,9 +56,10 @@ static const struct {
     [P_SAVEPOINT] = {"savepoint", "", "SAVEPOINT w"},
     [P_RELEASE] = {"release", "", "RELEASE SAVEPOINT w"},
     [P_ROLLBACK_TO] = {"rollback to", "", "ROLLBACK TO SAVEPOINT w"},
-    [P_SAGA_INSERT] = {"insert saga", "ttbbiibiiiiti",
+    [P_SAGA_INSERT] = {"insert saga", "ttbbiibiiiititit",
                        "INSERT INTO sagas(" SAGA_COLS
-                       ", owner, epoch) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"},
+                       ", owner, epoch) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$14,$15,$16,$12,"
+                       "$13)"},
     [P_STEP_INSERT] = {"insert step", "titiiiibbi",
                        "INSERT INTO steps(saga_id, idx, name, status, attempts, started_us, "
                        "finished_us, error, response, next_us) VALUES($1,$2,$3,$4,$5,$6,$7,$8,"
@@ -198,7 +199,10 @@ const char sg__pg_schema[] =
     " updated_us BIGINT NOT NULL,"
     " nsteps BIGINT NOT NULL,"
     " owner TEXT COLLATE \"C\"," /* the lease of the process running it */
-    " epoch BIGINT NOT NULL DEFAULT 0);"
+    " epoch BIGINT NOT NULL DEFAULT 0,"
+    " trace_id TEXT," /* W3C trace id, 32 hex; NULL before tracing */
+    " trace_flags BIGINT NOT NULL DEFAULT 0,"
+    " tracestate TEXT);"
     "CREATE TABLE IF NOT EXISTS steps("
     " saga_id TEXT COLLATE \"C\" NOT NULL,"
     " idx BIGINT NOT NULL,"
@@ -248,3 +252,8 @@ const char sg__pg_schema[] =
     "CREATE INDEX IF NOT EXISTS outbox_saga ON outbox(saga_id);"
     "CREATE INDEX IF NOT EXISTS outbox_created ON outbox(created_us, id);"
     "CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status, created_us, id);";
+
+/* From 1 to 2 (trace context): sagas stored before have no trace. */
+const char sg__pg_upgrade_v2[] = "ALTER TABLE sagas ADD COLUMN IF NOT EXISTS trace_id TEXT,"
+                                 " ADD COLUMN IF NOT EXISTS trace_flags BIGINT NOT NULL DEFAULT 0,"
+                                 " ADD COLUMN IF NOT EXISTS tracestate TEXT";

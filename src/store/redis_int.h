@@ -11,8 +11,10 @@
 #include "store_int.h"
 
 /* The layout this sagad writes (key sagad:version): 1 the first (one
- * owner), 2 with leases (upgraded from 1 at open). */
-#define SG_RD_LAYOUT_VERSION 2
+ * owner), 2 with leases (upgraded from 1 at open), 3 with the saga's trace
+ * context (fields trace_id, trace_flags, tracestate; a saga of layout 2
+ * simply has none, so 2 becomes 3 with no change to its data). */
+#define SG_RD_LAYOUT_VERSION 3
 /* A reply bigger than this (in elements of one array) is refused. */
 #define SG_RD_MAX_ELEMENTS 1000000
 /* How long a writer whose connection broke before EXEC's reply waits for

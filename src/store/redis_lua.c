@@ -82,7 +82,8 @@
  * each a code and its arguments (a first argument "nulls" holds one
  * '0'/'1' per nullable field of the operation, '1' = NULL):
  *   SI nulls key id def_name def_version request idem_key status comp
- *      error created updated nsteps, then per step: name status attempts
+ *      error created updated nsteps trace_id trace_flags tracestate
+ *      ("" = none), then per step: name status attempts
  *      started finished error response next_us
  *      (nulls: def_name request idem_key error, then per step name error
  *      response)
@@ -127,7 +128,7 @@ const char sg__rd_lua_write[] =
     "while i<=#ARGV do\n"
     "  local k=ARGV[i] i=i+1\n"
     "  local a\n"
-    "  if k=='SI' then a=take(13) a.steps=take(8*tonumber(a[13]))\n"
+    "  if k=='SI' then a=take(16) a.steps=take(8*tonumber(a[13]))\n"
     "  else local n=NARGS[k] if not n then return redis.error_reply('SGARGS bad operation') end\n"
     "    a=take(n) end\n"
     "  if i>#ARGV+1 then return redis.error_reply('SGARGS short operation') end\n"
@@ -228,6 +229,9 @@ const char sg__rd_lua_write[] =
     "      'created_us',a[11],'updated_us',a[12],'nsteps',a[13],'owner',ME}\n"
     "    local function add(j,name,v) if not isnull(a,j) then f[#f+1]=name f[#f+1]=v end end\n"
     "    add(1,'def_name',a[4]) add(2,'request',a[6]) add(3,'idem_key',a[7]) add(4,'error',a[10])\n"
+    "    if a[14]~='' then f[#f+1]='trace_id' f[#f+1]=a[14] f[#f+1]='trace_flags' f[#f+1]=a[15] "
+    "end\n"
+    "    if a[16]~='' then f[#f+1]='tracestate' f[#f+1]=a[16] end\n"
     "    local s=a.steps\n"
     "    for x=0,tonumber(a[13])-1 do\n"
     "      local b,p=8*x,'s'..x..'.'\n"
@@ -340,8 +344,10 @@ const char sg__rd_lua_write[] =
  *     expired lease is deleted and its live sagas (with their events)
  *     become OWNER's; returns how many. One script: atomic, so two
  *     processes never take the same sagas.
- *   upgrade OWNER: layout 1 (one owner, no leases) to 2: every saga
- *     becomes OWNER's; -1 while a sagad of layout 1 holds sagad:owner. */
+ *   upgrade OWNER: layout 1 (one owner, no leases) to the current one:
+ *     every saga becomes OWNER's; -1 while a sagad of layout 1 holds
+ *     sagad:owner. Layout 2 becomes 3 as it is (a saga without trace
+ *     fields has no trace). */
 const char sg__rd_lua_lease[] =
     "local P='sagad:'\n" SG_RD_LUA_LEASE "local mode,ME=ARGV[1],ARGV[2]\n" SG_RD_LUA_OWNED
     "if mode=='take' then\n"
@@ -376,7 +382,9 @@ const char sg__rd_lua_lease[] =
     "  return n\n"
     "end\n"
     "if mode=='upgrade' then\n"
-    "  if redis.call('GET',P..'version')~='1' then return 0 end\n"
+    "  local v=redis.call('GET',P..'version')\n"
+    "  if v=='2' then redis.call('SET',P..'version','3') return 0 end\n"
+    "  if v~='1' then return 0 end\n"
     "  if redis.call('EXISTS',P..'owner')==1 then return -1 end\n"
     "  local n=0\n"
     "  for _,m in ipairs(redis.call('ZRANGE',P..'sagas',0,-1)) do\n"
@@ -384,7 +392,7 @@ const char sg__rd_lua_lease[] =
     "    if redis.call('HEXISTS',h,'owner')==0 then\n"
     "      redis.call('HSET',h,'owner',ME) own_all(sid) n=n+1 end\n"
     "  end\n"
-    "  redis.call('SET',P..'version','2') return n\n"
+    "  redis.call('SET',P..'version','3') return n\n"
     "end\n"
     "return redis.error_reply('SGARGS bad lease mode')\n";
 

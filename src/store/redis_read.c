@@ -100,6 +100,8 @@ static sg_step_rec *step_of(sg_saga_rec *r, const char *f, const char **name)
 
 static void to_saga(const redisReply *h, sg_saga_rec *r)
 {
+    const redisReply *tid = NULL, *tstate = NULL;
+    int64_t tflags = 0;
     memset(r, 0, sizeof *r);
     for (size_t i = 0; i + 1 < h->elements; i += 2) {
         const redisReply *f = h->element[i], *v = h->element[i + 1];
@@ -126,8 +128,16 @@ static void to_saga(const redisReply *h, sg_saga_rec *r)
         else if (FIELD(f, "nsteps")) {
             int64_t n = num(v);
             r->nsteps = n > 0 && n < MAX_STEPS ? (size_t)n : 0;
-        }
+        } else if (FIELD(f, "trace_id"))
+            tid = v;
+        else if (FIELD(f, "trace_flags"))
+            tflags = num(v);
+        else if (FIELD(f, "tracestate"))
+            tstate = v;
     }
+    if (tid)
+        sg_store_set_trace(r, tid->str, tid->len, tflags, tstate ? tstate->str : NULL,
+                           tstate ? tstate->len : 0);
     r->steps = r->nsteps ? sg_xcalloc(r->nsteps, sizeof *r->steps) : NULL;
     for (size_t i = 0; r->nsteps && i + 1 < h->elements; i += 2) {
         const redisReply *v = h->element[i + 1];

@@ -53,6 +53,9 @@ static void enc_saga_insert(rd_args *a, const sg_saga_rec *r)
     sg__rd_add_int(a, r->created_us);
     sg__rd_add_int(a, r->updated_us);
     sg__rd_add_int(a, (int64_t)r->nsteps);
+    sg__rd_add_str(a, r->trace.trace_id); /* "" = none */
+    sg__rd_add_int(a, r->trace.flags);
+    sg__rd_add_str(a, r->tracestate ? r->tracestate : "");
     for (size_t i = 0; i < r->nsteps; i++) {
         const sg_step_rec *s = &r->steps[i];
         sg__rd_add_str(a, s->name);

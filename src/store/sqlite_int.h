@@ -12,8 +12,8 @@
 #include "store_int.h"
 
 /* The schema this sagad writes (PRAGMA user_version): 1 the first, 2
- * retries and parking, 3 definitions with versions. */
-#define SG_SQ_SCHEMA_VERSION 3
+ * retries and parking, 3 definitions with versions, 4 trace context. */
+#define SG_SQ_SCHEMA_VERSION 4
 
 /* Every statement either connection may run (SQL in sqlite_sql.c); prepared
  * lazily per connection, so a reader never prepares the write statements. */

@@ -61,6 +61,12 @@ static void row_to_saga(sqlite3_stmt *st, sg_saga_rec *r)
     int64_t n = sqlite3_column_int64(st, 9);
     r->nsteps = n > 0 && n < 100000 ? (size_t)n : 0; /* a sane bound on a corrupt row */
     r->def_version = sqlite3_column_int(st, 10);
+    /* Text before its length, as SQLite asks. */
+    const char *tid = (const char *)sqlite3_column_text(st, 11);
+    size_t tid_len = (size_t)sqlite3_column_bytes(st, 11);
+    const char *tstate = (const char *)sqlite3_column_text(st, 13);
+    size_t tstate_len = (size_t)sqlite3_column_bytes(st, 13);
+    sg_store_set_trace(r, tid, tid_len, sqlite3_column_int64(st, 12), tstate, tstate_len);
 }
 
 /* ---- statements and read transactions ---------------------------------------- */

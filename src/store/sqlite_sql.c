@@ -9,7 +9,7 @@
 /* Columns of a saga row, in the order sg__sq_row_to_saga reads them. */
 #define SAGA_COLS                                                                                  \
     "id, def_name, request, idem_key, status, comp_status, error, created_us, updated_us, "        \
-    "nsteps, def_version"
+    "nsteps, def_version, trace_id, trace_flags, tracestate"
 /* Columns of an outbox row, in the order sg__sq_row_to_event reads them. */
 #define EVENT_COLS                                                                                 \
     "id, saga_id, topic, target, payload, created_us, deadline_us, compensation, step_index, "     \
@@ -47,7 +47,7 @@ static const struct {
     [Q_RELEASE] = {"release", "RELEASE w"},
     [Q_ROLLBACK_TO] = {"rollback to", "ROLLBACK TO w"},
     [Q_SAGA_INSERT] = {"insert saga", "INSERT INTO sagas(" SAGA_COLS
-                                      ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"},
+                                      ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"},
     [Q_STEP_INSERT] = {"insert step",
                        "INSERT INTO steps(saga_id, idx, name, status, attempts, started_us, "
                        "finished_us, error, response, next_us) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,"
@@ -199,7 +199,10 @@ const char sg__sq_schema[] =
     " error TEXT,"
     " created_us INTEGER NOT NULL,"
     " updated_us INTEGER NOT NULL,"
-    " nsteps INTEGER NOT NULL);"
+    " nsteps INTEGER NOT NULL,"
+    " trace_id TEXT," /* W3C trace id, 32 hex; NULL before tracing */
+    " trace_flags INTEGER NOT NULL DEFAULT 0,"
+    " tracestate TEXT);"
     "CREATE TABLE IF NOT EXISTS steps("
     " saga_id TEXT NOT NULL,"
     " idx INTEGER NOT NULL,"
@@ -266,9 +269,16 @@ static const char upgrade_v3[] =
     " WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS " IDX_SAGAS_TYPE ";";
 
+/* From 3 to 4 (trace context): sagas stored before have no trace. */
+static const char upgrade_v4[] =
+    "ALTER TABLE sagas ADD COLUMN trace_id TEXT;"
+    "ALTER TABLE sagas ADD COLUMN trace_flags INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sagas ADD COLUMN tracestate TEXT;";
+
 const char *sg__sq_upgrade(int from)
 {
-    static const char *const steps[SG_SQ_SCHEMA_VERSION] = {[1] = upgrade_v2, [2] = upgrade_v3};
+    static const char *const steps[SG_SQ_SCHEMA_VERSION] = {
+        [1] = upgrade_v2, [2] = upgrade_v3, [3] = upgrade_v4};
     return from >= 1 && from < SG_SQ_SCHEMA_VERSION ? steps[from] : NULL;
 }
 

@@ -170,6 +170,9 @@ static sg_status apply_saga_insert(txn *t, const sg_saga_rec *r)
     bind_int(&b, 9, r->updated_us);
     bind_int(&b, 10, (int64_t)r->nsteps);
     bind_int(&b, 11, r->def_version);
+    bind_text(&b, 12, r->trace.trace_id[0] ? r->trace.trace_id : NULL);
+    bind_int(&b, 13, r->trace.flags);
+    bind_text(&b, 14, r->tracestate);
     sg_status st = run(t, &b, 0);
     for (size_t i = 0; i < r->nsteps && st == SG_OK; i++)
         st = insert_step(t, r->id, i, &r->steps[i]);

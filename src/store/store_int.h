@@ -212,6 +212,12 @@ void sg_store_free_sagas(sg_saga_rec *v, size_t n);
 void sg_store_free_events(sg_event_rec *v, size_t n);
 /* The end of a read that hands records to a callback: each of v[0..n)
  * moves into a heap record cb takes (and frees), then v is freed. */
+/* A saga's stored trace into r (trace id of idlen bytes, flags, tracestate
+ * of statelen bytes, each as the row holds it, NULL = none): a value that
+ * is not one sagad writes leaves the saga without it rather than passing
+ * it on. */
+void sg_store_set_trace(sg_saga_rec *r, const char *id, size_t idlen, int64_t flags,
+                        const char *state, size_t statelen);
 void sg_store_hand_sagas(sg_saga_rec *v, size_t n, void (*cb)(void *arg, sg_saga_rec *rec),
                          void *arg);
 void sg_store_hand_events(sg_event_rec *v, size_t n, void (*cb)(void *arg, sg_event_rec *ev),

@@ -25,6 +25,8 @@ typedef struct rec {
     const char *saga_id, *idem_key; /* into data, or NULL */
     const char *compensation;       /* into data, or NULL */
     const char *owner;              /* into data, or NULL */
+    const char *traceparent;        /* into data, or NULL */
+    const char *tracestate;         /* into data, or NULL */
     const char *headers;            /* into data: nheaders pairs of name, value */
     size_t nheaders;
     const char *body; /* into data */
@@ -131,7 +133,8 @@ void stub_ring_add(stub_ring *r, const stub_rec_in *in, const stub_answer *ans)
     if (truncated) len = r->max_body;
     size_t nh = in->nheaders < STUB_REC_HEADERS ? in->nheaders : STUB_REC_HEADERS;
     size_t size = sizeof(rec) + opt_len(in->path) + opt_len(in->method) + opt_len(in->saga_id) +
-                  opt_len(in->idem_key) + opt_len(in->compensation) + opt_len(in->owner) + len + 1;
+                  opt_len(in->idem_key) + opt_len(in->compensation) + opt_len(in->owner) +
+                  opt_len(in->traceparent) + opt_len(in->tracestate) + len + 1;
     for (size_t i = 0; i < nh; i++)
         size += opt_len(in->headers[i].name) + opt_len(in->headers[i].value);
     /* One allocation per entry, outside the lock: the lock only guards
@@ -145,6 +148,8 @@ void stub_ring_add(stub_ring *r, const stub_rec_in *in, const stub_answer *ans)
     e->idem_key = put_opt(&p, in->idem_key);
     e->compensation = put_opt(&p, in->compensation);
     e->owner = put_opt(&p, in->owner);
+    e->traceparent = put_opt(&p, in->traceparent);
+    e->tracestate = put_opt(&p, in->tracestate);
     e->headers = p;
     e->nheaders = 0;
     for (size_t i = 0; i < nh; i++) {
@@ -281,6 +286,10 @@ static sg_status format_entry(sg_buf *out, const rec *e)
     if (st == SG_OK) st = add_text(out, e->idem_key);
     if (st == SG_OK) st = sg_buf_adds(out, ",\"owner\":");
     if (st == SG_OK) st = add_text(out, e->owner);
+    if (st == SG_OK) st = sg_buf_adds(out, ",\"traceparent\":");
+    if (st == SG_OK) st = add_text(out, e->traceparent);
+    if (st == SG_OK) st = sg_buf_adds(out, ",\"tracestate\":");
+    if (st == SG_OK) st = add_text(out, e->tracestate);
     if (st == SG_OK && e->ans.status)
         st = sg_buf_addf(out, ",\"status\":%d", e->ans.status);
     else if (st == SG_OK)

@@ -266,6 +266,8 @@ static void record(stub_server *s, stub_req *r, const char *saga_id)
         .compensation =
             MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Saga-Compensation"),
         .owner = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Saga-Owner"),
+        .traceparent = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "traceparent"),
+        .tracestate = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "tracestate"),
         .headers = hb.h,
         .nheaders = hb.n,
         .body = r->body.ptr ? r->body.ptr : "",

@@ -92,6 +92,8 @@ typedef struct stub_rec_in {
     const char *idem_key;       /* Idempotency-Key, or NULL */
     const char *compensation;   /* X-Saga-Compensation, or NULL */
     const char *owner;          /* X-Saga-Owner (the calling sagad's lease), or NULL */
+    const char *traceparent;    /* traceparent (W3C trace context), or NULL */
+    const char *tracestate;     /* tracestate, or NULL */
     const stub_header *headers; /* X-Test-*, at most STUB_REC_HEADERS */
     size_t nheaders;
     const char *body;

@@ -1,4 +1,5 @@
-/* Logging: one line per event on stderr. Lines at info and debug are
+/* Logging: one line per event on stderr, as text or (--log-format json)
+ * as one JSON object. Lines at info and debug are
  * gathered in a buffer that a background thread writes out every few
  * milliseconds, so a saga transition costs a format and a copy on the
  * loop thread, never a write(2) or a wait for one; a warning or an error
@@ -130,22 +131,27 @@ static void stamp(char out[SG_TIME_LEN + 1])
     }
 }
 
-void sg_log(sg_log_level lvl, const char *fmt, ...)
+static atomic_int log_format = SG_LOG_TEXT;
+
+void sg_log_set_format(sg_log_format f)
 {
-    static const char *names[] = {"debug ", "info ", "warn ", "error "};
-    if ((int)lvl < atomic_load(&log_level)) return;
-    char line[1024];
-    stamp(line);
-    line[SG_TIME_LEN] = ' ';
-    size_t nl = strlen(names[lvl]);
-    memcpy(line + SG_TIME_LEN + 1, names[lvl], nl);
-    int n = (int)(SG_TIME_LEN + 1 + nl);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-    va_end(ap);
-    size_t len = strlen(line);
-    line[len++] = '\n';
+    atomic_store(&log_format, (int)f);
+}
+
+sg_status sg_log_format_parse(const char *s, sg_log_format *out)
+{
+    if (s && strcmp(s, "text") == 0)
+        *out = SG_LOG_TEXT;
+    else if (s && strcmp(s, "json") == 0)
+        *out = SG_LOG_JSON;
+    else
+        return SG_EINVAL;
+    return SG_OK;
+}
+
+/* Appends the whole line to what the flusher writes out. */
+static void put_line(sg_log_level lvl, const char *line, size_t len)
+{
     pthread_once(&once, start_flusher);
     pthread_mutex_lock(&mu);
     while (used + len > LOG_BUF) { /* full: write it out here, then append */
@@ -159,4 +165,110 @@ void sg_log(sg_log_level lvl, const char *fmt, ...)
     if (!now && used == len) pthread_cond_signal(&wake); /* the first line wakes the flusher */
     pthread_mutex_unlock(&mu);
     if (now) drain();
+}
+
+/* Bytes of the UTF-8 sequence at p (at most n bytes there), or 0 if it is
+ * not a valid one: a message may quote a peer's bytes, a JSON line must
+ * stay valid. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+    size_t k = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+    if (k == 0 || k > n) return 0;
+    for (size_t i = 1; i < k; i++)
+        if ((p[i] & 0xc0) != 0x80) return 0;
+    if (k == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0))) return 0;
+    if (k == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))) return 0;
+    return k;
+}
+
+/* Appends "key":"<s escaped>" (a comma first unless it is the first
+ * member) to out[cap] at *n, cutting s rather than the line: room for the
+ * closing characters is kept by the caller's cap. */
+static void json_member(char *out, size_t cap, size_t *n, const char *key, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = *n;
+    int w = snprintf(out + o, cap - o, "%s\"%s\":\"", o > 1 ? "," : "", key);
+    if (w < 0 || (size_t)w >= cap - o) return;
+    o += (size_t)w;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t left = strlen(s);
+    while (left > 0 && o + 8 < cap) {
+        unsigned char c = *p;
+        size_t k = 1;
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c == '\n' || c == '\t' || c == '\r') {
+            out[o++] = '\\';
+            out[o++] = c == '\n' ? 'n' : c == '\t' ? 't' : 'r';
+        } else if (c < 0x20 || c == 0x7f) {
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[c >> 4];
+            out[o + 5] = hex[c & 15];
+            o += 6;
+        } else if (c < 0x80) {
+            out[o++] = (char)c;
+        } else if ((k = utf8_len(p, left)) != 0) {
+            memcpy(out + o, p, k);
+            o += k;
+        } else {
+            memcpy(out + o, "\\ufffd", 6);
+            o += 6;
+            k = 1;
+        }
+        p += k;
+        left -= k;
+    }
+    out[o++] = '"';
+    *n = o;
+}
+
+static void emit(sg_log_level lvl, const sg_log_fields *f, const char *fmt, va_list ap)
+{
+    static const char *names[] = {"debug ", "info ", "warn ", "error "};
+    static const char *jnames[] = {"debug", "info", "warn", "error"};
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    char ts[SG_TIME_LEN + 1];
+    stamp(ts);
+    if (atomic_load(&log_format) == SG_LOG_TEXT) {
+        char line[SG_TIME_LEN + 8 + sizeof msg];
+        int n = snprintf(line, sizeof line, "%s %s%s\n", ts, names[lvl], msg);
+        put_line(lvl, line, n < (int)sizeof line ? (size_t)n : sizeof line - 1);
+        return;
+    }
+    /* 6 bytes per character at worst, and room to close the object. */
+    char line[6 * sizeof msg + 1024];
+    size_t cap = sizeof line - 4, n = 0;
+    line[n++] = '{';
+    json_member(line, cap, &n, "ts", ts);
+    json_member(line, cap, &n, "level", jnames[lvl]);
+    const char *keys[] = {"saga_id", "type", "trace_id", "step", "status", "event"};
+    const char *vals[] = {f ? f->saga_id : NULL, f ? f->type : NULL,   f ? f->trace_id : NULL,
+                          f ? f->step : NULL,    f ? f->status : NULL, f ? f->event : NULL};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (vals[i] && vals[i][0]) json_member(line, cap, &n, keys[i], vals[i]);
+    json_member(line, cap, &n, "msg", msg);
+    line[n++] = '}';
+    line[n++] = '\n';
+    put_line(lvl, line, n);
+}
+
+void sg_log(sg_log_level lvl, const char *fmt, ...)
+{
+    if ((int)lvl < atomic_load(&log_level)) return;
+    va_list ap;
+    va_start(ap, fmt);
+    emit(lvl, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void sg_log_saga(sg_log_level lvl, const sg_log_fields *f, const char *fmt, ...)
+{
+    if ((int)lvl < atomic_load(&log_level)) return;
+    va_list ap;
+    va_start(ap, fmt);
+    emit(lvl, f, fmt, ap);
+    va_end(ap);
 }

@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sg/alloc.h"
 
@@ -71,6 +72,7 @@ void sg_saga_rec_free(sg_saga_rec *r)
     free(r->request);
     free(r->idem_key);
     free(r->error);
+    free(r->tracestate);
     memset(r, 0, sizeof *r);
 }
 
@@ -84,6 +86,29 @@ void sg_event_rec_free(sg_event_rec *e)
     free(e->method);
     free(e->headers);
     e->topic = e->target = e->payload = e->last_error = e->method = e->headers = NULL;
+}
+
+int sg_event_header(const sg_event_rec *e, const char *name, char *out, size_t n)
+{
+    if (n) out[0] = '\0';
+    size_t nl = strlen(name);
+    for (const char *p = e->headers; p && *p;) {
+        const char *end = strchr(p, '\n');
+        if (!end) end = p + strlen(p);
+        if ((size_t)(end - p) > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
+            const char *v = p + nl + 1, *ve = end;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t' || ve[-1] == '\r'))
+                ve--;
+            if ((size_t)(ve - v) >= n) return 0;
+            memcpy(out, v, (size_t)(ve - v));
+            out[ve - v] = '\0';
+            return 1;
+        }
+        p = *end ? end + 1 : end;
+    }
+    return 0;
 }
 
 static char *dup_raw(const char *p, size_t n)
@@ -107,6 +132,7 @@ void sg_saga_rec_copy(sg_saga_rec *dst, const sg_saga_rec *src)
     dst->request = dup_raw(src->request, src->request_len);
     dst->idem_key = sg_xstrdup(src->idem_key);
     dst->error = sg_xstrdup(src->error);
+    dst->tracestate = sg_xstrdup(src->tracestate);
     dst->steps = src->nsteps ? sg_xcalloc(src->nsteps, sizeof *dst->steps) : NULL;
     for (size_t i = 0; i < src->nsteps; i++)
         sg_step_rec_copy(&dst->steps[i], &src->steps[i]);

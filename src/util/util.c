@@ -72,6 +72,17 @@ static void take_random(unsigned char *out, size_t n)
     pool.used += n;
 }
 
+void sg_random_bytes(void *out, size_t n)
+{
+    unsigned char *p = out;
+    while (n > 0) {
+        size_t k = n < 256 ? n : 256;
+        take_random(p, k);
+        p += k;
+        n -= k;
+    }
+}
+
 static void uuid_text(const unsigned char r[16], char out[SG_ID_LEN + 1])
 {
     static const char hex[] = "0123456789abcdef";

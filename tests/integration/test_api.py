@@ -16,7 +16,7 @@ from harness import OK_RESULT, SagadCase, jbody  # noqa: E402
 SEED_BODY = {"image_id": "img_123", "data": "datos de prueba"}
 RECORD_KEYS = {"id", "request_data", "step1_status", "step2_status", "step3_status",
                "overall_status", "processed_data", "created_at", "updated_at", "error",
-               "compensation_status", "type", "version", "steps"}
+               "compensation_status", "type", "version", "trace_id", "steps"}
 STEP_KEYS = {"name", "status", "attempts", "started_at", "finished_at", "error"}
 STEP_NAMES = ["anonymizer", "tokenizer", "ai_model"]
 
@@ -56,6 +56,7 @@ class ApiTest(SagadCase):
         self.assertEqual(set(rec), RECORD_KEYS, rec)
         self.assertEqual(rec["id"], sid)
         self.assertEqual((rec["type"], rec["version"]), ("sta", 1))
+        self.assertRegex(rec["trace_id"], r"^[0-9a-f]{32}$")  # design §7: a trace was started
         self.assertEqual(rec["request_data"], SEED_BODY)
         for k in ("step1_status", "step2_status", "step3_status", "overall_status"):
             self.assertEqual(rec[k], "COMPLETED", k)

@@ -8,6 +8,7 @@ event. A missing nats-server fails the test; nothing is skipped."""
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -100,8 +101,10 @@ class JetStream:
         _, data = self.request(subject, body)
         return json.loads(data) if data else {}
 
-    def messages(self, stream="SAGAD"):
-        """[(seq, subject, Nats-Msg-Id, data bytes)] of every message kept."""
+    def messages(self, stream="SAGAD", headers=False):
+        """[(seq, subject, Nats-Msg-Id, data bytes)] of every message kept;
+        with headers, each tuple also has a dict of its headers (names
+        lower-cased)."""
         info = self.api("$JS.API.STREAM.INFO." + stream)
         if "error" in info:
             raise AssertionError("stream %s: %s" % (stream, info["error"]))
@@ -114,10 +117,14 @@ class JetStream:
             m = m["message"]
             hdrs = base64.b64decode(m.get("hdrs", "")).decode()
             mid = None
+            hd = {}
             for h in hdrs.split("\r\n")[1:]:
+                if ":" in h:
+                    hd[h.split(":", 1)[0].strip().lower()] = h.split(":", 1)[1].strip()
                 if h.lower().startswith("nats-msg-id:"):
                     mid = h.split(":", 1)[1].strip()
-            out.append((m["seq"], m["subject"], mid, base64.b64decode(m.get("data", ""))))
+            row = (m["seq"], m["subject"], mid, base64.b64decode(m.get("data", "")))
+            out.append(row + (hd,) if headers else row)
         if len(out) != st["messages"]:
             raise AssertionError("stream says %d messages, read %d" % (st["messages"], len(out)))
         return out
@@ -200,6 +207,37 @@ class NatsTest(unittest.TestCase):
                 self.check_envelope(subject, mid, data, sid, body)
                 self.assertEqual(outbox[mid]["topic"], subject)
                 self.assertEqual(outbox[mid]["status"], harness.EVENT_DELIVERED)
+
+    def test_trace_context_in_headers(self):
+        # Design §7: each event carries the saga's trace as a NATS message
+        # header, with a span id of its own.
+        sg = self.start_sagad()
+        harness.wait_until(self.ready, 15, msg="/readyz 200")
+        tid, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+        st, _, b = sg.post_saga({"image_id": "traced", "_stub": FAIL3},
+                                {"traceparent": "00-%s-%s-01" % (tid, parent),
+                                 "tracestate": "rojo=1"})
+        self.assertEqual(st, 400, b)
+        sid = b["detail"]["id"]
+        sg.wait_saga(sid, lambda r: r["compensation_status"] == "COMPLETED", 20)
+        js = JetStream(self.nats.port)
+        try:
+            msgs = js.messages(headers=True)
+        finally:
+            js.close()
+        mine = [(subject, h) for _, subject, _, data, h in msgs
+                if json.loads(data)["saga_id"] == sid]
+        self.assertEqual([s for s, _ in mine], ["tokenizer_event", "tokenizer_compensation"])
+        spans = set()
+        for subject, h in mine:
+            m = re.match(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$", h.get("traceparent", ""))
+            self.assertIsNotNone(m, h)
+            self.assertEqual(m.group(1), tid)
+            self.assertNotEqual(m.group(2), parent)
+            spans.add(m.group(2))
+            self.assertEqual(h.get("tracestate"), "rojo=1", h)
+        self.assertEqual(len(spans), 2)
+        self.assertEqual(sg.get_saga(sid)["trace_id"], tid)
 
     def test_readyz_follows_broker(self):
         self.nats.stop()

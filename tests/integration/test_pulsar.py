@@ -188,8 +188,12 @@ class DeliveryTest(PulsarCase):
         for sid, m in zip(sids, msgs):
             ev = self.event_of(s, sid)
             self.assertEqual(m["partition_key"], sid)
-            self.assertEqual(m["properties"], {"event_id": ev["id"], "saga_id": sid,
-                                               "topic": "tokenizer_event"})
+            # The saga's trace (design §7) rides along as a property too.
+            props = dict(m["properties"])
+            tp = props.pop("traceparent", "")
+            self.assertRegex(tp, r"^00-%s-[0-9a-f]{16}-01$" % s.get_saga(sid)["trace_id"])
+            self.assertEqual(props, {"event_id": ev["id"], "saga_id": sid,
+                                     "topic": "tokenizer_event"})
             self.assertLess(abs(m["publish_time"] - now_ms), 60000)
             env = json.loads(m["payload"])
             self.assertEqual(list(env), ["id", "topic", "saga_id", "payload", "created_at"])
@@ -206,7 +210,10 @@ class DeliveryTest(PulsarCase):
     def test_compensation_event(self):
         b = self.broker()
         s = self.sagad(b.url())
-        st, _, d = s.post_saga({"image_id": "x", "_stub": {"ai_model": {"status": 500}}})
+        tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+        st, _, d = s.post_saga({"image_id": "x", "_stub": {"ai_model": {"status": 500}}},
+                               {"traceparent": "00-%s-00f067aa0ba902b7-01" % tid,
+                                "tracestate": "rojo=1"})
         self.assertEqual(st, 400, d)
         sid = d["detail"]["id"]
         s.wait_saga(sid, lambda r: r["compensation_status"] == "COMPLETED")
@@ -216,6 +223,17 @@ class DeliveryTest(PulsarCase):
         self.assertEqual(msgs[0]["partition_key"], sid)
         self.assertEqual(msgs[0]["properties"]["event_id"], comp["id"])
         self.assertEqual(json.loads(msgs[0]["payload"])["topic"], "tokenizer_compensation")
+        # Both events carry the caller's trace as properties, a span each.
+        step = b.messages(TOPIC)
+        self.assertEqual(len(step), 1, step)
+        spans = set()
+        for m in (step[0], msgs[0]):
+            tp = m["properties"].get("traceparent", "")
+            self.assertRegex(tp, r"^00-%s-[0-9a-f]{16}-01$" % tid)
+            self.assertNotEqual(tp.split("-")[2], "00f067aa0ba902b7")
+            spans.add(tp.split("-")[2])
+            self.assertEqual(m["properties"].get("tracestate"), "rojo=1")
+        self.assertEqual(len(spans), 2)
         # One producer per topic, same name on both.
         prods = b.state()["producers"]
         self.assertEqual({p["topic"] for p in prods}, {TOPIC, COMP_TOPIC})

@@ -127,7 +127,9 @@ class NamedServicesTest(unittest.TestCase):
         st, b = self.call("PATCH", "t6", b'{"a": 1}', {
             "X-Saga-Id": "saga-6", "Idempotency-Key": "saga-6:t6:compensate",
             "X-Saga-Compensation": "true", "X-Test-Tenant": "acme", "x-test-lower": "v 2",
-            "X-Other": "not kept"})
+            "X-Other": "not kept",
+            "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "tracestate": "rojo=1"})
         self.assertEqual(st, 200, b)
         self.call("GET", "t6", None, {"X-Saga-Id": "saga-6"})
         st, _, _ = http(self.stubs.port, "POST", "/process", {"p": 1}, {"X-Saga-Id": "saga-6"})
@@ -143,9 +145,13 @@ class NamedServicesTest(unittest.TestCase):
                          ("GET", {"x-saga-compensation": None}, ""))
         self.assertEqual((recs[2]["path"], recs[2]["method"], recs[2]["headers"]),
                          ("/process", "POST", {"x-saga-compensation": None}))
+        # The trace context as it came (design §7), null when absent.
+        self.assertEqual((r["traceparent"], r["tracestate"]),
+                         ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "rojo=1"))
+        self.assertEqual((recs[1]["traceparent"], recs[1]["tracestate"]), (None, None))
         self.assertEqual(set(r), {"seq", "time_us", "path", "method", "headers", "saga_id",
-                                  "idempotency_key", "owner", "status", "mode", "delay_ms", "body",
-                                  "truncated"})
+                                  "idempotency_key", "owner", "traceparent", "tracestate",
+                                  "status", "mode", "delay_ms", "body", "truncated"})
 
     def test_stats_count_named(self):
         n0 = self.stubs.stats()

@@ -127,6 +127,7 @@ static void test_completed_sta(void **state)
              "500000Z\","
              "\"error\":null,\"compensation_status\":\"NONE\","
              "\"type\":\"sta\",\"version\":1,"
+             "\"trace_id\":null,"
              "\"steps\":["
              "{\"name\":\"anonymizer\",\"status\":\"COMPLETED\",\"attempts\":1,"
              "\"started_at\":\"2026-11-28T10:00:00.000000Z\",\"finished_at\":\"2026-11-28T10:00:00."
@@ -164,6 +165,7 @@ static void test_failed_sta(void **state)
     r.steps[2].attempts = 2;
     r.steps[2].error = sg_xstrdup("HTTP 500 \"boom\"\n");
     set_response(&r.steps[0], "{}");
+    memcpy(r.trace.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", SG_TRACE_ID_HEX + 1);
 
     char *got = render_saga(&r, &sta);
     assert_string_equal(
@@ -177,6 +179,7 @@ static void test_failed_sta(void **state)
         "\"error\":\"Error en Step 3 (AI Model Process): HTTP 500 \\\"boom\\\"\\n\","
         "\"compensation_status\":\"PENDING\","
         "\"type\":\"sta\",\"version\":1,"
+        "\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\","
         "\"steps\":["
         "{\"name\":\"anonymizer\",\"status\":\"COMPLETED\",\"attempts\":1,"
         "\"started_at\":\"2026-11-28T10:00:00.000000Z\",\"finished_at\":\"2026-11-28T10:00:00."
@@ -219,6 +222,7 @@ static void test_in_progress(void **state)
         "500000Z\","
         "\"error\":null,\"compensation_status\":\"NONE\","
         "\"type\":\"sta\",\"version\":1,"
+        "\"trace_id\":null,"
         "\"steps\":["
         "{\"name\":\"anonymizer\",\"status\":\"COMPLETED\",\"attempts\":1,"
         "\"started_at\":\"2026-11-28T10:00:00.000000Z\",\"finished_at\":\"2026-11-28T10:00:00."

@@ -148,7 +148,7 @@ static void test_schema(void **state)
     sg_store_close(open_sync(t.path));
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
-    assert_int_equal(query_int(db, "PRAGMA user_version"), 3);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), 4);
     assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='index' AND "
                                    "name IN ('sagas_created','sagas_status','sagas_type',"
                                    "'outbox_pending','outbox_saga','outbox_created',"
@@ -172,19 +172,19 @@ static void test_schema(void **state)
     char err[512], want[512];
     assert_int_equal(try_open(t.path, err, sizeof err), SG_EINVAL);
     snprintf(want, sizeof want,
-             "database '%s' has schema version 99, newer than this sagad supports (3)", t.path);
+             "database '%s' has schema version 99, newer than this sagad supports (4)", t.path);
     assert_non_null(strstr(err, want));
     assert_non_null(strstr(err, "written by a newer sagad"));
     assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
     assert_int_equal(query_int(db, "PRAGMA user_version"), 99);
-    assert_int_equal(query_int(db, "SELECT count(*) FROM pragma_table_info('sagas')"), 11);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM pragma_table_info('sagas')"), 14);
     /* A negative version is no sagad's. */
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=-1", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(try_open(t.path, err, sizeof err), SG_EINVAL);
     assert_non_null(strstr(err, "schema version -1"));
 
     /* Reopening an existing current database leaves it alone. */
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=3", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=4", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(try_open(t.path, err, sizeof err), SG_OK);
     tmpdb_remove(&t);
@@ -346,7 +346,7 @@ static void check_upgraded(const tmpdb *t, int from)
 
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(t->path, &db), SQLITE_OK);
-    assert_int_equal(query_int(db, "PRAGMA user_version"), 3);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), 4);
     assert_int_equal(query_int(db,
                                "SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN "
                                "('sagas_type','outbox_created','outbox_status')"),
@@ -471,7 +471,7 @@ static void test_exclusive_owner(void **state)
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=99", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(try_open(t.path, err, sizeof err), SG_EINVAL);
     assert_non_null(strstr(err, "newer"));
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=3", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=4", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(try_open(t.path, err, sizeof err), SG_OK);
 

@@ -144,15 +144,26 @@ static void test_schema_version(void **state)
     tmpdb_make(&t);
     sg_store *s = open_sync(t.path);
     sg_store_close(s);
-    assert_int_equal(pg_exec_url(t.path, "SELECT version FROM sg_schema WHERE id=1"), 1);
+    assert_int_equal(pg_exec_url(t.path, "SELECT version FROM sg_schema WHERE id=1"), 2);
     pg_exec_url(t.path, "UPDATE sg_schema SET version=99 WHERE id=1");
     char err[512];
     assert_int_equal(try_open(t.path, NULL, &s, err, sizeof err), SG_EINVAL);
     assert_non_null(strstr(err, "schema version 99, newer than this sagad supports"));
-    pg_exec_url(t.path, "UPDATE sg_schema SET version=1 WHERE id=1");
+    pg_exec_url(t.path, "UPDATE sg_schema SET version=2 WHERE id=1");
     /* The refused open left nothing behind. */
     s = open_sync(t.path);
     sg_store_close(s);
+    /* A database of schema 1 (before trace context) gets its columns. */
+    pg_exec_url(t.path, "ALTER TABLE sagas DROP COLUMN trace_id, DROP COLUMN trace_flags, DROP "
+                        "COLUMN tracestate");
+    pg_exec_url(t.path, "UPDATE sg_schema SET version=1 WHERE id=1");
+    s = open_sync(t.path);
+    sg_store_close(s);
+    assert_int_equal(pg_exec_url(t.path, "SELECT version FROM sg_schema WHERE id=1"), 2);
+    assert_int_equal(pg_exec_url(t.path, "SELECT count(*) FROM information_schema.columns WHERE "
+                                         "table_name='sagas' AND column_name IN ('trace_id', "
+                                         "'trace_flags', 'tracestate')"),
+                     3);
     tmpdb_remove(&t);
 }
 

@@ -248,6 +248,86 @@ static void test_event_call_readers(void **state)
 }
 
 /* Updates of rows that do not exist fail alone with SG_ENOTFOUND. */
+static void check_trace(const sg_saga_rec *r, const char *id, int flags, const char *state)
+{
+    assert_string_equal(r->trace.trace_id, id);
+    assert_int_equal(r->trace.flags, flags);
+    if (state)
+        assert_string_equal(r->tracestate, state);
+    else
+        assert_null(r->tracestate);
+}
+
+static void trace_page(void *arg, sg_saga_rec *rec, sg_event_rec *evs, size_t nevs)
+{
+    int *n = arg;
+    if (rec->trace.trace_id[0])
+        check_trace(rec, "4bf92f3577b34da6a3ce929d0e0e4736", 0x09, "rojo=1,congo=t61rcWkgMzE");
+    else
+        check_trace(rec, "", 0, NULL);
+    (*n)++;
+    for (size_t i = 0; i < nevs; i++)
+        sg_event_rec_free(&evs[i]);
+    free(evs);
+    sg_saga_rec_free(rec);
+    free(rec);
+}
+
+/* A saga's trace context (design §7) comes back from every reader,
+ * recovery's included; a saga without one has none. */
+static void test_trace_roundtrip(void **state)
+{
+    (void)state;
+    tmpdb t;
+    tmpdb_make(&t);
+    sg_store *s = open_sync(t.path);
+    sg_saga_rec a, b;
+    make_saga(&a, "{}", 2, "trace-key", 1700000000000001);
+    memcpy(a.trace.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", SG_TRACE_ID_HEX + 1);
+    a.trace.flags = 0x09;
+    a.tracestate = sg_xstrdup("rojo=1,congo=t61rcWkgMzE");
+    make_saga(&b, "{}", 2, NULL, 1700000000000002);
+    insert_sync(s, &a);
+    insert_sync(s, &b);
+
+    sg_store_reader *r = NULL;
+    assert_int_equal(sg_store_reader_open(s, &r, NULL, 0), SG_OK);
+    sg_saga_rec got;
+    assert_int_equal(sg_store_get(r, a.id, &got), SG_OK);
+    check_trace(&got, a.trace.trace_id, 0x09, a.tracestate);
+    sg_saga_rec_free(&got);
+    assert_int_equal(sg_store_get_by_idem(r, "trace-key", &got), SG_OK);
+    check_trace(&got, a.trace.trace_id, 0x09, a.tracestate);
+    sg_saga_rec_free(&got);
+    assert_int_equal(sg_store_get(r, b.id, &got), SG_OK);
+    check_trace(&got, "", 0, NULL);
+    sg_saga_rec_free(&got);
+
+    sg_list_query q = {.status = -1, .limit = 10};
+    sg_saga_rec *v = NULL;
+    size_t n = 0;
+    char next[SG_CURSOR_MAX];
+    assert_int_equal(sg_store_list(r, &q, &v, &n, next), SG_OK);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        const sg_saga_rec *x = &v[i];
+        if (strcmp(x->id, a.id) == 0)
+            check_trace(x, a.trace.trace_id, 0x09, a.tracestate);
+        else
+            check_trace(x, "", 0, NULL);
+        sg_saga_rec_free(&v[i]);
+    }
+    free(v);
+    int pages = 0;
+    assert_int_equal(sg_store_load_unfinished_page(r, NULL, 10, trace_page, &pages, next), SG_OK);
+    assert_int_equal(pages, 2);
+    sg_store_reader_close(r);
+    sg_store_close(s);
+    sg_saga_rec_free(&a);
+    sg_saga_rec_free(&b);
+    tmpdb_remove(&t);
+}
+
 static void test_update_missing(void **state)
 {
     (void)state;
@@ -279,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_small), cmocka_unit_test(test_roundtrip_raw_nul),
         cmocka_unit_test(test_roundtrip_1mib),  cmocka_unit_test(test_write_deep_copy),
         cmocka_unit_test(test_update_missing),  cmocka_unit_test(test_event_call_readers),
+        cmocka_unit_test(test_trace_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -150,6 +150,42 @@ static void timestamp_is_iso(void **state)
     free(text);
 }
 
+/* --log-format json: one object a line; the message and fields are
+ * escaped so that any text (quotes, control characters, bytes that are
+ * not UTF-8) leaves the line valid JSON; absent fields are left out. */
+static void json_lines(void **state)
+{
+    (void)state;
+    assert_int_equal(sg_log_format_parse("json", &(sg_log_format){0}), SG_OK);
+    sg_log_format f = SG_LOG_TEXT;
+    assert_int_equal(sg_log_format_parse("JSON", &f), SG_EINVAL);
+    assert_int_equal(sg_log_format_parse(NULL, &f), SG_EINVAL);
+    assert_int_equal(sg_log_format_parse("text", &f), SG_OK);
+    assert_int_equal(f, SG_LOG_TEXT);
+    sg_log_set_format(SG_LOG_JSON);
+    sg_log_fields fl = {.saga_id = "0190-id",
+                        .type = "sta",
+                        .trace_id = "4bf92f3577b34da6a3ce929d0e0e4736",
+                        .step = "ai_\"model",
+                        .status = "FAILED"};
+    sg_log_saga(SG_LOG_WARN, &fl, "saga %s: \"q\" \\ \n\t\x01 \xc3\xa9 \xff\xc3 end", "x");
+    sg_log(SG_LOG_ERROR, "plain %d", 7);
+    sg_log_set_format(SG_LOG_TEXT);
+    size_t n;
+    char *text = slurp(&n);
+    char *l = strstr(text, "{\"ts\":\"");
+    assert_non_null(l);
+    assert_int_equal(l[7 + SG_TIME_LEN], '"');
+    assert_non_null(strstr(l, "\",\"level\":\"warn\",\"saga_id\":\"0190-id\",\"type\":\"sta\","
+                              "\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\","
+                              "\"step\":\"ai_\\\"model\",\"status\":\"FAILED\","
+                              "\"msg\":\"saga x: \\\"q\\\" \\\\ \\n\\t\\u0001 \xc3\xa9 "
+                              "\\ufffd\\ufffd end\"}\n"));
+    assert_non_null(strstr(l, "\",\"level\":\"error\",\"msg\":\"plain 7\"}\n"));
+    assert_null(strstr(l, "\"event\""));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -157,6 +193,7 @@ int main(void)
         cmocka_unit_test(warning_goes_out_at_once),
         cmocka_unit_test(info_goes_out_on_its_own),
         cmocka_unit_test(timestamp_is_iso),
+        cmocka_unit_test(json_lines),
     };
     return cmocka_run_group_tests(tests, redirect, restore);
 }
