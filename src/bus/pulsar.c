@@ -5,7 +5,8 @@
  *
  * URL: pulsar[+ssl]://host[:port][/][?option=value&...], options:
  *   token=JWT          token authentication (else $SAGAD_PULSAR_TOKEN)
- *   ca=FILE            CA certificates for pulsar+ssl (else the system's)
+ *   ca=FILE            CA certificates for pulsar+ssl (else --ca-file, else
+ *                      the system's)
  *   insecure=1         pulsar+ssl without any certificate check (tests only)
  *   producer=NAME      producer name (else sagad-<host>-<hash of instance>)
  *   tenant=, namespace= topic prefix (public, default)
@@ -290,6 +291,8 @@ static sg_status pulsar_create(void **state, const char *scheme, const char *url
     if (!o.producer) o.producer = default_producer(env->instance);
     if (!o.tenant) o.tenant = sg_xstrdup("public");
     if (!o.ns) o.ns = sg_xstrdup("default");
+    /* --ca-file: the process-wide private CA, unless the URL names its own. */
+    if (o.tls && !o.ca && !o.insecure && env->ca_file) o.ca = sg_xstrdup(env->ca_file);
 
     pulsar_bus *pb = sg_xcalloc(1, sizeof *pb);
     pb->loop = env->loop;

@@ -3,6 +3,8 @@
 #include "app.h"
 #include "defs.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 
 #include "sg/alloc.h"
 #include "sg/api.h"
+#include "sg/auth.h"
 #include "sg/bus.h"
 #include "sg/def.h"
 #include "sg/engine.h"
@@ -28,6 +31,8 @@ typedef struct app {
     sg_bus *bus;
     sg_engine *engine;
     sg_api *api;
+    sg_auth *auth;            /* NULL without --api-token(-file) */
+    char *tls_cert, *tls_key; /* PEM text for HTTPS; the key is wiped when freed */
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain;
     int nhandles; /* how many of sigterm, sigint, drain, sighup (in that order) are open */
@@ -98,11 +103,26 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_start(&a->drain, on_drain, 0, 20);
 }
 
+/* A token file that went bad keeps the tokens in use: a typo must not
+ * lock every client out, nor let anyone in. */
+static void reload_tokens(app *a)
+{
+    if (!sg_auth_file(a->auth)) return;
+    char err[400] = "";
+    size_t n = 0;
+    if (sg_auth_reload(a->auth, &n, err, sizeof err) == SG_OK)
+        sg_log(SG_LOG_INFO, "API tokens re-read from %s: %zu in use", sg_auth_file(a->auth), n);
+    else
+        sg_log(SG_LOG_WARN, "API tokens not re-read (%s); keeping the %zu in use", err, n);
+}
+
 static void on_sighup(uv_signal_t *s, int signum)
 {
     (void)signum;
     app *a = s->data;
-    if (!a->stopping && a->store) sg_defs_reload(a->cfg, a->store);
+    if (a->stopping) return;
+    reload_tokens(a);
+    if (a->store) sg_defs_reload(a->cfg, a->store);
 }
 
 /* Counts s in nhandles as soon as it is initialised, started or not. */
@@ -161,21 +181,85 @@ static void instance_name(char *out, size_t n, const char *db)
         snprintf(out, n, "%s:%s", host, db);
 }
 
+/* Reads a PEM file (at most 1 MiB) whole into *out (caller frees); what
+ * names the option in err. marker: a line the file must hold. */
+#define PEM_MAX ((size_t)1 << 20)
+static int read_pem(const char *path, const char *what, const char *marker, char **out, char *err,
+                    size_t errlen)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: cannot open %s: %s", what, path, strerror(errno));
+        return 2;
+    }
+    char *b = sg_xmalloc(PEM_MAX + 1);
+    size_t n = 0;
+    ssize_t r;
+    while (n <= PEM_MAX &&
+           ((r = read(fd, b + n, PEM_MAX + 1 - n)) > 0 || (r < 0 && errno == EINTR)))
+        n += r > 0 ? (size_t)r : 0;
+    close(fd);
+    b[n > PEM_MAX ? PEM_MAX : n] = '\0';
+    const char *why = n > PEM_MAX          ? "larger than 1 MiB"
+                      : strlen(b) != n     ? "not PEM text (a NUL byte)"
+                      : !strstr(b, marker) ? "no PEM block of the right kind"
+                                           : NULL;
+    if (why) {
+        snprintf(err, errlen, "%s: %s: %s", what, path, why);
+        explicit_bzero(b, n > PEM_MAX ? PEM_MAX : n);
+        free(b);
+        return 2;
+    }
+    *out = b;
+    return 0;
+}
+
+/* Tokens, HTTPS files and the CA file: read and checked before anything
+ * else starts, so that a bad one costs nothing (exit status 2). */
+static int open_security(app *a, char *err, size_t errlen)
+{
+    const sg_config *c = a->cfg;
+    char why[400] = "";
+    if (sg_auth_create(&a->auth, c->api_token, c->api_token_file, why, sizeof why) != SG_OK) {
+        snprintf(err, errlen, "%s: %s", c->api_token_file ? "--api-token-file" : "--api-token",
+                 why);
+        return 2;
+    }
+    if (c->tls_cert) {
+        int rc = read_pem(c->tls_cert, "--tls-cert", "-----BEGIN CERTIFICATE-----", &a->tls_cert,
+                          err, errlen);
+        if (rc == 0)
+            rc = read_pem(c->tls_key, "--tls-key", "PRIVATE KEY-----", &a->tls_key, err, errlen);
+        if (rc != 0) return rc;
+    }
+    char *ca = NULL;
+    if (c->ca_file &&
+        read_pem(c->ca_file, "--ca-file", "-----BEGIN CERTIFICATE-----", &ca, err, errlen) != 0)
+        return 2;
+    free(ca);
+    return 0;
+}
+
 /* Everything that can be refused for a bad value (bus URL, definition,
  * listen address) is checked before the store is touched, and the API is
  * bound before recovery: a start that fails changes nothing on disk. */
 static int open_parts(app *a, char *err, size_t errlen)
 {
     const sg_config *c = a->cfg;
+    int src = open_security(a, err, errlen);
+    if (src != 0) return src;
     sg_http_client_options ho = {.max_response = c->max_response,
-                                 .max_connections = c->max_connections};
+                                 .max_connections = c->max_connections,
+                                 .ca_file = c->ca_file};
     if (sg_http_client_create(&a->http, a->loop, &ho) != SG_OK) {
         snprintf(err, errlen, "cannot create the HTTP client");
         return 1;
     }
     char instance[4600];
     instance_name(instance, sizeof instance, c->db);
-    sg_bus_env env = {.loop = a->loop, .http = a->http, .instance = instance};
+    sg_bus_env env = {
+        .loop = a->loop, .http = a->http, .instance = instance, .ca_file = c->ca_file};
     char why[400] = "";
     if (sg_bus_create(&a->bus, c->bus, &env, why, sizeof why) != SG_OK) {
         snprintf(err, errlen, "--bus / SAGAD_BUS: %s", why);
@@ -208,7 +292,10 @@ static int open_parts(app *a, char *err, size_t errlen)
                          .port = c->port,
                          .max_body = c->max_body,
                          .threads = c->threads,
-                         .conn_timeout_s = c->conn_timeout_s};
+                         .conn_timeout_s = c->conn_timeout_s,
+                         .auth = a->auth,
+                         .tls_cert = a->tls_cert,
+                         .tls_key = a->tls_key};
     if (sg_api_create(&a->api, &ao, a->engine, a->store, a->bus, err, errlen) != SG_OK) return 2;
     /* Requests that arrive now wait in the engine's intake until the loop
      * runs, i.e. until recovery is done. */
@@ -232,6 +319,12 @@ static void close_parts(app *a)
     sg_http_client_destroy(a->http);
     uv_run(a->loop, UV_RUN_DEFAULT); /* close callbacks */
     sg_def_clear();
+    sg_auth_destroy(a->auth);
+    free(a->tls_cert);
+    if (a->tls_key) explicit_bzero(a->tls_key, strlen(a->tls_key));
+    free(a->tls_key);
+    a->auth = NULL;
+    a->tls_cert = a->tls_key = NULL;
 }
 
 int sg_app_run(const sg_config *cfg)
@@ -257,6 +350,11 @@ int sg_app_run(const sg_config *cfg)
     sg_log(SG_LOG_INFO, "sagad listening on %s:%u (store %s, bus %s, step timeout %ld ms)",
            cfg->host, (unsigned)sg_api_port(a.api), cfg->db, sg_bus_name(a.bus),
            cfg->step_timeout_ms);
+    /* Never the tokens themselves: how many, and where they come from. */
+    sg_log(SG_LOG_INFO, "API: %s, %s", a.tls_cert ? "HTTPS" : "plain HTTP",
+           a.auth ? (cfg->api_token_file ? "bearer tokens required (token file, SIGHUP re-reads it)"
+                                         : "bearer token required")
+                  : "no token required");
     uv_run(a.loop, UV_RUN_DEFAULT);
     close_parts(&a);
     if (uv_loop_close(a.loop) != 0) sg_log(SG_LOG_WARN, "loop closed with handles still open");
