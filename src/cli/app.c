@@ -195,13 +195,18 @@ static int read_pem(const char *path, const char *what, const char *marker, char
     }
     char *b = sg_xmalloc(PEM_MAX + 1);
     size_t n = 0;
-    ssize_t r;
-    while (n <= PEM_MAX &&
-           ((r = read(fd, b + n, PEM_MAX + 1 - n)) > 0 || (r < 0 && errno == EINTR)))
-        n += r > 0 ? (size_t)r : 0;
+    int rerr = 0;
+    while (n <= PEM_MAX) {
+        ssize_t r = read(fd, b + n, PEM_MAX + 1 - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) rerr = errno;
+        if (r <= 0) break;
+        n += (size_t)r;
+    }
     close(fd);
     b[n > PEM_MAX ? PEM_MAX : n] = '\0';
-    const char *why = n > PEM_MAX          ? "larger than 1 MiB"
+    const char *why = rerr                 ? strerror(rerr)
+                      : n > PEM_MAX        ? "larger than 1 MiB"
                       : strlen(b) != n     ? "not PEM text (a NUL byte)"
                       : !strstr(b, marker) ? "no PEM block of the right kind"
                                            : NULL;

@@ -419,6 +419,7 @@ class HttpsServeTest(SqliteOnly, unittest.TestCase):
              "cannot open"),
             (["--tls-cert", self.cert, "--tls-key", other_key], "not usable"),  # not its key
             (["--tls-cert", garbled, "--tls-key", self.key], "not usable"),
+            (["--tls-cert", self.dir, "--tls-key", self.key], "Is a directory"),
             (["--ca-file", junk], "--ca-file"),
             (["--ca-file", os.path.join(self.dir, "none")], "cannot open"),
         ]:
