@@ -2,9 +2,8 @@
  * in order (stop accepting, drain, halt the engine, close the API, flush the store). */
 #include "app.h"
 #include "defs.h"
+#include "pem.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,45 +180,6 @@ static void instance_name(char *out, size_t n, const char *db)
         snprintf(out, n, "%s:%s", host, db);
 }
 
-/* Reads a PEM file (at most 1 MiB) whole into *out (caller frees); what
- * names the option in err. marker: a line the file must hold. */
-#define PEM_MAX ((size_t)1 << 20)
-static int read_pem(const char *path, const char *what, const char *marker, char **out, char *err,
-                    size_t errlen)
-{
-    *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: cannot open %s: %s", what, path, strerror(errno));
-        return 2;
-    }
-    char *b = sg_xmalloc(PEM_MAX + 1);
-    size_t n = 0;
-    int rerr = 0;
-    while (n <= PEM_MAX) {
-        ssize_t r = read(fd, b + n, PEM_MAX + 1 - n);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) rerr = errno;
-        if (r <= 0) break;
-        n += (size_t)r;
-    }
-    close(fd);
-    b[n > PEM_MAX ? PEM_MAX : n] = '\0';
-    const char *why = rerr                 ? strerror(rerr)
-                      : n > PEM_MAX        ? "larger than 1 MiB"
-                      : strlen(b) != n     ? "not PEM text (a NUL byte)"
-                      : !strstr(b, marker) ? "no PEM block of the right kind"
-                                           : NULL;
-    if (why) {
-        snprintf(err, errlen, "%s: %s: %s", what, path, why);
-        explicit_bzero(b, n > PEM_MAX ? PEM_MAX : n);
-        free(b);
-        return 2;
-    }
-    *out = b;
-    return 0;
-}
-
 /* Tokens, HTTPS files and the CA file: read and checked before anything
  * else starts, so that a bad one costs nothing (exit status 2). */
 static int open_security(app *a, char *err, size_t errlen)
@@ -232,17 +192,19 @@ static int open_security(app *a, char *err, size_t errlen)
         return 2;
     }
     if (c->tls_cert) {
-        int rc = read_pem(c->tls_cert, "--tls-cert", "-----BEGIN CERTIFICATE-----", &a->tls_cert,
-                          err, errlen);
+        int rc = sg_pem_read(c->tls_cert, "--tls-cert", &a->tls_cert, err, errlen);
+        if (rc == 0) rc = sg_pem_read(c->tls_key, "--tls-key", &a->tls_key, err, errlen);
         if (rc == 0)
-            rc = read_pem(c->tls_key, "--tls-key", "PRIVATE KEY-----", &a->tls_key, err, errlen);
+            rc = sg_pem_check(a->tls_cert, c->tls_cert, a->tls_key, c->tls_key, err, errlen);
         if (rc != 0) return rc;
     }
-    char *ca = NULL;
-    if (c->ca_file &&
-        read_pem(c->ca_file, "--ca-file", "-----BEGIN CERTIFICATE-----", &ca, err, errlen) != 0)
-        return 2;
-    free(ca);
+    if (c->ca_file) {
+        char *ca = NULL;
+        int rc = sg_pem_read(c->ca_file, "--ca-file", &ca, err, errlen);
+        if (rc == 0) rc = sg_pem_check(ca, c->ca_file, NULL, NULL, err, errlen);
+        free(ca);
+        if (rc != 0) return rc;
+    }
     return 0;
 }
 

@@ -383,6 +383,18 @@ class HttpsServeTest(SqliteOnly, unittest.TestCase):
         tls_ip = ssl.create_default_context(cafile=self.ca)
         self.assertEqual(request(self.sagad.port, "GET", "/readyz", tls=tls_ip)[0], 200)
 
+    def test_chain_file(self):
+        # The certificate file may hold the chain (server certificate, then its CA).
+        chain = os.path.join(self.dir, "chain.pem")
+        with open(chain, "w") as f, open(self.cert) as c, open(self.ca) as ca:
+            f.write(c.read() + ca.read())
+        s = HttpsSagad(None, ca=self.ca, definitions=False,
+                       args=["--tls-cert", chain, "--tls-key", self.key])
+        try:
+            self.assertEqual(request(s.port, "GET", "/sagas", tls=s.tls, host="localhost")[0], 200)
+        finally:
+            s.proc.kill()
+
     def test_untrusted_and_plain_clients_fail(self):
         with self.assertRaises(ssl.SSLCertVerificationError):
             request(self.sagad.port, "GET", "/healthz", tls=ssl.create_default_context(),
@@ -410,17 +422,24 @@ class HttpsServeTest(SqliteOnly, unittest.TestCase):
         garbled = os.path.join(self.dir, "garbled.pem")
         with open(garbled, "w") as f:
             f.write("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+        chain_bad = os.path.join(self.dir, "chain_bad.pem")  # a good one, then a broken one
+        with open(chain_bad, "w") as f, open(self.cert) as good, open(garbled) as bad:
+            f.write(good.read() + bad.read())
         for argv, msg in [
             (["--tls-cert", self.cert], "--tls-key is missing"),
             (["--tls-key", self.key], "--tls-cert is missing"),
-            (["--tls-cert", junk, "--tls-key", self.key], "--tls-cert"),
-            (["--tls-cert", self.cert, "--tls-key", self.cert], "--tls-key"),
+            (["--tls-cert", junk, "--tls-key", self.key], "--tls-cert: %s: not PEM" % junk),
+            (["--tls-cert", self.key, "--tls-key", self.key], "no certificate"),
+            (["--tls-cert", self.cert, "--tls-key", self.cert], "--tls-key: %s: no usable private key"
+             % self.cert),
             (["--tls-cert", self.cert, "--tls-key", os.path.join(self.dir, "none")],
              "cannot open"),
-            (["--tls-cert", self.cert, "--tls-key", other_key], "not usable"),  # not its key
-            (["--tls-cert", garbled, "--tls-key", self.key], "not usable"),
+            (["--tls-cert", self.cert, "--tls-key", other_key], "is not the key of the certificate"),
+            (["--tls-cert", garbled, "--tls-key", self.key], "--tls-cert: %s: no certificate" % garbled),
+            (["--tls-cert", chain_bad, "--tls-key", self.key], "a broken certificate"),
             (["--tls-cert", self.dir, "--tls-key", self.key], "Is a directory"),
             (["--ca-file", junk], "--ca-file"),
+            (["--ca-file", garbled], "--ca-file: %s: no certificate" % garbled),
             (["--ca-file", os.path.join(self.dir, "none")], "cannot open"),
         ]:
             rc, text = start_fails(argv)
