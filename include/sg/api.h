@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sg/auth.h"
 #include "sg/bus.h"
 #include "sg/engine.h"
 #include "sg/status.h"
@@ -22,6 +23,12 @@ typedef struct sg_api_options {
     unsigned threads;         /* MHD worker threads, default 2 */
     unsigned conn_timeout_s;  /* idle / slow client timeout, default 30 */
     unsigned max_connections; /* default 16384 */
+    /* Bearer tokens every route but /healthz and /readyz asks for; NULL:
+     * none. Borrowed: outlives the API. */
+    sg_auth *auth;
+    /* HTTPS: the certificate (chain) and private key as PEM text, both or
+     * neither; borrowed for the call (the API keeps copies). */
+    const char *tls_cert, *tls_key;
 } sg_api_options;
 
 /* Borrowed: engine, store, bus outlive the API. On failure err says why. */

@@ -28,6 +28,10 @@ typedef struct sg_bus_env {
     /* Optional: names this sagad stably (host and store), so that a broker
      * sees the same producer across restarts; NULL: the host name. */
     const char *instance;
+    /* Optional: CA certificates (PEM file) that TLS transports (pulsar+ssl)
+     * check a broker's certificate against when the URL names none; NULL:
+     * the system's. */
+    const char *ca_file;
 } sg_bus_env;
 
 /* Runs once per successful sg_bus_publish, on the loop thread, never from

@@ -29,9 +29,16 @@ typedef struct sg_config {
     unsigned threads;
     long grace_ms;
     unsigned conn_timeout_s;
-    int log_level;  /* sg_log_level */
-    int log_format; /* sg_log_format */
-    int help;       /* --help was given */
+    /* Security (design §7). api_token is a secret: wiped when freed, never
+     * logged. tls_cert/tls_key: both or neither. All owned, NULL if unset. */
+    char *api_token;
+    char *api_token_file; /* tokens, one per line; re-read on SIGHUP */
+    char *tls_cert;       /* PEM certificate (chain) to serve HTTPS with */
+    char *tls_key;        /* its PEM private key */
+    char *ca_file;        /* CA certificates for downstream HTTPS and pulsar+ssl */
+    int log_level;        /* sg_log_level */
+    int log_format;       /* sg_log_format */
+    int help;             /* --help was given */
 } sg_config;
 
 /* Fills c from argv and the environment (envp-style lookup via getenv).

@@ -18,6 +18,10 @@ typedef struct sg_http_client_options {
      * default 4096. Further calls to that host wait for a slot before their
      * timeout starts, and never hold up calls to other hosts. */
     long max_connections;
+    /* https:// checks the server's certificate and host name, always:
+     * against the CA certificates (PEM) in this file when set, else the
+     * system's. Borrowed: outlives the client. */
+    const char *ca_file;
 } sg_http_client_options;
 
 typedef enum {

@@ -66,6 +66,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     const char *id = NULL, *allow = NULL;
     sg_api_route_kind route = sg_api_route(method, url, &id, &allow);
 
+    /* The first call (headers in, body not read): nothing happens for a
+     * request without the right token. */
+    enum MHD_Result refused;
+    if ((!*req_cls || *req_cls == &nul_marker) && sg__auth_gate(a, c, route, &refused))
+        return refused;
     if (*req_cls == &nul_marker) {
         *req_cls = &nul_read_marker;
         return MHD_YES;
@@ -234,6 +239,22 @@ sg_status sg_api_create(sg_api **out, const sg_api_options *opt, sg_engine *engi
     }
     a->have_key = 1;
 
+    a->auth = opt->auth;
+    if (opt->tls_cert || opt->tls_key) {
+        if (!opt->tls_cert || !opt->tls_key) {
+            snprintf(err, errlen, "HTTPS needs both a certificate and a key");
+            st = SG_EINVAL;
+            goto fail;
+        }
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            snprintf(err, errlen, "this libmicrohttpd was built without TLS: cannot serve HTTPS");
+            st = SG_EINVAL;
+            goto fail;
+        }
+        a->tls_cert = sg_xstrdup(opt->tls_cert);
+        a->tls_key = sg_xstrdup(opt->tls_key);
+    }
+
     int fd = -1;
     st = open_listener(opt->host, opt->port, &fd, err, errlen);
     if (st != SG_OK) goto fail;
@@ -244,6 +265,7 @@ sg_status sg_api_create(sg_api **out, const sg_api_options *opt, sg_engine *engi
     unsigned maxconn = opt->max_connections ? opt->max_connections : 16384;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    if (a->tls_cert) flags |= MHD_USE_TLS;
     flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_POLL;
 
     struct MHD_OptionItem ops[] = {
@@ -257,9 +279,26 @@ sg_status sg_api_create(sg_api **out, const sg_api_options *opt, sg_engine *engi
         {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
+    /* HTTPS: MHD hands the PEM text to GnuTLS at start (an empty list
+     * without it). */
+    struct MHD_OptionItem tls_ops[] = {
+        {a->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, a->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, a->tls_key},
+        {MHD_OPTION_END, 0, NULL},
+    };
     /* The logger goes first so that MHD uses it for every later message. */
     a->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER,
-                              on_mhd_log, NULL, MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
+                              on_mhd_log, NULL, MHD_OPTION_ARRAY, ops, MHD_OPTION_ARRAY, tls_ops,
+                              MHD_OPTION_END);
+    if (!a->mhd && a->tls_cert) {
+        /* GnuTLS refused the pair (MHD logged its reason): a bad value. */
+        snprintf(err, errlen,
+                 "cannot serve HTTPS on %s:%u: the TLS certificate or key is not usable "
+                 "(PEM, matching pair)",
+                 opt->host ? opt->host : "*", (unsigned)opt->port);
+        st = SG_EINVAL;
+        goto fail;
+    }
     if (!a->mhd) {
         /* MHD closes the listen socket on some failure paths and not on
          * others; closing it again could hit another thread's descriptor,
@@ -320,5 +359,8 @@ void sg_api_destroy(sg_api *a)
     sg__api_close_readers(a);
     if (a->have_key) pthread_key_delete(a->reader_key);
     pthread_mutex_destroy(&a->readers_mu);
+    free(a->tls_cert);
+    if (a->tls_key) explicit_bzero(a->tls_key, strlen(a->tls_key));
+    free(a->tls_key);
     free(a);
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "sg/api.h"
+#include "sg/auth.h"
 #include "api_int.h"
 #include "assets_int.h"
 #include "sg/buf.h"
@@ -40,7 +41,20 @@ struct sg_api {
     atomic_size_t pending; /* starts handed to the engine, answer not yet sent */
     int closing;           /* under sg__start_mu: refuse new submits */
     start_ctx *waiting;    /* under sg__start_mu: suspended starts */
+
+    /* Bearer tokens (borrowed; NULL: none asked for) and, for HTTPS, PEM
+     * copies that MHD reads at start (owned; the key is wiped when freed). */
+    sg_auth *auth;
+    char *tls_cert, *tls_key;
 };
+
+/* ---- auth_gate.c: bearer tokens ------------------------------------------- */
+
+/* First call for a request: 0 if it may go on (an open route, no tokens
+ * configured, or a right token); 1 if it was answered 401 (*ret: MHD's
+ * result to return). */
+int sg__auth_gate(sg_api *a, struct MHD_Connection *c, sg_api_route_kind route,
+                  enum MHD_Result *ret);
 
 /* ---- response.c: every answer is JSON ------------------------------------ */
 

@@ -5,7 +5,8 @@
  *
  * URL: pulsar[+ssl]://host[:port][/][?option=value&...], options:
  *   token=JWT          token authentication (else $SAGAD_PULSAR_TOKEN)
- *   ca=FILE            CA certificates for pulsar+ssl (else the system's)
+ *   ca=FILE            CA certificates for pulsar+ssl (else --ca-file, else
+ *                      the system's)
  *   insecure=1         pulsar+ssl without any certificate check (tests only)
  *   producer=NAME      producer name (else sagad-<host>-<hash of instance>)
  *   tenant=, namespace= topic prefix (public, default)
@@ -26,7 +27,7 @@
 
 /* ------------------------------------------------------------ lifetime */
 
-static void opts_free(pulsar_opts *o)
+void sg__pulsar_opts_free(pulsar_opts *o)
 {
     free(o->host);
     free(o->token);
@@ -40,7 +41,7 @@ static void opts_free(pulsar_opts *o)
 void sg__pulsar_unref(pulsar_bus *pb)
 {
     if (--pb->live > 0) return;
-    opts_free(&pb->o);
+    sg__pulsar_opts_free(&pb->o);
     if (pb->ssl_ctx) sg__ptls_ctx_free(pb->ssl_ctx);
     pthread_mutex_destroy(&pb->mu);
     free(pb);
@@ -208,7 +209,8 @@ static void redact(const char *url, char *out, size_t n)
     snprintf(out, n, "%.*s***%s", (int)keep, url, t + 6 + strcspn(t + 6, "&#"));
 }
 
-static int parse_url(pulsar_opts *o, const char *scheme, const char *url, char *err, size_t errlen)
+int sg__pulsar_parse_url(pulsar_opts *o, const char *scheme, const char *url, char *err,
+                         size_t errlen)
 {
     o->tls = strcmp(scheme, "pulsar+ssl") == 0;
     const char *a = url + strlen(scheme);
@@ -281,8 +283,8 @@ static sg_status pulsar_create(void **state, const char *scheme, const char *url
     char shown[512], why[300] = "";
     redact(url, shown, sizeof shown);
     pulsar_opts o = {.keepalive_ms = 30000, .connect_timeout_ms = 10000, .max_pending = 10000};
-    if (parse_url(&o, scheme, url, why, sizeof why) != 0) {
-        opts_free(&o);
+    if (sg__pulsar_parse_url(&o, scheme, url, why, sizeof why) != 0) {
+        sg__pulsar_opts_free(&o);
         return sg__bus_einval(err, errlen, "bad bus URL '%s': %s", shown, why);
     }
     const char *tok = getenv("SAGAD_PULSAR_TOKEN");
@@ -290,6 +292,8 @@ static sg_status pulsar_create(void **state, const char *scheme, const char *url
     if (!o.producer) o.producer = default_producer(env->instance);
     if (!o.tenant) o.tenant = sg_xstrdup("public");
     if (!o.ns) o.ns = sg_xstrdup("default");
+    /* --ca-file: the process-wide private CA, unless the URL names its own. */
+    if (o.tls && !o.ca && !o.insecure && env->ca_file) o.ca = sg_xstrdup(env->ca_file);
 
     pulsar_bus *pb = sg_xcalloc(1, sizeof *pb);
     pb->loop = env->loop;

@@ -186,6 +186,13 @@ typedef struct pulsar_opts {
     size_t max_pending;
 } pulsar_opts;
 
+/* Parses a bus URL of scheme "pulsar" or "pulsar+ssl" into o (whose
+ * numeric defaults the caller has set); 0, or -1 with err saying why. o
+ * is the caller's to free with sg__pulsar_opts_free either way. */
+int sg__pulsar_parse_url(pulsar_opts *o, const char *scheme, const char *url, char *err,
+                         size_t errlen);
+void sg__pulsar_opts_free(pulsar_opts *o);
+
 struct pulsar_bus {
     uv_loop_t *loop;
     pulsar_opts o;

@@ -2,6 +2,7 @@
  * in order (stop accepting, drain, halt the engine, close the API, flush the store). */
 #include "app.h"
 #include "defs.h"
+#include "pem.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 
 #include "sg/alloc.h"
 #include "sg/api.h"
+#include "sg/auth.h"
 #include "sg/bus.h"
 #include "sg/def.h"
 #include "sg/engine.h"
@@ -28,6 +30,8 @@ typedef struct app {
     sg_bus *bus;
     sg_engine *engine;
     sg_api *api;
+    sg_auth *auth;            /* NULL without --api-token(-file) */
+    char *tls_cert, *tls_key; /* PEM text for HTTPS; the key is wiped when freed */
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain;
     int nhandles; /* how many of sigterm, sigint, drain, sighup (in that order) are open */
@@ -98,11 +102,26 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_start(&a->drain, on_drain, 0, 20);
 }
 
+/* A token file that went bad keeps the tokens in use: a typo must not
+ * lock every client out, nor let anyone in. */
+static void reload_tokens(app *a)
+{
+    if (!sg_auth_file(a->auth)) return;
+    char err[400] = "";
+    size_t n = 0;
+    if (sg_auth_reload(a->auth, &n, err, sizeof err) == SG_OK)
+        sg_log(SG_LOG_INFO, "API tokens re-read from %s: %zu in use", sg_auth_file(a->auth), n);
+    else
+        sg_log(SG_LOG_WARN, "API tokens not re-read (%s); keeping the %zu in use", err, n);
+}
+
 static void on_sighup(uv_signal_t *s, int signum)
 {
     (void)signum;
     app *a = s->data;
-    if (!a->stopping && a->store) sg_defs_reload(a->cfg, a->store);
+    if (a->stopping) return;
+    reload_tokens(a);
+    if (a->store) sg_defs_reload(a->cfg, a->store);
 }
 
 /* Counts s in nhandles as soon as it is initialised, started or not. */
@@ -161,21 +180,53 @@ static void instance_name(char *out, size_t n, const char *db)
         snprintf(out, n, "%s:%s", host, db);
 }
 
+/* Tokens, HTTPS files and the CA file: read and checked before anything
+ * else starts, so that a bad one costs nothing (exit status 2). */
+static int open_security(app *a, char *err, size_t errlen)
+{
+    const sg_config *c = a->cfg;
+    char why[400] = "";
+    if (sg_auth_create(&a->auth, c->api_token, c->api_token_file, why, sizeof why) != SG_OK) {
+        snprintf(err, errlen, "%s: %s", c->api_token_file ? "--api-token-file" : "--api-token",
+                 why);
+        return 2;
+    }
+    if (c->tls_cert) {
+        int rc = sg_pem_read(c->tls_cert, "--tls-cert", &a->tls_cert, err, errlen);
+        if (rc == 0) rc = sg_pem_read(c->tls_key, "--tls-key", &a->tls_key, err, errlen);
+        if (rc == 0)
+            rc = sg_pem_check(a->tls_cert, c->tls_cert, a->tls_key, c->tls_key, err, errlen);
+        if (rc != 0) return rc;
+    }
+    if (c->ca_file) {
+        char *ca = NULL;
+        int rc = sg_pem_read(c->ca_file, "--ca-file", &ca, err, errlen);
+        if (rc == 0) rc = sg_pem_check(ca, c->ca_file, NULL, NULL, err, errlen);
+        free(ca);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
 /* Everything that can be refused for a bad value (bus URL, definition,
  * listen address) is checked before the store is touched, and the API is
  * bound before recovery: a start that fails changes nothing on disk. */
 static int open_parts(app *a, char *err, size_t errlen)
 {
     const sg_config *c = a->cfg;
+    int src = open_security(a, err, errlen);
+    if (src != 0) return src;
     sg_http_client_options ho = {.max_response = c->max_response,
-                                 .max_connections = c->max_connections};
+                                 .max_connections = c->max_connections,
+                                 .ca_file = c->ca_file};
     if (sg_http_client_create(&a->http, a->loop, &ho) != SG_OK) {
         snprintf(err, errlen, "cannot create the HTTP client");
         return 1;
     }
     char instance[4600];
     instance_name(instance, sizeof instance, c->db);
-    sg_bus_env env = {.loop = a->loop, .http = a->http, .instance = instance};
+    sg_bus_env env = {
+        .loop = a->loop, .http = a->http, .instance = instance, .ca_file = c->ca_file};
     char why[400] = "";
     if (sg_bus_create(&a->bus, c->bus, &env, why, sizeof why) != SG_OK) {
         snprintf(err, errlen, "--bus / SAGAD_BUS: %s", why);
@@ -208,7 +259,10 @@ static int open_parts(app *a, char *err, size_t errlen)
                          .port = c->port,
                          .max_body = c->max_body,
                          .threads = c->threads,
-                         .conn_timeout_s = c->conn_timeout_s};
+                         .conn_timeout_s = c->conn_timeout_s,
+                         .auth = a->auth,
+                         .tls_cert = a->tls_cert,
+                         .tls_key = a->tls_key};
     if (sg_api_create(&a->api, &ao, a->engine, a->store, a->bus, err, errlen) != SG_OK) return 2;
     /* Requests that arrive now wait in the engine's intake until the loop
      * runs, i.e. until recovery is done. */
@@ -232,6 +286,12 @@ static void close_parts(app *a)
     sg_http_client_destroy(a->http);
     uv_run(a->loop, UV_RUN_DEFAULT); /* close callbacks */
     sg_def_clear();
+    sg_auth_destroy(a->auth);
+    free(a->tls_cert);
+    if (a->tls_key) explicit_bzero(a->tls_key, strlen(a->tls_key));
+    free(a->tls_key);
+    a->auth = NULL;
+    a->tls_cert = a->tls_key = NULL;
 }
 
 int sg_app_run(const sg_config *cfg)
@@ -258,6 +318,11 @@ int sg_app_run(const sg_config *cfg)
     sg_log(SG_LOG_INFO, "sagad listening on %s:%u (store %s, bus %s, step timeout %ld ms)",
            cfg->host, (unsigned)sg_api_port(a.api), cfg->db, sg_bus_name(a.bus),
            cfg->step_timeout_ms);
+    /* Never the tokens themselves: how many, and where they come from. */
+    sg_log(SG_LOG_INFO, "API: %s, %s", a.tls_cert ? "HTTPS" : "plain HTTP",
+           a.auth ? (cfg->api_token_file ? "bearer tokens required (token file, SIGHUP re-reads it)"
+                                         : "bearer token required")
+                  : "no token required");
     uv_run(a.loop, UV_RUN_DEFAULT);
     close_parts(&a);
     if (uv_loop_close(a.loop) != 0) sg_log(SG_LOG_WARN, "loop closed with handles still open");

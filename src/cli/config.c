@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "sg/alloc.h"
+#include "sg/auth.h"
 #include "sg/util.h"
 
 static const char usage[] =
@@ -58,6 +59,17 @@ static const char usage[] =
     "  --log-level LEVEL      debug|info|warn|error, default info [SAGAD_LOG_LEVEL]\n"
     "  --log-format FORMAT    text|json: json writes one JSON object a line, with\n"
     "                         each saga's id, type and trace id  [SAGAD_LOG_FORMAT]\n"
+    "  --api-token TOKEN      every route but /healthz and /readyz asks for\n"
+    "                         Authorization: Bearer TOKEN      [SAGAD_API_TOKEN]\n"
+    "  --api-token-file FILE  tokens, one per line (# comments); SIGHUP re-reads\n"
+    "                         it; with --api-token, both are good\n"
+    "                                                       [SAGAD_API_TOKEN_FILE]\n"
+    "  --tls-cert FILE        serve HTTPS with this PEM certificate (chain)\n"
+    "                                                             [SAGAD_TLS_CERT]\n"
+    "  --tls-key FILE         and this PEM private key          [SAGAD_TLS_KEY]\n"
+    "  --ca-file FILE         CA certificates (PEM) that downstream HTTPS and\n"
+    "                         pulsar+ssl servers are checked against, instead\n"
+    "                         of the system's                    [SAGAD_CA_FILE]\n"
     "  --help                 this text\n"
     "\n"
     "A flag wins over its environment variable. Exit status 2 on a bad flag or value.\n";
@@ -130,6 +142,11 @@ enum {
     O_DEFS,
     O_LOGLEVEL,
     O_LOGFORMAT,
+    O_APITOKEN,
+    O_APITOKENFILE,
+    O_TLSCERT,
+    O_TLSKEY,
+    O_CAFILE,
     O_HELP,
     O_COUNT
 };
@@ -156,6 +173,11 @@ static const struct option longopts[] = {
     {"definitions", required_argument, NULL, O_DEFS},
     {"log-level", required_argument, NULL, O_LOGLEVEL},
     {"log-format", required_argument, NULL, O_LOGFORMAT},
+    {"api-token", required_argument, NULL, O_APITOKEN},
+    {"api-token-file", required_argument, NULL, O_APITOKENFILE},
+    {"tls-cert", required_argument, NULL, O_TLSCERT},
+    {"tls-key", required_argument, NULL, O_TLSKEY},
+    {"ca-file", required_argument, NULL, O_CAFILE},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -183,13 +205,32 @@ static const char *env_names[O_COUNT - O_LISTEN] = {
     "SAGAD_DEFINITIONS",
     "SAGAD_LOG_LEVEL",
     "SAGAD_LOG_FORMAT",
+    "SAGAD_API_TOKEN",
+    "SAGAD_API_TOKEN_FILE",
+    "SAGAD_TLS_CERT",
+    "SAGAD_TLS_KEY",
+    "SAGAD_CA_FILE",
     NULL,
 };
+
+static void free_secret(char **s)
+{
+    if (*s) explicit_bzero(*s, strlen(*s));
+    free(*s);
+    *s = NULL;
+}
 
 static void set_str(char **dst, const char *v)
 {
     free(*dst);
     *dst = sg_xstrdup(v);
+}
+
+/* The file options' fields, indexed by id - O_APITOKENFILE. */
+static char **file_field(sg_config *c, int id)
+{
+    char **f[] = {&c->api_token_file, &c->tls_cert, &c->tls_key, &c->ca_file};
+    return f[id - O_APITOKENFILE];
 }
 
 /* Numeric options: range, unit for the message, and the field they set.
@@ -279,6 +320,27 @@ static sg_status apply(sg_config *c, int id, const char *v, const char *from, ch
         }
         snprintf(err, errlen, "%s: expected an http:// or https:// URL, got '%s'", from, v);
         return SG_EINVAL;
+    case O_APITOKEN:
+        /* The message never quotes the value: it is a secret. */
+        if (sg_auth_token_ok(v)) {
+            free_secret(&c->api_token);
+            c->api_token = sg_xstrdup(v);
+            return SG_OK;
+        }
+        snprintf(err, errlen,
+                 "%s: expected 1-%d characters of A-Z a-z 0-9 - . _ ~ + / (then any '=')", from,
+                 SG_AUTH_TOKEN_MAX);
+        return SG_EINVAL;
+    case O_APITOKENFILE:
+    case O_TLSCERT:
+    case O_TLSKEY:
+    case O_CAFILE:
+        if (v[0]) {
+            set_str(file_field(c, id), v);
+            return SG_OK;
+        }
+        snprintf(err, errlen, "%s: empty file name", from);
+        return SG_EINVAL;
     case O_LOGLEVEL:
         if (parse_level(v, &c->log_level) == SG_OK) return SG_OK;
         snprintf(err, errlen, "%s: expected debug, info, warn or error, got '%s'", from, v);
@@ -353,6 +415,11 @@ sg_status sg_config_parse(sg_config *c, int argc, char **argv, char *err, size_t
         if (v && !given[id - O_LISTEN] && apply(c, id, v, name, err, errlen) != SG_OK)
             return SG_EINVAL;
     }
+    if (!c->tls_cert != !c->tls_key) {
+        snprintf(err, errlen, "--tls-cert and --tls-key go together: %s is missing",
+                 c->tls_cert ? "--tls-key" : "--tls-cert");
+        return SG_EINVAL;
+    }
     return SG_OK;
 }
 
@@ -364,4 +431,10 @@ void sg_config_free(sg_config *c)
     free(c->bus);
     free(c->definitions);
     c->db = c->anonymizer_url = c->ai_model_url = c->bus = c->definitions = NULL;
+    free_secret(&c->api_token);
+    for (int id = O_APITOKENFILE; id <= O_CAFILE; id++) {
+        char **f = file_field(c, id);
+        free(*f);
+        *f = NULL;
+    }
 }

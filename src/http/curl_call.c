@@ -52,11 +52,13 @@ static void complete(sg_http_client *c, sg_http_call *call, CURLcode rc)
         res.outcome = SG_HTTP_ERR_TIMEOUT;
         snprintf(reason, sizeof reason, "timed out after %ld ms", call->timeout_ms);
     } else if ((rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-                rc == CURLE_COULDNT_RESOLVE_PROXY) &&
+                rc == CURLE_COULDNT_RESOLVE_PROXY || rc == CURLE_PEER_FAILED_VERIFICATION ||
+                rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_SSL_CACERT_BADFILE) &&
                request_size == 0) {
         /* Only when nothing went out: curl retries a request whose
          * keep-alive connection died on a fresh one, and if that connect
-         * fails the first may still have arrived (a transport error). */
+         * fails the first may still have arrived (a transport error). A
+         * server whose certificate is refused never saw the request. */
         res.outcome = SG_HTTP_ERR_CONNECT;
         snprintf(reason, sizeof reason, "%s", detail);
     } else {
@@ -128,6 +130,10 @@ static sg_status curl_prepare(sg_http_client *c, sg_http_call *call, const sg_ht
     SET(CURLOPT_HTTPHEADER, call->curl.headers);
     SET(CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 0L);
     SET(CURLOPT_FOLLOWLOCATION, 0L);
+    /* curl's defaults, said out loud: a reset handle must never lose them. */
+    SET(CURLOPT_SSL_VERIFYPEER, 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, 2L);
+    if (c->opt.ca_file) SET(CURLOPT_CAINFO, c->opt.ca_file);
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_TCP_NODELAY, 1L);
     /* Answers are small JSON; a small receive buffer keeps thousands of

@@ -49,12 +49,18 @@ static int set_int(stub_spec *s, const char *field, long long v, char *err, size
         snprintf(err, errlen, "fail_every must be >= 0 (got %lld)", v);
         return 0;
     }
-    if (strcmp(field, "status") == 0)
+    if (strcmp(field, "status") == 0) {
         s->status = (int)v;
-    else if (strcmp(field, "delay_ms") == 0)
+    } else if (strcmp(field, "delay_ms") == 0) {
         s->delay_ms = (int)v;
-    else
+    } else if (strcmp(field, "fail_every") == 0) {
         s->fail_every = (int)v;
+    } else {
+        /* Found by tests/fuzz/fuzz_stubs.c: any other name used to set
+         * fail_every, unchecked (a negative one included). */
+        snprintf(err, errlen, "unknown field '%s' (status|delay_ms|mode|fail_every)", field);
+        return 0;
+    }
     return 1;
 }
 

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "http/h1_parse.h"
+#include "http/http_int.h"
+#include "sg/http_client.h"
 
 typedef struct result {
     h1_rc rc;
@@ -46,6 +48,9 @@ static result run(const uint8_t *data, size_t n, size_t step, size_t cap, sg_buf
     r.status = p.status;
     r.keep_alive = p.keep_alive;
     r.body_len = body->len;
+    /* The Retry-After value, as both transports read it (client.c). */
+    long ms = sg__http_retry_after(p.retry_after);
+    if (ms < -1 || ms > SG_HTTP_RETRY_AFTER_MAX_MS) abort();
     sg__h1_free(&p);
     return r;
 }

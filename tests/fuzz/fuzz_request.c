@@ -1,8 +1,8 @@
 /* libFuzzer target for the API's request parsing: routes, Prefer,
- * Idempotency-Key, Content-Length and the GET /sagas query. The input is
- * split on '\n' into method, url, prefer, key, content-length, status,
- * limit, after. Nothing may crash, and every accepted value must satisfy
- * the documented bounds. */
+ * Idempotency-Key, Content-Length and the GET /sagas and /events queries.
+ * The input is split on '\n' into method, url, prefer, key,
+ * content-length, status, limit, after. Nothing may crash, and every
+ * accepted value must satisfy the documented bounds. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +50,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (q.status < -1 || q.status > 2) abort();
     } else if (!err[0]) {
         abort(); /* a refusal always says why */
+    }
+    /* GET /events reads the same three arguments with outbox statuses. */
+    err[0] = '\0';
+    if (sg_api_parse_event_query(f[5], f[6], f[7], &q, err, sizeof err) == SG_OK) {
+        if (q.limit < 1 || q.limit > SG_API_LIMIT_MAX) abort();
+    } else if (!err[0]) {
+        abort();
     }
     for (int i = 0; i < 8; i++)
         free(f[i]);

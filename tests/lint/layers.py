@@ -13,7 +13,7 @@ PUBLIC = {
     "status.h": "util", "util.h": "util", "crash.h": "util", "trace.h": "util",
     "store.h": "store", "http_client.h": "http", "bus.h": "bus",
     "engine.h": "engine", "def.h": "engine", "outcome.h": "engine",
-    "api.h": "api", "config.h": "cli",
+    "api.h": "api", "auth.h": "api", "config.h": "cli",
 }
 # What each component may include besides itself.
 ALLOWED = {

@@ -538,7 +538,12 @@ static int setup(void **state)
     store.healthy = 1;
     bus.broker = 0;
     bus.ready = 1;
-    sg_api_options opt = {"127.0.0.1", 0, 1024, 4, 5, 1000};
+    sg_api_options opt = {.host = "127.0.0.1",
+                          .port = 0,
+                          .max_body = 1024,
+                          .threads = 4,
+                          .conn_timeout_s = 5,
+                          .max_connections = 1000};
     char err[256];
     assert_int_equal(sg_api_create(&api, &opt, &eng, &store, &bus, err, sizeof err), SG_OK);
     port = sg_api_port(api);
@@ -1146,7 +1151,12 @@ static void test_bind_errors(void **state)
     (void)state;
     sg_api *b = NULL;
     char err[256];
-    sg_api_options opt = {"127.0.0.1", port, 1024, 1, 5, 100};
+    sg_api_options opt = {.host = "127.0.0.1",
+                          .port = port,
+                          .max_body = 1024,
+                          .threads = 1,
+                          .conn_timeout_s = 5,
+                          .max_connections = 100};
     assert_int_not_equal(sg_api_create(&b, &opt, &eng, &store, &bus, err, sizeof err), SG_OK);
     assert_null(b);
     assert_non_null(strstr(err, "in use"));

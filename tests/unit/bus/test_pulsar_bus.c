@@ -151,6 +151,23 @@ static void test_urls(void **state)
         assert_non_null(strstr(why, "connecting to pulsar"));
         sg_bus_destroy(b);
     }
+
+    /* --ca-file (env.ca_file) is what pulsar+ssl checks against when the
+     * URL names no ca=; the URL's own ca= and insecure=1 win over it, and
+     * plain pulsar:// does not read it at all. */
+    env.ca_file = "/nonexistent/private-ca.pem";
+    sg_bus *b = NULL;
+    assert_int_equal(sg_bus_create(&b, "pulsar+ssl://h", &env, err, sizeof err), SG_EINVAL);
+    assert_non_null(strstr(err, "cannot load CA certificates from /nonexistent/private-ca.pem"));
+    assert_int_equal(
+        sg_bus_create(&b, "pulsar+ssl://h?ca=/nonexistent/url-ca.pem", &env, err, sizeof err),
+        SG_EINVAL);
+    assert_non_null(strstr(err, "/nonexistent/url-ca.pem"));
+    for (size_t i = 0; i < 2; i++) {
+        const char *url = i ? "pulsar+ssl://h?insecure=1" : "pulsar://h";
+        assert_int_equal(sg_bus_create(&b, url, &env, err, sizeof err), SG_OK);
+        sg_bus_destroy(b);
+    }
 }
 
 /* ----------------------------------------------------------- no broker */
