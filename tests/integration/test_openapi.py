@@ -20,7 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
+import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -145,7 +145,17 @@ class Checked:
 
 
 def probe_missing(sagad):
-    """Operations and flags the binary does not have yet (MISSING)."""
+    """Operations, flags and fields the binary does not have yet (MISSING).
+    A record without trace_id is checked against the document less that
+    one requirement (named in the output)."""
+    global API
+    st, _, b = harness.http(sagad.port, "POST", "/saga", SEED)
+    st, _, b = harness.http(sagad.port, "GET", "/saga/" + jbody(b)["id"])
+    if "trace_id" not in jbody(b):
+        MISSING["trace_id"] = "records have no trace_id in this build"
+        relaxed = json.loads(DOC_BYTES)
+        relaxed["components"]["schemas"]["SagaRecord"]["required"].remove("trace_id")
+        API = openapi_check.Api(relaxed)
     st, _, b = harness.http(sagad.port, "GET", "/metrics")
     if st == 404:
         MISSING["metrics"] = "GET /metrics answers 404 in this build"
@@ -165,7 +175,6 @@ class OpenApiTest(harness.SagadCase):
         cls.sagad = Sagad(cls.stubs, definitions=sta_and_shop(),
                           args=("--max-body", str(MAX_BODY)))
         cls.addClassCleanup(lambda: cls.sagad.proc.kill())
-        probe_missing(cls.sagad)
 
     def setUp(self):
         self.api = Checked(self, self.sagad)
@@ -479,10 +488,8 @@ class AuthTest(harness.SagadCase):
 
     @classmethod
     def setUpClass(cls):
-        rc, out, err = harness.run([harness.SAGAD, "--help"])
-        if "--api-token" not in out + err:
-            MISSING["401"] = "this sagad has no --api-token"
-            raise __import__("unittest").SkipTest(MISSING["401"])
+        if "401" in MISSING:
+            raise unittest.SkipTest(MISSING["401"])
         cls.stubs = Stubs("--quiet")
         cls.addClassCleanup(cls.stubs.proc.kill)
         cls.sagad = Sagad(cls.stubs, args=("--api-token", cls.TOKEN))
@@ -558,6 +565,16 @@ def page_refs(case, text):
 def html_unescape(s):
     import html as h
     return h.unescape(s)
+
+
+def setUpModule():
+    stubs = Stubs("--quiet")
+    sagad = Sagad(stubs, definitions=False)
+    try:
+        probe_missing(sagad)
+    finally:
+        sagad.proc.kill()
+        stubs.proc.kill()
 
 
 def tearDownModule():
