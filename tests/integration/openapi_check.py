@@ -411,10 +411,8 @@ class Api:
             else:
                 return ["%s: the document has no %s %s, so only 404 or 405 may answer"
                         % (where, method, template or path)]
-            key = ("(none)", status)
         else:
             op = item[look]
-            key = (op["operationId"], status)
             rs = op["responses"]
             resp = rs.get(str(status)) or rs.get("%dXX" % (status // 100)) or rs.get("default")
             if resp is None:
