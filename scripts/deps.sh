@@ -4,7 +4,8 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libuv1-dev
       libsqlite3-dev libjansson-dev libcmocka-dev uthash-dev python3 curl clang clang-format
       libclang-rt-14-dev libnats-dev nats-server libprotobuf-c-dev protobuf-c-compiler libssl-dev openssl
-      libhiredis-dev redis-server libpq-dev postgresql systemd groff-base chromium "$@")
+      libhiredis-dev redis-server libpq-dev postgresql systemd groff-base chromium
+      python3-jsonschema "$@")
 # The Pulsar tests' broker runs on Node.js (tests/pulsar). A machine whose
 # nodejs package already brings npm (NodeSource's) must not get Debian's npm,
 # which conflicts with it: ask for each only when its command is missing.
