@@ -1,7 +1,10 @@
 /* The API's door: on the first call for a request (headers read, body
- * not yet), every route but /healthz and /readyz needs a configured bearer
- * token; anything else is answered 401 at once, before any body is read
- * or any work is queued. */
+ * not yet), every route needs a configured bearer token but /healthz,
+ * /readyz and the files compiled into the binary (the API description,
+ * /docs and the dashboard's pages: no saga data, and a browser opening a
+ * page cannot send a Bearer header; their API calls carry it). Anything
+ * else is answered 401 at once, before any body is read or any work is
+ * queued. */
 #include <string.h>
 #include <strings.h>
 
@@ -51,7 +54,9 @@ fail:
 int sg__auth_gate(sg_api *a, struct MHD_Connection *c, sg_api_route_kind route,
                   enum MHD_Result *ret)
 {
-    if (!a->auth || route == SG_ROUTE_HEALTH || route == SG_ROUTE_READY) return 0;
+    if (!a->auth || route == SG_ROUTE_HEALTH || route == SG_ROUTE_READY ||
+        route == SG_ROUTE_ASSET || route == SG_ROUTE_REDIRECT)
+        return 0;
     seen s = {0};
     MHD_get_connection_values(c, MHD_HEADER_KIND, count_auth, &s);
     sg_auth_verdict v = sg_auth_check(a->auth, s.value, s.count);

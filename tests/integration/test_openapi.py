@@ -20,6 +20,7 @@ import re
 import shutil
 import sys
 import unittest
+import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -395,7 +396,7 @@ class OpenApiTest(harness.SagadCase):
 
     def test_docs_page_same_origin(self):
         st, h, b = self.api("GET", "/docs", expect=200)
-        refs = page_refs(self, b.decode("utf-8"))
+        refs = page_refs(self, b.decode("utf-8"), "/docs")
         self.assertTrue(any(r.endswith(".js") for r in refs), refs)
         self.assertTrue(any(r.endswith(".css") for r in refs), refs)
         for r in refs:
@@ -413,7 +414,7 @@ class OpenApiTest(harness.SagadCase):
     def test_ui_routes(self):
         st, h, b = self.api("GET", "/ui", expect=308)
         st, h, b = self.api("GET", "/ui/", expect=200)
-        for r in page_refs(self, b.decode("utf-8")):
+        for r in page_refs(self, b.decode("utf-8"), "/ui/"):
             self.api("GET", r, expect=200)
         self.api("GET", "/ui/index.html", expect=200)
 
@@ -557,16 +558,20 @@ class _Refs(html.parser.HTMLParser):
             self.inline.append("<script> " + data.strip()[:60])
 
 
-def page_refs(case, text):
-    """The files a page loads, all same-origin absolute paths; the page has
-    no inline script or style (the Content-Security-Policy forbids them)."""
+def page_refs(case, text, base):
+    """The files a page at path base loads, as same-origin absolute paths
+    (a relative reference is resolved against base; one naming a scheme
+    or a host fails); the page has no inline script or style (the
+    Content-Security-Policy forbids them)."""
     p = _Refs()
     p.feed(text)
     case.assertEqual(p.inline, [], "inline script")
     case.assertEqual(p.styles, [], "inline style")
+    out = []
     for r in p.refs:
-        case.assertRegex(r, r"^/[^/]", "%r is not a same-origin path" % r)
-    return p.refs
+        case.assertNotRegex(r, r"^([a-z][a-z0-9+.-]*:|//)", "%r is not same-origin" % r)
+        out.append(urllib.parse.urljoin(base, r))
+    return out
 
 
 def setUpModule():

@@ -29,7 +29,8 @@ from harness import jbody, wait_until  # noqa: E402
 OPENSSL = shutil.which("openssl")
 ID = "00000000-0000-4000-8000-000000000000"
 
-# Every route but /healthz and /readyz, known or not, any method.
+# Every route but /healthz, /readyz and the compiled-in files, known or
+# not, any method.
 PROTECTED = [
     ("POST", "/saga", {"image_id": "x"}),
     ("POST", "/sagas/sta", {"image_id": "x"}),
@@ -42,10 +43,9 @@ PROTECTED = [
     ("POST", "/events/%s/redeliver" % ID, None),
     ("GET", "/definitions", None),
     ("GET", "/metrics", None),
-    ("GET", "/openapi.json", None),
-    ("GET", "/docs", None),
-    ("GET", "/ui/", None),
-    ("GET", "/ui", None),
+    ("GET", "/ui/no-such-file.js", None),
+    ("POST", "/ui/", None),
+    ("GET", "/docs/../sagas", None),
     ("GET", "/no/such/route", None),
     ("DELETE", "/saga", None),
     ("PUT", "/healthz/x", None),
@@ -154,6 +154,18 @@ class TokenTest(SqliteOnly, unittest.TestCase):
                 st, _, _ = self.http("GET", path, headers=hdr)
                 self.assertEqual(st, 200, (path, hdr))
             self.assertEqual(self.http("HEAD", path)[0], 200)
+
+    def test_compiled_in_files_are_open(self):
+        # The pages a browser opens before it can send a token: static
+        # bytes of the binary, the same with or without one.
+        for path, want in (("/openapi.json", 200), ("/docs", 200), ("/docs/", 200),
+                           ("/ui/", 200), ("/ui", 308)):
+            st, h, b = self.http("GET", path)
+            self.assertEqual(st, want, path)
+            self.assertNotIn("www-authenticate", h, path)
+            st2, _, b2 = self.http("GET", path, headers=bearer("wrong"))
+            self.assertEqual((st2, b2), (st, b), path)
+            self.assertEqual(self.http("HEAD", path)[0], want, path)
 
     def test_every_route_needs_a_token(self):
         cases = [
