@@ -50,8 +50,7 @@ static const char *label_of(sg_api_route_kind route, const char *url, const char
     }
 }
 
-void sg__metrics_route(sg_api_route_kind route, const char *url, const char *id,
-                       const char *allow)
+void sg__metrics_route(sg_api_route_kind route, const char *url, const char *id, const char *allow)
 {
     if (route == SG_ROUTE_BAD_METHOD) {
         /* A 405 counts under the path's route: route it again with a

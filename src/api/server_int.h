@@ -82,8 +82,7 @@ enum MHD_Result sg__serve_ready(sg_api *a, struct MHD_Connection *c);
 
 /* The route an MHD thread is answering (on_request, before anything is
  * queued): its answer counts under this route's template. */
-void sg__metrics_route(sg_api_route_kind route, const char *url, const char *id,
-                       const char *allow);
+void sg__metrics_route(sg_api_route_kind route, const char *url, const char *id, const char *allow);
 /* An answer with status code was queued on this thread. */
 void sg__metrics_answered(unsigned code);
 enum MHD_Result sg__serve_metrics(sg_api *a, struct MHD_Connection *c);

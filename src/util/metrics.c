@@ -11,22 +11,22 @@
 
 #define MS 1000000ull
 /* A downstream call or a publish: 1 ms to the longest step timeouts. */
-const sg__buckets sg__step_buckets = {
-    14,
-    {1 * MS, 2500000, 5 * MS, 10 * MS, 25 * MS, 50 * MS, 100 * MS, 250 * MS, 500 * MS, 1000 * MS,
-     2500 * MS, 5000 * MS, 10000 * MS, 30000 * MS},
-    {"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
-     "10", "30"},
-    1};
+const sg__buckets sg__step_buckets = {14,
+                                      {1 * MS, 2500000, 5 * MS, 10 * MS, 25 * MS, 50 * MS, 100 * MS,
+                                       250 * MS, 500 * MS, 1000 * MS, 2500 * MS, 5000 * MS,
+                                       10000 * MS, 30000 * MS},
+                                      {"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
+                                       "0.25", "0.5", "1", "2.5", "5", "10", "30"},
+                                      1};
 /* A group commit: 100 µs (SQLite in WAL, no fsync wait) to seconds (a
  * struggling disk or a remote database). */
-const sg__buckets sg__commit_buckets = {
-    14,
-    {100000, 250000, 500000, 1 * MS, 2500000, 5 * MS, 10 * MS, 25 * MS, 50 * MS, 100 * MS,
-     250 * MS, 500 * MS, 1000 * MS, 2500 * MS},
-    {"0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
-     "0.25", "0.5", "1", "2.5"},
-    1};
+const sg__buckets sg__commit_buckets = {14,
+                                        {100000, 250000, 500000, 1 * MS, 2500000, 5 * MS, 10 * MS,
+                                         25 * MS, 50 * MS, 100 * MS, 250 * MS, 500 * MS, 1000 * MS,
+                                         2500 * MS},
+                                        {"0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005",
+                                         "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5"},
+                                        1};
 /* Writes per transaction: powers of two up to the largest batches. */
 const sg__buckets sg__batch_buckets = {
     13,

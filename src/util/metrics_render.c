@@ -65,8 +65,8 @@ static void family(out *o, const char *name, const char *help, const char *type)
 
 /* One histogram series: labels is "" or `k="v",…` (already escaped) and
  * goes before le. */
-static void histogram(out *o, const char *name, const char *labels, const uint64_t *b,
-                      uint64_t sum, const sg__buckets *bk)
+static void histogram(out *o, const char *name, const char *labels, const uint64_t *b, uint64_t sum,
+                      const sg__buckets *bk)
 {
     uint64_t cum = 0;
     for (size_t i = 0; i <= bk->n; i++) {
@@ -160,8 +160,8 @@ static void steps(out *o)
     for (size_t i = 0; i < ns && o->st == SG_OK; i++) {
         for (int oc = 0; oc < SG_METRICS_OUTCOMES; oc++) {
             uint64_t b[SG__HIST_MAX + 1];
-            size_t off = offsetof(sg__block, steps) + (i * SG_METRICS_OUTCOMES + (size_t)oc) *
-                                                          sizeof(sg__hist);
+            size_t off = offsetof(sg__block, steps) +
+                         (i * SG_METRICS_OUTCOMES + (size_t)oc) * sizeof(sg__hist);
             uint64_t sum = fold_hist(off, &sg__step_buckets, b);
             uint64_t count = 0;
             for (size_t j = 0; j <= sg__step_buckets.n; j++)
@@ -176,8 +176,9 @@ static void steps(out *o)
             put_label(&lo, "step", step, 0);
             put_label(&lo, "outcome", outcome[oc], 0);
             /* put_label opens each with ','; the histogram wants none first */
-            if (lo.st == SG_OK) histogram(o, "sagad_step_duration_seconds", labels.ptr + 1, b, sum,
-                                          &sg__step_buckets);
+            if (lo.st == SG_OK)
+                histogram(o, "sagad_step_duration_seconds", labels.ptr + 1, b, sum,
+                          &sg__step_buckets);
             else if (o->st == SG_OK)
                 o->st = lo.st;
             sg_buf_free(&labels);
@@ -229,8 +230,8 @@ sg_status sg_metrics_render(sg_buf *b, const sg_metrics_outbox *outbox, size_t n
     sagas(&o);
     steps(&o);
     if (noutbox) {
-        family(&o, "sagad_outbox_events", "Outbox entries (events and HTTP compensations), by status.",
-               "gauge");
+        family(&o, "sagad_outbox_events",
+               "Outbox entries (events and HTTP compensations), by status.", "gauge");
         for (size_t i = 0; i < noutbox; i++) {
             put(&o, "sagad_outbox_events");
             put_label(&o, "status", outbox[i].status, 1);

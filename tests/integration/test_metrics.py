@@ -215,7 +215,9 @@ class MetricsTest(SagadCase):
         batch0 = histograms(before["sagad_store_batch_writes"])[frozenset()]
 
         mix = (
-            [("ok", {"image_id": "ok%d" % i}) for i in range(40)]
+            # slow enough that scrapes see sagas in flight
+            [("ok", {"image_id": "ok%d" % i, "_stub": {"anonymizer": {"delay_ms": 100}}})
+             for i in range(40)]
             # 500: transient, retried once, fails for good on the second
             + [("f1", {"k": i, "_stub": {"anonymizer": {"status": 500}}}) for i in range(10)]
             # 404: permanent, one attempt
@@ -234,7 +236,7 @@ class MetricsTest(SagadCase):
 
         stop = threading.Event()
         scrapes = {"n": 0, "errors": []}
-        last = {"started": 0.0, "finished": 0.0}
+        last = {"started": 0.0, "finished": 0.0, "max_in_flight": 0.0}
 
         def scraper():
             while not stop.is_set():
@@ -245,6 +247,8 @@ class MetricsTest(SagadCase):
                     # Counters never go down between scrapes.
                     assert started >= last["started"] and finished >= last["finished"]
                     last["started"], last["finished"] = started, finished
+                    last["max_in_flight"] = max(last["max_in_flight"],
+                                                value(fams, "sagad_sagas_in_flight"))
                     scrapes["n"] += 1
                 except Exception as e:  # noqa: BLE001 (reported below)
                     scrapes["errors"].append(repr(e))
@@ -274,9 +278,7 @@ class MetricsTest(SagadCase):
                 ids = [f.result() for f in futs]
             for kind, sid in ids:
                 if kind == "async":
-                    self.sagad.wait_status(sid, "COMPLETED")
-                    with self.lock:
-                        self.gets += 0  # wait_status's GETs are counted below
+                    self.sagad.wait_status(sid, "COMPLETED")  # its GETs: >= self.gets below
             # Every compensation delivered, nothing left in memory.
             wait_until(lambda: value(self.scrape(), "sagad_sagas_in_flight") == 0, 20,
                        msg="in_flight back to 0")
@@ -287,6 +289,8 @@ class MetricsTest(SagadCase):
             t.join()
         self.assertEqual(scrapes["errors"], [])
         self.assertGreater(scrapes["n"], 0, "no scrape ran during the load")
+        self.assertGreater(last["max_in_flight"], 0, "no scrape saw a saga in flight")
+        self.assertLessEqual(last["max_in_flight"], len(mix))
         self.assertEqual(bad_status, [400] * 5 + [422] * 3 + [404] * 5 + [405] * 2 + [404] * 3)
 
         for kind, sid in ids:
