@@ -273,5 +273,9 @@ typedef void (*sg_def_row_cb)(void *arg, const char *name, int version, const ch
 sg_status sg_store_load_defs(sg_store_reader *r, sg_def_row_cb cb, void *arg);
 /* Look up one event. */
 sg_status sg_store_get_event(sg_store_reader *r, const char *id, sg_event_rec *out);
+#define SG_EVENT_STATUSES 4 /* the values of sg_event_status */
+/* Outbox entries by status: counts[s] for each sg_event_status s (all 0
+ * on failure). SG_EINVAL when the backend cannot count them. */
+sg_status sg_store_count_events(sg_store_reader *r, uint64_t counts[SG_EVENT_STATUSES]);
 
 #endif

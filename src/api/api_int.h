@@ -29,6 +29,7 @@ typedef enum sg_api_route_kind {
     SG_ROUTE_DEFINITIONS, /* GET /definitions */
     SG_ROUTE_ASSET,       /* a file compiled in (assets_int.h): /openapi.json, /docs, /ui/ */
     SG_ROUTE_REDIRECT,    /* GET /ui: 308 to /ui/ (*allow: the target) */
+    SG_ROUTE_METRICS,     /* GET /metrics */
 } sg_api_route_kind;
 
 #define SG_API_TYPE_MAX 64

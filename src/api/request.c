@@ -80,6 +80,7 @@ sg_api_route_kind sg_api_route(const char *method, const char *url, const char *
         {"/definitions", SG_ROUTE_DEFINITIONS},
         {"/healthz", SG_ROUTE_HEALTH},
         {"/readyz", SG_ROUTE_READY},
+        {"/metrics", SG_ROUTE_METRICS},
     };
     for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++) {
         if (strcmp(url, reads[i].path) != 0) continue;

@@ -31,6 +31,7 @@ enum MHD_Result sg__send_json(struct MHD_Connection *c, unsigned status, char *b
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1") != MHD_YES)
         goto fail;
     ret = MHD_queue_response(c, status, resp);
+    if (ret == MHD_YES) sg__metrics_answered(status);
 fail:
     MHD_destroy_response(resp);
     return ret;
@@ -89,6 +90,7 @@ enum MHD_Result sg__send_asset(struct MHD_Connection *c, const sg_asset *f)
     for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++)
         if (MHD_add_response_header(resp, headers[i][0], headers[i][1]) != MHD_YES) goto fail;
     ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+    if (ret == MHD_YES) sg__metrics_answered(MHD_HTTP_OK);
 fail:
     MHD_destroy_response(resp);
     return ret;

@@ -65,6 +65,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version;
     const char *id = NULL, *allow = NULL;
     sg_api_route_kind route = sg_api_route(method, url, &id, &allow);
+    sg__metrics_route(route, url, id, allow); /* what this thread's answer counts under */
 
     /* The first call (headers in, body not read): nothing happens for a
      * request without the right token. */
@@ -103,6 +104,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return sg__send_literal(c, MHD_HTTP_OK, "{\"status\":\"ok\"}");
     case SG_ROUTE_READY:
         return sg__serve_ready(a, c);
+    case SG_ROUTE_METRICS:
+        return sg__serve_metrics(a, c);
     case SG_ROUTE_ASSET:
         return sg__send_asset(c, sg_asset_find(url));
     case SG_ROUTE_REDIRECT:

@@ -92,6 +92,15 @@ enum MHD_Result sg__serve_events(sg_api *a, struct MHD_Connection *c);
 enum MHD_Result sg__serve_definitions(sg_api *a, struct MHD_Connection *c);
 enum MHD_Result sg__serve_ready(sg_api *a, struct MHD_Connection *c);
 
+/* ---- metrics.c: GET /metrics and the count of every answer --------------- */
+
+/* The route an MHD thread is answering (on_request, before anything is
+ * queued): its answer counts under this route's template. */
+void sg__metrics_route(sg_api_route_kind route, const char *url, const char *id, const char *allow);
+/* An answer with status code was queued on this thread. */
+void sg__metrics_answered(unsigned code);
+enum MHD_Result sg__serve_metrics(sg_api *a, struct MHD_Connection *c);
+
 /* ---- start.c: POST /saga ------------------------------------------------------ */
 
 /* First call for POST /saga or POST /sagas/{type} (route SG_ROUTE_START,

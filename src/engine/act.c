@@ -9,8 +9,15 @@
 #include "sg/alloc.h"
 #include "sg/crash.h"
 #include "sg/json.h"
+#include "sg/metrics.h"
 #include "sg/util.h"
 #include "template.h"
+
+/* The running attempt ended with o: its duration, for GET /metrics. */
+static void attempt_ended(saga *s, sg_metrics_outcome o)
+{
+    sg_metrics_step(s->def->name, s->def->steps[s->cur].name, o, uv_hrtime() - s->act_ns);
+}
 
 /* ---- backoff -------------------------------------------------------------- */
 
@@ -64,7 +71,9 @@ void sg__saga_attempt_failed(saga *s, const char *reason, int transient, long re
 {
     sg_step_rec *st = &s->rec.steps[s->cur];
     const sg_retry *r = &s->def->steps[s->cur].retry;
-    if (!transient || st->attempts >= r->attempts) {
+    int last = !transient || st->attempts >= r->attempts;
+    attempt_ended(s, last ? SG_METRICS_FAILED : SG_METRICS_RETRY);
+    if (last) {
         sg__saga_step_failed(s, reason);
         return;
     }
@@ -113,6 +122,7 @@ static void on_http_done(void *arg, const sg_http_result *res)
         }
         char jerr[200];
         if (sg_json_validate(res->body, res->body_len, jerr, sizeof jerr) == SG_OK) {
+            attempt_ended(s, SG_METRICS_OK);
             sg__saga_step_done(s, res->body, res->body_len);
             return;
         }
@@ -188,6 +198,7 @@ static void on_ack(void *arg, sg_status st, const char *why)
     uv_timer_stop(&s->timer);
     sg_crash_point("publish_after");
     if (st == SG_OK) {
+        attempt_ended(s, SG_METRICS_OK);
         sg__saga_step_done(s, NULL, 0);
         return;
     }
@@ -236,6 +247,7 @@ void sg__saga_act(saga *s)
         s->lease_waiting = 1;
         return;
     }
+    s->act_ns = uv_hrtime();
     if (s->def->steps[s->cur].action.kind == SG_ACTION_HTTP)
         call_http(s);
     else

@@ -8,6 +8,7 @@
 
 #include "engine_int.h"
 #include "sg/alloc.h"
+#include "sg/metrics.h"
 #include "sg/util.h"
 
 void sg__answer(sg_engine *e, start_req *req, const sg_outcome *o)
@@ -86,6 +87,7 @@ static void after_insert(saga *s, sg_status st)
         return;
     }
     s->durable = 1;
+    sg_metrics_saga_started(s->def->name);
     sg__saga_log_step(s, s->cur);
     sg__saga_answer(s);
     sg__saga_act(s);

@@ -51,6 +51,7 @@ struct saga {
                                    again while it ran here and ended) */
     sg_comp_status resume_comp; /* the comp_status it was read with */
     uint64_t retry_due_ms;      /* in a backoff: monotonic ms of the next attempt */
+    uint64_t act_ns;            /* uv_hrtime() when the running attempt began (metrics) */
     sg_http_call *call;         /* HTTP step in flight */
     char *body;                 /* its rendered body template, kept until it ends; owned */
     outbox_ev *pub;             /* PUBLISH step's event */

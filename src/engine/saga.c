@@ -12,6 +12,7 @@
 #include "sg/alloc.h"
 #include "sg/crash.h"
 #include "sg/json.h"
+#include "sg/metrics.h"
 #include "sg/util.h"
 #include "template.h"
 
@@ -40,6 +41,7 @@ saga *sg__saga_new(sg_engine *e, const sg_def *def)
     if (uv_timer_init(e->loop, &s->timer) != 0) abort();
     s->timer.data = s;
     e->nsagas++;
+    sg_metrics_inflight_add(1);
     return s;
 }
 
@@ -71,6 +73,7 @@ void sg__saga_free(saga *s)
     free(s->body);
     sg_saga_rec_free(&s->rec);
     e->nsagas--;
+    sg_metrics_inflight_add(-1);
     uv_close((uv_handle_t *)&s->timer, on_timer_closed);
     if (!e->halted) sg__recover_more(e); /* room for a saga still in the store */
 }
@@ -240,6 +243,7 @@ static void after_final(saga *s, sg_status st)
         return;
     }
     s->finished = 1;
+    sg_metrics_saga_finished(s->def->name, s->rec.status == SG_SAGA_FAILED);
     if (s->done_unlogged) { /* the last step: one line for the step and the saga */
         size_t d = s->done_unlogged - 1;
         s->done_unlogged = 0;

@@ -342,6 +342,7 @@ const struct sg_store_ops sg_store_postgres_ops = {
     .has_orphans = sg__pg_has_orphans,
     .get_event = sg__pg_get_event,
     .list_events = sg__pg_list_events,
+    .count_events = sg__pg_count_events,
     .load_defs = sg__pg_load_defs,
     .counts = sg__pg_counts,
     .owner = sg__pg_owner,

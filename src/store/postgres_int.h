@@ -70,6 +70,7 @@ enum {
     P_EVENTS_ST,
     P_EVENTS_ST_AFTER,
     P_DEFS,
+    P_OUTBOX_COUNTS,
     P_COUNT
 };
 
@@ -214,6 +215,9 @@ sg_status sg__pg_load_pending_events(sg_store_breader *r, void (*cb)(void *arg, 
                                      void *arg, char *err, size_t errlen);
 sg_status sg__pg_list_events(sg_store_breader *r, const sg_list_query *q, sg_event_rec **out,
                              size_t *n, char next[SG_CURSOR_MAX], char *err, size_t errlen);
+/* GET /metrics: outbox entries by status (counts[sg_event_status]). */
+sg_status sg__pg_count_events(sg_store_breader *r, uint64_t counts[SG_EVENT_STATUSES], char *err,
+                              size_t errlen);
 sg_status sg__pg_get_event(sg_store_breader *r, const char *id, sg_event_rec *out, char *err,
                            size_t errlen);
 sg_status sg__pg_load_defs(sg_store_breader *r, sg_def_row_cb cb, void *arg, char *err,

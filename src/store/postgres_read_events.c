@@ -156,3 +156,18 @@ sg_status sg__pg_load_defs(sg_store_breader *r, sg_def_row_cb cb, void *arg, cha
     free(versions);
     return SG_OK;
 }
+
+sg_status sg__pg_count_events(sg_store_breader *r, uint64_t counts[SG_EVENT_STATUSES], char *err,
+                              size_t errlen)
+{
+    rd k = {r, err, errlen};
+    PGresult *res = sg__pg_rd_exec(&k, P_OUTBOX_COUNTS, NULL);
+    if (!res) return SG_EIO;
+    for (int i = 0; i < PQntuples(res); i++) {
+        int64_t status = sg__pg_int(res, i, 0);
+        if (status >= 0 && status < SG_EVENT_STATUSES)
+            counts[status] = (uint64_t)sg__pg_int(res, i, 1);
+    }
+    PQclear(res);
+    return SG_OK;
+}

@@ -163,6 +163,7 @@ static const struct {
     [P_EVENTS_ST_AFTER] = {"list events", "iiti", EVENTS_SQL("WHERE status=$4 AND " AFTER)},
     [P_DEFS] = {"load definitions", "",
                 "SELECT name, version, body FROM definitions ORDER BY name, version"},
+    [P_OUTBOX_COUNTS] = {"count events", "", "SELECT status, count(*) FROM outbox GROUP BY status"},
 };
 
 const char *sg__pg_sql(int q)

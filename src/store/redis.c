@@ -388,6 +388,7 @@ const struct sg_store_ops sg_store_redis_ops = {
     .has_orphans = sg__rd_has_orphans,
     .get_event = sg__rd_get_event,
     .list_events = sg__rd_list_events,
+    .count_events = sg__rd_count_events,
     .load_defs = sg__rd_load_defs,
     .counts = sg__rd_counts,
     .owner = sg__rd_owner,

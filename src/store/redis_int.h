@@ -150,6 +150,9 @@ sg_status sg__rd_load_pending_events(sg_store_breader *r, void (*cb)(void *arg, 
                                      void *arg, char *err, size_t errlen);
 sg_status sg__rd_list_events(sg_store_breader *r, const sg_list_query *q, sg_event_rec **out,
                              size_t *n, char next[SG_CURSOR_MAX], char *err, size_t errlen);
+/* GET /metrics: outbox entries by status (counts[sg_event_status]). */
+sg_status sg__rd_count_events(sg_store_breader *r, uint64_t counts[SG_EVENT_STATUSES], char *err,
+                              size_t errlen);
 sg_status sg__rd_get_event(sg_store_breader *r, const char *id, sg_event_rec *out, char *err,
                            size_t errlen);
 sg_status sg__rd_load_defs(sg_store_breader *r, sg_def_row_cb cb, void *arg, char *err,

@@ -164,6 +164,27 @@ sg_status sg__rd_get_event(sg_store_breader *r, const char *id, sg_event_rec *ou
     return st;
 }
 
+/* The per-status indexes' sizes (ZCARD: O(1) each). */
+sg_status sg__rd_count_events(sg_store_breader *r, uint64_t counts[SG_EVENT_STATUSES], char *err,
+                              size_t errlen)
+{
+    for (int s = 0; s < SG_EVENT_STATUSES; s++) {
+        char key[32];
+        snprintf(key, sizeof key, "sagad:events:st:%d", s);
+        const char *argv[] = {"ZCARD", key};
+        redisReply *rep = sg__rd_call(r, 2, argv, err, errlen);
+        if (!rep) return SG_EIO;
+        int ok = rep->type == REDIS_REPLY_INTEGER && rep->integer >= 0;
+        if (ok) counts[s] = (uint64_t)rep->integer;
+        freeReplyObject(rep);
+        if (!ok) {
+            snprintf(err, errlen, "Redis read: unexpected reply");
+            return SG_EIO;
+        }
+    }
+    return SG_OK;
+}
+
 /* ---- definitions ------------------------------------------------------------------ */
 
 typedef struct def_row {

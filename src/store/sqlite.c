@@ -420,6 +420,7 @@ const struct sg_store_ops sg_store_sqlite_ops = {
     .has_orphans = sg__sq_has_orphans,
     .get_event = sg__sq_get_event,
     .list_events = sg__sq_list_events,
+    .count_events = sg__sq_count_events,
     .load_defs = sg__sq_load_defs,
     .counts = sg__sq_counts,
 };

@@ -65,6 +65,7 @@ enum {
     Q_EVENTS_ST_AFTER,
     Q_DEFS,
     Q_PROBE,
+    Q_OUTBOX_COUNTS,
     Q_COUNT
 };
 
@@ -186,6 +187,9 @@ sg_status sg__sq_load_unfinished(sg_store_breader *r, void (*cb)(void *arg, sg_s
                                  void *arg, char *err, size_t errlen);
 sg_status sg__sq_load_pending_events(sg_store_breader *r, void (*cb)(void *arg, sg_event_rec *ev),
                                      void *arg, char *err, size_t errlen);
+/* GET /metrics: outbox entries by status (counts[sg_event_status]). */
+sg_status sg__sq_count_events(sg_store_breader *r, uint64_t counts[SG_EVENT_STATUSES], char *err,
+                              size_t errlen);
 sg_status sg__sq_get_event(sg_store_breader *r, const char *id, sg_event_rec *out, char *err,
                            size_t errlen);
 sg_status sg__sq_load_unfinished_page(sg_store_breader *r, const char *after, size_t limit,

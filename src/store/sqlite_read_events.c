@@ -180,3 +180,20 @@ sg_status sg__sq_load_defs(sg_store_breader *r, sg_def_row_cb cb, void *arg, cha
     free(v);
     return res;
 }
+
+sg_status sg__sq_count_events(sg_store_breader *r, uint64_t counts[SG_EVENT_STATUSES], char *err,
+                              size_t errlen)
+{
+    rd k = {&r->c, err, errlen};
+    sqlite3_stmt *st = sg__sq_rd_stmt(&k, Q_OUTBOX_COUNTS);
+    if (!st) return SG_EIO;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int status = sqlite3_column_int(st, 0);
+        if (status >= 0 && status < SG_EVENT_STATUSES)
+            counts[status] = (uint64_t)sqlite3_column_int64(st, 1);
+    }
+    sg_status res = rc == SQLITE_DONE ? SG_OK : sg__sq_rd_fail(&k, Q_OUTBOX_COUNTS);
+    sqlite3_reset(st);
+    return res;
+}

@@ -151,6 +151,8 @@ static const struct {
     [Q_EVENTS_ST] = {"list events", EVENTS_SQL("WHERE status=?4")},
     [Q_EVENTS_ST_AFTER] = {"list events", EVENTS_SQL("WHERE status=?4 AND " AFTER)},
     /* In primary key order: by name, then version. */
+    /* A scan of the covering index outbox_status, never of the table. */
+    [Q_OUTBOX_COUNTS] = {"count events", "SELECT status, count(*) FROM outbox GROUP BY status"},
     [Q_DEFS] = {"load definitions", "SELECT name, version, body FROM definitions ORDER BY name, "
                                     "version"},
     /* Rewrites page 1 unchanged: a transaction that must write, to probe

@@ -442,6 +442,16 @@ sg_status sg_store_get_event(sg_store_reader *r, const char *id, sg_event_rec *o
     return finish(r, r->ops->get_event(r->br, id, out, r->err, sizeof r->err));
 }
 
+sg_status sg_store_count_events(sg_store_reader *r, uint64_t counts[SG_EVENT_STATUSES])
+{
+    if (counts) memset(counts, 0, SG_EVENT_STATUSES * sizeof counts[0]);
+    if (!begin(r)) return SG_EINVAL;
+    if (!counts || !r->ops->count_events) return finish(r, SG_EINVAL);
+    sg_status st = r->ops->count_events(r->br, counts, r->err, sizeof r->err);
+    if (st != SG_OK) memset(counts, 0, SG_EVENT_STATUSES * sizeof counts[0]);
+    return finish(r, st);
+}
+
 sg_status sg_store_adopt(sg_store_reader *r, size_t *taken)
 {
     if (taken) *taken = 0;

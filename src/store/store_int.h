@@ -182,6 +182,10 @@ struct sg_store_ops {
                              size_t *n, char next[SG_CURSOR_MAX], char *err, size_t errlen);
     sg_status (*get_event)(sg_store_breader *r, const char *id, sg_event_rec *out, char *err,
                            size_t errlen); /* optional */
+    /* Outbox entries by status into counts[sg_event_status] (arriving
+     * zeroed), for GET /metrics. Optional. */
+    sg_status (*count_events)(sg_store_breader *r, uint64_t counts[SG_EVENT_STATUSES], char *err,
+                              size_t errlen);
     /* Every stored definition version by name, then version. Optional. */
     sg_status (*load_defs)(sg_store_breader *r, sg_def_row_cb cb, void *arg, char *err,
                            size_t errlen);

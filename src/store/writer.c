@@ -34,6 +34,7 @@
 
 #include "sg/alloc.h"
 #include "sg/crash.h"
+#include "sg/metrics.h"
 #include "sg/util.h"
 #include "store_priv.h"
 
@@ -258,8 +259,9 @@ static void writer_main(void *arg)
         uv_mutex_unlock(&s->mu);
 
         err[0] = '\0';
-        uint64_t t0_ms = uv_hrtime() / 1000000;
+        uint64_t t0_ns = uv_hrtime(), t0_ms = t0_ns / 1000000;
         sg_status st = s->ops->exec_batch(s->be, batch, n, results, err, sizeof err);
+        if (st == SG_OK && n) sg_metrics_store_commit(uv_hrtime() - t0_ns, n); /* not probes */
         if (st == SG_EFENCED) {
             sg_log(SG_LOG_ERROR, "store: %s", err[0] ? err : sg_status_text(st));
             uv_mutex_lock(&s->mu);

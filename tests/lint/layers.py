@@ -11,6 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PUBLIC = {
     "alloc.h": "util", "buf.h": "util", "json.h": "util", "records.h": "util",
     "status.h": "util", "util.h": "util", "crash.h": "util", "trace.h": "util",
+    "metrics.h": "util",
     "store.h": "store", "http_client.h": "http", "bus.h": "bus",
     "engine.h": "engine", "def.h": "engine", "outcome.h": "engine",
     "api.h": "api", "auth.h": "api", "config.h": "cli",

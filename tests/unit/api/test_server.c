@@ -390,6 +390,15 @@ void sg_store_cursor(const sg_saga_rec *r, char out[SG_CURSOR_MAX])
     snprintf(out, SG_CURSOR_MAX, "after-%.8s", r->id);
 }
 
+/* GET /metrics reads the outbox counts: PENDING 1, DELIVERED 2, ... */
+sg_status sg_store_count_events(sg_store_reader *r, uint64_t counts[SG_EVENT_STATUSES])
+{
+    assert_int_equal(r->magic, 42);
+    for (int i = 0; i < SG_EVENT_STATUSES; i++)
+        counts[i] = (uint64_t)i + 1;
+    return SG_OK;
+}
+
 const char *sg_store_reader_error(const sg_store_reader *r)
 {
     (void)r;
@@ -607,6 +616,61 @@ static void test_health_and_routing(void **state)
     resp_free(&r);
     assert_int_equal(request(&r, "PUT", "/healthz", "{}", NULL), 405);
     resp_free(&r);
+}
+
+/* The value of the sample line that starts with `series ` in text; -1 if none. */
+static long long sample(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ') return atoll(p + n + 1);
+    return -1;
+}
+
+static long long scrape(const char *series)
+{
+    resp r;
+    CURL *c = curl_easy_init();
+    assert_int_equal(request_on(c, &r, "GET", "/metrics", NULL, -1, NULL), CURLE_OK);
+    curl_easy_cleanup(c);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.ctype, "text/plain; version=0.0.4; charset=utf-8");
+    assert_non_null(strstr(r.body.ptr, "# TYPE sagad_http_requests_total counter\n"));
+    assert_int_equal(sample(r.body.ptr, "sagad_outbox_events{status=\"PENDING\"}"), 1);
+    assert_int_equal(sample(r.body.ptr, "sagad_outbox_events{status=\"PARKED\"}"), 4);
+    long long v = sample(r.body.ptr, series);
+    resp_free(&r);
+    return v < 0 ? 0 : v;
+}
+
+/* Each answer counts under its route's template and its status; a 405
+ * under the route of its path, an unknown path under "other". */
+static void test_metrics(void **state)
+{
+    (void)state;
+    static const char *const series[] = {
+        "sagad_http_requests_total{route=\"/healthz\",code=\"200\"}",
+        "sagad_http_requests_total{route=\"other\",code=\"404\"}",
+        "sagad_http_requests_total{route=\"/saga/{id}\",code=\"405\"}",
+        "sagad_http_requests_total{route=\"/saga/{id}\",code=\"404\"}",
+        "sagad_http_requests_total{route=\"/metrics\",code=\"200\"}",
+    };
+    long long before[5], want[5] = {2, 1, 1, 1, 5};
+    for (int i = 0; i < 5; i++)
+        before[i] = scrape(series[i]);
+    resp r;
+    assert_int_equal(request(&r, "GET", "/healthz", NULL, NULL), 200);
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/healthz", NULL, NULL), 200);
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/no/such/path/123", NULL, NULL), 404);
+    resp_free(&r);
+    assert_int_equal(request(&r, "DELETE", "/saga/" KNOWN_ID, NULL, NULL), 405);
+    resp_free(&r);
+    assert_int_equal(request(&r, "GET", "/saga/not-an-id", NULL, NULL), 404);
+    resp_free(&r);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(scrape(series[i]) - before[i], want[i]);
 }
 
 static void test_get_saga(void **state)
@@ -1181,6 +1245,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_health_and_routing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_saga, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_big_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post, setup, teardown),
