@@ -206,27 +206,27 @@ const char *sg__sq_name(int q)
 #define IDX_OUTBOX_CREATED "outbox_created ON outbox(created_us, id)"
 #define IDX_OUTBOX_STATUS "outbox_status ON outbox(status, created_us, id)"
 
-/* The current schema, for a new file. A file from an older sagad gets
- * the same tables, columns and indexes through the upgrades below (added
- * columns come last there; every statement names its columns). */
 /* The sagas table (named so that the upgrade to 4 can build it beside the
  * old one; there without IF NOT EXISTS, so that a table already in the
- * way fails the upgrade rather than receiving the rows). idem_key is unique through the partial
- * index sagas_idem: a saga without a key (most) adds no entry to it, where a UNIQUE column (schema
- * 3 and before) indexed every NULL. */
+ * way fails the upgrade rather than receiving the rows). idem_key is
+ * unique through the partial index sagas_idem: a saga without a key
+ * (most) adds no entry to it, where a UNIQUE column (schema 3 and before)
+ * indexed every NULL. */
+/* clang-format off */
 #define SAGAS_TABLE(create, name)                                                                  \
     create " " name "("                                                                            \
-           " id TEXT PRIMARY KEY,"                                                                 \
-           " def_name TEXT,"                                                                       \
-           " def_version INTEGER NOT NULL DEFAULT 1," /* the definition's version it runs on */    \
-           " request BLOB NOT NULL,"                  /* exact bytes as posted */                  \
-           " idem_key TEXT,"                                                                       \
-           " status INTEGER NOT NULL,"                                                             \
-           " comp_status INTEGER NOT NULL,"                                                        \
-           " error TEXT,"                                                                          \
-           " created_us INTEGER NOT NULL,"                                                         \
-           " updated_us INTEGER NOT NULL,"                                                         \
-           " nsteps INTEGER NOT NULL);"
+    " id TEXT PRIMARY KEY,"                                                                        \
+    " def_name TEXT,"                                                                              \
+    " def_version INTEGER NOT NULL DEFAULT 1," /* the definition's version it runs on */           \
+    " request BLOB NOT NULL,"                  /* exact bytes as posted */                         \
+    " idem_key TEXT,"                                                                              \
+    " status INTEGER NOT NULL,"                                                                    \
+    " comp_status INTEGER NOT NULL,"                                                               \
+    " error TEXT,"                                                                                 \
+    " created_us INTEGER NOT NULL,"                                                                \
+    " updated_us INTEGER NOT NULL,"                                                                \
+    " nsteps INTEGER NOT NULL);"
+/* clang-format on */
 /* Its indexes. Every status lookup of the outbox (recovery, orphans)
  * goes through outbox_status; a partial outbox_pending (schema 3 and
  * before) cost every event an entry more and a removal on delivery. */
@@ -236,47 +236,53 @@ const char *sg__sq_name(int q)
     "CREATE INDEX IF NOT EXISTS " IDX_SAGAS_STATUS ";"                                             \
     "CREATE INDEX IF NOT EXISTS " IDX_SAGAS_TYPE ";"
 
-const char sg__sq_schema[] = SAGAS_TABLE(
-    "CREATE TABLE IF NOT EXISTS",
-    "sagas") "CREATE TABLE IF NOT EXISTS steps("
-             " saga_id TEXT NOT NULL,"
-             " idx INTEGER NOT NULL,"
-             " name TEXT,"
-             " status INTEGER NOT NULL,"
-             " attempts INTEGER NOT NULL,"
-             " started_us INTEGER NOT NULL,"
-             " finished_us INTEGER NOT NULL,"
-             " error TEXT,"
-             " response BLOB,"
-             " next_us INTEGER NOT NULL DEFAULT 0," /* next attempt after a backoff */
-             " PRIMARY KEY(saga_id, idx)) WITHOUT ROWID;"
-             "CREATE TABLE IF NOT EXISTS outbox("
-             " id TEXT PRIMARY KEY,"
-             " saga_id TEXT NOT NULL,"
-             " topic TEXT,"
-             " target TEXT,"
-             " payload BLOB,"
-             " created_us INTEGER NOT NULL,"
-             " deadline_us INTEGER NOT NULL,"
-             " compensation INTEGER NOT NULL,"
-             " step_index INTEGER NOT NULL,"
-             " status INTEGER NOT NULL,"
-             " attempts INTEGER NOT NULL,"
-             " last_error TEXT,"
-             " updated_us INTEGER NOT NULL DEFAULT 0,"
-             " method TEXT,"                            /* an HTTP compensation's; NULL = POST */
-             " headers TEXT,"                           /* its extra header lines, '\n'-joined */
-             " timeout_ms INTEGER NOT NULL DEFAULT 0,"  /* per attempt; 0 = the engine's */
-             " started_us INTEGER NOT NULL DEFAULT 0);" /* a compensation's first attempt */
-             "CREATE TABLE IF NOT EXISTS definitions("
-             " name TEXT NOT NULL,"
-             " version INTEGER NOT NULL,"
-             " body TEXT NOT NULL," /* canonical JSON of the definition */
-             " created_us INTEGER NOT NULL,"
-             " PRIMARY KEY(name, version)) WITHOUT ROWID;" SAGAS_INDEXES
-             "CREATE INDEX IF NOT EXISTS outbox_saga ON outbox(saga_id);"
-             "CREATE INDEX IF NOT EXISTS " IDX_OUTBOX_CREATED ";"
-             "CREATE INDEX IF NOT EXISTS " IDX_OUTBOX_STATUS ";";
+/* The current schema, for a new file. A file from an older sagad gets
+ * the same tables, columns and indexes through the upgrades below (added
+ * columns come last there; every statement names its columns). */
+/* clang-format off */
+const char sg__sq_schema[] =
+    SAGAS_TABLE("CREATE TABLE IF NOT EXISTS", "sagas")
+    "CREATE TABLE IF NOT EXISTS steps("
+    " saga_id TEXT NOT NULL,"
+    " idx INTEGER NOT NULL,"
+    " name TEXT,"
+    " status INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL,"
+    " started_us INTEGER NOT NULL,"
+    " finished_us INTEGER NOT NULL,"
+    " error TEXT,"
+    " response BLOB,"
+    " next_us INTEGER NOT NULL DEFAULT 0," /* next attempt after a backoff */
+    " PRIMARY KEY(saga_id, idx)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS outbox("
+    " id TEXT PRIMARY KEY,"
+    " saga_id TEXT NOT NULL,"
+    " topic TEXT,"
+    " target TEXT,"
+    " payload BLOB,"
+    " created_us INTEGER NOT NULL,"
+    " deadline_us INTEGER NOT NULL,"
+    " compensation INTEGER NOT NULL,"
+    " step_index INTEGER NOT NULL,"
+    " status INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL,"
+    " last_error TEXT,"
+    " updated_us INTEGER NOT NULL DEFAULT 0,"
+    " method TEXT,"                            /* an HTTP compensation's; NULL = POST */
+    " headers TEXT,"                           /* its extra header lines, '\n'-joined */
+    " timeout_ms INTEGER NOT NULL DEFAULT 0,"  /* per attempt; 0 = the engine's */
+    " started_us INTEGER NOT NULL DEFAULT 0);" /* a compensation's first attempt */
+    "CREATE TABLE IF NOT EXISTS definitions("
+    " name TEXT NOT NULL,"
+    " version INTEGER NOT NULL,"
+    " body TEXT NOT NULL," /* canonical JSON of the definition */
+    " created_us INTEGER NOT NULL,"
+    " PRIMARY KEY(name, version)) WITHOUT ROWID;"
+    SAGAS_INDEXES
+    "CREATE INDEX IF NOT EXISTS outbox_saga ON outbox(saga_id);"
+    "CREATE INDEX IF NOT EXISTS " IDX_OUTBOX_CREATED ";"
+    "CREATE INDEX IF NOT EXISTS " IDX_OUTBOX_STATUS ";";
+/* clang-format on */
 
 /* From schema 1 (sagad before retries and parking) to 2. */
 static const char upgrade_v2[] =
@@ -305,12 +311,15 @@ static const char upgrade_v3[] =
  * and rowids copied as they are; its indexes come back with it, and the
  * key's as the partial sagas_idem. The upgrade runs in the open's
  * transaction: it applies whole or not at all. */
+/* clang-format off */
 static const char upgrade_v4[] =
-    SAGAS_TABLE("CREATE TABLE", "sagas_v4") "INSERT INTO sagas_v4(rowid, " SAGA_COLS
-                                            ") SELECT rowid, " SAGA_COLS " FROM sagas;"
-                                            "DROP TABLE sagas;"
-                                            "ALTER TABLE sagas_v4 RENAME TO sagas;" SAGAS_INDEXES
-                                            "DROP INDEX IF EXISTS outbox_pending;";
+    SAGAS_TABLE("CREATE TABLE", "sagas_v4")
+    "INSERT INTO sagas_v4(rowid, " SAGA_COLS ") SELECT rowid, " SAGA_COLS " FROM sagas;"
+    "DROP TABLE sagas;"
+    "ALTER TABLE sagas_v4 RENAME TO sagas;"
+    SAGAS_INDEXES
+    "DROP INDEX IF EXISTS outbox_pending;";
+/* clang-format on */
 
 const char *sg__sq_upgrade(int from)
 {
