@@ -233,7 +233,9 @@ static void test_upgrade_from_v3(void **state)
                      SQLITE_OK);
     char *after = query_text(db, rows_sql);
     assert_string_equal(after, before);
-    assert_string_equal(query_text(db, "PRAGMA integrity_check"), "ok");
+    char *check = query_text(db, "PRAGMA integrity_check");
+    assert_string_equal(check, "ok");
+    free(check);
     sqlite3_close(db);
     free(after);
     free(before);
