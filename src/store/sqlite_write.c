@@ -210,10 +210,11 @@ static sg_status apply_saga_update(txn *t, const sg_write_op *op)
 }
 
 /* Steps a (op) and b (pair) of one saga, adjacent, in one statement
- * (Q_STEP_UPDATE2). *both is set when it changed both rows; otherwise
- * (a row is missing) the caller runs each update alone, which gives each
- * its own result (running one of them twice is harmless: an update sets
- * its row to the same values again). */
+ * (Q_STEP_UPDATE2). *both is set when it changed both rows; otherwise (a
+ * row is missing, or a value refused) the caller runs each update alone,
+ * in its place, which gives the write the very result it had before
+ * (running one of them twice is harmless: an update sets its row to the
+ * same values again). SG_EIO only when the transaction failed. */
 static sg_status apply_step_pair(txn *t, const sg_write_op *op, const sg_write_op *pair, int *both)
 {
     binder b;
@@ -225,7 +226,7 @@ static sg_status apply_step_pair(txn *t, const sg_write_op *op, const sg_write_o
     bind_int(&b, 10, (int64_t)pair->u.step_update.index);
     bind_step_state(&b, 11, &pair->u.step_update.step);
     int rc = tx_run(t, b.q, b.st, b.rc);
-    if (rc != SQLITE_OK) return classify(rc);
+    if (rc != SQLITE_OK) return classify(rc) == SG_EIO ? SG_EIO : SG_OK;
     *both = sqlite3_changes(t->c->db) == 2;
     return SG_OK;
 }

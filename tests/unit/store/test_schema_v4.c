@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 
 #include "store/helpers.h"
+#include "store/sqlite_int.h"
 #include "store/store_int.h"
 
 /* Schema 3 as sagad created it, with two sagas (one with a key, one
@@ -500,6 +501,31 @@ static void test_step_pairs(void **state)
     assert_int_equal(res[1], SG_OK);
     c.status = SG_SAGA_COMPLETED;
     c.updated_us = 9;
+
+    /* A pair one of whose values is refused (here over the length limit)
+     * runs alone again in its place: the write's result is that of its
+     * first failing operation, as before, the taken event id. */
+    sg_event_rec ev;
+    make_event(&ev, a.id, "tokenizer_event", 0, 3);
+    w = sg_write_create();
+    sg_write_event_insert(w, &ev);
+    run_one(b, w, SG_OK);
+    char big[200];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    sg_step_rec huge = step_state(SG_STEP_COMPLETED, 1, 9, big);
+    sqlite3_limit(b->w.db, SQLITE_LIMIT_LENGTH, 100);
+    w = sg_write_create();
+    sg_write_step_update(w, a.id, 0, &z);
+    sg_write_event_insert(w, &ev);
+    sg_write_step_update(w, a.id, 1, &huge);
+    run_one(b, w, SG_ECONFLICT);
+    w = sg_write_create();
+    sg_write_step_update(w, a.id, 0, &z);
+    sg_write_step_update(w, a.id, 1, &huge);
+    run_one(b, w, SG_ETOOBIG);
+    sqlite3_limit(b->w.db, SQLITE_LIMIT_LENGTH, 1000000000);
+    sg_event_rec_free(&ev);
 
     sg_saga_rec got;
     get(b, a.id, &got);
