@@ -30,7 +30,7 @@
  *
  * --normal: synchronous=NORMAL; --v4 makes random (version 4) ids instead
  * of time-ordered ones; --sql runs SQL on the database once the store has
- * opened it (experiments: "DROP INDEX outbox_pending"). */
+ * opened it (experiments: "DROP INDEX sagas_type"). */
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>

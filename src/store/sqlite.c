@@ -230,6 +230,9 @@ static sg_status create_schema(conn *c, const char *path, char *err, size_t errl
     for (int v = version; v > 0 && v < SG_SQ_SCHEMA_VERSION; v++) {
         char what[64];
         snprintf(what, sizeof what, "upgrading schema from version %d", v);
+        /* Once per file; the upgrade to 4 copies the sagas table, which
+         * takes a while on a large file. */
+        sg_log(SG_LOG_INFO, "store: %s: %s to %d (once)", path, what, v + 1);
         if (exec_sql(c->db, sg__sq_upgrade(v), what, err, errlen) != SQLITE_OK) goto fail;
     }
     if (relayout_indexes(c, path, err, errlen) != SQLITE_OK) goto fail;

@@ -12,8 +12,13 @@
 #include "store_int.h"
 
 /* The schema this sagad writes (PRAGMA user_version): 1 the first, 2
- * retries and parking, 3 definitions with versions, 4 trace context. */
-#define SG_SQ_SCHEMA_VERSION 4
+ * retries and parking, 3 definitions with versions, 4 trace context, 5
+ * fewer index entries per saga (idem_key indexed only when set, no
+ * outbox_pending). */
+#define SG_SQ_SCHEMA_VERSION 5
+
+/* Most step rows one statement inserts (Q_STEP_INSERT .. _INSERT4). */
+#define SG_SQ_STEP_ROWS 4
 
 /* Every statement either connection may run (SQL in sqlite_sql.c); prepared
  * lazily per connection, so a reader never prepares the write statements. */
@@ -26,10 +31,14 @@ enum {
     Q_RELEASE,
     Q_ROLLBACK_TO,
     Q_SAGA_INSERT,
-    Q_STEP_INSERT,
+    Q_STEP_INSERT, /* one step row; Q_STEP_INSERT + k - 1 inserts k rows */
+    Q_STEP_INSERT2,
+    Q_STEP_INSERT3,
+    Q_STEP_INSERT4,
     Q_SAGA_UPDATE,
     Q_SAGA_TOUCH,
     Q_STEP_UPDATE,
+    Q_STEP_UPDATE2, /* two adjacent steps of one saga */
     Q_EVENT_INSERT,
     Q_EVENT_UPDATE,
     Q_STEP_EVENT_UPDATE,

@@ -28,6 +28,16 @@
 #define EVENTS_SQL(where)                                                                          \
     "SELECT " EVENT_COLS " FROM outbox " where " ORDER BY created_us DESC, id DESC LIMIT ?1"
 
+/* Step rows: ?1 the saga's id, then 9 parameters a row (idx, name and
+ * the state bind_step_state binds). */
+#define STEP_INSERT                                                                                \
+    "INSERT INTO steps(saga_id, idx, name, status, attempts, started_us, finished_us, error, "     \
+    "response, next_us) VALUES"
+#define STEP_ROW0 "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"
+#define STEP_ROW1 "(?1,?11,?12,?13,?14,?15,?16,?17,?18,?19)"
+#define STEP_ROW2 "(?1,?20,?21,?22,?23,?24,?25,?26,?27,?28)"
+#define STEP_ROW3 "(?1,?29,?30,?31,?32,?33,?34,?35,?36,?37)"
+
 /* The comp_status a saga's compensation events call for (the rule of
  * Q_COMP_DONE), in an UPDATE of sagas. */
 #define COMP_STATUS                                                                                \
@@ -48,10 +58,13 @@ static const struct {
     [Q_ROLLBACK_TO] = {"rollback to", "ROLLBACK TO w"},
     [Q_SAGA_INSERT] = {"insert saga", "INSERT INTO sagas(" SAGA_COLS
                                       ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"},
-    [Q_STEP_INSERT] = {"insert step",
-                       "INSERT INTO steps(saga_id, idx, name, status, attempts, started_us, "
-                       "finished_us, error, response, next_us) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,"
-                       "?10)"},
+    /* A saga's step rows, up to SG_SQ_STEP_ROWS a statement: one
+     * statement for the three steps of the STA saga instead of three. */
+    [Q_STEP_INSERT] = {"insert step", STEP_INSERT STEP_ROW0},
+    [Q_STEP_INSERT2] = {"insert step", STEP_INSERT STEP_ROW0 "," STEP_ROW1},
+    [Q_STEP_INSERT3] = {"insert step", STEP_INSERT STEP_ROW0 "," STEP_ROW1 "," STEP_ROW2},
+    [Q_STEP_INSERT4] = {"insert step",
+                        STEP_INSERT STEP_ROW0 "," STEP_ROW1 "," STEP_ROW2 "," STEP_ROW3},
     [Q_SAGA_UPDATE] = {"update saga", "UPDATE sagas SET status=?2, comp_status=?3, error=?4, "
                                       "updated_us=?5 WHERE id=?1"},
     /* The same for a saga whose status stays (most updates: a step moved
@@ -63,6 +76,15 @@ static const struct {
     [Q_STEP_UPDATE] = {"update step",
                        "UPDATE steps SET status=?3, attempts=?4, started_us=?5, finished_us=?6, "
                        "error=?7, response=?8, next_us=?9 WHERE saga_id=?1 AND idx=?2"},
+    /* Two adjacent steps of one saga (?2 and ?10 differ by one: a step
+     * done and the next one started) in one statement, over the range of
+     * the primary key that holds exactly those two rows. */
+    [Q_STEP_UPDATE2] = {"update step",
+                        "UPDATE steps SET status=iif(idx=?2,?3,?11), attempts=iif(idx=?2,?4,?12), "
+                        "started_us=iif(idx=?2,?5,?13), finished_us=iif(idx=?2,?6,?14), "
+                        "error=iif(idx=?2,?7,?15), response=iif(idx=?2,?8,?16), "
+                        "next_us=iif(idx=?2,?9,?17) WHERE saga_id=?1 AND idx BETWEEN "
+                        "min(?2,?10) AND max(?2,?10)"},
     [Q_EVENT_INSERT] = {"insert event",
                         "INSERT INTO outbox(" EVENT_COLS
                         ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"},
@@ -123,7 +145,7 @@ static const struct {
     [Q_LIST_ST_T_AFTER] = {"list sagas", LIST_SQL("WHERE status=?4 AND def_name=?5 AND " AFTER)},
     [Q_UNFINISHED] = {"load unfinished", "SELECT " SAGA_COLS " FROM sagas WHERE status=0 "
                                          "ORDER BY created_us, id"},
-    /* status=0 spelled as a literal so the partial index applies. */
+    /* Through outbox_status, one range per status, then sorted. */
     [Q_PENDING_EVENTS] = {"load pending events", "SELECT " EVENT_COLS " FROM outbox WHERE "
                                                  "status=0 OR status=3 ORDER BY created_us, id"},
     [Q_GET_EVENT] = {"get event", "SELECT " EVENT_COLS " FROM outbox WHERE id=?1"},
@@ -186,25 +208,45 @@ const char *sg__sq_name(int q)
 #define IDX_OUTBOX_CREATED "outbox_created ON outbox(created_us, id)"
 #define IDX_OUTBOX_STATUS "outbox_status ON outbox(status, created_us, id)"
 
+/* The sagas table (named so that the upgrade to 4 can build it beside the
+ * old one; there without IF NOT EXISTS, so that a table already in the
+ * way fails the upgrade rather than receiving the rows). idem_key is
+ * unique through the partial index sagas_idem: a saga without a key
+ * (most) adds no entry to it, where a UNIQUE column (schema 3 and before)
+ * indexed every NULL. */
+/* clang-format off */
+#define SAGAS_TABLE(create, name)                                                                  \
+    create " " name "("                                                                            \
+    " id TEXT PRIMARY KEY,"                                                                        \
+    " def_name TEXT,"                                                                              \
+    " def_version INTEGER NOT NULL DEFAULT 1," /* the definition's version it runs on */           \
+    " request BLOB NOT NULL,"                  /* exact bytes as posted */                         \
+    " idem_key TEXT,"                                                                              \
+    " status INTEGER NOT NULL,"                                                                    \
+    " comp_status INTEGER NOT NULL,"                                                               \
+    " error TEXT,"                                                                                 \
+    " created_us INTEGER NOT NULL,"                                                                \
+    " updated_us INTEGER NOT NULL,"                                                                \
+    " nsteps INTEGER NOT NULL,"                                                                    \
+    " trace_id TEXT," /* W3C trace id, 32 hex; NULL before tracing */                             \
+    " trace_flags INTEGER NOT NULL DEFAULT 0,"                                                     \
+    " tracestate TEXT);"
+/* clang-format on */
+/* Its indexes. Every status lookup of the outbox (recovery, orphans)
+ * goes through outbox_status; a partial outbox_pending (schema 3 and
+ * before) cost every event an entry more and a removal on delivery. */
+#define SAGAS_INDEXES                                                                              \
+    "CREATE UNIQUE INDEX IF NOT EXISTS sagas_idem ON sagas(idem_key) WHERE idem_key IS NOT NULL;"  \
+    "CREATE INDEX IF NOT EXISTS " IDX_SAGAS_CREATED ";"                                            \
+    "CREATE INDEX IF NOT EXISTS " IDX_SAGAS_STATUS ";"                                             \
+    "CREATE INDEX IF NOT EXISTS " IDX_SAGAS_TYPE ";"
+
 /* The current schema, for a new file. A file from an older sagad gets
  * the same tables, columns and indexes through the upgrades below (added
  * columns come last there; every statement names its columns). */
+/* clang-format off */
 const char sg__sq_schema[] =
-    "CREATE TABLE IF NOT EXISTS sagas("
-    " id TEXT PRIMARY KEY,"
-    " def_name TEXT,"
-    " def_version INTEGER NOT NULL DEFAULT 1," /* the definition's version it runs on */
-    " request BLOB NOT NULL,"                  /* exact bytes as posted */
-    " idem_key TEXT UNIQUE,"                   /* NULLs are distinct: many sagas without a key */
-    " status INTEGER NOT NULL,"
-    " comp_status INTEGER NOT NULL,"
-    " error TEXT,"
-    " created_us INTEGER NOT NULL,"
-    " updated_us INTEGER NOT NULL,"
-    " nsteps INTEGER NOT NULL,"
-    " trace_id TEXT," /* W3C trace id, 32 hex; NULL before tracing */
-    " trace_flags INTEGER NOT NULL DEFAULT 0,"
-    " tracestate TEXT);"
+    SAGAS_TABLE("CREATE TABLE IF NOT EXISTS", "sagas")
     "CREATE TABLE IF NOT EXISTS steps("
     " saga_id TEXT NOT NULL,"
     " idx INTEGER NOT NULL,"
@@ -241,13 +283,11 @@ const char sg__sq_schema[] =
     " body TEXT NOT NULL," /* canonical JSON of the definition */
     " created_us INTEGER NOT NULL,"
     " PRIMARY KEY(name, version)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS " IDX_SAGAS_CREATED ";"
-    "CREATE INDEX IF NOT EXISTS " IDX_SAGAS_STATUS ";"
-    "CREATE INDEX IF NOT EXISTS " IDX_SAGAS_TYPE ";"
-    "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(status) WHERE status=0;"
+    SAGAS_INDEXES
     "CREATE INDEX IF NOT EXISTS outbox_saga ON outbox(saga_id);"
     "CREATE INDEX IF NOT EXISTS " IDX_OUTBOX_CREATED ";"
     "CREATE INDEX IF NOT EXISTS " IDX_OUTBOX_STATUS ";";
+/* clang-format on */
 
 /* From schema 1 (sagad before retries and parking) to 2. */
 static const char upgrade_v2[] =
@@ -277,10 +317,25 @@ static const char upgrade_v4[] =
     "ALTER TABLE sagas ADD COLUMN trace_flags INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE sagas ADD COLUMN tracestate TEXT;";
 
+/* From 4 to 5 (fewer index entries per saga): the sagas table is built
+ * again without the UNIQUE column (SQLite cannot drop a constraint), rows
+ * and rowids copied as they are; its indexes come back with it, and the
+ * key's as the partial sagas_idem. The upgrade runs in the open's
+ * transaction: it applies whole or not at all. */
+/* clang-format off */
+static const char upgrade_v5[] =
+    SAGAS_TABLE("CREATE TABLE", "sagas_v5")
+    "INSERT INTO sagas_v5(rowid, " SAGA_COLS ") SELECT rowid, " SAGA_COLS " FROM sagas;"
+    "DROP TABLE sagas;"
+    "ALTER TABLE sagas_v5 RENAME TO sagas;"
+    SAGAS_INDEXES
+    "DROP INDEX IF EXISTS outbox_pending;";
+/* clang-format on */
+
 const char *sg__sq_upgrade(int from)
 {
     static const char *const steps[SG_SQ_SCHEMA_VERSION] = {
-        [1] = upgrade_v2, [2] = upgrade_v3, [3] = upgrade_v4};
+        [1] = upgrade_v2, [2] = upgrade_v3, [3] = upgrade_v4, [4] = upgrade_v5};
     return from >= 1 && from < SG_SQ_SCHEMA_VERSION ? steps[from] : NULL;
 }
 

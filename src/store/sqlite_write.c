@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "sg/util.h"
 #include "sqlite_int.h"
@@ -81,8 +82,10 @@ static int tx_run(txn *t, int q, sqlite3_stmt *st, int bind_rc)
     }
     /* Read the message before reset may replace it. */
     if (rc != SQLITE_OK) snprintf(t->err, t->errlen, "SQLite %s: %s", sg__sq_name(q), msg);
+    /* The bindings stay: every use binds each parameter again before it
+     * steps (SQLite never reads a binding until then), so clearing them
+     * would be work for nothing on every statement. */
     sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
     return rc;
 }
 
@@ -144,14 +147,20 @@ static void bind_step_state(binder *b, int first, const sg_step_rec *s)
     bind_int(b, first + 6, s->next_us);
 }
 
-static sg_status insert_step(txn *t, const char *saga_id, size_t index, const sg_step_rec *s)
+/* Inserts the saga's step rows steps[first..first+k), k <= SG_SQ_STEP_ROWS,
+ * with one statement. */
+static sg_status insert_steps(txn *t, const char *saga_id, const sg_step_rec *steps, size_t first,
+                              size_t k)
 {
     binder b;
-    if (!prep(t, Q_STEP_INSERT, &b)) return SG_EIO;
+    if (!prep(t, Q_STEP_INSERT + (int)k - 1, &b)) return SG_EIO;
     bind_text(&b, 1, saga_id);
-    bind_int(&b, 2, (int64_t)index);
-    bind_text(&b, 3, s->name);
-    bind_step_state(&b, 4, s);
+    for (size_t i = 0; i < k; i++) {
+        int p = 2 + 9 * (int)i;
+        bind_int(&b, p, (int64_t)(first + i));
+        bind_text(&b, p + 1, steps[first + i].name);
+        bind_step_state(&b, p + 2, &steps[first + i]);
+    }
     return run(t, &b, 0);
 }
 
@@ -174,8 +183,10 @@ static sg_status apply_saga_insert(txn *t, const sg_saga_rec *r)
     bind_int(&b, 13, r->trace.flags);
     bind_text(&b, 14, r->tracestate);
     sg_status st = run(t, &b, 0);
-    for (size_t i = 0; i < r->nsteps && st == SG_OK; i++)
-        st = insert_step(t, r->id, i, &r->steps[i]);
+    for (size_t i = 0; i < r->nsteps && st == SG_OK; i += SG_SQ_STEP_ROWS) {
+        size_t k = r->nsteps - i < SG_SQ_STEP_ROWS ? r->nsteps - i : SG_SQ_STEP_ROWS;
+        st = insert_steps(t, r->id, r->steps, i, k);
+    }
     return st;
 }
 
@@ -199,6 +210,49 @@ static sg_status apply_saga_update(txn *t, const sg_write_op *op)
         if (q == Q_SAGA_UPDATE) break;
     }
     return st;
+}
+
+/* Steps a (op) and b (pair) of one saga, adjacent, in one statement
+ * (Q_STEP_UPDATE2). *both is set when it changed both rows; otherwise (a
+ * row is missing, or a value refused) the caller runs each update alone,
+ * in its place, which gives the write the very result it had before
+ * (running one of them twice is harmless: an update sets its row to the
+ * same values again). SG_EIO only when the transaction failed. */
+static sg_status apply_step_pair(txn *t, const sg_write_op *op, const sg_write_op *pair, int *both)
+{
+    binder b;
+    *both = 0;
+    if (!prep(t, Q_STEP_UPDATE2, &b)) return SG_EIO;
+    bind_text(&b, 1, op->u.step_update.saga_id);
+    bind_int(&b, 2, (int64_t)op->u.step_update.index);
+    bind_step_state(&b, 3, &op->u.step_update.step);
+    bind_int(&b, 10, (int64_t)pair->u.step_update.index);
+    bind_step_state(&b, 11, &pair->u.step_update.step);
+    int rc = tx_run(t, b.q, b.st, b.rc);
+    if (rc != SQLITE_OK) return classify(rc) == SG_EIO ? SG_EIO : SG_OK;
+    *both = sqlite3_changes(t->c->db) == 2;
+    return SG_OK;
+}
+
+/* The step update that op (a step update at w->ops[k]) may share a
+ * statement with: the next step update of the write, when it is for the
+ * same saga's step just before or after op's and nothing between them
+ * touches the steps table (only a saga insert could: it adds rows).
+ * Moving it forward is safe: no other operation reads steps. Its index
+ * in w->ops, or 0 for none. */
+static size_t step_pair(const sg_write *w, size_t k)
+{
+    const sg_write_op *op = &w->ops[k];
+    if (op->u.step_update.index >= INT64_MAX) return 0;
+    for (size_t j = k + 1; j < w->nops; j++) {
+        const sg_write_op *o = &w->ops[j];
+        if (o->kind == SG_WOP_SAGA_INSERT) return 0;
+        if (o->kind != SG_WOP_STEP_UPDATE) continue;
+        size_t a = op->u.step_update.index, b = o->u.step_update.index;
+        if (strcmp(o->u.step_update.saga_id, op->u.step_update.saga_id) != 0) return 0;
+        return (b == a + 1 || a == b + 1) ? j : 0;
+    }
+    return 0;
 }
 
 static sg_status apply_step_update(txn *t, const sg_write_op *op)
@@ -347,8 +401,17 @@ static sg_status batch_pass(txn *t, sg_write *const *writes, size_t n, sg_status
         const sg_write *w = writes[i];
         sg_status ws = SG_OK;
         if (savepoints && tx_simple(t, Q_SAVEPOINT) != SQLITE_OK) return SG_EIO;
-        for (size_t k = 0; k < w->nops && ws == SG_OK; k++)
-            ws = apply_op(t, &w->ops[k]);
+        size_t skip = 0; /* an op done already, with an earlier one */
+        for (size_t k = 0; k < w->nops && ws == SG_OK; k++) {
+            if (skip && k == skip) continue;
+            size_t j = w->ops[k].kind == SG_WOP_STEP_UPDATE ? step_pair(w, k) : 0;
+            int both = 0;
+            if (j) ws = apply_step_pair(t, &w->ops[k], &w->ops[j], &both);
+            if (both)
+                skip = j;
+            else if (ws == SG_OK)
+                ws = apply_op(t, &w->ops[k]);
+        }
         if (ws == SG_EIO) return SG_EIO;
         if (ws != SG_OK && !savepoints) {
             /* Part of this write may have applied: undo the whole pass. */

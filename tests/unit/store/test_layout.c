@@ -83,9 +83,9 @@ static size_t list_all(sg_store_reader *r, int st, char ids[][SG_ID_LEN + 1], si
     }
 }
 
-/* A file as the previous sagad left it: schema 3 with descending indexes
+/* A file as the previous sagad left it: the current schema with descending indexes
  * and rows in them. Opening it rebuilds the five indexes ascending, keeps
- * user_version 3 and every row; listings (all, by status, events) come
+ * the current user_version and every row; listings (all, by status, events) come
  * out newest first across pages; a second open changes nothing. */
 static void test_descending_indexes_rebuilt(void **state)
 {
@@ -135,7 +135,7 @@ static void test_descending_indexes_rebuilt(void **state)
     assert_int_equal(present, 5);
     assert_int_equal(descending, 0);
     assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
-    assert_int_equal(query_int(db, "PRAGMA user_version"), 4);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), 5);
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);

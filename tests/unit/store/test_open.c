@@ -148,12 +148,20 @@ static void test_schema(void **state)
     sg_store_close(open_sync(t.path));
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
-    assert_int_equal(query_int(db, "PRAGMA user_version"), 4);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), 5);
     assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='index' AND "
                                    "name IN ('sagas_created','sagas_status','sagas_type',"
-                                   "'outbox_pending','outbox_saga','outbox_created',"
+                                   "'sagas_idem','outbox_saga','outbox_created',"
                                    "'outbox_status')"),
                      7);
+    /* Schema 4: the key is indexed only when set; no outbox_pending. */
+    assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='index' AND "
+                                   "name='sagas_idem' AND sql LIKE '%UNIQUE%' AND "
+                                   "sql LIKE '%WHERE idem_key IS NOT NULL%'"),
+                     1);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='index' AND "
+                                   "name='outbox_pending'"),
+                     0);
     assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='table' AND "
                                    "name='definitions' AND sql LIKE '%WITHOUT ROWID%'"),
                      1);
@@ -172,7 +180,7 @@ static void test_schema(void **state)
     char err[512], want[512];
     assert_int_equal(try_open(t.path, err, sizeof err), SG_EINVAL);
     snprintf(want, sizeof want,
-             "database '%s' has schema version 99, newer than this sagad supports (4)", t.path);
+             "database '%s' has schema version 99, newer than this sagad supports (5)", t.path);
     assert_non_null(strstr(err, want));
     assert_non_null(strstr(err, "written by a newer sagad"));
     assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
@@ -184,7 +192,7 @@ static void test_schema(void **state)
     assert_non_null(strstr(err, "schema version -1"));
 
     /* Reopening an existing current database leaves it alone. */
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=4", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=5", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(try_open(t.path, err, sizeof err), SG_OK);
     tmpdb_remove(&t);
@@ -346,7 +354,7 @@ static void check_upgraded(const tmpdb *t, int from)
 
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(t->path, &db), SQLITE_OK);
-    assert_int_equal(query_int(db, "PRAGMA user_version"), 4);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), 5);
     assert_int_equal(query_int(db,
                                "SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN "
                                "('sagas_type','outbox_created','outbox_status')"),
@@ -357,7 +365,7 @@ static void check_upgraded(const tmpdb *t, int from)
 }
 
 /* A database written by a sagad before retries and parking (schema 1) is
- * upgraded in place, through schema 2, to 3. */
+ * upgraded in place, through schemas 2 and 3, to 4. */
 static void test_schema_upgrade_v1(void **state)
 {
     (void)state;
@@ -471,7 +479,7 @@ static void test_exclusive_owner(void **state)
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=99", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(try_open(t.path, err, sizeof err), SG_EINVAL);
     assert_non_null(strstr(err, "newer"));
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=4", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=5", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(try_open(t.path, err, sizeof err), SG_OK);
 
