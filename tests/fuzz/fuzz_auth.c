@@ -36,12 +36,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (set || n || strncmp(err, "f", 1) != 0) abort();
         /* A reason names a line, never shows one: no input byte run of 8
          * or more (the shortest token a test might use) is echoed. */
+        static const char fixed[] =
+            "f line : not a token (RFC 6750 b64token: letters, digits, - . _ ~ + /, "
+            "then any '=')f: no token in it (only blank lines and # comments)"
+            "a token longer than 256 bytes more than 1024 tokens";
         for (size_t i = 0; i + 8 <= size; i++)
             if (memchr(text + i, '\0', 8) == NULL && memmem(err, strlen(err), text + i, 8) &&
-                !memmem("f line : not a token (RFC 6750 b64token: letters, digits, - . _ ~ + /, "
-                        "then any '=')f: no token in it (only blank lines and # comments)"
-                        "a token longer than 256 bytes more than 1024 tokens",
-                        200, text + i, 8))
+                !memmem(fixed, sizeof fixed - 1, text + i, 8))
                 abort();
     }
 
