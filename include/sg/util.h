@@ -2,6 +2,7 @@
 #ifndef SG_UTIL_H
 #define SG_UTIL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,6 +61,9 @@ typedef struct sg_log_fields {
  * a json line carries the fields too. */
 void sg_log_saga(sg_log_level lvl, const sg_log_fields *f, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same with the arguments as a va_list (for wrappers that add fields). */
+void sg_log_saga_v(sg_log_level lvl, const sg_log_fields *f, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 /* Writes out the lines still gathered (info and debug lines go out within
  * about 10 ms on their own); also runs at exit. Any thread. */
 void sg_log_flush(void);

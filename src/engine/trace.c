@@ -47,12 +47,10 @@ void sg__saga_logf(const saga *s, sg_log_level lvl, const char *step, const char
                        .trace_id = s->rec.trace.trace_id,
                        .step = step,
                        .status = status};
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    sg_log_saga_v(lvl, &f, fmt, ap);
     va_end(ap);
-    sg_log_saga(lvl, &f, "%s", msg);
 }
 
 void sg__ev_logf(const sg_event_rec *ev, sg_log_level lvl, const char *event, const char *fmt, ...)
@@ -65,10 +63,8 @@ void sg__ev_logf(const sg_event_rec *ev, sg_log_level lvl, const char *event, co
         id[SG_TRACE_ID_HEX] = '\0';
     }
     sg_log_fields f = {.saga_id = ev->saga_id, .trace_id = id, .step = ev->topic, .event = event};
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    sg_log_saga_v(lvl, &f, fmt, ap);
     va_end(ap);
-    sg_log_saga(lvl, &f, "%s", msg);
 }

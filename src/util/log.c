@@ -264,6 +264,12 @@ void sg_log(sg_log_level lvl, const char *fmt, ...)
     va_end(ap);
 }
 
+void sg_log_saga_v(sg_log_level lvl, const sg_log_fields *f, const char *fmt, va_list ap)
+{
+    if ((int)lvl < atomic_load(&log_level)) return;
+    emit(lvl, f, fmt, ap);
+}
+
 void sg_log_saga(sg_log_level lvl, const sg_log_fields *f, const char *fmt, ...)
 {
     if ((int)lvl < atomic_load(&log_level)) return;
