@@ -27,6 +27,7 @@ typedef enum sg_status {
     SG_EEXIST,    /* the key is taken by a stored record: look that one up */
     SG_EREFUSED,  /* the peer refused for good (auth, unknown topic, 4xx): do not retry */
     SG_EFENCED,   /* this process lost its store lease: another sagad owns its sagas now */
+    SG_EDOUBT,    /* a transaction's COMMIT went unanswered: it may have committed */
 } sg_status;
 
 /* Static string, never NULL. */

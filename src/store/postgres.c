@@ -175,9 +175,10 @@ sg_status sg__pg_writer_ready(sg_store_backend *be, char *err, size_t errlen)
     return SG_OK;
 }
 
-int sg__pg_commit_landed(sg_store_backend *be, int64_t seq, char *err, size_t errlen)
+int sg__pg_commit_landed(sg_store_backend *be, int64_t seq, unsigned wait_ms, char *err,
+                         size_t errlen)
 {
-    uint64_t deadline = uv_hrtime() + (uint64_t)SG_PG_VERIFY_MS * 1000000u;
+    uint64_t deadline = uv_hrtime() + (uint64_t)wait_ms * 1000000u;
     char why[256] = "";
     for (;;) {
         if (sg__pg_connect(&be->w, be, 1, why, sizeof why) == SG_OK) {
@@ -317,6 +318,7 @@ static void pg_close(sg_store_backend *b)
         PQexitPipelineMode(b->w.pg);
     sg__pg_lease_drop(b); /* its unfinished sagas go to the others at once */
     sg__pg_disconnect(&b->w);
+    sg__pg_doubt_clear(b);
     free(b->url);
     free(b);
 }

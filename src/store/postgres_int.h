@@ -95,6 +95,14 @@ struct sg_store_backend {
     int pipeline;    /* exec_batch pipelines its statements; immutable */
     pgc w;           /* the writer connection */
     int64_t seq;     /* the last batch's mark (sg_leases.seq); writer thread only */
+    /* A batch whose COMMIT went unanswered and whose outcome is not known
+     * yet (exec_batch answered SG_EDOUBT); writer thread only. */
+    struct pg_doubt {
+        int64_t seq;        /* its mark; 0: no batch in doubt */
+        size_t n;           /* its writes */
+        sg_write **writes;  /* owned array of borrowed pointers: to know it again */
+        sg_status *results; /* owned: its results, had it committed */
+    } doubt;
     /* This process's lease (design §7), taken at open; immutable after. */
     char owner[SG_ID_LEN + 1];
     int64_t epoch;
@@ -123,11 +131,14 @@ int sg__pg_prepare(pgc *c, int q, char *err, size_t errlen);
  * pipeline mode when the backend pipelines. SG_EIO with err on failure. */
 sg_status sg__pg_writer_ready(sg_store_backend *be, char *err, size_t errlen);
 /* After the connection was lost with a COMMIT unanswered: connects the
- * writer again (for up to about SG_PG_VERIFY_MS) and reads the batch mark.
- * 1 if the batch marked seq committed, 0 if not, -1 if the server could
- * not be asked (err says why). */
+ * writer again (trying for up to wait_ms) and reads the batch mark. 1 if
+ * the batch marked seq committed, 0 if not, -1 if the server could not be
+ * asked (err says why). */
 #define SG_PG_VERIFY_MS 5000
-int sg__pg_commit_landed(sg_store_backend *be, int64_t seq, char *err, size_t errlen);
+int sg__pg_commit_landed(sg_store_backend *be, int64_t seq, unsigned wait_ms, char *err,
+                         size_t errlen);
+/* Forgets the batch in doubt, if any. */
+void sg__pg_doubt_clear(sg_store_backend *be);
 /* The first line of libpq's message for c (or res when non-NULL). */
 void sg__pg_msg(char *out, size_t n, PGconn *pg, const PGresult *res);
 

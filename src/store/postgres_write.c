@@ -13,7 +13,11 @@
  *
  * A lost connection fails the batch (SG_EIO; retry_failed decides) unless
  * its COMMIT was sent and unanswered: then the batch's mark, read on a new
- * connection, tells whether it committed. The next batch reconnects. */
+ * connection, tells whether it committed. The next batch reconnects. If
+ * the server cannot be asked, the batch is in doubt (SG_EDOUBT) and is
+ * remembered: the writer sends it again, and it is answered from its mark
+ * once the server is back (its new sagas, which may be stored, are not
+ * refused, and its updates are never applied twice). */
 #include <assert.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -240,11 +244,65 @@ static sg_status careful_pass(txn *t, sg_write *const *writes, size_t n, sg_stat
     return t->failed ? SG_EIO : SG_OK;
 }
 
+/* ---- a batch in doubt ------------------------------------------------------- */
+
+void sg__pg_doubt_clear(sg_store_backend *be)
+{
+    free(be->doubt.writes);
+    free(be->doubt.results);
+    memset(&be->doubt, 0, sizeof be->doubt);
+}
+
+/* Remembers writes[0..n), marked be->seq, with the results they have if
+ * their transaction committed. */
+static void doubt_keep(sg_store_backend *be, sg_write *const *writes, size_t n,
+                       const sg_status *results)
+{
+    sg__pg_doubt_clear(be);
+    be->doubt.seq = be->seq;
+    be->doubt.n = n;
+    be->doubt.writes = sg_xcalloc(n, sizeof *be->doubt.writes);
+    be->doubt.results = sg_xcalloc(n, sizeof *be->doubt.results);
+    memcpy(be->doubt.writes, writes, n * sizeof *writes);
+    memcpy(be->doubt.results, results, n * sizeof *results);
+}
+
+/* Learns the outcome of the batch in doubt before anything else runs.
+ * With *run = 0: SG_OK with results filled when writes[0..n) is that
+ * batch and it committed, or SG_EDOUBT (the same batch) / SG_EIO (another)
+ * when the server still cannot be asked. With *run = 1 (SG_OK) the
+ * writes must run: the batch in doubt did not commit, or it was another
+ * one. */
+static sg_status doubt_resolve(sg_store_backend *be, sg_write *const *writes, size_t n,
+                               sg_status *results, int *run, char *err, size_t errlen)
+{
+    int same = n == be->doubt.n && memcmp(writes, be->doubt.writes, n * sizeof *writes) == 0;
+    *run = 0;
+    /* The writer waits its backoff between tries: one attempt here. */
+    int landed = sg__pg_commit_landed(be, be->doubt.seq, 0, err, errlen);
+    if (landed < 0) return same ? SG_EDOUBT : SG_EIO;
+    if (landed && same) memcpy(results, be->doubt.results, n * sizeof *results);
+    if (landed && !same)
+        sg_log(SG_LOG_WARN,
+               "store: a transaction of %zu writes given up in doubt did commit; what it stored "
+               "resumes at the next start",
+               be->doubt.n);
+    sg__pg_doubt_clear(be);
+    err[0] = '\0';
+    *run = !(landed && same);
+    return SG_OK;
+}
+
 static sg_status run_batch(sg_store_backend *be, sg_write *const *writes, size_t n,
                            sg_status *results, char *err, size_t errlen)
 {
     for (size_t i = 0; i < n; i++)
         results[i] = SG_EIO;
+    if (be->doubt.seq) {
+        int run = 0;
+        sg_status st = doubt_resolve(be, writes, n, results, &run, err, errlen);
+        if (!run) return st;
+    }
     if (sg__pg_writer_ready(be, err, errlen) != SG_OK) goto fail_early;
     txn *t = sg_xcalloc(1, sizeof *t);
     t->be = be;
@@ -263,11 +321,20 @@ static sg_status run_batch(sg_store_backend *be, sg_write *const *writes, size_t
         /* The server may have committed before the connection went: ask
          * it, rather than fail (and maybe retry) writes that are stored. */
         sg__pg_disconnect(&be->w);
-        if (sg__pg_commit_landed(be, be->seq, err, errlen) != 1) goto fail_early;
         for (size_t i = 0; i < n && !redo; i++)
-            results[i] = SG_OK; /* the careful pass set its own */
-        err[0] = '\0';
-        return SG_OK;
+            results[i] = SG_OK; /* had it committed; the careful pass set its own */
+        int landed = sg__pg_commit_landed(be, be->seq, SG_PG_VERIFY_MS, err, errlen);
+        if (landed == 1) {
+            err[0] = '\0';
+            return SG_OK;
+        }
+        if (landed < 0 && n > 0) {
+            doubt_keep(be, writes, n, results);
+            for (size_t i = 0; i < n; i++)
+                results[i] = SG_EIO;
+            return SG_EDOUBT;
+        }
+        goto fail_early;
     }
     if (be->pipeline && !broken && !PQexitPipelineMode(be->w.pg)) broken = 1;
     if (st == SG_OK && !broken) return SG_OK;

@@ -146,7 +146,14 @@ struct sg_store_ops {
      * if the transaction committed; otherwise nothing was applied, every
      * results[i] is SG_EIO and err says why. writes are borrowed. n == 0
      * is a probe: a transaction that writes without changing anything,
-     * which commits only if the store takes writes again. */
+     * which commits only if the store takes writes again.
+     *
+     * SG_EDOUBT (n > 0): the COMMIT went unanswered and the backend could
+     * not learn yet whether it landed; results[i] are SG_EIO. Nothing may
+     * run before the outcome is known, so the writer calls again with the
+     * very same writes (pointers and order), and the backend answers from
+     * the outcome (the results it had if the transaction committed) or
+     * runs them if it did not. */
     sg_status (*exec_batch)(sg_store_backend *b, sg_write *const *writes, size_t n,
                             sg_status *results, char *err, size_t errlen);
 

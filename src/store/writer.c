@@ -19,6 +19,11 @@
  * writes nothing new, so health comes back when the store does, not only
  * with the next write.
  *
+ * In doubt (SG_EDOUBT: a COMMIT went unanswered and its outcome is not
+ * known yet): the batch is run again exactly as it was, new sagas
+ * included, since they may be stored; nothing joins it, and new sagas
+ * submitted meanwhile fail at once as they would in a failing batch.
+ *
  * Leases (shared stores): every transaction renews this process's lease
  * first; an idle writer runs an empty one every lease_ms / 3 for that
  * alone. A commit moves lease_until to its start + lease_ms. A
@@ -180,6 +185,28 @@ static void fail_new_sagas_locked(sg_store *s, sg_write **batch, size_t *n, sg_w
     *n = keep;
 }
 
+/* Completes the queued writes that insert a saga with SG_EIO (a batch in
+ * doubt is being retried; they are not part of it). spare has room for
+ * max_batch. Caller holds s->mu. */
+static void fail_queued_new_sagas_locked(sg_store *s, sg_write **spare, sg_status *results)
+{
+    sg_write *w, *tmp;
+    size_t nfail = 0;
+    DL_FOREACH_SAFE(s->queue, w, tmp)
+    {
+        if (!inserts_saga(w)) continue;
+        DL_DELETE(s->queue, w);
+        w->prev = w->next = NULL;
+        results[nfail] = SG_EIO;
+        spare[nfail++] = w;
+        if (nfail == s->max_batch) {
+            complete_locked(s, spare, results, nfail);
+            nfail = 0;
+        }
+    }
+    if (nfail) complete_locked(s, spare, results, nfail);
+}
+
 /* Shared stores: how long an idle writer may wait before it renews the
  * lease (at due_ms, monotonic), in ns; 0 = now. UINT64_MAX when there is
  * no lease to keep. */
@@ -209,6 +236,7 @@ static void writer_main(void *arg)
     sg_status *results = sg_xcalloc(s->max_batch, sizeof *results);
     char err[256];
     size_t n = 0;
+    int doubt = 0; /* batch[0..n) is a transaction in doubt: run it again as is */
     retry_state rs = {0};
     /* The next renewal of an idle writer: a third of the lease after the
      * last one (open took it), sooner again after a failed attempt. */
@@ -234,7 +262,7 @@ static void writer_main(void *arg)
         if (n == 0 && !s->queue && s->closing) break; /* closing and drained */
 
         /* Top up: writes submitted while a batch was being retried join it. */
-        while (s->queue && n < s->max_batch) {
+        while (!doubt && s->queue && n < s->max_batch) {
             sg_write *w = s->queue;
             DL_DELETE(s->queue, w);
             w->prev = w->next = NULL;
@@ -244,6 +272,7 @@ static void writer_main(void *arg)
         if (s->lease_ms && !atomic_load(&s->lease_until)) {
             fence_locked(s, batch, results, n); /* fenced off for good */
             n = 0;
+            doubt = 0;
             continue;
         }
         if (rs.give_up) {
@@ -269,8 +298,10 @@ static void writer_main(void *arg)
             set_health(s, st, err);
             fence_locked(s, batch, results, n);
             n = 0;
+            doubt = 0;
             continue;
         }
+        if (st == SG_EDOUBT && n == 0) st = SG_EIO; /* a probe: nothing waits on it */
         if (s->lease_ms) {
             renew_due_ms = t0_ms + (st == SG_OK ? s->lease_ms / 3 : s->lease_ms / 20 + 1);
             if (st == SG_OK) atomic_store(&s->lease_until, t0_ms + s->lease_ms);
@@ -298,10 +329,20 @@ static void writer_main(void *arg)
             rs.failures = 0;
         } else if (s->retry_failed) {
             size_t ran = n;
-            fail_new_sagas_locked(s, batch, &n, spare, results);
+            doubt = st == SG_EDOUBT;
+            if (doubt)
+                fail_queued_new_sagas_locked(s, spare, results);
+            else
+                fail_new_sagas_locked(s, batch, &n, spare, results);
             if (retry_wait_locked(s, &rs, ran, n, err[0] ? err : sg_status_text(st)))
                 continue; /* keep batch[0..n) and run it again (n == 0: probe) */
+            if (doubt)
+                sg_log(SG_LOG_ERROR,
+                       "store: closing: a transaction of %zu writes stays in doubt; what it "
+                       "may have stored resumes at the next start",
+                       n);
         }
+        doubt = 0;
         complete_locked(s, batch, results, n);
         n = 0;
     }

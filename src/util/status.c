@@ -36,6 +36,8 @@ const char *sg_status_text(sg_status s)
         return "refused";
     case SG_EFENCED:
         return "lease lost";
+    case SG_EDOUBT:
+        return "commit in doubt";
     }
     return "unknown status";
 }

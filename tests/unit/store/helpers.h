@@ -268,6 +268,19 @@ static inline sg_store *open_sync(const char *path)
     return s;
 }
 
+/* Opens the store at path as sagad does (retry_failed, completions on
+ * loop); fails the test on error. */
+static inline sg_store *open_retrying(const char *path, uv_loop_t *loop)
+{
+    sg_store_options o = {.retry_failed = 1, .synchronous_full = 1};
+    sg_store *s = NULL;
+    char err[512] = "";
+    sg_status st = sg_store_open(&s, path, loop, &o, err, sizeof err);
+    if (st != SG_OK) fprintf(stderr, "open %s: %s\n", path, err);
+    assert_int_equal(st, SG_OK);
+    return s;
+}
+
 /* Inserts r through commit_sync. */
 static inline void insert_sync(sg_store *s, const sg_saga_rec *r)
 {

@@ -3,7 +3,7 @@
  * connections lost under the store (the server ended them, as on a
  * restart): the failed batch follows retry_failed, the writer and the
  * readers connect again on their next call, the lease outlives the
- * session; a COMMIT lost unanswered is resolved by asking. Runs on a throwaway server
+ * session (a COMMIT lost unanswered: test_pg_doubt). Runs on a throwaway server
  * (unit/store/test_pg@postgres); without SG_TEST_STORE_URL every case skips. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -249,10 +249,7 @@ static void test_connection_lost_retried(void **state)
     tmpdb_make(&t);
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
-    sg_store_options o = {.retry_failed = 1, .synchronous_full = 1};
-    sg_store *s = NULL;
-    char err[512];
-    assert_int_equal(sg_store_open(&s, t.path, &loop, &o, err, sizeof err), SG_OK);
+    sg_store *s = open_retrying(t.path, &loop);
     sg_saga_rec a;
     assert_int_equal(insert_one(s, &a, 1), SG_OK);
 
@@ -278,62 +275,6 @@ static void test_connection_lost_retried(void **state)
     for (int i = 0; i < N; i++)
         sg_event_rec_free(&ev[i]);
     sg_saga_rec_free(&a);
-    tmpdb_remove(&t);
-}
-
-typedef struct doubt_arg {
-    sg_store *s;
-    sg_saga_rec r;
-    sg_status st;
-} doubt_arg;
-
-static void insert_in_thread(void *arg)
-{
-    doubt_arg *d = arg;
-    d->st = insert_one(d->s, &d->r, 7);
-}
-
-/* A COMMIT that the server made durable but never answered: with a
- * synchronous standby required that does not exist, the commit is written
- * locally and then waits; the session is ended during that wait. The
- * writer must ask the server (the batch's mark) and report the write as
- * committed, not as failed. */
-static void test_commit_in_doubt(void **state)
-{
-    (void)state;
-    NEED_SERVER();
-    tmpdb t;
-    tmpdb_make(&t);
-    sg_store *s = open_sync(t.path);
-    pg_exec("postgres", "ALTER SYSTEM SET synchronous_standby_names = 'sg_no_such_standby'");
-    pg_exec("postgres", "SELECT pg_reload_conf()");
-    usleep(300 * 1000); /* the reload reaches the sessions */
-    doubt_arg d = {.s = s, .st = SG_EINVAL};
-    uv_thread_t th;
-    assert_int_equal(uv_thread_create(&th, insert_in_thread, &d), 0);
-    long long waiting = 0;
-    for (int i = 0; i < 100 && !waiting; i++) {
-        usleep(50 * 1000);
-        waiting = pg_exec_url(t.path, "SELECT count(*) FROM pg_stat_activity WHERE "
-                                      "datname=current_database() AND wait_event='SyncRep'");
-    }
-    /* Ended while it waits (resetting the setting first would let the
-     * commit be answered). */
-    pg_exec_url(t.path, "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE "
-                        "datname=current_database() AND wait_event='SyncRep'");
-    pg_exec("postgres", "ALTER SYSTEM RESET synchronous_standby_names");
-    pg_exec("postgres", "SELECT pg_reload_conf()");
-    assert_int_equal(waiting, 1);
-    uv_thread_join(&th);
-    assert_int_equal(d.st, SG_OK);
-    assert_int_equal(sg_store_health(s, NULL, 0), SG_OK);
-    assert_int_equal(pg_count(t.path, "sagas"), 1);
-    sg_saga_rec b;
-    assert_int_equal(insert_one(s, &b, 8), SG_OK); /* and the writer goes on */
-    assert_int_equal(pg_count(t.path, "sagas"), 2);
-    sg_store_close(s);
-    sg_saga_rec_free(&d.r);
-    sg_saga_rec_free(&b);
     tmpdb_remove(&t);
 }
 
@@ -372,7 +313,6 @@ int main(void)
         cmocka_unit_test(test_no_server),
         cmocka_unit_test(test_connection_lost),
         cmocka_unit_test(test_connection_lost_retried),
-        cmocka_unit_test(test_commit_in_doubt),
         cmocka_unit_test(test_any_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
