@@ -229,15 +229,23 @@ static void emit(sg_log_level lvl, const sg_log_fields *f, const char *fmt, va_l
     static const char *names[] = {"debug ", "info ", "warn ", "error "};
     static const char *jnames[] = {"debug", "info", "warn", "error"};
     char msg[1024];
-    vsnprintf(msg, sizeof msg, fmt, ap);
     char ts[SG_TIME_LEN + 1];
     stamp(ts);
     if (atomic_load(&log_format) == SG_LOG_TEXT) {
+        /* Formatted once, in place: "<ts> <level> <msg>\n". */
         char line[SG_TIME_LEN + 8 + sizeof msg];
-        int n = snprintf(line, sizeof line, "%s %s%s\n", ts, names[lvl], msg);
-        put_line(lvl, line, n < (int)sizeof line ? (size_t)n : sizeof line - 1);
+        size_t n = SG_TIME_LEN, k = strlen(names[lvl]);
+        memcpy(line, ts, n);
+        line[n++] = ' ';
+        memcpy(line + n, names[lvl], k);
+        n += k;
+        int m = vsnprintf(line + n, sizeof msg, fmt, ap);
+        n += m < 0 ? 0 : (size_t)m < sizeof msg ? (size_t)m : sizeof msg - 1;
+        line[n++] = '\n';
+        put_line(lvl, line, n);
         return;
     }
+    vsnprintf(msg, sizeof msg, fmt, ap);
     /* 6 bytes per character at worst, and room to close the object. */
     char line[6 * sizeof msg + 1024];
     size_t cap = sizeof line - 4, n = 0;

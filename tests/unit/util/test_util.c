@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -95,6 +96,73 @@ static void json_rejects_bad_input(void **state)
     free(deep);
     /* Brackets inside strings do not count as nesting. */
     assert_int_equal(validate("{\"s\":\"[[[[[[[[[[[[[[[[\\\"[[[[\"}"), SG_OK);
+}
+
+/* The corners where a checker and a parser part ways most easily; each
+ * as jansson decides it (fuzz_json compares the two on any input). */
+static void json_corners(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        sg_status want;
+    } cases[] = {
+        {" \t\r\n[ 1 , -0.5e+3 , 0 , -0 , 1E-2 ] \n", SG_OK},
+        {"[01]", SG_EINVAL},
+        {"[1.]", SG_EINVAL},
+        {"[.5]", SG_EINVAL},
+        {"[+1]", SG_EINVAL},
+        {"[-]", SG_EINVAL},
+        {"[1e]", SG_EINVAL},
+        {"[1e400]", SG_EINVAL}, /* overflows a double, as jansson refuses */
+        {"[1e-400]", SG_OK},    /* underflow is fine */
+        {"[1,]", SG_EINVAL},
+        {"{\"a\":1,}", SG_EINVAL},
+        {"{\"a\" 1}", SG_EINVAL},
+        {"{1:1}", SG_EINVAL},
+        {"{\"a\":1}}", SG_EINVAL},
+        {"[true,false,null]", SG_OK},
+        {"[tru]", SG_EINVAL},
+        {"nul", SG_EINVAL},
+        {"\"\\ud83d\\ude00\"", SG_OK},     /* a surrogate pair */
+        {"\"\\ud83d\"", SG_EINVAL},        /* high alone */
+        {"\"\\ude00\"", SG_EINVAL},        /* low alone */
+        {"\"\\ud83d\\u0041\"", SG_EINVAL}, /* high, then not a low */
+        {"\"\\u00zz\"", SG_EINVAL},
+        {"\"\\x\"", SG_EINVAL},
+        {"\"\\/\\b\\f\\n\\r\\t\\\"\\\\\"", SG_OK},
+        {"\"tab\there\"", SG_EINVAL}, /* a raw control character */
+        {"\"\x7f\"", SG_OK},
+        {"\"\xc0\xaf\"", SG_EINVAL},         /* overlong */
+        {"\"\xed\xa0\x80\"", SG_EINVAL},     /* a surrogate in UTF-8 */
+        {"\"\xf4\x90\x80\x80\"", SG_EINVAL}, /* past U+10FFFF */
+        {"\"\xe2\x82\"", SG_EINVAL},         /* cut short */
+        {"{\"k\\u0000\":1}", SG_EINVAL},     /* NUL in a key: jansson cannot */
+        {"{\"k\":\"\\u0000\"}", SG_OK},
+        {"\xef\xbb\xbf{}", SG_EINVAL}, /* a byte order mark */
+        {"\"open", SG_EINVAL},
+        {"[", SG_EINVAL},
+        {" ", SG_EINVAL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[200];
+        sg_status st = sg_json_validate(cases[i].text, strlen(cases[i].text), err, sizeof err);
+        if (st != cases[i].want) fprintf(stderr, "case %zu: %s\n", i, cases[i].text);
+        assert_int_equal(st, cases[i].want);
+        if (st != SG_OK) assert_non_null(strstr(err, "JSON"));
+    }
+    /* A raw NUL is a control character inside a string, a bad token
+     * outside; also right after a number or a literal, which jansson skips. */
+    assert_int_equal(sg_json_validate("\"a\0b\"", 5, NULL, 0), SG_EINVAL);
+    assert_int_equal(sg_json_validate("[1]\0", 4, NULL, 0), SG_EINVAL);
+    assert_int_equal(sg_json_validate("[1\0]", 4, NULL, 0), SG_EINVAL);
+    assert_int_equal(sg_json_validate("[true\0]", 7, NULL, 0), SG_EINVAL);
+    assert_int_equal(sg_json_validate("2\0", 2, NULL, 0), SG_EINVAL);
+    /* A 400-digit integer overflows a double too; 300 digits do not. */
+    char big[402];
+    memset(big, '9', 400);
+    assert_int_equal(sg_json_validate(big, 400, NULL, 0), SG_EINVAL);
+    assert_int_equal(sg_json_validate(big, 300, NULL, 0), SG_OK);
 }
 
 static void json_escapes_strings(void **state)
@@ -223,6 +291,7 @@ int main(void)
         cmocka_unit_test(buf_printf_large),
         cmocka_unit_test(json_accepts_what_the_contract_needs),
         cmocka_unit_test(json_rejects_bad_input),
+        cmocka_unit_test(json_corners),
         cmocka_unit_test(json_escapes_strings),
         cmocka_unit_test(ids_and_times),
         cmocka_unit_test(monotonic_clock),
