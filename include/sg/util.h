@@ -27,6 +27,11 @@ void sg_random_bytes(void *out, size_t n);
 /* 1 if s is a syntactically valid textual UUID (any version). */
 int sg_uuid_valid(const char *s, size_t len);
 
+/* Bytes of the valid UTF-8 sequence at p[0..n) (n >= 1): 1 for ASCII, 0
+ * if it is not one (overlong forms, surrogates and code points past
+ * U+10FFFF included). */
+size_t sg_utf8_len(const unsigned char *p, size_t n);
+
 /* Wall clock, microseconds since the Unix epoch: for the times records
  * hold (they outlive the process); timers use sg_mono_us. */
 int64_t sg_now_us(void);

@@ -301,7 +301,7 @@ static void writer_main(void *arg)
             doubt = 0;
             continue;
         }
-        if (st == SG_EDOUBT && n == 0) st = SG_EIO; /* a probe: nothing waits on it */
+        assert(st != SG_EDOUBT || n > 0); /* exec_batch's contract: a probe is never in doubt */
         if (s->lease_ms) {
             renew_due_ms = t0_ms + (st == SG_OK ? s->lease_ms / 3 : s->lease_ms / 20 + 1);
             if (st == SG_OK) atomic_store(&s->lease_until, t0_ms + s->lease_ms);

@@ -197,33 +197,6 @@ void stub_ring_destroy(stub_ring *r)
     free(r);
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is not one
- * (overlong forms, surrogates and code points past U+10FFFF included). */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned cp;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return len;
-}
-
 /* A body is whatever a peer sent; the dump must stay valid JSON, so bytes
  * that are not UTF-8 become U+FFFD (sagad itself only sends valid JSON, so
  * a test that sees U+FFFD has found a real problem). */
@@ -231,7 +204,7 @@ static sg_status add_body(sg_buf *b, const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, l;
-    while (i < n && (l = utf8_len(u + i, n - i)) != 0)
+    while (i < n && (l = sg_utf8_len(u + i, n - i)) != 0)
         i += l;
     if (i == n) return sg_json_add_str(b, s, n); /* the common case: all valid */
 
@@ -239,7 +212,7 @@ static sg_status add_body(sg_buf *b, const char *s, size_t n)
     sg_buf_init(&tmp, n * 3 + 1);
     sg_status st = sg_buf_add(&tmp, s, i);
     while (i < n && st == SG_OK) {
-        l = utf8_len(u + i, n - i);
+        l = sg_utf8_len(u + i, n - i);
         if (l) {
             st = sg_buf_add(&tmp, s + i, l);
             i += l;

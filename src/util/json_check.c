@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "sg/json.h"
+#include "sg/util.h"
 
 typedef struct scan {
     const unsigned char *p, *end, *start;
@@ -41,22 +42,6 @@ static void skip_ws(scan *s)
 static int is_digit(const scan *s)
 {
     return s->p < s->end && *s->p >= '0' && *s->p <= '9';
-}
-
-/* Bytes of the UTF-8 sequence at p (n bytes left), or 0 if it is not a
- * valid one: no overlong forms, no surrogates, nothing past U+10FFFF. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    size_t k = p[0] >= 0xc2 && p[0] <= 0xdf   ? 2
-               : p[0] >= 0xe0 && p[0] <= 0xef ? 3
-               : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4
-                                              : 0;
-    if (k == 0 || k > n) return 0;
-    for (size_t i = 1; i < k; i++)
-        if ((p[i] & 0xc0) != 0x80) return 0;
-    if (k == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0))) return 0;
-    if (k == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))) return 0;
-    return k;
 }
 
 /* The value of the 4 hex digits at p, or -1. */
@@ -107,7 +92,7 @@ static int string(scan *s, int *nul)
         }
         if (c < 0x20) return fail(s, "a control character in a string");
         if (c >= 0x80) {
-            size_t k = utf8_len(s->p, (size_t)(s->end - s->p));
+            size_t k = sg_utf8_len(s->p, (size_t)(s->end - s->p));
             if (!k) return fail(s, "invalid UTF-8");
             s->p += k;
             continue;
@@ -145,7 +130,7 @@ static int overflows(const unsigned char *text, size_t n)
 static int number(scan *s)
 {
     const unsigned char *from = s->p;
-    int long_or_exp = 0;
+    int has_exp = 0;
     if (*s->p == '-') s->p++;
     if (!is_digit(s)) return fail(s, "invalid number");
     if (*s->p == '0') {
@@ -161,7 +146,7 @@ static int number(scan *s)
             s->p++;
     }
     if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
-        long_or_exp = 1;
+        has_exp = 1;
         s->p++;
         if (s->p < s->end && (*s->p == '+' || *s->p == '-')) s->p++;
         if (!is_digit(s)) return fail(s, "invalid number");
@@ -170,7 +155,7 @@ static int number(scan *s)
     }
     /* Without an exponent, fewer than 309 characters cannot reach DBL_MAX. */
     size_t n = (size_t)(s->p - from);
-    if ((long_or_exp || n > 300) && overflows(from, n)) return fail(s, "number out of range");
+    if ((has_exp || n > 300) && overflows(from, n)) return fail(s, "number out of range");
     return 0;
 }
 

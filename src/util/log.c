@@ -167,20 +167,6 @@ static void put_line(sg_log_level lvl, const char *line, size_t len)
     if (now) drain();
 }
 
-/* Bytes of the UTF-8 sequence at p (at most n bytes there), or 0 if it is
- * not a valid one: a message may quote a peer's bytes, a JSON line must
- * stay valid. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    size_t k = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
-    if (k == 0 || k > n) return 0;
-    for (size_t i = 1; i < k; i++)
-        if ((p[i] & 0xc0) != 0x80) return 0;
-    if (k == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0))) return 0;
-    if (k == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))) return 0;
-    return k;
-}
-
 /* Appends "key":"<s escaped>" (a comma first unless it is the first
  * member) to out[cap] at *n, cutting s rather than the line: room for the
  * closing characters is kept by the caller's cap. */
@@ -209,7 +195,7 @@ static void json_member(char *out, size_t cap, size_t *n, const char *key, const
             o += 6;
         } else if (c < 0x80) {
             out[o++] = (char)c;
-        } else if ((k = utf8_len(p, left)) != 0) {
+        } else if ((k = sg_utf8_len(p, left)) != 0) {
             memcpy(out + o, p, k);
             o += k;
         } else {

@@ -53,6 +53,16 @@ static inline const char *store_target(const char *path)
     return p ? p + 3 : path;
 }
 
+/* Tests that need a PostgreSQL server skip themselves without one; name
+ * is the test's, as ctest runs it with a server (name@postgres). */
+#define NEED_PG_SERVER(name)                                                                       \
+    do {                                                                                           \
+        if (!test_pg_url()) {                                                                      \
+            fprintf(stderr, "skipped: no SG_TEST_STORE_URL (run as %s@postgres)\n", name);         \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
 /* Tests about SQLite files skip themselves on PostgreSQL. */
 #define SKIP_ON_POSTGRES()                                                                         \
     do {                                                                                           \

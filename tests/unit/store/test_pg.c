@@ -16,13 +16,7 @@
 #include "store/helpers.h"
 #include "store/store_int.h"
 
-#define NEED_SERVER()                                                                              \
-    do {                                                                                           \
-        if (!test_pg_url()) {                                                                      \
-            fprintf(stderr, "skipped: no SG_TEST_STORE_URL (run as test_pg@postgres)\n");          \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+#define NEED_SERVER() NEED_PG_SERVER("test_pg")
 
 static sg_status try_open(const char *url, const sg_store_options *o, sg_store **out, char *err,
                           size_t n)

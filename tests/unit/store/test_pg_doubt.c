@@ -14,13 +14,7 @@
 
 #include "store/helpers.h"
 
-#define NEED_SERVER()                                                                              \
-    do {                                                                                           \
-        if (!test_pg_url()) {                                                                      \
-            fprintf(stderr, "skipped: no SG_TEST_STORE_URL (run as test_pg_doubt@postgres)\n");    \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+#define NEED_SERVER() NEED_PG_SERVER("test_pg_doubt")
 
 /* Commits on the server wait for a standby that never comes (1), or not
  * (0). */

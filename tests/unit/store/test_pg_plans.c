@@ -22,13 +22,7 @@
 #include "store/helpers.h"
 #include "store/postgres_int.h"
 
-#define NEED_SERVER()                                                                              \
-    do {                                                                                           \
-        if (!test_pg_url()) {                                                                      \
-            fprintf(stderr, "skipped: no SG_TEST_STORE_URL (run as test_pg_plans@postgres)\n");    \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+#define NEED_SERVER() NEED_PG_SERVER("test_pg_plans")
 
 /* The writer's statements that find their row by key, and that key's index. */
 static const struct {
