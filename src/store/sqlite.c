@@ -87,7 +87,10 @@ sg_status sg__sq_conn_open(conn *c, const sg_store_backend *be, int reader, char
 {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (reader ? 0 : SQLITE_OPEN_CREATE);
     memset(c, 0, sizeof *c);
-    int rc = sqlite3_open_v2(be->path, &c->db, flags, NULL);
+    /* The writer's WAL frames go out one write per commit (sqlite_vfs.c),
+     * which needs every commit to end with a sync. */
+    const char *vfs = !reader && be->sync_full ? sg__sq_vfs() : NULL;
+    int rc = sqlite3_open_v2(be->path, &c->db, flags, vfs);
     if (rc != SQLITE_OK) {
         open_error(be->path, c->db, rc, err, errlen);
         goto fail;
@@ -336,6 +339,7 @@ static sg_status sq_open(sg_store_backend **out, const char *url, const char *ta
     b = sg_xcalloc(1, sizeof *b);
     b->path = sg_xstrdup(target);
     b->lock_fd = -1;
+    b->sync_full = !opt || opt->synchronous_full;
     b->busy_ms = opt && opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : SG_STORE_BUSY_TIMEOUT_MS;
     /* Ownership first: a second sagad must not touch the database at all
      * (not even set its journal mode) before it is refused. */
@@ -367,8 +371,7 @@ static sg_status sq_open(sg_store_backend **out, const char *url, const char *ta
                mode ? mode : "?");
     sqlite3_finalize(st);
     st = NULL;
-    const char *sync =
-        !opt || opt->synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
+    const char *sync = b->sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
     if (exec_sql(b->w.db, sync, "synchronous", err, errlen) != SQLITE_OK) goto fail;
     if (exec_sql(b->w.db, "PRAGMA foreign_keys=OFF", "foreign_keys", err, errlen) != SQLITE_OK)
         goto fail;

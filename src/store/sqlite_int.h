@@ -85,10 +85,11 @@ typedef struct conn {
 } conn;
 
 struct sg_store_backend {
-    char *path;  /* owned; immutable after open, so readers may read it */
-    int busy_ms; /* busy timeout of every connection; immutable too */
-    int lock_fd; /* owned; flock'd "<path>.lock", -1 if none */
-    dev_t dev;   /* the database file opened: immutable after open */
+    char *path;    /* owned; immutable after open, so readers may read it */
+    int busy_ms;   /* busy timeout of every connection; immutable too */
+    int sync_full; /* synchronous=FULL, not NORMAL; immutable too */
+    int lock_fd;   /* owned; flock'd "<path>.lock", -1 if none */
+    dev_t dev;     /* the database file opened: immutable after open */
     ino_t ino;
     conn w;              /* the writer connection */
     atomic_int in_batch; /* 1 while exec_batch runs: calls never overlap */
@@ -112,6 +113,18 @@ const char *sg__sq_upgrade(int from);
  * *create the statement that makes it as it should be (ascending); NULL
  * past the last. */
 const char *sg__sq_relayout(size_t i, const char **create);
+
+/* ---- sqlite_vfs.c: the writer's VFS -------------------------------------- */
+
+#define SG_SQ_VFS_NAME "sagad-wal"
+/* Most bytes of WAL frames it holds back before writing them. */
+#define SG_SQ_VFS_RUN (4u << 20)
+
+/* Registers (once, thread-safe) the VFS that writes a WAL commit's frames
+ * as one write, and returns its name for sqlite3_open_v2, or NULL if it
+ * could not be registered. Only for a connection that runs with
+ * synchronous=FULL (see sqlite_vfs.c). The name is static. */
+const char *sg__sq_vfs(void);
 
 /* ---- sqlite.c: connections ------------------------------------------------ */
 
