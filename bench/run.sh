@@ -115,6 +115,24 @@ cell_end() {
   tidy_cell "$1"
 }
 
+# ---------------------------------------------------------------- disk alone
+# What one durable commit costs the disk sagad's databases are on: an
+# fdatasync after a write the size of a commit's WAL frames at c=1 (4
+# frames) and c=64 (20), by how long the disk was idle before it.
+disk_md=$work/disk.md
+if [ -x "$BUILD/fsync-probe" ]; then
+  say "disk alone (fsync-probe beside the databases)"
+  {
+    echo "Disk alone (\`fsync-probe\`, beside the databases): fdatasync after one write of a commit's WAL frames, by the idle gap before it (1,000 each)."
+    for bytes in 16480 82400; do
+      echo
+      echo "$bytes bytes ($((bytes / 4120)) frames):"
+      echo
+      "$BUILD/fsync-probe" "$work" "$bytes" 1000
+    done
+  } >"$disk_md" || { say "fsync-probe failed"; rm -f "$disk_md"; }
+fi
+
 # ---------------------------------------------------------------- stubs alone
 for c in $CONNS; do
   d=$work/stubs-$c && mkdir -p "$d"
@@ -264,7 +282,8 @@ json.dump(m, open(sys.argv[1], "w"))' "$work/meta.json" "$work/machine.json"
 mkdir -p bench/results
 out=bench/results/$stamp.md
 prof=()
-[ -f "$profile_md" ] && prof=("$profile_md")
+[ -f "$disk_md" ] && prof+=("$disk_md")
+[ -f "$profile_md" ] && prof+=("$profile_md")
 python3 bench/lib/report.py "$work/meta.json" "$results" "${prof[@]}" >"$out"
 cp "$out" bench/results/latest.md
 cat "$out"

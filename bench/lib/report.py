@@ -126,7 +126,7 @@ def find(results, kind, mode, conns):
 def main():
     meta = json.load(open(sys.argv[1]))
     results = [json.loads(x) for x in open(sys.argv[2]) if x.strip()]
-    profile = open(sys.argv[3]).read() if len(sys.argv) > 3 else ""
+    extra = [open(p).read() for p in sys.argv[3:]]  # sections: the disk, the profile
     m = meta["machine"]
     out = []
     w = out.append
@@ -292,9 +292,10 @@ def main():
       "VmHWM. *COMPLETED in store*: sagas with status COMPLETED created since the run "
       "started, read-only from the SQLite file (with STORE=postgres or redis: through sagad's GET /sagas) once no saga is IN_PROGRESS; ✓ when it is "
       "≥ the 2xx answers and none FAILED or unfinished.")
-    if profile:
-        w("")
-        w(profile.rstrip())
+    for section in extra:
+        if section.strip():
+            w("")
+            w(section.rstrip())
     print("\n".join(out))
 
 
