@@ -23,6 +23,10 @@
 #   PEER_CONNS="64"    the peer's connection counts (it is slow)
 #   INFLIGHT=1         the 10,000-in-flight row (INFLIGHT_N=10000,
 #                      INFLIGHT_CONNS=256, INFLIGHT_DELAY_MS=1000); 0 skips it
+#   TMPFS=1            a synchronous row at each of TMPFS_CONNS ("1 64") with
+#                      the database on /dev/shm, where fsync costs nothing:
+#                      sagad's own latency, apart from the disk's (diagnostic,
+#                      not a target row; skipped without /dev/shm)
 #   NATS=0             1 adds a synchronous row at NATS_CONNS (64) with
 #                      --bus nats:// on a local nats-server -js
 #   PROFILE=0          1: perf record -g on sagad during the synchronous row at
@@ -53,6 +57,8 @@ INFLIGHT_N=${INFLIGHT_N:-10000}
 INFLIGHT_CONNS=${INFLIGHT_CONNS:-256}
 INFLIGHT_DELAY_MS=${INFLIGHT_DELAY_MS:-1000}
 NATS=${NATS:-0}
+TMPFS=${TMPFS:-1}
+TMPFS_CONNS=${TMPFS_CONNS:-1 64}
 NATS_CONNS=${NATS_CONNS:-64}
 PROFILE=${PROFILE:-0}
 PROFILE_CONNS=${PROFILE_CONNS:-64}
@@ -145,10 +151,11 @@ done
 
 # ---------------------------------------------------------------- sagad
 profile_md=$work/profile.md
-# sagad_cell NAME MODE CONNS [BUS]: a fresh sagad and database.
+# sagad_cell NAME MODE CONNS [BUS] [DIR]: a fresh sagad and database (in
+# DIR, by default the run's temp dir).
 sagad_cell() {
   local name=$1 mode=$2 c=$3 bus=${4:-} d script=bench/post_saga.lua t0 perfpid=""
-  d=$work/$name-$mode-$c
+  d=${5:-$work}/$name-$mode-$c
   [ "$mode" = async ] && script=bench/post_saga_async.lua
   say "$name $mode, c=$c"
   start_sagad "$d" "$STUBS_URL" "$bus"
@@ -194,6 +201,12 @@ if [ "$NATS" = 1 ]; then
   pids+=($!)
   for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$nport") 2>/dev/null && break; sleep 0.05; done
   for c in $NATS_CONNS; do sagad_cell nats sync "$c" "nats://127.0.0.1:$nport"; done
+fi
+
+if [ "$TMPFS" = 1 ] && [ "$STORE" = sqlite ] && [ -d /dev/shm ] && [ -n "$TMPFS_CONNS" ]; then
+  shm=$(mktemp -d /dev/shm/sagad-bench.XXXXXX)
+  for c in $TMPFS_CONNS; do sagad_cell tmpfs sync "$c" "" "$shm"; done
+  rm -rf "$shm"
 fi
 
 # ---------------------------------------------------------------- peer

@@ -91,6 +91,8 @@ def label(r, meta):
     name = "sagad" if r["name"].startswith("sagad") else r["name"]
     if r["name"].startswith("nats"):
         name = "sagad, NATS JetStream bus"
+    if r["name"] == "tmpfs":
+        name = "sagad, database on tmpfs (fsync free: a diagnostic, not a target)"
     return "%s, %s" % (name, "sync" if r["mode"] == "sync" else "async (completed end to end)")
 
 
@@ -118,7 +120,8 @@ def row(r, meta):
 
 def find(results, kind, mode, conns):
     for r in results:
-        if r["kind"] == kind and r["mode"] == mode and r["conns"] == conns and not r.get("error"):
+        if (r["kind"] == kind and r["mode"] == mode and r["conns"] == conns and not r.get("error")
+                and (kind != "sagad" or r["name"] == "sagad")):
             return r
     return None
 
