@@ -4,7 +4,8 @@
  * transactions past the held-back cap and past the page cache (spilled
  * frames read back), checkpoints and WAL restarts; a commit whose frames
  * cannot be written fails and leaves the file as it was; a process killed
- * at any moment leaves every acknowledged commit and an intact file. */
+ * at any moment leaves every acknowledged commit and an intact file; the
+ * store's writer uses it with synchronous=FULL only, its readers never. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 
 #include "store/helpers.h"
 #include "store/sqlite_int.h"
+#include "store/store_int.h"
 
 /* The writer as sagad opens it: our VFS, WAL, synchronous=FULL. */
 static sqlite3 *open_writer(const char *path, int autockpt)
@@ -307,12 +309,46 @@ static void test_rollback_journal(void **state)
     tmpdb_remove(&t);
 }
 
+static const char *vfs_of(sqlite3 *db)
+{
+    sqlite3_vfs *v = NULL;
+    assert_int_equal(sqlite3_file_control(db, "main", SQLITE_FCNTL_VFS_POINTER, &v), SQLITE_OK);
+    assert_non_null(v);
+    return v->zName;
+}
+
+/* The store opens its writer through this VFS with synchronous=FULL only,
+ * and its readers never. */
+static void test_store_uses_it(void **state)
+{
+    (void)state;
+    for (int full = 0; full <= 1; full++) {
+        tmpdb t;
+        tmpdb_make(&t);
+        char err[256];
+        sg_store_options o = {.synchronous_full = full};
+        sg_store_backend *b = NULL;
+        sg_store_breader *r = NULL;
+        assert_int_equal(sg_store_sqlite_ops.open(&b, t.path, t.path, &o, err, sizeof err), SG_OK);
+        assert_int_equal(sg_store_sqlite_ops.reader_open(b, &r, err, sizeof err), SG_OK);
+        if (full)
+            assert_string_equal(vfs_of(b->w.db), SG_SQ_VFS_NAME);
+        else
+            assert_string_not_equal(vfs_of(b->w.db), SG_SQ_VFS_NAME);
+        assert_string_not_equal(vfs_of(r->c.db), SG_SQ_VFS_NAME);
+        sg_store_sqlite_ops.reader_close(r);
+        sg_store_sqlite_ops.close(b);
+        tmpdb_remove(&t);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commits_reach_readers), cmocka_unit_test(test_big_transaction),
         cmocka_unit_test(test_checkpoints),           cmocka_unit_test(test_failed_write),
         cmocka_unit_test(test_kill_mid_commit),       cmocka_unit_test(test_rollback_journal),
+        cmocka_unit_test(test_store_uses_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
