@@ -35,7 +35,8 @@ typedef struct sg_api_options {
 sg_status sg_api_create(sg_api **out, const sg_api_options *opt, sg_engine *engine, sg_store *store,
                         sg_bus *bus, char *err, size_t errlen);
 uint16_t sg_api_port(const sg_api *a);
-/* Stop accepting new connections; open ones are served. */
+/* New connections are closed as soon as they are accepted (a new client
+ * fails at once); open ones are served. Idempotent. */
 void sg_api_quiesce(sg_api *a);
 /* Requests handed to the engine and not yet answered. */
 size_t sg_api_pending(const sg_api *a);

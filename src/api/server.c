@@ -134,6 +134,21 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     sg__start_completed(a, x);
 }
 
+/* MHD's accept policy: once quiesced, every new connection is closed as
+ * soon as it is accepted, so a new client fails at once while the
+ * connections already open drain. MHD_quiesce_daemon would take the
+ * listening socket out of the workers' epoll sets instead, but in
+ * libmicrohttpd 0.9.75 that races with a worker removing it too, and the
+ * loser's epoll_ctl error aborts the process ("Failed to remove listen FD
+ * from epoll set", seen in CI at shutdown). */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    sg_api *a = cls;
+    (void)addr;
+    (void)len;
+    return atomic_load(&a->quiesced) ? MHD_NO : MHD_YES;
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char line[512];
@@ -232,7 +247,6 @@ sg_status sg_api_create(sg_api **out, const sg_api_options *opt, sg_engine *engi
     a->store = store;
     a->bus = bus;
     a->max_body = opt->max_body ? opt->max_body : (size_t)1 << 20;
-    a->quiesced_fd = MHD_INVALID_SOCKET;
     atomic_init(&a->pending, 0);
     atomic_init(&a->quiesced, 0);
     pthread_mutex_init(&a->readers_mu, NULL);
@@ -290,7 +304,7 @@ sg_status sg_api_create(sg_api **out, const sg_api_options *opt, sg_engine *engi
         {MHD_OPTION_END, 0, NULL},
     };
     /* The logger goes first so that MHD uses it for every later message. */
-    a->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER,
+    a->mhd = MHD_start_daemon(flags, 0, on_accept, a, on_request, a, MHD_OPTION_EXTERNAL_LOGGER,
                               on_mhd_log, NULL, MHD_OPTION_ARRAY, ops, MHD_OPTION_ARRAY, tls_ops,
                               MHD_OPTION_END);
     if (!a->mhd && a->tls_cert) {
@@ -327,16 +341,8 @@ uint16_t sg_api_port(const sg_api *a)
 
 void sg_api_quiesce(sg_api *a)
 {
-    if (!a || !a->mhd) return;
-    int expected = 0;
-    if (!atomic_compare_exchange_strong(&a->quiesced, &expected, 1)) return;
-    /* MHD hands the listen socket back; with internal threads it must stay
-     * open until MHD_stop_daemon has returned (destroy closes it). */
-    a->quiesced_fd = MHD_quiesce_daemon(a->mhd);
-    /* Connections would still queue in the kernel's backlog of the open
-     * socket and wait there unanswered; shutting it down (the descriptor
-     * stays valid) makes new clients get a refusal at once instead. */
-    if (a->quiesced_fd != MHD_INVALID_SOCKET) shutdown(a->quiesced_fd, SHUT_RDWR);
+    /* on_accept refuses from now on; open connections are served. */
+    if (a) atomic_store(&a->quiesced, 1);
 }
 
 size_t sg_api_pending(const sg_api *a)
@@ -356,7 +362,6 @@ void sg_api_destroy(sg_api *a)
         usleep(1000);
 
     if (a->mhd) MHD_stop_daemon(a->mhd);
-    if (a->quiesced_fd != MHD_INVALID_SOCKET) close(a->quiesced_fd);
 
     /* The MHD threads are gone: nobody uses the readers any more. */
     sg__api_close_readers(a);

@@ -30,8 +30,7 @@ struct sg_api {
     sg_bus *bus;       /* borrowed; may be NULL */
     size_t max_body;
     uint16_t port;
-    atomic_int quiesced;
-    MHD_socket quiesced_fd; /* from MHD_quiesce_daemon; closed after stop */
+    atomic_int quiesced; /* sg_api_quiesce was called: new connections are refused */
 
     pthread_key_t reader_key; /* this thread's sg_store_reader */
     int have_key;

@@ -17,6 +17,9 @@
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "sg/alloc.h"
@@ -1210,6 +1213,34 @@ static void test_quiesce(void **state)
     curl_easy_cleanup(c);
 }
 
+/* After quiesce and destroy the listening socket is closed: the port can
+ * be listened on again. */
+static void test_destroy_frees_port(void **state)
+{
+    (void)state;
+    sg_api *b = NULL;
+    char err[256];
+    sg_api_options opt = {.host = "127.0.0.1",
+                          .port = 0,
+                          .max_body = 1024,
+                          .threads = 2,
+                          .conn_timeout_s = 5,
+                          .max_connections = 100};
+    assert_int_equal(sg_api_create(&b, &opt, &eng, &store, &bus, err, sizeof err), SG_OK);
+    uint16_t p = sg_api_port(b);
+    sg_api_quiesce(b);
+    sg_api_destroy(b);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(p)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    close(fd);
+}
+
 static void test_bind_errors(void **state)
 {
     (void)state;
@@ -1261,6 +1292,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_destroy_while_held, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiesce, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_destroy_frees_port, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     sg_def_clear();
