@@ -294,10 +294,10 @@ m["machine"] = json.load(open(sys.argv[2]))
 json.dump(m, open(sys.argv[1], "w"))' "$work/meta.json" "$work/machine.json"
 mkdir -p bench/results
 out=bench/results/$stamp.md
-prof=()
-[ -f "$disk_md" ] && prof+=("$disk_md")
-[ -f "$profile_md" ] && prof+=("$profile_md")
-python3 bench/lib/report.py "$work/meta.json" "$results" "${prof[@]}" >"$out"
+sections=()
+[ -f "$disk_md" ] && sections+=("$disk_md")
+[ -f "$profile_md" ] && sections+=("$profile_md")
+python3 bench/lib/report.py "$work/meta.json" "$results" "${sections[@]}" >"$out"
 cp "$out" bench/results/latest.md
 cat "$out"
 echo

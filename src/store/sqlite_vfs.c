@@ -41,6 +41,8 @@ typedef struct wal_file {
     sqlite3_int64 run_off; /* where run goes in the file */
 } wal_file;
 
+#define REAL(pf) (((wal_file *)(pf))->real)
+
 static sqlite3_vfs *parent;
 static sqlite3_vfs shim;
 /* Ours for a file whose default methods have version v: shim_io[v]. */
@@ -53,9 +55,9 @@ static int registered; /* SQLite's code of the registration */
 #define WRITE_MAX (124u * 1024)
 
 /* Writes the pending run, if any, in as few writes as the default VFS
- * takes (one for the usual commit of well under 124 KiB). The run is dropped either
- * way: after a failed write SQLite rolls the transaction back and writes
- * its frames again. */
+ * takes (one for the usual commit of well under 124 KiB). The run is
+ * dropped either way: after a failed write SQLite rolls the transaction
+ * back and writes its frames again. */
 static int flush_run(wal_file *f)
 {
     int rc = SQLITE_OK;
@@ -72,24 +74,18 @@ static int shim_write(sqlite3_file *pf, const void *buf, int amt, sqlite3_int64 
 {
     wal_file *f = (wal_file *)pf;
     if (!f->coalesce) return f->real->pMethods->xWrite(f->real, buf, amt, off);
-    size_t n = (size_t)amt;
+    size_t n = (size_t)amt; /* a frame header or a page: far below SG_SQ_VFS_RUN */
     int follows = f->len && off == f->run_off + (sqlite3_int64)f->len;
     if (!follows || f->len + n > SG_SQ_VFS_RUN) {
         int rc = flush_run(f);
         if (rc != SQLITE_OK) return rc;
     }
-    if (n > WRITE_MAX) return f->real->pMethods->xWrite(f->real, buf, amt, off);
     if (!f->len) f->run_off = off;
     if (f->len + n > f->cap) {
         size_t cap = f->cap ? f->cap : 64 * 1024;
         while (cap < f->len + n)
             cap *= 2;
-        unsigned char *p = realloc(f->run, cap);
-        if (!p) {
-            int rc = flush_run(f);
-            return rc != SQLITE_OK ? rc : f->real->pMethods->xWrite(f->real, buf, amt, off);
-        }
-        f->run = p;
+        f->run = sg_xrealloc(f->run, cap);
         f->cap = cap;
     }
     memcpy(f->run + f->len, buf, n);
@@ -101,51 +97,43 @@ static int shim_close(sqlite3_file *pf)
 {
     wal_file *f = (wal_file *)pf;
     int rc = flush_run(f);
-    int rc2 = f->real->pMethods ? f->real->pMethods->xClose(f->real) : SQLITE_OK;
+    int rc2 = f->real->pMethods->xClose(f->real);
     free(f->run);
     f->run = NULL;
     f->cap = 0;
     return rc != SQLITE_OK ? rc : rc2;
 }
 
+/* Everything that reads, sizes, syncs or controls the file sees the
+ * held-back run written first. */
+#define FLUSHED(pf, call)                                                                          \
+    do {                                                                                           \
+        int rc_ = flush_run((wal_file *)(pf));                                                     \
+        return rc_ != SQLITE_OK ? rc_ : (call);                                                    \
+    } while (0)
+
 static int shim_read(sqlite3_file *pf, void *buf, int amt, sqlite3_int64 off)
 {
-    wal_file *f = (wal_file *)pf;
-    int rc = flush_run(f);
-    return rc != SQLITE_OK ? rc : f->real->pMethods->xRead(f->real, buf, amt, off);
+    FLUSHED(pf, REAL(pf)->pMethods->xRead(REAL(pf), buf, amt, off));
 }
-
 static int shim_truncate(sqlite3_file *pf, sqlite3_int64 size)
 {
-    wal_file *f = (wal_file *)pf;
-    int rc = flush_run(f);
-    return rc != SQLITE_OK ? rc : f->real->pMethods->xTruncate(f->real, size);
+    FLUSHED(pf, REAL(pf)->pMethods->xTruncate(REAL(pf), size));
 }
-
 static int shim_sync(sqlite3_file *pf, int flags)
 {
-    wal_file *f = (wal_file *)pf;
-    int rc = flush_run(f);
-    return rc != SQLITE_OK ? rc : f->real->pMethods->xSync(f->real, flags);
+    FLUSHED(pf, REAL(pf)->pMethods->xSync(REAL(pf), flags));
 }
-
 static int shim_file_size(sqlite3_file *pf, sqlite3_int64 *size)
 {
-    wal_file *f = (wal_file *)pf;
-    int rc = flush_run(f);
-    return rc != SQLITE_OK ? rc : f->real->pMethods->xFileSize(f->real, size);
+    FLUSHED(pf, REAL(pf)->pMethods->xFileSize(REAL(pf), size));
 }
-
 static int shim_file_control(sqlite3_file *pf, int op, void *arg)
 {
-    wal_file *f = (wal_file *)pf;
-    int rc = flush_run(f);
-    return rc != SQLITE_OK ? rc : f->real->pMethods->xFileControl(f->real, op, arg);
+    FLUSHED(pf, REAL(pf)->pMethods->xFileControl(REAL(pf), op, arg));
 }
 
 /* ---- the rest passes through ---------------------------------------------- */
-
-#define REAL(pf) (((wal_file *)(pf))->real)
 
 static int shim_lock(sqlite3_file *pf, int l)
 {

@@ -1218,23 +1218,14 @@ static void test_quiesce(void **state)
 static void test_destroy_frees_port(void **state)
 {
     (void)state;
-    sg_api *b = NULL;
-    char err[256];
-    sg_api_options opt = {.host = "127.0.0.1",
-                          .port = 0,
-                          .max_body = 1024,
-                          .threads = 2,
-                          .conn_timeout_s = 5,
-                          .max_connections = 100};
-    assert_int_equal(sg_api_create(&b, &opt, &eng, &store, &bus, err, sizeof err), SG_OK);
-    uint16_t p = sg_api_port(b);
-    sg_api_quiesce(b);
-    sg_api_destroy(b);
+    sg_api_quiesce(api);
+    sg_api_destroy(api);
+    api = NULL;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(p)};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(fd, 1), 0);
