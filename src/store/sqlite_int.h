@@ -14,8 +14,13 @@
 /* The schema this sagad writes (PRAGMA user_version): 1 the first, 2
  * retries and parking, 3 definitions with versions, 4 trace context, 5
  * fewer index entries per saga (idem_key indexed only when set, no
- * outbox_pending). */
-#define SG_SQ_SCHEMA_VERSION 5
+ * outbox_pending), 6 status indexes without the settled rows (no
+ * COMPLETED saga in sagas_status, no DELIVERED event in outbox_status). */
+#define SG_SQ_SCHEMA_VERSION 6
+
+/* The status the status indexes leave out (schema 6): a COMPLETED saga's
+ * and a DELIVERED event's, the same number. */
+#define SG_SQ_SETTLED 1
 
 /* Most step rows one statement inserts (Q_STEP_INSERT .. _INSERT4). */
 #define SG_SQ_STEP_ROWS 4
@@ -60,6 +65,10 @@ enum {
     Q_LIST_T_AFTER,
     Q_LIST_ST_T,
     Q_LIST_ST_T_AFTER,
+    Q_LIST_OPEN, /* by a status other than COMPLETED, through sagas_status */
+    Q_LIST_OPEN_AFTER,
+    Q_LIST_OPEN_T,
+    Q_LIST_OPEN_T_AFTER,
     Q_UNFINISHED,
     Q_PENDING_EVENTS,
     Q_GET_EVENT,
@@ -72,6 +81,8 @@ enum {
     Q_ORPHANS_EXIST,
     Q_EVENTS_ST,
     Q_EVENTS_ST_AFTER,
+    Q_EVENTS_OPEN, /* by a status other than DELIVERED, through outbox_status */
+    Q_EVENTS_OPEN_AFTER,
     Q_DEFS,
     Q_PROBE,
     Q_OUTBOX_COUNTS,
@@ -179,8 +190,9 @@ sg_status sg__sq_rd_fail(rd *k, int q);
 /* Statement q on the reader's connection (k->err says why on NULL). */
 sqlite3_stmt *sg__sq_rd_stmt(rd *k, int q);
 /* The statement of one keyset page of q, bound: qs holds the query ids
- * {all, all after a cursor, by status, by status after a cursor}, then
- * the same four by type when q->type may be set (8 ids). One row more
+ * {all, all after a cursor, by the settled status (COMPLETED, DELIVERED:
+ * 1), the same after a cursor, by another status, the same after a
+ * cursor}, then the same six by type when q->type may be set (12 ids). One row more
  * than asked is fetched: it tells whether a next page exists. *qi gets
  * the query used and *rc the first bind failure; NULL (with *res, and the
  * reason in k->err) when there is no statement to run. */

@@ -284,7 +284,8 @@ sqlite3_stmt *sg__sq_page_stmt(rd *k, const sg_list_query *q, const int *qs, int
         *res = SG_EINVAL;
         return NULL;
     }
-    *qi = qs[(q->type != NULL) * 4 + (q->status >= 0) * 2 + after];
+    int by = q->status < 0 ? 0 : q->status == SG_SQ_SETTLED ? 1 : 2;
+    *qi = qs[(q->type != NULL) * 6 + by * 2 + after];
     sqlite3_stmt *st = sg__sq_rd_stmt(k, *qi);
     *res = SG_EIO;
     if (!st) return NULL;
@@ -299,8 +300,9 @@ sqlite3_stmt *sg__sq_page_stmt(rd *k, const sg_list_query *q, const int *qs, int
 sg_status sg__sq_list(sg_store_breader *r, const sg_list_query *q, sg_saga_rec **out, size_t *n,
                       char next[SG_CURSOR_MAX], char *err, size_t errlen)
 {
-    static const int qs[8] = {Q_LIST,   Q_LIST_AFTER,   Q_LIST_ST,   Q_LIST_ST_AFTER,
-                              Q_LIST_T, Q_LIST_T_AFTER, Q_LIST_ST_T, Q_LIST_ST_T_AFTER};
+    static const int qs[12] = {Q_LIST,      Q_LIST_AFTER,      Q_LIST_ST,     Q_LIST_ST_AFTER,
+                               Q_LIST_OPEN, Q_LIST_OPEN_AFTER, Q_LIST_T,      Q_LIST_T_AFTER,
+                               Q_LIST_ST_T, Q_LIST_ST_T_AFTER, Q_LIST_OPEN_T, Q_LIST_OPEN_T_AFTER};
     rd k = {&r->c, err, errlen};
     sg_saga_rec *v = NULL;
     size_t got = 0;

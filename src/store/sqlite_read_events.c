@@ -94,7 +94,8 @@ sg_status sg__sq_load_compensations(sg_store_breader *r, void (*cb)(void *arg, s
 sg_status sg__sq_list_events(sg_store_breader *r, const sg_list_query *q, sg_event_rec **out,
                              size_t *n, char next[SG_CURSOR_MAX], char *err, size_t errlen)
 {
-    static const int qs[4] = {Q_EVENTS, Q_EVENTS_AFTER, Q_EVENTS_ST, Q_EVENTS_ST_AFTER};
+    static const int qs[6] = {Q_EVENTS,          Q_EVENTS_AFTER, Q_EVENTS_ST,
+                              Q_EVENTS_ST_AFTER, Q_EVENTS_OPEN,  Q_EVENTS_OPEN_AFTER};
     rd k = {&r->c, err, errlen};
     sg_event_rec *v = NULL;
     size_t got = 0;
@@ -188,11 +189,18 @@ sg_status sg__sq_count_events(sg_store_breader *r, uint64_t counts[SG_EVENT_STAT
     sqlite3_stmt *st = sg__sq_rd_stmt(&k, Q_OUTBOX_COUNTS);
     if (!st) return SG_EIO;
     int rc;
+    uint64_t all = 0, open = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int status = sqlite3_column_int(st, 0);
-        if (status >= 0 && status < SG_EVENT_STATUSES)
-            counts[status] = (uint64_t)sqlite3_column_int64(st, 1);
+        uint64_t n = (uint64_t)sqlite3_column_int64(st, 1);
+        if (status == -1) {
+            all = n;
+        } else if (status >= 0 && status < SG_EVENT_STATUSES && status != SG_SQ_SETTLED) {
+            counts[status] = n;
+            open += n;
+        }
     }
+    counts[SG_SQ_SETTLED] = all > open ? all - open : 0;
     sg_status res = rc == SQLITE_DONE ? SG_OK : sg__sq_rd_fail(&k, Q_OUTBOX_COUNTS);
     sqlite3_reset(st);
     return res;

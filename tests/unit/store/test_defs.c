@@ -264,7 +264,8 @@ static void test_type_filter(void **state)
 /* The plans of the listing's statements, as the reader prepares them: a
  * type filter seeks in sagas_type, and no variant sorts (newest first is
  * the order of the index it walks). With both a status and a type either
- * index serves. */
+ * index serves. The statements for a status other than the settled one,
+ * and recovery's, use the partial status indexes (schema 6). */
 static void test_type_filter_plan(void **state)
 {
     (void)state;
@@ -273,11 +274,29 @@ static void test_type_filter_plan(void **state)
         int q;
         const char *index; /* NULL: sagas_type or sagas_status */
     } plans[] = {
-        {Q_LIST, "sagas_created"},    {Q_LIST_AFTER, "sagas_created"},
-        {Q_LIST_ST, "sagas_status"},  {Q_LIST_ST_AFTER, "sagas_status"},
-        {Q_LIST_T, "sagas_type"},     {Q_LIST_T_AFTER, "sagas_type"},
-        {Q_LIST_ST_T, NULL},          {Q_LIST_ST_T_AFTER, NULL},
-        {Q_EVENTS, "outbox_created"}, {Q_EVENTS_ST_AFTER, "outbox_status"},
+        {Q_LIST, "sagas_created"},
+        {Q_LIST_AFTER, "sagas_created"},
+        {Q_LIST_T, "sagas_type"},
+        {Q_LIST_T_AFTER, "sagas_type"},
+        {Q_LIST_ST_T, NULL},
+        {Q_LIST_ST_T_AFTER, NULL},
+        {Q_EVENTS, "outbox_created"},
+        /* The settled status (most rows) walks the keyset index, every
+         * other seeks in the partial status index (schema 6). */
+        {Q_LIST_ST, "sagas_created"},
+        {Q_LIST_ST_AFTER, "sagas_created"},
+        {Q_LIST_OPEN, "sagas_status"},
+        {Q_LIST_OPEN_AFTER, "sagas_status"},
+        {Q_LIST_OPEN_T, NULL},
+        {Q_LIST_OPEN_T_AFTER, NULL},
+        {Q_EVENTS_ST, "outbox_created"},
+        {Q_EVENTS_ST_AFTER, "outbox_created"},
+        {Q_EVENTS_OPEN, "outbox_status"},
+        {Q_EVENTS_OPEN_AFTER, "outbox_status"},
+        {Q_UNFINISHED, "sagas_status"},
+        {Q_UNFINISHED_PAGE, "sagas_status"},
+        {Q_PENDING_EVENTS, "outbox_status"},
+        {Q_COMPENSATIONS, "outbox_status"},
     };
     tmpdb t;
     tmpdb_make(&t);
@@ -294,7 +313,9 @@ static void test_type_filter_plan(void **state)
             snprintf(plan + len, sizeof plan - len, "%s; ", sqlite3_column_text(st, 3));
         }
         sqlite3_finalize(st);
-        if (strstr(plan, "TEMP B-TREE") || strstr(plan, "SCAN sagas; ") ||
+        /* Recovery's two status ranges are merged by a sort. */
+        int may_sort = plans[i].q == Q_PENDING_EVENTS || plans[i].q == Q_COMPENSATIONS;
+        if ((strstr(plan, "TEMP B-TREE") && !may_sort) || strstr(plan, "SCAN sagas; ") ||
             strstr(plan, "SCAN outbox; ") || (plans[i].index && !strstr(plan, plans[i].index)) ||
             (!plans[i].index && !strstr(plan, "sagas_type") && !strstr(plan, "sagas_status")))
             fail_msg("%s: %s", sg__sq_sql(plans[i].q), plan);

@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 
 #include "store/helpers.h"
+#include "store/sqlite_int.h"
 
 static const char *const listing_indexes[] = {"sagas_created", "sagas_status", "sagas_type",
                                               "outbox_created", "outbox_status"};
@@ -135,7 +136,7 @@ static void test_descending_indexes_rebuilt(void **state)
     assert_int_equal(present, 5);
     assert_int_equal(descending, 0);
     assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
-    assert_int_equal(query_int(db, "PRAGMA user_version"), 5);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), SG_SQ_SCHEMA_VERSION);
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "store/helpers.h"
+#include "store/sqlite_int.h"
 
 static mode_t current_umask(void)
 {
@@ -148,7 +149,7 @@ static void test_schema(void **state)
     sg_store_close(open_sync(t.path));
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
-    assert_int_equal(query_int(db, "PRAGMA user_version"), 5);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), SG_SQ_SCHEMA_VERSION);
     assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='index' AND "
                                    "name IN ('sagas_created','sagas_status','sagas_type',"
                                    "'sagas_idem','outbox_saga','outbox_created',"
@@ -180,7 +181,8 @@ static void test_schema(void **state)
     char err[512], want[512];
     assert_int_equal(try_open(t.path, err, sizeof err), SG_EINVAL);
     snprintf(want, sizeof want,
-             "database '%s' has schema version 99, newer than this sagad supports (5)", t.path);
+             "database '%s' has schema version 99, newer than this sagad supports (%d)", t.path,
+             SG_SQ_SCHEMA_VERSION);
     assert_non_null(strstr(err, want));
     assert_non_null(strstr(err, "written by a newer sagad"));
     assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
@@ -192,7 +194,7 @@ static void test_schema(void **state)
     assert_non_null(strstr(err, "schema version -1"));
 
     /* Reopening an existing current database leaves it alone. */
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=5", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=6", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(try_open(t.path, err, sizeof err), SG_OK);
     tmpdb_remove(&t);
@@ -354,7 +356,7 @@ static void check_upgraded(const tmpdb *t, int from)
 
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(t->path, &db), SQLITE_OK);
-    assert_int_equal(query_int(db, "PRAGMA user_version"), 5);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), SG_SQ_SCHEMA_VERSION);
     assert_int_equal(query_int(db,
                                "SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN "
                                "('sagas_type','outbox_created','outbox_status')"),
@@ -479,7 +481,7 @@ static void test_exclusive_owner(void **state)
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=99", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(try_open(t.path, err, sizeof err), SG_EINVAL);
     assert_non_null(strstr(err, "newer"));
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=5", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=6", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(try_open(t.path, err, sizeof err), SG_OK);
 

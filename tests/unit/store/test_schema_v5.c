@@ -211,7 +211,7 @@ static void test_upgrade_from_v3(void **state)
 
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
-    assert_int_equal(query_int(db, "PRAGMA user_version"), 5);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), SG_SQ_SCHEMA_VERSION);
     assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='index' AND "
                                    "name='sagas_idem' AND sql LIKE '%UNIQUE%' AND "
                                    "sql LIKE '%WHERE idem_key IS NOT NULL%'"),
