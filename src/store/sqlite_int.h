@@ -104,12 +104,17 @@ struct sg_store_backend {
     ino_t ino;
     conn w;              /* the writer connection */
     atomic_int in_batch; /* 1 while exec_batch runs: calls never overlap */
+    int wal_frames;      /* in the WAL after the last commit (writer thread) */
     int page_size;       /* of the database, read at open */
     /* Counts of the writer's work (written by its thread, read by any):
      * statements run, pages written to the WAL. */
     _Atomic uint64_t statements;
     _Atomic uint64_t wal_pages;
 };
+
+/* WAL frames after which the writer checkpoints (SQLite's own default for
+ * its automatic checkpoint, which sagad turns off: see sg__sq_after_batch). */
+#define SG_SQ_CHECKPOINT_FRAMES 1000
 
 /* ---- sqlite_sql.c: the SQL ------------------------------------------------ */
 

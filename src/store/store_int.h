@@ -156,6 +156,10 @@ struct sg_store_ops {
      * runs them if it did not. */
     sg_status (*exec_batch)(sg_store_backend *b, sg_write *const *writes, size_t n,
                             sg_status *results, char *err, size_t errlen);
+    /* Upkeep that need not hold up the writes of a batch: called on the
+     * writer thread after a committed batch was handed back and before
+     * the next one runs (SQLite: the WAL checkpoint). Optional. */
+    void (*after_batch)(sg_store_backend *b);
 
     /* On failure *out is NULL and err says why. */
     sg_status (*reader_open)(sg_store_backend *b, sg_store_breader **out, char *err, size_t errlen);

@@ -345,6 +345,13 @@ static void writer_main(void *arg)
         doubt = 0;
         complete_locked(s, batch, results, n);
         n = 0;
+        if (st == SG_OK && s->ops->after_batch) {
+            /* The batch's writers carry on meanwhile; only the writes
+             * queued from now on wait for it. */
+            uv_mutex_unlock(&s->mu);
+            s->ops->after_batch(s->be);
+            uv_mutex_lock(&s->mu);
+        }
     }
     uv_mutex_unlock(&s->mu);
     free(batch);

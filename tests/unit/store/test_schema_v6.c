@@ -94,8 +94,7 @@ static void check_sagas(sg_store_reader *rd, const fixture *f, int st)
         want += st < 0 || (int)f->r[i].status == st;
     assert_int_equal(n_got, want);
     for (size_t i = 0; i < n_got; i++) {
-        if (prev)
-            assert_true(newer(prev->created_us, prev->id, got[i].created_us, got[i].id));
+        if (prev) assert_true(newer(prev->created_us, prev->id, got[i].created_us, got[i].id));
         prev = &got[i];
     }
     for (size_t i = 0; i < n_got; i++)
