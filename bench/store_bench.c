@@ -329,21 +329,19 @@ static sg_write *build_write(bsaga *b)
         b->ev.step_index = 1;
         sg_write_event_insert(w, &b->ev);
         sg_write_step_update(w, r->id, 1, &r->steps[1]);
-        r->updated_us = now;
-        sg_write_saga_update(w, r->id, r->status, r->comp_status, NULL, now);
-        break;
-    case 2: /* event acknowledged: step 2 done, step 3 RUNNING */
+        break; /* a step moving on leaves the saga's row alone */
+    case 2:    /* event acknowledged: step 2 done, step 3 RUNNING */
         step_completed(b, 1, NULL, now);
         sg_write_step_update(w, r->id, 1, &r->steps[1]);
         sg_write_event_update(w, b->ev.id, SG_EVENT_DELIVERED, 1, NULL, now);
         step_running(b, 2, now);
         sg_write_step_update(w, r->id, 2, &r->steps[2]);
-        sg_write_saga_update(w, r->id, r->status, r->comp_status, NULL, now);
         break;
     case 3: /* step 3 done: COMPLETED */
         step_completed(b, 2, resp3, now);
         sg_write_step_update(w, r->id, 2, &r->steps[2]);
         r->status = SG_SAGA_COMPLETED;
+        r->updated_us = now;
         sg_write_saga_update(w, r->id, r->status, r->comp_status, NULL, now);
         break;
     }

@@ -68,7 +68,7 @@ typedef struct sg_saga_rec {
     sg_comp_status comp_status;
     char *error; /* "Error en Step N (...): ..." or NULL */
     int64_t created_us;
-    int64_t updated_us;
+    int64_t updated_us; /* as stored; what changed last: sg_saga_rec_updated_us */
     size_t nsteps;
     sg_step_rec *steps; /* owned array of nsteps */
     sg_trace trace;     /* W3C trace it runs in; trace_id "" for sagas stored before */
@@ -105,6 +105,11 @@ void sg_event_rec_free(sg_event_rec *e); /* frees members, not e */
  * (traceparent, tracestate), which the transport carries as headers or
  * properties; on an HTTP compensation, the call's extra headers. */
 int sg_event_header(const sg_event_rec *e, const char *name, char *out, size_t n);
+/* When r last changed: its updated_us, or a step's start or end after
+ * it. A step moving on writes only its step rows (the saga's row is
+ * written when its status, compensation status or error changes), so the
+ * saga's own updated_us may lag its steps. */
+int64_t sg_saga_rec_updated_us(const sg_saga_rec *r);
 /* Deep copies; dst is overwritten (not freed first). */
 void sg_step_rec_copy(sg_step_rec *dst, const sg_step_rec *src);
 void sg_saga_rec_copy(sg_saga_rec *dst, const sg_saga_rec *src);

@@ -129,7 +129,7 @@ sg_status sg_render_saga(sg_buf *out, const sg_saga_rec *r, const sg_def *d)
     put(&e, ",\"created_at\":");
     put_time(&e, r->created_us);
     put(&e, ",\"updated_at\":");
-    put_time(&e, r->updated_us);
+    put_time(&e, sg_saga_rec_updated_us(r));
     put(&e, ",\"error\":");
     put_str(&e, r->error);
     put(&e, ",\"compensation_status\":");

@@ -125,6 +125,16 @@ void sg_step_rec_copy(sg_step_rec *dst, const sg_step_rec *src)
     dst->comp.error = sg_xstrdup(src->comp.error);
 }
 
+int64_t sg_saga_rec_updated_us(const sg_saga_rec *r)
+{
+    int64_t t = r->updated_us;
+    for (size_t i = 0; i < r->nsteps; i++) {
+        if (r->steps[i].started_us > t) t = r->steps[i].started_us;
+        if (r->steps[i].finished_us > t) t = r->steps[i].finished_us;
+    }
+    return t;
+}
+
 void sg_saga_rec_copy(sg_saga_rec *dst, const sg_saga_rec *src)
 {
     *dst = *src;

@@ -240,6 +240,13 @@ static void test_in_progress(void **state)
     assert_string_equal(got, "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\","
                              "\"overall_status\":\"IN_PROGRESS\"}");
     free(got);
+
+    /* The saga's row as its creation wrote it (a step moving on writes
+     * only the steps): updated_at is the newest step time, step 2's start. */
+    r.updated_us = T0;
+    got = render_saga(&r, &sta);
+    assert_non_null(strstr(got, "\"updated_at\":\"2026-11-28T10:00:00.100000Z\""));
+    free(got);
     sg_saga_rec_free(&r);
 }
 

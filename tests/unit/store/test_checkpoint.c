@@ -65,7 +65,7 @@ static void test_after_the_batch(void **state)
     sg_store_sqlite_ops.after_batch(b);
     commit(b, big_saga(&r[n], 1, n));
     n++;
-    assert_true(b->wal_frames < 100); /* restarted from its beginning */
+    assert_true(b->wal_frames < 100);   /* restarted from its beginning */
     sg_store_sqlite_ops.after_batch(b); /* under the threshold: nothing */
     commit(b, big_saga(&r[n], 1, n));
     n++;
