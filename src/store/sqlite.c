@@ -319,7 +319,7 @@ static void configure_sqlite(void)
  * it as well (about a millisecond: the frames copied into the database
  * and its fsync). The writer connection's own hook replaces it (a WAL
  * hook turns the automatic checkpoint off) and only notes the WAL's
- * length; sg__sq_after_batch checkpoints once the batch was handed back.
+ * length; sq_after_batch checkpoints once the batch was handed back.
  * The checkpoint is the same one, on the same connection and thread, so
  * the WAL still restarts from its beginning after it. */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)

@@ -113,7 +113,8 @@ struct sg_store_backend {
 };
 
 /* WAL frames after which the writer checkpoints (SQLite's own default for
- * its automatic checkpoint, which sagad turns off: see sg__sq_after_batch). */
+ * its automatic checkpoint, which sagad turns off: see sq_after_batch in
+ * sqlite.c). */
 #define SG_SQ_CHECKPOINT_FRAMES 1000
 
 /* ---- sqlite_sql.c: the SQL ------------------------------------------------ */

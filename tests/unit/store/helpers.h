@@ -313,6 +313,27 @@ static inline int count_rows(sqlite3 *db, const char *table)
     sqlite3_finalize(st);
     return n;
 }
+
+/* The first column of sql's first row, as an int. */
+static inline int query_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Fails the test unless SQLite finds db intact (PRAGMA integrity_check). */
+static inline void assert_intact(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+    sqlite3_finalize(st);
+}
 #endif
 
 /* A write's completion, for tests that submit on a loop: counts into

@@ -17,16 +17,6 @@
 static const char *const listing_indexes[] = {"sagas_created", "sagas_status", "sagas_type",
                                               "outbox_created", "outbox_status"};
 
-static int query_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int v = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
 /* How many of the listing indexes exist, and how many are descending. */
 static void count_indexes(const char *path, int *present, int *descending)
 {
@@ -137,11 +127,7 @@ static void test_descending_indexes_rebuilt(void **state)
     assert_int_equal(descending, 0);
     assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
     assert_int_equal(query_int(db, "PRAGMA user_version"), SG_SQ_SCHEMA_VERSION);
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
-    sqlite3_finalize(st);
+    assert_intact(db);
     sqlite3_close(db);
 
     /* Expected orders: newest first by (created_us, id). */

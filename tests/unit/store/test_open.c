@@ -131,16 +131,6 @@ static void test_url_forms(void **state)
     tmpdb_remove(&t);
 }
 
-static int query_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int v = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
 static void test_schema(void **state)
 {
     (void)state;

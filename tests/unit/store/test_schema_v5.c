@@ -92,14 +92,6 @@ static char *query_text(sqlite3 *db, const char *sql)
     return out;
 }
 
-static int query_int(sqlite3 *db, const char *sql)
-{
-    char *s = query_text(db, sql);
-    int v = atoi(s);
-    free(s);
-    return v;
-}
-
 static char *file_rows(const tmpdb *t)
 {
     sqlite3 *db = NULL;

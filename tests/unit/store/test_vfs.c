@@ -103,15 +103,6 @@ static int64_t check_rows(sqlite3 *db, int64_t lo, int64_t hi)
     return n;
 }
 
-static void assert_intact(sqlite3 *db)
-{
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
-    sqlite3_finalize(st);
-}
-
 /* Row sizes from a few bytes to past the default VFS's 124-KiB write. */
 static size_t size_of(int64_t k)
 {
