@@ -25,17 +25,22 @@ export function token() {
 // One call to the API: {status, ok, body (parsed JSON or text)}. A 401
 // opens the token prompt and throws AuthError (the caller stops).
 export async function api(method, path, extraHeaders) {
-  const headers = { Accept: 'application/json' };
-  const t = token();
-  if (t) headers.Authorization = 'Bearer ' + t;
-  Object.assign(headers, extraHeaders || {});
-  const r = await fetch(BASE + path.replace(/^\//, ''), {
-    method: method,
-    headers: headers,
-    cache: 'no-store',
-    credentials: 'same-origin',
-  });
-  const text = await r.text();
+  let t, r, text;
+  // A 401 for a token the user has replaced since is stale: send the call
+  // again with the new one rather than reopen the prompt over it.
+  do {
+    t = token();
+    const headers = { Accept: 'application/json' };
+    if (t) headers.Authorization = 'Bearer ' + t;
+    Object.assign(headers, extraHeaders || {});
+    r = await fetch(BASE + path.replace(/^\//, ''), {
+      method: method,
+      headers: headers,
+      cache: 'no-store',
+      credentials: 'same-origin',
+    });
+    text = await r.text();
+  } while (r.status === 401 && t !== token());
   if (r.status === 401) {
     askToken(t ? 'The token was refused; enter another.' : 'This sagad asks for an API token.');
     throw new AuthError('401');
