@@ -1,8 +1,9 @@
 /* Templates (design §6) of HTTP bodies and event payloads: a JSON value
- * whose strings may name values of the running saga, ${request.<path>} and
- * ${steps.<name>.response.<path>}. A string that is exactly one ${…} becomes that value with its
- * JSON type; one inside a longer string is spliced in as text (a string without its quotes, any
- * other value as compact JSON); a missing value is null. */
+ * whose strings may name values of the running saga, ${request.<path>}
+ * and ${steps.<name>.response.<path>}. A string that is exactly one ${…}
+ * becomes that value with its JSON type; one inside a longer string is
+ * spliced in as text (a string without its quotes, any other value as
+ * compact JSON); a missing value is null. */
 #ifndef SG_TEMPLATE_H
 #define SG_TEMPLATE_H
 
