@@ -33,7 +33,10 @@ static const char DEFS[] =
     "\"bigcomp\":{\"version\":1,\"steps\":["
     "{\"name\":\"a\",\"http\":{\"url\":\"${SG_T_BASE}/anonymize\"},"
     "\"compensate\":{\"publish\":{\"topic\":\"bigc\",\"payload\":" NINE_S "}}},"
-    "{\"name\":\"b\",\"http\":{\"url\":\"${SG_T_BASE}/process\"}}]}}}";
+    "{\"name\":\"b\",\"http\":{\"url\":\"${SG_T_BASE}/anonymize\"},"
+    "\"compensate\":{\"publish\":{\"topic\":\"smallc\",\"payload\":"
+    "{\"b\":\"${steps.b.response.anonymized}\"}}}},"
+    "{\"name\":\"c\",\"http\":{\"url\":\"${SG_T_BASE}/process\"}}]}}}";
 
 #define REQUEST "{\"id\":\"o-1\",\"total\":19.99,\"s\":\"x\"}"
 #define PAID_PAYLOAD                                                                               \
@@ -320,7 +323,8 @@ static void a_payload_over_the_cap_fails_the_step(void **state)
 }
 
 /* A compensation must go out whatever happens: over the cap it carries
- * the request, as an HTTP compensation's body does. */
+ * the request, as an HTTP compensation's body does; the others of the
+ * saga keep their rendered payloads. */
 static void a_compensation_over_the_cap_sends_the_request(void **state)
 {
     fx *f = *state;
@@ -337,6 +341,10 @@ static void a_compensation_over_the_cap_sends_the_request(void **state)
     assert_int_equal(ev.payload_len, strlen(req));
     assert_memory_equal(ev.payload, req, ev.payload_len);
     sg_event_rec_free(&ev);
+    char got[4][4096], eid[SG_ID_LEN + 1], payload[4096];
+    assert_int_equal(events_for("smallc", got, 4), 1);
+    envelope_parts(got[0], eid, payload, sizeof payload);
+    assert_string_equal(payload, "{\"b\":true}");
     free(a.r.body);
     free(req);
 }
