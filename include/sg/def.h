@@ -20,6 +20,9 @@ typedef struct sg_action {
     char **headers;    /* HTTP: NULL-terminated "Name: value" lines, or NULL; owned */
     sg_template *body; /* HTTP: NULL = the request JSON as posted; owned */
     char *topic;       /* PUBLISH: topic; owned */
+    /* PUBLISH: the event's payload, rendered once when the event is made
+     * and stored with it; NULL = the request JSON as posted. Owned. */
+    sg_template *payload;
 } sg_action;
 
 /* How often a step is tried (design §1): attempts in all (1 = no retry),

@@ -230,6 +230,10 @@ static void publish(saga *s)
 {
     outbox_ev *ev = s->pub;
     uint64_t timeout = (uint64_t)sg__step_timeout(s->eng, s->def, s->cur);
+    if (!ev) { /* its payload could not be built: the same inputs fail again */
+        sg__saga_attempt_failed(s, s->pub_error ? s->pub_error : "no event to publish", 0, -1);
+        return;
+    }
     ev->rec.attempts++;
     sg_crash_point("publish_before");
     if (sg_bus_publish(s->eng->bus, &ev->rec, (long)timeout, on_ack, s, &ev->pub) != SG_OK) {

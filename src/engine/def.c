@@ -20,6 +20,7 @@ static void action_free(sg_action *a)
     free(a->headers);
     sg_template_destroy(a->body);
     free(a->topic);
+    sg_template_destroy(a->payload);
 }
 
 void sg_def_destroy(sg_def *d)

@@ -1,7 +1,7 @@
 /* A saga's steps in the definitions file (def_file_int.h): names, outputs,
  * labels, timeouts and retry policies, and each step's HTTP call or
  * publish and its compensation's, with ${ENV} expanded in URLs and header
- * values and body templates compiled. */
+ * values and body and payload templates compiled. */
 #include "def_file_int.h"
 
 #include <stdio.h>
@@ -130,16 +130,16 @@ static sg_status parse_headers(sg__dctx *c, const char *place, const json_t *h, 
     return SG_OK;
 }
 
-/* The template errors place themselves inside the body ("ref: ...",
- * "[0]: ...", or no place for a body that is one string). */
-static sg_status parse_body(sg__dctx *c, const char *place, const json_t *body,
-                            const char *const *names, size_t nnames, sg_action *a)
+/* The template v, member key ("body", "payload") of the action at place,
+ * into *out. The template errors place themselves inside it ("ref: ...",
+ * "[0]: ...", or no place for a template that is one string). */
+static sg_status parse_template(sg__dctx *c, const char *place, const char *key, const json_t *v,
+                                const char *const *names, size_t nnames, sg_template **out)
 {
     char terr[2 * SG__PLACE_MAX];
-    if (sg_template_compile(&a->body, body, names, nnames, terr, sizeof terr) == SG_OK)
-        return SG_OK;
-    const char *sep = json_is_string(body) ? ": " : terr[0] == '[' ? "" : ".";
-    return sg__def_fail(c, "", "%s.body%s%s", place, sep, terr);
+    if (sg_template_compile(out, v, names, nnames, terr, sizeof terr) == SG_OK) return SG_OK;
+    const char *sep = json_is_string(v) ? ": " : terr[0] == '[' ? "" : ".";
+    return sg__def_fail(c, "", "%s.%s%s%s", place, key, sep, terr);
 }
 
 static sg_status parse_http(sg__dctx *c, const char *place, const json_t *o,
@@ -167,15 +167,17 @@ static sg_status parse_http(sg__dctx *c, const char *place, const json_t *o,
     if ((v = json_object_get(o, "headers")) &&
         (st = parse_headers(c, sg__def_at(at, place, "headers"), v, a)) != SG_OK)
         return st;
-    if ((v = json_object_get(o, "body"))) return parse_body(c, place, v, names, nnames, a);
+    if ((v = json_object_get(o, "body")))
+        return parse_template(c, place, "body", v, names, nnames, &a->body);
     return SG_OK;
 }
 
-static sg_status parse_publish(sg__dctx *c, const char *place, const json_t *o, sg_action *a)
+static sg_status parse_publish(sg__dctx *c, const char *place, const json_t *o,
+                               const char *const *names, size_t nnames, sg_action *a)
 {
-    static const char *const keys[] = {"topic", NULL};
+    static const char *const keys[] = {"topic", "payload", NULL};
     char at[SG__PLACE_MAX];
-    const json_t *topic;
+    const json_t *topic, *v;
     sg_status st;
     a->kind = SG_ACTION_PUBLISH;
     if (!json_is_object(o)) return sg__def_fail(c, place, "expected an object");
@@ -185,6 +187,8 @@ static sg_status parse_publish(sg__dctx *c, const char *place, const json_t *o, 
         return sg__def_fail(c, sg__def_at(at, place, "topic"),
                             "must be 1 to %d of A-Z a-z 0-9 _ . -", MAX_TOPIC);
     a->topic = sg_xstrdup(json_string_value(topic));
+    if ((v = json_object_get(o, "payload")))
+        return parse_template(c, place, "payload", v, names, nnames, &a->payload);
     return SG_OK;
 }
 
@@ -197,7 +201,7 @@ static sg_status parse_action(sg__dctx *c, const char *place, const json_t *o, c
     if (!http && !pub) return sg__def_fail(c, place, "%s needs \"http\" or \"publish\"", what);
     if (http && pub) return sg__def_fail(c, place, "%s has both \"http\" and \"publish\"", what);
     if (http) return parse_http(c, sg__def_at(at, place, "http"), http, names, nnames, a);
-    return parse_publish(c, sg__def_at(at, place, "publish"), pub, a);
+    return parse_publish(c, sg__def_at(at, place, "publish"), pub, names, nnames, a);
 }
 
 static sg_status parse_retry(sg__dctx *c, const char *place, const json_t *o, sg_retry *r)

@@ -55,6 +55,7 @@ struct saga {
     sg_http_call *call;         /* HTTP step in flight */
     char *body;                 /* its rendered body template, kept until it ends; owned */
     outbox_ev *pub;             /* PUBLISH step's event */
+    char *pub_error;            /* why that event could not be made (NULL pub); owned */
     start_req *waiters;         /* answered by sg__saga_answer */
     uv_timer_t timer;           /* publish deadline or backoff; closed before free */
     UT_hash_handle hh;          /* eng->sagas by rec.id */
@@ -145,7 +146,7 @@ void sg__saga_resume(sg_engine *e, sg_saga_rec *rec, outbox_ev *pending);
 void sg__saga_halt(saga *s);
 void sg__saga_free(saga *s);
 /* Marks step i RUNNING in memory; a PUBLISH step also gets its outbox event,
- * inserted by w. */
+ * inserted by w (or s->pub_error when its payload cannot be built). */
 void sg__saga_begin_step(saga *s, size_t i, sg_write *w);
 typedef void (*sg__then_fn)(saga *s, sg_status st);
 /* Submits w for s; then(s, status) runs once it is durable or failed. */
@@ -209,6 +210,18 @@ void sg__lease_halt(sg_engine *e); /* waits for an adoption read in flight */
  * delivers those not queued yet: after a redelivery claimed a saga. */
 void sg__lease_resync(sg_engine *e);
 void sg__lease_free(sg_engine *e);
+
+/* event.c: outbox entries as they are made, payloads rendered once. */
+/* The event of publish step i (RUNNING since started_us), to be inserted
+ * by the caller's write; NULL when its payload template cannot be
+ * rendered (why says so; the step must fail, as nothing else could make
+ * it render). */
+outbox_ev *sg__event_step(saga *s, size_t i, char *why, size_t whylen);
+/* Compensation entries, latest step first, inserted by w and returned as
+ * a list to deliver once committed: one for each completed step before
+ * the failed one (s->cur), and one for the failed step itself when its
+ * event is in doubt (design §1: the consumer may have acted on it). */
+outbox_ev *sg__event_plan_compensations(saga *s, sg_write *w);
 
 /* outbox.c */
 /* 1 if rec's event is already queued for delivery here. */

@@ -14,7 +14,6 @@
 #include "sg/json.h"
 #include "sg/metrics.h"
 #include "sg/util.h"
-#include "template.h"
 
 /* The continuation of a saga's one write in flight. */
 typedef struct pending_write {
@@ -70,6 +69,7 @@ void sg__saga_free(saga *s)
     sg__saga_fail_waiters(s, SG_ECLOSED, "sagad is shutting down");
     if (s->pub) sg__ev_free(s->pub);
     s->pub = NULL;
+    free(s->pub_error);
     free(s->body);
     sg_saga_rec_free(&s->rec);
     e->nsagas--;
@@ -195,7 +195,8 @@ void sg__saga_log_step(saga *s, size_t i)
 }
 
 /* Marks step i RUNNING in memory; a PUBLISH step also gets its outbox event,
- * inserted by the same write. */
+ * inserted by the same write (or, when its payload cannot be built, the
+ * reason, for sg__saga_act to fail the step with). */
 void sg__saga_begin_step(saga *s, size_t i, sg_write *w)
 {
     sg_step_rec *st = &s->rec.steps[i];
@@ -205,23 +206,17 @@ void sg__saga_begin_step(saga *s, size_t i, sg_write *w)
     st->finished_us = 0;
     free(st->error);
     st->error = NULL;
-    const sg_step_def *d = &s->def->steps[i];
-    if (d->action.kind != SG_ACTION_PUBLISH) return;
-    sg_event_rec ev = {0};
-    sg_uuid_v7(ev.id);
-    memcpy(ev.saga_id, s->rec.id, sizeof ev.saga_id);
-    ev.topic = sg_xstrdup(d->action.topic);
-    ev.payload = sg_xmemdup(s->rec.request, s->rec.request_len);
-    ev.payload_len = s->rec.request_len;
-    ev.created_us = st->started_us;
-    /* The first attempt's. */
-    ev.deadline_us = st->started_us + sg__step_timeout(s->eng, s->def, i) * 1000;
-    ev.step_index = (int)i;
+    if (s->def->steps[i].action.kind != SG_ACTION_PUBLISH) return;
+    char why[320];
     if (s->pub) sg__ev_free(s->pub);
-    s->pub = sg__ev_create(s->eng, &ev);
+    free(s->pub_error);
+    s->pub_error = NULL;
     s->in_doubt = 0;
-    sg__trace_event(&s->rec, &s->pub->rec);
-    sg_write_event_insert(w, &s->pub->rec);
+    s->pub = sg__event_step(s, i, why, sizeof why);
+    if (s->pub)
+        sg_write_event_insert(w, &s->pub->rec);
+    else
+        s->pub_error = sg_xstrdup(why);
 }
 
 void sg__saga_next_attempt(saga *s)
@@ -320,71 +315,6 @@ void sg__saga_step_done(saga *s, const char *resp, size_t len)
     sg__saga_commit(s, w, NULL, after_final);
 }
 
-/* An HTTP compensation as an outbox entry: all it needs to be called
- * after a restart, the body rendered now from what the saga has. */
-static void http_compensation(saga *s, size_t j, sg_event_rec *ev)
-{
-    const sg_step_def *d = &s->def->steps[j];
-    const sg_action *a = &d->compensation;
-    ev->topic = sg_xstrdup(d->name); /* its step, for the Idempotency-Key */
-    ev->target = sg_xstrdup(a->url);
-    ev->method = a->method && strcmp(a->method, "POST") != 0 ? sg_xstrdup(a->method) : NULL;
-    ev->timeout_ms = d->timeout_ms;
-    size_t n = 0;
-    for (char **h = a->headers; h && *h; h++)
-        n += strlen(*h) + 1;
-    if (n) {
-        ev->headers = sg_xmalloc(n);
-        ev->headers[0] = '\0';
-        for (char **h = a->headers; h && *h; h++) {
-            if (h != a->headers) strcat(ev->headers, "\n");
-            strcat(ev->headers, *h);
-        }
-    }
-    char why[256];
-    if (a->body && sg_template_render(a->body, &s->rec, &ev->payload, &ev->payload_len, why,
-                                      sizeof why) != SG_OK) {
-        /* Inputs were validated on the way in, so only memory or size can
-         * fail here: the compensation still runs, with the request. */
-        sg_log(SG_LOG_ERROR, "saga %s: compensation of %s sends the request as its body: %s",
-               s->rec.id, d->name, why);
-        ev->payload = NULL;
-    }
-}
-
-/* Compensation events, latest step first, inserted by w and returned as a
- * list to deliver once committed: one for each completed step before the
- * failed one, and one for the failed step itself when its event is in
- * doubt (design §1: the consumer may have acted on it). */
-static outbox_ev *plan_compensations(saga *s, sg_write *w)
-{
-    outbox_ev *list = NULL;
-    for (size_t j = s->cur + 1; j-- > 0;) {
-        const sg_step_def *d = &s->def->steps[j];
-        int due = j == s->cur ? s->in_doubt : s->rec.steps[j].status == SG_STEP_COMPLETED;
-        if (!d->has_compensation || !due) continue;
-        sg_event_rec ev = {0};
-        sg_uuid_v7(ev.id);
-        memcpy(ev.saga_id, s->rec.id, sizeof ev.saga_id);
-        if (d->compensation.kind == SG_ACTION_PUBLISH)
-            ev.topic = sg_xstrdup(d->compensation.topic);
-        else
-            http_compensation(s, j, &ev);
-        if (!ev.payload) {
-            ev.payload = sg_xmemdup(s->rec.request, s->rec.request_len);
-            ev.payload_len = s->rec.request_len;
-        }
-        ev.created_us = ev.updated_us = sg_now_us();
-        ev.compensation = 1;
-        ev.step_index = (int)j;
-        sg__trace_event(&s->rec, &ev);
-        outbox_ev *oe = sg__ev_create(s->eng, &ev);
-        sg_write_event_insert(w, &oe->rec);
-        DL_APPEND(list, oe);
-    }
-    return list;
-}
-
 void sg__saga_step_failed(saga *s, const char *reason)
 {
     sg_step_rec *st = &s->rec.steps[s->cur];
@@ -405,13 +335,13 @@ void sg__saga_step_failed(saga *s, const char *reason)
     sg_write_step_update(w, s->rec.id, s->cur, st);
     if (s->pub) {
         /* Withdrawn in the same transaction: it can never go out later. If
-         * it may have gone out already, plan_compensations covers it. */
+         * it may have gone out already, its compensation is planned. */
         sg_write_event_update(w, s->pub->rec.id, SG_EVENT_WITHDRAWN, s->pub->rec.attempts, reason,
                               st->finished_us);
         sg__ev_free(s->pub);
         s->pub = NULL;
     }
-    outbox_ev *comps = plan_compensations(s, w);
+    outbox_ev *comps = sg__event_plan_compensations(s, w);
     s->rec.status = SG_SAGA_FAILED;
     s->rec.comp_status = comps ? SG_COMP_PENDING : SG_COMP_NONE;
     s->rec.updated_us = st->finished_us;

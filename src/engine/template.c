@@ -1,6 +1,6 @@
-/* Body templates (template.h): compiled once, when a definition loads,
- * into a tree of constant JSON text, references with their paths split
- * and spliced strings (template_int.h), so that rendering
+/* Body and payload templates (template.h): compiled once, when a
+ * definition loads, into a tree of constant JSON text, references with
+ * their paths split and spliced strings (template_int.h), so that rendering
  * (template_render.c) only looks values up and writes. */
 #include "template_int.h"
 

@@ -1,4 +1,4 @@
-/* Body templates compiled (template.c) and rendered (template_render.c):
+/* Templates compiled (template.c) and rendered (template_render.c):
  * the tree both sides share, private to src/engine. */
 #ifndef SG_TEMPLATE_INT_H
 #define SG_TEMPLATE_INT_H

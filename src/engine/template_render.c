@@ -1,4 +1,4 @@
-/* Rendering a compiled body template (template.h) for one saga: the
+/* Rendering a compiled template (template.h) for one saga: the
  * request and the step answers it names are parsed on first use, values
  * are looked up along precompiled paths, and the body is written as
  * compact JSON straight into a buffer capped at 8 MiB. */
@@ -11,7 +11,7 @@
 #include "sg/json.h"
 #include "template_int.h"
 
-#define RENDER_MAX ((size_t)8 << 20) /* bytes of a rendered body */
+#define RENDER_MAX ((size_t)8 << 20) /* bytes of a rendered body or payload */
 
 typedef struct rctx {
     const sg_template *t;
@@ -212,7 +212,7 @@ sg_status sg_template_render(const sg_template *t, const sg_saga_rec *rec, char 
     sg_buf b;
     sg_buf_init(&b, RENDER_MAX);
     sg_status st = render_node(&c, &t->root, &b);
-    if (st == SG_ETOOBIG) rfail(&c, st, "the rendered body is over 8 MiB");
+    if (st == SG_ETOOBIG) rfail(&c, st, "the rendered template is over 8 MiB");
     if (st == SG_OK) *out = sg_buf_take(&b, len);
     sg_buf_free(&b);
     json_decref(c.request);

@@ -1,8 +1,8 @@
 /* libFuzzer target for the definitions file (design §6): any bytes either
  * load or are refused with a reason; a file that loads reloads from each
  * type's canonical text into the same canonical text, and every HTTP body
- * template renders, against a fixed saga, to valid JSON or to an error
- * that says why. */
+ * and event payload template renders, against a fixed saga, to valid JSON
+ * or to an error that says why. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -72,8 +72,12 @@ static void check(const sg_def *d)
         const sg_step_def *s = &d->steps[i];
         if (!s->name || !s->service || !s->result_key) abort();
         if (s->action.kind == SG_ACTION_HTTP && (!s->action.url || !s->action.method)) abort();
+        if (s->action.kind == SG_ACTION_PUBLISH && (!s->action.topic || s->action.body)) abort();
         if (s->action.body) render_body(s->action.body, &rec);
-        if (s->has_compensation && s->compensation.body) render_body(s->compensation.body, &rec);
+        if (s->action.payload) render_body(s->action.payload, &rec);
+        if (!s->has_compensation) continue;
+        if (s->compensation.body) render_body(s->compensation.body, &rec);
+        if (s->compensation.payload) render_body(s->compensation.payload, &rec);
     }
 }
 

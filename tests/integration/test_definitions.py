@@ -1,9 +1,11 @@
 """Saga definitions from a file (design §6): examples/definitions.json's
 order saga end to end, templates and downstream requests, failure at every
 position and the reverse-order compensations, a parked compensation and
-its redelivery, the 64-step limit, HTTP-only sagas without a bus, the
-API's type routes, validation at start, SIGHUP reloads (alone, under load)
-and a restart that finishes sagas on the version they started with."""
+its redelivery, payload templates of publish steps and compensations (the
+envelopes the webhook gets, after a failure, after a restart), the 64-step
+limit, HTTP-only sagas without a bus, the API's type routes, validation at
+start, SIGHUP reloads (alone, under load, a changed payload) and a restart
+that finishes sagas on the version they started with."""
 
 import copy
 import json
@@ -166,12 +168,15 @@ class ExampleFileTest(DefCase):
         self.assertEqual(json.loads(ship["body"]),
                          {"order": "o-1001", "address": ORDER_REQUEST["customer"]["address"],
                           "reservation": reservation})
+        # The event's payload is its template, rendered.
         env = json.loads(event["body"])
         self.assertEqual((env["topic"], env["saga_id"], env["payload"]),
-                         ("order_confirmed", sid, ORDER_REQUEST))
+                         ("order_confirmed", sid,
+                          {"order": "o-1001", "total": 59.9, "currency": "EUR",
+                           "reservation": reservation, "payment": data["payment"]["id"]}))
 
         rec = self.sagad.get_saga(sid)
-        self.assertEqual((rec["type"], rec["version"]), ("order", 1))
+        self.assertEqual((rec["type"], rec["version"]), ("order", 2))
         self.assertEqual(rec["overall_status"], "COMPLETED")
         self.assertEqual(rec["compensation_status"], "NONE")
         self.assertIsNone(rec["error"])
@@ -213,7 +218,9 @@ class ExampleFileTest(DefCase):
                          {"payment": pd["payment"]["id"], "amount": 59.9})
         self.assertEqual(json.loads(release["body"]),
                          {"reservation": pd["reservation"]["id"], "order": "o-1002"})
-        self.assertEqual(json.loads(reqs[4]["body"])["payload"], rec["request_data"])
+        self.assertEqual(json.loads(reqs[4]["body"])["payload"],
+                         {"order": "o-1002", "payment": pd["payment"]["id"],
+                          "reason": "order o-1002 not shipped"})
 
     def test_type_routes(self):
         st, _, d = self.sagad.post_type("order", dict(ORDER_REQUEST, order_id="o-1003"))
@@ -246,7 +253,7 @@ class ExampleFileTest(DefCase):
         self.assertEqual(st, 200, b)
         listed = jbody(b)["definitions"]
         self.assertEqual([(x["name"], x["version"], x["versions"], x["default"]) for x in listed],
-                         [("sta", 1, [1], True), ("order", 1, [1], False)])
+                         [("sta", 1, [1], True), ("order", 2, [2], False)])
         order = listed[1]
         self.assertEqual([s["name"] for s in order["steps"]],
                          ["reserve", "charge", "confirm", "ship"])
@@ -468,6 +475,172 @@ class FailurePositionTest(DefCase):
 
 # ---------------------------------------------------------------------------
 
+# A publish step and a publish compensation with payload templates (design
+# §6): typed values, a spliced string, a missing value, a constant, and the
+# answer of the HTTP step before them.
+PAID_PAYLOAD = {"order": "${request.order_id}", "charge": "${steps.charge.response.id}",
+                "amount": "${request.total}", "customer": "${request.customer}",
+                "note": "order ${request.order_id} for ${request.customer.email}",
+                "missing": "${request.nope}", "v": 1}
+UNPAID_PAYLOAD = {"order": "${request.order_id}", "refund": "${steps.charge.response.id}",
+                  "amount": "${request.total}", "own": "${steps.paid.response}"}
+PAID = saga(1, [
+    http_step("charge", "pt-charge", label="Charge"),
+    {"name": "paid", "label": "Paid",
+     "publish": {"topic": "order_paid", "payload": PAID_PAYLOAD},
+     "compensate": {"publish": {"topic": "order_unpaid", "payload": UNPAID_PAYLOAD}}},
+    http_step("ship", "pt-ship", label="Ship"),
+])
+
+
+def envelope_payload(body):
+    """The raw JSON text of an envelope's payload, as sent: between
+    ',"payload":' and ',"created_at":"' (the contract's key order)."""
+    m = re.fullmatch(r'\{"id":"[^"]+","topic":"[^"]+","saga_id":"[^"]+","payload":(.*),'
+                     r'"created_at":"[^"]+"\}', body, re.S)
+    assert m, body
+    return m.group(1)
+
+
+def stored_text(v):
+    return v.decode() if isinstance(v, (bytes, bytearray, memoryview)) else v
+
+
+class PayloadTemplateTest(DefCase):
+    """Publish payload templates end to end: the webhook gets the design §4
+    envelope with the rendered payload (the request no longer), the
+    compensation's after a forced failure, the same event after a restart;
+    bad templates refused at start. Each test runs its own sagad."""
+
+    def expected(self, req, charge_id):
+        paid = {"order": req["order_id"], "charge": charge_id, "amount": req["total"],
+                "customer": req["customer"],
+                "note": "order %s for %s" % (req["order_id"], req["customer"]["email"]),
+                "missing": None, "v": 1}
+        unpaid = {"order": req["order_id"], "refund": charge_id, "amount": req["total"],
+                  "own": None}
+        return paid, unpaid
+
+    def events(self, sid, topic):
+        return [r for r in self.saga_requests(sid, "/events")
+                if json.loads(r["body"])["topic"] == topic]
+
+    def check_envelope(self, r, sid, topic, payload):
+        env = json.loads(r["body"], object_pairs_hook=list)
+        self.assertEqual([k for k, _ in env], ["id", "topic", "saga_id", "payload", "created_at"])
+        env = dict(env)
+        self.assertUuid(env["id"])
+        self.assertIso(env["created_at"])
+        self.assertEqual((env["topic"], env["saga_id"]), (topic, sid))
+        self.assertEqual(json.loads(r["body"])["payload"], payload)
+        return env["id"]
+
+    def check_stored(self, s, sid, topic, raw):
+        """The outbox holds exactly the bytes that were sent."""
+        rows = [o for o in s.outbox(sid) if o["topic"] == topic]
+        self.assertEqual(len(rows), 1, rows)
+        self.assertEqual(stored_text(rows[0]["payload"]), raw)
+        self.assertEqual(rows[0]["status"], harness.EVENT_DELIVERED)
+
+    def test_step_payload(self):
+        s = self.start_sagad(defs({"paid": PAID}))
+        req = dict(ORDER_REQUEST, order_id="pt-1")
+        st, _, d = s.post_type("paid", req)
+        self.assertEqual(st, 200, d)
+        sid = d["id"]
+        self.assertEqual(d["data"]["paid"], "event_published")
+        paid, _ = self.expected(req, d["data"]["charge"]["id"])
+        self.assertRegex(paid["charge"], "^pt-charge-\\d+$")
+        [ev] = self.events(sid, "order_paid")
+        self.check_envelope(ev, sid, "order_paid", paid)
+        raw = envelope_payload(ev["body"])
+        self.assertIn('"amount":59.9,', raw)  # typed, as compact JSON
+        self.assertIn('"missing":null,', raw)
+        self.check_stored(s, sid, "order_paid", raw)
+        self.assertEqual(self.events(sid, "order_unpaid"), [])
+
+    def test_compensation_payload(self):
+        s = self.start_sagad(defs({"paid": PAID}))
+        req = dict(ORDER_REQUEST, order_id="pt-2", _stub={"svc/pt-ship": {"status": 500}})
+        st, _, d = s.post_type("paid", req)
+        self.assertEqual(st, 400, d)
+        sid = d["detail"]["id"]
+        self.assertTrue(d["detail"]["error"].startswith(fail_prefix(3, "Ship")), d)
+        rec = s.wait_saga(sid, lambda r: r["compensation_status"] == "COMPLETED", 15)
+        paid, unpaid = self.expected(req, rec["processed_data"]["charge"]["id"])
+        seen = [(r["path"], json.loads(r["body"])["topic"] if r["path"] == "/events" else None)
+                for r in self.saga_requests(sid)]
+        self.assertEqual(seen, [("/svc/pt-charge", None), ("/events", "order_paid"),
+                                ("/svc/pt-ship", None), ("/events", "order_unpaid")])
+        [ev] = self.events(sid, "order_paid")
+        self.check_envelope(ev, sid, "order_paid", paid)
+        [comp] = self.events(sid, "order_unpaid")
+        self.check_envelope(comp, sid, "order_unpaid", unpaid)
+        self.check_stored(s, sid, "order_unpaid", envelope_payload(comp["body"]))
+        self.assertEqual(rec["steps"][1]["compensation"]["status"], "COMPLETED")
+
+    def test_same_event_after_restart(self):
+        # sagad dies while the event is out and unanswered: after the
+        # restart the same event (id, payload, created_at) goes out again.
+        s = self.start_sagad(defs({"paid": PAID}), step_timeout_ms=10000)
+        self.stub_config({"tokenizer": {"delay_ms": 5000}})
+        req = dict(ORDER_REQUEST, order_id="pt-3")
+        st, _, b = s.http("POST", "/sagas/paid", req, {"Prefer": "respond-async"})
+        self.assertEqual(st, 202, b)
+        sid = jbody(b)["id"]
+        wait_until(lambda: self.events(sid, "order_paid"), 10, msg="the event sent")
+        s.kill9()
+        self.stubs.config({"tokenizer": None})
+        s.start()
+        rec = s.wait_status(sid, "COMPLETED", 30)
+        self.assertEqual(rec["steps"][1]["attempts"], 2)
+        first, again = self.events(sid, "order_paid")
+        self.assertEqual(again["body"], first["body"])
+        paid, _ = self.expected(req, rec["processed_data"]["charge"]["id"])
+        self.check_envelope(again, sid, "order_paid", paid)
+        self.check_stored(s, sid, "order_paid", envelope_payload(again["body"]))
+
+    def test_bad_payloads_refused_at_start(self):
+        def steps(payload=None, comp_payload=None):
+            pub = {"name": "paid", "publish": {"topic": "order_paid"},
+                   "compensate": {"publish": {"topic": "order_unpaid"}}}
+            if payload is not None:
+                pub["publish"]["payload"] = payload
+            if comp_payload is not None:
+                pub["compensate"]["publish"]["payload"] = comp_payload
+            return defs({"order": saga(1, [http_step("charge", "v-charge"), pub,
+                                            http_step("ship", "v-ship")])})
+
+        cases = [
+            (steps({"ref": "${steps.ship.response.id}"}),
+             "sagas.order.steps[1].publish.payload.ref: ${steps.ship.response.id} names a step "
+             "that does not run before this one"),
+            (steps({"who": {"x": "${steps.nobody.response}"}}),
+             "sagas.order.steps[1].publish.payload.who.x: ${steps.nobody.response} names a step "
+             "that does not run before this one"),
+            (steps(["${request.order_id"]),
+             "sagas.order.steps[1].publish.payload[0]: ${request.order_id has no closing }"),
+            (steps(comp_payload={"ship": "${steps.ship.response}"}),
+             "sagas.order.steps[1].compensate.publish.payload.ship: ${steps.ship.response} names "
+             "a step that does not run before this one"),
+            (steps(comp_payload="${STUBS_URL}"),
+             "sagas.order.steps[1].compensate.publish.payload: ${STUBS_URL} is neither "
+             "${request...} nor ${steps.<name>.response...}"),
+        ]
+        for bad, msg in cases:
+            with self.subTest(msg=msg):
+                start_fails(self, bad, msg)
+        # Its own step's answer and the steps before: accepted.
+        s = self.start_sagad(steps({"c": "${steps.charge.response.id}"},
+                                   {"p": "${steps.paid.response}"}))
+        st, _, d = s.post_type("order", {"ok": 1})
+        self.assertEqual(st, 200, d)
+        [ev] = self.events(d["id"], "order_paid")
+        self.check_envelope(ev, d["id"], "order_paid", {"c": d["data"]["charge"]["id"]})
+
+
+# ---------------------------------------------------------------------------
+
 
 def wide(n, service="wide"):
     return saga(1, [http_step("w%02d" % i, service) for i in range(n)])
@@ -675,6 +848,32 @@ class ReloadTest(DefCase):
         p = harness.Proc(s.argv, env=s.env, cwd=s.workdir, name="sagad")
         self.assertEqual(p.wait(timeout=15), 2, p.output())
         self.assertIn(SAME_VERSION, p.output())
+
+    def test_sighup_changed_payload(self):
+        # The payload is part of the definition: changed under the same
+        # version it is refused (the old one stays); under a new one, new
+        # sagas send the new payload.
+        def pub(version, payload):
+            return defs({"hup": saga(version, [
+                http_step("a", "hup-a"),
+                {"name": "b", "publish": {"topic": "hup_b", "payload": payload}}])})
+
+        s = self.start_sagad(pub(1, {"v": 1, "a": "${steps.a.response.id}"}))
+        n = s.proc.count_lines()
+        s.write_definitions(pub(1, {"v": 2, "a": "${steps.a.response.id}"}))
+        s.reload()
+        s.proc.wait_line(re.escape(SAME_VERSION), start=n)
+        rec = self.run_one(s, "hup", {"after": "same-version"})
+        [ev] = [r for r in self.saga_requests(rec["id"], "/events")]
+        self.assertEqual(json.loads(ev["body"])["payload"],
+                         {"v": 1, "a": rec["processed_data"]["a"]["id"]})
+        s.write_definitions(pub(2, {"v": 2, "a": "${steps.a.response.id}"}))
+        s.reload()
+        self.wait_version(s, "hup", 2)
+        rec = self.run_one(s, "hup", {"after": "new-version"})
+        [ev] = [r for r in self.saga_requests(rec["id"], "/events")]
+        self.assertEqual(json.loads(ev["body"])["payload"],
+                         {"v": 2, "a": rec["processed_data"]["a"]["id"]})
 
     def test_reload_under_load(self):
         v1 = saga(1, [http_step("a", "load-a"), http_step("b", "load-b"), http_step("c", "load-c")])

@@ -39,6 +39,10 @@ static atomic_int fake_anon_pad; /* > 0: the anonymizer's answer carries that ma
 static atomic_int fake_retry_after_s[NSVC]; /* > 0: send Retry-After with non-2xx */
 static char fake_idem[NSVC][128];           /* the last Idempotency-Key, under fake_mu */
 static int fake_order[64], fake_norder;     /* services in the order hit, under fake_mu */
+/* The first bodies POSTed to /events (the bus), in the order they came,
+ * each cut at 4 KiB; under fake_mu. */
+static char fake_events[16][4096];
+static int fake_nevents;
 static pthread_mutex_t fake_mu = PTHREAD_MUTEX_INITIALIZER;
 
 typedef struct body {
@@ -73,6 +77,8 @@ static inline enum MHD_Result fake_handler(void *cls, struct MHD_Connection *c, 
     pthread_mutex_lock(&fake_mu);
     snprintf(fake_idem[svc], sizeof fake_idem[svc], "%s", key ? key : "");
     if (fake_norder < 64) fake_order[fake_norder++] = svc;
+    if (strcmp(url, "/events") == 0 && fake_nevents < 16)
+        snprintf(fake_events[fake_nevents++], sizeof *fake_events, "%.*s", (int)b->len, b->buf);
     pthread_mutex_unlock(&fake_mu);
     int delay = atomic_load(&fake_delay_ms[svc]);
     if (delay) usleep((useconds_t)delay * 1000);
@@ -129,6 +135,10 @@ typedef struct fx {
     sg_retry retry;            /* attempts 0 = the definition's default */
     long park_after_s;         /* 0 = engine default */
     int undo;                  /* give step 1 an HTTP compensation, POST /undo */
+    /* A definitions file (design §6) to run instead of the STA saga, its
+     * first type the default; ${SG_T_BASE} in its URLs is the fakes'
+     * base URL. Borrowed. */
+    const char *defs;
 } fx;
 
 static inline void reset_fakes(void)
@@ -143,6 +153,7 @@ static inline void reset_fakes(void)
         fake_idem[i][0] = '\0';
     }
     fake_norder = 0;
+    fake_nevents = 0;
 }
 
 static inline void open_engine(fx *f)
@@ -154,19 +165,29 @@ static inline void open_engine(fx *f)
     snprintf(url, sizeof url, "%s/events", f->base);
     sg_bus_env env = {.loop = &f->loop, .http = f->http};
     assert_int_equal(sg_bus_create(&f->bus, url, &env, err, sizeof err), SG_OK);
-    char anon[128], ai[128];
-    snprintf(anon, sizeof anon, "%s/anonymize", f->base);
-    snprintf(ai, sizeof ai, "%s/process", f->base);
-    assert_int_equal(sg_def_create_sta(&f->def, anon, ai), SG_OK);
-    if (f->retry.attempts > 0) sg_def_set_retry(f->def, &f->retry);
-    if (f->undo) {
-        char undo[128];
-        snprintf(undo, sizeof undo, "%s/undo", f->base);
-        f->def->steps[0].has_compensation = 1;
-        f->def->steps[0].compensation.kind = SG_ACTION_HTTP;
-        f->def->steps[0].compensation.url = strdup(undo);
+    if (f->defs) {
+        sg_def **defs;
+        size_t n;
+        setenv("SG_T_BASE", f->base, 1);
+        assert_int_equal(sg_defs_parse(f->defs, strlen(f->defs), NULL, &defs, &n, err, sizeof err),
+                         SG_OK);
+        f->def = defs[0];
+        sg_def_install(defs, n); /* before the engine starts: recovery finds them */
+    } else {
+        char anon[128], ai[128];
+        snprintf(anon, sizeof anon, "%s/anonymize", f->base);
+        snprintf(ai, sizeof ai, "%s/process", f->base);
+        assert_int_equal(sg_def_create_sta(&f->def, anon, ai), SG_OK);
+        if (f->retry.attempts > 0) sg_def_set_retry(f->def, &f->retry);
+        if (f->undo) {
+            char undo[128];
+            snprintf(undo, sizeof undo, "%s/undo", f->base);
+            f->def->steps[0].has_compensation = 1;
+            f->def->steps[0].compensation.kind = SG_ACTION_HTTP;
+            f->def->steps[0].compensation.url = strdup(undo);
+        }
+        sg_def_register(f->def);
     }
-    sg_def_register(f->def);
     sg_engine_options eo = {.step_timeout_ms = f->timeout_ms,
                             .retry_min_ms = 20,
                             .retry_max_ms = 100,

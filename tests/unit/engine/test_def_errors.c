@@ -226,6 +226,44 @@ static const bad_case top_cases[] = {
     {ORDER("[{'name':'a','publish':{'topic':'a b'}}]"),
      STEP0 ".publish.topic: must be 1 to 255 of A-Z a-z 0-9 _ . -"},
     {ORDER("[{'name':'a','publish':{'topic':'t','key':'k'}}]"), STEP0 ".publish.key: unknown key"},
+    /* payload templates: as body templates, placed under publish.payload */
+    {ORDER("[" HTTP_STEP("reserve") ",{'name':'paid','publish':{'topic':'t',"
+                                    "'payload':{'ref':'${steps.ship.response.id}'}}}," HTTP_STEP(
+                                        "ship") "]"),
+     "sagas.order.steps[1].publish.payload.ref: ${steps.ship.response.id} names a step that does "
+     "not run before this one"},
+    {ORDER("[" HTTP_STEP("reserve") ",{'name':'paid','publish':{'topic':'t',"
+                                    "'payload':{'order':{'by':'${steps.x.response}'}}}}]"),
+     "sagas.order.steps[1].publish.payload.order.by: ${steps.x.response} names a step that does "
+     "not run before this one"},
+    {ORDER("[{'name':'a','publish':{'topic':'t','payload':{'me':'${steps.a.response}'}}}]"),
+     STEP0 ".publish.payload.me: ${steps.a.response} names a step that does not run before this "
+           "one"},
+    {ORDER("[{'name':'a','publish':{'topic':'t','payload':'${FOO}'}}]"),
+     STEP0 ".publish.payload: ${FOO} is neither ${request...} nor ${steps.<name>.response...}"},
+    {ORDER("[{'name':'a','publish':{'topic':'t','payload':'id ${request.id'}}]"),
+     STEP0 ".publish.payload: ${request.id has no closing }"},
+    {ORDER("[{'name':'a','publish':{'topic':'t','payload':['x','${request.a']}}]"),
+     STEP0 ".publish.payload[1]: ${request.a has no closing }"},
+    {ORDER("[{'name':'a','publish':{'topic':'t','payload':{'a':{'b':'${request..c}'}}}}]"),
+     STEP0 ".publish.payload.a.b: ${request..c} has an empty path segment"},
+    {ORDER("[{'name':'a','publish':{'topic':'t','payload':{'k':'${ENV_NAME}'}}}]"),
+     STEP0 ".publish.payload.k: ${ENV_NAME} is neither ${request...} nor "
+           "${steps.<name>.response...}"},
+    {ORDER("[{'name':'a','http':{'url':'http://h/'},'compensate':{'publish':{'topic':'u',"
+           "'payload':{'x':'${steps.b.response}'}}}}," HTTP_STEP("b") "]"),
+     STEP0 ".compensate.publish.payload.x: ${steps.b.response} names a step that does not run "
+           "before this one"},
+    {ORDER("[{'name':'a','http':{'url':'http://h/'},'compensate':{'publish':{'topic':'u',"
+           "'payload':['${request.a}','${steps.a.status}']}}}]"),
+     STEP0 ".compensate.publish.payload[1]: ${steps.a.status} is neither ${request...} nor "
+           "${steps.<name>.response...}"},
+    {ORDER("[{'name':'a','http':{'url':'http://h/'},'compensate':{'publish':{'topic':'u',"
+           "'payload':{'k':1},'headers':{}}}}]"),
+     STEP0 ".compensate.publish.headers: unknown key"},
+    {ORDER("[{'name':'a','http':{'url':'http://h/','payload':{}}}]"),
+     STEP0 ".http.payload: unknown key"},
+    {ORDER("[{'name':'a','publish':{'topic':'t','body':{}}}]"), STEP0 ".publish.body: unknown key"},
 };
 
 static int setup(void **state)

@@ -54,8 +54,20 @@ static void same_action(const sg_action *a, const sg_action *b)
         assert_string_equal(a->topic, b->topic);
         assert_null(a->url);
         assert_null(b->url);
+        assert_null(a->body);
+        assert_true(!a->payload == !b->payload);
+        if (a->payload) {
+            assert_int_equal(sg_template_uses_steps(a->payload),
+                             sg_template_uses_steps(b->payload));
+            char *x = render(a->payload), *y = render(b->payload);
+            assert_string_equal(x, y);
+            free(x);
+            free(y);
+        }
         return;
     }
+    assert_null(a->payload);
+    assert_null(b->payload);
     assert_string_equal(a->url, b->url);
     /* sg_def_create_sta leaves method NULL, which the engine takes as POST. */
     assert_string_equal(a->method ? a->method : "POST", b->method ? b->method : "POST");
@@ -364,6 +376,75 @@ static void step_fields(void **state)
     free(t);
 }
 
+/* A publish's payload template (design §6, like an HTTP body): compiled
+ * at load, rendered from the request and earlier answers; a compensation
+ * may name its own step. Without one, the payload is the request. */
+#define PAID_FILE                                                                                  \
+    ORDER(                                                                                         \
+        "[{'name':'reserve','http':{'url':'http://h/r'}},"                                         \
+        "{'name':'charge','publish':{'topic':'order_paid','payload':{'order':'${request.total}',"  \
+        "'ref':'${steps.reserve.response.id}','text':'r=${steps.reserve.response.id}','x':[1]}},"  \
+        "'compensate':{'publish':{'topic':'order_unpaid','payload':["                              \
+        "'${steps.charge.response}','${request}']}}},"                                             \
+        "{'name':'ship','publish':{'topic':'t','payload':'${steps.charge.response.1}'}},"          \
+        "{'name':'plain','publish':{'topic':'p'},'compensate':{'publish':{'topic':'q'}}}]")
+
+static void publish_payload_templates(void **state)
+{
+    (void)state;
+    size_t n;
+    sg_def **defs = parse_ok(PAID_FILE, &n);
+    const sg_step_def *charge = &defs[0]->steps[1], *ship = &defs[0]->steps[2],
+                      *plain = &defs[0]->steps[3];
+    assert_int_equal(charge->action.kind, SG_ACTION_PUBLISH);
+    assert_string_equal(charge->action.topic, "order_paid");
+    assert_null(charge->action.body);
+    assert_true(sg_template_uses_steps(charge->action.payload));
+    char *p = render(charge->action.payload);
+    assert_string_equal(p, "{\"order\":42.5,\"ref\":\"r-1\",\"text\":\"r=r-1\",\"x\":[1]}");
+    free(p);
+    assert_int_equal(charge->compensation.kind, SG_ACTION_PUBLISH);
+    assert_string_equal(charge->compensation.topic, "order_unpaid");
+    assert_true(sg_template_uses_steps(charge->compensation.payload));
+    p = render(charge->compensation.payload);
+    assert_string_equal(p, "[[1,2],{\"total\":42.5}]"); /* its own step's answer, the request */
+    free(p);
+    p = render(ship->action.payload); /* one string that is one reference: the value */
+    assert_string_equal(p, "2");
+    free(p);
+    assert_null(plain->action.payload);
+    assert_null(plain->compensation.payload);
+    /* The canonical text keeps the payload as written, and reloads into
+     * the same definition. */
+    assert_non_null(strstr(defs[0]->canonical,
+                           "\"publish\":{\"payload\":{\"order\":\"${request.total}\",\"ref\":"));
+    sg_def *again = NULL;
+    char err[256] = "";
+    assert_int_equal(sg_def_parse_one("order", defs[0]->canonical, &DFLT, &again, err, sizeof err),
+                     SG_OK);
+    same_def(again, defs[0], 1);
+    sg_def_destroy(again);
+    defs_free(defs, n);
+
+    /* A changed payload is a changed definition: another canonical text,
+     * refused under the same version. */
+    sg_def **other =
+        parse_ok(ORDER("[{'name':'a','publish':{'topic':'t','payload':{'x':1}}}]"), &n);
+    sg_def **same = parse_ok(ORDER("[{'name':'a','publish':{'topic':'t','payload':{'x':2}}}]"), &n);
+    sg_def **none = parse_ok(ORDER("[{'name':'a','publish':{'topic':'t'}}]"), &n);
+    assert_string_not_equal(other[0]->canonical, same[0]->canonical);
+    assert_string_not_equal(other[0]->canonical, none[0]->canonical);
+    sg_def_install(other, n); /* takes them */
+    assert_int_equal(sg_def_check(same[0], err, sizeof err), SG_ECONFLICT);
+    assert_string_equal(err, "sagas.order.version: version 1 is already in use by a different "
+                             "definition of 'order'; give the changed definition a new version "
+                             "number");
+    assert_int_equal(sg_def_check(none[0], err, sizeof err), SG_ECONFLICT);
+    sg_def_clear();
+    defs_free(same, n);
+    defs_free(none, n);
+}
+
 /* The canonical text is the saga as written: ${ENV} unexpanded, keys
  * sorted, compact; the same whatever the environment or the key order. */
 static void canonical_text(void **state)
@@ -425,6 +506,7 @@ int main(void)
         cmocka_unit_test(default_first_then_file_order),
         cmocka_unit_test(limits_are_accepted),
         cmocka_unit_test(step_fields),
+        cmocka_unit_test(publish_payload_templates),
         cmocka_unit_test(canonical_text),
         cmocka_unit_test(parse_one_round_trip),
     };

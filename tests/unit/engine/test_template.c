@@ -285,7 +285,7 @@ static void the_cap(void **state)
         size_t len;
         assert_int_equal(render_in(t, &w, &out, &len, err, sizeof err), SG_ETOOBIG);
         assert_null(out);
-        assert_string_equal(err, "the rendered body is over 8 MiB");
+        assert_string_equal(err, "the rendered template is over 8 MiB");
         sg_template_destroy(t);
     }
     /* 7 copies fit. */
