@@ -165,6 +165,7 @@ void sg__rd_enc_op(rd_args *a, const sg_write_op *op)
         sg__rd_add_member(a, op->u.purge.before_us, "");
         sg__rd_add_int(a, op->u.purge.before_us);
         sg__rd_add_int(a, (int64_t)op->u.purge.limit);
+        sg__rd_add_int(a, (int64_t)op->u.purge.seq); /* makes its fingerprint its own */
         break;
     }
     }

@@ -105,8 +105,9 @@ _Static_assert(SG_RD_PURGED == 16, "SG_RD_PURGED_STR spells it");
  *   ET id us
  *   WO
  *   SC id        (claim: the saga becomes this owner's)
- *   PU hi cut limit  (retention, sg_write_purge: hi the index member
- *                 "<digits of cut>:", cut the cut-off in us)
+ *   PU hi cut limit seq  (retention, sg_write_purge: hi the index
+ *                 member "<digits of cut>:", cut the cut-off in us; seq
+ *                 unused here: it makes the write's fingerprint its own)
  *   UI id        (not an sg_write operation: removes a saga and its
  *                 events, for a batch whose outcome was lost; see
  *                 redis_write.c)
@@ -129,7 +130,7 @@ const char sg__rd_lua_write[] =
     "local function body()\n"
     "local done=redis.call('GET',P..'done:'..ARGV[4])\n"
     "if done then return tonumber(done) end\n"
-    "local NARGS={SU=6,TU=10,EI=18,EU=6,SX=3,EX=2,DI=5,ET=2,WO=0,UI=1,SC=1,PU=3}\n"
+    "local NARGS={SU=6,TU=10,EI=18,EU=6,SX=3,EX=2,DI=5,ET=2,WO=0,UI=1,SC=1,PU=4}\n"
     "local ops,i={},7\n"
     "local function take(n) local t={} for j=1,n do t[j]=ARGV[i] i=i+1 end return t end\n"
     "while i<=#ARGV do\n"

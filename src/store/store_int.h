@@ -101,6 +101,11 @@ typedef struct sg_write_op {
              * committing run deleted (writer thread; read after the
              * completion, which the writer's lock orders after it). */
             size_t *purged;
+            /* Unique in this process (sg_write_purge numbers them): two
+             * purges with the same arguments are two writes, where a
+             * backend recognises a write sent again (Redis's outcome
+             * keys) by its arguments. */
+            uint64_t seq;
         } purge;
     } u;
 } sg_write_op;

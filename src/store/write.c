@@ -2,6 +2,7 @@
  * argument is deep-copied so the caller may free or reuse its records as
  * soon as the call returns; the write owns its copies until destroyed. */
 #include <assert.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -187,6 +188,8 @@ void sg_write_purge(sg_write *w, int64_t before_us, size_t limit, size_t *purged
     op->u.purge.before_us = before_us;
     op->u.purge.limit = limit;
     op->u.purge.purged = purged;
+    static _Atomic uint64_t seq;
+    op->u.purge.seq = atomic_fetch_add(&seq, 1) + 1;
     *purged = 0;
 }
 
