@@ -20,6 +20,7 @@ typedef struct sg_config {
     long step_retries;     /* extra attempts after a transient failure */
     long retry_backoff_ms; /* first backoff */
     long park_after_s;     /* compensations undelivered this long are parked */
+    long retention_s;      /* settled sagas are deleted this long after; 0 = never */
     long lease_ms;         /* a shared store's lease (design §7) */
     size_t max_body;
     size_t max_response;

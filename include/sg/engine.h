@@ -48,6 +48,10 @@ typedef struct sg_engine_options {
     size_t max_inflight_bytes; /* request and compensation bytes held, default 1 GiB */
     long park_after_s;         /* a compensation still undelivered after this is parked;
                                   default 86400 */
+    /* Retention: settled sagas whose last change is older than this many
+     * seconds are deleted (sg_write_purge), with their steps and events;
+     * 0 (default) keeps everything. */
+    long retention_s;
     /* Shared stores: runs once, on the loop thread, when this process has
      * lost its store lease (another sagad may own its sagas now; the engine
      * starts nothing more). sagad exits. NULL = only the log line. */

@@ -47,6 +47,8 @@ void sg_metrics_inflight_add(int delta);
 void sg_metrics_step(const char *type, const char *step, sg_metrics_outcome o, uint64_t ns);
 /* The store writer committed a transaction of writes writes in ns. */
 void sg_metrics_store_commit(uint64_t ns, size_t writes);
+/* Retention deleted n sagas (sagad_sagas_purged_total). */
+void sg_metrics_sagas_purged(size_t n);
 /* An HTTP answer with status code to a request of route (a template such
  * as "/saga/{id}", never a raw path). Codes outside 100..599 count as 0. */
 void sg_metrics_http(const char *route, unsigned code);

@@ -75,6 +75,19 @@ void sg_write_saga_claim(sg_write *w, const char *id);
 /* Withdraws every PENDING step event whose saga has ended (at start-up:
  * nothing may deliver it any more). */
 void sg_write_withdraw_orphans(sg_write *w);
+/* Retention (--retention): deletes up to `limit` (1..SG_PURGE_MAX) settled
+ * sagas, oldest first, whose created_us and updated_us are both before
+ * before_us, with their steps and outbox rows. Settled: COMPLETED, or
+ * FAILED with comp_status NONE or COMPLETED, and no outbox row PENDING or
+ * PARKED (an IN_PROGRESS saga, a compensation PENDING or PARKED and their
+ * events are never deleted: design §1). A deleted saga's Idempotency-Key
+ * is free again. *purged (borrowed: the caller keeps it until the write
+ * completes) gets how many sagas the write deleted, valid once it
+ * completed with SG_OK. Any store, shared ones included: deleting is
+ * idempotent, and a purge skips rows another transaction holds. Put it
+ * in a write of its own. */
+#define SG_PURGE_MAX 10000
+void sg_write_purge(sg_write *w, int64_t before_us, size_t limit, size_t *purged);
 size_t sg_write_count(const sg_write *w); /* number of operations */
 /* About how many bytes w holds (its copies of requests, answers and
  * payloads): what a queued write costs in memory. */

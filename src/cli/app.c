@@ -249,6 +249,7 @@ static int open_parts(app *a, char *err, size_t errlen)
                             .max_inflight = c->max_inflight,
                             .max_inflight_bytes = c->max_inflight_bytes,
                             .park_after_s = c->park_after_s,
+                            .retention_s = c->retention_s,
                             .on_fenced = on_fenced};
     if (sg_engine_create(&a->engine, a->loop, &eo, a->store, a->bus, a->http, sg_def_default()) !=
         SG_OK) {

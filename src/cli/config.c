@@ -50,6 +50,10 @@ static const char usage[] =
     "                         capped at 10 s), default 100      [SAGAD_RETRY_BACKOFF_MS]\n"
     "  --park-after S         park a compensation still undelivered after S seconds,\n"
     "                         default 86400                        [SAGAD_PARK_AFTER]\n"
+    "  --retention S          delete settled sagas (with their steps and events)\n"
+    "                         S seconds after their last change; an\n"
+    "                         Idempotency-Key is remembered that long; default 0\n"
+    "                         keeps everything                     [SAGAD_RETENTION]\n"
     "  --lease-ms N           with a shared store (postgres://, redis://): how long\n"
     "                         this process owns its sagas without renewing,\n"
     "                         default 10000                        [SAGAD_LEASE_MS]\n"
@@ -138,6 +142,7 @@ enum {
     O_RETRIES,
     O_BACKOFF,
     O_PARK,
+    O_RETENTION,
     O_LEASE,
     O_DEFS,
     O_LOGLEVEL,
@@ -169,6 +174,7 @@ static const struct option longopts[] = {
     {"step-retries", required_argument, NULL, O_RETRIES},
     {"retry-backoff-ms", required_argument, NULL, O_BACKOFF},
     {"park-after", required_argument, NULL, O_PARK},
+    {"retention", required_argument, NULL, O_RETENTION},
     {"lease-ms", required_argument, NULL, O_LEASE},
     {"definitions", required_argument, NULL, O_DEFS},
     {"log-level", required_argument, NULL, O_LOGLEVEL},
@@ -201,6 +207,7 @@ static const char *env_names[O_COUNT - O_LISTEN] = {
     "SAGAD_STEP_RETRIES",
     "SAGAD_RETRY_BACKOFF_MS",
     "SAGAD_PARK_AFTER",
+    "SAGAD_RETENTION",
     "SAGAD_LEASE_MS",
     "SAGAD_DEFINITIONS",
     "SAGAD_LOG_LEVEL",
@@ -261,6 +268,8 @@ static const struct numopt {
     {O_RETRIES, 0, 1000, "", FIELD(step_retries)},
     {O_BACKOFF, 1, 3600000, "milliseconds ", FIELD(retry_backoff_ms)},
     {O_PARK, 1, 31536000, "seconds ", FIELD(park_after_s)},
+    /* Ten years at most: S microseconds still fit an int64 many times. */
+    {O_RETENTION, 0, 315360000, "seconds ", FIELD(retention_s)},
     {O_LEASE, 200, 3600000, "milliseconds ", FIELD(lease_ms)},
 };
 

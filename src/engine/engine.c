@@ -63,6 +63,7 @@ sg_status sg_engine_create(sg_engine **out, uv_loop_t *loop, const sg_engine_opt
         if (opt->retry_min_ms > 0) e->opt.retry_min_ms = opt->retry_min_ms;
         if (opt->retry_max_ms > 0) e->opt.retry_max_ms = opt->retry_max_ms;
         if (opt->park_after_s > 0) e->opt.park_after_s = opt->park_after_s;
+        if (opt->retention_s > 0) e->opt.retention_s = opt->retention_s;
         if (opt->max_inflight > 0) e->opt.max_inflight = opt->max_inflight;
         if (opt->max_inflight_bytes > 0) e->opt.max_inflight_bytes = opt->max_inflight_bytes;
         e->opt.on_fenced = opt->on_fenced;
@@ -90,7 +91,8 @@ fail:
 sg_status sg_engine_start(sg_engine *e, char *err, size_t errlen)
 {
     sg_status st = sg__recover_start(e, err, errlen);
-    return st == SG_OK ? sg__lease_start(e, err, errlen) : st;
+    if (st == SG_OK) st = sg__lease_start(e, err, errlen);
+    return st == SG_OK ? sg__purge_start(e, err, errlen) : st;
 }
 
 /* Queues req for the loop; SG_ECLOSED (req not queued) once halted. */
@@ -184,6 +186,7 @@ void sg_engine_halt(sg_engine *e)
     sg__comp_halt(e);
     sg__recover_halt(e);
     sg__lease_halt(e);
+    sg__purge_halt(e);
 }
 
 static void on_async_closed(uv_handle_t *h)
@@ -202,5 +205,6 @@ void sg_engine_destroy(sg_engine *e)
     sg__comp_free_all(e);
     sg__recover_free(e);
     sg__lease_free(e);
+    sg__purge_free(e);
     uv_close((uv_handle_t *)&e->async, on_async_closed);
 }

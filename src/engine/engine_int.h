@@ -16,6 +16,7 @@ typedef struct outbox_ev outbox_ev;
 typedef struct comp_queue comp_queue;
 typedef struct sg_recovery sg_recovery;
 typedef struct sg_adopter sg_adopter;
+typedef struct sg_purger sg_purger;
 
 /* What the API hands over: a start, a redrive or a redelivery. */
 typedef enum { REQ_START, REQ_REDRIVE, REQ_REDELIVER } req_kind;
@@ -101,6 +102,7 @@ struct sg_engine {
     sg_recovery *recovery;    /* recover.c's; NULL before start */
     int recover_again;        /* a takeover brought sagas: another recovery pass */
     sg_adopter *adopter;      /* lease.c's; NULL unless the store is shared */
+    sg_purger *purger;        /* purge.c's; NULL without --retention */
     int fenced;               /* the store lease is lost: nothing more starts */
     int lease_lapsed;         /* not renewed in time: actions wait for a renewal */
     char owner[SG_OWNER_MAX]; /* "<owner>/<epoch>" on a shared store, else "" */
@@ -210,6 +212,11 @@ void sg__lease_halt(sg_engine *e); /* waits for an adoption read in flight */
  * delivers those not queued yet: after a redelivery claimed a saga. */
 void sg__lease_resync(sg_engine *e);
 void sg__lease_free(sg_engine *e);
+
+/* purge.c: retention (opt.retention_s > 0; nothing otherwise). */
+sg_status sg__purge_start(sg_engine *e, char *err, size_t errlen);
+void sg__purge_halt(sg_engine *e); /* no new round; a write in flight completes */
+void sg__purge_free(sg_engine *e);
 
 /* event.c: outbox entries as they are made, payloads rendered once. */
 /* The event of publish step i (RUNNING since started_us), to be inserted

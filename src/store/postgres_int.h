@@ -42,6 +42,7 @@ enum {
     P_EVENT_TRIED,
     P_WITHDRAW_ORPHANS,
     P_SAGA_CLAIM,
+    P_PURGE,
     P_LEASE,
     P_PROBE,
     /* reads */

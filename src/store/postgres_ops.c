@@ -162,6 +162,13 @@ static void apply_op(txn *t, const sg_write_op *op)
         b_int(&b, 3, t->be->epoch);
         sg__pg_tx_send(t, &b, t->cur, SG_ENOTFOUND);
         return;
+    case SG_WOP_PURGE:
+        b_init(&b, P_PURGE);
+        b_int(&b, 1, op->u.purge.before_us);
+        b_int(&b, 2, (int64_t)op->u.purge.limit);
+        b.rows = op->u.purge.purged;
+        sg__pg_tx_send(t, &b, t->cur, SG_EIO);
+        return;
     }
     sg__pg_tx_fail(t, SG_EINVAL, "write", "unknown operation");
 }

@@ -113,6 +113,24 @@ static const struct {
                             "UPDATE outbox SET status=2 WHERE status=0 AND compensation=0 AND "
                             "saga_id IN (SELECT id FROM sagas WHERE status<>0 AND owner=$1)"},
     [P_SAGA_CLAIM] = {"claim saga", "tti", MUST("UPDATE sagas SET owner=$2, epoch=$3 WHERE id=$1")},
+    /* Retention (sg_write_purge): up to $2 settled sagas whose created_us
+     * and updated_us are before $1, oldest first through sagas_created,
+     * with their steps and outbox rows (the rule of SQLite's PURGE_PICK).
+     * Any owner's: a settled saga takes no more writes. The chunk is
+     * picked once and its saga rows locked first, in index order; SKIP
+     * LOCKED passes over a saga another transaction holds (a redrive, a
+     * concurrent purge by another sagad), so purges never wait on each
+     * other or on a lease holder's writes, and a saga changed meanwhile is
+     * checked again by PostgreSQL as it now is. The command tag counts
+     * the sagas deleted. */
+    [P_PURGE] =
+        {"purge sagas", "ii",
+         "WITH doomed AS (SELECT id FROM sagas WHERE created_us<$1 AND updated_us<$1 AND "
+         "(status=1 OR (status=2 AND comp_status IN (0,2))) AND NOT EXISTS(SELECT 1 FROM "
+         "outbox o WHERE o.saga_id=sagas.id AND o.status IN (0,3)) ORDER BY created_us, id "
+         "LIMIT $2 FOR UPDATE OF sagas SKIP LOCKED), s AS (DELETE FROM steps WHERE saga_id IN "
+         "(SELECT id FROM doomed)), o AS (DELETE FROM outbox WHERE saga_id IN (SELECT id "
+         "FROM doomed)) DELETE FROM sagas WHERE id IN (SELECT id FROM doomed)"},
     /* First in every transaction: renews this process's lease ($1, $2) by
      * $3 ms and marks the batch ($4) while the lease row is still this
      * process's, even past its expiry: a takeover deletes the row in the

@@ -19,6 +19,7 @@ typedef struct sent {
     int q;
     size_t w;       /* the write it belongs to, NO_WRITE for BEGIN, COMMIT... */
     sg_status zero; /* the write's failure if it matches no row (MUST) */
+    size_t *rows;   /* borrowed, or NULL: gets the rows the statement changed */
 } sent;
 
 /* State of one exec_batch call. */
@@ -45,6 +46,7 @@ typedef struct binder {
     int q;
     int n;
     params p;
+    size_t *rows; /* borrowed, or NULL: gets the rows the statement changed */
 } binder;
 
 /* b gets statement q with no parameters set yet. */

@@ -73,6 +73,7 @@ static void check(txn *t, PGresult *res, const sent *s)
     ExecStatusType st = PQresultStatus(res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         if (s->q == P_COMMIT) t->commit_ok = 1;
+        if (s->rows) *s->rows = (size_t)strtoull(PQcmdTuples(res), NULL, 10);
         return;
     }
     if (st == PGRES_PIPELINE_ABORTED) {
@@ -150,7 +151,7 @@ void sg__pg_tx_send(txn *t, const binder *b, size_t w, sg_status zero)
     }
     char name[16];
     snprintf(name, sizeof name, "q%d", b->q);
-    sent s = {b->q, w, zero};
+    sent s = {b->q, w, zero, b->rows};
     if (b->q == P_COMMIT) t->commit_sent = 1;
     if (!t->pipeline) {
         PGresult *res = PQexecPrepared(t->pg, name, b->n, b->p.v, b->p.len, b->p.fmt, 1);

@@ -122,6 +122,14 @@ void sg__rd_add_member(rd_args *a, int64_t created_us, const char *id); /* sg__r
 void sg__rd_args_fix(rd_args *a);
 void sg__rd_args_free(rd_args *a); /* leaves a zeroed */
 
+/* ---- redis_enc.c ------------------------------------------------------------- */
+
+/* Appends op's code and arguments (borrowed from op where they can be). */
+void sg__rd_enc_op(rd_args *a, const sg_write_op *op);
+/* A write script's answer at or above this: the write applied and its
+ * purge deleted (answer - SG_RD_PURGED) sagas. */
+#define SG_RD_PURGED 16
+
 /* ---- redis_write.c ------------------------------------------------------------ */
 
 sg_status sg__rd_exec_batch(sg_store_backend *b, sg_write *const *writes, size_t n,

@@ -11,6 +11,10 @@
  * readings that a double holds exactly. */
 #include "redis_int.h"
 
+#define STR_(x) #x
+#define SG_RD_PURGED_STR STR_(16)
+_Static_assert(SG_RD_PURGED == 16, "SG_RD_PURGED_STR spells it");
+
 /* clang-format off */
 /* The lease checks the scripts share (P defined): lease_mine(owner,
  * epoch) is true while sagad:leases holds "<epoch> <expiry ms>" for owner
@@ -101,6 +105,9 @@
  *   ET id us
  *   WO
  *   SC id        (claim: the saga becomes this owner's)
+ *   PU hi cut limit seq  (retention, sg_write_purge: hi the index
+ *                 member "<digits of cut>:", cut the cut-off in us; seq
+ *                 unused here: it makes the write's fingerprint its own)
  *   UI id        (not an sg_write operation: removes a saga and its
  *                 events, for a batch whose outcome was lost; see
  *                 redis_write.c)
@@ -109,7 +116,8 @@
  * anything change, so a write applies whole or not at all (a Lua script
  * is not rolled back by Redis). Returns 0 (applied), 1 (conflict), 2 (a
  * row is missing, or a saga to update is another owner's) or 3 (invalid:
- * a NOT NULL field is NULL); 4 (fenced) when this process's lease
+ * a NOT NULL field is NULL); SG_RD_PURGED + n (applied, its purge
+ * deleted n > 0 sagas); 4 (fenced) when this process's lease
  * (sagad:leases) is gone (taken over) or has another epoch, before
  * anything else is read or written. The status is
  * also kept, for a while, under sagad:done:<fingerprint> in the same
@@ -122,7 +130,7 @@ const char sg__rd_lua_write[] =
     "local function body()\n"
     "local done=redis.call('GET',P..'done:'..ARGV[4])\n"
     "if done then return tonumber(done) end\n"
-    "local NARGS={SU=6,TU=10,EI=18,EU=6,SX=3,EX=2,DI=5,ET=2,WO=0,UI=1,SC=1}\n"
+    "local NARGS={SU=6,TU=10,EI=18,EU=6,SX=3,EX=2,DI=5,ET=2,WO=0,UI=1,SC=1,PU=4}\n"
     "local ops,i={},7\n"
     "local function take(n) local t={} for j=1,n do t[j]=ARGV[i] i=i+1 end return t end\n"
     "while i<=#ARGV do\n"
@@ -221,6 +229,53 @@ const char sg__rd_lua_write[] =
     "    if add then redis.call('ZADD',P..'comps',0,m) else redis.call('ZREM',P..'comps',m) end\n"
     "  end\n"
     "end\n"
+    /* A saga with its events and every index entry of both (UI, PU). */
+    "local function drop(id)\n"
+    "  local h=P..'saga:'..id\n"
+    "  local c=redis.call('HMGET',h,'status','def_name','k','idem_key','owner')\n"
+    "  if not c[3] then return end\n"
+    "  if c[5] then unown(id,c[5]) end\n"
+    "  redis.call('ZREM',P..'sagas',c[3]) sidx(c[1],c[2],c[3],false)\n"
+    "  if c[4] and redis.call('HGET',P..'idem',c[4])==id then "
+    "redis.call('HDEL',P..'idem',c[4]) end\n"
+    "  for _,m in ipairs(redis.call('ZRANGE',P..'sev:'..id,0,-1)) do\n"
+    "    local eh=P..'event:'..string.sub(m,22)\n"
+    "    local e=redis.call('HMGET',eh,'status','compensation')\n"
+    "    redis.call('ZREM',P..'events',m)\n"
+    "    if e[1] then evidx(e[1],e[2],m,false) end\n"
+    "    redis.call('DEL',eh)\n"
+    "  end\n"
+    "  redis.call('DEL',P..'sev:'..id,h)\n"
+    "end\n"
+    /* Retention (PU): up to lim settled sagas created before the member
+     * bound hi (and created_us, updated_us before the cut-off cut), oldest
+     * first, from the status indexes of COMPLETED (1) and FAILED (2): a
+     * FAILED one only with comp_status NONE (0) or COMPLETED (2), and
+     * none with an event PENDING (0) or PARKED (3). Each index is read
+     * 4 * lim members deep at most, so one call stays short whatever
+     * sagas are kept at the old end (a saga parked for long). */
+    "local purged=0\n"
+    "local function open_events(id)\n"
+    "  for _,m in ipairs(redis.call('ZRANGE',P..'sev:'..id,0,-1)) do\n"
+    "    local st=redis.call('HGET',P..'event:'..string.sub(m,22),'status')\n"
+    "    if st=='0' or st=='3' then return true end\n"
+    "  end\n"
+    "  return false\n"
+    "end\n"
+    "local function purge(hi,cut,lim)\n"
+    "  local n,c=0,tonumber(cut)\n"
+    "  for _,st in ipairs({'1','2'}) do\n"
+    "    for _,m in "
+    "ipairs(redis.call('ZRANGEBYLEX',P..'sagas:st:'..st,'-','('..hi,'LIMIT',0,4*lim)) do\n"
+    "      if n>=lim then return n end\n"
+    "      local id=string.sub(m,22)\n"
+    "      local r=redis.call('HMGET',P..'saga:'..id,'status','comp_status','updated_us')\n"
+    "      if r[1]==st and (st=='1' or r[2]=='0' or r[2]=='2') and tonumber(r[3])<c and\n"
+    "        not open_events(id) then drop(id) n=n+1 end\n"
+    "    end\n"
+    "  end\n"
+    "  return n\n"
+    "end\n"
     "for _,a in ipairs(ops) do\n"
     "  local k=a.k\n"
     "  if k=='SI' then\n"
@@ -295,23 +350,8 @@ const char sg__rd_lua_write[] =
     "    local h=P..'event:'..a[1]\n"
     "    if redis.call('HGET',h,'started_us')=='0' then redis.call('HSET',h,'started_us',a[2]) "
     "end\n"
-    "  elseif k=='UI' then\n"
-    "    local id=a[1] local h=P..'saga:'..id\n"
-    "    local c=redis.call('HMGET',h,'status','def_name','k','idem_key','owner')\n"
-    "    if c[3] then\n"
-    "      if c[5] then unown(id,c[5]) end\n"
-    "      redis.call('ZREM',P..'sagas',c[3]) sidx(c[1],c[2],c[3],false)\n"
-    "      if c[4] and redis.call('HGET',P..'idem',c[4])==id then "
-    "redis.call('HDEL',P..'idem',c[4]) end\n"
-    "      for _,m in ipairs(redis.call('ZRANGE',P..'sev:'..id,0,-1)) do\n"
-    "        local eh=P..'event:'..string.sub(m,22)\n"
-    "        local e=redis.call('HMGET',eh,'status','compensation')\n"
-    "        redis.call('ZREM',P..'events',m)\n"
-    "        if e[1] then evidx(e[1],e[2],m,false) end\n"
-    "        redis.call('DEL',eh)\n"
-    "      end\n"
-    "      redis.call('DEL',P..'sev:'..id,h)\n"
-    "    end\n"
+    "  elseif k=='UI' then drop(a[1])\n"
+    "  elseif k=='PU' then purged=purged+purge(a[1],a[2],tonumber(a[3]))\n"
     "  elseif k=='WO' then\n"
     "    for _,m in ipairs(redis.call('ZRANGE',P..'events:st:0',0,-1)) do\n"
     "      local h=P..'event:'..string.sub(m,22)\n"
@@ -328,6 +368,7 @@ const char sg__rd_lua_write[] =
     "end\n"
     "for id in pairs(ts) do reidx_saga(id) end\n"
     "for id in pairs(te) do reidx_event(id) end\n"
+    "if purged>0 then return " SG_RD_PURGED_STR "+purged end\n"
     "return 0\n"
     "end\n"
     /* The outcome, for a writer that lost the reply (sg__rd_exec_batch). */

@@ -15,160 +15,6 @@
 #include "sg/alloc.h"
 #include "sg/util.h"
 
-/* ---- encoding the operations (layout: sg__rd_lua_write) -------------------------- */
-
-static void add_step_state(rd_args *a, const sg_step_rec *s)
-{
-    sg__rd_add_int(a, s->status);
-    sg__rd_add_int(a, s->attempts);
-    sg__rd_add_int(a, s->started_us);
-    sg__rd_add_int(a, s->finished_us);
-}
-
-static void enc_saga_insert(rd_args *a, const sg_saga_rec *r)
-{
-    size_t nn = 4 + 3 * r->nsteps;
-    char *nulls = sg_xmalloc(nn + 1);
-    nulls[0] = r->def_name ? '0' : '1';
-    nulls[1] = r->request ? '0' : '1';
-    nulls[2] = r->idem_key ? '0' : '1';
-    nulls[3] = r->error ? '0' : '1';
-    for (size_t i = 0; i < r->nsteps; i++) {
-        nulls[4 + 3 * i] = r->steps[i].name ? '0' : '1';
-        nulls[5 + 3 * i] = r->steps[i].error ? '0' : '1';
-        nulls[6 + 3 * i] = r->steps[i].response ? '0' : '1';
-    }
-    sg__rd_add_str(a, "SI");
-    sg__rd_add_copy(a, nulls, nn);
-    free(nulls);
-    sg__rd_add_member(a, r->created_us, r->id);
-    sg__rd_add_str(a, r->id);
-    sg__rd_add_str(a, r->def_name);
-    sg__rd_add_int(a, r->def_version);
-    sg__rd_add_ref(a, r->request, r->request_len);
-    sg__rd_add_str(a, r->idem_key);
-    sg__rd_add_int(a, r->status);
-    sg__rd_add_int(a, r->comp_status);
-    sg__rd_add_str(a, r->error);
-    sg__rd_add_int(a, r->created_us);
-    sg__rd_add_int(a, r->updated_us);
-    sg__rd_add_int(a, (int64_t)r->nsteps);
-    sg__rd_add_str(a, r->trace.trace_id); /* "" = none */
-    sg__rd_add_int(a, r->trace.flags);
-    sg__rd_add_str(a, r->tracestate ? r->tracestate : "");
-    for (size_t i = 0; i < r->nsteps; i++) {
-        const sg_step_rec *s = &r->steps[i];
-        sg__rd_add_str(a, s->name);
-        add_step_state(a, s);
-        sg__rd_add_str(a, s->error);
-        sg__rd_add_ref(a, s->response, s->response_len);
-        sg__rd_add_int(a, s->next_us);
-    }
-}
-
-static void enc_event_insert(rd_args *a, const sg_event_rec *e)
-{
-    char nulls[6] = {e->topic ? '0' : '1',      e->target ? '0' : '1', e->payload ? '0' : '1',
-                     e->last_error ? '0' : '1', e->method ? '0' : '1', e->headers ? '0' : '1'};
-    sg__rd_add_str(a, "EI");
-    sg__rd_add_copy(a, nulls, sizeof nulls);
-    sg__rd_add_member(a, e->created_us, e->id);
-    sg__rd_add_str(a, e->id);
-    sg__rd_add_str(a, e->saga_id);
-    sg__rd_add_str(a, e->topic);
-    sg__rd_add_str(a, e->target);
-    sg__rd_add_ref(a, e->payload, e->payload_len);
-    sg__rd_add_int(a, e->created_us);
-    sg__rd_add_int(a, e->deadline_us);
-    sg__rd_add_int(a, e->compensation);
-    sg__rd_add_int(a, e->step_index);
-    sg__rd_add_int(a, e->status);
-    sg__rd_add_int(a, e->attempts);
-    sg__rd_add_str(a, e->last_error);
-    sg__rd_add_int(a, e->updated_us);
-    sg__rd_add_str(a, e->method);
-    sg__rd_add_str(a, e->headers);
-    sg__rd_add_int(a, e->timeout_ms);
-}
-
-static void enc_op(rd_args *a, const sg_write_op *op)
-{
-    switch (op->kind) {
-    case SG_WOP_SAGA_INSERT:
-        enc_saga_insert(a, &op->u.saga_insert);
-        break;
-    case SG_WOP_SAGA_UPDATE:
-        sg__rd_add_str(a, "SU");
-        sg__rd_add_str(a, op->u.saga_update.error ? "0" : "1");
-        sg__rd_add_str(a, op->u.saga_update.id);
-        sg__rd_add_int(a, op->u.saga_update.status);
-        sg__rd_add_int(a, op->u.saga_update.comp);
-        sg__rd_add_str(a, op->u.saga_update.error);
-        sg__rd_add_int(a, op->u.saga_update.updated_us);
-        break;
-    case SG_WOP_STEP_UPDATE: {
-        const sg_step_rec *s = &op->u.step_update.step;
-        char nulls[2] = {s->error ? '0' : '1', s->response ? '0' : '1'};
-        sg__rd_add_str(a, "TU");
-        sg__rd_add_copy(a, nulls, 2);
-        sg__rd_add_str(a, op->u.step_update.saga_id);
-        /* An index past int64 matches no step, as in SQLite. */
-        sg__rd_add_int(a,
-                       op->u.step_update.index > INT64_MAX ? -1 : (int64_t)op->u.step_update.index);
-        add_step_state(a, s);
-        sg__rd_add_str(a, s->error);
-        sg__rd_add_ref(a, s->response, s->response_len);
-        sg__rd_add_int(a, s->next_us);
-        break;
-    }
-    case SG_WOP_EVENT_INSERT:
-        enc_event_insert(a, &op->u.event_insert);
-        break;
-    case SG_WOP_EVENT_UPDATE:
-        sg__rd_add_str(a, "EU");
-        sg__rd_add_str(a, op->u.event_update.last_error ? "0" : "1");
-        sg__rd_add_str(a, op->u.event_update.id);
-        sg__rd_add_int(a, op->u.event_update.status);
-        sg__rd_add_int(a, op->u.event_update.attempts);
-        sg__rd_add_str(a, op->u.event_update.last_error);
-        sg__rd_add_int(a, op->u.event_update.updated_us);
-        break;
-    case SG_WOP_SAGA_EXPECT:
-        sg__rd_add_str(a, "SX");
-        sg__rd_add_str(a, op->u.saga_expect.id);
-        sg__rd_add_int(a, op->u.saga_expect.status);
-        sg__rd_add_int(a, op->u.saga_expect.comp);
-        break;
-    case SG_WOP_EVENT_EXPECT:
-        sg__rd_add_str(a, "EX");
-        sg__rd_add_str(a, op->u.event_expect.id);
-        sg__rd_add_int(a, op->u.event_expect.status);
-        break;
-    case SG_WOP_DEF_INSERT: {
-        char nulls[2] = {op->u.def_insert.name ? '0' : '1', op->u.def_insert.canonical ? '0' : '1'};
-        sg__rd_add_str(a, "DI");
-        sg__rd_add_copy(a, nulls, 2);
-        sg__rd_add_str(a, op->u.def_insert.name);
-        sg__rd_add_int(a, op->u.def_insert.version);
-        sg__rd_add_str(a, op->u.def_insert.canonical);
-        sg__rd_add_int(a, op->u.def_insert.created_us);
-        break;
-    }
-    case SG_WOP_EVENT_TRIED:
-        sg__rd_add_str(a, "ET");
-        sg__rd_add_str(a, op->u.event_tried.id);
-        sg__rd_add_int(a, op->u.event_tried.us);
-        break;
-    case SG_WOP_WITHDRAW_ORPHANS:
-        sg__rd_add_str(a, "WO");
-        break;
-    case SG_WOP_SAGA_CLAIM:
-        sg__rd_add_str(a, "SC");
-        sg__rd_add_str(a, op->u.saga_claim);
-        break;
-    }
-}
-
 /* ---- the batch ---------------------------------------------------------------- */
 
 /* Failure injection: 1 if one of the next ncmd commands must fail (the
@@ -192,8 +38,16 @@ static void drop_conn(sg_store_backend *b)
     b->w = NULL;
 }
 
-static sg_status write_status(long long v)
+/* A write's status from its script's answer (v); a purge's count goes to
+ * its op (the caller's counter). */
+static sg_status write_status(const sg_write *w, long long v)
 {
+    if (v >= SG_RD_PURGED) {
+        for (size_t k = 0; k < w->nops; k++)
+            if (w->ops[k].kind == SG_WOP_PURGE)
+                *w->ops[k].u.purge.purged = (size_t)(v - SG_RD_PURGED);
+        return SG_OK;
+    }
     switch (v) {
     case 0:
         return SG_OK;
@@ -215,8 +69,9 @@ static sg_status write_status(long long v)
  * nothing was applied then, and the caller loads them and runs again.
  * *in_doubt is set when the connection broke before EXEC's reply came:
  * the batch may have committed. */
-static sg_status read_replies(sg_store_backend *b, size_t n, sg_status *results, int *noscript,
-                              int *in_doubt, char *err, size_t errlen)
+static sg_status read_replies(sg_store_backend *b, sg_write *const *writes, size_t n,
+                              sg_status *results, int *noscript, int *in_doubt, char *err,
+                              size_t errlen)
 {
     redisReply *r = NULL;
     sg_status st = SG_EIO;
@@ -261,7 +116,7 @@ static sg_status read_replies(sg_store_backend *b, size_t n, sg_status *results,
             st = SG_EFENCED;
             goto out;
         }
-        if (n) results[i] = write_status(e->integer);
+        if (n) results[i] = write_status(writes[i], e->integer);
     }
     st = SG_OK;
 out:
@@ -325,7 +180,7 @@ static sg_status run_batch(sg_store_backend *b, sg_write *const *writes, size_t 
         sg__rd_add_str(&a, keep);
         sg__rd_add_str(&a, i == 0 ? ms : "0");
         for (size_t k = 0; k < writes[i]->nops; k++)
-            enc_op(&a, &writes[i]->ops[k]);
+            sg__rd_enc_op(&a, &writes[i]->ops[k]);
         sg__rd_args_fix(&a);
         fingerprint(b, &a, 9, fps[i]);
         a.v[6] = fps[i];
@@ -336,7 +191,7 @@ static sg_status run_batch(sg_store_backend *b, sg_write *const *writes, size_t 
     }
     if (redisAppendCommand(b->w, "EXEC") != REDIS_OK) goto fail;
     atomic_fetch_add_explicit(&b->commands, n + 2 + (n == 0), memory_order_relaxed);
-    return read_replies(b, n, results, noscript, in_doubt, err, errlen);
+    return read_replies(b, writes, n, results, noscript, in_doubt, err, errlen);
 fail:
     snprintf(err, errlen, "Redis %s: %s", b->a.shown,
              b->w->errstr[0] ? b->w->errstr : "out of memory");
@@ -351,8 +206,8 @@ fail:
  * or if that cannot be known yet: then the batch is sent again later, and
  * a write that did commit answers its status from its key rather than
  * applying twice. */
-static sg_status resolve(sg_store_backend *b, char (*fps)[SG_RD_FP_LEN + 1], size_t n,
-                         sg_status *results, char *err)
+static sg_status resolve(sg_store_backend *b, sg_write *const *writes,
+                         char (*fps)[SG_RD_FP_LEN + 1], size_t n, sg_status *results, char *err)
 {
     uint64_t until = uv_hrtime() + (uint64_t)SG_RD_RESOLVE_MS * 1000000u;
     char e2[256];
@@ -377,7 +232,7 @@ static sg_status resolve(sg_store_backend *b, char (*fps)[SG_RD_FP_LEN + 1], siz
         for (size_t i = 0; i < n; i++) {
             const redisReply *e = r->element[i];
             if (e->type != REDIS_REPLY_STRING) continue;
-            results[i] = write_status(strtol(e->str, NULL, 10));
+            results[i] = write_status(writes[i], strtol(e->str, NULL, 10));
             ours++;
         }
     }
@@ -484,7 +339,7 @@ sg_status sg__rd_exec_batch(sg_store_backend *b, sg_write *const *writes, size_t
         if (in_doubt && n > 0) {
             /* Find out at once if the server is back soon: a batch that
              * did commit completes now rather than after a retry. */
-            if (resolve(b, fps, n, results, err) == SG_OK)
+            if (resolve(b, writes, fps, n, results, err) == SG_OK)
                 st = SG_OK;
             else
                 add_doubts(b, writes, n);

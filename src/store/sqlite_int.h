@@ -52,6 +52,9 @@ enum {
     Q_EVENT_EXPECT,
     Q_DEF_INSERT,
     Q_EVENT_TRIED,
+    Q_PURGE_STEPS,  /* retention: a chunk of settled sagas' steps, */
+    Q_PURGE_OUTBOX, /* their outbox rows, */
+    Q_PURGE_SAGAS,  /* then the sagas (sg_write_purge) */
     Q_GET,
     Q_GET_IDEM,
     Q_STEPS,

@@ -53,6 +53,24 @@ _Static_assert(SG_SQ_SETTLED == SG_SAGA_COMPLETED && SG_SQ_SETTLED == SG_EVENT_D
     "+o.status=3) THEN 3 WHEN EXISTS(SELECT 1 FROM outbox o WHERE o.saga_id=sagas.id AND "         \
     "o.compensation=1 AND +o.status=0) THEN 1 ELSE 2 END)"
 
+/* Retention (sg_write_purge): the chunk of sagas that go, oldest first,
+ * ?1 the cut-off, ?2 the chunk. Settled: COMPLETED (1), or FAILED (2)
+ * with comp_status NONE (0) or COMPLETED (2), and no outbox row PENDING
+ * (0) or PARKED (3) left (a step event an ended saga still holds is
+ * withdrawn at the next start first). Both times before the cut-off: the
+ * range of created_us is what sagas_created seeks (a purge reads from the
+ * oldest end and stops after ?2 matches); updated_us, checked on the row,
+ * is the saga's last change (its compensations move it too; a step's
+ * times never pass it once the saga has ended). The NOT EXISTS looks a
+ * saga's few outbox rows up through outbox_saga (the unary + keeps the
+ * planner off the status index). Each of the three statements picks the
+ * same chunk: the first two delete no saga and leave the rule's columns
+ * alone. */
+#define PURGE_PICK                                                                                 \
+    "SELECT id FROM sagas WHERE created_us<?1 AND updated_us<?1 AND (status=1 OR (status=2 AND "   \
+    "comp_status IN (0,2))) AND NOT EXISTS(SELECT 1 FROM outbox o WHERE o.saga_id=sagas.id AND "   \
+    "+o.status IN (0,3)) ORDER BY created_us, id LIMIT ?2"
+
 static const struct {
     const char *name; /* for error messages */
     const char *sql;
@@ -131,6 +149,9 @@ static const struct {
                       "INSERT INTO definitions(name, version, body, created_us) "
                       "VALUES(?1,?2,?3,?4) ON CONFLICT(name, version) DO UPDATE SET "
                       "body=excluded.body WHERE body=excluded.body"},
+    [Q_PURGE_STEPS] = {"purge steps", "DELETE FROM steps WHERE saga_id IN (" PURGE_PICK ")"},
+    [Q_PURGE_OUTBOX] = {"purge events", "DELETE FROM outbox WHERE saga_id IN (" PURGE_PICK ")"},
+    [Q_PURGE_SAGAS] = {"purge sagas", "DELETE FROM sagas WHERE id IN (" PURGE_PICK ")"},
     [Q_GET] = {"get saga", "SELECT " SAGA_COLS " FROM sagas WHERE id=?1"},
     [Q_GET_IDEM] = {"get saga by key", "SELECT " SAGA_COLS " FROM sagas WHERE idem_key=?1"},
     [Q_STEPS] = {"get steps", "SELECT idx, name, status, attempts, started_us, finished_us, "

@@ -348,6 +348,23 @@ static sg_status apply_def_insert(txn *t, const sg_write_op *op)
     return st == SG_ENOTFOUND ? SG_ECONFLICT : st;
 }
 
+/* Retention: one chunk of settled sagas with their steps and outbox
+ * rows (the rule: PURGE_PICK in sqlite_sql.c). The sagas go last, since
+ * their rows decide which sagas are picked. */
+static sg_status apply_purge(txn *t, const sg_write_op *op)
+{
+    for (int q = Q_PURGE_STEPS; q <= Q_PURGE_SAGAS; q++) {
+        binder b;
+        if (!prep(t, q, &b)) return SG_EIO;
+        bind_int(&b, 1, op->u.purge.before_us);
+        bind_int(&b, 2, (int64_t)op->u.purge.limit);
+        sg_status st = run(t, &b, 0);
+        if (st != SG_OK) return st;
+    }
+    *op->u.purge.purged = (size_t)sqlite3_changes(t->c->db);
+    return SG_OK;
+}
+
 static sg_status apply_op(txn *t, const sg_write_op *op)
 {
     switch (op->kind) {
@@ -380,6 +397,8 @@ static sg_status apply_op(txn *t, const sg_write_op *op)
     }
     case SG_WOP_SAGA_CLAIM:
         return SG_OK; /* one process owns every saga */
+    case SG_WOP_PURGE:
+        return apply_purge(t, op);
     }
     return SG_EINVAL;
 }

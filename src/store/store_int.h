@@ -44,6 +44,7 @@ typedef enum sg_write_kind {
     SG_WOP_EVENT_TRIED,
     SG_WOP_WITHDRAW_ORPHANS,
     SG_WOP_SAGA_CLAIM,
+    SG_WOP_PURGE,
 } sg_write_kind;
 
 /* One operation; every pointer inside is an owned deep copy, freed by
@@ -92,6 +93,20 @@ typedef struct sg_write_op {
             int64_t us;
         } event_tried;
         char *saga_claim; /* the saga's id */
+        struct {
+            int64_t before_us; /* settled sagas last changed before this go */
+            size_t limit;      /* at most this many sagas */
+            /* Borrowed from the caller, who keeps it until the write
+             * completes: the backend stores how many sagas the
+             * committing run deleted (writer thread; read after the
+             * completion, which the writer's lock orders after it). */
+            size_t *purged;
+            /* Unique in this process (sg_write_purge numbers them): two
+             * purges with the same arguments are two writes, where a
+             * backend recognises a write sent again (Redis's outcome
+             * keys) by its arguments. */
+            uint64_t seq;
+        } purge;
     } u;
 } sg_write_op;
 

@@ -2,6 +2,7 @@
  * argument is deep-copied so the caller may free or reuse its records as
  * soon as the call returns; the write owns its copies until destroyed. */
 #include <assert.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,7 @@ static void op_free(sg_write_op *op)
         free(op->u.event_tried.id);
         break;
     case SG_WOP_WITHDRAW_ORPHANS:
+    case SG_WOP_PURGE:
         break;
     case SG_WOP_SAGA_CLAIM:
         free(op->u.saga_claim);
@@ -177,6 +179,18 @@ void sg_write_def_insert(sg_write *w, const char *name, int version, const char 
 void sg_write_withdraw_orphans(sg_write *w)
 {
     push(w, SG_WOP_WITHDRAW_ORPHANS);
+}
+
+void sg_write_purge(sg_write *w, int64_t before_us, size_t limit, size_t *purged)
+{
+    assert(limit > 0 && purged);
+    sg_write_op *op = push(w, SG_WOP_PURGE);
+    op->u.purge.before_us = before_us;
+    op->u.purge.limit = limit;
+    op->u.purge.purged = purged;
+    static _Atomic uint64_t seq;
+    op->u.purge.seq = atomic_fetch_add(&seq, 1) + 1;
+    *purged = 0;
 }
 
 size_t sg_write_count(const sg_write *w)

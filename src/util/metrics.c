@@ -192,6 +192,11 @@ void sg_metrics_inflight_add(int delta)
     atomic_store_explicit(&k->inflight, v + delta, memory_order_relaxed);
 }
 
+void sg_metrics_sagas_purged(size_t n)
+{
+    add(&my_block()->purged, n);
+}
+
 void sg_metrics_step(const char *type, const char *step, sg_metrics_outcome o, uint64_t ns)
 {
     if ((unsigned)o >= SG_METRICS_OUTCOMES) return;

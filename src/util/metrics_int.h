@@ -46,6 +46,7 @@ typedef struct sg__block {
     sg__cell started[SG_METRICS_MAX_TYPES];
     sg__cell finished[SG_METRICS_MAX_TYPES][2]; /* [0] COMPLETED, [1] FAILED */
     _Atomic int64_t inflight;                   /* this thread's net change */
+    sg__cell purged;                            /* sagas deleted by retention */
     sg__hist steps[SG_METRICS_MAX_STEPS][SG_METRICS_OUTCOMES];
     sg__hist commit, batch;
     sg__cell http[SG_METRICS_MAX_ROUTES][SG__NCODES];

@@ -149,6 +149,15 @@ static void sagas(out *o)
     family(o, "sagad_sagas_in_flight", "Sagas in memory: started or resumed, not yet finished.",
            "gauge");
     if (o->st == SG_OK) o->st = sg_buf_addf(o->b, "sagad_sagas_in_flight %" PRId64 "\n", inflight);
+    uint64_t purged = 0;
+    for (sg__block *k = sg__metrics_blocks(); k; k = k->next)
+        purged += sg__get(&k->purged);
+    family(o, "sagad_sagas_purged_total",
+           "Settled sagas deleted by retention (--retention), with their steps and events.",
+           "counter");
+    put(o, "sagad_sagas_purged_total ");
+    put_u64(o, purged);
+    put(o, "\n");
 }
 
 static void steps(out *o)

@@ -14,9 +14,9 @@ import harness  # noqa: E402
 from harness import Sagad, Stubs, clean_env, jbody, run, tmpdir  # noqa: E402
 
 FLAGS = ["--listen", "--db", "--anonymizer-url", "--ai-model-url", "--bus", "--step-timeout-ms",
-         "--help"]
+         "--retention", "--help"]
 ENVS = ["SAGAD_LISTEN", "SAGAD_DB", "SAGAD_ANONYMIZER_URL", "SAGAD_AI_MODEL_URL", "SAGAD_BUS",
-        "SAGAD_STEP_TIMEOUT_MS"]
+        "SAGAD_STEP_TIMEOUT_MS", "SAGAD_RETENTION"]
 
 
 class CliTest(harness.unittest.TestCase):
@@ -74,6 +74,16 @@ class CliTest(harness.unittest.TestCase):
     def test_bad_step_timeout(self):
         for v in ("0", "-5", "abc", "1.5", "", "10ms", "99999999999999999999"):
             self.assert_usage_error(["--step-timeout-ms", v])
+
+    def test_bad_retention(self):
+        for v in ("-1", "abc", "1.5", "", "2s", "315360001"):
+            err = self.assert_usage_error(["--retention", v], mention="retention")
+            self.assertIn("0-315360000", err)
+        rc, out, err = run([harness.SAGAD, "--db", os.path.join(tmpdir(), "x.db")],
+                           env=clean_env({"SAGAD_RETENTION": "soon",
+                                          "SAGAD_LISTEN": "127.0.0.1:0"}), timeout=10)
+        self.assertEqual(rc, 2, err)
+        self.assertIn("SAGAD_RETENTION", err)
 
     def test_bad_bus(self):
         for v in ("kafka://x:9092", "ftp://x", "nonsense", "", "http://"):

@@ -32,6 +32,7 @@ FAMILIES = {
     "sagad_store_commit_seconds": ("histogram", set()),
     "sagad_store_batch_writes": ("histogram", set()),
     "sagad_http_requests_total": ("counter", {"route", "code"}),
+    "sagad_sagas_purged_total": ("counter", set()),
 }
 
 

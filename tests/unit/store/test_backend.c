@@ -101,6 +101,9 @@ static void both(pair *p, sg_write *w, sg_status want)
         case SG_WOP_SAGA_CLAIM:
             sg_write_saga_claim(copy, op->u.saga_claim);
             break;
+        case SG_WOP_PURGE:
+            sg_write_purge(copy, op->u.purge.before_us, op->u.purge.limit, op->u.purge.purged);
+            break;
         }
     }
     assert_int_equal(sg_store_commit_sync(p->ref, copy), want);
