@@ -1,138 +1,13 @@
 /* The SQLite backend's write transaction: exec_batch (one transaction;
  * a savepoint per write only when a write fails by itself), the
- * statements of each write operation, and the failure injection countdown
- * that reaches every error path of a batch. */
+ * statements of each write operation (run by sqlite_txn.c). */
 #include <assert.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "sg/util.h"
-#include "sqlite_int.h"
-
-/* State of one exec_batch call. */
-typedef struct txn {
-    sg_store_backend *be;
-    conn *c;
-    char *err; /* the caller's; holds the first failure */
-    size_t errlen;
-} txn;
-
-/* One statement being bound. It collects the first bind error so call
- * sites can bind a whole row and check once. Pointers bound are borrowed
- * (SQLITE_STATIC): they belong to the sg_write, which outlives the
- * statement's execution. */
-typedef struct binder {
-    int q;
-    sqlite3_stmt *st;
-    int rc;
-} binder;
-
-static void bind_text(binder *b, int i, const char *s)
-{
-    if (b->rc != SQLITE_OK) return;
-    b->rc = s ? sqlite3_bind_text(b->st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(b->st, i);
-}
-
-static void bind_blob(binder *b, int i, const void *p, size_t n)
-{
-    if (b->rc != SQLITE_OK) return;
-    /* A non-NULL empty value must stay an empty blob, not NULL. */
-    b->rc = p ? sqlite3_bind_blob64(b->st, i, n ? p : "", n, SQLITE_STATIC)
-              : sqlite3_bind_null(b->st, i);
-}
-
-static void bind_int(binder *b, int i, int64_t v)
-{
-    if (b->rc != SQLITE_OK) return;
-    b->rc = sqlite3_bind_int64(b->st, i, v);
-}
-
-/* Failure injection: 1 if the statement about to run must fail. */
-static int injected_fault(void)
-{
-    int v = atomic_load(&sg_store_fail_countdown);
-    while (v > 0) {
-        if (atomic_compare_exchange_weak(&sg_store_fail_countdown, &v, v - 1)) return v == 1;
-    }
-    return 0;
-}
-
-/* Runs statement q (st, bound by the caller; bind_rc is the first bind
- * failure) to completion and resets it. Returns the SQLite code
- * (SQLITE_OK on success); on failure err says which statement. */
-static int tx_run(txn *t, int q, sqlite3_stmt *st, int bind_rc)
-{
-    int rc = bind_rc;
-    const char *msg = NULL;
-    atomic_fetch_add_explicit(&t->be->statements, 1, memory_order_relaxed);
-    if (rc != SQLITE_OK) {
-        msg = sqlite3_errstr(rc);
-    } else if (injected_fault()) {
-        rc = SQLITE_IOERR;
-        msg = "injected I/O error";
-    } else {
-        /* A write yields no rows; drain any a pragma might. */
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-            continue;
-        if (rc == SQLITE_DONE)
-            rc = SQLITE_OK;
-        else
-            msg = sqlite3_errmsg(t->c->db);
-    }
-    /* Read the message before reset may replace it. */
-    if (rc != SQLITE_OK) snprintf(t->err, t->errlen, "SQLite %s: %s", sg__sq_name(q), msg);
-    /* The bindings stay: every use binds each parameter again before it
-     * steps (SQLite never reads a binding until then), so clearing them
-     * would be work for nothing on every statement. */
-    sqlite3_reset(st);
-    return rc;
-}
-
-/* Runs a statement without parameters (BEGIN, SAVEPOINT, ...). */
-static int tx_simple(txn *t, int q)
-{
-    sqlite3_stmt *st = sg__sq_stmt(t->c, q, t->err, t->errlen);
-    return st ? tx_run(t, q, st, SQLITE_OK) : SQLITE_ERROR;
-}
-
-/* What a failed statement means for its write: a constraint or size
- * problem belongs to that write alone; anything else (I/O, full disk,
- * corruption, a lost lock) sinks the transaction and maps to SG_EIO. */
-static sg_status classify(int rc)
-{
-    switch (rc) {
-    case SQLITE_CONSTRAINT_UNIQUE:
-    case SQLITE_CONSTRAINT_PRIMARYKEY:
-        return SG_ECONFLICT;
-    case SQLITE_TOOBIG:
-        return SG_ETOOBIG;
-    default:
-        break;
-    }
-    if ((rc & 0xff) == SQLITE_CONSTRAINT) return SG_EINVAL; /* e.g. a NULL request */
-    return SG_EIO;
-}
-
-/* Sets b up to bind statement q. Returns the statement, or NULL if it
- * cannot be prepared (err says why; the write then fails with SG_EIO). */
-static sqlite3_stmt *prep(txn *t, int q, binder *b)
-{
-    b->q = q;
-    b->rc = SQLITE_OK;
-    b->st = sg__sq_stmt(t->c, q, t->err, t->errlen);
-    return b->st;
-}
-
-/* Runs b's statement. SG_OK, or the write's failure: classify's status,
- * or SG_ENOTFOUND when it must change a row (an UPDATE) and matched none. */
-static sg_status run(txn *t, binder *b, int must_change)
-{
-    int rc = tx_run(t, b->q, b->st, b->rc);
-    if (rc != SQLITE_OK) return classify(rc);
-    if (must_change && sqlite3_changes(t->c->db) == 0) return SG_ENOTFOUND;
-    return SG_OK;
-}
+#include "sqlite_txn.h"
 
 /* Binds a step's mutable state (status, attempts, started_us,
  * finished_us, error, response, next_us) to parameters first..first+6. */
@@ -153,7 +28,7 @@ static sg_status insert_steps(txn *t, const char *saga_id, const sg_step_rec *st
                               size_t k)
 {
     binder b;
-    if (!prep(t, Q_STEP_INSERT + (int)k - 1, &b)) return SG_EIO;
+    if (!sg__sq_prep(t, Q_STEP_INSERT + (int)k - 1, &b)) return SG_EIO;
     bind_text(&b, 1, saga_id);
     for (size_t i = 0; i < k; i++) {
         int p = 2 + 9 * (int)i;
@@ -161,13 +36,13 @@ static sg_status insert_steps(txn *t, const char *saga_id, const sg_step_rec *st
         bind_text(&b, p + 1, steps[first + i].name);
         bind_step_state(&b, p + 2, &steps[first + i]);
     }
-    return run(t, &b, 0);
+    return sg__sq_run(t, &b, 0);
 }
 
 static sg_status apply_saga_insert(txn *t, const sg_saga_rec *r)
 {
     binder b;
-    if (!prep(t, Q_SAGA_INSERT, &b)) return SG_EIO;
+    if (!sg__sq_prep(t, Q_SAGA_INSERT, &b)) return SG_EIO;
     bind_text(&b, 1, r->id);
     bind_text(&b, 2, r->def_name);
     bind_blob(&b, 3, r->request, r->request_len);
@@ -182,7 +57,7 @@ static sg_status apply_saga_insert(txn *t, const sg_saga_rec *r)
     bind_text(&b, 12, r->trace.trace_id[0] ? r->trace.trace_id : NULL);
     bind_int(&b, 13, r->trace.flags);
     bind_text(&b, 14, r->tracestate);
-    sg_status st = run(t, &b, 0);
+    sg_status st = sg__sq_run(t, &b, 0);
     for (size_t i = 0; i < r->nsteps && st == SG_OK; i += SG_SQ_STEP_ROWS) {
         size_t k = r->nsteps - i < SG_SQ_STEP_ROWS ? r->nsteps - i : SG_SQ_STEP_ROWS;
         st = insert_steps(t, r->id, r->steps, i, k);
@@ -200,13 +75,13 @@ static sg_status apply_saga_update(txn *t, const sg_write_op *op)
     sg_status st = SG_ENOTFOUND;
     int first = op->u.saga_update.status == SG_SAGA_IN_PROGRESS ? Q_SAGA_TOUCH : Q_SAGA_UPDATE;
     for (int q = first; st == SG_ENOTFOUND; q = Q_SAGA_UPDATE) {
-        if (!prep(t, q, &b)) return SG_EIO;
+        if (!sg__sq_prep(t, q, &b)) return SG_EIO;
         bind_text(&b, 1, op->u.saga_update.id);
         bind_int(&b, 2, op->u.saga_update.status);
         bind_int(&b, 3, op->u.saga_update.comp);
         bind_text(&b, 4, op->u.saga_update.error);
         bind_int(&b, 5, op->u.saga_update.updated_us);
-        st = run(t, &b, 1);
+        st = sg__sq_run(t, &b, 1);
         if (q == Q_SAGA_UPDATE) break;
     }
     return st;
@@ -222,14 +97,14 @@ static sg_status apply_step_pair(txn *t, const sg_write_op *op, const sg_write_o
 {
     binder b;
     *both = 0;
-    if (!prep(t, Q_STEP_UPDATE2, &b)) return SG_EIO;
+    if (!sg__sq_prep(t, Q_STEP_UPDATE2, &b)) return SG_EIO;
     bind_text(&b, 1, op->u.step_update.saga_id);
     bind_int(&b, 2, (int64_t)op->u.step_update.index);
     bind_step_state(&b, 3, &op->u.step_update.step);
     bind_int(&b, 10, (int64_t)pair->u.step_update.index);
     bind_step_state(&b, 11, &pair->u.step_update.step);
-    int rc = tx_run(t, b.q, b.st, b.rc);
-    if (rc != SQLITE_OK) return classify(rc) == SG_EIO ? SG_EIO : SG_OK;
+    int rc = sg__sq_tx_run(t, b.q, b.st, b.rc);
+    if (rc != SQLITE_OK) return sg__sq_classify(rc) == SG_EIO ? SG_EIO : SG_OK;
     *both = sqlite3_changes(t->c->db) == 2;
     return SG_OK;
 }
@@ -259,17 +134,17 @@ static sg_status apply_step_update(txn *t, const sg_write_op *op)
 {
     binder b;
     if (op->u.step_update.index > INT64_MAX) return SG_ENOTFOUND;
-    if (!prep(t, Q_STEP_UPDATE, &b)) return SG_EIO;
+    if (!sg__sq_prep(t, Q_STEP_UPDATE, &b)) return SG_EIO;
     bind_text(&b, 1, op->u.step_update.saga_id);
     bind_int(&b, 2, (int64_t)op->u.step_update.index);
     bind_step_state(&b, 3, &op->u.step_update.step);
-    return run(t, &b, 1);
+    return sg__sq_run(t, &b, 1);
 }
 
 static sg_status apply_event_insert(txn *t, const sg_event_rec *e)
 {
     binder b;
-    if (!prep(t, Q_EVENT_INSERT, &b)) return SG_EIO;
+    if (!sg__sq_prep(t, Q_EVENT_INSERT, &b)) return SG_EIO;
     bind_text(&b, 1, e->id);
     bind_text(&b, 2, e->saga_id);
     bind_text(&b, 3, e->topic);
@@ -286,7 +161,7 @@ static sg_status apply_event_insert(txn *t, const sg_event_rec *e)
     bind_text(&b, 14, e->method);
     bind_text(&b, 15, e->headers);
     bind_int(&b, 16, e->timeout_ms);
-    return run(t, &b, 0);
+    return sg__sq_run(t, &b, 0);
 }
 
 /* Also applies the compensation rule (Q_COMP_DONE): a compensation's
@@ -298,21 +173,21 @@ static sg_status apply_event_update(txn *t, const sg_write_op *op)
     binder b;
     sg_status st = SG_ENOTFOUND;
     for (int q = Q_STEP_EVENT_UPDATE; st == SG_ENOTFOUND; q = Q_EVENT_UPDATE) {
-        if (!prep(t, q, &b)) return SG_EIO;
+        if (!sg__sq_prep(t, q, &b)) return SG_EIO;
         bind_text(&b, 1, op->u.event_update.id);
         bind_int(&b, 2, op->u.event_update.status);
         bind_int(&b, 3, op->u.event_update.attempts);
         bind_text(&b, 4, op->u.event_update.last_error);
         bind_int(&b, 5, op->u.event_update.updated_us);
-        st = run(t, &b, 1);
+        st = sg__sq_run(t, &b, 1);
         if (q == Q_STEP_EVENT_UPDATE && st == SG_OK) return SG_OK; /* a step event */
         if (q == Q_EVENT_UPDATE) break;
     }
     if (st != SG_OK || op->u.event_update.status == SG_EVENT_WITHDRAWN) return st;
-    if (!prep(t, Q_COMP_DONE, &b)) return SG_EIO;
+    if (!sg__sq_prep(t, Q_COMP_DONE, &b)) return SG_EIO;
     bind_text(&b, 1, op->u.event_update.id);
     bind_int(&b, 2, sg_now_us());
-    return run(t, &b, 0);
+    return sg__sq_run(t, &b, 0);
 }
 
 /* A guard: matches its row only in the expected state. */
@@ -320,16 +195,16 @@ static sg_status apply_expect(txn *t, const sg_write_op *op)
 {
     binder b;
     if (op->kind == SG_WOP_SAGA_EXPECT) {
-        if (!prep(t, Q_SAGA_EXPECT, &b)) return SG_EIO;
+        if (!sg__sq_prep(t, Q_SAGA_EXPECT, &b)) return SG_EIO;
         bind_text(&b, 1, op->u.saga_expect.id);
         bind_int(&b, 2, op->u.saga_expect.status);
         bind_int(&b, 3, op->u.saga_expect.comp);
     } else {
-        if (!prep(t, Q_EVENT_EXPECT, &b)) return SG_EIO;
+        if (!sg__sq_prep(t, Q_EVENT_EXPECT, &b)) return SG_EIO;
         bind_text(&b, 1, op->u.event_expect.id);
         bind_int(&b, 2, op->u.event_expect.status);
     }
-    sg_status st = run(t, &b, 1);
+    sg_status st = sg__sq_run(t, &b, 1);
     return st == SG_ENOTFOUND ? SG_ECONFLICT : st;
 }
 
@@ -339,12 +214,12 @@ static sg_status apply_expect(txn *t, const sg_write_op *op)
 static sg_status apply_def_insert(txn *t, const sg_write_op *op)
 {
     binder b;
-    if (!prep(t, Q_DEF_INSERT, &b)) return SG_EIO;
+    if (!sg__sq_prep(t, Q_DEF_INSERT, &b)) return SG_EIO;
     bind_text(&b, 1, op->u.def_insert.name);
     bind_int(&b, 2, op->u.def_insert.version);
     bind_text(&b, 3, op->u.def_insert.canonical);
     bind_int(&b, 4, op->u.def_insert.created_us);
-    sg_status st = run(t, &b, 1);
+    sg_status st = sg__sq_run(t, &b, 1);
     return st == SG_ENOTFOUND ? SG_ECONFLICT : st;
 }
 
@@ -355,10 +230,10 @@ static sg_status apply_purge(txn *t, const sg_write_op *op)
 {
     for (int q = Q_PURGE_STEPS; q <= Q_PURGE_SAGAS; q++) {
         binder b;
-        if (!prep(t, q, &b)) return SG_EIO;
+        if (!sg__sq_prep(t, q, &b)) return SG_EIO;
         bind_int(&b, 1, op->u.purge.before_us);
         bind_int(&b, 2, (int64_t)op->u.purge.limit);
-        sg_status st = run(t, &b, 0);
+        sg_status st = sg__sq_run(t, &b, 0);
         if (st != SG_OK) return st;
     }
     *op->u.purge.purged = (size_t)sqlite3_changes(t->c->db);
@@ -385,15 +260,15 @@ static sg_status apply_op(txn *t, const sg_write_op *op)
         return apply_def_insert(t, op);
     case SG_WOP_EVENT_TRIED: {
         binder b;
-        if (!prep(t, Q_EVENT_TRIED, &b)) return SG_EIO;
+        if (!sg__sq_prep(t, Q_EVENT_TRIED, &b)) return SG_EIO;
         bind_text(&b, 1, op->u.event_tried.id);
         bind_int(&b, 2, op->u.event_tried.us);
-        return run(t, &b, 0);
+        return sg__sq_run(t, &b, 0);
     }
     case SG_WOP_WITHDRAW_ORPHANS: {
         binder b;
-        if (!prep(t, Q_WITHDRAW_ORPHANS, &b)) return SG_EIO;
-        return run(t, &b, 0);
+        if (!sg__sq_prep(t, Q_WITHDRAW_ORPHANS, &b)) return SG_EIO;
+        return sg__sq_run(t, &b, 0);
     }
     case SG_WOP_SAGA_CLAIM:
         return SG_OK; /* one process owns every saga */
@@ -414,12 +289,12 @@ static sg_status apply_op(txn *t, const sg_write_op *op)
 static sg_status batch_pass(txn *t, sg_write *const *writes, size_t n, sg_status *results,
                             int savepoints, int *redo)
 {
-    if (tx_simple(t, Q_BEGIN_W) != SQLITE_OK) return SG_EIO;
-    if (n == 0 && tx_simple(t, Q_PROBE) != SQLITE_OK) return SG_EIO;
+    if (sg__sq_tx_simple(t, Q_BEGIN_W) != SQLITE_OK) return SG_EIO;
+    if (n == 0 && sg__sq_tx_simple(t, Q_PROBE) != SQLITE_OK) return SG_EIO;
     for (size_t i = 0; i < n; i++) {
         const sg_write *w = writes[i];
         sg_status ws = SG_OK;
-        if (savepoints && tx_simple(t, Q_SAVEPOINT) != SQLITE_OK) return SG_EIO;
+        if (savepoints && sg__sq_tx_simple(t, Q_SAVEPOINT) != SQLITE_OK) return SG_EIO;
         size_t skip = 0; /* an op done already, with an earlier one */
         for (size_t k = 0; k < w->nops && ws == SG_OK; k++) {
             if (skip && k == skip) continue;
@@ -434,17 +309,17 @@ static sg_status batch_pass(txn *t, sg_write *const *writes, size_t n, sg_status
         if (ws == SG_EIO) return SG_EIO;
         if (ws != SG_OK && !savepoints) {
             /* Part of this write may have applied: undo the whole pass. */
-            if (tx_simple(t, Q_ROLLBACK) != SQLITE_OK) return SG_EIO;
+            if (sg__sq_tx_simple(t, Q_ROLLBACK) != SQLITE_OK) return SG_EIO;
             *redo = 1;
             return SG_OK;
         }
         /* A write that failed by itself is undone alone; the savepoint is
          * released either way so the next write starts clean. */
-        if (ws != SG_OK && tx_simple(t, Q_ROLLBACK_TO) != SQLITE_OK) return SG_EIO;
-        if (savepoints && tx_simple(t, Q_RELEASE) != SQLITE_OK) return SG_EIO;
+        if (ws != SG_OK && sg__sq_tx_simple(t, Q_ROLLBACK_TO) != SQLITE_OK) return SG_EIO;
+        if (savepoints && sg__sq_tx_simple(t, Q_RELEASE) != SQLITE_OK) return SG_EIO;
         results[i] = ws;
     }
-    if (tx_simple(t, Q_COMMIT) != SQLITE_OK) return SG_EIO;
+    if (sg__sq_tx_simple(t, Q_COMMIT) != SQLITE_OK) return SG_EIO;
     return SG_OK;
 }
 
