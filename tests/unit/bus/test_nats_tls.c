@@ -3,7 +3,8 @@
  * as a TLS consumer reads them back, the CA from ca= or --ca-file (the URL
  * wins), a server not signed by that CA or not named as dialled refused,
  * no fallback to plain text, nats:// upgraded by the server and still
- * checked, mutual TLS, insecure=1, a broker restart, bad URLs and files. */
+ * checked, mutual TLS, insecure=1, a broker restart, a frozen broker that
+ * does not freeze the loop, bad URLs and files. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -453,6 +454,89 @@ static void test_broker_restart(void **state)
     assert_stream_holds(f, ev, 2);
 }
 
+/* The loop's pulse: the longest gap between ticks of a 20 ms timer. */
+typedef struct pulse {
+    uv_timer_t timer;
+    uint64_t last, gap;
+} pulse;
+
+static void on_tick(uv_timer_t *t)
+{
+    pulse *p = t->data;
+    uint64_t now = loop_ms();
+    if (p->last && now - p->last > p->gap) p->gap = now - p->last;
+    p->last = now;
+}
+
+#define FROZEN_PUBS 24
+typedef struct frozen_pubs {
+    sg_status st[FROZEN_PUBS]; /* what sg_bus_publish said */
+    ack a[FROZEN_PUBS];
+} frozen_pubs;
+
+/* Every publish that was taken has had its verdict. */
+static int all_done(void *arg)
+{
+    frozen_pubs *fp = arg;
+    for (int i = 0; i < FROZEN_PUBS; i++)
+        if (fp->st[i] == SG_OK && fp->a[i].calls == 0) return 0;
+    return 1;
+}
+
+/* A server that stops reading (frozen) while sagad sends it several times
+ * what the sockets hold: TLS writes wait for the loop's "writable" like
+ * plain ones (libnats' libuv adapter), so the loop keeps running, each
+ * publish fails at its deadline, and the bus is back once the server is.
+ * (libnats on threads of its own, with SendAsap, would write from the loop
+ * and block it until the server thawed.) */
+static void test_frozen_server_does_not_hold_the_loop(void **state)
+{
+    fixture *f = *state;
+    f->bus = make_bus(f, "tls", "127.0.0.1", NULL, ca);
+    assert_connects(f);
+    size_t big_len = 768 * 1024; /* 24 of them: several times what the sockets hold */
+    char *big = malloc(big_len + 32);
+    int off = snprintf(big, 32, "{\"blob\":\"");
+    memset(big + off, 'y', big_len);
+    strcpy(big + off + big_len, "\"}");
+    sg_event_rec first = make_event(1, "tokenizer_event", PAYLOAD);
+    publish_ok(f, &first);
+
+    nats_server_pause(&f->srv);
+    pulse p = {.last = 0};
+    uv_timer_init(&f->loop, &p.timer);
+    p.timer.data = &p;
+    uv_timer_start(&p.timer, on_tick, 20, 20);
+    static frozen_pubs fp;
+    memset(&fp, 0, sizeof fp);
+    uint64_t longest = 0;
+    for (int i = 0; i < FROZEN_PUBS; i++) {
+        sg_event_rec ev = make_event(100 + i, "tokenizer_event", big);
+        uint64_t t = loop_ms();
+        fp.st[i] = sg_bus_publish(f->bus, &ev, 3000, on_ack, &fp.a[i], NULL);
+        if (loop_ms() - t > longest) longest = loop_ms() - t;
+        loop_run_until(&f->loop, NULL, NULL, 5); /* the loop writes what it can */
+    }
+    /* Each one fails by its deadline (3 s), not when the server thaws. */
+    int done = loop_run_until(&f->loop, all_done, &fp, 10000);
+    nats_server_resume(&f->srv);
+    uv_close((uv_handle_t *)&p.timer, NULL); /* before any check: it is on this stack */
+    loop_run_until(&f->loop, NULL, NULL, 1);
+    free(big);
+    assert_true(done);
+    for (int i = 0; i < FROZEN_PUBS; i++) {
+        assert_int_equal(fp.st[i], SG_OK); /* taken: connected all along */
+        assert_int_equal(fp.a[i].st, SG_ETIMEOUT);
+    }
+    if (longest > 1000 || p.gap > 1000)
+        fail_msg("the loop was held up: a publish took %llu ms, ticks %llu ms apart",
+                 (unsigned long long)longest, (unsigned long long)p.gap);
+    /* Back: connected again, publishing again. */
+    assert_connects(f);
+    sg_event_rec last = make_event(2, "tokenizer_event", PAYLOAD);
+    publish_ok(f, &last);
+}
+
 static void test_bad_urls_and_files(void **state)
 {
     (void)state;
@@ -544,6 +628,7 @@ int main(int argc, char **argv)
         T(test_mutual_tls),
         T(test_insecure),
         T(test_broker_restart),
+        T(test_frozen_server_does_not_hold_the_loop),
 #undef T
     };
     int rc = cmocka_run_group_tests(tests, make_certs, remove_certs);
