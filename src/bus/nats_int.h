@@ -27,7 +27,7 @@
 typedef struct nats_cfg {
     char *server; /* "nats://host:port" as given to libnats: no credentials */
     char *shown;  /* the URL with any password hidden, for messages */
-    char *host;   /* for the reachability probe */
+    char *host;   /* for the reachability probe and the TLS name check */
     int port;
     char *user; /* user/password, or ... */
     char *password;
@@ -111,10 +111,12 @@ sg_status sg__nats_cfg_parse(nats_cfg *cfg, const char *url, char *err, size_t e
 void sg__nats_cfg_free(nats_cfg *cfg);
 
 /* nats_tls.c */
-/* Tells libnats how to check the server (and who we are, for mutual TLS).
- * On failure err names the file or option (SG_EINVAL). */
+/* Tells libnats (opts, borrowed) how to check the server and who we are
+ * for mutual TLS, from cfg (borrowed; its files are read now). On failure
+ * err names the file or option (SG_EINVAL). */
 sg_status sg__nats_tls_setup(natsOptions *opts, const nats_cfg *cfg, char *err, size_t errlen);
-/* libnats' reason for a failed connect (raw, borrowed) in plain words. */
+/* libnats' reason for a failed connect (raw, borrowed) in plain words,
+ * into out (the caller's, n bytes, always terminated). */
 void sg__nats_tls_why(const nats_cfg *cfg, const char *raw, char *out, size_t n);
 
 /* nats_conn.c */

@@ -121,7 +121,7 @@ void sg__nats_tls_why(const nats_cfg *cfg, const char *raw, char *out, size_t n)
         if (raw[0] == '(' && strstr(raw, "): ")) raw = strstr(raw, "): ") + 3;
         /* A TLS server that wants a client certificate closes the
          * connection without a word once it has seen none. */
-        if (strstr(raw, "Expected 'PONG', got ''") && !cfg->cert)
+        if (strstr(raw, "Expected 'PONG', got ''") && cfg->tls && !cfg->cert)
             snprintf(out, n,
                      "the server closed the connection at once (does it require a client "
                      "certificate? see cert= and key=)");
