@@ -4,7 +4,7 @@
  * wins), a server not signed by that CA or not named as dialled refused,
  * no fallback to plain text, nats:// upgraded by the server and still
  * checked, mutual TLS, insecure=1, a broker restart, a frozen broker that
- * does not freeze the loop, bad URLs and files. */
+ * does not freeze the loop. Bad URLs and files: test_nats_tls_urls.c. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,80 +17,13 @@
 
 #include "bus/nats_consumer.h"
 #include "bus/nats_server.h"
+#include "bus/tls_certs.h"
 #include "http/test_loop.h"
 #include "sg/bus.h"
 
 #define SAGA_ID "0b0e6a3c-0000-4000-8000-000000000002"
 #define PAYLOAD                                                                                    \
     "{\"image_id\":\"img_tls\",\"data\":\"a\\u0000b \xc3\xa9\",\"n\":123456789012345678901}"
-
-/* ---------------------------------------------------------- certificates */
-
-/* Made once for the whole run, in one directory: two CAs, server
- * certificates for both names and for "localhost" alone, a client's. */
-static char dir[64];
-static char ca[96], other_ca[96], srv_cert[96], srv_key[96], dns_cert[96], dns_key[96];
-static char client_cert[96], client_key[96], junk[96];
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-    char cmd[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    if (system(cmd) != 0) fail_msg("failed: %s", cmd);
-}
-
-#define OPENSSL "cd '%s' && openssl "
-#define NEWKEY "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-
-/* A key and a certificate that CA `by` signed, with these subject names. */
-static void signed_cert(const char *name, const char *by, const char *cn, const char *san)
-{
-    sh(OPENSSL "req " NEWKEY " -keyout %s.key -out %s.csr -subj '/CN=%s' 2>/dev/null", dir, name,
-       name, cn);
-    sh("cd '%s' && printf 'subjectAltName=%s\\n' > %s.cnf", dir, san, name);
-    sh(OPENSSL "x509 -req -in %s.csr -CA %s.pem -CAkey %s.key -CAcreateserial -out %s.pem "
-               "-days 2 -extfile %s.cnf 2>/dev/null",
-       dir, name, by, by, name, name);
-}
-
-static int make_certs(void **state)
-{
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/sagad-nats-tls-XXXXXX");
-    if (!mkdtemp(dir)) return -1;
-    const char *cas[] = {"ca", "other_ca"};
-    for (int i = 0; i < 2; i++)
-        sh(OPENSSL "req -x509 " NEWKEY " -keyout %s.key -out %s.pem -days 2 "
-                   "-subj '/CN=sagad test %s' 2>/dev/null",
-           dir, cas[i], cas[i], cas[i]);
-    signed_cert("srv", "ca", "localhost", "DNS:localhost,IP:127.0.0.1");
-    signed_cert("dns", "ca", "localhost", "DNS:localhost");
-    signed_cert("client", "ca", "sagad client", "DNS:sagad-client");
-    sh("printf 'not a certificate\\n' > '%s/junk.pem'", dir);
-#define P(var, file) snprintf(var, sizeof var, "%s/" file, dir)
-    P(ca, "ca.pem");
-    P(other_ca, "other_ca.pem");
-    P(srv_cert, "srv.pem");
-    P(srv_key, "srv.key");
-    P(dns_cert, "dns.pem");
-    P(dns_key, "dns.key");
-    P(client_cert, "client.pem");
-    P(client_key, "client.key");
-    P(junk, "junk.pem");
-#undef P
-    return 0;
-}
-
-static int remove_certs(void **state)
-{
-    (void)state;
-    sh("rm -rf '%s'", dir);
-    return 0;
-}
 
 /* ------------------------------------------------------------ fixture */
 
@@ -537,87 +470,10 @@ static void test_frozen_server_does_not_hold_the_loop(void **state)
     publish_ok(f, &last);
 }
 
-static void test_bad_urls_and_files(void **state)
-{
-    (void)state;
-    static uv_loop_t loop; /* a failed check leaves it behind: threadpool work may still post */
-    assert_int_equal(uv_loop_init(&loop), 0);
-    char err[512], url[512];
-    static const struct {
-        const char *query; /* after tls://127.0.0.1:1? or, with '!', nats://127.0.0.1:1? */
-        const char *ca_file;
-        const char *msg; /* substring of the error; %s: the certificates' directory */
-    } bad[] = {
-        {"!ca=/etc/ssl/certs/ca-certificates.crt", NULL,
-         "options ca, cert, key and insecure need tls://host[:port]"},
-        {"!insecure=1", NULL, "need tls://"},
-        {"cert=%s/client.pem", NULL, "cert and key go together"},
-        {"key=%s/client.key", NULL, "cert and key go together"},
-        {"insecure=2", NULL, "insecure: expected 0 or 1"},
-        {"insecure=1&insecure=1", NULL, "insecure given twice"},
-        {"ca=%s/ca.pem&insecure=1", NULL, "insecure=1 turns off the certificate check"},
-        {"ca=", NULL, "ca: expected a file name"},
-        {"ca=%s/ca.pem&ca=%s/ca.pem", NULL, "ca given twice"},
-        {"ca=%s/none.pem", NULL, "cannot open %s/none.pem: No such file or directory"},
-        {"ca=%s", NULL, "Is a directory"},
-        {"ca=%s/junk.pem", NULL, "CA file %s/junk.pem: no certificate or crl found"},
-        {NULL, "%s/none.pem", "cannot open %s/none.pem"}, /* --ca-file */
-        {"cert=%s/client.pem&key=%s/none.key", NULL, "cannot open %s/none.key"},
-        {"cert=%s/junk.pem&key=%s/client.key", NULL, "client certificate %s/junk.pem: "},
-        {"cert=%s/client.pem&key=%s/junk.pem", NULL, "client key %s/junk.pem: "},
-        {"cert=%s/client.pem&key=%s/srv.key", NULL, "client key %s/srv.key: key values mismatch"},
-        {"color=red", NULL,
-         "unknown option 'color' (known: stream, subjects, ca, cert, key, "
-         "insecure)"},
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        const char *q = bad[i].query ? bad[i].query : "";
-        int plain = q[0] == '!';
-        char query[400], ca_file[200], msg[400];
-        snprintf(query, sizeof query, plain ? q + 1 : q, dir, dir);
-        snprintf(ca_file, sizeof ca_file, bad[i].ca_file ? bad[i].ca_file : "", dir);
-        snprintf(msg, sizeof msg, bad[i].msg, dir);
-        snprintf(url, sizeof url, "%s://127.0.0.1:1%s%s", plain ? "nats" : "tls",
-                 query[0] ? "?" : "", query);
-        sg_bus_env env = {.loop = &loop, .ca_file = bad[i].ca_file ? ca_file : NULL};
-        sg_bus *b = (sg_bus *)&env;
-        err[0] = '\0';
-        if (sg_bus_create(&b, url, &env, err, sizeof err) != SG_EINVAL) {
-            sg_bus_destroy(b);
-            loop_finish(&loop);
-            fail_msg("'%s' was accepted", url);
-        }
-        assert_null(b);
-        if (!strstr(err, msg)) fail_msg("'%s': got '%s', not '%s'", url, err, msg);
-        assert_null(strstr(err, "PRIVATE KEY"));
-        loop_run_until(&loop, NULL, NULL, 10);
-    }
-    /* Good ones (nothing listens on port 1: they try in the background). */
-    const char *good[] = {"tls://127.0.0.1:1", "TLS://127.0.0.1:1/?stream=S&insecure=0",
-                          "tls://u:p@[::1]:1?ca=%s/ca.pem",
-                          "tls://localhost:1?cert=%s/client.pem&key=%s/client.key",
-                          "tls://localhost:1?insecure=1&subjects=a.>"};
-    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
-        snprintf(url, sizeof url, good[i], dir, dir);
-        sg_bus_env env = {.loop = &loop};
-        sg_bus *b = NULL;
-        if (sg_bus_create(&b, url, &env, err, sizeof err) != SG_OK)
-            fail_msg("'%s' refused: %s", url, err);
-        assert_string_equal(sg_bus_name(b), "nats");
-        char why[256];
-        assert_int_equal(sg_bus_health(b, why, sizeof why), SG_EUNAVAIL);
-        assert_non_null(strstr(why, "tls://"));
-        assert_null(strstr(why, "p@"));
-        sg_bus_destroy(b);
-    }
-    assert_int_equal(loop_finish(&loop), 0);
-}
-
 int main(int argc, char **argv)
 {
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_urls_and_files),
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_publish_over_tls),
         T(test_ca_file_and_url_ca),
