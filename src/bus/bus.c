@@ -110,7 +110,8 @@ sg_status sg_bus_create(sg_bus **out, const char *url, const sg_bus_env *env, ch
     } else if (url[n] != ':' || n == 0 || n >= sizeof scheme) {
         return sg__bus_einval(err, errlen,
                               "bad bus URL '%s': expected log:, http(s)://host:port/path, "
-                              "nats://host:port, pulsar://host:port or pulsar+ssl://host:port",
+                              "nats://host:port, tls://host:port (NATS over TLS), "
+                              "pulsar://host:port or pulsar+ssl://host:port",
                               url);
     }
     for (size_t i = 0; i < n; i++) {
@@ -123,8 +124,8 @@ sg_status sg_bus_create(sg_bus **out, const char *url, const sg_bus_env *env, ch
     if (!ops)
         return sg__bus_einval(err, errlen,
                               "bus scheme '%s' is not supported by this build "
-                              "(supported: log:, http://, https://, nats://, pulsar://, "
-                              "pulsar+ssl://)",
+                              "(supported: log:, http://, https://, nats://, tls://, "
+                              "pulsar://, pulsar+ssl://)",
                               scheme);
     void *state = NULL;
     if ((st = ops->create(&state, scheme, url, env, err, errlen)) != SG_OK) return st;

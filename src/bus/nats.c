@@ -1,4 +1,5 @@
-/* "nats://host:port" bus: publishes each envelope to NATS JetStream, subject
+/* "nats://host:port" and "tls://host:port" (the same over TLS, nats_tls.c)
+ * bus: publishes each envelope to NATS JetStream, subject
  * = topic, header Nats-Msg-Id = event id (JetStream drops a retried
  * duplicate within its stream's duplicate window); the JetStream publish
  * ack acknowledges it. The connection, the URL and the stream are in
@@ -196,6 +197,8 @@ static sg_status nats_create(void **state, const char *scheme, const char *url,
         free(nb);
         return st;
     }
+    /* --ca-file: the process-wide private CA, unless the URL names its own. */
+    if (!nb->cfg.ca && !nb->cfg.insecure && env->ca_file) nb->cfg.ca = sg_xstrdup(env->ca_file);
     nb->loop = env->loop;
     if (uv_mutex_init(&nb->hmu) != 0) abort();
     /* Only fail for a bad loop: a programming error. */
@@ -248,7 +251,7 @@ static sg_status nats_health(void *state, char *why, size_t n)
     return st;
 }
 
-static const char *const schemes[] = {"nats", NULL};
+static const char *const schemes[] = {"nats", "tls", NULL};
 
 const struct sg_bus_ops sg_bus_nats_ops = {
     .schemes = schemes,

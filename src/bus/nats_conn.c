@@ -301,7 +301,11 @@ static void connect_now(nats_bus *nb)
     if (s != NATS_OK) {
         const char *last = nats_GetLastError(NULL);
         char why[300];
-        snprintf(why, sizeof why, "%s", last && *last ? last : natsStatus_GetText(s));
+        if (s == NATS_SECURE_CONNECTION_WANTED)
+            snprintf(why, sizeof why, "the server does not offer TLS, which tls:// requires");
+        else
+            sg__nats_tls_why(&nb->cfg, last && *last ? last : natsStatus_GetText(s), why,
+                             sizeof why);
         attempt_failed(nb, why);
         return;
     }
@@ -439,6 +443,8 @@ sg_status sg__nats_start(nats_bus *nb, char *err, size_t errlen)
             snprintf(err, errlen, "NATS bus: cannot set up the client: %s", natsStatus_GetText(s));
         return SG_EIO;
     }
+    sg_status st = sg__nats_tls_setup(nb->opts, c, err, errlen);
+    if (st != SG_OK) return st;
     sg__nats_set_health(nb, 0, "connecting to %s", c->shown);
     attempt(nb);
     return SG_OK;

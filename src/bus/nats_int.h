@@ -1,6 +1,7 @@
-/* The NATS JetStream bus, shared between its two files: nats.c (the bus
+/* The NATS JetStream bus, shared between its files: nats.c (the bus
  * ops: publish, acks, deadlines, cancel, health, destroy), nats_conn.c (the
- * connection made and kept in the background, the stream) and nats_url.c.
+ * connection made and kept in the background, the stream), nats_url.c and
+ * nats_tls.c.
  *
  * Threads. The loop thread owns every field below except those marked
  * otherwise. libnats runs socket I/O on the loop (its libuv adapter) but
@@ -26,7 +27,7 @@
 typedef struct nats_cfg {
     char *server; /* "nats://host:port" as given to libnats: no credentials */
     char *shown;  /* the URL with any password hidden, for messages */
-    char *host;   /* for the reachability probe */
+    char *host;   /* for the reachability probe and the TLS name check */
     int port;
     char *user; /* user/password, or ... */
     char *password;
@@ -34,6 +35,11 @@ typedef struct nats_cfg {
     char *stream;    /* JetStream stream name */
     char **subjects; /* the stream's subjects */
     int nsubjects;
+    int tls;    /* tls://: TLS or nothing (nats:// takes TLS when the server asks) */
+    char *ca;   /* CA certificates file: ca=, else --ca-file; NULL: the system's */
+    char *cert; /* client certificate chain and its key (mutual TLS), or NULL */
+    char *key;
+    int insecure; /* insecure=1: the server's certificate is not checked */
 } nats_cfg;
 
 /* One publish waiting for its ack; the handle sg_bus_publish hands out. */
@@ -103,6 +109,15 @@ typedef struct nats_bus {
 /* nats_url.c: on failure err says why (SG_EINVAL) and cfg is empty. */
 sg_status sg__nats_cfg_parse(nats_cfg *cfg, const char *url, char *err, size_t errlen);
 void sg__nats_cfg_free(nats_cfg *cfg);
+
+/* nats_tls.c */
+/* Tells libnats (opts, borrowed) how to check the server and who we are
+ * for mutual TLS, from cfg (borrowed; its files are read now). On failure
+ * err names the file or option (SG_EINVAL). */
+sg_status sg__nats_tls_setup(natsOptions *opts, const nats_cfg *cfg, char *err, size_t errlen);
+/* libnats' reason for a failed connect (raw, borrowed) in plain words,
+ * into out (the caller's, n bytes, always terminated). */
+void sg__nats_tls_why(const nats_cfg *cfg, const char *raw, char *out, size_t n);
 
 /* nats_conn.c */
 /* Registry: add at create, remove at destroy (then no handler reaches nb;

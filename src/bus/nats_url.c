@@ -1,10 +1,12 @@
 /* The NATS bus's URL: nats://[user:password@|token@]host[:port][?stream=NAME
- * &subjects=a,b], checked and taken apart (nats_cfg), with credentials
- * hidden in every message. */
+ * &subjects=a,b], or tls://... (TLS required) with the options ca=FILE,
+ * cert=FILE&key=FILE and insecure=1 besides, checked and taken apart
+ * (nats_cfg), with credentials hidden in every message. */
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "nats_int.h"
 #include "sg/alloc.h"
@@ -76,7 +78,25 @@ static sg_status parse_subjects(nats_cfg *cfg, const char *v, const char *shown,
     }
 }
 
-/* "stream=NAME&subjects=a,b": each key once, nothing else. */
+/* A file name (percent-decoded) for option `key`, given once: *out. */
+static sg_status parse_file(char **out, const char *key, const char *v, size_t vlen,
+                            const char *shown, char *err, size_t errlen)
+{
+    if (*out) return sg__bus_einval(err, errlen, "bad bus URL '%s': %s given twice", shown, key);
+    int n = 0;
+    char *d = vlen ? curl_easy_unescape(NULL, v, (int)vlen, &n) : NULL;
+    if (!d || n == 0 || memchr(d, '\0', (size_t)n)) {
+        curl_free(d);
+        return sg__bus_einval(err, errlen, "bad bus URL '%s': %s: expected a file name", shown,
+                              key);
+    }
+    *out = sg_xstrdup(d);
+    curl_free(d);
+    return SG_OK;
+}
+
+/* "stream=NAME&subjects=a,b" and the TLS options: each key once, nothing
+ * else. */
 static sg_status parse_query(nats_cfg *cfg, const char *q, const char *shown, char *err,
                              size_t errlen)
 {
@@ -107,10 +127,26 @@ static sg_status parse_query(nats_cfg *cfg, const char *q, const char *shown, ch
             if (cfg->subjects)
                 return sg__bus_einval(err, errlen, "bad bus URL '%s': subjects given twice", shown);
             if ((st = parse_subjects(cfg, val, shown, err, errlen)) != SG_OK) return st;
+        } else if (klen == 2 && strncmp(p, "ca", 2) == 0) {
+            if ((st = parse_file(&cfg->ca, "ca", v, vlen, shown, err, errlen)) != SG_OK) return st;
+        } else if (klen == 4 && strncmp(p, "cert", 4) == 0) {
+            if ((st = parse_file(&cfg->cert, "cert", v, vlen, shown, err, errlen)) != SG_OK)
+                return st;
+        } else if (klen == 3 && strncmp(p, "key", 3) == 0) {
+            if ((st = parse_file(&cfg->key, "key", v, vlen, shown, err, errlen)) != SG_OK)
+                return st;
+        } else if (klen == 8 && strncmp(p, "insecure", 8) == 0) {
+            if (cfg->insecure >= 0)
+                return sg__bus_einval(err, errlen, "bad bus URL '%s': insecure given twice", shown);
+            if (strcmp(val, "0") != 0 && strcmp(val, "1") != 0)
+                return sg__bus_einval(err, errlen, "bad bus URL '%s': insecure: expected 0 or 1",
+                                      shown);
+            cfg->insecure = val[0] == '1';
         } else {
-            return sg__bus_einval(
-                err, errlen, "bad bus URL '%s': unknown option '%.*s' (known: stream, subjects)",
-                shown, (int)klen, p);
+            return sg__bus_einval(err, errlen,
+                                  "bad bus URL '%s': unknown option '%.*s' (known: stream, "
+                                  "subjects, ca, cert, key, insecure)",
+                                  shown, (int)klen, p);
         }
         p += n;
         if (*p == '&') p++;
@@ -128,19 +164,43 @@ static char *url_part(CURLU *u, CURLUPart what, unsigned flags)
     return s;
 }
 
+/* After the options: what they say together. */
+static sg_status check_tls(const nats_cfg *cfg, char *err, size_t errlen)
+{
+    if (!cfg->tls && (cfg->ca || cfg->cert || cfg->key || cfg->insecure))
+        return sg__bus_einval(err, errlen,
+                              "bad bus URL '%s': options ca, cert, key and insecure need "
+                              "tls://host[:port]",
+                              cfg->shown);
+    if (!cfg->cert != !cfg->key)
+        return sg__bus_einval(err, errlen,
+                              "bad bus URL '%s': cert and key go together (the client "
+                              "certificate and its private key)",
+                              cfg->shown);
+    if (cfg->insecure && cfg->ca)
+        return sg__bus_einval(err, errlen,
+                              "bad bus URL '%s': insecure=1 turns off the certificate check "
+                              "that ca is for: give one or the other",
+                              cfg->shown);
+    return SG_OK;
+}
+
 sg_status sg__nats_cfg_parse(nats_cfg *cfg, const char *url, char *err, size_t errlen)
 {
     sg_status st = SG_OK;
     memset(cfg, 0, sizeof *cfg);
+    cfg->insecure = -1; /* not given yet */
     cfg->shown = redact(url);
     char *path = NULL, *query = NULL, *frag = NULL, *port = NULL;
     CURLU *u = curl_url();
     if (!u) abort();
     const char *rest = strchr(url, ':');
+    cfg->tls = rest == url + 3 && strncasecmp(url, "tls", 3) == 0;
+    const char *scheme = cfg->tls ? "tls" : "nats";
     CURLUcode rc;
     if (!rest || strncmp(rest, "://", 3) != 0 || strchr("/?#", rest[3])) {
-        st = sg__bus_einval(err, errlen, "bad bus URL '%s': expected nats://host[:port]",
-                            cfg->shown);
+        st = sg__bus_einval(err, errlen, "bad bus URL '%s': expected %s://host[:port]", cfg->shown,
+                            scheme);
     } else if ((rc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME)) != CURLUE_OK) {
         st = sg__bus_einval(err, errlen, "bad bus URL '%s': %s", cfg->shown, curl_url_strerror(rc));
     }
@@ -164,6 +224,8 @@ sg_status sg__nats_cfg_parse(nats_cfg *cfg, const char *url, char *err, size_t e
         st = sg__bus_einval(err, errlen, "bad bus URL '%s': empty user name", cfg->shown);
     }
     if (st == SG_OK && query) st = parse_query(cfg, query, cfg->shown, err, errlen);
+    if (cfg->insecure < 0) cfg->insecure = 0;
+    if (st == SG_OK) st = check_tls(cfg, err, errlen);
     if (st != SG_OK) goto done;
 
     if (cfg->user && !cfg->password) { /* nats://TOKEN@host */
@@ -173,16 +235,13 @@ sg_status sg__nats_cfg_parse(nats_cfg *cfg, const char *url, char *err, size_t e
     if (!cfg->stream) cfg->stream = sg_xstrdup(NATS_DEFAULT_STREAM);
     if (!cfg->subjects) parse_subjects(cfg, NATS_DEFAULT_SUBJECTS, cfg->shown, NULL, 0);
     size_t n = strlen(cfg->host) + 32;
+    /* libnats is told "nats://" either way: TLS is an option (nats_tls.c). */
     cfg->server = sg_xmalloc(n);
     snprintf(cfg->server, n, "nats://%s:%d", cfg->host, cfg->port);
-    if (cfg->user || cfg->token) { /* logs show where, never who */
-        free(cfg->shown);
-        cfg->shown = sg_xmalloc(n + 4);
-        snprintf(cfg->shown, n + 4, "nats://***@%s:%d", cfg->host, cfg->port);
-    } else {
-        free(cfg->shown);
-        cfg->shown = sg_xstrdup(cfg->server);
-    }
+    free(cfg->shown); /* logs show where, never who */
+    cfg->shown = sg_xmalloc(n + 4);
+    snprintf(cfg->shown, n + 4, "%s://%s%s:%d", scheme, cfg->user || cfg->token ? "***@" : "",
+             cfg->host, cfg->port);
     if (cfg->host[0] == '[') { /* the probe wants the bare IPv6 address */
         memmove(cfg->host, cfg->host + 1, strlen(cfg->host));
         cfg->host[strcspn(cfg->host, "]")] = '\0';
@@ -205,6 +264,9 @@ void sg__nats_cfg_free(nats_cfg *cfg)
     free(cfg->user);
     free(cfg->password);
     free(cfg->token);
+    free(cfg->ca);
+    free(cfg->cert);
+    free(cfg->key);
     free(cfg->stream);
     for (int i = 0; i < cfg->nsubjects; i++)
         free(cfg->subjects[i]);

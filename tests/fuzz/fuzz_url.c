@@ -1,8 +1,8 @@
 /* libFuzzer target for the URLs and values sagad parses from its
  * configuration and from peers: downstream http(s) URLs (src/util/url.c),
- * NATS bus URLs (src/bus/nats_url.c), Pulsar bus URLs and the broker
- * addresses a lookup answers (src/bus/pulsar.c), and the keyset cursors of
- * GET /sagas (src/store/backend_util.c). Every accepted value must satisfy
+ * NATS bus URLs, nats:// and tls:// (src/bus/nats_url.c), Pulsar bus URLs
+ * and the broker addresses a lookup answers (src/bus/pulsar.c), and the
+ * keyset cursors of GET /sagas (src/store/backend_util.c). Every accepted value must satisfy
  * what its users rely on; every refusal must say why. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,6 +23,9 @@ static void nats(const char *s)
         /* The server string goes to libnats and into logs: no credentials. */
         if (strchr(cfg.server, '@')) abort();
         if (cfg.nsubjects < 0 || (cfg.nsubjects && !cfg.subjects)) abort();
+        /* TLS options only on tls://, a client certificate with its key. */
+        if (!cfg.tls && (cfg.ca || cfg.cert || cfg.key || cfg.insecure)) abort();
+        if (!cfg.cert != !cfg.key || (cfg.insecure && cfg.ca)) abort();
     } else if (!err[0]) {
         abort();
     }
@@ -75,8 +78,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *s = malloc(size + 1);
     memcpy(s, data, size);
     s[size] = '\0';
-    (void)sg_http_url_ok(s);                    /* libcurl's parser underneath: no crash, no leak */
-    if (strncmp(s, "nats://", 7) == 0) nats(s); /* the bus picks the parser by scheme */
+    (void)sg_http_url_ok(s); /* libcurl's parser underneath: no crash, no leak */
+    if (strncmp(s, "nats://", 7) == 0 || strncmp(s, "tls://", 6) == 0)
+        nats(s); /* the bus picks the parser by scheme */
     pulsar(s);
     cursor(s);
     free(s);

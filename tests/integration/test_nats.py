@@ -30,11 +30,13 @@ def nats_server_bin():
 
 class NatsServer:
     """nats-server -js on a free port of 127.0.0.1 with its own store; can be
-    stopped and started again on the same port and store."""
+    stopped and started again on the same port and store. extra: more
+    arguments (TLS)."""
 
-    def __init__(self):
+    def __init__(self, extra=()):
         self.port = harness.free_port()
         self.dir = harness.tmpdir("sagad-nats-")
+        self.extra = list(extra)
         self.proc = None
         self.start()
 
@@ -44,7 +46,7 @@ class NatsServer:
 
     def start(self):
         self.proc = harness.Proc([nats_server_bin(), "-js", "-a", "127.0.0.1", "-p", str(self.port),
-                                  "-sd", self.dir], name="nats-server")
+                                  "-sd", self.dir] + self.extra, name="nats-server")
         harness.wait_until(self._accepts, 15, msg="nats-server accepting on %d" % self.port)
 
     def _accepts(self):
@@ -61,13 +63,17 @@ class NatsServer:
 
 class JetStream:
     """Just enough of the NATS protocol to read a stream back through the
-    JetStream API ($JS.API.STREAM.INFO / MSG.GET)."""
+    JetStream API ($JS.API.STREAM.INFO / MSG.GET). tls: an ssl.SSLContext
+    for a server that requires TLS, checked for the name `host`."""
 
-    def __init__(self, port):
+    def __init__(self, port, tls=None, host="127.0.0.1"):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.f = self.sock.makefile("rb")
         if not self.f.readline().startswith(b"INFO "):
             raise AssertionError("no INFO from nats-server")
+        if tls is not None:  # NATS starts in plain text: INFO, then the handshake
+            self.sock = tls.wrap_socket(self.sock, server_hostname=host)
+            self.f = self.sock.makefile("rb")
         self.sock.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,'
                           b'"no_responders":true,"protocol":1}\r\nSUB _INBOX.sgtest.* 1\r\n')
         self.n = 0

@@ -25,7 +25,7 @@ typedef struct nats_server {
     int port;
     char dir[64];         /* store directory (and log) */
     char url[64];         /* nats://127.0.0.1:port */
-    const char *extra[4]; /* more arguments (auth), NULL-terminated */
+    const char *extra[8]; /* more arguments (auth, TLS), NULL-terminated */
 } nats_server;
 
 static const char *nats_server_bin(void)
@@ -87,9 +87,9 @@ static int nats_server_start(nats_server *s)
     char port[16], log[96];
     snprintf(port, sizeof port, "%d", s->port);
     snprintf(log, sizeof log, "%s/server.log", s->dir);
-    const char *argv[16] = {bin, "-js", "-a", "127.0.0.1", "-p", port, "-sd", s->dir};
+    const char *argv[20] = {bin, "-js", "-a", "127.0.0.1", "-p", port, "-sd", s->dir};
     int n = 8;
-    for (int i = 0; i < 4 && s->extra[i]; i++)
+    for (int i = 0; i < 8 && s->extra[i]; i++)
         argv[n++] = s->extra[i];
     argv[n] = NULL;
     pid_t pid = fork();
@@ -127,15 +127,16 @@ static void nats_server_stop(nats_server *s, int sig)
 }
 
 /* Freezes it (connections stay open, nothing is answered) and returns once
- * it is stopped; nats_server_resume thaws it. */
-static void nats_server_pause(nats_server *s)
+ * it is stopped; nats_server_resume thaws it. (inline: not every test that
+ * includes this freezes a server.) */
+static inline void nats_server_pause(nats_server *s)
 {
     int st;
     kill(s->pid, SIGSTOP);
     waitpid(s->pid, &st, WUNTRACED);
 }
 
-static void nats_server_resume(nats_server *s)
+static inline void nats_server_resume(nats_server *s)
 {
     kill(s->pid, SIGCONT);
 }

@@ -121,9 +121,10 @@ static void test_urls(void **state)
         {"", "empty bus URL"},
         {"kafka://broker:9092", "bus scheme 'kafka' is not supported by this build"},
         {"kafka://broker:9092",
-         "(supported: log:, http://, https://, nats://, pulsar://, pulsar+ssl://)"},
+         "(supported: log:, http://, https://, nats://, tls://, pulsar://, pulsar+ssl://)"},
         {"localhost", "bad bus URL 'localhost'"},
-        {"localhost", "pulsar://host:port or pulsar+ssl://host:port"},
+        {"localhost", "nats://host:port, tls://host:port (NATS over TLS), pulsar://host:port or "
+                      "pulsar+ssl://host:port"},
         {"://x", "bad bus URL '://x'"},
         {"http://", "bad bus URL 'http://'"},
         {"http:///path", "bad bus URL 'http:///path'"},

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus/nats_consumer.h"
 #include "bus/nats_server.h"
 #include "http/test_loop.h"
 #include "sg/bus.h"
@@ -128,99 +129,27 @@ static void publish_ok(fixture *f, const sg_event_rec *ev)
 
 /* ---------------------------------------------------- the consumer side */
 
-#define MAX_GOT 64
-typedef struct got {
-    int n;
-    char *data[MAX_GOT];
-    char id[MAX_GOT][64];
-    char subject[MAX_GOT][64];
-} got;
-
-static void got_free(got *g)
+/* The fixture's server, plain. */
+static natsOptions *plain_opts(const fixture *f)
 {
-    for (int i = 0; i < g->n; i++)
-        free(g->data[i]);
-    memset(g, 0, sizeof *g);
+    natsOptions *o = NULL;
+    check(natsOptions_Create(&o), 0, "options");
+    check(natsOptions_SetURL(o, f->srv.url), 0, "options URL");
+    return o;
 }
 
-static void check(natsStatus s, jsErrCode jerr, const char *what)
-{
-    if (s != NATS_OK)
-        fail_msg("%s: %s (%s, code %d)", what, natsStatus_GetText(s), nats_GetLastError(NULL),
-                 (int)jerr);
-}
-
-/* Every message of the stream, in order, through a pull consumer of our own. */
 static void consume(const fixture *f, const char *stream, got *g)
 {
-    static int serial;
-    natsConnection *nc = NULL;
-    jsCtx *js = NULL;
-    jsErrCode jerr = 0;
-    check(natsConnection_ConnectTo(&nc, f->srv.url), 0, "consumer connect");
-    check(natsConnection_JetStream(&js, nc, NULL), 0, "consumer JetStream");
-    char durable[32];
-    snprintf(durable, sizeof durable, "check%d", ++serial);
-    jsConsumerConfig cc;
-    jsConsumerConfig_Init(&cc);
-    cc.Durable = durable;
-    cc.AckPolicy = js_AckExplicit;
-    cc.DeliverPolicy = js_DeliverAll;
-    jsConsumerInfo *ci = NULL;
-    check(js_AddConsumer(&ci, js, stream, &cc, NULL, &jerr), jerr, "add consumer");
-    jsConsumerInfo_Destroy(ci);
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = stream;
-    so.Consumer = durable;
-    natsSubscription *sub = NULL;
-    check(js_PullSubscribe(&sub, js, NULL, durable, NULL, &so, &jerr), jerr, "pull subscribe");
-    memset(g, 0, sizeof *g);
-    for (;;) {
-        natsMsgList list = {0};
-        natsStatus s = natsSubscription_Fetch(&list, sub, 16, 300, &jerr);
-        for (int i = 0; i < list.Count; i++) {
-            natsMsg *m = list.Msgs[i];
-            assert_true(g->n < MAX_GOT);
-            int len = natsMsg_GetDataLength(m);
-            g->data[g->n] = calloc(1, (size_t)len + 1);
-            memcpy(g->data[g->n], natsMsg_GetData(m), (size_t)len);
-            const char *id = NULL;
-            if (natsMsgHeader_Get(m, "Nats-Msg-Id", &id) == NATS_OK)
-                snprintf(g->id[g->n], sizeof g->id[0], "%s", id);
-            snprintf(g->subject[g->n], sizeof g->subject[0], "%s", natsMsg_GetSubject(m));
-            g->n++;
-            natsMsg_Ack(m, NULL);
-        }
-        int count = list.Count;
-        natsMsgList_Destroy(&list);
-        if (s != NATS_OK || count == 0) break;
-    }
-    natsSubscription_Destroy(sub);
-    js_DeleteConsumer(js, stream, durable, NULL, &jerr);
-    jsCtx_Destroy(js);
-    natsConnection_Destroy(nc);
+    natsOptions *o = plain_opts(f);
+    nats_consume(o, stream, g);
+    natsOptions_Destroy(o);
 }
 
-/* How many messages the stream holds; -1 if it does not exist. */
 static long stream_msgs(const fixture *f, const char *stream, char subjects[][64], int *nsubj)
 {
-    natsConnection *nc = NULL;
-    jsCtx *js = NULL;
-    jsStreamInfo *si = NULL;
-    jsErrCode jerr = 0;
-    check(natsConnection_ConnectTo(&nc, f->srv.url), 0, "connect");
-    check(natsConnection_JetStream(&js, nc, NULL), 0, "JetStream");
-    long n = -1;
-    if (js_GetStreamInfo(&si, js, stream, NULL, &jerr) == NATS_OK) {
-        n = (long)si->State.Msgs;
-        for (int i = 0; nsubj && i < si->Config->SubjectsLen && i < 8; i++)
-            snprintf(subjects[i], 64, "%s", si->Config->Subjects[i]);
-        if (nsubj) *nsubj = si->Config->SubjectsLen;
-        jsStreamInfo_Destroy(si);
-    }
-    jsCtx_Destroy(js);
-    natsConnection_Destroy(nc);
+    natsOptions *o = plain_opts(f);
+    long n = nats_stream_msgs(o, stream, subjects, nsubj);
+    natsOptions_Destroy(o);
     return n;
 }
 
@@ -510,7 +439,8 @@ static void test_urls(void **state)
         {"nats://h:99999", "bad bus URL 'nats://h:99999'"},
         {"nats://h:4222/path", "nothing may follow host:port but ?options"},
         {"nats://h#frag", "nothing may follow host:port but ?options"},
-        {"nats://h?color=red", "unknown option 'color' (known: stream, subjects)"},
+        {"nats://h?color=red",
+         "unknown option 'color' (known: stream, subjects, ca, cert, key, insecure)"},
         {"nats://h?stream=", "stream: '' is not a stream name"},
         {"nats://h?stream=a.b", "stream: 'a.b' is not a stream name"},
         {"nats://h?stream=A&stream=B", "stream given twice"},
