@@ -777,6 +777,21 @@ class Sagad:
             "FROM outbox WHERE saga_id = ? ORDER BY created_us", (saga_id,))
         return [dict(zip(keys, r)) for r in rows]
 
+    def outboxes(self, saga_ids):
+        """{saga id: outbox(saga id)} for many sagas: one query on a SQL store
+        (on PostgreSQL every query is a psql process)."""
+        if self.db.startswith("redis://"):
+            return {sid: self.outbox(sid) for sid in saga_ids}
+        keys = ("id", "topic", "payload", "compensation", "step_index", "status", "attempts", "target")
+        out = {sid: [] for sid in saga_ids}
+        rows = self.db_query(
+            "SELECT saga_id, id, topic, payload, compensation, step_index, status, attempts, target "
+            "FROM outbox ORDER BY created_us")
+        for r in rows:
+            if r[0] in out:
+                out[r[0]].append(dict(zip(keys, r[1:])))
+        return out
+
     # Store-neutral looks under the store (SQLite file or Redis database).
     def _redis(self):
         import contextlib

@@ -322,13 +322,14 @@ class NatsTest(unittest.TestCase):
 
         for sid in ids:  # no saga lost: each one ends, its compensation delivered
             harness.wait_until(lambda: settled(sid), 60, msg="saga %s settled" % sid)
+        boxes = sg.outboxes(ids)
         msgs = self.stream()
         mids = [m[2] for m in msgs]
         self.assertEqual(len(mids), len(set(mids)), "an event is in the stream twice")
         by_id = {m[2]: m for m in msgs}
         delivered = withdrawn_sent = 0
         for sid in ids:
-            for e in sg.outbox(sid):
+            for e in boxes[sid]:
                 if e["target"] is not None:
                     continue
                 if e["status"] == harness.EVENT_DELIVERED:
@@ -339,7 +340,7 @@ class NatsTest(unittest.TestCase):
                     # Sent, then its ack lost with the broker: in doubt, as a
                     # webhook request already sent would be.
                     withdrawn_sent += 1
-        outbox_ids = {e["id"] for sid in ids for e in sg.outbox(sid)}
+        outbox_ids = {e["id"] for sid in ids for e in boxes[sid]}
         self.assertEqual(set(by_id) - outbox_ids, set())
         sys_msg = "%d sagas, %d events delivered, %d in the stream, %d withdrawn but sent (in doubt)"
         print(sys_msg % (len(ids), delivered, len(msgs), withdrawn_sent))
