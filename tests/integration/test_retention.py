@@ -35,7 +35,9 @@ class RetentionTest(harness.SagadCase):
 
     STUB_ARGS = ("--quiet",)
     SAGAD_ARGS = ("--retention", str(RETENTION_S))
-    STEP_TIMEOUT_MS = 30000
+    # The slow saga below must stay in flight for the whole test, however
+    # slowly a loaded CI machine runs it.
+    STEP_TIMEOUT_MS = 180000
 
     def tearDown(self):
         self.stubs.config({"anonymizer": None, "tokenizer": None, "ai_model": None})
@@ -49,7 +51,7 @@ class RetentionTest(harness.SagadCase):
     def test_settled_go_parked_and_in_flight_stay(self):
         s = self.sagad
         # In flight for longer than the retention: its first step is slow.
-        slow = self.post_async({"slow": 1, "_stub": {"anonymizer": {"delay_ms": 15000}}})
+        slow = self.post_async({"slow": 1, "_stub": {"anonymizer": {"delay_ms": 120000}}})
         # A compensation refused (4xx): parked.
         parked = self.post_async({"p": 1, "_stub": {"ai_model": {"status": 400, "delay_ms": 1500}}})
         wait_until(lambda: s.get_saga(parked)["step3_status"] == "RUNNING", 10)
