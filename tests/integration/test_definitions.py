@@ -582,8 +582,10 @@ class PayloadTemplateTest(DefCase):
     def test_same_event_after_restart(self):
         # sagad dies while the event is out and unanswered: after the
         # restart the same event (id, payload, created_at) goes out again.
-        s = self.start_sagad(defs({"paid": PAID}), step_timeout_ms=10000)
-        self.stub_config({"tokenizer": {"delay_ms": 5000}})
+        # The answer is held far longer than a loaded machine needs to see
+        # the event and kill sagad.
+        s = self.start_sagad(defs({"paid": PAID}), step_timeout_ms=60000)
+        self.stub_config({"tokenizer": {"delay_ms": 30000}})
         req = dict(ORDER_REQUEST, order_id="pt-3")
         st, _, b = s.http("POST", "/sagas/paid", req, {"Prefer": "respond-async"})
         self.assertEqual(st, 202, b)
