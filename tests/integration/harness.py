@@ -556,6 +556,11 @@ def _pg_literal(v):
     return "'" + str(v).replace("'", "''") + "'"
 
 
+# The outbox columns outbox() and outboxes() hand back, in order.
+OUTBOX_KEYS = ("id", "topic", "payload", "compensation", "step_index", "status", "attempts",
+               "target")
+
+
 def pg_query(url, sql, args=()):
     """db_query for a PostgreSQL store: sql in SQLite's dialect as the tests
     write it ('?' parameters), rows as tuples with SQLite's Python types."""
@@ -755,7 +760,7 @@ class Sagad:
             con.close()
 
     def outbox(self, saga_id):
-        keys = ("id", "topic", "payload", "compensation", "step_index", "status", "attempts", "target")
+        keys = OUTBOX_KEYS
         if self.db.startswith("redis://"):
             out = []
             with self._redis() as c:
@@ -782,7 +787,7 @@ class Sagad:
         (on PostgreSQL every query is a psql process)."""
         if self.db.startswith("redis://"):
             return {sid: self.outbox(sid) for sid in saga_ids}
-        keys = ("id", "topic", "payload", "compensation", "step_index", "status", "attempts", "target")
+        keys = OUTBOX_KEYS
         out = {sid: [] for sid in saga_ids}
         rows = self.db_query(
             "SELECT saga_id, id, topic, payload, compensation, step_index, status, attempts, target "

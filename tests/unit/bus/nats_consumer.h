@@ -1,6 +1,7 @@
 /* The consumer side of the NATS bus tests: what a JetStream stream holds,
  * read back with a libnats client of the test's own (plain or TLS, as the
- * natsOptions say). Header-only; include after cmocka.h. */
+ * natsOptions say), and the acks of publishes. Header-only; include after
+ * cmocka.h. */
 #ifndef SG_TEST_NATS_CONSUMER_H
 #define SG_TEST_NATS_CONSUMER_H
 
@@ -8,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "sg/bus.h"
 
 #define MAX_GOT 64
 /* The messages of a stream, in order; data owned (got_free). */
@@ -106,6 +109,22 @@ static long nats_stream_msgs(natsOptions *opts, const char *stream, char subject
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
     return n;
+}
+
+/* A publish's acknowledgement, as the bus reports it (sg_bus_ack_cb). */
+typedef struct ack {
+    int calls;
+    sg_status st;
+    char why[512];
+} ack;
+
+static void on_ack(void *arg, sg_status st, const char *why)
+{
+    ack *a = arg;
+    a->calls++;
+    a->st = st;
+    assert_non_null(why);
+    snprintf(a->why, sizeof a->why, "%s", why);
 }
 
 #endif

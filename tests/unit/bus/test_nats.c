@@ -37,23 +37,6 @@ static sg_event_rec make_event(int i, const char *topic)
     return ev;
 }
 
-/* --------------------------------------------------------------- acks */
-
-typedef struct ack {
-    int calls;
-    sg_status st;
-    char why[512];
-} ack;
-
-static void on_ack(void *arg, sg_status st, const char *why)
-{
-    ack *a = arg;
-    a->calls++;
-    a->st = st;
-    assert_non_null(why);
-    snprintf(a->why, sizeof a->why, "%s", why);
-}
-
 static int acked(void *arg)
 {
     return ((ack *)arg)->calls > 0;

@@ -106,20 +106,6 @@ static int unhealthy(void *arg)
     return !healthy(arg);
 }
 
-typedef struct ack {
-    int calls;
-    sg_status st;
-    char why[512];
-} ack;
-
-static void on_ack(void *arg, sg_status st, const char *why)
-{
-    ack *a = arg;
-    a->calls++;
-    a->st = st;
-    snprintf(a->why, sizeof a->why, "%s", why);
-}
-
 static int attempt_failed(void *arg)
 {
     char why[512];
